@@ -1,0 +1,246 @@
+// Behaviour of the Raft core beyond the paper's text: flow control, the fast
+// back-off of nextIndex, the uncommitted-bytes cap and proposal errors.
+
+#include "raft/raft.h"
+
+#include "gtest/gtest.h"
+#include "raft/test_util.h"
+
+namespace tally::raft {
+namespace {
+
+using testing::EntriesWithTerms;
+using testing::MakeNode;
+using testing::TestNetwork;
+using testing::TestNode;
+using testing::TestOptions;
+
+const std::vector<NodeId> kThree = {1, 2, 3};
+
+// Elects node 1 of a fresh node's group by hand, leaving its messages queued.
+void ElectByHand(Raft& r) {
+  r.Campaign();
+  Message grant;
+  grant.type = MessageType::kVoteResponse;
+  grant.from = 2;
+  grant.to = r.id();
+  grant.term = r.term();
+  r.Step(grant);
+  ASSERT_EQ(r.role(), Role::kLeader);
+}
+
+// Moves follower 2 to the replicate state by acknowledging everything.
+void AckAll(Raft& r, NodeId from) {
+  Message ack;
+  ack.type = MessageType::kAppendResponse;
+  ack.from = from;
+  ack.to = r.id();
+  ack.term = r.term();
+  ack.index = r.log().LastIndex();
+  r.Step(ack);
+}
+
+size_t CountAppendsTo(const std::vector<Message>& msgs, NodeId to) {
+  size_t n = 0;
+  for (const Message& m : msgs) {
+    n += m.type == MessageType::kAppend && m.to == to && !m.entries.empty();
+  }
+  return n;
+}
+
+TEST(RaftTest, ProposalWithoutLeaderFailsWithClearStatus) {
+  TestNode n = MakeNode(1, kThree);
+  absl::StatusOr<Index> index = n.raft->Propose("x");
+  ASSERT_FALSE(index.ok());
+  EXPECT_TRUE(absl::IsUnavailable(index.status()));
+  EXPECT_NE(index.status().message().find("knows of no leader"),
+            std::string::npos)
+      << index.status();
+  EXPECT_EQ(n.raft->log().LastIndex(), 0u);  // nothing appended
+}
+
+TEST(RaftTest, ProposalOnFollowerNamesTheLeader) {
+  TestNetwork net(kThree);
+  net.Campaign(1);
+  absl::StatusOr<Index> index = net.node(2).Propose("x");
+  ASSERT_TRUE(absl::IsUnavailable(index.status()));
+  EXPECT_NE(index.status().message().find("leader is node 1"),
+            std::string::npos)
+      << index.status();
+}
+
+TEST(RaftTest, SingleNodeCommitsAtOnce) {
+  TestNode n = MakeNode(1, {1});
+  Raft& r = *n.raft;
+  r.Campaign();
+  ASSERT_EQ(r.role(), Role::kLeader);
+  ASSERT_TRUE(r.Propose("x").ok());
+  EXPECT_EQ(r.log().committed(), 2u);
+}
+
+TEST(RaftTest, InflightWindowLimitsMessageCount) {
+  TestOptions opts;
+  opts.max_inflight_msgs = 3;
+  TestNode n = MakeNode(1, kThree, opts);
+  Raft& r = *n.raft;
+  ElectByHand(r);
+  AckAll(r, 2);
+  r.TakeMessages();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(r.Propose("x").ok());
+  EXPECT_EQ(CountAppendsTo(r.TakeMessages(), 2), 3u);
+  EXPECT_TRUE(r.progress(2)->IsPaused());
+  // An acknowledgement of the first frees one slot; the leader then sends the
+  // rest in one message.
+  Message ack;
+  ack.type = MessageType::kAppendResponse;
+  ack.from = 2;
+  ack.to = 1;
+  ack.term = r.term();
+  ack.index = r.progress(2)->match() + 1;
+  r.Step(ack);
+  std::vector<Message> out = r.TakeMessages();
+  EXPECT_EQ(CountAppendsTo(out, 2), 1u);
+}
+
+TEST(RaftTest, InflightWindowLimitsBytes) {
+  TestOptions opts;
+  opts.max_inflight_bytes = 1000;
+  opts.max_size_per_msg = 1;  // one entry per message
+  TestNode n = MakeNode(1, kThree, opts);
+  Raft& r = *n.raft;
+  ElectByHand(r);
+  AckAll(r, 2);
+  r.TakeMessages();
+  const std::string payload(300, 'p');
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(r.Propose(payload).ok());
+  // 300 bytes + overhead each: the fourth message reaches 1000 bytes.
+  EXPECT_EQ(CountAppendsTo(r.TakeMessages(), 2), 4u);
+  EXPECT_TRUE(r.progress(2)->IsPaused());
+}
+
+TEST(RaftTest, ProbeSendsOneAppendUntilAnswered) {
+  TestNode n = MakeNode(1, kThree);
+  Raft& r = *n.raft;
+  ElectByHand(r);
+  r.TakeMessages();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(r.Propose("x").ok());
+  // Follower 3 never answered: it is probed, so it got nothing more since the
+  // first append (sent when the leader was elected).
+  EXPECT_EQ(r.progress(3)->state(), Progress::State::kProbe);
+  EXPECT_EQ(CountAppendsTo(r.TakeMessages(), 3), 0u);
+  // A heartbeat response unpauses the probe.
+  Message hb;
+  hb.type = MessageType::kHeartbeatResponse;
+  hb.from = 3;
+  hb.to = 1;
+  hb.term = r.term();
+  r.Step(hb);
+  EXPECT_EQ(CountAppendsTo(r.TakeMessages(), 3), 1u);
+}
+
+TEST(RaftTest, FastBackoffSkipsAWholeTermPerRoundTrip) {
+  // After 10 agreed entries of term 1, the leader has 5 entries of term 3 and
+  // the follower 100 of term 2. With the conflict hint, one rejection is
+  // enough to find the match point, instead of one round trip per entry.
+  std::vector<Term> leader_terms(10, 1);
+  leader_terms.resize(15, 3);
+  std::vector<Term> follower_terms(10, 1);
+  follower_terms.resize(110, 2);
+  TestNetwork net(kThree);
+  net.Set(1, MakeNode(1, kThree, {}, EntriesWithTerms(leader_terms),
+                      HardState{3, kNoNode, 0}));
+  net.Set(2, MakeNode(2, kThree, {}, EntriesWithTerms(follower_terms),
+                      HardState{3, kNoNode, 0}));
+  net.Set(3, MakeNode(3, kThree, {}, {}, HardState{3, kNoNode, 0}));
+  Raft& leader = net.node(1);
+  leader.Campaign();
+  size_t rejections_from_2 = 0;
+  for (int round = 0; round < 50; ++round) {
+    std::vector<Message> msgs = leader.TakeMessages();
+    if (msgs.empty()) break;
+    for (const Message& m : msgs) {
+      Raft& to = net.node(m.to);
+      to.Step(m);
+      for (const Message& resp : to.TakeMessages()) {
+        rejections_from_2 += resp.from == 2 && resp.reject &&
+                             resp.type == MessageType::kAppendResponse;
+        leader.Step(resp);
+      }
+    }
+  }
+  ASSERT_EQ(leader.role(), Role::kLeader);
+  EXPECT_EQ(net.node(2).log().LastIndex(), leader.log().LastIndex());
+  EXPECT_EQ(net.node(2).log().TermAt(15), 3u);
+  EXPECT_EQ(rejections_from_2, 1u);
+}
+
+TEST(RaftTest, UncommittedBytesCapRejectsProposals) {
+  TestOptions opts;
+  opts.max_uncommitted_entries_size = 1000;
+  TestNode n = MakeNode(1, kThree, opts);
+  Raft& r = *n.raft;
+  ElectByHand(r);
+  const std::string payload(400, 'p');
+  ASSERT_TRUE(r.Propose(payload).ok());
+  ASSERT_TRUE(r.Propose(payload).ok());
+  const Index last = r.log().LastIndex();
+  absl::StatusOr<Index> third = r.Propose(payload);
+  EXPECT_TRUE(absl::IsResourceExhausted(third.status())) << third.status();
+  EXPECT_EQ(r.log().LastIndex(), last);  // nothing appended
+  // Applying the entries frees the budget.
+  r.ReduceUncommittedSize(r.log().Slice(1, last + 1, UINT64_MAX));
+  EXPECT_TRUE(r.Propose(payload).ok());
+}
+
+TEST(RaftTest, OneProposalIsAdmittedEvenIfLargerThanTheCap) {
+  TestOptions opts;
+  opts.max_uncommitted_entries_size = 10;
+  TestNode n = MakeNode(1, kThree, opts);
+  ElectByHand(*n.raft);
+  EXPECT_TRUE(n.raft->Propose(std::string(100, 'p')).ok());
+}
+
+TEST(RaftTest, StaleLeaderLearnsNewTermFromAppendResponse) {
+  TestOptions opts;
+  opts.pre_vote = true;
+  TestNode n = MakeNode(2, kThree, opts, {}, HardState{5, kNoNode, 0});
+  Message app;
+  app.type = MessageType::kAppend;
+  app.from = 1;
+  app.to = 2;
+  app.term = 3;
+  n.raft->Step(app);
+  std::vector<Message> out = n.raft->TakeMessages();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].type, MessageType::kAppendResponse);
+  EXPECT_EQ(out[0].term, 5u);
+}
+
+TEST(RaftTest, CreateRejectsCommitPastLog) {
+  MemoryStorage storage(ConfState{{1, 2, 3}});
+  storage.SetHardState(HardState{1, kNoNode, 5});
+  util::SeededRandom random(1);
+  Config c;
+  c.id = 1;
+  c.storage = &storage;
+  c.random = &random;
+  absl::StatusOr<std::unique_ptr<Raft>> r = Raft::Create(c);
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+}
+
+TEST(RaftTest, ConfigValidationNamesTheProblem) {
+  MemoryStorage storage(ConfState{{1}});
+  util::SeededRandom random(1);
+  Config c;
+  c.id = 1;
+  c.storage = &storage;
+  c.random = &random;
+  c.election_tick = 1;
+  c.heartbeat_tick = 1;
+  absl::Status s = c.Validate();
+  EXPECT_TRUE(absl::IsInvalidArgument(s));
+  EXPECT_NE(s.message().find("election_tick"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tally::raft
