@@ -59,16 +59,19 @@ absl::StatusOr<std::string> InteractionEnv::Dispatch(
     }
     return out.empty() ? "ok" : absl::StrJoin(out, "\n");
   }
-  if (args.empty()) return absl::InvalidArgumentError(command + " needs a node id");
+  if (args.empty())
+    return absl::InvalidArgumentError(command + " needs a node id");
   ASSIGN_OR_RETURN(const NodeId id, ParseNumber(args[0]));
-  if (!nodes_.count(id)) return absl::NotFoundError(absl::StrCat("no node ", id));
+  if (!nodes_.count(id))
+    return absl::NotFoundError(absl::StrCat("no node ", id));
   RawNode& raw = *nodes_.at(id).raw;
   if (command == "campaign") {
     raw.Campaign();
     return "ok";
   }
   if (command == "propose") {
-    if (args.size() != 2) return absl::InvalidArgumentError("usage: propose ID DATA");
+    if (args.size() != 2)
+      return absl::InvalidArgumentError("usage: propose ID DATA");
     absl::StatusOr<Index> index = raw.Propose(args[1]);
     if (!index.ok()) return index.status().ToString();
     return absl::StrCat("index=", *index);
@@ -139,8 +142,8 @@ std::string InteractionEnv::ProcessReady(NodeId id) {
   Ready rd = n.raw->GetReady();
   std::vector<std::string> lines;
   if (rd.soft_state) {
-    lines.push_back(absl::StrCat("Lead:", rd.soft_state->lead, " Role:",
-                                 RoleName(rd.soft_state->role)));
+    lines.push_back(absl::StrCat("Lead:", rd.soft_state->lead,
+                                 " Role:", RoleName(rd.soft_state->role)));
   }
   if (rd.hard_state) {
     const HardState& hs = *rd.hard_state;
@@ -233,10 +236,9 @@ absl::StatusOr<std::string> InteractionEnv::Partition(
 
 std::string InteractionEnv::Status(NodeId id) const {
   const Raft& r = nodes_.at(id).raw->raft();
-  std::string out = absl::StrCat(RoleName(r.role()), " term=", r.term(),
-                                 " lead=", r.lead(),
-                                 " commit=", r.log().committed(),
-                                 " last=", r.log().LastIndex());
+  std::string out = absl::StrCat(
+      RoleName(r.role()), " term=", r.term(), " lead=", r.lead(),
+      " commit=", r.log().committed(), " last=", r.log().LastIndex());
   if (r.role() == Role::kLeader) {
     for (NodeId v : r.voters()) {
       if (v == id) continue;
@@ -253,7 +255,8 @@ std::string InteractionEnv::Log(NodeId id) const {
       n.storage->Entries(1, n.storage->LastIndex() + 1, UINT64_MAX);
   std::vector<std::string> es;
   for (const Entry& e : *stored) es.push_back(Describe(e));
-  lines.push_back("stored: " + (es.empty() ? "(empty)" : absl::StrJoin(es, ", ")));
+  lines.push_back("stored: " +
+                  (es.empty() ? "(empty)" : absl::StrJoin(es, ", ")));
   lines.push_back(absl::StrCat("applied: ", n.applied.size(), " entries"));
   return absl::StrJoin(lines, "\n");
 }
@@ -267,7 +270,8 @@ absl::StatusOr<std::vector<NodeId>> InteractionEnv::Ids(
   }
   for (const std::string& a : args) {
     ASSIGN_OR_RETURN(const NodeId id, ParseNumber(a));
-    if (!nodes_.count(id)) return absl::NotFoundError(absl::StrCat("no node ", id));
+    if (!nodes_.count(id))
+      return absl::NotFoundError(absl::StrCat("no node ", id));
     ids.push_back(id);
   }
   return ids;

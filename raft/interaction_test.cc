@@ -33,8 +33,8 @@ namespace tally::raft::testing {
 namespace {
 
 struct Case {
-  int line = 0;            // of the command, 1-based
-  std::string command;     // the command line as written
+  int line = 0;         // of the command, 1-based
+  std::string command;  // the command line as written
   std::string expected;
 };
 
@@ -66,7 +66,8 @@ bool ParseScript(const std::string& path, Script* script, std::string* error) {
     c.line = static_cast<int>(i) + 1;
     c.command = l;
     if (i + 1 >= lines.size() || lines[i + 1] != "----") {
-      *error = path + ":" + std::to_string(c.line) + ": expected ---- after command";
+      *error =
+          path + ":" + std::to_string(c.line) + ": expected ---- after command";
       return false;
     }
     i += 2;
@@ -98,7 +99,8 @@ int RunScript(const std::string& path, const Script& script, bool report,
       ++failed;
       if (!report) continue;
       std::cerr << path << ":" << c.line << ": " << c.command
-                << "\n--- expected\n" << c.expected << "\n--- actual\n"
+                << "\n--- expected\n"
+                << c.expected << "\n--- actual\n"
                 << out << "\n\n";
     }
   }
@@ -133,14 +135,16 @@ int Main(int argc, char** argv) {
     }
   }
   if (dir.empty()) {
-    std::cerr << "usage: raft_interaction_test --testdata=DIR [--rewrite] [FILE...]\n";
+    std::cerr << "usage: raft_interaction_test --testdata=DIR [--rewrite] "
+                 "[FILE...]\n";
     return 2;
   }
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() != ".txt") continue;
     const std::string name = entry.path().filename().string();
-    if (only.empty() || std::find(only.begin(), only.end(), name) != only.end()) {
+    if (only.empty() ||
+        std::find(only.begin(), only.end(), name) != only.end()) {
       files.push_back(entry.path().string());
     }
   }

@@ -8,7 +8,9 @@ namespace {
 
 using testing::EntriesWithTerms;
 
-Entry E(Index index, Term term) { return Entry{term, index, EntryType::kNormal, {}}; }
+Entry E(Index index, Term term) {
+  return Entry{term, index, EntryType::kNormal, {}};
+}
 
 std::vector<Term> Terms(const RaftLog& log) {
   std::vector<Term> out;

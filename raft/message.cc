@@ -12,24 +12,36 @@ uint64_t EntriesSize(const std::vector<Entry>& entries) {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kFollower: return "Follower";
-    case Role::kPreCandidate: return "PreCandidate";
-    case Role::kCandidate: return "Candidate";
-    case Role::kLeader: return "Leader";
+    case Role::kFollower:
+      return "Follower";
+    case Role::kPreCandidate:
+      return "PreCandidate";
+    case Role::kCandidate:
+      return "Candidate";
+    case Role::kLeader:
+      return "Leader";
   }
   return "?";
 }
 
 const char* MessageTypeName(MessageType type) {
   switch (type) {
-    case MessageType::kAppend: return "Append";
-    case MessageType::kAppendResponse: return "AppendResp";
-    case MessageType::kVote: return "Vote";
-    case MessageType::kVoteResponse: return "VoteResp";
-    case MessageType::kPreVote: return "PreVote";
-    case MessageType::kPreVoteResponse: return "PreVoteResp";
-    case MessageType::kHeartbeat: return "Heartbeat";
-    case MessageType::kHeartbeatResponse: return "HeartbeatResp";
+    case MessageType::kAppend:
+      return "Append";
+    case MessageType::kAppendResponse:
+      return "AppendResp";
+    case MessageType::kVote:
+      return "Vote";
+    case MessageType::kVoteResponse:
+      return "VoteResp";
+    case MessageType::kPreVote:
+      return "PreVote";
+    case MessageType::kPreVoteResponse:
+      return "PreVoteResp";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatResponse:
+      return "HeartbeatResp";
   }
   return "?";
 }
@@ -62,8 +74,8 @@ std::string Describe(const Message& m) {
       break;
     case MessageType::kAppendResponse:
       if (m.reject) {
-        absl::StrAppend(&out, " reject index=", m.index, " hint=",
-                        m.reject_hint, "/", m.log_term);
+        absl::StrAppend(&out, " reject index=", m.index,
+                        " hint=", m.reject_hint, "/", m.log_term);
       } else {
         absl::StrAppend(&out, " index=", m.index);
       }

@@ -9,13 +9,13 @@
 namespace tally::raft {
 
 enum class MessageType : uint8_t {
-  kAppend,             // AppendEntries RPC (§5.3)
+  kAppend,  // AppendEntries RPC (§5.3)
   kAppendResponse,
-  kVote,               // RequestVote RPC (§5.2)
+  kVote,  // RequestVote RPC (§5.2)
   kVoteResponse,
-  kPreVote,            // PreVote (dissertation §9.6)
+  kPreVote,  // PreVote (dissertation §9.6)
   kPreVoteResponse,
-  kHeartbeat,          // empty AppendEntries, sent on the heartbeat timer
+  kHeartbeat,  // empty AppendEntries, sent on the heartbeat timer
   kHeartbeatResponse,
 };
 const char* MessageTypeName(MessageType type);

@@ -34,14 +34,18 @@ void Inflights::Reset() {
 }
 
 bool Inflights::Full() const {
-  return entries_.size() >= max_count_ || (max_bytes_ > 0 && bytes_ >= max_bytes_);
+  return entries_.size() >= max_count_ ||
+         (max_bytes_ > 0 && bytes_ >= max_bytes_);
 }
 
 const char* ProgressStateName(Progress::State state) {
   switch (state) {
-    case Progress::State::kProbe: return "probe";
-    case Progress::State::kReplicate: return "replicate";
-    case Progress::State::kSnapshot: return "snapshot";
+    case Progress::State::kProbe:
+      return "probe";
+    case Progress::State::kReplicate:
+      return "replicate";
+    case Progress::State::kSnapshot:
+      return "snapshot";
   }
   return "?";
 }
@@ -126,9 +130,12 @@ void Progress::OnHeartbeatResponse() {
 
 bool Progress::IsPaused() const {
   switch (state_) {
-    case State::kProbe: return probe_sent_;
-    case State::kReplicate: return inflights_.Full();
-    case State::kSnapshot: return true;
+    case State::kProbe:
+      return probe_sent_;
+    case State::kReplicate:
+      return inflights_.Full();
+    case State::kSnapshot:
+      return true;
   }
   return true;
 }

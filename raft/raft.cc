@@ -18,14 +18,14 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config) {
   std::unique_ptr<Raft> r(new Raft(config));
   const HardState& hs = state->hard_state;
   if (hs.commit > r->log_.LastIndex()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stored commit index ", hs.commit, " is past the last log index ",
-        r->log_.LastIndex()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stored commit index ", hs.commit,
+                     " is past the last log index ", r->log_.LastIndex()));
   }
   if (config.applied > hs.commit && config.applied > r->log_.committed()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "applied index ", config.applied, " is past the commit index ",
-        hs.commit));
+    return absl::InvalidArgumentError(
+        absl::StrCat("applied index ", config.applied,
+                     " is past the commit index ", hs.commit));
   }
   r->voters_ = state->conf_state.voters;
   std::sort(r->voters_.begin(), r->voters_.end());
@@ -100,10 +100,10 @@ void Raft::BecomeLeader() {
   role_ = Role::kLeader;
   const Index last = log_.LastIndex();
   for (NodeId v : voters_) {
-    Progress& pr = progress_
-                       .try_emplace(v, last + 1, max_inflight_msgs_,
-                                    max_inflight_bytes_)
-                       .first->second;
+    Progress& pr =
+        progress_
+            .try_emplace(v, last + 1, max_inflight_msgs_, max_inflight_bytes_)
+            .first->second;
     if (v == id_) {
       pr.MaybeUpdate(last);
       pr.BecomeReplicate();
@@ -264,10 +264,16 @@ void Raft::Step(const Message& m) {
       break;
   }
   switch (role_) {
-    case Role::kLeader: StepLeader(m); break;
+    case Role::kLeader:
+      StepLeader(m);
+      break;
     case Role::kPreCandidate:
-    case Role::kCandidate: StepCandidate(m); break;
-    case Role::kFollower: StepFollower(m); break;
+    case Role::kCandidate:
+      StepCandidate(m);
+      break;
+    case Role::kFollower:
+      StepFollower(m);
+      break;
   }
 }
 
@@ -286,14 +292,14 @@ bool Raft::StepTerm(const Message& m) {
     if (m.type == MessageType::kPreVoteResponse && !m.reject) {
       return true;  // our own future term, granted
     }
-    const bool from_leader = m.type == MessageType::kAppend ||
-                             m.type == MessageType::kHeartbeat;
+    const bool from_leader =
+        m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat;
     BecomeFollower(m.term, from_leader ? m.from : kNoNode);
     return true;
   }
   if (m.term < term_) {
-    if ((check_quorum_ || pre_vote_) && (m.type == MessageType::kAppend ||
-                                         m.type == MessageType::kHeartbeat)) {
+    if ((check_quorum_ || pre_vote_) &&
+        (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat)) {
       // A stale leader, perhaps back from a partition. With pre-vote or
       // check-quorum it may never learn the new term from a vote request,
       // so tell it.
@@ -321,9 +327,14 @@ void Raft::StepLeader(const Message& m) {
   Progress& pr = it->second;
   pr.set_recent_active(true);
   switch (m.type) {
-    case MessageType::kAppendResponse: HandleAppendResponse(m, pr); break;
-    case MessageType::kHeartbeatResponse: HandleHeartbeatResponse(m, pr); break;
-    default: break;  // vote responses from a finished election, etc.
+    case MessageType::kAppendResponse:
+      HandleAppendResponse(m, pr);
+      break;
+    case MessageType::kHeartbeatResponse:
+      HandleHeartbeatResponse(m, pr);
+      break;
+    default:
+      break;  // vote responses from a finished election, etc.
   }
 }
 
@@ -385,8 +396,8 @@ void Raft::HandleAppendEntries(const Message& m) {
   }
   // Reject, with a hint that lets the leader skip a whole term of
   // mismatching entries per round trip instead of one entry.
-  const Index hint = log_.FindConflictByTerm(
-      std::min(m.index, log_.LastIndex()), m.log_term);
+  const Index hint =
+      log_.FindConflictByTerm(std::min(m.index, log_.LastIndex()), m.log_term);
   resp.reject = true;
   resp.index = m.index;
   resp.reject_hint = hint;
@@ -488,8 +499,8 @@ absl::Status Raft::AppendEntries(std::vector<Entry> entries) {
   if (max_uncommitted_size_ > 0 && uncommitted_size_ > 0 &&
       uncommitted_size_ + payload > max_uncommitted_size_) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "too many uncommitted bytes at the leader (", uncommitted_size_,
-        " + ", payload, " > ", max_uncommitted_size_, "); retry later"));
+        "too many uncommitted bytes at the leader (", uncommitted_size_, " + ",
+        payload, " > ", max_uncommitted_size_, "); retry later"));
   }
   uncommitted_size_ += payload;
   Index index = log_.LastIndex();
@@ -558,7 +569,8 @@ void Raft::ReduceUncommittedSize(const std::vector<Entry>& applied) {
   if (role_ != Role::kLeader) return;
   uint64_t payload = 0;
   for (const Entry& e : applied) payload += e.data.size();
-  uncommitted_size_ = payload > uncommitted_size_ ? 0 : uncommitted_size_ - payload;
+  uncommitted_size_ =
+      payload > uncommitted_size_ ? 0 : uncommitted_size_ - payload;
 }
 
 }  // namespace tally::raft

@@ -270,8 +270,8 @@ TEST(RaftPaperTest, FollowerRejectsAppendWithoutMatchingPrevious) {
     Term prev_term;
     Index prev_index;
     bool reject;
-  } cases[] = {{0, 0, false}, {1, 1, false}, {2, 2, false},
-               {1, 2, true},  {3, 3, true}};
+  } cases[] = {
+      {0, 0, false}, {1, 1, false}, {2, 2, false}, {1, 2, true}, {3, 3, true}};
   for (const Case& c : cases) {
     TestNode n = MakeNode(1, kThree, {}, EntriesWithTerms({1, 2}),
                           HardState{2, kNoNode, 0});
@@ -297,7 +297,9 @@ TEST(RaftPaperTest, FollowerReplacesConflictingSuffix) {
     std::vector<Term> want_terms;
   } cases[] = {
       {2, 2, {{3, 3, EntryType::kNormal, {}}}, {1, 2, 3}},
-      {1, 1, {{3, 2, EntryType::kNormal, {}}, {4, 3, EntryType::kNormal, {}}},
+      {1,
+       1,
+       {{3, 2, EntryType::kNormal, {}}, {4, 3, EntryType::kNormal, {}}},
        {1, 3, 4}},
       {0, 0, {{1, 1, EntryType::kNormal, {}}}, {1, 2}},
       {0, 0, {{3, 1, EntryType::kNormal, {}}}, {3}},
@@ -326,12 +328,12 @@ TEST(RaftPaperTest, FollowerReplacesConflictingSuffix) {
 TEST(RaftPaperTest, LeaderBringsEveryFigure7FollowerInSync) {
   const std::vector<Term> leader_terms = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6};
   const std::vector<std::vector<Term>> followers = {
-      {1, 1, 1, 4, 4, 5, 5, 6, 6},                    // (a)
-      {1, 1, 1, 4},                                   // (b)
-      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6},              // (c)
-      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7},           // (d)
-      {1, 1, 1, 4, 4, 4, 4},                          // (e)
-      {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3},              // (f)
+      {1, 1, 1, 4, 4, 5, 5, 6, 6},           // (a)
+      {1, 1, 1, 4},                          // (b)
+      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6},     // (c)
+      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7},  // (d)
+      {1, 1, 1, 4, 4, 4, 4},                 // (e)
+      {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3},     // (f)
   };
   for (size_t f = 0; f < followers.size(); ++f) {
     TestNetwork net(kThree);
@@ -437,7 +439,7 @@ TEST(RaftPaperTest, PreVoteKeepsRejoiningNodeFromDisruptingLeader) {
   net.Campaign(1);
   ASSERT_EQ(net.node(1).role(), Role::kLeader);
   net.Isolate(3);
-  ASSERT_TRUE(net.Propose(1, "x").ok());  // node 3 falls behind
+  ASSERT_TRUE(net.Propose(1, "x").ok());        // node 3 falls behind
   for (int i = 0; i < 5; ++i) net.Campaign(3);  // times out again and again
   EXPECT_EQ(net.node(3).term(), 1u);
   net.Recover();

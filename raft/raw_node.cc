@@ -24,10 +24,6 @@ absl::Status RawNode::Step(const Message& m) {
     return absl::InvalidArgumentError(absl::StrCat(
         "message for node ", m.to, " delivered to node ", raft_->id()));
   }
-  if (m.term == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("message from node ", m.from, " carries no term"));
-  }
   raft_->Step(m);
   return absl::OkStatus();
 }
@@ -35,9 +31,8 @@ absl::Status RawNode::Step(const Message& m) {
 bool RawNode::HasReady() const {
   const Raft& r = *raft_;
   return r.soft_state() != prev_soft_state_ ||
-         r.hard_state() != prev_hard_state_ ||
-         r.HasMessages() || r.log().HasUnstableEntries() ||
-         r.log().HasNextCommittedEntries();
+         r.hard_state() != prev_hard_state_ || r.HasMessages() ||
+         r.log().HasUnstableEntries() || r.log().HasNextCommittedEntries();
 }
 
 Ready RawNode::GetReady() {

@@ -33,8 +33,8 @@ struct Ready {
   std::vector<Entry> committed_entries;
 
   bool Empty() const {
-    return !soft_state && !hard_state && entries.empty() &&
-           messages.empty() && committed_entries.empty();
+    return !soft_state && !hard_state && entries.empty() && messages.empty() &&
+           committed_entries.empty();
   }
 };
 
@@ -64,7 +64,7 @@ class RawNode {
   // Starts an election now (pre-vote first when enabled).
   void Campaign() { raft_->Campaign(); }
   // Hands the node a message received from a peer. INVALID_ARGUMENT if it is
-  // addressed to another node or carries no term (nothing is changed then).
+  // addressed to another node (nothing is changed then).
   absl::Status Step(const Message& m);
   // Proposes data as a new log entry and returns the index it will commit at,
   // if it commits: a later leader may overwrite it, so the application must

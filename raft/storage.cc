@@ -25,8 +25,8 @@ Index MemoryStorage::LastIndex() const {
 absl::StatusOr<Term> MemoryStorage::TermAt(Index i) const {
   const Index offset = entries_[0].index;
   if (i < offset) {
-    return absl::OutOfRangeError(
-        absl::StrCat("entry ", i, " is compacted (first kept: ", offset + 1, ")"));
+    return absl::OutOfRangeError(absl::StrCat(
+        "entry ", i, " is compacted (first kept: ", offset + 1, ")"));
   }
   if (i > LastIndex()) {
     return absl::InvalidArgumentError(
@@ -39,12 +39,13 @@ absl::StatusOr<std::vector<Entry>> MemoryStorage::Entries(
     Index lo, Index hi, uint64_t max_bytes) const {
   const Index offset = entries_[0].index;
   if (lo <= offset) {
-    return absl::OutOfRangeError(
-        absl::StrCat("entry ", lo, " is compacted (first kept: ", offset + 1, ")"));
+    return absl::OutOfRangeError(absl::StrCat(
+        "entry ", lo, " is compacted (first kept: ", offset + 1, ")"));
   }
   if (hi > LastIndex() + 1 || lo > hi) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "entries [", lo, ", ", hi, ") out of bounds, last index ", LastIndex()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("entries [", lo, ", ", hi, ") out of bounds, last index ",
+                     LastIndex()));
   }
   std::vector<Entry> out;
   uint64_t bytes = 0;

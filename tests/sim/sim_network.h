@@ -1,0 +1,65 @@
+#ifndef TALLY_TESTS_SIM_SIM_NETWORK_H_
+#define TALLY_TESTS_SIM_SIM_NETWORK_H_
+
+#include <cstdint>
+#include <queue>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "raft/message.h"
+#include "util/random.h"
+
+namespace tally::sim {
+
+// Fault rates of one run, drawn from its seed (swarm testing: each run
+// stresses a different mix).
+struct NetworkFaults {
+  double drop = 0;       // probability a message is lost
+  double duplicate = 0;  // probability a message is delivered twice
+  int max_delay = 1;     // delay in ticks, uniform in [1, max_delay]
+};
+
+// A simulated network: messages wait a random delay, may be lost or
+// duplicated, are delivered in random order among those due, and never cross
+// a cut link. Links can be cut one way only.
+//
+// Thread safety: not thread-safe.
+class SimNetwork {
+ public:
+  SimNetwork(util::SeededRandom* random, NetworkFaults faults)
+      : random_(random), faults_(faults) {}
+
+  void Send(const raft::Message& m, uint64_t now);
+  // Removes and returns the messages due at `now` that may be delivered, in
+  // a random order. Messages over links cut at delivery time are lost.
+  std::vector<raft::Message> TakeDue(uint64_t now);
+
+  void Cut(raft::NodeId from, raft::NodeId to) { cut_.insert({from, to}); }
+  void Heal() { cut_.clear(); }
+  bool has_cuts() const { return !cut_.empty(); }
+  // Stop injecting drops, duplicates and long delays (the liveness phase).
+  void SetReliable() { faults_ = NetworkFaults{}; }
+  size_t in_flight() const { return queue_.size(); }
+
+ private:
+  struct InFlight {
+    uint64_t deliver_at;
+    uint64_t order;  // random tie-break among messages due together
+    raft::Message msg;
+    bool operator>(const InFlight& o) const {
+      return deliver_at != o.deliver_at ? deliver_at > o.deliver_at
+                                        : order > o.order;
+    }
+  };
+
+  util::SeededRandom* random_;
+  NetworkFaults faults_;
+  std::priority_queue<InFlight, std::vector<InFlight>, std::greater<>> queue_;
+  std::set<std::pair<raft::NodeId, raft::NodeId>> cut_;
+};
+
+}  // namespace tally::sim
+
+#endif  // TALLY_TESTS_SIM_SIM_NETWORK_H_
