@@ -155,9 +155,7 @@ void Simulation::Boot(Node& n) {
   for (int i = 1; i <= plan_.nodes; ++i) voters.push_back(i);
   n.storage = std::make_unique<raft::MemoryStorage>(raft::ConfState{voters});
   n.storage->Append(n.disk.entries());
-  raft::HardState hs = n.disk.hard_state();
-  // A commit index may be durable past the entries a faulty disk kept.
-  hs.commit = std::min<Index>(hs.commit, n.storage->LastIndex());
+  const raft::HardState& hs = n.disk.hard_state();
   n.storage->SetHardState(hs);
   n.random = std::make_unique<util::SeededRandom>(random_.Next());
   raft::Config c;
