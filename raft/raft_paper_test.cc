@@ -14,27 +14,19 @@ namespace tally::raft {
 namespace {
 
 using testing::EntriesWithTerms;
+using testing::kThree;
 using testing::MakeNode;
+using testing::Msg;
+using testing::StepAndTake;
 using testing::TestNetwork;
 using testing::TestNode;
 using testing::TestOptions;
 
-const std::vector<NodeId> kThree = {1, 2, 3};
-
 std::vector<Message> Take(Raft& r) { return r.TakeMessages(); }
-
-Message Msg(MessageType type, NodeId from, NodeId to, Term term) {
-  Message m;
-  m.type = type;
-  m.from = from;
-  m.to = to;
-  m.term = term;
-  return m;
-}
 
 // Makes node 1 of `voters` the leader of term 1, with its no-op committed.
 TestNetwork ElectedNetwork(std::vector<NodeId> voters = kThree) {
-  TestNetwork net(voters);
+  TestNetwork net(std::move(voters));
   net.Campaign(1);
   return net;
 }
@@ -163,8 +155,8 @@ TEST(RaftPaperTest, VotesForAtMostOneCandidatePerTerm) {
   for (const Case& c : cases) {
     TestNode n = MakeNode(1, kThree, {}, {}, HardState{1, c.voted, 0});
     Raft& r = *n.raft;
-    r.Step(Msg(MessageType::kVote, c.candidate, 1, 1));
-    std::vector<Message> out = Take(r);
+    std::vector<Message> out =
+        StepAndTake(r, Msg(MessageType::kVote, c.candidate, 1, 1));
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].type, MessageType::kVoteResponse);
     EXPECT_EQ(out[0].reject, c.reject)
@@ -279,8 +271,7 @@ TEST(RaftPaperTest, FollowerRejectsAppendWithoutMatchingPrevious) {
     Message m = Msg(MessageType::kAppend, 2, 1, 2);
     m.index = c.prev_index;
     m.log_term = c.prev_term;
-    r.Step(m);
-    std::vector<Message> out = Take(r);
+    std::vector<Message> out = StepAndTake(r, m);
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].reject, c.reject) << "prev=" << c.prev_index;
   }
@@ -374,8 +365,7 @@ TEST(RaftPaperTest, VotesOnlyForCandidateWithUpToDateLog) {
     Message m = Msg(MessageType::kVote, 2, 1, 4);
     m.log_term = c.last_term;
     m.index = c.last_index;
-    r.Step(m);
-    std::vector<Message> out = Take(r);
+    std::vector<Message> out = StepAndTake(r, m);
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].reject, c.reject)
         << "last=" << c.last_index << "/" << c.last_term;

@@ -10,7 +10,6 @@
 
 namespace tally::raft {
 
-
 void Raft::HandleAppendEntries(const Message& m) {
   Message resp;
   resp.type = MessageType::kAppendResponse;

@@ -10,32 +10,25 @@ namespace tally::raft {
 namespace {
 
 using testing::EntriesWithTerms;
+using testing::kThree;
 using testing::MakeNode;
+using testing::Msg;
+using testing::StepAndTake;
 using testing::TestNetwork;
 using testing::TestNode;
 using testing::TestOptions;
 
-const std::vector<NodeId> kThree = {1, 2, 3};
-
 // Elects node 1 of a fresh node's group by hand, leaving its messages queued.
 void ElectByHand(Raft& r) {
   r.Campaign();
-  Message grant;
-  grant.type = MessageType::kVoteResponse;
-  grant.from = 2;
-  grant.to = r.id();
-  grant.term = r.term();
+  Message grant = Msg(MessageType::kVoteResponse, 2, r.id(), r.term());
   r.Step(grant);
   ASSERT_EQ(r.role(), Role::kLeader);
 }
 
 // Moves follower 2 to the replicate state by acknowledging everything.
 void AckAll(Raft& r, NodeId from) {
-  Message ack;
-  ack.type = MessageType::kAppendResponse;
-  ack.from = from;
-  ack.to = r.id();
-  ack.term = r.term();
+  Message ack = Msg(MessageType::kAppendResponse, from, r.id(), r.term());
   ack.index = r.log().LastIndex();
   r.Step(ack);
 }
@@ -91,11 +84,7 @@ TEST(RaftTest, InflightWindowLimitsMessageCount) {
   EXPECT_TRUE(r.progress(2)->IsPaused());
   // An acknowledgement of the first frees one slot; the leader then sends the
   // rest in one message.
-  Message ack;
-  ack.type = MessageType::kAppendResponse;
-  ack.from = 2;
-  ack.to = 1;
-  ack.term = r.term();
+  Message ack = Msg(MessageType::kAppendResponse, 2, 1, r.term());
   ack.index = r.progress(2)->match() + 1;
   r.Step(ack);
   std::vector<Message> out = r.TakeMessages();
@@ -129,11 +118,7 @@ TEST(RaftTest, ProbeSendsOneAppendUntilAnswered) {
   EXPECT_EQ(r.progress(3)->state(), Progress::State::kProbe);
   EXPECT_EQ(CountAppendsTo(r.TakeMessages(), 3), 0u);
   // A heartbeat response unpauses the probe.
-  Message hb;
-  hb.type = MessageType::kHeartbeatResponse;
-  hb.from = 3;
-  hb.to = 1;
-  hb.term = r.term();
+  Message hb = Msg(MessageType::kHeartbeatResponse, 3, 1, r.term());
   r.Step(hb);
   EXPECT_EQ(CountAppendsTo(r.TakeMessages(), 3), 1u);
 }
@@ -204,13 +189,8 @@ TEST(RaftTest, StaleLeaderLearnsNewTermFromAppendResponse) {
   TestOptions opts;
   opts.pre_vote = true;
   TestNode n = MakeNode(2, kThree, opts, {}, HardState{5, kNoNode, 0});
-  Message app;
-  app.type = MessageType::kAppend;
-  app.from = 1;
-  app.to = 2;
-  app.term = 3;
-  n.raft->Step(app);
-  std::vector<Message> out = n.raft->TakeMessages();
+  Message app = Msg(MessageType::kAppend, 1, 2, 3);
+  std::vector<Message> out = StepAndTake(*n.raft, app);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].type, MessageType::kAppendResponse);
   EXPECT_EQ(out[0].term, 5u);

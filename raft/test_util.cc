@@ -41,6 +41,20 @@ std::vector<Entry> EntriesWithTerms(const std::vector<Term>& terms) {
   return out;
 }
 
+Message Msg(MessageType type, NodeId from, NodeId to, Term term) {
+  Message m;
+  m.type = type;
+  m.from = from;
+  m.to = to;
+  m.term = term;
+  return m;
+}
+
+std::vector<Message> StepAndTake(Raft& r, const Message& m) {
+  r.Step(m);
+  return r.TakeMessages();
+}
+
 TestNetwork::TestNetwork(std::vector<NodeId> ids, const TestOptions& opts)
     : ids_(std::move(ids)) {
   for (NodeId id : ids_) nodes_.emplace(id, MakeNode(id, ids_, opts));

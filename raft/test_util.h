@@ -41,6 +41,13 @@ TestNode MakeNode(NodeId id, std::vector<NodeId> voters,
 // Entries with the given terms at indexes 1, 2, ...
 std::vector<Entry> EntriesWithTerms(const std::vector<Term>& terms);
 
+inline const std::vector<NodeId> kThree = {1, 2, 3};
+
+// A message with just its type, ends and term set.
+Message Msg(MessageType type, NodeId from, NodeId to, Term term);
+// Steps `r` with `m` and returns the messages it sends in answer.
+std::vector<Message> StepAndTake(Raft& r, const Message& m);
+
 // A network of test nodes that delivers every queued message at once, in
 // order, until none is left, dropping messages across cut links.
 class TestNetwork {
