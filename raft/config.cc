@@ -14,6 +14,15 @@ absl::Status Config::Validate() const {
   if (max_inflight_msgs == 0) {
     return absl::InvalidArgumentError("max_inflight_msgs must be positive");
   }
+  if (read_only == ReadOnlyOption::kLeaseBased && !check_quorum) {
+    return absl::InvalidArgumentError(
+        "lease-based reads need check_quorum: without it a deposed leader "
+        "would not know its lease is over");
+  }
+  if (lease_drift_margin <= 0 || lease_drift_margin >= election_tick) {
+    return absl::InvalidArgumentError(
+        "lease_drift_margin must be in (0, election_tick)");
+  }
   if (storage == nullptr) return absl::InvalidArgumentError("storage is null");
   if (random == nullptr) return absl::InvalidArgumentError("random is null");
   return absl::OkStatus();

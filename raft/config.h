@@ -10,6 +10,15 @@
 
 namespace tally::raft {
 
+// How a leader confirms it still leads before answering a read (§6.4).
+enum class ReadOnlyOption : uint8_t {
+  // ReadIndex: a round of heartbeats acknowledged by a quorum.
+  kSafe,
+  // Lease: no round while the leader heard from a quorum recently enough.
+  // Safe only if clocks drift apart by less than the configured margin.
+  kLeaseBased,
+};
+
 // Parameters of one raft node. Times are in ticks; the application decides
 // how long a tick is (typically 10-100 ms).
 struct Config {
@@ -30,6 +39,15 @@ struct Config {
   // quorum within an election timeout steps down; a follower that has heard
   // from a leader within it ignores vote requests.
   bool check_quorum = true;
+
+  // How reads are confirmed. kLeaseBased REQUIRES check_quorum.
+  ReadOnlyOption read_only = ReadOnlyOption::kSafe;
+  // With lease reads, the lease lasts election_tick - lease_drift_margin
+  // ticks of the leader's clock from the sending of the heartbeat a quorum
+  // acknowledged. The margin absorbs clock-rate differences between nodes:
+  // it must exceed the ticks by which a follower's clock can run ahead over
+  // an election timeout. REQUIRES: 0 < margin < election_tick.
+  int lease_drift_margin = 2;
 
   // Upper bound on the bytes of entries in one append message (at least one
   // entry is always sent).

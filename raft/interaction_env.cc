@@ -121,7 +121,7 @@ absl::StatusOr<std::string> InteractionEnv::AddNodes(
   std::vector<std::string> out;
   for (NodeId id : voters) {
     Node n;
-    n.storage = std::make_unique<MemoryStorage>(ConfState{voters});
+    n.storage = std::make_unique<MemoryStorage>(ConfState{.voters = voters});
     n.random = std::make_unique<util::SeededRandom>(id);
     Config c = base;
     c.id = id;
@@ -240,7 +240,7 @@ std::string InteractionEnv::Status(NodeId id) const {
       RoleName(r.role()), " term=", r.term(), " lead=", r.lead(),
       " commit=", r.log().committed(), " last=", r.log().LastIndex());
   if (r.role() == Role::kLeader) {
-    for (NodeId v : r.voters()) {
+    for (NodeId v : r.conf_state().Members()) {
       if (v == id) continue;
       absl::StrAppend(&out, "\n  ", v, ": ", r.progress(v)->DebugString());
     }

@@ -13,10 +13,14 @@ RaftLog::RaftLog(const Storage* storage)
       committed_(storage->FirstIndex() - 1),
       applied_(storage->FirstIndex() - 1) {}
 
-Index RaftLog::FirstIndex() const { return storage_->FirstIndex(); }
+Index RaftLog::FirstIndex() const {
+  if (unstable_snapshot_) return unstable_snapshot_->metadata.index + 1;
+  return storage_->FirstIndex();
+}
 
 Index RaftLog::LastIndex() const {
   if (!unstable_.empty()) return unstable_.back().index;
+  if (unstable_snapshot_) return unstable_snapshot_->metadata.index;
   return storage_->LastIndex();
 }
 
@@ -30,6 +34,13 @@ std::optional<Term> RaftLog::TermAt(Index i) const {
   if (i > LastIndex()) return std::nullopt;
   if (i >= unstable_offset_ && !unstable_.empty()) {
     return unstable_[i - unstable_offset_].term;
+  }
+  if (unstable_snapshot_) {
+    // Nothing of the stored log before the snapshot counts any more.
+    if (i == unstable_snapshot_->metadata.index) {
+      return unstable_snapshot_->metadata.term;
+    }
+    return std::nullopt;
   }
   if (i + 1 < storage_->FirstIndex()) return std::nullopt;
   absl::StatusOr<Term> t = storage_->TermAt(i);
@@ -152,9 +163,31 @@ void RaftLog::StableTo(Index index, Term term) {
   unstable_offset_ = index + 1;
 }
 
+bool RaftLog::HasNextCommittedEntries() const {
+  // Entries the snapshot covers are applied by restoring it.
+  return committed_ > std::max(applied_, FirstIndex() - 1);
+}
+
 std::vector<Entry> RaftLog::NextCommittedEntries(uint64_t max_bytes) const {
   if (!HasNextCommittedEntries()) return {};
   return Slice(std::max(applied_ + 1, FirstIndex()), committed_ + 1, max_bytes);
+}
+
+void RaftLog::Restore(const Snapshot& snapshot) {
+  const Index index = snapshot.metadata.index;
+  TALLY_CHECK(index > committed_,
+              "restoring a snapshot behind the commit index");
+  unstable_snapshot_ = snapshot;
+  unstable_.clear();
+  unstable_offset_ = index + 1;
+  committed_ = index;
+}
+
+void RaftLog::StableSnapTo(Index index) {
+  if (unstable_snapshot_ && unstable_snapshot_->metadata.index == index) {
+    unstable_snapshot_.reset();
+    if (applied_ < index) applied_ = index;
+  }
 }
 
 }  // namespace tally::raft

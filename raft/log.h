@@ -11,7 +11,9 @@ namespace tally::raft {
 
 // One node's view of the log: entries already persisted (read through
 // Storage) followed by entries not yet handed out for persistence or not yet
-// acknowledged as persisted ("unstable"). Tracks the commit and apply indexes.
+// acknowledged as persisted ("unstable"). A snapshot received from the
+// leader is unstable too until persisted; it then replaces the whole log up
+// to its index. Tracks the commit and apply indexes.
 //
 // Invariant: applied <= committed <= LastIndex().
 //
@@ -71,12 +73,23 @@ class RaftLog {
 
   // Committed entries not yet applied, at most max_bytes (at least one).
   std::vector<Entry> NextCommittedEntries(uint64_t max_bytes) const;
-  bool HasNextCommittedEntries() const { return committed_ > applied_; }
+  bool HasNextCommittedEntries() const;
+
+  // Replaces the log with `snapshot` (to be persisted), committed up to its
+  // index. REQUIRES: snapshot index > committed().
+  void Restore(const Snapshot& snapshot);
+  const std::optional<Snapshot>& UnstableSnapshot() const {
+    return unstable_snapshot_;
+  }
+  // The application persisted the snapshot at `index` and restored its
+  // state machine from it.
+  void StableSnapTo(Index index);
 
  private:
   void TruncateAndAppend(const std::vector<Entry>& entries);
 
   const Storage* storage_;
+  std::optional<Snapshot> unstable_snapshot_;
   // unstable_[0].index == unstable_offset_ when non-empty.
   std::vector<Entry> unstable_;
   Index unstable_offset_;

@@ -1,6 +1,7 @@
 #include "raft/message.h"
 
 #include "absl/strings/str_cat.h"
+#include "raft/conf_change.h"
 
 namespace tally::raft {
 
@@ -42,6 +43,14 @@ const char* MessageTypeName(MessageType type) {
       return "Heartbeat";
     case MessageType::kHeartbeatResponse:
       return "HeartbeatResp";
+    case MessageType::kSnapshot:
+      return "Snapshot";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
+    case MessageType::kReadIndex:
+      return "ReadIndex";
+    case MessageType::kReadIndexResponse:
+      return "ReadIndexResp";
   }
   return "?";
 }
@@ -82,7 +91,8 @@ std::string Describe(const Message& m) {
       break;
     case MessageType::kVote:
     case MessageType::kPreVote:
-      absl::StrAppend(&out, " last=", m.index, "/", m.log_term);
+      absl::StrAppend(&out, " last=", m.index, "/", m.log_term,
+                      m.transfer ? " transfer" : "");
       break;
     case MessageType::kVoteResponse:
     case MessageType::kPreVoteResponse:
@@ -90,8 +100,23 @@ std::string Describe(const Message& m) {
       break;
     case MessageType::kHeartbeat:
       absl::StrAppend(&out, " commit=", m.commit);
+      if (m.context) absl::StrAppend(&out, " seq=", m.context);
       break;
     case MessageType::kHeartbeatResponse:
+      if (m.context) absl::StrAppend(&out, " seq=", m.context);
+      break;
+    case MessageType::kSnapshot:
+      absl::StrAppend(&out, " snap=", m.snapshot.metadata.index, "/",
+                      m.snapshot.metadata.term, " ",
+                      Describe(m.snapshot.metadata.conf_state));
+      break;
+    case MessageType::kTimeoutNow:
+      break;
+    case MessageType::kReadIndex:
+      absl::StrAppend(&out, " ctx=", m.context);
+      break;
+    case MessageType::kReadIndexResponse:
+      absl::StrAppend(&out, " index=", m.index, " ctx=", m.context);
       break;
   }
   return out;

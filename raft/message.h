@@ -17,6 +17,10 @@ enum class MessageType : uint8_t {
   kPreVoteResponse,
   kHeartbeat,  // empty AppendEntries, sent on the heartbeat timer
   kHeartbeatResponse,
+  kSnapshot,    // InstallSnapshot (§7): names the snapshot to fetch
+  kTimeoutNow,  // leadership transfer: campaign now (§3.10)
+  kReadIndex,   // a follower asks the leader for a read index (§6.4)
+  kReadIndexResponse,
 };
 const char* MessageTypeName(MessageType type);
 
@@ -30,7 +34,13 @@ const char* MessageTypeName(MessageType type);
 //                       log_term = the term at reject_hint (§5.3 back-off).
 //   kVote / kPreVote:   index/log_term = candidate's last entry.
 //   k*VoteResponse:     reject = whether the vote was refused.
-//   kHeartbeat:         commit = min(leader commit, follower's match).
+//   kHeartbeat:         commit = min(leader commit, follower's match),
+//                       context = heartbeat sequence number, echoed back.
+//   kVote / kPreVote:   transfer = sent on a leader's TimeoutNow, so
+//                       receivers grant it even while they hear a leader.
+//   kSnapshot:          snapshot = metadata and data reference.
+//   kReadIndex:         context = the requester's read id.
+//   kReadIndexResponse: index = read index, context = the read id.
 struct Message {
   MessageType type = MessageType::kAppend;
   NodeId from = kNoNode;
@@ -42,6 +52,9 @@ struct Message {
   Index commit = 0;
   bool reject = false;
   Index reject_hint = 0;
+  uint64_t context = 0;
+  bool transfer = false;
+  Snapshot snapshot;
 
   bool operator==(const Message&) const = default;
 };

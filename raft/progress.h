@@ -69,6 +69,16 @@ class Progress {
   bool recent_active() const { return recent_active_; }
   void set_recent_active(bool active) { recent_active_ = active; }
 
+  // The latest heartbeat this follower acknowledged: its sequence number and
+  // the leader's tick when it was sent (the start of the lease it grants).
+  uint64_t acked_heartbeat_seq() const { return acked_heartbeat_seq_; }
+  uint64_t acked_heartbeat_tick() const { return acked_heartbeat_tick_; }
+  void OnHeartbeatAck(uint64_t seq, uint64_t sent_tick) {
+    if (seq <= acked_heartbeat_seq_) return;
+    acked_heartbeat_seq_ = seq;
+    acked_heartbeat_tick_ = sent_tick;
+  }
+
   void BecomeProbe();
   void BecomeReplicate();
   void BecomeSnapshot(Index snapshot_index);
@@ -102,6 +112,8 @@ class Progress {
   // In kProbe: an append was sent and is not yet answered.
   bool probe_sent_ = false;
   bool recent_active_ = false;
+  uint64_t acked_heartbeat_seq_ = 0;
+  uint64_t acked_heartbeat_tick_ = 0;
   Inflights inflights_;
 };
 

@@ -29,10 +29,10 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config) {
                      " is past the commit index ", r->log_.committed()));
   }
   if (config.applied > r->log_.applied()) r->log_.AppliedTo(config.applied);
-  r->voters_ = state->conf_state.voters;
-  std::sort(r->voters_.begin(), r->voters_.end());
+  r->conf_ = state->conf_state;
   r->BecomeFollower(hs.term, kNoNode);
   r->vote_ = hs.vote;
+  r->startup_quiet_ = config.read_only == ReadOnlyOption::kLeaseBased;
   return r;
 }
 
@@ -42,10 +42,13 @@ Raft::Raft(const Config& c)
       heartbeat_timeout_(c.heartbeat_tick),
       pre_vote_(c.pre_vote),
       check_quorum_(c.check_quorum),
+      read_only_(c.read_only),
+      lease_ticks_(c.election_tick - c.lease_drift_margin),
       max_size_per_msg_(c.max_size_per_msg),
       max_inflight_msgs_(c.max_inflight_msgs),
       max_inflight_bytes_(c.max_inflight_bytes),
       max_uncommitted_size_(c.max_uncommitted_entries_size),
+      storage_(c.storage),
       random_(c.random),
       log_(c.storage) {}
 
@@ -61,9 +64,14 @@ void Raft::Reset(Term term) {
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
   ResetRandomizedElectionTimeout();
+  AbortLeaderTransfer();
   votes_.clear();
   progress_.clear();
   uncommitted_size_ = 0;
+  reads_awaiting_commit_.clear();
+  reads_queued_.clear();
+  reads_in_round_.clear();
+  read_round_seq_ = 0;
 }
 
 void Raft::ResetRandomizedElectionTimeout() {
@@ -98,28 +106,32 @@ void Raft::BecomeLeader() {
   Reset(term_);
   lead_ = id_;
   role_ = Role::kLeader;
-  const Index last = log_.LastIndex();
-  for (NodeId v : voters_) {
-    Progress& pr =
-        progress_
-            .try_emplace(v, last + 1, max_inflight_msgs_, max_inflight_bytes_)
-            .first->second;
-    if (v == id_) {
-      pr.MaybeUpdate(last);
-      pr.BecomeReplicate();
-      pr.set_recent_active(true);
-    }
-  }
+  for (NodeId id : conf_.Members()) AddProgress(id);
+  // Conservatively, any entry in the log may be a membership change: no new
+  // change until everything up to here is applied.
+  pending_conf_index_ = log_.LastIndex();
   // §5.4.2: entries of earlier terms commit only once an entry of this term
   // does, so start the term with an empty entry.
   absl::Status s = AppendEntries({Entry{}});
   TALLY_CHECK(s.ok(), "appending the leader's no-op failed");
 }
 
+void Raft::AddProgress(NodeId id) {
+  const Index last = log_.LastIndex();
+  auto [it, inserted] = progress_.try_emplace(id, last + 1, max_inflight_msgs_,
+                                              max_inflight_bytes_);
+  if (inserted && id == id_) {
+    it->second.MaybeUpdate(last);
+    it->second.BecomeReplicate();
+    it->second.set_recent_active(true);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Time
 
 void Raft::Tick() {
+  ++ticks_;
   if (role_ == Role::kLeader) {
     TickHeartbeat();
   } else {
@@ -129,7 +141,8 @@ void Raft::Tick() {
 
 void Raft::TickElection() {
   ++election_elapsed_;
-  if (IsVoter(id_) && election_elapsed_ >= randomized_election_timeout_) {
+  if (election_elapsed_ >= election_timeout_) startup_quiet_ = false;
+  if (conf_.IsVoter(id_) && election_elapsed_ >= randomized_election_timeout_) {
     election_elapsed_ = 0;
     Campaign();
   }
@@ -147,6 +160,8 @@ void Raft::TickHeartbeat() {
       }
       for (auto& [id, pr] : progress_) pr.set_recent_active(id == id_);
     }
+    // A transfer that has not happened within an election timeout failed.
+    AbortLeaderTransfer();
   }
   if (heartbeat_elapsed_ >= heartbeat_timeout_) {
     heartbeat_elapsed_ = 0;
@@ -158,11 +173,11 @@ void Raft::TickHeartbeat() {
 // Elections (§5.2, dissertation §9.6)
 
 void Raft::Campaign() {
-  if (role_ == Role::kLeader) return;
-  StartElection(pre_vote_);
+  if (role_ == Role::kLeader || !conf_.IsVoter(id_)) return;
+  StartElection(pre_vote_, /*transfer=*/false);
 }
 
-void Raft::StartElection(bool pre_vote) {
+void Raft::StartElection(bool pre_vote, bool transfer) {
   MessageType type;
   Term term;
   if (pre_vote) {
@@ -175,33 +190,31 @@ void Raft::StartElection(bool pre_vote) {
     term = term_;
   }
   if (Poll(id_, true) == VoteResult::kWon) {
-    // A single-node group wins at once.
+    // A single-voter group wins at once.
     if (pre_vote) {
-      StartElection(false);
+      StartElection(false, transfer);
     } else {
       BecomeLeader();
+      BroadcastAppend();
     }
     return;
   }
-  for (NodeId v : voters_) {
-    if (v == id_) continue;
+  for (NodeId v : conf_.Members()) {
+    if (v == id_ || !conf_.IsVoter(v)) continue;
     Message m;
     m.type = type;
     m.to = v;
     m.term = term;
     m.index = log_.LastIndex();
     m.log_term = log_.LastTerm();
+    m.transfer = transfer;
     Send(std::move(m));
   }
 }
 
-Raft::VoteResult Raft::Poll(NodeId from, bool granted) {
+VoteResult Raft::Poll(NodeId from, bool granted) {
   votes_.try_emplace(from, granted);
-  size_t yes = 0, no = 0;
-  for (const auto& [id, vote] : votes_) (vote ? yes : no)++;
-  if (yes >= Quorum()) return VoteResult::kWon;
-  if (no > voters_.size() - Quorum()) return VoteResult::kLost;
-  return VoteResult::kPending;
+  return JointConfig(conf_).Vote(votes_);
 }
 
 void Raft::HandleVoteRequest(const Message& m) {
@@ -232,11 +245,11 @@ void Raft::HandleVoteResponse(const Message& m) {
   const MessageType expected = role_ == Role::kPreCandidate
                                    ? MessageType::kPreVoteResponse
                                    : MessageType::kVoteResponse;
-  if (m.type != expected || !IsVoter(m.from)) return;
+  if (m.type != expected) return;
   switch (Poll(m.from, !m.reject)) {
     case VoteResult::kWon:
       if (role_ == Role::kPreCandidate) {
-        StartElection(false);
+        StartElection(false, /*transfer=*/false);
       } else {
         BecomeLeader();
         BroadcastAppend();
@@ -281,7 +294,8 @@ bool Raft::StepTerm(const Message& m) {
   const bool is_vote_request =
       m.type == MessageType::kVote || m.type == MessageType::kPreVote;
   if (m.term > term_) {
-    if (is_vote_request && check_quorum_ && lead_ != kNoNode &&
+    if (is_vote_request && check_quorum_ && !m.transfer &&
+        (lead_ != kNoNode || startup_quiet_) &&
         election_elapsed_ < election_timeout_) {
       // Heard from a live leader within the election timeout: a vote request
       // now comes from a node that was partitioned away; ignore it so it
@@ -292,8 +306,9 @@ bool Raft::StepTerm(const Message& m) {
     if (m.type == MessageType::kPreVoteResponse && !m.reject) {
       return true;  // our own future term, granted
     }
-    const bool from_leader =
-        m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat;
+    const bool from_leader = m.type == MessageType::kAppend ||
+                             m.type == MessageType::kHeartbeat ||
+                             m.type == MessageType::kSnapshot;
     BecomeFollower(m.term, from_leader ? m.from : kNoNode);
     return true;
   }
@@ -322,6 +337,10 @@ bool Raft::StepTerm(const Message& m) {
 }
 
 void Raft::StepLeader(const Message& m) {
+  if (m.type == MessageType::kReadIndex) {
+    HandleReadRequest(m.from, m.context);
+    return;
+  }
   auto it = progress_.find(m.from);
   if (it == progress_.end()) return;
   Progress& pr = it->second;
@@ -348,6 +367,10 @@ void Raft::StepCandidate(const Message& m) {
       BecomeFollower(m.term, m.from);
       HandleHeartbeat(m);
       break;
+    case MessageType::kSnapshot:
+      BecomeFollower(m.term, m.from);
+      HandleSnapshot(m);
+      break;
     case MessageType::kVoteResponse:
     case MessageType::kPreVoteResponse:
       HandleVoteResponse(m);
@@ -369,21 +392,30 @@ void Raft::StepFollower(const Message& m) {
       lead_ = m.from;
       HandleHeartbeat(m);
       break;
+    case MessageType::kSnapshot:
+      election_elapsed_ = 0;
+      lead_ = m.from;
+      HandleSnapshot(m);
+      break;
+    case MessageType::kTimeoutNow:
+      // Leadership transfer: campaign at once, skipping the pre-vote; the
+      // leader vouches that we are up to date.
+      if (conf_.IsVoter(id_)) StartElection(false, /*transfer=*/true);
+      break;
+    case MessageType::kReadIndexResponse:
+      read_states_.push_back(ReadState{m.index, m.context});
+      break;
     default:
       break;
   }
 }
 
 bool Raft::QuorumActive() const {
-  size_t active = 0;
+  std::map<NodeId, bool> active;
   for (const auto& [id, pr] : progress_) {
-    if (id == id_ || pr.recent_active()) ++active;
+    active[id] = id == id_ || pr.recent_active();
   }
-  return active >= Quorum();
-}
-
-bool Raft::IsVoter(NodeId id) const {
-  return std::binary_search(voters_.begin(), voters_.end(), id);
+  return JointConfig(conf_).Vote(active) == VoteResult::kWon;
 }
 
 const Progress* Raft::progress(NodeId id) const {
@@ -394,12 +426,13 @@ const Progress* Raft::progress(NodeId id) const {
 
 std::vector<Message> Raft::TakeMessages() { return std::exchange(msgs_, {}); }
 
-void Raft::ReduceUncommittedSize(const std::vector<Entry>& applied) {
-  if (role_ != Role::kLeader) return;
-  uint64_t payload = 0;
-  for (const Entry& e : applied) payload += e.data.size();
-  uncommitted_size_ =
-      payload > uncommitted_size_ ? 0 : uncommitted_size_ - payload;
+std::vector<ReadState> Raft::TakeReadStates() {
+  return std::exchange(read_states_, {});
+}
+
+void Raft::Send(Message m) {
+  m.from = id_;
+  msgs_.push_back(std::move(m));
 }
 
 }  // namespace tally::raft

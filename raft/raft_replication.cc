@@ -1,5 +1,5 @@
-// Log replication (§5.3) and commitment (§5.4.2): the leader's side and the
-// follower's side of AppendEntries, and proposals.
+// Log replication (§5.3), snapshots (§7) and commitment (§5.4.2): the
+// leader's side and the follower's side of AppendEntries, and proposals.
 
 #include <algorithm>
 #include <utility>
@@ -44,6 +44,28 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.type = MessageType::kHeartbeatResponse;
   resp.to = m.from;
   resp.term = term_;
+  resp.context = m.context;
+  Send(std::move(resp));
+}
+
+void Raft::HandleSnapshot(const Message& m) {
+  const SnapshotMetadata& meta = m.snapshot.metadata;
+  Message resp;
+  resp.type = MessageType::kAppendResponse;
+  resp.to = m.from;
+  resp.term = term_;
+  if (meta.index <= log_.committed()) {
+    resp.index = log_.committed();  // already have all of it
+  } else if (log_.MatchTerm(meta.index, meta.term)) {
+    // Our log already holds the snapshot's last entry: everything up to it
+    // matches, so just commit it.
+    log_.CommitTo(meta.index);
+    resp.index = log_.committed();
+  } else {
+    log_.Restore(m.snapshot);
+    SwitchToConfig(meta.conf_state);
+    resp.index = log_.LastIndex();
+  }
   Send(std::move(resp));
 }
 
@@ -59,7 +81,14 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
   }
   const bool was_paused = pr.IsPaused();
   if (!pr.MaybeUpdate(m.index)) return;
-  if (pr.state() == Progress::State::kProbe) pr.BecomeReplicate();
+  if (pr.state() == Progress::State::kProbe) {
+    pr.BecomeReplicate();
+  } else if (pr.state() == Progress::State::kSnapshot &&
+             pr.match() >= pr.pending_snapshot()) {
+    // The follower installed the snapshot (or caught up without it).
+    pr.BecomeProbe();
+    pr.BecomeReplicate();
+  }
   if (MaybeCommit()) {
     BroadcastAppend();  // tell everyone the new commit index
   } else if (was_paused) {
@@ -68,10 +97,20 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
   // Stream whatever else the window allows.
   while (SendAppend(m.from, /*send_if_empty=*/false)) {
   }
+  if (m.from == lead_transferee_ && pr.match() == log_.LastIndex()) {
+    SendTimeoutNow(m.from);
+  }
 }
 
 void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.OnHeartbeatResponse();
+  if (m.context != 0 && m.context <= heartbeat_seq_ &&
+      heartbeat_seq_ - m.context < heartbeat_sent_tick_.size()) {
+    pr.OnHeartbeatAck(
+        m.context,
+        heartbeat_sent_tick_[m.context % heartbeat_sent_tick_.size()]);
+    MaybeFinishReadRound();
+  }
   if (pr.match() < log_.LastIndex()) SendAppend(m.from);
 }
 
@@ -80,9 +119,9 @@ bool Raft::SendAppend(NodeId to, bool send_if_empty) {
   if (pr.IsPaused()) return false;
   const Index prev = pr.next() - 1;
   std::optional<Term> prev_term = log_.TermAt(prev);
-  // The log is never compacted past what a follower needs: storage offers
-  // no compaction, so every follower can be caught up with entries.
-  TALLY_CHECK(prev_term.has_value(), "follower's next entry is not in the log");
+  if (!prev_term.has_value() || pr.next() < log_.FirstIndex()) {
+    return SendSnapshot(to, pr);  // the entries it needs are compacted
+  }
   std::vector<Entry> entries;
   if (pr.next() <= log_.LastIndex()) {
     entries = log_.Slice(pr.next(), log_.LastIndex() + 1, max_size_per_msg_);
@@ -102,28 +141,62 @@ bool Raft::SendAppend(NodeId to, bool send_if_empty) {
   return true;
 }
 
+bool Raft::SendSnapshot(NodeId to, Progress& pr) {
+  absl::StatusOr<Snapshot> snap = storage_->GetSnapshot();
+  if (!snap.ok()) {
+    TALLY_CHECK(absl::IsUnavailable(snap.status()),
+                "storage failed to provide a snapshot");
+    return false;  // being prepared; the next heartbeat response retries
+  }
+  TALLY_CHECK(!snap->IsEmpty(), "log compacted without a snapshot");
+  Message m;
+  m.type = MessageType::kSnapshot;
+  m.to = to;
+  m.term = term_;
+  m.snapshot = *snap;
+  pr.BecomeSnapshot(snap->metadata.index);
+  Send(std::move(m));
+  return true;
+}
+
 void Raft::BroadcastAppend() {
-  for (NodeId v : voters_) {
-    if (v != id_) SendAppend(v);
+  for (auto& [id, pr] : progress_) {
+    if (id != id_) SendAppend(id);
   }
 }
 
 void Raft::BroadcastHeartbeat() {
-  for (NodeId v : voters_) {
-    if (v == id_) continue;
+  ++heartbeat_seq_;
+  heartbeat_sent_tick_[heartbeat_seq_ % heartbeat_sent_tick_.size()] = ticks_;
+  for (auto& [id, pr] : progress_) {
+    if (id == id_) continue;
     Message m;
     m.type = MessageType::kHeartbeat;
-    m.to = v;
+    m.to = id;
     m.term = term_;
     // Never tell a follower to commit entries it may not have.
-    m.commit = std::min(progress_.at(v).match(), log_.committed());
+    m.commit = std::min(pr.match(), log_.committed());
+    m.context = heartbeat_seq_;
     Send(std::move(m));
   }
 }
 
-void Raft::Send(Message m) {
-  m.from = id_;
-  msgs_.push_back(std::move(m));
+absl::Status Raft::CheckCanPropose() const {
+  if (role_ != Role::kLeader) {
+    if (lead_ == kNoNode) {
+      return absl::UnavailableError(absl::StrCat(
+          "node ", id_, " is not the leader and knows of no leader (term ",
+          term_, "); retry after an election"));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "node ", id_, " is not the leader; leader is node ", lead_));
+  }
+  if (lead_transferee_ != kNoNode) {
+    return absl::UnavailableError(
+        absl::StrCat("leadership is being transferred to node ",
+                     lead_transferee_, "; retry there"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Raft::AppendEntries(std::vector<Entry> entries) {
@@ -148,15 +221,7 @@ absl::Status Raft::AppendEntries(std::vector<Entry> entries) {
 }
 
 absl::StatusOr<Index> Raft::Propose(std::string data) {
-  if (role_ != Role::kLeader) {
-    if (lead_ == kNoNode) {
-      return absl::UnavailableError(absl::StrCat(
-          "node ", id_, " is not the leader and knows of no leader (term ",
-          term_, "); retry after an election"));
-    }
-    return absl::UnavailableError(absl::StrCat(
-        "node ", id_, " is not the leader; leader is node ", lead_));
-  }
+  if (absl::Status s = CheckCanPropose(); !s.ok()) return s;
   Entry e;
   e.data = std::move(data);
   if (absl::Status s = AppendEntries({std::move(e)}); !s.ok()) return s;
@@ -166,16 +231,45 @@ absl::StatusOr<Index> Raft::Propose(std::string data) {
 }
 
 bool Raft::MaybeCommit() {
-  std::vector<Index> matches;
-  matches.reserve(voters_.size());
-  for (NodeId v : voters_) matches.push_back(progress_.at(v).match());
-  std::sort(matches.begin(), matches.end(), std::greater<Index>());
-  const Index quorum_index = matches[Quorum() - 1];
+  const Index quorum_index = JointConfig(conf_).CommittedIndex([&](NodeId id) {
+    auto it = progress_.find(id);
+    return it == progress_.end() ? Index{0} : it->second.match();
+  });
   if (quorum_index <= log_.committed()) return false;
   // §5.4.2: never commit an entry of an earlier term by counting replicas.
   if (log_.TermAt(quorum_index) != term_) return false;
+  const bool first_in_term = !CommittedInCurrentTerm();
   log_.CommitTo(quorum_index);
+  if (first_in_term) {
+    // Reads held back until the leader knew the commit index serve now.
+    for (const PendingRead& r : std::exchange(reads_awaiting_commit_, {})) {
+      HandleReadRequest(r.from, r.context);
+    }
+  }
   return true;
+}
+
+bool Raft::CommittedInCurrentTerm() const {
+  return log_.TermAt(log_.committed()) == term_;
+}
+
+void Raft::OnApplied(Index index, const std::vector<Entry>& applied) {
+  if (index > log_.applied()) log_.AppliedTo(index);
+  if (role_ != Role::kLeader) return;
+  uint64_t payload = 0;
+  for (const Entry& e : applied) payload += e.data.size();
+  uncommitted_size_ =
+      payload > uncommitted_size_ ? 0 : uncommitted_size_ - payload;
+  // A joint configuration marked auto_leave is left as soon as it applies.
+  if (conf_.IsJoint() && conf_.auto_leave && pending_conf_index_ <= index) {
+    Entry leave;
+    leave.type = EntryType::kConfChange;
+    leave.data = EncodeConfChange(ConfChange{});
+    if (AppendEntries({std::move(leave)}).ok()) {
+      pending_conf_index_ = log_.LastIndex();
+      BroadcastAppend();
+    }
+  }
 }
 
 }  // namespace tally::raft

@@ -173,7 +173,8 @@ TEST(RaftTest, UncommittedBytesCapRejectsProposals) {
   EXPECT_TRUE(absl::IsResourceExhausted(third.status())) << third.status();
   EXPECT_EQ(r.log().LastIndex(), last);  // nothing appended
   // Applying the entries frees the budget.
-  r.ReduceUncommittedSize(r.log().Slice(1, last + 1, UINT64_MAX));
+  r.mutable_log().CommitTo(last);  // as if replicated
+  r.OnApplied(last, r.log().Slice(1, last + 1, UINT64_MAX));
   EXPECT_TRUE(r.Propose(payload).ok());
 }
 
@@ -197,7 +198,7 @@ TEST(RaftTest, StaleLeaderLearnsNewTermFromAppendResponse) {
 }
 
 TEST(RaftTest, CreateRejectsCommitPastLog) {
-  MemoryStorage storage(ConfState{{1, 2, 3}});
+  MemoryStorage storage(ConfState{.voters = {1, 2, 3}});
   storage.SetHardState(HardState{1, kNoNode, 5});
   util::SeededRandom random(1);
   Config c;
@@ -209,7 +210,7 @@ TEST(RaftTest, CreateRejectsCommitPastLog) {
 }
 
 TEST(RaftTest, ConfigValidationNamesTheProblem) {
-  MemoryStorage storage(ConfState{{1}});
+  MemoryStorage storage(ConfState{.voters = {1}});
   util::SeededRandom random(1);
   Config c;
   c.id = 1;

@@ -32,6 +32,7 @@ bool RawNode::HasReady() const {
   const Raft& r = *raft_;
   return r.soft_state() != prev_soft_state_ ||
          r.hard_state() != prev_hard_state_ || r.HasMessages() ||
+         r.HasReadStates() || r.log().UnstableSnapshot().has_value() ||
          r.log().HasUnstableEntries() || r.log().HasNextCommittedEntries();
 }
 
@@ -41,10 +42,13 @@ Ready RawNode::GetReady() {
   if (SoftState ss = r.soft_state(); ss != prev_soft_state_) rd.soft_state = ss;
   const HardState hs = r.hard_state();
   if (hs != prev_hard_state_) rd.hard_state = hs;
+  rd.snapshot = r.log().UnstableSnapshot();
   rd.entries = r.log().UnstableEntries();
-  rd.must_sync = !rd.entries.empty() || hs.term != prev_hard_state_.term ||
+  rd.must_sync = rd.snapshot.has_value() || !rd.entries.empty() ||
+                 hs.term != prev_hard_state_.term ||
                  hs.vote != prev_hard_state_.vote;
   rd.messages = r.TakeMessages();
+  rd.read_states = r.TakeReadStates();
   rd.committed_entries =
       r.log().NextCommittedEntries(max_committed_size_per_ready_);
   return rd;
@@ -54,12 +58,12 @@ void RawNode::Advance(const Ready& rd) {
   if (rd.soft_state) prev_soft_state_ = *rd.soft_state;
   if (rd.hard_state) prev_hard_state_ = *rd.hard_state;
   RaftLog& log = raft_->mutable_log();
+  if (rd.snapshot) log.StableSnapTo(rd.snapshot->metadata.index);
   if (!rd.entries.empty()) {
     log.StableTo(rd.entries.back().index, rd.entries.back().term);
   }
   if (!rd.committed_entries.empty()) {
-    log.AppliedTo(rd.committed_entries.back().index);
-    raft_->ReduceUncommittedSize(rd.committed_entries);
+    raft_->OnApplied(rd.committed_entries.back().index, rd.committed_entries);
   }
 }
 

@@ -20,6 +20,10 @@ struct Ready {
   std::optional<SoftState> soft_state;
   // Changed term, vote or commit index: persist.
   std::optional<HardState> hard_state;
+  // A snapshot from the leader to install: persist it (it replaces the log
+  // up to its index), fetch its data by reference and restore the state
+  // machine from it, before the entries below.
+  std::optional<Snapshot> snapshot;
   // Entries to append to stable storage. They may replace entries already
   // stored from entries[0].index on.
   std::vector<Entry> entries;
@@ -30,11 +34,15 @@ struct Ready {
   // Messages to send, after the above is persisted.
   std::vector<Message> messages;
   // Entries known committed, to apply in order, after the above is persisted.
+  // A kConfChange entry is applied by passing it to ApplyConfChange.
   std::vector<Entry> committed_entries;
+  // Answers to ReadIndex requests: serve each read once the state machine
+  // has applied its index.
+  std::vector<ReadState> read_states;
 
   bool Empty() const {
-    return !soft_state && !hard_state && entries.empty() && messages.empty() &&
-           committed_entries.empty();
+    return !soft_state && !hard_state && !snapshot && entries.empty() &&
+           messages.empty() && committed_entries.empty() && read_states.empty();
   }
 };
 
@@ -48,10 +56,12 @@ struct Ready {
 //      the node reads from.
 //   2. Send `messages` (they may refer to what step 1 persisted: a vote
 //      given, an entry acknowledged).
-//   3. Apply `committed_entries` to the state machine, in order.
+//   3. Apply `committed_entries` to the state machine, in order, passing
+//      each kConfChange entry to ApplyConfChange.
 //   4. Call Advance(ready).
-// Between GetReady() and Advance() call nothing else on the node. A node
-// that crashes part-way restarts from what step 1 made durable.
+// Between GetReady() and Advance() call nothing else on the node but
+// ApplyConfChange. A node that crashes part-way restarts from what step 1
+// made durable.
 //
 // Thread safety: not thread-safe; one caller at a time.
 class RawNode {
@@ -74,6 +84,21 @@ class RawNode {
   absl::StatusOr<Index> Propose(std::string data) {
     return raft_->Propose(std::move(data));
   }
+  // See Raft (raft.h) for the contracts of these.
+  absl::StatusOr<Index> ProposeConfChange(const ConfChange& cc) {
+    return raft_->ProposeConfChange(cc);
+  }
+  absl::StatusOr<ConfState> ApplyConfChange(const ConfChange& cc) {
+    return raft_->ApplyConfChange(cc);
+  }
+  absl::Status TransferLeadership(NodeId target) {
+    return raft_->TransferLeadership(target);
+  }
+  absl::Status ReadIndex(uint64_t context) { return raft_->ReadIndex(context); }
+  void ReportSnapshot(NodeId id, bool success) {
+    raft_->ReportSnapshot(id, success);
+  }
+  void ReportUnreachable(NodeId id) { raft_->ReportUnreachable(id); }
 
   // Whether GetReady() would return something to do.
   bool HasReady() const;

@@ -8,7 +8,8 @@ namespace {
 class RawNodeTest : public ::testing::Test {
  protected:
   std::unique_ptr<RawNode> Start(NodeId id, std::vector<NodeId> voters) {
-    storage_ = std::make_unique<MemoryStorage>(ConfState{std::move(voters)});
+    storage_ =
+        std::make_unique<MemoryStorage>(ConfState{.voters = std::move(voters)});
     return Restart(id);
   }
   std::unique_ptr<RawNode> Restart(NodeId id, Index applied = 0) {

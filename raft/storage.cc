@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "util/check.h"
+#include "util/status_macros.h"
 
 namespace tally::raft {
 
@@ -56,6 +57,55 @@ absl::StatusOr<std::vector<Entry>> MemoryStorage::Entries(
     out.push_back(e);
   }
   return out;
+}
+
+absl::StatusOr<Snapshot> MemoryStorage::GetSnapshot() const {
+  return snapshot_;
+}
+
+absl::Status MemoryStorage::CreateSnapshot(Index index, const ConfState& conf,
+                                           std::string data_ref) {
+  if (index <= snapshot_.metadata.index) {
+    return absl::OutOfRangeError(absl::StrCat("snapshot at ", index,
+                                              " is not newer than the one at ",
+                                              snapshot_.metadata.index));
+  }
+  if (index > LastIndex()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "snapshot at ", index, " is past the last index ", LastIndex()));
+  }
+  ASSIGN_OR_RETURN(const Term term, TermAt(index));
+  snapshot_.metadata = SnapshotMetadata{index, term, conf};
+  snapshot_.data_ref = std::move(data_ref);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStorage::Compact(Index index) {
+  const Index offset = entries_[0].index;
+  if (index <= offset) {
+    return absl::OutOfRangeError(
+        absl::StrCat("entry ", index, " is already compacted"));
+  }
+  if (index > snapshot_.metadata.index) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot compact past the snapshot at ", snapshot_.metadata.index));
+  }
+  entries_.erase(entries_.begin(), entries_.begin() + (index - offset));
+  entries_[0].data.clear();  // the placeholder keeps index and term only
+  entries_[0].type = EntryType::kNormal;
+  return absl::OkStatus();
+}
+
+void MemoryStorage::ApplySnapshot(const Snapshot& snapshot) {
+  snapshot_ = snapshot;
+  conf_state_ = snapshot.metadata.conf_state;
+  entries_.assign(1, Entry{snapshot.metadata.term,
+                           snapshot.metadata.index,
+                           EntryType::kNormal,
+                           {}});
+  if (hard_state_.commit < snapshot.metadata.index) {
+    hard_state_.commit = snapshot.metadata.index;
+  }
 }
 
 void MemoryStorage::Append(const std::vector<Entry>& entries) {

@@ -2,6 +2,7 @@
 #define TALLY_RAFT_STORAGE_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,11 @@ class Storage {
 
   virtual Index FirstIndex() const = 0;
   virtual Index LastIndex() const = 0;
+
+  // The most recent snapshot: the leader sends it to a follower that needs
+  // compacted entries. UNAVAILABLE while one is being prepared (the leader
+  // retries later); an empty snapshot if there has never been one.
+  virtual absl::StatusOr<Snapshot> GetSnapshot() const = 0;
 };
 
 // Storage kept in memory: what the simulator and tests give the core, and the
@@ -64,6 +70,7 @@ class MemoryStorage final : public Storage {
   absl::StatusOr<Term> TermAt(Index i) const override;
   Index FirstIndex() const override;
   Index LastIndex() const override;
+  absl::StatusOr<Snapshot> GetSnapshot() const override;
 
   void SetHardState(const HardState& hs) { hard_state_ = hs; }
   const HardState& hard_state() const { return hard_state_; }
@@ -74,9 +81,22 @@ class MemoryStorage final : public Storage {
   //           and entries[0].index > the compaction point.
   void Append(const std::vector<Entry>& entries);
 
+  // Records a snapshot of the application's state at `index` (which must be
+  // applied, so in this log). Does not compact; see Compact. OUT_OF_RANGE if
+  // older than the current snapshot.
+  absl::Status CreateSnapshot(Index index, const ConfState& conf,
+                              std::string data_ref);
+  // Discards entries up to and including `index`, which a snapshot must
+  // cover. OUT_OF_RANGE if already compacted or past the snapshot.
+  absl::Status Compact(Index index);
+  // Replaces everything with a snapshot received from the leader: the log
+  // then starts after it, and the membership is the snapshot's.
+  void ApplySnapshot(const Snapshot& snapshot);
+
  private:
   HardState hard_state_;
   ConfState conf_state_;
+  Snapshot snapshot_;
   // entries_[0] is a placeholder for the entry before the first retained one
   // (index and term only).
   std::vector<Entry> entries_;

@@ -11,7 +11,8 @@ TestNode MakeNode(NodeId id, std::vector<NodeId> voters,
                   const TestOptions& opts, const std::vector<Entry>& log,
                   HardState hs) {
   TestNode n;
-  n.storage = std::make_unique<MemoryStorage>(ConfState{std::move(voters)});
+  n.storage =
+      std::make_unique<MemoryStorage>(ConfState{.voters = std::move(voters)});
   n.storage->Append(log);
   n.storage->SetHardState(hs);
   n.random = std::make_unique<util::SeededRandom>(opts.seed * 1000 + id);
@@ -25,6 +26,7 @@ TestNode MakeNode(NodeId id, std::vector<NodeId> voters,
   c.max_inflight_bytes = opts.max_inflight_bytes;
   c.max_size_per_msg = opts.max_size_per_msg;
   c.max_uncommitted_entries_size = opts.max_uncommitted_entries_size;
+  c.read_only = opts.read_only;
   c.storage = n.storage.get();
   c.random = n.random.get();
   absl::StatusOr<std::unique_ptr<Raft>> r = Raft::Create(c);
@@ -75,7 +77,23 @@ void TestNetwork::Deliver(std::vector<Message> msgs) {
     }
     Raft& r = node(m.to);
     r.Step(m);
+    Persist(m.to);
     for (Message& out : r.TakeMessages()) queue.push_back(std::move(out));
+  }
+}
+
+void TestNetwork::Persist(NodeId id) {
+  Raft& r = node(id);
+  MemoryStorage& s = storage(id);
+  RaftLog& log = r.mutable_log();
+  if (const std::optional<Snapshot>& snap = log.UnstableSnapshot()) {
+    s.ApplySnapshot(*snap);
+    log.StableSnapTo(snap->metadata.index);
+  }
+  const std::vector<Entry> entries = log.UnstableEntries();
+  if (!entries.empty()) {
+    s.Append(entries);
+    log.StableTo(entries.back().index, entries.back().term);
   }
 }
 
@@ -89,17 +107,20 @@ void TestNetwork::Stabilize() {
 
 void TestNetwork::Campaign(NodeId id) {
   node(id).Campaign();
+  Persist(id);
   Stabilize();
 }
 
 absl::StatusOr<Index> TestNetwork::Propose(NodeId id, std::string data) {
   absl::StatusOr<Index> index = node(id).Propose(std::move(data));
+  Persist(id);
   Stabilize();
   return index;
 }
 
 void TestNetwork::TickN(NodeId id, int n) {
   for (int i = 0; i < n; ++i) node(id).Tick();
+  Persist(id);
   Stabilize();
 }
 

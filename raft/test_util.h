@@ -29,6 +29,7 @@ struct TestOptions {
   uint64_t max_inflight_bytes = 0;
   uint64_t max_size_per_msg = 1 << 20;
   uint64_t max_uncommitted_entries_size = 0;
+  ReadOnlyOption read_only = ReadOnlyOption::kSafe;
   uint64_t seed = 1;
 };
 
@@ -57,6 +58,10 @@ class TestNetwork {
   void Set(NodeId id, TestNode node);
 
   Raft& node(NodeId id) { return *nodes_.at(id).raft; }
+  MemoryStorage& storage(NodeId id) { return *nodes_.at(id).storage; }
+  // Moves a node's unstable snapshot and entries into its storage, as the
+  // application does with a Ready. Deliver does it after every step.
+  void Persist(NodeId id);
   // Delivers `msgs` and everything they cause, until the network is quiet.
   void Deliver(std::vector<Message> msgs);
   // Collects every node's queued messages and delivers them.

@@ -16,6 +16,7 @@ inline constexpr NodeId kNoNode = 0;
 
 enum class EntryType : uint8_t {
   kNormal = 0,
+  kConfChange = 1,  // data is an encoded ConfChange (conf_change.h)
 };
 
 // One log entry. `data` is opaque to the core; an empty normal entry is the
@@ -45,11 +46,56 @@ struct HardState {
   bool IsEmpty() const { return term == 0 && vote == kNoNode && commit == 0; }
 };
 
-// The membership of the group.
+// The membership of the group. Outside a membership change only `voters`
+// and `learners` are set. In a joint configuration (§6 of the dissertation)
+// decisions need a majority of `voters` AND of `voters_outgoing`.
+// Learners receive the log but never count toward any majority. Lists are
+// kept sorted.
 struct ConfState {
   std::vector<NodeId> voters;
+  std::vector<NodeId> voters_outgoing;
+  std::vector<NodeId> learners;
+  // Leave the joint configuration as soon as it is committed.
+  bool auto_leave = false;
 
   bool operator==(const ConfState&) const = default;
+  bool IsJoint() const { return !voters_outgoing.empty(); }
+  // A voter in either half of the configuration.
+  bool IsVoter(NodeId id) const;
+  bool IsLearner(NodeId id) const;
+  // Voters (both halves) and learners, sorted, each once.
+  std::vector<NodeId> Members() const;
+};
+std::string Describe(const ConfState& cs);
+
+// The state a snapshot captures: everything up to and including `index`.
+struct SnapshotMetadata {
+  Index index = 0;
+  Term term = 0;
+  ConfState conf_state;
+
+  bool operator==(const SnapshotMetadata&) const = default;
+};
+
+// A snapshot as the core sees it: metadata and a reference to the data. The
+// data itself (possibly gigabytes) never passes through the core: the host
+// resolves the reference and streams it between nodes in chunks.
+struct Snapshot {
+  SnapshotMetadata metadata;
+  std::string data_ref;
+
+  bool operator==(const Snapshot&) const = default;
+  bool IsEmpty() const { return metadata.index == 0; }
+};
+
+// The answer to a linearizable read request: once the application has
+// applied `index`, reading its state machine is linearizable for the
+// request named `context`.
+struct ReadState {
+  Index index = 0;
+  uint64_t context = 0;
+
+  bool operator==(const ReadState&) const = default;
 };
 
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };

@@ -153,7 +153,8 @@ void Simulation::Trace(const std::string& line) {
 void Simulation::Boot(Node& n) {
   std::vector<NodeId> voters;
   for (int i = 1; i <= plan_.nodes; ++i) voters.push_back(i);
-  n.storage = std::make_unique<raft::MemoryStorage>(raft::ConfState{voters});
+  n.storage =
+      std::make_unique<raft::MemoryStorage>(raft::ConfState{.voters = voters});
   n.storage->Append(n.disk.entries());
   const raft::HardState& hs = n.disk.hard_state();
   n.storage->SetHardState(hs);
