@@ -26,9 +26,12 @@ void Erase(std::vector<NodeId>& v, NodeId id) {
 
 char TypeCode(ConfChangeSingle::Type t) {
   switch (t) {
-    case ConfChangeSingle::Type::kAddVoter: return 'v';
-    case ConfChangeSingle::Type::kAddLearner: return 'l';
-    case ConfChangeSingle::Type::kRemoveNode: return 'r';
+    case ConfChangeSingle::Type::kAddVoter:
+      return 'v';
+    case ConfChangeSingle::Type::kAddLearner:
+      return 'l';
+    case ConfChangeSingle::Type::kRemoveNode:
+      return 'r';
   }
   return '?';
 }
@@ -58,7 +61,8 @@ std::vector<NodeId> ConfState::Members() const {
 }
 
 std::string Describe(const ConfState& cs) {
-  std::string out = absl::StrCat("voters=(", absl::StrJoin(cs.voters, " "), ")");
+  std::string out =
+      absl::StrCat("voters=(", absl::StrJoin(cs.voters, " "), ")");
   if (cs.IsJoint()) {
     absl::StrAppend(&out, "&&(", absl::StrJoin(cs.voters_outgoing, " "), ")");
   }
@@ -72,7 +76,8 @@ std::string Describe(const ConfState& cs) {
 // Format: "cc1 <auto|joint> <code><id> ...", e.g. "cc1 auto v4 r2".
 std::string EncodeConfChange(const ConfChange& cc) {
   std::string out = absl::StrCat(
-      "cc1 ", cc.transition == ConfChange::Transition::kAuto ? "auto" : "joint");
+      "cc1 ",
+      cc.transition == ConfChange::Transition::kAuto ? "auto" : "joint");
   for (const ConfChangeSingle& c : cc.changes) {
     absl::StrAppend(&out, " ", std::string(1, TypeCode(c.type)), c.node);
   }
@@ -96,9 +101,15 @@ absl::StatusOr<ConfChange> DecodeConfChange(const std::string& data) {
   for (size_t i = 2; i < f.size(); ++i) {
     ConfChangeSingle c;
     switch (f[i][0]) {
-      case 'v': c.type = ConfChangeSingle::Type::kAddVoter; break;
-      case 'l': c.type = ConfChangeSingle::Type::kAddLearner; break;
-      case 'r': c.type = ConfChangeSingle::Type::kRemoveNode; break;
+      case 'v':
+        c.type = ConfChangeSingle::Type::kAddVoter;
+        break;
+      case 'l':
+        c.type = ConfChangeSingle::Type::kAddLearner;
+        break;
+      case 'r':
+        c.type = ConfChangeSingle::Type::kRemoveNode;
+        break;
       default:
         return absl::InvalidArgumentError("unknown change '" + f[i] + "'");
     }

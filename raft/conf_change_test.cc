@@ -13,9 +13,9 @@ ConfChange Change(std::vector<ConfChangeSingle> changes,
 }
 
 TEST(ConfChangeTest, EncodingRoundTrips) {
-  ConfChange cc = Change({{Type::kAddVoter, 4}, {Type::kAddLearner, 5},
-                          {Type::kRemoveNode, 2}},
-                         ConfChange::Transition::kJoint);
+  ConfChange cc = Change(
+      {{Type::kAddVoter, 4}, {Type::kAddLearner, 5}, {Type::kRemoveNode, 2}},
+      ConfChange::Transition::kJoint);
   absl::StatusOr<ConfChange> back = DecodeConfChange(EncodeConfChange(cc));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, cc);
@@ -41,8 +41,8 @@ TEST(ConfChangeTest, SingleVoterChangeIsOneStep) {
 
 TEST(ConfChangeTest, LargerChangeGoesThroughJointAndLeaves) {
   ConfState cs{.voters = {1, 2, 3}};
-  absl::StatusOr<ConfState> joint = ApplyChange(
-      cs, Change({{Type::kAddVoter, 4}, {Type::kRemoveNode, 1}}));
+  absl::StatusOr<ConfState> joint =
+      ApplyChange(cs, Change({{Type::kAddVoter, 4}, {Type::kRemoveNode, 1}}));
   ASSERT_TRUE(joint.ok());
   EXPECT_EQ(joint->voters, (std::vector<NodeId>{2, 3, 4}));
   EXPECT_EQ(joint->voters_outgoing, (std::vector<NodeId>{1, 2, 3}));
@@ -71,7 +71,8 @@ TEST(ConfChangeTest, LearnersAndPromotion) {
   ConfState with_learner = *ApplyChange(cs, Change({{Type::kAddLearner, 4}}));
   EXPECT_TRUE(with_learner.IsLearner(4));
   EXPECT_FALSE(with_learner.IsVoter(4));
-  ConfState promoted = *ApplyChange(with_learner, Change({{Type::kAddVoter, 4}}));
+  ConfState promoted =
+      *ApplyChange(with_learner, Change({{Type::kAddVoter, 4}}));
   EXPECT_TRUE(promoted.IsVoter(4));
   EXPECT_FALSE(promoted.IsLearner(4));
   // Demoting a voter straight to learner is refused with a way out.

@@ -1,5 +1,7 @@
 #include "raft/interaction_env.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -90,6 +92,23 @@ absl::StatusOr<std::string> InteractionEnv::Dispatch(
     return "ok";
   }
   if (command == "log") return Log(id);
+  if (command == "propose-conf-change") return ProposeConfChange(raw, args);
+  if (command == "snapshot") return TakeSnapshot(id);
+  if (command == "transfer-leadership") {
+    if (args.size() != 2) {
+      return absl::InvalidArgumentError("usage: transfer-leadership ID TARGET");
+    }
+    ASSIGN_OR_RETURN(const NodeId target, ParseNumber(args[1]));
+    absl::Status st = raw.TransferLeadership(target);
+    return st.ok() ? "ok" : st.ToString();
+  }
+  if (command == "read-index") {
+    if (args.size() != 2)
+      return absl::InvalidArgumentError("usage: read-index ID CTX");
+    ASSIGN_OR_RETURN(const uint64_t ctx, ParseNumber(args[1]));
+    absl::Status st = raw.ReadIndex(ctx);
+    return st.ok() ? "ok" : st.ToString();
+  }
   return absl::InvalidArgumentError("unknown command: " + command);
 }
 
@@ -100,6 +119,7 @@ absl::StatusOr<std::string> InteractionEnv::AddNodes(
   }
   ASSIGN_OR_RETURN(const uint64_t count, ParseNumber(args[0]));
   Config base;
+  std::vector<NodeId> bootstrap;  // the initial voters; all nodes if empty
   base.pre_vote = true;
   base.check_quorum = true;
   for (size_t i = 1; i < args.size(); ++i) {
@@ -112,16 +132,31 @@ absl::StatusOr<std::string> InteractionEnv::AddNodes(
       ASSIGN_OR_RETURN(base.election_tick, ParseNumber(kv.second));
     } else if (kv.first == "heartbeat") {
       ASSIGN_OR_RETURN(base.heartbeat_tick, ParseNumber(kv.second));
+    } else if (kv.first == "voters") {
+      for (absl::string_view v : absl::StrSplit(kv.second, ',')) {
+        ASSIGN_OR_RETURN(const NodeId id, ParseNumber(std::string(v)));
+        bootstrap.push_back(id);
+      }
+    } else if (kv.first == "read-only") {
+      if (kv.second != "lease" && kv.second != "safe") {
+        return absl::InvalidArgumentError("read-only must be safe or lease");
+      }
+      base.read_only = kv.second == "lease" ? ReadOnlyOption::kLeaseBased
+                                            : ReadOnlyOption::kSafe;
     } else {
       return absl::InvalidArgumentError("unknown option: " + kv.first);
     }
   }
-  std::vector<NodeId> voters;
-  for (NodeId id = 1; id <= count; ++id) voters.push_back(id);
+  std::vector<NodeId> ids;
+  for (NodeId id = 1; id <= count; ++id) ids.push_back(id);
+  if (bootstrap.empty()) bootstrap = ids;
+  std::sort(bootstrap.begin(), bootstrap.end());
   std::vector<std::string> out;
-  for (NodeId id : voters) {
+  // Every node starts from the same bootstrap configuration, joiners too:
+  // replaying the log then gives each the same membership history.
+  for (NodeId id : ids) {
     Node n;
-    n.storage = std::make_unique<MemoryStorage>(ConfState{.voters = voters});
+    n.storage = std::make_unique<MemoryStorage>(ConfState{.voters = bootstrap});
     n.random = std::make_unique<util::SeededRandom>(id);
     Config c = base;
     c.id = id;
@@ -152,6 +187,13 @@ std::string InteractionEnv::ProcessReady(NodeId id) {
                                  rd.must_sync ? " (sync)" : ""));
     n.storage->SetHardState(hs);
   }
+  if (rd.snapshot) {
+    const SnapshotMetadata& meta = rd.snapshot->metadata;
+    lines.push_back(absl::StrCat("Snapshot: ", meta.index, "/", meta.term, " ",
+                                 Describe(meta.conf_state),
+                                 " data=", rd.snapshot->data_ref));
+    n.storage->ApplySnapshot(*rd.snapshot);
+  }
   if (!rd.entries.empty()) {
     std::vector<std::string> es;
     for (const Entry& e : rd.entries) es.push_back(Describe(e));
@@ -170,6 +212,18 @@ std::string InteractionEnv::ProcessReady(NodeId id) {
       n.applied.push_back(e);
     }
     lines.push_back("Apply: " + absl::StrJoin(es, ", "));
+    for (const Entry& e : rd.committed_entries) {
+      if (e.type != EntryType::kConfChange) continue;
+      absl::StatusOr<ConfChange> cc = DecodeConfChange(e.data);
+      absl::StatusOr<ConfState> cs =
+          cc.ok() ? n.raw->ApplyConfChange(*cc) : cc.status();
+      lines.push_back(cs.ok() ? "Config: " + Describe(*cs)
+                              : "Config unchanged: " + cs.status().ToString());
+    }
+  }
+  for (const ReadState& rs : rd.read_states) {
+    lines.push_back(
+        absl::StrCat("ReadState: index=", rs.index, " ctx=", rs.context));
   }
   n.raw->Advance(rd);
   return absl::StrCat("> ", id, " handling Ready\n",
@@ -212,6 +266,35 @@ std::string InteractionEnv::Stabilize(const std::vector<NodeId>& ids) {
   return out.empty() ? "ok" : absl::StrJoin(out, "\n");
 }
 
+absl::StatusOr<std::string> InteractionEnv::ProposeConfChange(
+    RawNode& raw, const std::vector<std::string>& args) {
+  // propose-conf-change ID [joint] v4 l5 r2 ...   (no changes: leave joint)
+  std::string encoded = "cc1 ";
+  size_t first = 1;
+  if (args.size() > 1 && args[1] == "joint") {
+    encoded += "joint";
+    first = 2;
+  } else {
+    encoded += "auto";
+  }
+  for (size_t i = first; i < args.size(); ++i) encoded += " " + args[i];
+  ASSIGN_OR_RETURN(const ConfChange cc, DecodeConfChange(encoded));
+  absl::StatusOr<Index> index = raw.ProposeConfChange(cc);
+  if (!index.ok()) return index.status().ToString();
+  return absl::StrCat("index=", *index);
+}
+
+absl::StatusOr<std::string> InteractionEnv::TakeSnapshot(NodeId id) {
+  Node& n = nodes_.at(id);
+  const Raft& r = n.raw->raft();
+  const Index applied = r.log().applied();
+  const std::string ref = absl::StrCat("snap-", id, "-", applied);
+  RETURN_IF_ERROR(n.storage->CreateSnapshot(applied, r.conf_state(), ref));
+  RETURN_IF_ERROR(n.storage->Compact(applied));
+  return absl::StrCat("snapshot ", ref, " at ", applied, "; log compacted to ",
+                      n.storage->FirstIndex());
+}
+
 absl::StatusOr<std::string> InteractionEnv::Partition(
     const std::vector<std::string>& args) {
   std::vector<std::vector<NodeId>> groups;
@@ -238,7 +321,8 @@ std::string InteractionEnv::Status(NodeId id) const {
   const Raft& r = nodes_.at(id).raw->raft();
   std::string out = absl::StrCat(
       RoleName(r.role()), " term=", r.term(), " lead=", r.lead(),
-      " commit=", r.log().committed(), " last=", r.log().LastIndex());
+      " commit=", r.log().committed(), " last=", r.log().LastIndex(), " ",
+      Describe(r.conf_state()));
   if (r.role() == Role::kLeader) {
     for (NodeId v : r.conf_state().Members()) {
       if (v == id) continue;
@@ -251,10 +335,15 @@ std::string InteractionEnv::Status(NodeId id) const {
 std::string InteractionEnv::Log(NodeId id) const {
   const Node& n = nodes_.at(id);
   std::vector<std::string> lines;
-  absl::StatusOr<std::vector<Entry>> stored =
-      n.storage->Entries(1, n.storage->LastIndex() + 1, UINT64_MAX);
+  const Snapshot snap = n.storage->GetSnapshot().value();
+  if (!snap.IsEmpty()) {
+    lines.push_back(absl::StrCat("snapshot: ", snap.metadata.index, "/",
+                                 snap.metadata.term, " ", snap.data_ref));
+  }
+  absl::StatusOr<std::vector<Entry>> stored = n.storage->Entries(
+      n.storage->FirstIndex(), n.storage->LastIndex() + 1, UINT64_MAX);
   std::vector<std::string> es;
-  for (const Entry& e : *stored) es.push_back(Describe(e));
+  for (const Entry& e : stored.value()) es.push_back(Describe(e));
   lines.push_back("stored: " +
                   (es.empty() ? "(empty)" : absl::StrJoin(es, ", ")));
   lines.push_back(absl::StrCat("applied: ", n.applied.size(), " entries"));

@@ -17,8 +17,13 @@ namespace tally::raft::testing {
 
 // Runs the commands of the data-driven interaction tests (testdata/*.txt)
 // against real RawNodes that persist to MemoryStorage, and prints what
-// happens. Commands (ids are node ids, "all" or none means every node):
+// happens. Processing a Ready persists it, applies committed entries
+// (membership changes through ApplyConfChange) and installs snapshots. Commands
+// (ids are node ids, "all" or none means every node):
 //   add-nodes N [pre-vote=B] [check-quorum=B] [election=T] [heartbeat=T]
+//             [voters=1,2,3] [read-only=safe|lease]
+//                               nodes 1..N, all starting from the bootstrap
+//                               configuration `voters` (default: all)
 //   campaign ID                 start an election at node ID
 //   propose ID DATA             propose an entry; prints its index or error
 //   tick ID [N]                 tick node ID N times (default 1)
@@ -28,7 +33,13 @@ namespace tally::raft::testing {
 //   stabilize [ID...]           process-ready and deliver-msgs until quiet
 //   partition A,B C,...         drop messages between the groups given
 //   heal                        remove every partition
-//   status [ID...]              role, term, leader, commit, progress
+//   status [ID...]              role, term, leader, commit, config, progress
+//   propose-conf-change ID [joint] v4 l5 r2
+//                               add voter 4, learner 5, remove 2 (nothing:
+//                               leave the joint configuration)
+//   snapshot ID                 snapshot at the applied index and compact
+//   transfer-leadership ID TARGET
+//   read-index ID CTX           ask for a linearizable read
 //   log ID                      the persisted log and applied entries
 //
 // Thread safety: not thread-safe.
@@ -54,6 +65,10 @@ class InteractionEnv {
   std::string DeliverMsgs(NodeId id);
   std::string Stabilize(const std::vector<NodeId>& ids);
   absl::StatusOr<std::string> Partition(const std::vector<std::string>& args);
+  absl::StatusOr<std::string> ProposeConfChange(
+      RawNode& raw, const std::vector<std::string>& args);
+  // Snapshots node ID at its applied index and compacts its log there.
+  absl::StatusOr<std::string> TakeSnapshot(NodeId id);
   std::string Status(NodeId id) const;
   std::string Log(NodeId id) const;
   // Parses node ids; an empty list or "all" means every node.

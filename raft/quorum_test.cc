@@ -39,11 +39,12 @@ TEST(QuorumPropertyTest, CommittedIndexIsLargestIndexAMajorityHas) {
   for (int round = 0; round < 2000; ++round) {
     ConfState cs;
     cs.voters = RandomVoters(r);
-    cs.voters_outgoing = r.Chance(0.5) ? RandomVoters(r) : std::vector<NodeId>{};
+    cs.voters_outgoing =
+        r.Chance(0.5) ? RandomVoters(r) : std::vector<NodeId>{};
     std::map<NodeId, Index> acked;
     for (NodeId id = 1; id <= 7; ++id) acked[id] = r.Uniform(10);
-    const Index got = JointConfig(cs).CommittedIndex(
-        [&](NodeId id) { return acked.at(id); });
+    const Index got =
+        JointConfig(cs).CommittedIndex([&](NodeId id) { return acked.at(id); });
     const Index want = std::min(SlowCommitted(cs.voters, acked),
                                 SlowCommitted(cs.voters_outgoing, acked));
     ASSERT_EQ(got, want) << "seed " << seed << " round " << round;
@@ -57,7 +58,8 @@ TEST(QuorumPropertyTest, VoteNeedsMajoritiesOfBothHalves) {
     ConfState cs;
     cs.voters = RandomVoters(r);
     if (cs.voters.empty()) cs.voters.push_back(1);
-    cs.voters_outgoing = r.Chance(0.5) ? RandomVoters(r) : std::vector<NodeId>{};
+    cs.voters_outgoing =
+        r.Chance(0.5) ? RandomVoters(r) : std::vector<NodeId>{};
     std::map<NodeId, bool> votes;
     for (NodeId id = 1; id <= 7; ++id) {
       if (r.Chance(0.7)) votes[id] = r.Chance(0.5);
@@ -66,8 +68,10 @@ TEST(QuorumPropertyTest, VoteNeedsMajoritiesOfBothHalves) {
       if (half.empty()) return VoteResult::kWon;
       size_t yes = 0, missing = 0;
       for (NodeId v : half) {
-        if (!votes.count(v)) ++missing;
-        else yes += votes.at(v);
+        if (!votes.count(v))
+          ++missing;
+        else
+          yes += votes.at(v);
       }
       if (yes > half.size() / 2) return VoteResult::kWon;
       if (yes + missing <= half.size() / 2) return VoteResult::kLost;
@@ -90,8 +94,8 @@ TEST(QuorumTest, LearnersNeverCount) {
   std::map<NodeId, bool> votes = {{1, true}, {4, true}, {5, true}};
   EXPECT_EQ(JointConfig(cs).Vote(votes), VoteResult::kPending);
   std::map<NodeId, Index> acked = {{1, 9}, {2, 1}, {3, 1}, {4, 9}, {5, 9}};
-  EXPECT_EQ(JointConfig(cs).CommittedIndex([&](NodeId id) { return acked[id]; }),
-            1u);
+  EXPECT_EQ(
+      JointConfig(cs).CommittedIndex([&](NodeId id) { return acked[id]; }), 1u);
 }
 
 }  // namespace

@@ -53,7 +53,8 @@ TEST(SnapshotTest, LeaderSendsSnapshotPastCompactedEntries) {
   MemoryStorage& s = net.storage(1);
   const Index applied = net.node(1).log().applied();
   ASSERT_EQ(applied, 6u);
-  ASSERT_TRUE(s.CreateSnapshot(applied, net.node(1).conf_state(), "snap-6").ok());
+  ASSERT_TRUE(
+      s.CreateSnapshot(applied, net.node(1).conf_state(), "snap-6").ok());
   ASSERT_TRUE(s.Compact(applied).ok());
   net.Recover();
   net.TickN(1, 1);  // heartbeat; the answer reveals 3 is behind
@@ -73,7 +74,8 @@ TEST(SnapshotTest, FailedSnapshotIsRetried) {
   net.Isolate(3);
   ASSERT_TRUE(net.Propose(1, "x").ok());
   ApplyAll(net, {1, 2});
-  ASSERT_TRUE(net.storage(1).CreateSnapshot(2, net.node(1).conf_state(), "s").ok());
+  ASSERT_TRUE(
+      net.storage(1).CreateSnapshot(2, net.node(1).conf_state(), "s").ok());
   ASSERT_TRUE(net.storage(1).Compact(2).ok());
   net.DropType(MessageType::kSnapshot);  // the transfer will fail
   net.Recover();
@@ -150,8 +152,10 @@ TEST(MembershipTest, JointChangeNeedsBothMajoritiesThenLeavesItself) {
   for (NodeId id = 1; id <= 5; ++id) net.Set(id, MakeNode(id, kThree));
   net.Campaign(1);
   ApplyAll(net, {1, 2, 3, 4, 5});
-  ConfChange swap{{{Type::kAddVoter, 4}, {Type::kAddVoter, 5},
-                   {Type::kRemoveNode, 2}, {Type::kRemoveNode, 3}},
+  ConfChange swap{{{Type::kAddVoter, 4},
+                   {Type::kAddVoter, 5},
+                   {Type::kRemoveNode, 2},
+                   {Type::kRemoveNode, 3}},
                   ConfChange::Transition::kAuto};
   ASSERT_TRUE(net.node(1).ProposeConfChange(swap).ok());
   net.Persist(1);
@@ -271,7 +275,8 @@ TEST(ReadIndexTest, OneRoundAnswersEveryQueuedRead) {
   net.Stabilize();
   std::vector<ReadState> states = leader.TakeReadStates();
   ASSERT_EQ(states.size(), 3u);
-  for (const ReadState& s : states) EXPECT_EQ(s.index, leader.log().committed());
+  for (const ReadState& s : states)
+    EXPECT_EQ(s.index, leader.log().committed());
 }
 
 TEST(ReadIndexTest, FollowerReadGoesThroughLeader) {

@@ -12,9 +12,9 @@ namespace tally::raft {
 absl::StatusOr<Index> Raft::ProposeConfChange(const ConfChange& cc) {
   if (absl::Status s = CheckCanPropose(); !s.ok()) return s;
   if (pending_conf_index_ > log_.applied()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "a membership change (entry ", pending_conf_index_,
-        ") is still being applied; retry once it is"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("a membership change (entry ", pending_conf_index_,
+                     ") is still being applied; retry once it is"));
   }
   // Reject now what would be rejected when applied.
   if (absl::StatusOr<ConfState> next = ApplyChange(conf_, cc); !next.ok()) {
