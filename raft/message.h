@@ -33,7 +33,9 @@ const char* MessageTypeName(MessageType type);
 //                       a guess at the follower's last matching index and
 //                       log_term = the term at reject_hint (§5.3 back-off).
 //   kVote / kPreVote:   index/log_term = candidate's last entry.
-//   k*VoteResponse:     reject = whether the vote was refused.
+//   k*VoteResponse:     reject = whether the vote was refused; commit = the
+//                       sender's commit index and log_term = that entry's
+//                       term, which the candidate may commit if it has it.
 //   kHeartbeat:         commit = min(leader commit, follower's match),
 //                       context = heartbeat sequence number, echoed back.
 //   kVote / kPreVote:   transfer = sent on a leader's TimeoutNow, so

@@ -65,6 +65,7 @@ void Raft::Reset(Term term) {
   heartbeat_elapsed_ = 0;
   ResetRandomizedElectionTimeout();
   AbortLeaderTransfer();
+  sent_timeout_now_ = false;
   votes_.clear();
   progress_.clear();
   uncommitted_size_ = 0;
@@ -103,6 +104,7 @@ void Raft::BecomeCandidate() {
 
 void Raft::BecomeLeader() {
   TALLY_CHECK(role_ == Role::kCandidate, "only a candidate becomes leader");
+  TALLY_CHECK(conf_.IsVoter(id_), "only a voter becomes leader");
   Reset(term_);
   lead_ = id_;
   role_ = Role::kLeader;
@@ -160,8 +162,10 @@ void Raft::TickHeartbeat() {
       }
       for (auto& [id, pr] : progress_) pr.set_recent_active(id == id_);
     }
-    // A transfer that has not happened within an election timeout failed.
+    // A transfer that has not happened within an election timeout failed;
+    // a removed leader tries again.
     AbortLeaderTransfer();
+    if (!conf_.IsVoter(id_)) HandOver();
   }
   if (heartbeat_elapsed_ >= heartbeat_timeout_) {
     heartbeat_elapsed_ = 0;
@@ -227,6 +231,8 @@ void Raft::HandleVoteRequest(const Message& m) {
   Message resp;
   resp.type = pre ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
   resp.to = m.from;
+  resp.commit = log_.committed();
+  resp.log_term = log_.TermAt(resp.commit).value_or(0);
   // §5.4.1: only for a candidate whose log is at least as up-to-date.
   if (can_vote && log_.IsUpToDate(m.index, m.log_term)) {
     resp.term = m.term;
@@ -267,6 +273,7 @@ void Raft::HandleVoteResponse(const Message& m) {
 // Messages
 
 void Raft::Step(const Message& m) {
+  if (IsVoteResponse(m.type)) LearnCommit(m.commit, m.log_term);
   if (!StepTerm(m)) return;
   switch (m.type) {
     case MessageType::kVote:
@@ -313,11 +320,11 @@ bool Raft::StepTerm(const Message& m) {
     return true;
   }
   if (m.term < term_) {
-    if ((check_quorum_ || pre_vote_) &&
-        (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat)) {
-      // A stale leader, perhaps back from a partition. With pre-vote or
-      // check-quorum it may never learn the new term from a vote request,
-      // so tell it.
+    if (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat) {
+      // §5.1: answer a stale leader with our term, so that it steps down.
+      // It may be back from a partition, or removed from the group and
+      // never contacted by the new leader; with pre-vote or check-quorum it
+      // would not learn the term from a vote request either.
       Message resp;
       resp.type = MessageType::kAppendResponse;
       resp.to = m.from;
@@ -407,6 +414,16 @@ void Raft::StepFollower(const Message& m) {
       break;
     default:
       break;
+  }
+}
+
+void Raft::LearnCommit(Index index, Term term) {
+  // Another node knows entry (index, term) is committed. If our log holds
+  // that entry, it holds the same log up to there (Log Matching), all of it
+  // committed. A candidate learns this way that a membership change it waits
+  // on has committed, when the leader that committed it is gone.
+  if (index > log_.committed() && log_.MatchTerm(index, term)) {
+    log_.CommitTo(index);
   }
 }
 

@@ -56,8 +56,8 @@ class Raft {
   // returns the new configuration, which the application records with its
   // next snapshot. An invalid change (impossible when proposed through
   // ProposeConfChange) is rejected identically by every node and changes
-  // nothing. A leader that is no longer a voter steps down, first telling
-  // the most up-to-date voter to campaign.
+  // nothing. A leader that is no longer a voter keeps leading, accepting no
+  // proposals, and hands leadership to the most up-to-date voter.
   absl::StatusOr<ConfState> ApplyConfChange(const ConfChange& cc);
 
   // Hands leadership to `target` (§3.10): brings it up to date, then tells
@@ -138,6 +138,7 @@ class Raft {
   void StepFollower(const Message& m);
 
   void HandleVoteRequest(const Message& m);
+  void LearnCommit(Index index, Term term);
   void HandleVoteResponse(const Message& m);
   void HandleAppendEntries(const Message& m);
   void HandleHeartbeat(const Message& m);
@@ -157,6 +158,8 @@ class Raft {
   void Send(Message m);
 
   void SendTimeoutNow(NodeId to);
+  // A removed leader transfers leadership to the most up-to-date voter.
+  void HandOver();
   void AbortLeaderTransfer() { lead_transferee_ = kNoNode; }
   // UNAVAILABLE unless this node is a leader that accepts proposals.
   absl::Status CheckCanPropose() const;
@@ -206,6 +209,9 @@ class Raft {
   // until it is applied.
   Index pending_conf_index_ = 0;
   NodeId lead_transferee_ = kNoNode;
+  // Set once this leader told a node to campaign: followers grant that
+  // candidate their vote despite the lease, so the lease no longer holds.
+  bool sent_timeout_now_ = false;
 
   // Ticks since the last election timeout reset (followers and candidates)
   // or since the last check-quorum test (leaders).

@@ -179,23 +179,51 @@ TEST(MembershipTest, JointChangeNeedsBothMajoritiesThenLeavesItself) {
   EXPECT_EQ(final_conf.voters, (std::vector<NodeId>{1, 4, 5}));
 }
 
-TEST(MembershipTest, RemovedLeaderStepsDownAndHandsOver) {
+TEST(MembershipTest, RemovedLeaderHandsOverThenStepsDown) {
   TestNetwork net(kThree);
   net.Campaign(1);
   ApplyAll(net, kThree);
   ASSERT_TRUE(net.node(1).ProposeConfChange(Single(Type::kRemoveNode, 1)).ok());
   net.Persist(1);
   net.Stabilize();
+  // Removed, node 1 refuses proposals and hands over to an up-to-date
+  // voter, which takes over without waiting for an election timeout.
   ApplyAll(net, kThree);
+  EXPECT_TRUE(absl::IsUnavailable(net.node(1).Propose("x").status()));
+  // Its next heartbeat is answered with the new term: it steps down.
+  net.TickN(1, 1);
   EXPECT_NE(net.node(1).role(), Role::kLeader);
-  // The leader told the most up-to-date voter to campaign: a new leader
-  // exists without waiting for an election timeout.
   const bool two_leads = net.node(2).role() == Role::kLeader;
   const bool three_leads = net.node(3).role() == Role::kLeader;
   EXPECT_TRUE(two_leads || three_leads);
   // The removed node never campaigns again.
   net.node(1).Campaign();
   EXPECT_EQ(net.node(1).role(), Role::kFollower);
+}
+
+// A candidate that holds an entry another node knows is committed may
+// commit it too (Log Matching): this is how voters stuck in a joint
+// configuration learn that its successor committed after the leader that
+// committed it left.
+TEST(MembershipTest, CandidateLearnsCommitFromVoteResponse) {
+  TestNode candidate =
+      MakeNode(1, kThree, {}, testing::EntriesWithTerms({1, 1, 2}),
+               HardState{2, kNoNode, 1});
+  Raft& r = *candidate.raft;
+  r.Campaign();
+  Message resp = Msg(MessageType::kVoteResponse, 2, 1, r.term());
+  resp.reject = true;
+  resp.commit = 3;
+  resp.log_term = 2;
+  r.Step(resp);
+  EXPECT_EQ(r.log().committed(), 3u);
+  // A commit hint for an entry we do not hold teaches nothing.
+  TestNode other = MakeNode(1, kThree, {}, testing::EntriesWithTerms({1, 1, 1}),
+                            HardState{2, kNoNode, 1});
+  other.raft->Campaign();
+  resp.term = other.raft->term();
+  other.raft->Step(resp);
+  EXPECT_EQ(other.raft->log().committed(), 1u);
 }
 
 // Dissertation §3.10: "the prior leader sends its log entries to the target
@@ -311,6 +339,57 @@ TEST(ReadIndexTest, LeaseReadNeedsNoRoundUntilTheLeaseRunsOut) {
   net.TickN(1, 10);
   ASSERT_TRUE(leader.ReadIndex(2).ok());
   EXPECT_TRUE(leader.TakeReadStates().empty());
+}
+
+// Lease reads rest on clocks: a leader whose clock runs slow keeps serving
+// from its lease after faster followers have elected someone else. This is
+// the hazard --lease-drift-beyond-bound makes the simulator find.
+TEST(ReadIndexTest, LeaseReadIsStaleWhenClocksDriftBeyondTheMargin) {
+  TestOptions opts;
+  opts.check_quorum = true;
+  opts.pre_vote = true;
+  opts.read_only = ReadOnlyOption::kLeaseBased;
+  TestNetwork net(kThree, opts);
+  for (NodeId id : kThree) {
+    for (int i = 0; i < 10; ++i) net.node(id).Tick();  // past start-up quiet
+  }
+  net.Campaign(1);
+  net.TickN(1, 2);  // heartbeats acknowledged: the lease runs
+  net.Isolate(1);
+  // Followers' clocks run fast: 20 ticks pass for them, 2 for the leader.
+  net.TickN(2, 20);
+  net.TickN(3, 20);
+  net.TickN(1, 2);
+  const NodeId new_leader = net.node(2).role() == Role::kLeader ? 2 : 3;
+  ASSERT_EQ(net.node(new_leader).role(), Role::kLeader);
+  ASSERT_TRUE(net.Propose(new_leader, "newer").ok());
+  const Index newer = net.node(new_leader).log().committed();
+  // The old leader still trusts its lease and answers below the new write.
+  ASSERT_EQ(net.node(1).role(), Role::kLeader);
+  ASSERT_TRUE(net.node(1).ReadIndex(9).ok());
+  std::vector<ReadState> states = net.node(1).TakeReadStates();
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_LT(states[0].index, newer);
+}
+
+TEST(ReadIndexTest, NoLeaseReadsAfterTimeoutNow) {
+  TestOptions opts;
+  opts.check_quorum = true;
+  opts.read_only = ReadOnlyOption::kLeaseBased;
+  TestNetwork net(kThree, opts);
+  for (NodeId id : kThree) {
+    for (int i = 0; i < 10; ++i) net.node(id).Tick();
+  }
+  net.Campaign(1);
+  net.TickN(1, 1);
+  net.Isolate(2);  // the transfer target never hears of it
+  ASSERT_TRUE(net.node(1).TransferLeadership(3).ok());
+  net.Persist(1);
+  net.Stabilize();  // TimeoutNow reaches 3... which cannot win without 2
+  net.Recover();
+  ASSERT_TRUE(net.node(1).ReadIndex(5).ok());
+  // Not answered from the lease: node 3 may be electable.
+  EXPECT_TRUE(net.node(1).TakeReadStates().empty());
 }
 
 TEST(ReadIndexTest, LeaseReadsRequireCheckQuorum) {

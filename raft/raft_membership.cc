@@ -33,21 +33,33 @@ absl::StatusOr<ConfState> Raft::ApplyConfChange(const ConfChange& cc) {
   absl::StatusOr<ConfState> next = ApplyChange(conf_, cc);
   if (!next.ok()) return next.status();
   SwitchToConfig(*next);
-  if (role_ == Role::kLeader && !conf_.IsVoter(id_)) {
-    // Removed (the change is committed, since it is applied): hand over to
-    // the most up-to-date voter so the group need not wait for a timeout.
-    NodeId best = kNoNode;
-    Index best_match = 0;
-    for (const auto& [id, pr] : progress_) {
-      if (id != id_ && conf_.IsVoter(id) && pr.match() >= best_match) {
-        best = id;
-        best_match = pr.match();
-      }
+  if (!conf_.IsVoter(id_)) {
+    if (role_ == Role::kLeader) {
+      HandOver();
+    } else if (role_ != Role::kFollower) {
+      BecomeFollower(term_, kNoNode);  // no longer entitled to campaign
     }
-    if (best != kNoNode && best_match == log_.LastIndex()) SendTimeoutNow(best);
-    BecomeFollower(term_, kNoNode);
   }
   return conf_;
+}
+
+void Raft::HandOver() {
+  // A leader removed from the configuration keeps leading the group it is
+  // no longer part of (dissertation §4.2.2), accepting no proposals, until
+  // a voter takes over: stepping down at once could leave the voters unable
+  // to learn that the change committed, waiting for this node's vote in a
+  // joint configuration they have not left.
+  NodeId best = kNoNode;
+  Index best_match = 0;
+  for (const auto& [id, pr] : progress_) {
+    if (id != id_ && conf_.IsVoter(id) && pr.match() >= best_match) {
+      best = id;
+      best_match = pr.match();
+    }
+  }
+  if (best == kNoNode) return;
+  absl::Status s = TransferLeadership(best);
+  TALLY_CHECK(s.ok(), "handing over to a voter failed");
 }
 
 void Raft::SwitchToConfig(const ConfState& cs) {
@@ -99,6 +111,7 @@ absl::Status Raft::TransferLeadership(NodeId target) {
 }
 
 void Raft::SendTimeoutNow(NodeId to) {
+  sent_timeout_now_ = true;
   Message m;
   m.type = MessageType::kTimeoutNow;
   m.to = to;

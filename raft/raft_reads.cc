@@ -38,7 +38,8 @@ void Raft::HandleReadRequest(NodeId from, uint64_t context) {
     AnswerRead(read, read.index);  // a single voter is its own quorum
     return;
   }
-  if (read_only_ == ReadOnlyOption::kLeaseBased && LeaseValid()) {
+  if (read_only_ == ReadOnlyOption::kLeaseBased && !sent_timeout_now_ &&
+      LeaseValid()) {
     AnswerRead(read, read.index);
     return;
   }

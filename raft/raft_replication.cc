@@ -191,6 +191,12 @@ absl::Status Raft::CheckCanPropose() const {
     return absl::UnavailableError(absl::StrCat(
         "node ", id_, " is not the leader; leader is node ", lead_));
   }
+  if (!conf_.IsVoter(id_)) {
+    return absl::UnavailableError(
+        absl::StrCat("node ", id_,
+                     " was removed from the group and is handing over; "
+                     "retry at the new leader"));
+  }
   if (lead_transferee_ != kNoNode) {
     return absl::UnavailableError(
         absl::StrCat("leadership is being transferred to node ",

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "raft/conf_change.h"
 
 namespace tally::sim {
 namespace {
@@ -53,14 +54,21 @@ std::optional<Op> DecodeOp(const std::string& data) {
 
 Checker::Checker(int nodes)
     : digests_(nodes + 1, std::vector<Digest>{{0, 0}}),
-      known_commit_(nodes + 1, 0) {}
+      known_commit_(nodes + 1, 0),
+      snapshot_index_(nodes + 1, 0) {}
 
 void Checker::Fail(std::string what) {
   if (!violation_) violation_ = std::move(what);
 }
 
 void Checker::OnBecomeLeader(raft::NodeId id, raft::Term term,
-                             const raft::RaftLog& log) {
+                             const raft::RaftLog& log,
+                             const raft::ConfState& conf) {
+  if (!conf.IsVoter(id)) {
+    Fail(absl::StrCat("membership: node ", id, " leads term ", term,
+                      " but is not a voter of ", raft::Describe(conf)));
+    return;
+  }
   auto [it, inserted] = leaders_.emplace(term, id);
   if (!inserted && it->second != id) {
     Fail(absl::StrCat("election safety: nodes ", it->second, " and ", id,
@@ -71,6 +79,7 @@ void Checker::OnBecomeLeader(raft::NodeId id, raft::Term term,
     const Committed& c = committed_[i];
     if (c.commit_term >= term) continue;
     const raft::Index index = i + 1;
+    if (index + 1 < log.FirstIndex()) continue;  // compacted into a snapshot
     if (log.TermAt(index) != c.term) {
       Fail(absl::StrCat("leader completeness: node ", id, " leads term ", term,
                         " without entry ", index, "/", c.term,
@@ -103,23 +112,75 @@ void Checker::OnPersist(raft::NodeId id,
   }
 }
 
-void Checker::OnRestart(raft::NodeId id,
+void Checker::OnRestart(raft::NodeId id, raft::Index snapshot_index,
                         const std::vector<raft::Entry>& durable) {
-  digests_[id].resize(1);
+  ResetDigestsTo(id, snapshot_index);
   OnPersist(id, durable);
-  known_commit_[id] = 0;
+  known_commit_[id] = snapshot_index;
+}
+
+void Checker::OnSnapshotInstalled(raft::NodeId id, raft::Index index) {
+  ResetDigestsTo(id, index);
+  known_commit_[id] = std::max(known_commit_[id], index);
+}
+
+void Checker::ResetDigestsTo(raft::NodeId id, raft::Index index) {
+  std::vector<Digest>& d = digests_[id];
+  d.resize(1);
+  for (raft::Index i = 1; i <= index && i <= committed_.size(); ++i) {
+    d.push_back({committed_[i - 1].term, committed_[i - 1].prefix_hash});
+  }
+  snapshot_index_[id] = index;
+}
+
+bool Checker::Holds(raft::NodeId id, raft::Index index, raft::Term term) const {
+  const std::vector<Digest>& d = digests_[id];
+  return index < d.size() && d[index].term == term;
+}
+
+void Checker::OnLeaderCommit(raft::NodeId id, const raft::ConfState& conf,
+                             raft::Index commit) {
+  if (commit == 0 || commit > committed_.size()) return;
+  const raft::Term term = committed_[commit - 1].term;
+  for (const std::vector<raft::NodeId>* half :
+       {&conf.voters, &conf.voters_outgoing}) {
+    if (half->empty()) continue;
+    size_t holding = 0;
+    for (raft::NodeId v : *half) {
+      holding += v < digests_.size() && Holds(v, commit, term);
+    }
+    if (holding <= half->size() / 2) {
+      Fail(absl::StrCat("commit quorum: leader ", id, " committed ", commit,
+                        "/", term, " held by only ", holding, " of ",
+                        half->size(), " voters of ", raft::Describe(conf)));
+      return;
+    }
+  }
+}
+
+void Checker::OnStateHash(raft::NodeId id, raft::Index index, uint64_t hash) {
+  auto [it, inserted] = state_hashes_.emplace(index, hash);
+  if (!inserted && it->second != hash) {
+    Fail(absl::StrCat("state divergence: node ", id,
+                      " has a different state after applying ", index));
+  }
 }
 
 void Checker::OnCommit(raft::NodeId id, raft::Term term, raft::Index commit,
                        const raft::RaftLog& log) {
   raft::Index& known = known_commit_[id];
+  const std::vector<Digest>& d = digests_[id];
   for (raft::Index i = known + 1; i <= commit; ++i) {
     const std::optional<raft::Term> t = log.TermAt(i);
+    const uint64_t prefix = i < d.size() ? d[i].prefix_hash : 0;
     if (i > committed_.size()) {
-      committed_.push_back({t.value_or(0), term, 0, false, std::nullopt});
+      committed_.push_back(
+          {t.value_or(0), term, prefix, 0, false, std::nullopt});
       continue;
     }
     Committed& c = committed_[i - 1];
+    if (c.prefix_hash == 0) c.prefix_hash = prefix;
+    if (!t && i + 1 < log.FirstIndex()) continue;  // compacted
     if (t != c.term) {
       Fail(absl::StrCat("committed entry changed: node ", id, " commits entry ",
                         i, " of term ", t.value_or(0), " but entry ", i, "/",

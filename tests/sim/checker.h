@@ -37,15 +37,27 @@ class Checker {
 
   // Election Safety: at most one leader per term.
   // Leader Completeness: the new leader's log holds every entry known to be
-  // committed in an earlier term.
+  // committed in an earlier term (compacted ones excepted: they are in its
+  // snapshot).
+  // Membership: a leader is a voter of its own configuration.
   void OnBecomeLeader(raft::NodeId id, raft::Term term,
-                      const raft::RaftLog& log);
+                      const raft::RaftLog& log, const raft::ConfState& conf);
+  // The leader `id` committed up to `commit`: majorities of both halves of
+  // its configuration (learners not counted) must hold that entry.
+  void OnLeaderCommit(raft::NodeId id, const raft::ConfState& conf,
+                      raft::Index commit);
+  // Every replica that applied index i has the same state then.
+  void OnStateHash(raft::NodeId id, raft::Index index, uint64_t hash);
   // Log Matching: the node persisted `entries`, replacing its log from
   // entries[0].index on; any other node's entry with the same index and term
   // must be preceded by the same log.
   void OnPersist(raft::NodeId id, const std::vector<raft::Entry>& entries);
-  // The node restarted from this durable log.
-  void OnRestart(raft::NodeId id, const std::vector<raft::Entry>& durable);
+  // The node restarted from a snapshot at `snapshot_index` (0: none) and
+  // the durable entries after it.
+  void OnRestart(raft::NodeId id, raft::Index snapshot_index,
+                 const std::vector<raft::Entry>& durable);
+  // The node replaced its log with a snapshot at `index`.
+  void OnSnapshotInstalled(raft::NodeId id, raft::Index index);
   // The node's commit index advanced to `commit` while it was in `term`:
   // committed entries never change.
   void OnCommit(raft::NodeId id, raft::Term term, raft::Index commit,
@@ -73,15 +85,22 @@ class Checker {
   struct Committed {
     raft::Term term;
     raft::Term commit_term;  // lowest term a node observed it committed in
+    uint64_t prefix_hash;    // of the log up to it (0: not yet known)
     uint64_t data_hash;
     bool applied_seen;
     std::optional<Op> op;  // the client op its data carries
   };
 
   void ExtendModel();
+  // The digests of a log holding everything committed up to `index`.
+  void ResetDigestsTo(raft::NodeId id, raft::Index index);
+  // Whether the node's persisted log holds entry (index, term).
+  bool Holds(raft::NodeId id, raft::Index index, raft::Term term) const;
 
   std::vector<std::vector<Digest>> digests_;  // per node, index 0 = sentinel
   std::vector<raft::Index> known_commit_;     // per node
+  std::vector<raft::Index> snapshot_index_;   // per node: log starts after
+  std::map<raft::Index, uint64_t> state_hashes_;
   std::map<raft::Term, raft::NodeId> leaders_;
   std::vector<Committed> committed_;  // index i at [i - 1]
   // The register model replayed along the committed log, and for each read

@@ -25,6 +25,8 @@ struct LogView {
   raft::RaftLog log;
 };
 
+const raft::ConfState kConf{.voters = {1, 2, 3}};
+
 bool Mentions(const Checker& c, const std::string& what) {
   return c.violation() && c.violation()->find(what) != std::string::npos;
 }
@@ -32,10 +34,10 @@ bool Mentions(const Checker& c, const std::string& what) {
 TEST(CheckerTest, TwoLeadersInOneTerm) {
   Checker c(3);
   LogView empty({});
-  c.OnBecomeLeader(1, 5, empty.log);
-  c.OnBecomeLeader(1, 5, empty.log);  // same node again is fine
+  c.OnBecomeLeader(1, 5, empty.log, kConf);
+  c.OnBecomeLeader(1, 5, empty.log, kConf);  // same node again is fine
   EXPECT_FALSE(c.violation());
-  c.OnBecomeLeader(2, 5, empty.log);
+  c.OnBecomeLeader(2, 5, empty.log, kConf);
   EXPECT_TRUE(Mentions(c, "election safety")) << c.violation().value_or("");
 }
 
@@ -65,7 +67,7 @@ TEST(CheckerTest, LeaderMissingCommittedEntry) {
   LogView full({E(1, 1), E(2, 1)});
   LogView shorter({E(1, 1)});
   c.OnCommit(1, 1, 2, full.log);
-  c.OnBecomeLeader(2, 2, shorter.log);
+  c.OnBecomeLeader(2, 2, shorter.log, kConf);
   EXPECT_TRUE(Mentions(c, "leader completeness")) << c.violation().value_or("");
 }
 
@@ -76,7 +78,7 @@ TEST(CheckerTest, LateLeaderOfOlderTermNeedNotHaveNewerCommits) {
   LogView full({E(1, 1), E(2, 1)});
   LogView shorter({E(1, 1)});
   c.OnCommit(1, 3, 2, full.log);
-  c.OnBecomeLeader(2, 2, shorter.log);
+  c.OnBecomeLeader(2, 2, shorter.log, kConf);
   EXPECT_FALSE(c.violation());
 }
 
@@ -117,6 +119,51 @@ TEST(CheckerTest, StaleReadAndRealTimeOrder) {
     c.OnAck(late, 1, 1, 0);
     EXPECT_TRUE(Mentions(c, "linearizability")) << c.violation().value_or("");
   }
+}
+
+TEST(CheckerTest, LeaderOutsideItsConfiguration) {
+  Checker c(4);
+  LogView empty({});
+  c.OnBecomeLeader(4, 1, empty.log, kConf);
+  EXPECT_TRUE(Mentions(c, "membership")) << c.violation().value_or("");
+}
+
+TEST(CheckerTest, CommitWithoutBothMajorities) {
+  LogView log({E(1, 1, "a")});
+  raft::ConfState joint{.voters = {1, 2, 3}, .voters_outgoing = {1, 4, 5}};
+  {
+    Checker c(5);
+    for (raft::NodeId id : {1, 2, 4}) c.OnPersist(id, {E(1, 1, "a")});
+    c.OnCommit(1, 1, 1, log.log);
+    c.OnLeaderCommit(1, joint, 1);
+    EXPECT_FALSE(c.violation());
+  }
+  {
+    Checker c(5);
+    // A majority of the incoming half only.
+    for (raft::NodeId id : {1, 2, 3}) c.OnPersist(id, {E(1, 1, "a")});
+    c.OnCommit(1, 1, 1, log.log);
+    c.OnLeaderCommit(1, joint, 1);
+    EXPECT_TRUE(Mentions(c, "commit quorum")) << c.violation().value_or("");
+  }
+  {
+    Checker c(5);
+    // Learners holding the entry do not count.
+    raft::ConfState with_learners{.voters = {1, 2, 3}, .learners = {4, 5}};
+    for (raft::NodeId id : {1, 4, 5}) c.OnPersist(id, {E(1, 1, "a")});
+    c.OnCommit(1, 1, 1, log.log);
+    c.OnLeaderCommit(1, with_learners, 1);
+    EXPECT_TRUE(Mentions(c, "commit quorum")) << c.violation().value_or("");
+  }
+}
+
+TEST(CheckerTest, StateDivergence) {
+  Checker c(3);
+  c.OnStateHash(1, 5, 42);
+  c.OnStateHash(2, 5, 42);
+  EXPECT_FALSE(c.violation());
+  c.OnStateHash(3, 5, 43);
+  EXPECT_TRUE(Mentions(c, "state divergence")) << c.violation().value_or("");
 }
 
 TEST(CheckerTest, OpEncodingRoundTrips) {

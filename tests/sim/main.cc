@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
   int jobs =
       static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool faulty_disk = false;
+  bool all_features = false;
+  bool lease_drift = false;
   bool trace = false;
   app.add_option("--seeds", seeds, "Seed or inclusive range A..B")
       ->capture_default_str();
@@ -71,6 +73,12 @@ int main(int argc, char** argv) {
   app.add_flag("--faulty-disk", faulty_disk,
                "Use a disk that forgets synced terms and votes on crash; "
                "violations are expected");
+  app.add_flag("--all-features", all_features,
+               "Also snapshots, membership changes, leadership transfers, "
+               "ReadIndex and lease reads, and drifting clocks");
+  app.add_flag("--lease-drift-beyond-bound", lease_drift,
+               "Lease reads with clocks drifting beyond the lease margin; "
+               "stale reads are expected");
   app.add_flag("--trace", trace, "Print every event (use with one seed)");
   CLI11_PARSE(app, argc, argv);
 
@@ -84,7 +92,9 @@ int main(int argc, char** argv) {
   if (trace) jobs = 1;
   replay_flags = std::string(argv[0]) + " --steps " + std::to_string(steps) +
                  (nodes ? " --nodes " + std::to_string(nodes) : "") +
-                 (faulty_disk ? " --faulty-disk" : "");
+                 (faulty_disk ? " --faulty-disk" : "") +
+                 (all_features ? " --all-features" : "") +
+                 (lease_drift ? " --lease-drift-beyond-bound" : "");
   std::signal(SIGABRT, OnAbort);
   const uint64_t count = last - first + 1;
   std::vector<tally::sim::SimResult> results(count);
@@ -98,6 +108,8 @@ int main(int argc, char** argv) {
       o.steps = steps;
       o.nodes = nodes;
       o.faulty_disk = faulty_disk;
+      o.all_features = all_features;
+      o.lease_drift_beyond_bound = lease_drift;
       o.trace = trace;
       results[i] = tally::sim::RunSimulation(o);
     }

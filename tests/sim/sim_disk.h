@@ -31,9 +31,18 @@ class SimDisk {
   // Loses every buffered write (and, in faulty mode, the term and vote).
   void Crash();
 
+  // Makes a snapshot durable and drops the entries up to `compact_to`
+  // (<= the snapshot's index). Written and synced at once, as a snapshot
+  // file is before the log is truncated.
+  void SaveSnapshot(const raft::Snapshot& snapshot, raft::Index compact_to);
+  // Installs a snapshot received from the leader: it replaces the whole log
+  // (synced at once, as the Ready contract requires).
+  void InstallSnapshot(const raft::Snapshot& snapshot);
+
   const raft::HardState& hard_state() const { return hard_state_; }
-  // Durable entries, from index 1.
-  const std::vector<raft::Entry>& entries() const { return entries_; }
+  const raft::Snapshot& snapshot() const { return snapshot_; }
+  // Durable entries after the snapshot, in index order.
+  std::vector<raft::Entry> EntriesAfterSnapshot() const;
   bool has_unsynced_writes() const { return !pending_.empty(); }
 
  private:
@@ -44,6 +53,9 @@ class SimDisk {
 
   const bool faulty_;
   raft::HardState hard_state_;
+  raft::Snapshot snapshot_;
+  // entries_[0] has index offset_ + 1.
+  raft::Index offset_ = 0;
   std::vector<raft::Entry> entries_;
   std::vector<PendingWrite> pending_;
 };

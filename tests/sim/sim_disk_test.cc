@@ -17,7 +17,7 @@ TEST(SimDiskTest, CrashLosesOnlyUnsyncedWrites) {
   EXPECT_TRUE(disk.has_unsynced_writes());
   disk.Crash();
   EXPECT_EQ(disk.hard_state(), (raft::HardState{1, 2, 0}));
-  ASSERT_EQ(disk.entries().size(), 1u);
+  ASSERT_EQ(disk.EntriesAfterSnapshot().size(), 1u);
 }
 
 TEST(SimDiskTest, WritesReplaceSuffixOnSync) {
@@ -25,8 +25,8 @@ TEST(SimDiskTest, WritesReplaceSuffixOnSync) {
   disk.Write(std::nullopt, {E(1, 1), E(2, 1), E(3, 1)});
   disk.Write(std::nullopt, {E(2, 2)});
   disk.Sync();
-  ASSERT_EQ(disk.entries().size(), 2u);
-  EXPECT_EQ(disk.entries()[1].term, 2u);
+  ASSERT_EQ(disk.EntriesAfterSnapshot().size(), 2u);
+  EXPECT_EQ(disk.EntriesAfterSnapshot()[1].term, 2u);
 }
 
 TEST(SimDiskTest, FaultyDiskForgetsSyncedTermAndVote) {
@@ -36,7 +36,24 @@ TEST(SimDiskTest, FaultyDiskForgetsSyncedTermAndVote) {
   disk.Crash();
   EXPECT_EQ(disk.hard_state().term, 0u);
   EXPECT_EQ(disk.hard_state().vote, raft::kNoNode);
-  EXPECT_EQ(disk.entries().size(), 1u);  // entries survive
+  EXPECT_EQ(disk.EntriesAfterSnapshot().size(), 1u);  // entries survive
+}
+
+TEST(SimDiskTest, SnapshotCompactsAndSurvivesCrash) {
+  SimDisk disk(false);
+  disk.Write(std::nullopt, {E(1, 1), E(2, 1), E(3, 1), E(4, 1)});
+  raft::Snapshot snap;
+  snap.metadata.index = 3;
+  snap.metadata.term = 1;
+  snap.data_ref = "s3";
+  disk.SaveSnapshot(snap, 2);  // syncs the pending write first
+  disk.Crash();
+  EXPECT_EQ(disk.snapshot().data_ref, "s3");
+  ASSERT_EQ(disk.EntriesAfterSnapshot().size(), 1u);
+  EXPECT_EQ(disk.EntriesAfterSnapshot()[0].index, 4u);
+  disk.Write(std::nullopt, {E(5, 2)});  // appends after the kept entries
+  disk.Sync();
+  EXPECT_EQ(disk.EntriesAfterSnapshot().size(), 2u);
 }
 
 }  // namespace

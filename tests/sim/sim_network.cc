@@ -2,20 +2,20 @@
 
 namespace tally::sim {
 
-void SimNetwork::Send(const raft::Message& m, uint64_t now) {
-  if (random_->Chance(faults_.drop)) return;
-  const int copies = random_->Chance(faults_.duplicate) ? 2 : 1;
+void SimNetwork::Send(const raft::Message& m, uint64_t now, bool reliable) {
+  if (!reliable && random_->Chance(faults_.drop)) return;
+  const int copies = !reliable && random_->Chance(faults_.duplicate) ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
     const uint64_t delay = 1 + random_->Uniform(faults_.max_delay);
     queue_.push(InFlight{now + delay, random_->Next(), m});
   }
 }
 
-std::vector<raft::Message> SimNetwork::TakeDue(uint64_t now) {
-  std::vector<raft::Message> due;
+std::vector<SimNetwork::Due> SimNetwork::TakeDue(uint64_t now) {
+  std::vector<Due> due;
   while (!queue_.empty() && queue_.top().deliver_at <= now) {
     const InFlight& top = queue_.top();
-    if (!cut_.count({top.msg.from, top.msg.to})) due.push_back(top.msg);
+    due.push_back({top.msg, cut_.count({top.msg.from, top.msg.to}) > 0});
     queue_.pop();
   }
   return due;

@@ -31,10 +31,16 @@ class SimNetwork {
   SimNetwork(util::SeededRandom* random, NetworkFaults faults)
       : random_(random), faults_(faults) {}
 
-  void Send(const raft::Message& m, uint64_t now);
-  // Removes and returns the messages due at `now` that may be delivered, in
-  // a random order. Messages over links cut at delivery time are lost.
-  std::vector<raft::Message> TakeDue(uint64_t now);
+  // Queues `m`. Unless `reliable` (a stream whose failure the sender learns
+  // of), it may be lost or duplicated.
+  void Send(const raft::Message& m, uint64_t now, bool reliable = false);
+  // A message due for delivery; `cut` if its link is cut now, so it is lost.
+  struct Due {
+    raft::Message msg;
+    bool cut;
+  };
+  // Removes and returns the messages due at `now`, in a random order.
+  std::vector<Due> TakeDue(uint64_t now);
 
   void Cut(raft::NodeId from, raft::NodeId to) { cut_.insert({from, to}); }
   void Heal() { cut_.clear(); }

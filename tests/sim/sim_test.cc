@@ -49,5 +49,47 @@ TEST(SimulationTest, FaultyDiskIsCaught) {
   EXPECT_GT(violations, 0);
 }
 
+TEST(SimulationTest, AllFeaturesRunsEveryFeatureAndKeepsEveryInvariant) {
+  SimResult total;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.steps = 2000;
+    o.all_features = true;
+    SimResult r = RunSimulation(o);
+    ASSERT_FALSE(r.violation) << "seed " << seed << ": " << *r.violation;
+    total.snapshots_sent += r.snapshots_sent;
+    total.conf_changes += r.conf_changes;
+    total.transfers += r.transfers;
+    total.index_reads += r.index_reads;
+    total.acked_ops += r.acked_ops;
+  }
+  EXPECT_GT(total.snapshots_sent, 20u);
+  EXPECT_GT(total.conf_changes, 100u);
+  EXPECT_GT(total.transfers, 20u);
+  EXPECT_GT(total.index_reads, 1000u);
+  EXPECT_GT(total.acked_ops, 1000u);
+}
+
+TEST(SimulationTest, LeaseReadsWithClocksDriftingBeyondTheMarginAreCaught) {
+  // Lease reads are only as safe as the clocks; past the configured drift
+  // margin a deposed leader serves stale reads, and the per-key
+  // linearizability check must find them.
+  int stale = 0;
+  for (uint64_t seed = 1; seed <= 300 && stale == 0; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.steps = 3000;
+    o.lease_drift_beyond_bound = true;
+    SimResult r = RunSimulation(o);
+    if (r.violation) {
+      EXPECT_NE(r.violation->find("linearizability"), std::string::npos)
+          << "seed " << seed << ": " << *r.violation;
+      ++stale;
+    }
+  }
+  EXPECT_GT(stale, 0);
+}
+
 }  // namespace
 }  // namespace tally::sim

@@ -26,6 +26,14 @@ struct SimOptions {
   int nodes = 0;
   // The disk forgets synced terms and votes on crash (see SimDisk).
   bool faulty_disk = false;
+  // Also exercise snapshots and compaction, membership changes (learners,
+  // promotions, removals including the leader's, joint changes),
+  // leadership transfers, ReadIndex and lease reads, and nodes whose clocks
+  // run at different rates.
+  bool all_features = false;
+  // Lease reads on, with clock rates drifting apart by more than the lease
+  // margin allows: stale reads are expected (implies all_features).
+  bool lease_drift_beyond_bound = false;
   // Print every event to stdout.
   bool trace = false;
 };
@@ -40,6 +48,13 @@ struct FaultPlan {
   int max_partition = 200;  // ticks a partition lasts, at most
   double flush = 0.1;       // per step and node, that the OS flushes writes
   double client = 0.3;      // per step and client, that it invokes an op
+  // With all_features:
+  int voters = 0;            // initial voters (nodes 1..voters)
+  double snapshot = 0;       // per step and node, that it snapshots
+  double conf_change = 0;    // per step, that the leader changes membership
+  double transfer = 0;       // per step, that the leader hands over
+  bool lease_reads = false;  // nodes answer reads from a lease
+  double clock_drift = 0;    // node clock rates in [1 - d, 1 + d]
   std::string Describe() const;
 };
 
@@ -49,6 +64,10 @@ struct SimResult {
   uint64_t elections = 0;
   uint64_t crashes = 0;
   uint64_t partitions = 0;
+  uint64_t snapshots_sent = 0;
+  uint64_t conf_changes = 0;
+  uint64_t transfers = 0;
+  uint64_t index_reads = 0;  // reads answered through ReadIndex or a lease
   std::optional<std::string> violation;
   uint64_t violation_step = 0;
   FaultPlan plan;
