@@ -267,6 +267,20 @@ TEST(TransferTest, RefusesNonVoterTarget) {
   EXPECT_TRUE(absl::IsUnavailable(net.node(2).TransferLeadership(3)));
 }
 
+// Three nodes with lease reads, whose clocks have run past the quiet period
+// after start-up (during which they grant no vote).
+TestNetwork LeaseNetwork() {
+  TestOptions opts;
+  opts.check_quorum = true;
+  opts.pre_vote = true;
+  opts.read_only = ReadOnlyOption::kLeaseBased;
+  TestNetwork net(kThree, opts);
+  for (NodeId id : kThree) {
+    for (int i = 0; i < 10; ++i) net.node(id).Tick();
+  }
+  return net;
+}
+
 // Dissertation §6.4: "If the leader has not yet marked an entry from its
 // current term committed, it waits until it has done so ... then sends a new
 // round of heartbeats and waits for their acknowledgments from a majority."
@@ -321,13 +335,7 @@ TEST(ReadIndexTest, FollowerReadGoesThroughLeader) {
 }
 
 TEST(ReadIndexTest, LeaseReadNeedsNoRoundUntilTheLeaseRunsOut) {
-  TestOptions opts;
-  opts.check_quorum = true;
-  opts.read_only = ReadOnlyOption::kLeaseBased;
-  TestNetwork net(kThree, opts);
-  for (NodeId id : kThree) {
-    for (int i = 0; i < 10; ++i) net.node(id).Tick();  // past start-up quiet
-  }
+  TestNetwork net = LeaseNetwork();
   net.Campaign(1);
   Raft& leader = net.node(1);
   net.TickN(1, 1);  // a heartbeat acknowledged by both: the lease starts
@@ -345,14 +353,7 @@ TEST(ReadIndexTest, LeaseReadNeedsNoRoundUntilTheLeaseRunsOut) {
 // from its lease after faster followers have elected someone else. This is
 // the hazard --lease-drift-beyond-bound makes the simulator find.
 TEST(ReadIndexTest, LeaseReadIsStaleWhenClocksDriftBeyondTheMargin) {
-  TestOptions opts;
-  opts.check_quorum = true;
-  opts.pre_vote = true;
-  opts.read_only = ReadOnlyOption::kLeaseBased;
-  TestNetwork net(kThree, opts);
-  for (NodeId id : kThree) {
-    for (int i = 0; i < 10; ++i) net.node(id).Tick();  // past start-up quiet
-  }
+  TestNetwork net = LeaseNetwork();
   net.Campaign(1);
   net.TickN(1, 2);  // heartbeats acknowledged: the lease runs
   net.Isolate(1);
@@ -373,13 +374,7 @@ TEST(ReadIndexTest, LeaseReadIsStaleWhenClocksDriftBeyondTheMargin) {
 }
 
 TEST(ReadIndexTest, NoLeaseReadsAfterTimeoutNow) {
-  TestOptions opts;
-  opts.check_quorum = true;
-  opts.read_only = ReadOnlyOption::kLeaseBased;
-  TestNetwork net(kThree, opts);
-  for (NodeId id : kThree) {
-    for (int i = 0; i < 10; ++i) net.node(id).Tick();
-  }
+  TestNetwork net = LeaseNetwork();
   net.Campaign(1);
   net.TickN(1, 1);
   net.Isolate(2);  // the transfer target never hears of it

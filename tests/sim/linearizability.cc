@@ -31,11 +31,12 @@ class Search {
     }
     // Calls before returns at equal times: operations that touch in time
     // are concurrent.
-    std::sort(events_.begin(), events_.end(), [](const Event& a, const Event& b) {
-      if (a.time != b.time) return a.time < b.time;
-      if (a.is_call != b.is_call) return a.is_call;
-      return a.op < b.op;
-    });
+    std::sort(events_.begin(), events_.end(),
+              [](const Event& a, const Event& b) {
+                if (a.time != b.time) return a.time < b.time;
+                if (a.is_call != b.is_call) return a.is_call;
+                return a.op < b.op;
+              });
     std::vector<int> call_of(ops.size(), -1);
     for (size_t i = 0; i < events_.size(); ++i) {
       events_[i].prev = static_cast<int>(i) - 1;
@@ -68,7 +69,8 @@ class Search {
       const Event& e = events_[entry];
       if (e.is_call) {
         const RegisterOp& op = ops_[e.op];
-        const bool ok = op.kind == RegisterOp::Kind::kWrite || op.value == state;
+        const bool ok =
+            op.kind == RegisterOp::Kind::kWrite || op.value == state;
         const uint64_t next_state =
             op.kind == RegisterOp::Kind::kWrite ? op.value : state;
         if (ok) {
@@ -113,12 +115,18 @@ class Search {
 
   void Remove(int i) {
     Event& e = events_[i];
-    if (e.prev != -1) events_[e.prev].next = e.next; else head_ = e.next;
+    if (e.prev != -1)
+      events_[e.prev].next = e.next;
+    else
+      head_ = e.next;
     if (e.next != -1) events_[e.next].prev = e.prev;
   }
   void Restore(int i) {
     Event& e = events_[i];
-    if (e.prev != -1) events_[e.prev].next = i; else head_ = i;
+    if (e.prev != -1)
+      events_[e.prev].next = i;
+    else
+      head_ = i;
     if (e.next != -1) events_[e.next].prev = i;
   }
   void Lift(int call) {
@@ -155,8 +163,9 @@ std::optional<std::string> CheckRegisterHistory(
   if (stuck < 0) return std::nullopt;
   const RegisterOp& op = history[stuck];
   return absl::StrCat(
-      "op ", op.id, " (", op.kind == RegisterOp::Kind::kWrite ? "write " : "read ",
-      op.value, ", invoked at ", op.invoked, ", completed at ",
+      "op ", op.id, " (",
+      op.kind == RegisterOp::Kind::kWrite ? "write " : "read ", op.value,
+      ", invoked at ", op.invoked, ", completed at ",
       op.completed ? absl::StrCat(*op.completed) : std::string("never"),
       ") cannot be placed in any order consistent with real time");
 }

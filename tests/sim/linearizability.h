@@ -12,12 +12,12 @@ namespace tally::sim {
 struct RegisterOp {
   enum class Kind : uint8_t { kWrite, kRead };
   Kind kind = Kind::kWrite;
-  uint64_t value = 0;      // written, or returned by the read
-  uint64_t invoked = 0;    // logical time of the call
+  uint64_t value = 0;    // written, or returned by the read
+  uint64_t invoked = 0;  // logical time of the call
   // Logical time of the answer; nullopt if the client never learned the
   // outcome (a write that may or may not have happened).
   std::optional<uint64_t> completed;
-  uint64_t id = 0;         // for messages
+  uint64_t id = 0;  // for messages
 };
 
 // Checks that a single register's history is linearizable: there is a total

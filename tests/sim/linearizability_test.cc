@@ -16,8 +16,8 @@ RegisterOp R(uint64_t v, uint64_t inv, uint64_t done) {
 }
 
 TEST(LinearizabilityTest, SequentialHistory) {
-  EXPECT_FALSE(CheckRegisterHistory({W(1, 1, 2), R(1, 3, 4), W(2, 5, 6),
-                                     R(2, 7, 8)}));
+  EXPECT_FALSE(
+      CheckRegisterHistory({W(1, 1, 2), R(1, 3, 4), W(2, 5, 6), R(2, 7, 8)}));
 }
 
 TEST(LinearizabilityTest, StaleReadIsCaught) {
@@ -29,8 +29,8 @@ TEST(LinearizabilityTest, ConcurrentWriteMayOrMayNotBeSeen) {
   EXPECT_FALSE(CheckRegisterHistory({W(1, 1, 2), W(2, 3, 10), R(1, 4, 5)}));
   EXPECT_FALSE(CheckRegisterHistory({W(1, 1, 2), W(2, 3, 10), R(2, 4, 5)}));
   // ...but once one read saw the new value, a later read cannot go back.
-  EXPECT_TRUE(CheckRegisterHistory(
-      {W(1, 1, 2), W(2, 3, 10), R(2, 4, 5), R(1, 6, 7)}));
+  EXPECT_TRUE(
+      CheckRegisterHistory({W(1, 1, 2), W(2, 3, 10), R(2, 4, 5), R(1, 6, 7)}));
 }
 
 TEST(LinearizabilityTest, UnknownWritesMayHaveHappened) {
@@ -68,8 +68,10 @@ TEST(LinearizabilityTest, LongConcurrentHistoryFromAModelIsAccepted) {
       open[c] = {op, false};
       busy[c] = true;
     } else if (!open[c].applied) {
-      if (open[c].op.kind == K::kWrite) value = open[c].op.value;
-      else open[c].op.value = value;
+      if (open[c].op.kind == K::kWrite)
+        value = open[c].op.value;
+      else
+        open[c].op.value = value;
       open[c].applied = true;
     } else {
       open[c].op.completed = now;

@@ -42,8 +42,8 @@ void Simulation::Invoke(int client, Op op, OpPath path) {
     const raft::NodeId hint = n.up ? n.raw->raft().lead() : raft::kNoNode;
     cl.target = hint != raft::kNoNode ? hint : 1 + random_.Uniform(plan_.nodes);
   };
-  if (!n.up || (path == OpPath::kLog &&
-                n.raw->raft().role() != raft::Role::kLeader)) {
+  if (!n.up ||
+      (path == OpPath::kLog && n.raw->raft().role() != raft::Role::kLeader)) {
     retarget();
     return;
   }
@@ -122,8 +122,9 @@ void Simulation::ServeReadyReads(Node& n) {
       continue;
     }
     // Linearizable now: the state machine has applied the read index.
-    Trace(absl::StrCat("node ", n.id, " (", raft::RoleName(n.raw->raft().role()),
-                       " t", n.raw->raft().term(), ") serves read op ", p.op.id,
+    Trace(absl::StrCat("node ", n.id, " (",
+                       raft::RoleName(n.raw->raft().role()), " t",
+                       n.raw->raft().term(), ") serves read op ", p.op.id,
                        " at index ", p.index));
     Release(p);
     ++result_.index_reads;

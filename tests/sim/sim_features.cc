@@ -46,8 +46,9 @@ void Simulation::MaybeSnapshot(Node& n) {
   TALLY_CHECK(st.ok(), "simulated snapshot failed");
   // Keep a few entries behind the snapshot, as real stores do.
   const raft::Index keep = random_.Uniform(8);
-  const raft::Index compact_to =
-      applied > keep ? std::max(applied - keep, s.FirstIndex()) : s.FirstIndex();
+  const raft::Index compact_to = applied > keep
+                                     ? std::max(applied - keep, s.FirstIndex())
+                                     : s.FirstIndex();
   if (compact_to <= applied && compact_to >= s.FirstIndex()) {
     st = s.Compact(compact_to);
     TALLY_CHECK(st.ok(), "simulated compaction failed");
@@ -115,9 +116,9 @@ void Simulation::ChangeMembership(Node& leader) {
     }
   }
   absl::StatusOr<raft::Index> index = leader.raw->ProposeConfChange(cc);
-  Trace(absl::StrCat("node ", leader.id, " proposes ", raft::Describe(cc), ": ",
-                     index.ok() ? absl::StrCat("index ", *index)
-                                : index.status().ToString()));
+  Trace(absl::StrCat(
+      "node ", leader.id, " proposes ", raft::Describe(cc), ": ",
+      index.ok() ? absl::StrCat("index ", *index) : index.status().ToString()));
   if (!index.ok()) return;
   ++result_.conf_changes;
   HandleReady(leader);

@@ -301,7 +301,7 @@ void Simulation::DeliverMessages() {
   }
 }
 
-void Simulation::SendAll(Node& from, std::vector<Message> msgs) {
+void Simulation::SendAll(Node& from, const std::vector<Message>& msgs) {
   for (const Message& m : msgs) {
     const bool snapshot = m.type == raft::MessageType::kSnapshot;
     if (snapshot) {
@@ -344,7 +344,7 @@ void Simulation::HandleReady(Node& n) {
         checker_.OnLeaderCommit(n.id, r.conf_state(), rd.hard_state->commit);
       }
     }
-    SendAll(n, std::move(rd.messages));
+    SendAll(n, rd.messages);
     for (const Entry& e : rd.committed_entries) Apply(n, e);
     OnReadStates(n, rd.read_states);
     n.raw->Advance(rd);

@@ -102,7 +102,7 @@ class Simulation {
   void StartPartition();
   void TickNodes();
   void DeliverMessages();
-  void SendAll(Node& from, std::vector<raft::Message> msgs);
+  void SendAll(Node& from, const std::vector<raft::Message>& msgs);
   void HandleReady(Node& n);
   void Apply(Node& n, const raft::Entry& e);
   void Step();
@@ -140,8 +140,8 @@ class Simulation {
   // Logical time of client events (invocations and completions), for the
   // linearizability check.
   uint64_t event_clock_ = 0;
-  std::map<int, std::vector<RegisterOp>> history_;     // per key
-  std::map<uint64_t, size_t> history_slot_;            // op id -> index
+  std::map<int, std::vector<RegisterOp>> history_;  // per key
+  std::map<uint64_t, size_t> history_slot_;         // op id -> index
   uint64_t next_op_id_ = 1;
   uint64_t next_value_ = 1;
   uint64_t heal_at_ = 0;
