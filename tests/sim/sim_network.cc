@@ -1,5 +1,7 @@
 #include "tests/sim/sim_network.h"
 
+#include <algorithm>
+
 namespace tally::sim {
 
 void SimNetwork::Send(const raft::Message& m, uint64_t now, bool reliable) {
@@ -7,16 +9,20 @@ void SimNetwork::Send(const raft::Message& m, uint64_t now, bool reliable) {
   const int copies = !reliable && random_->Chance(faults_.duplicate) ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
     const uint64_t delay = 1 + random_->Uniform(faults_.max_delay);
-    queue_.push(InFlight{now + delay, random_->Next(), m});
+    heap_.push_back(InFlight{now + delay, random_->Next(),
+                             std::make_unique<raft::Message>(m)});
+    std::push_heap(heap_.begin(), heap_.end());
   }
 }
 
 std::vector<SimNetwork::Due> SimNetwork::TakeDue(uint64_t now) {
   std::vector<Due> due;
-  while (!queue_.empty() && queue_.top().deliver_at <= now) {
-    const InFlight& top = queue_.top();
-    due.push_back({top.msg, cut_.count({top.msg.from, top.msg.to}) > 0});
-    queue_.pop();
+  while (!heap_.empty() && heap_.front().deliver_at <= now) {
+    std::pop_heap(heap_.begin(), heap_.end());
+    raft::Message& m = *heap_.back().msg;
+    const bool cut = cut_.count({m.from, m.to}) > 0;
+    due.push_back({std::move(m), cut});
+    heap_.pop_back();
   }
   return due;
 }
