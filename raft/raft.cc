@@ -12,7 +12,11 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   absl::StatusOr<InitialState> state = config.storage->GetInitialState();
   if (!state.ok()) return state.status();
-  if (state->conf_state.voters.empty()) {
+  // No voters is allowed only for a new, empty replica: it waits for a
+  // leader to send it a snapshot, which brings the configuration.
+  const bool empty_replica =
+      state->hard_state.IsEmpty() && config.storage->LastIndex() == 0;
+  if (state->conf_state.voters.empty() && !empty_replica) {
     return absl::InvalidArgumentError("storage holds no voters for the group");
   }
   std::unique_ptr<Raft> r(new Raft(config));
@@ -345,7 +349,7 @@ bool Raft::StepTerm(const Message& m) {
 
 void Raft::StepLeader(const Message& m) {
   if (m.type == MessageType::kReadIndex) {
-    HandleReadRequest(m.from, m.context);
+    HandleReadRequest(m.from, m.context, /*allow_lease=*/true);
     return;
   }
   auto it = progress_.find(m.from);

@@ -29,7 +29,9 @@ namespace tally::raft {
 class Raft {
  public:
   // Reads the initial state from config.storage. INVALID_ARGUMENT for a bad
-  // config or a stored state that contradicts the log.
+  // config or a stored state that contradicts the log. A storage with no
+  // configuration, no log and no hard state makes an empty replica: a new
+  // member that never campaigns and waits for a leader's snapshot.
   static absl::StatusOr<std::unique_ptr<Raft>> Create(const Config& config);
 
   // Advances logical time by one tick: election timeout for followers and
@@ -74,8 +76,10 @@ class Raft {
   // answers every read queued while the previous round was in flight. A
   // follower forwards the request to the leader. UNAVAILABLE if there is no
   // known leader. A request lost to a leader change is never answered: the
-  // caller times out and retries.
-  absl::Status ReadIndex(uint64_t context);
+  // caller times out and retries. With `allow_lease` false the leader
+  // always confirms with a quorum round, even when lease reads are
+  // configured (kLeaseBased), so that one group can serve both kinds.
+  absl::Status ReadIndex(uint64_t context, bool allow_lease = true);
 
   // The host finished (or failed) sending a snapshot to `id`.
   void ReportSnapshot(NodeId id, bool success);
@@ -116,6 +120,7 @@ class Raft {
     NodeId from;
     uint64_t context;
     Index index;
+    bool allow_lease;
   };
 
   void Reset(Term term);
@@ -165,7 +170,7 @@ class Raft {
   absl::Status CheckCanPropose() const;
 
   // Reads (§6.4).
-  void HandleReadRequest(NodeId from, uint64_t context);
+  void HandleReadRequest(NodeId from, uint64_t context, bool allow_lease);
   void AnswerRead(const PendingRead& read, Index index);
   void StartReadRound();
   void MaybeFinishReadRound();

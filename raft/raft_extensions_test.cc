@@ -68,6 +68,33 @@ TEST(SnapshotTest, LeaderSendsSnapshotPastCompactedEntries) {
   EXPECT_EQ(net.node(3).log().LastIndex(), 7u);
 }
 
+// A new member starts as an empty replica: no configuration and no log. It
+// never campaigns, and a leader's snapshot gives it the configuration.
+TEST(SnapshotTest, EmptyReplicaWaitsForASnapshot) {
+  TestNode n = MakeNode(4, {});
+  Raft& r = *n.raft;
+  for (int i = 0; i < 50; ++i) r.Tick();
+  EXPECT_EQ(r.role(), Role::kFollower);
+  EXPECT_TRUE(r.TakeMessages().empty());
+  Message m = Msg(MessageType::kSnapshot, 1, 4, 2);
+  m.snapshot.metadata = {.index = 8, .term = 2};
+  m.snapshot.metadata.conf_state.voters = {1, 2, 3};
+  m.snapshot.metadata.conf_state.learners = {4};
+  r.Step(m);
+  EXPECT_EQ(r.log().committed(), 8u);
+  EXPECT_TRUE(r.conf_state().IsLearner(4));
+  // An empty configuration with a log is corrupt storage, not a new member.
+  MemoryStorage corrupt;
+  corrupt.Append(testing::EntriesWithTerms({1}));
+  util::SeededRandom random(1);
+  Config c;
+  c.id = 5;
+  c.storage = &corrupt;
+  c.random = &random;
+  EXPECT_EQ(Raft::Create(c).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(SnapshotTest, FailedSnapshotIsRetried) {
   TestNetwork net(kThree);
   net.Campaign(1);
@@ -347,6 +374,21 @@ TEST(ReadIndexTest, LeaseReadNeedsNoRoundUntilTheLeaseRunsOut) {
   net.TickN(1, 10);
   ASSERT_TRUE(leader.ReadIndex(2).ok());
   EXPECT_TRUE(leader.TakeReadStates().empty());
+}
+
+// A group configured for lease reads still serves ReadIndex reads that ask
+// for a quorum round: the caller chooses per request.
+TEST(ReadIndexTest, ReadWithoutLeaseWaitsForAQuorumRoundWithinTheLease) {
+  TestNetwork net = LeaseNetwork();
+  net.Campaign(1);
+  Raft& leader = net.node(1);
+  net.TickN(1, 1);  // the lease runs
+  ASSERT_TRUE(leader.ReadIndex(1, /*allow_lease=*/false).ok());
+  EXPECT_TRUE(leader.TakeReadStates().empty());
+  net.Deliver(leader.TakeMessages());  // the round's heartbeats and acks
+  std::vector<ReadState> rs = leader.TakeReadStates();
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].context, 1u);
 }
 
 // Lease reads rest on clocks: a leader whose clock runs slow keeps serving

@@ -8,9 +8,9 @@
 
 namespace tally::raft {
 
-absl::Status Raft::ReadIndex(uint64_t context) {
+absl::Status Raft::ReadIndex(uint64_t context, bool allow_lease) {
   if (role_ == Role::kLeader) {
-    HandleReadRequest(id_, context);
+    HandleReadRequest(id_, context, allow_lease);
     return absl::OkStatus();
   }
   if (lead_ == kNoNode) {
@@ -26,8 +26,8 @@ absl::Status Raft::ReadIndex(uint64_t context) {
   return absl::OkStatus();
 }
 
-void Raft::HandleReadRequest(NodeId from, uint64_t context) {
-  PendingRead read{from, context, log_.committed()};
+void Raft::HandleReadRequest(NodeId from, uint64_t context, bool allow_lease) {
+  PendingRead read{from, context, log_.committed(), allow_lease};
   if (!CommittedInCurrentTerm()) {
     // The commit index of a new leader may be behind what earlier leaders
     // committed; it is known once an entry of this term commits.
@@ -38,8 +38,8 @@ void Raft::HandleReadRequest(NodeId from, uint64_t context) {
     AnswerRead(read, read.index);  // a single voter is its own quorum
     return;
   }
-  if (read_only_ == ReadOnlyOption::kLeaseBased && !sent_timeout_now_ &&
-      LeaseValid()) {
+  if (allow_lease && read_only_ == ReadOnlyOption::kLeaseBased &&
+      !sent_timeout_now_ && LeaseValid()) {
     AnswerRead(read, read.index);
     return;
   }

@@ -249,7 +249,7 @@ bool Raft::MaybeCommit() {
   if (first_in_term) {
     // Reads held back until the leader knew the commit index serve now.
     for (const PendingRead& r : std::exchange(reads_awaiting_commit_, {})) {
-      HandleReadRequest(r.from, r.context);
+      HandleReadRequest(r.from, r.context, r.allow_lease);
     }
   }
   return true;

@@ -94,7 +94,9 @@ class RawNode {
   absl::Status TransferLeadership(NodeId target) {
     return raft_->TransferLeadership(target);
   }
-  absl::Status ReadIndex(uint64_t context) { return raft_->ReadIndex(context); }
+  absl::Status ReadIndex(uint64_t context, bool allow_lease = true) {
+    return raft_->ReadIndex(context, allow_lease);
+  }
   void ReportSnapshot(NodeId id, bool success) {
     raft_->ReportSnapshot(id, success);
   }

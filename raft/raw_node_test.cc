@@ -140,8 +140,11 @@ TEST_F(RawNodeTest, StepRejectsMisaddressedMessages) {
   EXPECT_FALSE(n->HasReady());
 }
 
-TEST_F(RawNodeTest, CreateRejectsMissingVoters) {
+// No voters is only valid for an empty replica (a new member waiting for a
+// snapshot); with a hard state, the storage is corrupt.
+TEST_F(RawNodeTest, CreateRejectsMissingVotersUnlessEmpty) {
   storage_ = std::make_unique<MemoryStorage>();
+  storage_->SetHardState({.term = 1});
   Config c;
   c.id = 1;
   c.storage = storage_.get();

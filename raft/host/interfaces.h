@@ -1,0 +1,117 @@
+#ifndef TALLY_RAFT_HOST_INTERFACES_H_
+#define TALLY_RAFT_HOST_INTERFACES_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "raft/message.h"
+#include "raft/types.h"
+
+// The seams between the node host (threads, batching) and the world: durable
+// raft log, network, state machines. Each has a real implementation outside
+// raft/ (LevelDB, gRPC, the KV state machine) and can be faked in tests.
+namespace tally::raft::host {
+
+using GroupId = uint64_t;
+
+// A raft message of one group.
+struct GroupMessage {
+  GroupId group = 0;
+  Message msg;
+};
+
+// What a group has on stable storage.
+struct PersistedGroup {
+  HardState hard_state;
+  // Metadata only: the log starts after it. Index 0 if there is none.
+  Snapshot snapshot;
+  // Entries after the snapshot, contiguous.
+  std::vector<Entry> entries;
+};
+
+// One group's share of a storage batch.
+struct GroupWrite {
+  GroupId group = 0;
+  std::optional<HardState> hard_state;
+  // Replaces the log up to its index (entries at or below it are deleted).
+  std::optional<Snapshot> snapshot;
+  // Appended, replacing any stored entries from entries[0].index on.
+  std::vector<Entry> entries;
+  // Deletes entries up to and including this index (log compaction); the
+  // snapshot recorded with it covers them.
+  std::optional<Snapshot> compact;
+};
+
+// The durable raft log of every group of a node.
+//
+// Thread safety: Write is called from one thread at a time.
+class LogStore {
+ public:
+  virtual ~LogStore() = default;
+  // Everything stored, by group.
+  virtual absl::StatusOr<std::map<GroupId, PersistedGroup>> Load() = 0;
+  // Applies the whole batch atomically; when `sync`, it is durable on
+  // return. An error is fatal to the caller (the log may be in doubt).
+  virtual absl::Status Write(const std::vector<GroupWrite>& batch,
+                             bool sync) = 0;
+};
+
+// A piece of a group's state machine state, streamed between nodes.
+struct SnapshotChunk {
+  // Set in the first chunk: the applied index the state is at.
+  Index applied_index = 0;
+  std::vector<std::pair<std::string, std::string>> kvs;
+  bool done = false;
+};
+using ChunkSink = std::function<absl::Status(SnapshotChunk)>;
+using ChunkSource = std::function<absl::StatusOr<SnapshotChunk>()>;
+
+// One group's replicated state machine.
+//
+// Thread safety: Apply, Import and Sync are called from the host's apply
+// thread only; applied() and Export from any thread.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // The last index applied (entries at or below it are skipped by Apply).
+  virtual Index applied() const = 0;
+  // Applies the normal entries above applied(), in order, and returns one
+  // result per entry (empty for skipped ones). The applied index is written
+  // with the data it covers. An error is fatal.
+  virtual absl::StatusOr<std::vector<std::string>> Apply(
+      const std::vector<Entry>& entries) = 0;
+  // Makes everything applied so far durable; returns the applied index.
+  virtual absl::StatusOr<Index> Sync() = 0;
+  // Streams the current state (applied index >= min_index) to `sink`.
+  // UNAVAILABLE if applied() < min_index.
+  virtual absl::Status Export(Index min_index, const ChunkSink& sink) = 0;
+  // Replaces the state with the one `source` streams.
+  virtual absl::Status Import(const ChunkSource& source) = 0;
+};
+
+// The network between nodes.
+//
+// Thread safety: all methods may be called from any thread.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Queues messages for node `to` and returns at once; delivery is best
+  // effort (raft retries). Messages that cannot be sent are reported through
+  // the host's ReportUnreachable / ReportSnapshot.
+  virtual void Send(NodeId to, std::vector<GroupMessage> msgs) = 0;
+  // Streams group `group`'s state from node `from` into `sm` (which must
+  // end up at an applied index >= min_index).
+  virtual absl::Status FetchSnapshot(NodeId from, GroupId group,
+                                     Index min_index, StateMachine* sm) = 0;
+};
+
+}  // namespace tally::raft::host
+
+#endif  // TALLY_RAFT_HOST_INTERFACES_H_

@@ -1,0 +1,181 @@
+#ifndef TALLY_RAFT_HOST_NODE_HOST_H_
+#define TALLY_RAFT_HOST_NODE_HOST_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "raft/conf_change.h"
+#include "raft/host/interfaces.h"
+#include "raft/types.h"
+
+namespace tally::raft::host {
+
+struct HostOptions {
+  NodeId id = kNoNode;
+  // Length of one raft tick. Elections time out after election_tick to
+  // 2 * election_tick ticks; leaders heartbeat every heartbeat_tick.
+  int tick_ms = 50;
+  int election_tick = 10;
+  int heartbeat_tick = 1;
+  // Lease reads are allowed when requested (followers then refuse votes for
+  // an election timeout after a restart; see raft/config.h).
+  bool lease_reads = true;
+  int lease_drift_margin = 2;
+  // Proposals waiting for the raft loop, across groups. Beyond it, Propose
+  // fails at once with RESOURCE_EXHAUSTED.
+  size_t max_queued_proposals = 8192;
+  // A group snapshots its state machine and compacts its log every this many
+  // applied entries, keeping `compaction_lag` entries for slow followers.
+  uint64_t snapshot_every = 10000;
+  uint64_t compaction_lag = 1000;
+  uint64_t seed = 1;
+};
+
+// What Propose's callback receives once the entry is applied.
+struct Applied {
+  Index index = 0;
+  // The state machine's result for the entry.
+  std::string result;
+};
+using ProposeCallback = std::function<void(absl::StatusOr<Applied>)>;
+// Called with the read index once the state machine has applied it.
+using ReadCallback = std::function<void(absl::StatusOr<Index>)>;
+
+// A group's state as last seen by the raft loop.
+struct GroupInfo {
+  GroupId group = 0;
+  NodeId leader = kNoNode;
+  Term term = 0;
+  Role role = Role::kFollower;
+  Index commit = 0;
+  Index applied = 0;
+  Index first_index = 0;
+  Index last_index = 0;
+  ConfState conf;
+};
+
+// Creates the state machine of a group this node learns about from a peer.
+using StateMachineFactory =
+    std::function<absl::StatusOr<StateMachine*>(GroupId)>;
+
+// Runs every raft group of one process.
+//
+// One raft loop thread owns all groups: it ticks them, steps incoming
+// messages, takes proposals, and then, in one pass over every group with
+// work, writes all new entries and hard states in ONE LogStore batch with
+// at most ONE sync, sends the messages batched per destination node, and
+// hands committed entries to the apply thread, which applies them in order
+// per group without holding up the raft loop.
+//
+// Callbacks run on the raft loop or the apply thread: they must not block.
+//
+// Thread safety: thread-safe. Every public method may be called from any
+// thread once Start() returned.
+class NodeHost {
+ public:
+  // `log` and `transport` are not owned and must outlive the host.
+  NodeHost(const HostOptions& options, LogStore* log, Transport* transport,
+           StateMachineFactory factory);
+  ~NodeHost();
+  NodeHost(const NodeHost&) = delete;
+  NodeHost& operator=(const NodeHost&) = delete;
+
+  // Loads every group from the log store (each group's state machine comes
+  // from the factory) and starts the threads. REQUIRES: called once.
+  absl::Status Start();
+  // Stops the threads; callbacks still pending fail with UNAVAILABLE.
+  void Stop();
+
+  // Proposes `data` to `group`. The callback receives the state machine's
+  // result once the entry is applied here, or an error: UNAVAILABLE when
+  // this node does not lead the group or the entry was lost to a leader
+  // change (not applied), RESOURCE_EXHAUSTED when overloaded, NOT_FOUND for
+  // an unknown group. It may never be called if leadership changes while
+  // the outcome is undecided: callers bound their wait.
+  void Propose(GroupId group, std::string data, ProposeCallback done);
+  void ProposeConfChange(GroupId group, ConfChange cc, ProposeCallback done);
+  // A linearizable read: the callback gets an index at which reading the
+  // state machine is linearizable, once it is applied here. With
+  // `allow_lease`, a leader within its lease answers without a quorum round.
+  // UNAVAILABLE when not leader.
+  void ReadIndex(GroupId group, bool allow_lease, ReadCallback done);
+  // Hands leadership of `group` to `target`; done when it has moved (or
+  // fails after an election timeout).
+  void TransferLeadership(GroupId group, NodeId target,
+                          std::function<void(absl::Status)> done);
+
+  // From the transport: messages received from a peer.
+  void Deliver(std::vector<GroupMessage> msgs);
+  void ReportUnreachable(NodeId node);
+  void ReportSnapshot(GroupId group, NodeId node, bool success);
+  // Serves a snapshot of `group` to a peer that needs one.
+  absl::Status ExportSnapshot(GroupId group, Index min_index,
+                              const ChunkSink& sink);
+
+  // The last published state of each group.
+  std::vector<GroupInfo> Groups() const;
+  absl::StatusOr<GroupInfo> Group(GroupId group) const;
+  NodeId id() const { return options_.id; }
+
+ private:
+  struct GroupState;
+  struct ApplyTask;
+
+  void Post(std::function<void()> fn);
+  void RaftLoop();
+  void ProcessReadies();
+  void HandleSnapshotMessage(GroupState& g, const GroupMessage& gm);
+  GroupState* FindOrCreate(GroupId group, const Message& first);
+  absl::StatusOr<std::unique_ptr<GroupState>> OpenGroup(
+      GroupId group, const PersistedGroup& persisted);
+  void PublishInfo();
+  void MaybeCompact(GroupState& g, Index durable);
+
+  void ApplyLoop();
+  void EnqueueApply(ApplyTask task);
+  void WaitApplied(GroupId group, Index index, ReadCallback done);
+  void FireWaiters(GroupId group, Index applied);
+
+  const HostOptions options_;
+  LogStore* const log_;
+  Transport* const transport_;
+  const StateMachineFactory factory_;
+
+  // Owned by the raft loop thread.
+  std::map<GroupId, std::unique_ptr<GroupState>> groups_;
+  uint64_t next_read_context_ = 1;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::function<void()>> inbox_ ABSL_GUARDED_BY(mu_);
+  size_t queued_proposals_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<GroupId, GroupInfo> info_ ABSL_GUARDED_BY(mu_);
+  // State machines by group, for ExportSnapshot from transport threads.
+  std::map<GroupId, StateMachine*> machines_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex apply_mu_;
+  std::deque<ApplyTask> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
+  bool apply_stopping_ ABSL_GUARDED_BY(apply_mu_) = false;
+  std::map<GroupId, std::multimap<Index, ReadCallback>> waiters_
+      ABSL_GUARDED_BY(apply_mu_);
+
+  // Owned by the apply thread: applied index at each group's last snapshot.
+  std::map<GroupId, Index> applied_at_last_snapshot_;
+
+  std::thread raft_thread_;
+  std::thread apply_thread_;
+};
+
+}  // namespace tally::raft::host
+
+#endif  // TALLY_RAFT_HOST_NODE_HOST_H_

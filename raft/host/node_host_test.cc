@@ -1,0 +1,370 @@
+// The node host over in-memory fakes of its seams: three (or four) hosts in
+// one process, a transport that calls the peer host directly, a log store in
+// memory, and a state machine that appends entries to a list.
+
+#include "raft/host/node_host.h"
+
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+
+namespace tally::raft::host {
+namespace {
+
+using namespace std::chrono_literals;
+
+class MemoryLog : public LogStore {
+ public:
+  absl::StatusOr<std::map<GroupId, PersistedGroup>> Load() override {
+    absl::MutexLock l(&mu_);
+    return groups_;
+  }
+  absl::Status Write(const std::vector<GroupWrite>& batch, bool) override {
+    absl::MutexLock l(&mu_);
+    ++batches_;
+    for (const GroupWrite& w : batch) {
+      PersistedGroup& g = groups_[w.group];
+      if (w.snapshot) {
+        g.snapshot = *w.snapshot;
+        g.entries.clear();
+      }
+      if (w.compact) {
+        g.snapshot = *w.compact;
+        std::erase_if(g.entries, [&](const Entry& e) {
+          return e.index <= w.compact->metadata.index;
+        });
+      }
+      if (w.hard_state) g.hard_state = *w.hard_state;
+      if (!w.entries.empty()) {
+        std::erase_if(g.entries, [&](const Entry& e) {
+          return e.index >= w.entries[0].index;
+        });
+        g.entries.insert(g.entries.end(), w.entries.begin(), w.entries.end());
+      }
+    }
+    return absl::OkStatus();
+  }
+  void Bootstrap(GroupId group, const std::vector<NodeId>& voters) {
+    PersistedGroup& g = groups_[group];
+    g.snapshot.metadata.index = 1;
+    g.snapshot.metadata.term = 1;
+    g.snapshot.metadata.conf_state.voters = voters;
+    g.hard_state = {1, kNoNode, 1};
+  }
+  int batches() {
+    absl::MutexLock l(&mu_);
+    return batches_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<GroupId, PersistedGroup> groups_;
+  int batches_ = 0;
+};
+
+// Applies entries to a list of strings; snapshots copy the list.
+class ListMachine : public StateMachine {
+ public:
+  Index applied() const override {
+    absl::MutexLock l(&mu_);
+    return applied_;
+  }
+  absl::StatusOr<std::vector<std::string>> Apply(
+      const std::vector<Entry>& entries) override {
+    absl::MutexLock l(&mu_);
+    std::vector<std::string> out;
+    for (const Entry& e : entries) {
+      if (e.index <= applied_) {
+        out.emplace_back();
+        continue;
+      }
+      if (e.type == EntryType::kNormal && !e.data.empty()) {
+        items_.push_back(e.data);
+      }
+      applied_ = e.index;
+      out.push_back(absl::StrCat("applied ", e.data));
+    }
+    return out;
+  }
+  absl::StatusOr<Index> Sync() override { return applied(); }
+  absl::Status Export(Index min_index, const ChunkSink& sink) override {
+    SnapshotChunk c;
+    {
+      absl::MutexLock l(&mu_);
+      if (applied_ < min_index) return absl::UnavailableError("behind");
+      c.applied_index = applied_;
+      for (const std::string& s : items_) c.kvs.emplace_back(s, "");
+    }
+    c.done = true;
+    return sink(std::move(c));
+  }
+  absl::Status Import(const ChunkSource& source) override {
+    absl::StatusOr<SnapshotChunk> c = source();
+    if (!c.ok()) return c.status();
+    absl::MutexLock l(&mu_);
+    items_.clear();
+    for (auto& [k, v] : c->kvs) items_.push_back(k);
+    applied_ = c->applied_index;
+    return absl::OkStatus();
+  }
+  std::vector<std::string> items() const {
+    absl::MutexLock l(&mu_);
+    return items_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  Index applied_ = 0;
+  std::vector<std::string> items_;
+};
+
+class Cluster;
+
+class LoopTransport : public Transport {
+ public:
+  LoopTransport(Cluster* c, NodeId self) : cluster_(c), self_(self) {}
+  void Send(NodeId to, std::vector<GroupMessage> msgs) override;
+  absl::Status FetchSnapshot(NodeId from, GroupId group, Index min_index,
+                             StateMachine* sm) override;
+
+ private:
+  Cluster* cluster_;
+  NodeId self_;
+};
+
+struct TestNode {
+  MemoryLog log;
+  std::map<GroupId, std::unique_ptr<ListMachine>> machines;
+  std::unique_ptr<LoopTransport> transport;
+  std::unique_ptr<NodeHost> host;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(HostOptions base) : base_(base) {}
+  ~Cluster() {
+    for (auto& [id, n] : nodes_) n->host->Stop();
+  }
+  TestNode& Add(NodeId id, const std::vector<NodeId>& voters,
+                const std::vector<GroupId>& groups) {
+    auto n = std::make_unique<TestNode>();
+    for (GroupId g : groups) {
+      if (!voters.empty()) n->log.Bootstrap(g, voters);
+    }
+    n->transport = std::make_unique<LoopTransport>(this, id);
+    HostOptions o = base_;
+    o.id = id;
+    TestNode* raw = n.get();
+    n->host = std::make_unique<NodeHost>(
+        o, &n->log, n->transport.get(),
+        [raw](GroupId g) -> absl::StatusOr<StateMachine*> {
+          auto& m = raw->machines[g];
+          if (!m) m = std::make_unique<ListMachine>();
+          return m.get();
+        });
+    {
+      absl::MutexLock l(&mu_);
+      nodes_[id] = std::move(n);
+    }
+    EXPECT_TRUE(raw->host->Start().ok());
+    return *raw;
+  }
+  NodeHost* host(NodeId id) {
+    absl::MutexLock l(&mu_);
+    auto it = nodes_.find(id);
+    return it == nodes_.end() ? nullptr : it->second->host.get();
+  }
+  TestNode& node(NodeId id) { return *nodes_.at(id); }
+  // Waits until some node leads `group`; returns it (0 after the timeout).
+  NodeId WaitLeader(GroupId group) {
+    for (int i = 0; i < 400; ++i) {
+      for (auto& [id, n] : nodes_) {
+        absl::StatusOr<GroupInfo> info = n->host->Group(group);
+        if (info.ok() && info->role == Role::kLeader) return id;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return kNoNode;
+  }
+
+ private:
+  HostOptions base_;
+  absl::Mutex mu_;
+  std::map<NodeId, std::unique_ptr<TestNode>> nodes_;
+};
+
+void LoopTransport::Send(NodeId to, std::vector<GroupMessage> msgs) {
+  if (NodeHost* h = cluster_->host(to)) h->Deliver(std::move(msgs));
+}
+
+absl::Status LoopTransport::FetchSnapshot(NodeId from, GroupId group,
+                                          Index min_index, StateMachine* sm) {
+  NodeHost* h = cluster_->host(from);
+  if (h == nullptr) return absl::UnavailableError("no such node");
+  std::vector<SnapshotChunk> chunks;
+  absl::Status st = h->ExportSnapshot(group, min_index, [&](SnapshotChunk c) {
+    chunks.push_back(std::move(c));
+    return absl::OkStatus();
+  });
+  h->ReportSnapshot(group, self_, st.ok());
+  if (!st.ok()) return st;
+  size_t next = 0;
+  return sm->Import(
+      [&]() -> absl::StatusOr<SnapshotChunk> { return chunks.at(next++); });
+}
+
+absl::StatusOr<Applied> ProposeAndWait(NodeHost* h, GroupId g,
+                                       std::string data) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
+  auto f = p->get_future();
+  h->Propose(g, std::move(data),
+             [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(5s) != std::future_status::ready) {
+    return absl::DeadlineExceededError("no answer");
+  }
+  return f.get();
+}
+
+bool Eventually(const std::function<bool()>& cond) {
+  for (int i = 0; i < 500; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return cond();
+}
+
+std::string DescribeNewMember(Cluster& c) {
+  absl::StatusOr<GroupInfo> i = c.host(4)->Group(1);
+  if (!i.ok()) return i.status().ToString();
+  return absl::StrCat("term=", i->term, " lead=", i->leader,
+                      " commit=", i->commit, " applied=", i->applied,
+                      " first=", i->first_index, " last=", i->last_index,
+                      " conf=", Describe(i->conf));
+}
+
+HostOptions FastOptions() {
+  HostOptions o;
+  o.tick_ms = 5;
+  return o;
+}
+
+TEST(NodeHostTest, ReplicatesProposalsOfSeveralGroupsToEveryNode) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1, 2});
+  for (GroupId g : {1, 2}) {
+    const NodeId leader = c.WaitLeader(g);
+    ASSERT_NE(leader, kNoNode);
+    for (int i = 0; i < 5; ++i) {
+      absl::StatusOr<Applied> r =
+          ProposeAndWait(c.host(leader), g, absl::StrCat("g", g, "-", i));
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->result, absl::StrCat("applied g", g, "-", i));
+    }
+    for (NodeId id : {1, 2, 3}) {
+      EXPECT_TRUE(Eventually([&] {
+        return c.node(id).machines[g]->items().size() == 5;
+      })) << "node "
+          << id << " group " << g;
+    }
+  }
+}
+
+TEST(NodeHostTest, FollowerRefusesProposalsAndNamesNoSuchGroup) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_NE(leader, kNoNode);
+  const NodeId follower = leader == 1 ? 2 : 1;
+  absl::StatusOr<Applied> r = ProposeAndWait(c.host(follower), 1, "x");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  r = ProposeAndWait(c.host(leader), 9, "x");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(NodeHostTest, ReadIndexWaitsForTheAppliedIndex) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_NE(leader, kNoNode);
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "a").ok());
+  for (bool lease : {false, true}) {
+    auto p = std::make_shared<std::promise<absl::StatusOr<Index>>>();
+    auto f = p->get_future();
+    c.host(leader)->ReadIndex(
+        1, lease, [p](absl::StatusOr<Index> i) { p->set_value(i); });
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+    absl::StatusOr<Index> index = f.get();
+    ASSERT_TRUE(index.ok()) << index.status();
+    EXPECT_GE(c.node(leader).machines[1]->applied(), *index);
+    EXPECT_GE(*index, 3u);  // bootstrap 1, no-op 2, "a" 3
+  }
+}
+
+TEST(NodeHostTest, NewMemberCatchesUpBySnapshotAfterCompaction) {
+  HostOptions o = FastOptions();
+  o.snapshot_every = 20;
+  o.compaction_lag = 5;
+  Cluster c(o);
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_NE(leader, kNoNode);
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, absl::StrCat(i)).ok());
+  }
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<GroupInfo> info = c.host(leader)->Group(1);
+    return info.ok() && info->first_index > 2;
+  })) << "the leader never compacted its log";
+  // A fourth node starts empty and is added as a learner.
+  c.Add(4, {}, {});
+  ConfChange cc;
+  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
+  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
+  auto f = p->get_future();
+  c.host(leader)->ProposeConfChange(
+      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  ASSERT_TRUE(f.get().ok());
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "after").ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto it = c.node(4).machines.find(1);
+    return it != c.node(4).machines.end() && it->second->items().size() == 61;
+  })) << DescribeNewMember(c);
+  EXPECT_EQ(c.node(4).machines[1]->items().back(), "after");
+}
+
+TEST(NodeHostTest, ConcurrentProposalsShareStorageBatches) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1, 2, 3, 4});
+  std::vector<NodeId> leaders;
+  for (GroupId g : {1, 2, 3, 4}) leaders.push_back(c.WaitLeader(g));
+  const int before = c.node(1).log.batches();
+  std::vector<std::shared_ptr<std::promise<bool>>> done;
+  for (int i = 0; i < 200; ++i) {
+    const GroupId g = 1 + i % 4;
+    auto p = std::make_shared<std::promise<bool>>();
+    done.push_back(p);
+    c.host(leaders[g - 1])
+        ->Propose(g, absl::StrCat(i),
+                  [p](absl::StatusOr<Applied> r) { p->set_value(r.ok()); });
+  }
+  for (auto& p : done) {
+    auto f = p->get_future();
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+    EXPECT_TRUE(f.get());
+  }
+  // 200 proposals over 4 groups, each written by node 1 as leader or
+  // follower: far fewer storage batches than entries.
+  EXPECT_LT(c.node(1).log.batches() - before, 150);
+}
+
+}  // namespace
+}  // namespace tally::raft::host
