@@ -44,9 +44,11 @@ struct GroupWrite {
   std::optional<Snapshot> snapshot;
   // Appended, replacing any stored entries from entries[0].index on.
   std::vector<Entry> entries;
-  // Deletes entries up to and including this index (log compaction); the
-  // snapshot recorded with it covers them.
+  // Log compaction: records this snapshot (metadata) and deletes entries up
+  // to and including compact_to (<= the snapshot's index; entries between
+  // the two stay for slow followers).
   std::optional<Snapshot> compact;
+  Index compact_to = 0;
 };
 
 // The durable raft log of every group of a node.

@@ -77,7 +77,11 @@ absl::StatusOr<std::unique_ptr<NodeHost::GroupState>> NodeHost::OpenGroup(
   if (!persisted.snapshot.IsEmpty()) {
     g->storage->ApplySnapshot(persisted.snapshot);
   }
-  g->storage->Append(persisted.entries);
+  std::vector<Entry> entries;
+  for (const Entry& e : persisted.entries) {
+    if (e.index > persisted.snapshot.metadata.index) entries.push_back(e);
+  }
+  g->storage->Append(entries);
   HardState hs = persisted.hard_state;
   hs.commit = std::max(hs.commit, persisted.snapshot.metadata.index);
   g->storage->SetHardState(hs);
@@ -389,7 +393,7 @@ void NodeHost::ProcessReadies() {
     bool sync = false;
     for (auto& [g, rd] : readies) {
       if (!rd.hard_state && !rd.snapshot && rd.entries.empty()) continue;
-      writes.push_back({g->id, rd.hard_state, rd.snapshot, rd.entries, {}});
+      writes.push_back({g->id, rd.hard_state, rd.snapshot, rd.entries, {}, 0});
       sync = sync || rd.must_sync;
     }
     if (!writes.empty()) {
@@ -493,6 +497,7 @@ void NodeHost::MaybeCompact(GroupState& g, Index durable) {
   std::vector<GroupWrite> w(1);
   w[0].group = g.id;
   w[0].compact = snap;
+  w[0].compact_to = compact_to;
   st = log_->Write(w, /*sync=*/false);
   TALLY_CHECK(st.ok(), st.ToString().c_str());
   if (compact_to >= g.storage->FirstIndex()) {

@@ -38,9 +38,8 @@ class MemoryLog : public LogStore {
       }
       if (w.compact) {
         g.snapshot = *w.compact;
-        std::erase_if(g.entries, [&](const Entry& e) {
-          return e.index <= w.compact->metadata.index;
-        });
+        std::erase_if(g.entries,
+                      [&](const Entry& e) { return e.index <= w.compact_to; });
       }
       if (w.hard_state) g.hard_state = *w.hard_state;
       if (!w.entries.empty()) {

@@ -1,0 +1,516 @@
+#include "kv/state_machine.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kv/storage/leveldb_util.h"
+#include "leveldb/write_batch.h"
+#include "util/status_macros.h"
+
+namespace tally::kv {
+
+namespace {
+
+using storage::FromLevelDB;
+
+rpc::KeyValue ToKeyValue(const std::string& key, const rpc::StoredValue& v) {
+  rpc::KeyValue kv;
+  kv.set_key(key);
+  kv.set_value(v.value());
+  kv.set_create_revision(v.create_revision());
+  kv.set_mod_revision(v.mod_revision());
+  kv.set_version(v.version());
+  return kv;
+}
+
+bool Holds(const rpc::Compare& c, const std::optional<rpc::StoredValue>& v) {
+  int cmp = 0;
+  switch (c.target()) {
+    case rpc::Compare::VERSION: {
+      const int64_t have = v ? v->version() : 0;
+      cmp = have < c.version() ? -1 : have > c.version();
+      break;
+    }
+    case rpc::Compare::MOD_REVISION: {
+      const int64_t have = v ? v->mod_revision() : 0;
+      cmp = have < c.mod_revision() ? -1 : have > c.mod_revision();
+      break;
+    }
+    case rpc::Compare::VALUE:
+      if (!v) return c.op() == rpc::Compare::NOT_EQUAL;
+      cmp = v->value().compare(c.value());
+      cmp = cmp < 0 ? -1 : cmp > 0;
+      break;
+    default:
+      return false;
+  }
+  switch (c.op()) {
+    case rpc::Compare::EQUAL:
+      return cmp == 0;
+    case rpc::Compare::NOT_EQUAL:
+      return cmp != 0;
+    case rpc::Compare::LESS:
+      return cmp < 0;
+    case rpc::Compare::GREATER:
+      return cmp > 0;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// The writes of one Apply: a LevelDB batch plus an overlay so that later
+// commands in the batch read what earlier ones wrote.
+class StateMachine::Batch {
+ public:
+  explicit Batch(leveldb::DB* db) : db_(db) {}
+  std::optional<std::string> Read(const std::string& key) {
+    auto it = overlay_.find(key);
+    if (it != overlay_.end()) return it->second;
+    std::string v;
+    leveldb::Status s = db_->Get(leveldb::ReadOptions(), key, &v);
+    if (s.IsNotFound()) return std::nullopt;
+    if (!s.ok()) status_ = FromLevelDB(s, "reading state");
+    return v;
+  }
+  void Put(const std::string& key, std::string value) {
+    wb_.Put(key, value);
+    overlay_[key] = std::move(value);
+  }
+  void Delete(const std::string& key) {
+    wb_.Delete(key);
+    overlay_[key] = std::nullopt;
+  }
+  leveldb::WriteBatch* batch() { return &wb_; }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  leveldb::DB* db_;
+  leveldb::WriteBatch wb_;
+  std::map<std::string, std::optional<std::string>> overlay_;
+  absl::Status status_;
+};
+
+StateMachine::StateMachine(leveldb::DB* db, raft::host::GroupId group)
+    : db_(db), group_(group) {}
+
+std::string StateMachine::Key(char kind, std::string_view rest) const {
+  std::string k;
+  storage::AppendBigEndian64(&k, group_);
+  k.push_back(kind);
+  k.append(rest);
+  return k;
+}
+
+absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
+    leveldb::DB* db, raft::host::GroupId group) {
+  std::unique_ptr<StateMachine> sm(new StateMachine(db, group));
+  std::string v;
+  leveldb::Status s = db->Get(leveldb::ReadOptions(), sm->Key('a'), &v);
+  if (!s.ok() && !s.IsNotFound()) return FromLevelDB(s, "reading state");
+  absl::MutexLock l(&sm->mu_);
+  if (s.ok() && !sm->state_.ParseFromString(v)) {
+    return absl::DataLossError(
+        absl::StrCat("malformed applied state of group ", group));
+  }
+  return sm;
+}
+
+raft::Index StateMachine::applied() const {
+  absl::MutexLock l(&mu_);
+  return state_.index();
+}
+
+int64_t StateMachine::revision() const {
+  absl::MutexLock l(&mu_);
+  return state_.revision();
+}
+
+absl::Status StateMachine::Bootstrap(raft::Index index,
+                                     const std::vector<rpc::Member>& members) {
+  Batch b(db_);
+  for (const rpc::Member& m : members) {
+    std::string id;
+    storage::AppendBigEndian64(&id, m.id());
+    b.Put(Key('m', id), m.SerializeAsString());
+  }
+  rpc::AppliedState st;
+  st.set_index(index);
+  b.Put(Key('a'), st.SerializeAsString());
+  leveldb::WriteOptions opts;
+  opts.sync = true;
+  absl::Status s = FromLevelDB(db_->Write(opts, b.batch()), "bootstrap");
+  if (!s.ok()) return s;
+  absl::MutexLock l(&mu_);
+  state_ = st;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
+    const std::vector<raft::Entry>& entries) {
+  rpc::AppliedState st;
+  {
+    absl::MutexLock l(&mu_);
+    st = state_;
+  }
+  Batch b(db_);
+  std::vector<std::string> results;
+  results.reserve(entries.size());
+  bool members = false;
+  for (const raft::Entry& e : entries) {
+    if (e.index <= st.index()) {
+      results.emplace_back();  // already applied (before a restart)
+      continue;
+    }
+    st.set_index(e.index);
+    if (e.type != raft::EntryType::kNormal || e.data.empty()) {
+      results.emplace_back();
+      continue;
+    }
+    rpc::Command cmd;
+    if (!cmd.ParseFromString(e.data)) {
+      return absl::DataLossError(absl::StrCat("undecodable command at index ",
+                                              e.index, " of group ", group_));
+    }
+    members = members || cmd.has_set_member() || cmd.has_remove_member();
+    st.set_log_time_ms(std::max(st.log_time_ms(), cmd.time_ms()));
+    results.push_back(Execute(b, cmd, e.index, st).SerializeAsString());
+  }
+  if (!b.status().ok()) return b.status();
+  ExpireSessions(b, st);
+  b.Put(Key('a'), st.SerializeAsString());
+  absl::Status s =
+      FromLevelDB(db_->Write(leveldb::WriteOptions(), b.batch()), "applying");
+  if (!s.ok()) return s;
+  {
+    absl::MutexLock l(&mu_);
+    state_ = st;
+  }
+  if (members && members_changed_) members_changed_();
+  return results;
+}
+
+rpc::CommandResult StateMachine::Execute(Batch& b, const rpc::Command& cmd,
+                                         raft::Index index,
+                                         rpc::AppliedState& st) {
+  const rpc::Session& session = cmd.session();
+  if (session.client_id() == 0) return Run(b, cmd, index, st);
+  std::string id;
+  storage::AppendBigEndian64(&id, session.client_id());
+  const std::string key = Key('s', id);
+  rpc::SessionRecord rec;
+  std::optional<std::string> raw = b.Read(key);
+  rpc::CommandResult r;
+  auto fail = [&](std::string msg) {
+    r.set_error_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
+    r.set_error_message(std::move(msg));
+    return r;
+  };
+  if (raw) {
+    rec.ParseFromString(*raw);
+  } else if (session.first_incomplete() > 1) {
+    return fail(absl::StrCat(
+        "session ", session.client_id(), " is unknown here (expired after ",
+        kSessionTtlMs / 1000,
+        " s idle?): the outcome of its earlier requests cannot be checked; "
+        "start a new session"));
+  }
+  auto saved = rec.results().find(session.sequence());
+  if (saved != rec.results().end()) {
+    r = saved->second;
+    // The same answer as the first time, marked as a replay.
+    if (r.has_put()) r.mutable_put()->mutable_header()->set_replayed(true);
+    if (r.has_delete_()) {
+      r.mutable_delete_()->mutable_header()->set_replayed(true);
+    }
+    if (r.has_txn()) r.mutable_txn()->mutable_header()->set_replayed(true);
+    return r;
+  }
+  if (session.sequence() < rec.first_incomplete()) {
+    return fail(absl::StrCat("sequence ", session.sequence(), " of session ",
+                             session.client_id(),
+                             " was answered already and its result dropped"));
+  }
+  if (rec.results_size() >= static_cast<int>(kMaxResultsPerSession)) {
+    return fail(absl::StrCat("session ", session.client_id(), " has ",
+                             kMaxResultsPerSession,
+                             " requests in flight; acknowledge some first"));
+  }
+  r = Run(b, cmd, index, st);
+  rec.set_last_active_ms(st.log_time_ms());
+  rec.set_first_incomplete(
+      std::max(rec.first_incomplete(), session.first_incomplete()));
+  (*rec.mutable_results())[session.sequence()] = r;
+  for (auto it = rec.mutable_results()->begin();
+       it != rec.mutable_results()->end();) {
+    it = it->first < rec.first_incomplete() ? rec.mutable_results()->erase(it)
+                                            : std::next(it);
+  }
+  b.Put(key, rec.SerializeAsString());
+  return r;
+}
+
+std::optional<rpc::StoredValue> StateMachine::Read(Batch& b,
+                                                   const std::string& key) {
+  std::optional<std::string> raw = b.Read(Key('d', key));
+  if (!raw) return std::nullopt;
+  rpc::StoredValue v;
+  v.ParseFromString(*raw);
+  return v;
+}
+
+void StateMachine::Put(Batch& b, const rpc::PutRequest& req, int64_t revision,
+                       rpc::PutResponse* resp) {
+  std::optional<rpc::StoredValue> prev = Read(b, req.key());
+  rpc::StoredValue v;
+  v.set_value(req.value());
+  v.set_create_revision(prev ? prev->create_revision() : revision);
+  v.set_mod_revision(revision);
+  v.set_version(prev ? prev->version() + 1 : 1);
+  if (prev) {
+    resp->set_had_prev(true);
+    *resp->mutable_prev() = ToKeyValue(req.key(), *prev);
+  }
+  b.Put(Key('d', req.key()), v.SerializeAsString());
+}
+
+void StateMachine::Delete(Batch& b, const rpc::DeleteRequest& req,
+                          rpc::DeleteResponse* resp) {
+  if (!Read(b, req.key())) return;
+  resp->set_deleted(true);
+  b.Delete(Key('d', req.key()));
+}
+
+rpc::CommandResult StateMachine::Run(Batch& b, const rpc::Command& cmd,
+                                     raft::Index index, rpc::AppliedState& st) {
+  rpc::CommandResult r;
+  const int64_t rev = st.revision() + 1;
+  auto header = [&](rpc::ResponseHeader* h) {
+    h->set_revision(st.revision());
+    h->set_group(group_);
+    h->set_raft_index(index);
+  };
+  switch (cmd.op_case()) {
+    case rpc::Command::kPut:
+      Put(b, cmd.put(), rev, r.mutable_put());
+      st.set_revision(rev);
+      header(r.mutable_put()->mutable_header());
+      break;
+    case rpc::Command::kDelete:
+      Delete(b, cmd.delete_(), r.mutable_delete_());
+      if (r.delete_().deleted()) st.set_revision(rev);
+      header(r.mutable_delete_()->mutable_header());
+      break;
+    case rpc::Command::kTxn: {
+      const rpc::TxnRequest& txn = cmd.txn();
+      bool ok = true;
+      for (const rpc::Compare& c : txn.compare()) {
+        ok = ok && Holds(c, Read(b, c.key()));
+      }
+      rpc::TxnResponse* resp = r.mutable_txn();
+      resp->set_succeeded(ok);
+      bool wrote = false;
+      for (const rpc::TxnOp& op : ok ? txn.success() : txn.failure()) {
+        rpc::TxnOpResult* out = resp->add_results();
+        if (op.has_put()) {
+          Put(b, op.put(), rev, out->mutable_put());
+          wrote = true;
+        } else if (op.has_delete_()) {
+          Delete(b, op.delete_(), out->mutable_delete_());
+          wrote = wrote || out->delete_().deleted();
+        } else if (op.has_get()) {
+          rpc::GetResponse* g = out->mutable_get();
+          if (std::optional<rpc::StoredValue> v = Read(b, op.get().key())) {
+            g->set_found(true);
+            *g->mutable_kv() = ToKeyValue(op.get().key(), *v);
+          }
+        }
+      }
+      if (wrote) st.set_revision(rev);
+      header(resp->mutable_header());
+      break;
+    }
+    case rpc::Command::kSetMember: {
+      std::string id;
+      storage::AppendBigEndian64(&id, cmd.set_member().id());
+      b.Put(Key('m', id), cmd.set_member().SerializeAsString());
+      break;
+    }
+    case rpc::Command::kRemoveMember: {
+      std::string id;
+      storage::AppendBigEndian64(&id, cmd.remove_member());
+      b.Delete(Key('m', id));
+      break;
+    }
+    default:
+      r.set_error_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
+      r.set_error_message("empty command");
+  }
+  return r;
+}
+
+void StateMachine::ExpireSessions(Batch& b, const rpc::AppliedState& st) {
+  // Once per minute of log time, identically on every replica.
+  const int64_t minute = st.log_time_ms() / 60000;
+  if (minute == last_expiry_minute_) return;
+  last_expiry_minute_ = minute;
+  const std::string prefix = Key('s');
+  std::unique_ptr<leveldb::Iterator> it(
+      db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    rpc::SessionRecord rec;
+    const std::string key = it->key().ToString();
+    std::optional<std::string> raw = b.Read(key);
+    if (!raw || !rec.ParseFromString(*raw)) continue;
+    if (rec.last_active_ms() + kSessionTtlMs < st.log_time_ms()) b.Delete(key);
+  }
+}
+
+absl::StatusOr<raft::Index> StateMachine::Sync() {
+  rpc::AppliedState st;
+  {
+    absl::MutexLock l(&mu_);
+    st = state_;
+  }
+  leveldb::WriteOptions opts;
+  opts.sync = true;
+  absl::Status s =
+      FromLevelDB(db_->Put(opts, Key('a'), st.SerializeAsString()), "sync");
+  if (!s.ok()) return s;
+  return st.index();
+}
+
+absl::StatusOr<std::optional<rpc::KeyValue>> StateMachine::Get(
+    const std::string& key) const {
+  std::string raw;
+  leveldb::Status s = db_->Get(leveldb::ReadOptions(), Key('d', key), &raw);
+  if (s.IsNotFound()) return std::optional<rpc::KeyValue>();
+  if (!s.ok()) return FromLevelDB(s, "reading");
+  rpc::StoredValue v;
+  if (!v.ParseFromString(raw)) return absl::DataLossError("malformed value");
+  return std::optional<rpc::KeyValue>(ToKeyValue(key, v));
+}
+
+absl::StatusOr<std::vector<rpc::KeyValue>> StateMachine::Range(
+    const std::string& start, const std::string& end, size_t limit,
+    bool* more) const {
+  std::vector<rpc::KeyValue> out;
+  *more = false;
+  const std::string prefix = Key('d');
+  std::unique_ptr<leveldb::Iterator> it(
+      db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix + start); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    std::string key = it->key().ToString().substr(prefix.size());
+    if (!end.empty() && key >= end) break;
+    if (out.size() == limit) {
+      *more = true;
+      break;
+    }
+    rpc::StoredValue v;
+    if (!v.ParseFromArray(it->value().data(), it->value().size())) {
+      return absl::DataLossError("malformed value");
+    }
+    out.push_back(ToKeyValue(key, v));
+  }
+  if (!it->status().ok()) return FromLevelDB(it->status(), "scanning");
+  return out;
+}
+
+absl::StatusOr<std::vector<rpc::Member>> StateMachine::Members() const {
+  std::vector<rpc::Member> out;
+  const std::string prefix = Key('m');
+  std::unique_ptr<leveldb::Iterator> it(
+      db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    rpc::Member m;
+    if (m.ParseFromArray(it->value().data(), it->value().size())) {
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+// Snapshots stream the group's whole key space, applied state included, in
+// chunks of about 1 MiB, from a LevelDB snapshot (a consistent view).
+absl::Status StateMachine::Export(raft::Index min_index,
+                                  const raft::host::ChunkSink& sink) {
+  leveldb::ReadOptions ro;
+  ro.snapshot = db_->GetSnapshot();
+  struct Release {
+    leveldb::DB* db;
+    const leveldb::Snapshot* s;
+    ~Release() { db->ReleaseSnapshot(s); }
+  } release{db_, ro.snapshot};
+  std::string raw;
+  rpc::AppliedState st;
+  leveldb::Status s = db_->Get(ro, Key('a'), &raw);
+  if (!s.ok() || !st.ParseFromString(raw) || st.index() < min_index) {
+    return absl::UnavailableError(absl::StrCat(
+        "group ", group_, " has not applied index ", min_index, " yet"));
+  }
+  constexpr size_t kChunkBytes = 1 << 20;
+  raft::host::SnapshotChunk chunk;
+  chunk.applied_index = st.index();
+  size_t bytes = 0;
+  std::string prefix;
+  storage::AppendBigEndian64(&prefix, group_);
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    chunk.kvs.emplace_back(it->key().ToString().substr(prefix.size()),
+                           it->value().ToString());
+    bytes += it->key().size() + it->value().size();
+    if (bytes >= kChunkBytes) {
+      RETURN_IF_ERROR(sink(std::exchange(chunk, {})));
+      bytes = 0;
+    }
+  }
+  if (!it->status().ok()) return FromLevelDB(it->status(), "exporting");
+  chunk.done = true;
+  return sink(std::move(chunk));
+}
+
+absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
+  // One batch clears the group's key space and writes the new state, so a
+  // crash part-way leaves the old state whole (the raft log did not move
+  // either, and the snapshot is fetched again). The batch holds the whole
+  // state in memory.
+  std::string prefix;
+  storage::AppendBigEndian64(&prefix, group_);
+  leveldb::WriteBatch wb;
+  {
+    std::unique_ptr<leveldb::Iterator> it(
+        db_->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+         it->Next()) {
+      wb.Delete(it->key());
+    }
+  }
+  rpc::AppliedState st;
+  while (true) {
+    absl::StatusOr<raft::host::SnapshotChunk> c = source();
+    if (!c.ok()) return c.status();
+    for (auto& [k, v] : c->kvs) {
+      if (k == "a" && !st.ParseFromString(v)) {
+        return absl::DataLossError("malformed applied state in snapshot");
+      }
+      wb.Put(prefix + k, v);
+    }
+    if (c->done) break;
+  }
+  if (st.index() == 0) {
+    return absl::DataLossError("snapshot without an applied state");
+  }
+  leveldb::WriteOptions opts;
+  opts.sync = true;
+  RETURN_IF_ERROR(FromLevelDB(db_->Write(opts, &wb), "installing snapshot"));
+  absl::MutexLock l(&mu_);
+  state_ = st;
+  return absl::OkStatus();
+}
+
+}  // namespace tally::kv
