@@ -9,7 +9,7 @@ CMAKE_FLAGS ?=
 # `make build WERROR=OFF` to only warn.
 WERROR ?= ON
 
-.PHONY: all deps configure build test cluster sim format lint clean
+.PHONY: all deps configure build test cluster cluster-stop sim format lint clean
 
 all: build
 
@@ -27,14 +27,13 @@ build: configure
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
-# Until the kvd server lands, a "cluster" is the simulated one: three and
-# five-node raft groups under faults, checked after every step.
+# Three kvd nodes on 127.0.0.1 in the background (data in .tally-cluster);
+# `make cluster-stop` stops them.
 cluster: build
-	@echo "Running a simulated cluster (kvd arrives with the KV store):"
-	@$(BUILD_DIR)/bin/raft_sim --seeds 1..20 --steps 2000 --nodes 3
-	@echo
-	@echo "Replay one run event by event:"
-	@echo "  $(BUILD_DIR)/bin/raft_sim --seeds 7 --steps 300 --nodes 3 --trace"
+	@deploy/local-cluster.sh start
+
+cluster-stop:
+	@deploy/local-cluster.sh stop
 
 sim: build
 	@$(BUILD_DIR)/bin/raft_sim --seeds 1..300 --steps 2000

@@ -10,7 +10,7 @@ packages=(
   clang-format clang-tidy
   # C++ libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libleveldb-dev libabsl-dev libspdlog-dev libfmt-dev
+  libleveldb-dev libsnappy-dev libabsl-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   # jepsen/ (Debian's interpreter, no pip)
   python3 python3-pytest python3-grpcio python3-protobuf python3-hypothesis

@@ -1,0 +1,345 @@
+#include "client/client.h"
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace tally::client {
+
+namespace {
+
+using Clock = std::chrono::system_clock;
+constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      s.error_message());
+}
+
+bool Retryable(grpc::StatusCode c) {
+  return c == grpc::StatusCode::UNAVAILABLE ||
+         c == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         c == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+}  // namespace
+
+Client::Client(ClientOptions options)
+    : options_(std::move(options)),
+      endpoints_(options_.endpoints),
+      client_id_(std::random_device{}() * 4294967296ull +
+                 std::random_device{}()) {}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
+  if (options.endpoints.empty()) {
+    return absl::InvalidArgumentError(
+        "no endpoints: pass --endpoints or set KVCTL_ENDPOINTS");
+  }
+  std::unique_ptr<Client> c(new Client(std::move(options)));
+  return c;
+}
+
+std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
+  absl::MutexLock l(&mu_);
+  auto& ch = channels_[address];
+  if (!ch) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 300);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+    args.SetMaxReceiveMessageSize(64 << 20);
+    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   args);
+  }
+  return ch;
+}
+
+template <typename Fn>
+absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
+  const auto deadline = Clock::now() + options_.timeout;
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string last_error = "no attempt made";
+  for (int attempt = 0;; ++attempt) {
+    std::string target;
+    {
+      absl::MutexLock l(&mu_);
+      auto it = leader_.find(group);
+      target = it != leader_.end()
+                   ? it->second
+                   : endpoints_[next_endpoint_ % endpoints_.size()];
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::min(deadline, Clock::now() + kAttemptTimeout));
+    grpc::Status st = fn(Channel(target), ctx);
+    if (st.ok()) {
+      absl::MutexLock l(&mu_);
+      leader_[group] = target;
+      return absl::OkStatus();
+    }
+    last_error = absl::StrCat(target, ": ", st.error_message());
+    if (!Retryable(st.error_code()) ||
+        (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+         !idempotent)) {
+      return FromGrpc(st);
+    }
+    {
+      absl::MutexLock l(&mu_);
+      const auto& md = ctx.GetServerTrailingMetadata();
+      auto hint = md.find("tally-leader");
+      if (hint != md.end()) {
+        leader_[group] = std::string(hint->second.data(), hint->second.size());
+      } else {
+        leader_.erase(group);
+        ++next_endpoint_;
+      }
+    }
+    if (Clock::now() >= deadline) break;
+    // Full jitter: a random wait up to an exponentially growing cap.
+    const auto cap = std::min<std::chrono::milliseconds>(
+        options_.backoff_max,
+        options_.backoff_base * (1 << std::min(attempt, 10)));
+    std::uniform_int_distribution<int64_t> wait(0, cap.count());
+    auto sleep = std::chrono::milliseconds(wait(rng));
+    if (Clock::now() + sleep >= deadline) break;
+    std::this_thread::sleep_for(sleep);
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "no answer within ", options_.timeout.count(),
+      " ms; a write's outcome is unknown (last error: ", last_error, ")"));
+}
+
+absl::Status Client::Refresh() {
+  rpc::RangesResponse resp;
+  absl::Status st = Call(0, true, [&](auto ch, grpc::ClientContext& ctx) {
+    return rpc::Cluster::NewStub(ch)->Ranges(&ctx, rpc::RangesRequest(), &resp);
+  });
+  if (!st.ok()) return st;
+  absl::MutexLock l(&mu_);
+  ranges_.clear();
+  for (const auto& r : resp.ranges())
+    ranges_.push_back({r.group(), r.start(), r.end()});
+  for (const auto& m : resp.members()) {
+    if (!m.client_address().empty())
+      client_address_[m.id()] = m.client_address();
+  }
+  for (const auto& [group, leader] : resp.leaders()) {
+    auto addr = client_address_.find(leader);
+    if (leader != 0 && addr != client_address_.end()) {
+      leader_[group] = addr->second;
+    }
+  }
+  return absl::OkStatus();
+}
+
+uint64_t Client::GroupFor(const std::string& key) {
+  bool empty;
+  {
+    absl::MutexLock l(&mu_);
+    empty = ranges_.empty();
+  }
+  if (empty) Refresh().IgnoreError();
+  absl::MutexLock l(&mu_);
+  for (const Route& r : ranges_) {
+    if (key >= r.start && (r.end.empty() || key < r.end)) return r.group;
+  }
+  return 2;  // the first data range; the server routes precisely
+}
+
+std::vector<uint64_t> Client::AllGroups() {
+  Refresh().IgnoreError();
+  absl::MutexLock l(&mu_);
+  std::vector<uint64_t> out = {1};
+  for (const Route& r : ranges_) out.push_back(r.group);
+  return out;
+}
+
+rpc::Session Client::NextSession() {
+  absl::MutexLock l(&mu_);
+  rpc::Session s;
+  s.set_client_id(client_id_);
+  s.set_sequence(next_sequence_++);
+  in_flight_.insert(s.sequence());
+  s.set_first_incomplete(*in_flight_.begin());
+  return s;
+}
+
+void Client::Done(uint64_t sequence) {
+  absl::MutexLock l(&mu_);
+  in_flight_.erase(sequence);
+}
+
+absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
+                                             rpc::ReadMode mode) {
+  rpc::GetRequest req;
+  req.set_key(key);
+  req.set_read_mode(mode);
+  rpc::GetResponse resp;
+  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
+    return rpc::KV::NewStub(ch)->Get(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::PutResponse> Client::Put(const std::string& key,
+                                             const std::string& value) {
+  rpc::PutRequest req;
+  req.set_key(key);
+  req.set_value(value);
+  *req.mutable_session() = NextSession();
+  rpc::PutResponse resp;
+  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
+    return rpc::KV::NewStub(ch)->Put(&ctx, req, &resp);
+  });
+  // An unknown outcome keeps the sequence in flight: the server must keep
+  // its answer for a later retry.
+  if (!absl::IsDeadlineExceeded(st)) Done(req.session().sequence());
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::DeleteResponse> Client::Delete(const std::string& key) {
+  rpc::DeleteRequest req;
+  req.set_key(key);
+  *req.mutable_session() = NextSession();
+  rpc::DeleteResponse resp;
+  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
+    return rpc::KV::NewStub(ch)->Delete(&ctx, req, &resp);
+  });
+  if (!absl::IsDeadlineExceeded(st)) Done(req.session().sequence());
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::TxnResponse> Client::Txn(rpc::TxnRequest req) {
+  *req.mutable_session() = NextSession();
+  std::string key;
+  if (req.compare_size() > 0) key = req.compare(0).key();
+  rpc::TxnResponse resp;
+  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
+    return rpc::KV::NewStub(ch)->Txn(&ctx, req, &resp);
+  });
+  if (!absl::IsDeadlineExceeded(st)) Done(req.session().sequence());
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<std::vector<rpc::KeyValue>> Client::Scan(
+    const std::string& start, const std::string& end, uint32_t limit,
+    rpc::ReadMode mode) {
+  std::vector<rpc::KeyValue> out;
+  std::string from = start;
+  while (true) {
+    rpc::RangeRequest req;
+    req.set_start(from);
+    req.set_end(end);
+    req.set_read_mode(mode);
+    if (limit > 0) req.set_limit(limit - out.size());
+    rpc::RangeResponse resp;
+    absl::Status st = Call(GroupFor(from), true, [&](auto ch, auto& ctx) {
+      return rpc::KV::NewStub(ch)->Range(&ctx, req, &resp);
+    });
+    if (!st.ok()) return st;
+    for (auto& kv : *resp.mutable_kvs()) out.push_back(std::move(kv));
+    if (!resp.more() || (limit > 0 && out.size() >= limit)) return out;
+    // Continue after the last key returned, or else at the next shard.
+    std::string next;
+    if (resp.kvs_size() > 0) {
+      next = out.back().key() + '\0';
+    } else {
+      absl::MutexLock l(&mu_);
+      for (const Route& r : ranges_) {
+        if (from >= r.start && (r.end.empty() || from < r.end)) next = r.end;
+      }
+    }
+    if (next.empty() || next <= from) return out;
+    from = next;
+  }
+}
+
+absl::StatusOr<rpc::StatusResponse> Client::Status(
+    const std::string& endpoint) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Clock::now() + options_.timeout);
+  rpc::StatusResponse resp;
+  grpc::Status st =
+      rpc::Cluster::NewStub(Channel(endpoint))->Status(&ctx, {}, &resp);
+  if (!st.ok()) return FromGrpc(st);
+  return resp;
+}
+
+absl::StatusOr<rpc::RangesResponse> Client::Ranges() {
+  rpc::RangesResponse resp;
+  absl::Status st = Call(0, true, [&](auto ch, auto& ctx) {
+    return rpc::Cluster::NewStub(ch)->Ranges(&ctx, rpc::RangesRequest(), &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::Status Client::AddLearner(uint64_t id, const std::string& peer_address) {
+  for (uint64_t g : AllGroups()) {
+    rpc::AddLearnerRequest req;
+    req.mutable_member()->set_id(id);
+    req.mutable_member()->set_peer_address(peer_address);
+    req.set_group(g);
+    rpc::MembershipResponse resp;
+    absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
+      return rpc::Cluster::NewStub(ch)->AddLearner(&ctx, req, &resp);
+    });
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Client::Promote(uint64_t id) {
+  for (uint64_t g : AllGroups()) {
+    rpc::PromoteRequest req;
+    req.set_id(id);
+    req.set_group(g);
+    rpc::MembershipResponse resp;
+    absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
+      return rpc::Cluster::NewStub(ch)->Promote(&ctx, req, &resp);
+    });
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Client::RemoveMember(uint64_t id) {
+  std::vector<uint64_t> groups = AllGroups();
+  std::reverse(groups.begin(), groups.end());  // the metadata group last
+  for (uint64_t g : groups) {
+    rpc::RemoveMemberRequest req;
+    req.set_id(id);
+    req.set_group(g);
+    rpc::MembershipResponse resp;
+    absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
+      return rpc::Cluster::NewStub(ch)->RemoveMember(&ctx, req, &resp);
+    });
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<rpc::TransferLeaderResponse> Client::TransferLeader(
+    uint64_t target) {
+  rpc::TransferLeaderResponse all;
+  for (uint64_t g : AllGroups()) {
+    rpc::TransferLeaderRequest req;
+    req.set_group(g);
+    req.set_target(target);
+    rpc::TransferLeaderResponse resp;
+    absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
+      return rpc::Cluster::NewStub(ch)->TransferLeader(&ctx, req, &resp);
+    });
+    if (!st.ok()) return st;
+    for (uint64_t x : resp.groups()) all.add_groups(x);
+  }
+  return all;
+}
+
+}  // namespace tally::client

@@ -1,0 +1,100 @@
+#ifndef TALLY_CLIENT_CLIENT_H_
+#define TALLY_CLIENT_CLIENT_H_
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "rpc/cluster.grpc.pb.h"
+#include "rpc/kv.grpc.pb.h"
+
+namespace tally::client {
+
+struct ClientOptions {
+  // Client addresses of some cluster nodes ("127.0.0.1:7001", ...).
+  std::vector<std::string> endpoints;
+  // Overall time a call may take, retries included.
+  std::chrono::milliseconds timeout{5000};
+  // Backoff between retries: full jitter, exponential from `backoff_base`
+  // to `backoff_max`.
+  std::chrono::milliseconds backoff_base{20};
+  std::chrono::milliseconds backoff_max{1000};
+};
+
+// A Tally client: routes each request to the leader of the key's range
+// (cached; redirects and retries update it), retries what is safe to retry
+// with exponential backoff and full jitter within the call's deadline, and
+// makes writes exactly-once with a session: a write retried after a lost
+// answer is answered from the server's session table, never applied twice.
+//
+// Errors: the gRPC codes of rpc/kv.proto as absl codes. DEADLINE_EXCEEDED
+// means the outcome of a write is unknown.
+//
+// Thread safety: thread-safe; one client serves many threads.
+class Client {
+ public:
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
+
+  absl::StatusOr<rpc::GetResponse> Get(const std::string& key,
+                                       rpc::ReadMode mode = rpc::LINEARIZABLE);
+  absl::StatusOr<rpc::PutResponse> Put(const std::string& key,
+                                       const std::string& value);
+  absl::StatusOr<rpc::DeleteResponse> Delete(const std::string& key);
+  // Keys in [start, end) across every shard, at most `limit` (0: all).
+  absl::StatusOr<std::vector<rpc::KeyValue>> Scan(
+      const std::string& start, const std::string& end, uint32_t limit,
+      rpc::ReadMode mode = rpc::LINEARIZABLE);
+  absl::StatusOr<rpc::TxnResponse> Txn(rpc::TxnRequest txn);
+
+  absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
+  absl::StatusOr<rpc::RangesResponse> Ranges();
+  // Membership changes, applied to every raft group (metadata group first).
+  absl::Status AddLearner(uint64_t id, const std::string& peer_address);
+  absl::Status Promote(uint64_t id);
+  absl::Status RemoveMember(uint64_t id);
+  absl::StatusOr<rpc::TransferLeaderResponse> TransferLeader(uint64_t target);
+
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+
+ private:
+  explicit Client(ClientOptions options);
+
+  struct Route {
+    uint64_t group = 0;
+    std::string start, end;
+  };
+  // Calls `fn(stub, ctx)` against the group's leader with retries.
+  template <typename Fn>
+  absl::Status Call(uint64_t group, bool idempotent, Fn fn);
+  absl::Status Refresh();
+  uint64_t GroupFor(const std::string& key);
+  std::vector<uint64_t> AllGroups();
+  rpc::Session NextSession();
+  void Done(uint64_t sequence);
+
+  const ClientOptions options_;
+  std::vector<std::string> endpoints_;
+  const uint64_t client_id_;
+
+  absl::Mutex mu_;
+  std::vector<Route> ranges_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> client_address_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
+  std::set<uint64_t> in_flight_ ABSL_GUARDED_BY(mu_);
+  size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::shared_ptr<grpc::Channel> Channel(const std::string& address);
+};
+
+}  // namespace tally::client
+
+#endif  // TALLY_CLIENT_CLIENT_H_

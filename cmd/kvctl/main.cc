@@ -1,0 +1,291 @@
+// kvctl: the Tally command line. Exit codes: 0 ok; 1 key not found or
+// compare failed; 2 usage or invalid input; 3 unavailable or timed out;
+// 4 any other error.
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "client/client.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace {
+
+using tally::client::Client;
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.always_print_primitive_fields = true;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok())
+    return "{}";
+  return out;
+}
+
+int Fail(const absl::Status& st) {
+  std::cerr << "kvctl: " << absl::StatusCodeToString(st.code()) << ": "
+            << st.message() << "\n";
+  switch (st.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return 2;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+      return 3;
+    default:
+      return 4;
+  }
+}
+
+absl::StatusOr<uint64_t> MemberId(const std::string& name) {
+  uint64_t id = 0;
+  if (name.size() < 2 || name[0] != 'n' ||
+      !absl::SimpleAtoi(name.substr(1), &id) || id == 0) {
+    return absl::InvalidArgumentError("member name must be n<number>, e.g. n4");
+  }
+  return id;
+}
+
+// "put KEY VALUE", "del KEY", "get KEY" for transaction branches.
+absl::StatusOr<tally::rpc::TxnOp> ParseOp(const std::string& s) {
+  std::vector<std::string> w = absl::StrSplit(s, absl::MaxSplits(' ', 2));
+  tally::rpc::TxnOp op;
+  if (w.size() == 3 && w[0] == "put") {
+    op.mutable_put()->set_key(w[1]);
+    op.mutable_put()->set_value(w[2]);
+  } else if (w.size() == 2 && w[0] == "del") {
+    op.mutable_delete_()->set_key(w[1]);
+  } else if (w.size() == 2 && w[0] == "get") {
+    op.mutable_get()->set_key(w[1]);
+  } else {
+    return absl::InvalidArgumentError(
+        "an operation is \"put KEY VALUE\", \"del KEY\" or \"get KEY\": " + s);
+  }
+  return op;
+}
+
+// "KEY=VALUE" or "KEY@VERSION" (version 0: the key does not exist).
+absl::StatusOr<tally::rpc::Compare> ParseCompare(const std::string& s) {
+  tally::rpc::Compare c;
+  if (auto eq = s.find('='); eq != std::string::npos) {
+    c.set_key(s.substr(0, eq));
+    c.set_target(tally::rpc::Compare::VALUE);
+    c.set_value(s.substr(eq + 1));
+    return c;
+  }
+  int64_t v = 0;
+  if (auto at = s.rfind('@');
+      at != std::string::npos && absl::SimpleAtoi(s.substr(at + 1), &v)) {
+    c.set_key(s.substr(0, at));
+    c.set_target(tally::rpc::Compare::VERSION);
+    c.set_version(v);
+    return c;
+  }
+  return absl::InvalidArgumentError(
+      "a condition is KEY=VALUE or KEY@VERSION: " + s);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvctl: read, write and manage a Tally cluster"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  std::string endpoints_flag, output = "table", read_mode = "linearizable";
+  int timeout_ms = 5000;
+  app.add_option(
+      "--endpoints", endpoints_flag,
+      "client addresses, comma-separated (default: $KVCTL_ENDPOINTS)");
+  app.add_option("-o,--output", output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  app.add_option("--timeout-ms", timeout_ms, "overall time per command");
+
+  std::string key, value, end, expected, target;
+  uint32_t limit = 0;
+  std::vector<std::string> cmps, then_ops, else_ops;
+  auto* put = app.add_subcommand("put", "write KEY = VALUE");
+  put->add_option("key", key)->required();
+  put->add_option("value", value)->required();
+  auto* get = app.add_subcommand("get", "print KEY's value (exit 1 if absent)");
+  get->add_option("key", key)->required();
+  auto* del = app.add_subcommand("del", "delete KEY");
+  del->add_option("key", key)->required();
+  auto* scan = app.add_subcommand("scan", "list keys in [START, END)");
+  scan->add_option("start", key)->required();
+  scan->add_option("end", end, "exclusive; empty: to the last key");
+  scan->add_option("--limit", limit, "at most this many keys");
+  for (auto* c : {get, scan}) {
+    c->add_option("--read-mode", read_mode,
+                  "linearizable, lease or serializable (may be stale)")
+        ->check(CLI::IsMember({"linearizable", "lease", "serializable"}));
+  }
+  auto* cas = app.add_subcommand(
+      "cas", "set KEY to NEW only if its value is EXPECTED (exit 1 if not)");
+  cas->add_option("key", key)->required();
+  cas->add_option("expected", expected)->required();
+  cas->add_option("new", value)->required();
+  auto* txn = app.add_subcommand(
+      "txn", "if every --if holds run the --then operations, else --else");
+  txn->add_option("--if", cmps, "KEY=VALUE or KEY@VERSION");
+  txn->add_option("--then", then_ops, "\"put K V\", \"del K\" or \"get K\"");
+  txn->add_option("--else", else_ops, "as --then");
+  auto* cluster = app.add_subcommand("cluster", "cluster information");
+  cluster->require_subcommand(1);
+  auto* status = cluster->add_subcommand("status", "every node's groups");
+  auto* member = app.add_subcommand("member", "membership changes");
+  member->require_subcommand(1);
+  std::string name, peer;
+  auto* madd = member->add_subcommand("add", "add NAME as a learner");
+  madd->add_option("name", name)->required();
+  madd->add_option("peer-address", peer)->required();
+  auto* mpromote =
+      member->add_subcommand("promote", "make learner NAME a voter");
+  mpromote->add_option("name", name)->required();
+  auto* mremove = member->add_subcommand("remove", "remove NAME");
+  mremove->add_option("name", name)->required();
+  auto* leader = app.add_subcommand("leader", "leadership");
+  leader->require_subcommand(1);
+  auto* transfer =
+      leader->add_subcommand("transfer", "move leadership to NAME");
+  transfer->add_option("name", name)->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (endpoints_flag.empty()) {
+    const char* env = std::getenv("KVCTL_ENDPOINTS");
+    endpoints_flag = env ? env : "";
+  }
+  tally::client::ClientOptions opts;
+  opts.endpoints = absl::StrSplit(endpoints_flag, ',', absl::SkipEmpty());
+  opts.timeout = std::chrono::milliseconds(timeout_ms);
+  auto client = Client::Connect(opts);
+  if (!client.ok()) {
+    std::cerr << "kvctl: " << client.status().message() << "\n";
+    return 2;
+  }
+  Client& c = **client;
+  const bool json = output == "json";
+  const tally::rpc::ReadMode mode = read_mode == "lease" ? tally::rpc::LEASE
+                                    : read_mode == "serializable"
+                                        ? tally::rpc::SERIALIZABLE
+                                        : tally::rpc::LINEARIZABLE;
+
+  if (*put) {
+    auto r = c.Put(key, value);
+    if (!r.ok()) return Fail(r.status());
+    std::cout << (json ? Json(*r) : "OK") << "\n";
+  } else if (*get) {
+    auto r = c.Get(key, mode);
+    if (!r.ok()) return Fail(r.status());
+    if (json) {
+      std::cout << Json(*r) << "\n";
+    } else if (r->found()) {
+      std::cout << r->kv().value() << "\n";
+    } else {
+      std::cerr << "kvctl: key \"" << key << "\" not found\n";
+    }
+    if (mode == tally::rpc::SERIALIZABLE && !json) {
+      std::cerr << "(serializable read: may be stale)\n";
+    }
+    return r->found() ? 0 : 1;
+  } else if (*del) {
+    auto r = c.Delete(key);
+    if (!r.ok()) return Fail(r.status());
+    std::cout << (json ? Json(*r) : (r->deleted() ? "deleted" : "not found"))
+              << "\n";
+    return r->deleted() ? 0 : 1;
+  } else if (*scan) {
+    auto r = c.Scan(key, end, limit, mode);
+    if (!r.ok()) return Fail(r.status());
+    for (const auto& kv : *r) {
+      std::cout << (json ? Json(kv) : kv.key() + "\t" + kv.value()) << "\n";
+    }
+  } else if (*cas || *txn) {
+    tally::rpc::TxnRequest req;
+    if (*cas) {
+      auto* cmp = req.add_compare();
+      cmp->set_key(key);
+      cmp->set_target(tally::rpc::Compare::VALUE);
+      cmp->set_value(expected);
+      auto* p = req.add_success()->mutable_put();
+      p->set_key(key);
+      p->set_value(value);
+      req.add_failure()->mutable_get()->set_key(key);
+    }
+    for (const auto& s : cmps) {
+      auto cmp = ParseCompare(s);
+      if (!cmp.ok()) return Fail(cmp.status());
+      *req.add_compare() = *cmp;
+    }
+    for (auto [ops, out] : {std::pair{&then_ops, req.mutable_success()},
+                            std::pair{&else_ops, req.mutable_failure()}}) {
+      for (const auto& s : *ops) {
+        auto op = ParseOp(s);
+        if (!op.ok()) return Fail(op.status());
+        *out->Add() = *op;
+      }
+    }
+    auto r = c.Txn(req);
+    if (!r.ok()) return Fail(r.status());
+    if (json) {
+      std::cout << Json(*r) << "\n";
+    } else if (*cas) {
+      if (r->succeeded()) {
+        std::cout << "OK\n";
+      } else {
+        const auto& g = r->results(0).get();
+        std::cerr << "kvctl: compare failed: \"" << key << "\" is "
+                  << (g.found() ? "\"" + g.kv().value() + "\"" : "absent")
+                  << "\n";
+      }
+    } else {
+      std::cout << (r->succeeded() ? "SUCCESS" : "FAILURE") << "\n";
+      for (const auto& res : r->results()) {
+        if (res.has_get()) {
+          std::cout << (res.get().found() ? res.get().kv().value() : "(absent)")
+                    << "\n";
+        }
+      }
+    }
+    return r->succeeded() ? 0 : 1;
+  } else if (*status) {
+    for (const std::string& ep : c.endpoints()) {
+      auto r = c.Status(ep);
+      if (!r.ok()) {
+        std::cout << ep << "\tunreachable: " << r.status().message() << "\n";
+        continue;
+      }
+      if (json) {
+        std::cout << Json(*r) << "\n";
+        continue;
+      }
+      for (const auto& g : r->groups()) {
+        std::cout << ep << "\tn" << r->node() << "\tgroup " << g.group() << "\t"
+                  << g.role() << "\tleader=n" << g.leader()
+                  << "\tterm=" << g.term() << "\tcommit=" << g.commit_index()
+                  << "\tapplied=" << g.applied_index()
+                  << "\tvoters=" << absl::StrJoin(g.voters(), ",")
+                  << "\tlearners=" << absl::StrJoin(g.learners(), ",") << "\n";
+      }
+    }
+  } else if (*madd || *mpromote || *mremove || *transfer) {
+    auto id = MemberId(name);
+    if (!id.ok()) return Fail(id.status());
+    absl::Status st;
+    if (*madd) st = c.AddLearner(*id, peer);
+    if (*mpromote) st = c.Promote(*id);
+    if (*mremove) st = c.RemoveMember(*id);
+    if (*transfer) st = c.TransferLeader(*id).status();
+    if (!st.ok()) return Fail(st);
+    std::cout << "OK\n";
+  }
+  return 0;
+}

@@ -1,0 +1,86 @@
+// kvd: one Tally node. Flags, or a TOML config file (--config); flags win.
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_split.h"
+#include "kv/server/server.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+volatile std::sig_atomic_t g_signal = 0;
+void OnSignal(int sig) { g_signal = sig; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvd: a Tally key-value node"};
+  tally::kv::server::ServerOptions o;
+  std::string initial_cluster, initial_ranges, log_format = "text",
+                                               log_level = "info";
+  app.set_config("--config", "", "TOML config file (flags override it)");
+  app.add_option("--name", o.name, "this node's name, n<number>")->required();
+  app.add_option("--data-dir", o.data_dir, "where the node keeps its data")
+      ->required();
+  app.add_option("--listen-client", o.client_address, "host:port for clients")
+      ->required();
+  app.add_option("--listen-peer", o.peer_address, "host:port for other nodes")
+      ->required();
+  app.add_option("--initial-cluster", initial_cluster,
+                 "n1=host:port,n2=host:port,... (peer addresses) to "
+                 "bootstrap a new cluster");
+  app.add_option("--initial-ranges", initial_ranges,
+                 "split points of the initial shards, e.g. m,t");
+  app.add_option("--join", o.join,
+                 "client address of a member, to join its cluster (add this "
+                 "node as a learner first: kvctl member add)");
+  app.add_option("--tick-ms", o.tick_ms, "raft tick length");
+  app.add_option("--election-ticks", o.election_tick,
+                 "election timeout in ticks");
+  app.add_option("--max-value-bytes", o.max_value_bytes,
+                 "largest value accepted");
+  app.add_option("--snapshot-every", o.snapshot_every,
+                 "entries between log compactions");
+  app.add_option("--log-format", log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_logger_mt("kvd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  if (log_format == "json") {
+    spdlog::set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+  }
+  if (!initial_cluster.empty()) {
+    auto parsed = tally::kv::server::ParseInitialCluster(initial_cluster);
+    if (!parsed.ok()) {
+      std::cerr << "kvd: " << parsed.status().message() << "\n";
+      return 2;
+    }
+    o.initial_cluster = *parsed;
+  }
+  if (o.join.empty() && o.initial_cluster.empty()) {
+    // A single-node cluster by default.
+    auto id = tally::kv::server::ParseMemberName(o.name);
+    if (id.ok()) o.initial_cluster[*id] = o.peer_address;
+  }
+  o.initial_ranges = absl::StrSplit(initial_ranges, ',', absl::SkipEmpty());
+
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  auto server = tally::kv::server::Server::Start(o);
+  if (!server.ok()) {
+    std::cerr << "kvd: " << server.status().message() << "\n";
+    return 1;
+  }
+  while (g_signal == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  spdlog::info("signal {}: shutting down", static_cast<int>(g_signal));
+  (*server)->Shutdown();
+  return 0;
+}

@@ -1,0 +1,61 @@
+#ifndef TALLY_KV_SERVER_INTERNAL_NODE_H_
+#define TALLY_KV_SERVER_INTERNAL_NODE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "kv/server/server.h"
+#include "kv/state_machine.h"
+#include "kv/storage/log_store.h"
+#include "raft/host/node_host.h"
+#include "rpc/cluster.pb.h"
+#include "rpc/grpc_transport.h"
+#include "rpc/peer_directory.h"
+#include "rpc/storage.pb.h"
+
+namespace tally::kv::server {
+
+inline constexpr raft::host::GroupId kMetaGroup = 1;
+
+// What the gRPC services need of the node.
+struct Node {
+  ServerOptions options;
+  raft::NodeId id = 0;
+  rpc::ClusterLayout layout;
+  std::unique_ptr<storage::LogStore> log;
+  std::unique_ptr<leveldb::DB> data;
+  std::map<raft::host::GroupId, std::unique_ptr<StateMachine>> machines;
+  rpc::PeerDirectory directory;
+  std::unique_ptr<rpc::GrpcTransport> transport;
+  std::unique_ptr<raft::host::NodeHost> host;
+
+  // The range holding `key`.
+  const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
+  StateMachine* Machine(raft::host::GroupId group) const;
+  // Proposes and waits (bounded by `deadline`) for the applied result.
+  absl::StatusOr<rpc::CommandResult> Write(
+      raft::host::GroupId group, rpc::Command cmd,
+      std::chrono::system_clock::time_point deadline);
+  // Waits until reading `group` here is linearizable (or lease-safe).
+  absl::StatusOr<raft::Index> AwaitRead(
+      raft::host::GroupId group, bool lease,
+      std::chrono::system_clock::time_point deadline);
+  // UNAVAILABLE naming the group's leader, for redirects.
+  grpc::Status NotLeader(grpc::ServerContext* ctx, raft::host::GroupId group,
+                         const absl::Status& cause) const;
+  absl::Status ProposeConfChange(
+      raft::host::GroupId group, const raft::ConfChange& cc,
+      std::chrono::system_clock::time_point deadline);
+};
+
+grpc::Status ToGrpc(const absl::Status& s);
+std::unique_ptr<grpc::Service> NewKvService(Node* node);
+std::unique_ptr<grpc::Service> NewClusterService(Node* node);
+
+}  // namespace tally::kv::server
+
+#endif  // TALLY_KV_SERVER_INTERNAL_NODE_H_

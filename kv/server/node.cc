@@ -1,0 +1,113 @@
+#include "kv/server/internal/node.h"
+
+#include <future>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+
+namespace tally::kv::server {
+
+namespace {
+
+template <typename T>
+absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> f,
+                        std::chrono::system_clock::time_point deadline,
+                        const char* what) {
+  if (f.wait_until(deadline) != std::future_status::ready) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        what,
+        " did not finish in time; the outcome is unknown (retry with "
+        "the same session to find out)"));
+  }
+  return f.get();
+}
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+const rpc::RangeDescriptor& Node::RangeFor(const std::string& key) const {
+  const rpc::RangeDescriptor* found = &layout.ranges(0);
+  for (const auto& r : layout.ranges()) {
+    if (key >= r.start() && (r.end().empty() || key < r.end())) found = &r;
+  }
+  return *found;
+}
+
+StateMachine* Node::Machine(raft::host::GroupId group) const {
+  auto it = machines.find(group);
+  return it == machines.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<rpc::CommandResult> Node::Write(
+    raft::host::GroupId group, rpc::Command cmd,
+    std::chrono::system_clock::time_point deadline) {
+  cmd.set_time_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+  auto p = std::make_shared<std::promise<absl::StatusOr<std::string>>>();
+  host->Propose(group, cmd.SerializeAsString(),
+                [p](absl::StatusOr<raft::host::Applied> r) {
+                  if (r.ok()) {
+                    p->set_value(std::move(r->result));
+                  } else {
+                    p->set_value(r.status());
+                  }
+                });
+  absl::StatusOr<std::string> raw = Await(p->get_future(), deadline, "write");
+  if (!raw.ok()) return raw.status();
+  rpc::CommandResult result;
+  if (!result.ParseFromString(*raw)) {
+    return absl::InternalError("undecodable write result");
+  }
+  if (result.error_code() != 0) {
+    return absl::Status(static_cast<absl::StatusCode>(result.error_code()),
+                        result.error_message());
+  }
+  return result;
+}
+
+absl::StatusOr<raft::Index> Node::AwaitRead(
+    raft::host::GroupId group, bool lease,
+    std::chrono::system_clock::time_point deadline) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<raft::Index>>>();
+  host->ReadIndex(group, lease,
+                  [p](absl::StatusOr<raft::Index> i) { p->set_value(i); });
+  return Await(p->get_future(), deadline, "read");
+}
+
+absl::Status Node::ProposeConfChange(
+    raft::host::GroupId group, const raft::ConfChange& cc,
+    std::chrono::system_clock::time_point deadline) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<raft::Index>>>();
+  host->ProposeConfChange(group, cc,
+                          [p](absl::StatusOr<raft::host::Applied> r) {
+                            if (r.ok()) {
+                              p->set_value(r->index);
+                            } else {
+                              p->set_value(r.status());
+                            }
+                          });
+  return Await(p->get_future(), deadline, "membership change").status();
+}
+
+grpc::Status Node::NotLeader(grpc::ServerContext* ctx,
+                             raft::host::GroupId group,
+                             const absl::Status& cause) const {
+  absl::StatusOr<raft::host::GroupInfo> info = host->Group(group);
+  std::string hint;
+  if (info.ok() && info->leader != raft::kNoNode && info->leader != id) {
+    hint = directory.Client(info->leader);
+    if (!hint.empty()) ctx->AddTrailingMetadata("tally-leader", hint);
+  }
+  std::string msg = absl::StrCat("node n", id, " cannot serve group ", group,
+                                 ": ", cause.message());
+  if (!hint.empty()) absl::StrAppend(&msg, "; leader is at ", hint);
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, msg);
+}
+
+}  // namespace tally::kv::server

@@ -1,0 +1,301 @@
+#include "kv/server/server.h"
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "kv/server/internal/node.h"
+#include "kv/storage/leveldb_util.h"
+#include "rpc/cluster.grpc.pb.h"
+#include "spdlog/spdlog.h"
+#include "util/status_macros.h"
+
+namespace tally::kv::server {
+
+namespace {
+
+using raft::host::GroupId;
+
+// Same flags, same id: the cluster id is a hash of the initial cluster and
+// ranges, so a node started with another cluster's flags is recognised.
+std::string ClusterId(const ServerOptions& o) {
+  std::string spec;
+  for (const auto& [id, addr] : o.initial_cluster) {
+    absl::StrAppend(&spec, id, "=", addr, ",");
+  }
+  absl::StrAppend(&spec, "|", absl::StrJoin(o.initial_ranges, ","));
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : spec) h = (h ^ c) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+rpc::Member MemberOf(raft::NodeId id, const std::string& peer) {
+  rpc::Member m;
+  m.set_id(id);
+  m.set_name(absl::StrCat("n", id));
+  m.set_peer_address(peer);
+  return m;
+}
+
+class ServerImpl final : public Server {
+ public:
+  ~ServerImpl() override { Shutdown(); }
+  void Shutdown() override {
+    if (down_) return;
+    down_ = true;
+    if (grpc_)
+      grpc_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::seconds(2));
+    if (node_.host) node_.host->Stop();
+    if (node_.transport) node_.transport->Stop();
+  }
+  std::string cluster_id() const override { return node_.layout.cluster_id(); }
+
+  absl::Status Init(const ServerOptions& o);
+
+ private:
+  absl::Status Bootstrap(const ServerOptions& o);
+  absl::Status JoinLayout(const ServerOptions& o);
+  void RefreshDirectory();
+
+  Node node_;
+  std::unique_ptr<grpc::Service> kv_, cluster_;
+  std::unique_ptr<grpc::Server> grpc_;
+  bool down_ = false;
+};
+
+absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
+  if (!o.initial_cluster.contains(node_.id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.name,
+                     " is not in --initial-cluster; to add a node to a running "
+                     "cluster use --join"));
+  }
+  rpc::ClusterLayout& layout = node_.layout;
+  layout.set_cluster_id(ClusterId(o));
+  std::vector<rpc::Member> members;
+  for (const auto& [id, peer] : o.initial_cluster) {
+    members.push_back(MemberOf(id, peer));
+    *layout.add_members() = members.back();
+  }
+  std::vector<std::string> splits = o.initial_ranges;
+  std::sort(splits.begin(), splits.end());
+  std::string start;
+  for (size_t i = 0; i <= splits.size(); ++i) {
+    rpc::RangeDescriptor* r = layout.add_ranges();
+    r->set_group(kMetaGroup + 1 + i);
+    r->set_start(start);
+    if (i < splits.size()) r->set_end(start = splits[i]);
+  }
+  // Every group starts as if from a snapshot at index 1 (term 1) holding
+  // the initial members: identical on every node, so logs match, and a
+  // node added later is sent a snapshot rather than a log from index 1.
+  raft::Snapshot snap;
+  snap.metadata.index = 1;
+  snap.metadata.term = 1;
+  for (const auto& [id, peer] : o.initial_cluster) {
+    snap.metadata.conf_state.voters.push_back(id);
+  }
+  std::vector<raft::host::GroupWrite> writes;
+  std::vector<GroupId> groups = {kMetaGroup};
+  for (const auto& r : layout.ranges()) groups.push_back(r.group());
+  for (GroupId g : groups) {
+    raft::host::GroupWrite w{g};
+    w.hard_state = raft::HardState{1, raft::kNoNode, 1};
+    w.snapshot = snap;
+    writes.push_back(w);
+    ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
+    RETURN_IF_ERROR(sm->Bootstrap(
+        1, g == kMetaGroup ? members : std::vector<rpc::Member>{}));
+  }
+  RETURN_IF_ERROR(node_.log->Write(writes, /*sync=*/true));
+  return node_.log->PutMeta("layout", layout.SerializeAsString());
+}
+
+// A joining node learns the cluster's id, members and ranges from a member.
+absl::Status ServerImpl::JoinLayout(const ServerOptions& o) {
+  auto stub = rpc::Cluster::NewStub(
+      grpc::CreateChannel(o.join, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  rpc::RangesResponse ranges;
+  grpc::Status st = stub->Ranges(&ctx, rpc::RangesRequest(), &ranges);
+  if (!st.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach --join ", o.join, ": ", st.error_message()));
+  }
+  grpc::ClientContext ctx2;
+  ctx2.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  rpc::StatusResponse status;
+  st = stub->Status(&ctx2, rpc::StatusRequest(), &status);
+  if (!st.ok()) return absl::UnavailableError(st.error_message());
+  rpc::ClusterLayout& layout = node_.layout;
+  layout.set_cluster_id(status.cluster_id());
+  for (const auto& m : ranges.members()) *layout.add_members() = m;
+  for (const auto& r : ranges.ranges()) *layout.add_ranges() = r;
+  return node_.log->PutMeta("layout", layout.SerializeAsString());
+}
+
+void ServerImpl::RefreshDirectory() {
+  StateMachine* meta = node_.Machine(kMetaGroup);
+  if (meta == nullptr) return;
+  absl::StatusOr<std::vector<rpc::Member>> members = meta->Members();
+  if (!members.ok()) return;
+  for (const rpc::Member& m : *members) {
+    node_.directory.SetPeer(m.id(), m.peer_address());
+    node_.directory.SetClient(m.id(), m.client_address());
+  }
+}
+
+absl::Status ServerImpl::Init(const ServerOptions& o) {
+  ASSIGN_OR_RETURN(node_.id, ParseMemberName(o.name));
+  node_.options = o;
+  std::error_code ec;
+  std::filesystem::create_directories(o.data_dir, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot create data dir ", o.data_dir, ": ", ec.message()));
+  }
+  ASSIGN_OR_RETURN(node_.log, storage::LogStore::Open(o.data_dir + "/raft"));
+  ASSIGN_OR_RETURN(node_.data, storage::OpenLevelDB(o.data_dir + "/data"));
+
+  absl::StatusOr<std::string> identity = node_.log->GetMeta("identity");
+  if (identity.ok()) {
+    rpc::NodeIdentity id;
+    id.ParseFromString(*identity);
+    absl::StatusOr<std::string> layout = node_.log->GetMeta("layout");
+    if (!layout.ok() || !node_.layout.ParseFromString(*layout)) {
+      return absl::DataLossError("data dir has an identity but no layout");
+    }
+    if (id.node() != node_.id) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("data dir ", o.data_dir, " belongs to node n", id.node(),
+                       ", not ", o.name));
+    }
+    if (o.join.empty() && !o.initial_cluster.empty() &&
+        ClusterId(o) != id.cluster_id()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data dir ", o.data_dir, " belongs to cluster ", id.cluster_id(),
+          " but --initial-cluster/--initial-ranges describe cluster ",
+          ClusterId(o),
+          "; use the flags it was created with, or another "
+          "data dir"));
+    }
+  } else if (absl::IsNotFound(identity.status())) {
+    RETURN_IF_ERROR(o.join.empty() ? Bootstrap(o) : JoinLayout(o));
+    rpc::NodeIdentity id;
+    id.set_cluster_id(node_.layout.cluster_id());
+    id.set_node(node_.id);
+    // Written last: a crash before it bootstraps again, identically.
+    RETURN_IF_ERROR(node_.log->PutMeta("identity", id.SerializeAsString()));
+  } else {
+    return identity.status();
+  }
+
+  for (const auto& m : node_.layout.members()) {
+    node_.directory.SetPeer(m.id(), m.peer_address());
+  }
+  for (const auto& [id, peer] : o.initial_cluster) {
+    node_.directory.SetPeer(id, peer);
+  }
+  node_.directory.SetClient(node_.id, o.client_address);
+  node_.transport = std::make_unique<rpc::GrpcTransport>(
+      node_.id, node_.layout.cluster_id(), o.client_address, &node_.directory);
+
+  raft::host::HostOptions ho;
+  ho.id = node_.id;
+  ho.tick_ms = o.tick_ms;
+  ho.election_tick = o.election_tick;
+  ho.snapshot_every = o.snapshot_every;
+  ho.seed = std::random_device{}();
+  node_.host = std::make_unique<raft::host::NodeHost>(
+      ho, node_.log.get(), node_.transport.get(),
+      [this](GroupId g) -> absl::StatusOr<raft::host::StateMachine*> {
+        auto& sm = node_.machines[g];
+        if (!sm) {
+          ASSIGN_OR_RETURN(sm, StateMachine::Open(node_.data.get(), g));
+          if (g == kMetaGroup) {
+            sm->set_members_changed([this] { RefreshDirectory(); });
+          }
+        }
+        return sm.get();
+      });
+  node_.transport->set_host(node_.host.get());
+  // A joining node has no groups yet: each starts empty when its leader
+  // first reaches out, and catches up by snapshot.
+  RETURN_IF_ERROR(node_.host->Start());
+  RefreshDirectory();
+
+  kv_ = NewKvService(&node_);
+  cluster_ = NewClusterService(&node_);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder b;
+  int client_port = 0, peer_port = 0;
+  b.AddListeningPort(o.client_address, grpc::InsecureServerCredentials(),
+                     &client_port);
+  b.AddListeningPort(o.peer_address, grpc::InsecureServerCredentials(),
+                     &peer_port);
+  b.SetMaxReceiveMessageSize(64 << 20);
+  b.RegisterService(kv_.get());
+  b.RegisterService(cluster_.get());
+  b.RegisterService(node_.transport->service());
+  grpc_ = b.BuildAndStart();
+  if (!grpc_ || client_port == 0 || peer_port == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", o.client_address, " and ", o.peer_address,
+        " (in use, or not an address of this machine?)"));
+  }
+  spdlog::info("[n={}] serving clients on {}, peers on {}, cluster {}",
+               node_.id, o.client_address, o.peer_address,
+               node_.layout.cluster_id());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<raft::NodeId> ParseMemberName(const std::string& name) {
+  uint64_t id = 0;
+  if (name.size() < 2 || name[0] != 'n' ||
+      !absl::SimpleAtoi(name.substr(1), &id) || id == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("member name \"", name, "\" must be n<number>, e.g. n1"));
+  }
+  return id;
+}
+
+absl::StatusOr<std::map<raft::NodeId, std::string>> ParseInitialCluster(
+    const std::string& spec) {
+  std::map<raft::NodeId, std::string> out;
+  for (absl::string_view part : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::vector<std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    if (kv.size() != 2 || kv[1].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--initial-cluster entry \"", part, "\" must be name=host:port"));
+    }
+    ASSIGN_OR_RETURN(raft::NodeId id, ParseMemberName(kv[0]));
+    if (!out.emplace(id, kv[1]).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--initial-cluster names ", kv[0], " twice"));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
+  auto s = std::make_unique<ServerImpl>();
+  RETURN_IF_ERROR(s->Init(o));
+  return s;
+}
+
+}  // namespace tally::kv::server

@@ -1,0 +1,58 @@
+#ifndef TALLY_KV_SERVER_SERVER_H_
+#define TALLY_KV_SERVER_SERVER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "raft/types.h"
+
+namespace tally::kv::server {
+
+struct ServerOptions {
+  // "n<id>", e.g. n1.
+  std::string name;
+  std::string data_dir;
+  // host:port for clients and for peers.
+  std::string client_address;
+  std::string peer_address;
+  // Bootstrap: every member's name and peer address, the same on every
+  // node of a new cluster. Ignored once the data dir is initialised, except
+  // that it must describe the same cluster.
+  std::map<raft::NodeId, std::string> initial_cluster;
+  // Split points of the initial ranges: "m,t" makes [,m) [m,t) [t,).
+  std::vector<std::string> initial_ranges;
+  // Join an existing cluster through this member's client address instead
+  // of bootstrapping (the member must have been added as a learner first).
+  std::string join;
+  int tick_ms = 50;
+  int election_tick = 10;
+  size_t max_key_bytes = 4096;
+  size_t max_value_bytes = 1 << 20;
+  uint64_t snapshot_every = 10000;
+};
+
+// "n3" -> 3. INVALID_ARGUMENT otherwise.
+absl::StatusOr<raft::NodeId> ParseMemberName(const std::string& name);
+// "n1=host:port,n2=host:port" -> {1: host:port, ...}.
+absl::StatusOr<std::map<raft::NodeId, std::string>> ParseInitialCluster(
+    const std::string& spec);
+
+// A kvd node: storage, raft host, transport and gRPC services.
+class Server {
+ public:
+  virtual ~Server() = default;
+  // Opens or initialises the data dir and starts serving. Errors name what
+  // is wrong (another cluster's data dir, a port in use, bad options).
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options);
+  // Stops accepting requests, finishes those in flight, stops raft.
+  virtual void Shutdown() = 0;
+  virtual std::string cluster_id() const = 0;
+};
+
+}  // namespace tally::kv::server
+
+#endif  // TALLY_KV_SERVER_SERVER_H_

@@ -1,0 +1,280 @@
+#include "rpc/grpc_transport.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "rpc/raft_codec.h"
+
+namespace tally::rpc {
+
+namespace {
+
+constexpr size_t kMaxQueuedMessages = 10000;
+constexpr auto kReconnectDelay = std::chrono::milliseconds(200);
+constexpr auto kSnapshotDeadline = std::chrono::minutes(30);
+
+std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+}  // namespace
+
+// One peer node: a queue and a thread that keeps a stream open to it.
+class GrpcTransport::Peer {
+ public:
+  Peer(GrpcTransport* t, raft::NodeId id) : t_(t), id_(id) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Peer() {
+    {
+      absl::MutexLock l(&mu_);
+      stopping_ = true;
+      if (ctx_) ctx_->TryCancel();
+    }
+    thread_.join();
+  }
+  void Enqueue(std::vector<raft::host::GroupMessage> msgs) {
+    absl::MutexLock l(&mu_);
+    for (auto& m : msgs) {
+      if (queue_.size() >= kMaxQueuedMessages) {
+        queue_.pop_front();  // raft resends what matters
+      }
+      queue_.push_back(std::move(m));
+    }
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      std::string address = t_->directory_->Peer(id_);
+      auto stub =
+          RaftTransport::NewStub(Dial(address.empty() ? "invalid:0" : address));
+      auto ctx = std::make_unique<grpc::ClientContext>();
+      ctx->set_wait_for_ready(false);
+      BatchAck ack;
+      std::unique_ptr<grpc::ClientWriter<MessageBatch>> writer;
+      {
+        absl::MutexLock l(&mu_);
+        if (stopping_) return;
+        ctx_ = ctx.get();
+      }
+      if (!address.empty()) writer = stub->Send(ctx.get(), &ack);
+      bool healthy = writer != nullptr;
+      while (healthy) {
+        std::vector<raft::host::GroupMessage> batch;
+        {
+          absl::MutexLock l(&mu_);
+          auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+            return !queue_.empty() || stopping_;
+          };
+          mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
+          if (stopping_) break;
+          while (!queue_.empty() && batch.size() < 512) {
+            batch.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+          }
+        }
+        if (batch.empty()) continue;
+        MessageBatch mb;
+        mb.set_cluster_id(t_->cluster_id_);
+        mb.set_from(t_->self_);
+        mb.set_to(id_);
+        mb.set_from_client_address(t_->client_address_);
+        for (const auto& m : batch) ToProto(m, mb.add_messages());
+        if (!writer->Write(mb)) {
+          healthy = false;
+          Failed(batch);
+        }
+      }
+      if (writer) {
+        writer->WritesDone();
+        writer->Finish().IgnoreError();
+      }
+      {
+        absl::MutexLock l(&mu_);
+        ctx_ = nullptr;
+        if (stopping_) return;
+        // Drop what queued while the peer was unreachable: raft resends.
+        std::vector<raft::host::GroupMessage> dropped(
+            std::make_move_iterator(queue_.begin()),
+            std::make_move_iterator(queue_.end()));
+        queue_.clear();
+        mu_.Unlock();
+        Failed(dropped);
+        mu_.Lock();
+      }
+      std::this_thread::sleep_for(kReconnectDelay);
+    }
+  }
+
+  void Failed(const std::vector<raft::host::GroupMessage>& msgs) {
+    if (t_->host_ == nullptr) return;
+    t_->host_->ReportUnreachable(id_);
+    for (const auto& m : msgs) {
+      if (m.msg.type == raft::MessageType::kSnapshot) {
+        t_->host_->ReportSnapshot(m.group, id_, false);
+      }
+    }
+  }
+
+  GrpcTransport* const t_;
+  const raft::NodeId id_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::deque<raft::host::GroupMessage> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+class GrpcTransport::Service final : public RaftTransport::Service {
+ public:
+  explicit Service(GrpcTransport* t) : t_(t) {}
+
+  grpc::Status Send(grpc::ServerContext*,
+                    grpc::ServerReader<MessageBatch>* reader,
+                    BatchAck*) override {
+    MessageBatch mb;
+    while (reader->Read(&mb)) {
+      if (mb.cluster_id() != t_->cluster_id_) {
+        return grpc::Status(
+            grpc::StatusCode::FAILED_PRECONDITION,
+            absl::StrCat("node ", mb.from(), " belongs to cluster ",
+                         mb.cluster_id(), ", this node to ", t_->cluster_id_));
+      }
+      if (mb.to() != t_->self_) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            absl::StrCat("messages for node ", mb.to(),
+                                         " reached node ", t_->self_));
+      }
+      t_->directory_->SetClient(mb.from(), mb.from_client_address());
+      std::vector<raft::host::GroupMessage> msgs;
+      msgs.reserve(mb.messages_size());
+      for (const RaftMessage& m : mb.messages()) {
+        absl::StatusOr<raft::host::GroupMessage> gm = FromProto(m);
+        if (gm.ok()) msgs.push_back(std::move(*gm));
+      }
+      if (t_->host_ != nullptr) t_->host_->Deliver(std::move(msgs));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status FetchSnapshot(
+      grpc::ServerContext*, const SnapshotRequest* req,
+      grpc::ServerWriter<SnapshotChunk>* writer) override {
+    if (req->cluster_id() != t_->cluster_id_) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "snapshot request from another cluster");
+    }
+    if (t_->host_ == nullptr) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "starting");
+    }
+    absl::Status st = t_->host_->ExportSnapshot(
+        req->group(), req->min_index(), [&](raft::host::SnapshotChunk c) {
+          SnapshotChunk out;
+          out.set_applied_index(c.applied_index);
+          for (auto& [k, v] : c.kvs) {
+            out.add_keys(std::move(k));
+            out.add_values(std::move(v));
+          }
+          out.set_done(c.done);
+          if (!writer->Write(out)) {
+            return absl::UnavailableError("snapshot receiver went away");
+          }
+          return absl::OkStatus();
+        });
+    t_->host_->ReportSnapshot(req->group(), req->from(), st.ok());
+    if (!st.ok()) {
+      return grpc::Status(static_cast<grpc::StatusCode>(st.code()),
+                          std::string(st.message()));
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  GrpcTransport* const t_;
+};
+
+GrpcTransport::GrpcTransport(raft::NodeId self, std::string cluster_id,
+                             std::string client_address, PeerDirectory* peers)
+    : self_(self),
+      cluster_id_(std::move(cluster_id)),
+      client_address_(std::move(client_address)),
+      directory_(peers),
+      service_(std::make_unique<Service>(this)) {}
+
+GrpcTransport::~GrpcTransport() { Stop(); }
+
+grpc::Service* GrpcTransport::service() { return service_.get(); }
+
+void GrpcTransport::Stop() {
+  std::map<raft::NodeId, std::unique_ptr<Peer>> peers;
+  {
+    absl::MutexLock l(&mu_);
+    stopped_ = true;
+    peers.swap(peers_);
+  }
+  peers.clear();  // joins each peer's thread
+}
+
+GrpcTransport::Peer* GrpcTransport::GetPeer(raft::NodeId to) {
+  absl::MutexLock l(&mu_);
+  if (stopped_) return nullptr;
+  auto& p = peers_[to];
+  if (!p) p = std::make_unique<Peer>(this, to);
+  return p.get();
+}
+
+void GrpcTransport::Send(raft::NodeId to,
+                         std::vector<raft::host::GroupMessage> msgs) {
+  if (Peer* p = GetPeer(to)) p->Enqueue(std::move(msgs));
+}
+
+absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
+                                          raft::host::GroupId group,
+                                          raft::Index min_index,
+                                          raft::host::StateMachine* sm) {
+  const std::string address = directory_->Peer(from);
+  if (address.empty()) {
+    return absl::UnavailableError(absl::StrCat("no address for node ", from));
+  }
+  auto stub = RaftTransport::NewStub(Dial(address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kSnapshotDeadline);
+  SnapshotRequest req;
+  req.set_cluster_id(cluster_id_);
+  req.set_group(group);
+  req.set_min_index(min_index);
+  req.set_from(self_);
+  auto reader = stub->FetchSnapshot(&ctx, req);
+  absl::Status st =
+      sm->Import([&]() -> absl::StatusOr<raft::host::SnapshotChunk> {
+        SnapshotChunk c;
+        if (!reader->Read(&c)) {
+          grpc::Status gs = reader->Finish();
+          return absl::UnavailableError(
+              absl::StrCat("snapshot stream from node ", from,
+                           " ended early: ", gs.error_message()));
+        }
+        raft::host::SnapshotChunk out;
+        out.applied_index = c.applied_index();
+        for (int i = 0; i < c.keys_size() && i < c.values_size(); ++i) {
+          out.kvs.emplace_back(c.keys(i), c.values(i));
+        }
+        out.done = c.done();
+        return out;
+      });
+  if (st.ok()) reader->Finish().IgnoreError();
+  return st;
+}
+
+}  // namespace tally::rpc

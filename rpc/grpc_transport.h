@@ -1,0 +1,64 @@
+#ifndef TALLY_RPC_GRPC_TRANSPORT_H_
+#define TALLY_RPC_GRPC_TRANSPORT_H_
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "raft/host/interfaces.h"
+#include "raft/host/node_host.h"
+#include "rpc/peer_directory.h"
+#include "rpc/raft.grpc.pb.h"
+
+namespace tally::rpc {
+
+// Raft traffic between nodes over gRPC: one long-lived client stream per
+// peer node carries the messages of every group in batches; snapshots are
+// pulled by the receiver as a server stream of chunks.
+//
+// Thread safety: thread-safe.
+class GrpcTransport final : public raft::host::Transport {
+ public:
+  GrpcTransport(raft::NodeId self, std::string cluster_id,
+                std::string client_address, PeerDirectory* peers);
+  ~GrpcTransport() override;
+
+  // REQUIRES: called once, before any Send.
+  void set_host(raft::host::NodeHost* host) { host_ = host; }
+  void Stop();
+
+  void Send(raft::NodeId to,
+            std::vector<raft::host::GroupMessage> msgs) override;
+  absl::Status FetchSnapshot(raft::NodeId from, raft::host::GroupId group,
+                             raft::Index min_index,
+                             raft::host::StateMachine* sm) override;
+
+  // The server half, registered with the node's gRPC server.
+  grpc::Service* service();
+
+ private:
+  class Peer;
+  class Service;
+
+  Peer* GetPeer(raft::NodeId to);
+
+  const raft::NodeId self_;
+  const std::string cluster_id_;
+  const std::string client_address_;
+  PeerDirectory* const directory_;
+  raft::host::NodeHost* host_ = nullptr;
+  std::unique_ptr<Service> service_;
+
+  absl::Mutex mu_;
+  std::map<raft::NodeId, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace tally::rpc
+
+#endif  // TALLY_RPC_GRPC_TRANSPORT_H_
