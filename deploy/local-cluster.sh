@@ -15,7 +15,15 @@ base=${TALLY_PORT_BASE:-7000}
 endpoints="127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3))"
 initial="n1=127.0.0.1:$((base + 101)),n2=127.0.0.1:$((base + 102)),n3=127.0.0.1:$((base + 103))"
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the kvd of PID file $1 runs. A killed node whose parent has not
+# reaped it yet is a zombie, and a reused PID is another program: both count
+# as stopped.
+running() {
+  [ -f "$1" ] || return 1
+  local stat
+  stat=$(awk '{print $2, $3}' "/proc/$(cat "$1")/stat" 2>/dev/null) || return 1
+  [ "${stat% *}" = "(kvd)" ] && [ "${stat#* }" != Z ]
+}
 
 case "$cmd" in
   start)

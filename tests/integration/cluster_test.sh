@@ -40,4 +40,13 @@ kvctl --timeout-ms 2000 put b 2 >/dev/null || fail "write after killing leader $
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ok "write succeeded ${ms} ms after kill -9 of leader $leader"
 
+cluster start
+for i in $(seq 1 30); do kvctl put "k$i" "v$i" >/dev/null || fail "put k$i"; done
+kill -9 $(cat "$dir"/n*.pid)
+cluster start
+[ "$(kvctl get k30)" = v30 ] || fail "k30 lost after kill -9 of all nodes"
+[ "$(kvctl scan k "" | wc -l)" = 30 ] || fail "acknowledged writes lost after kill -9 of all nodes"
+[ "$(kvctl get b)" = 2 ] || fail "b lost"
+ok "no acknowledged write lost after kill -9 of all three nodes"
+
 echo "$passed passed, 0 failed"
