@@ -194,9 +194,7 @@ absl::StatusOr<rpc::PutResponse> Client::Put(const std::string& key,
   absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
     return rpc::KV::NewStub(ch)->Put(&ctx, req, &resp);
   });
-  // An unknown outcome keeps the sequence in flight: the server must keep
-  // its answer for a later retry.
-  if (!absl::IsDeadlineExceeded(st)) Done(req.session().sequence());
+  Done(req.session().sequence());
   if (!st.ok()) return st;
   return resp;
 }
@@ -209,7 +207,7 @@ absl::StatusOr<rpc::DeleteResponse> Client::Delete(const std::string& key) {
   absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
     return rpc::KV::NewStub(ch)->Delete(&ctx, req, &resp);
   });
-  if (!absl::IsDeadlineExceeded(st)) Done(req.session().sequence());
+  Done(req.session().sequence());
   if (!st.ok()) return st;
   return resp;
 }
@@ -222,7 +220,7 @@ absl::StatusOr<rpc::TxnResponse> Client::Txn(rpc::TxnRequest req) {
   absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
     return rpc::KV::NewStub(ch)->Txn(&ctx, req, &resp);
   });
-  if (!absl::IsDeadlineExceeded(st)) Done(req.session().sequence());
+  Done(req.session().sequence());
   if (!st.ok()) return st;
   return resp;
 }

@@ -56,19 +56,25 @@ class GrpcTransport::Peer {
  private:
   void Run() {
     while (true) {
-      std::string address = t_->directory_->Peer(id_);
-      auto stub =
-          RaftTransport::NewStub(Dial(address.empty() ? "invalid:0" : address));
+      const std::string address = t_->directory_->Peer(id_);
+      {
+        absl::MutexLock l(&mu_);
+        if (stopping_) return;
+      }
+      if (address.empty()) {  // not known yet: the member table brings it
+        std::this_thread::sleep_for(kReconnectDelay);
+        continue;
+      }
+      auto stub = RaftTransport::NewStub(Dial(address));
       auto ctx = std::make_unique<grpc::ClientContext>();
-      ctx->set_wait_for_ready(false);
       BatchAck ack;
-      std::unique_ptr<grpc::ClientWriter<MessageBatch>> writer;
       {
         absl::MutexLock l(&mu_);
         if (stopping_) return;
         ctx_ = ctx.get();
       }
-      if (!address.empty()) writer = stub->Send(ctx.get(), &ack);
+      std::unique_ptr<grpc::ClientWriter<MessageBatch>> writer =
+          stub->Send(ctx.get(), &ack);
       bool healthy = writer != nullptr;
       while (healthy) {
         std::vector<raft::host::GroupMessage> batch;
@@ -96,23 +102,19 @@ class GrpcTransport::Peer {
           Failed(batch);
         }
       }
-      if (writer) {
-        writer->WritesDone();
-        writer->Finish().IgnoreError();
-      }
+      writer->WritesDone();
+      writer->Finish().IgnoreError();
+      std::vector<raft::host::GroupMessage> dropped;
       {
         absl::MutexLock l(&mu_);
         ctx_ = nullptr;
         if (stopping_) return;
         // Drop what queued while the peer was unreachable: raft resends.
-        std::vector<raft::host::GroupMessage> dropped(
-            std::make_move_iterator(queue_.begin()),
-            std::make_move_iterator(queue_.end()));
+        dropped.assign(std::make_move_iterator(queue_.begin()),
+                       std::make_move_iterator(queue_.end()));
         queue_.clear();
-        mu_.Unlock();
-        Failed(dropped);
-        mu_.Lock();
       }
+      Failed(dropped);
       std::this_thread::sleep_for(kReconnectDelay);
     }
   }
@@ -144,7 +146,9 @@ class GrpcTransport::Service final : public RaftTransport::Service {
                     grpc::ServerReader<MessageBatch>* reader,
                     BatchAck*) override {
     MessageBatch mb;
+    raft::NodeId from = raft::kNoNode;
     while (reader->Read(&mb)) {
+      from = mb.from();
       if (mb.cluster_id() != t_->cluster_id_) {
         return grpc::Status(
             grpc::StatusCode::FAILED_PRECONDITION,
@@ -164,6 +168,11 @@ class GrpcTransport::Service final : public RaftTransport::Service {
         if (gm.ok()) msgs.push_back(std::move(*gm));
       }
       if (t_->host_ != nullptr) t_->host_->Deliver(std::move(msgs));
+    }
+    // The peer went away (crashed, restarted, cut off): groups it led and
+    // that went quiet must notice.
+    if (from != raft::kNoNode && t_->host_ != nullptr) {
+      t_->host_->ReportUnreachable(from);
     }
     return grpc::Status::OK;
   }

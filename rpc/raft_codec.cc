@@ -62,6 +62,7 @@ raft::Snapshot FromProto(const RaftSnapshot& s) {
 void ToProto(const raft::host::GroupMessage& gm, RaftMessage* out) {
   const raft::Message& m = gm.msg;
   out->set_group(gm.group);
+  out->set_quiesce(gm.quiesce);
   out->set_type(static_cast<uint32_t>(m.type));
   out->set_from(m.from);
   out->set_to(m.to);
@@ -84,6 +85,7 @@ absl::StatusOr<raft::host::GroupMessage> FromProto(const RaftMessage& m) {
   }
   raft::host::GroupMessage gm;
   gm.group = m.group();
+  gm.quiesce = m.quiesce();
   raft::Message& out = gm.msg;
   out.type = static_cast<raft::MessageType>(m.type());
   out.from = m.from();

@@ -8,6 +8,7 @@ namespace {
 TEST(RaftCodecTest, MessageRoundTrips) {
   raft::host::GroupMessage gm;
   gm.group = 7;
+  gm.quiesce = true;
   raft::Message& m = gm.msg;
   m.type = raft::MessageType::kSnapshot;
   m.from = 1;
@@ -30,6 +31,7 @@ TEST(RaftCodecTest, MessageRoundTrips) {
   absl::StatusOr<raft::host::GroupMessage> back = FromProto(p);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->group, 7u);
+  EXPECT_TRUE(back->quiesce);
   EXPECT_EQ(back->msg, m);
 }
 

@@ -25,6 +25,9 @@ using GroupId = uint64_t;
 struct GroupMessage {
   GroupId group = 0;
   Message msg;
+  // From the host, not the raft core: the group's leader goes quiet (see
+  // NodeHost); `msg` is a heartbeat naming the leader and its term.
+  bool quiesce = false;
 };
 
 // What a group has on stable storage.

@@ -46,6 +46,9 @@ struct NodeHost::GroupState {
     std::function<void(absl::Status)> done;
   };
   std::vector<Transfer> transfers;
+  bool quiet = false;
+  // Leader: ticks in a row with nothing to do.
+  int idle_ticks = 0;
 };
 
 struct NodeHost::ApplyTask {
@@ -179,6 +182,7 @@ void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
     auto it = groups_.find(group);
     if (it == groups_.end()) return done(NoGroup(group));
     GroupState& g = *it->second;
+    Wake(g);
     absl::StatusOr<Index> index = g.raw->Propose(std::move(data));
     if (!index.ok()) return done(index.status());
     auto old = g.pending.find(*index);
@@ -197,6 +201,7 @@ void NodeHost::ProposeConfChange(GroupId group, ConfChange cc,
     auto it = groups_.find(group);
     if (it == groups_.end()) return done(NoGroup(group));
     GroupState& g = *it->second;
+    Wake(g);
     absl::StatusOr<Index> index = g.raw->ProposeConfChange(cc);
     if (!index.ok()) return done(index.status());
     g.pending[*index] = {g.raw->raft().term(), std::move(done)};
@@ -208,6 +213,7 @@ void NodeHost::ReadIndex(GroupId group, bool allow_lease, ReadCallback done) {
     auto it = groups_.find(group);
     if (it == groups_.end()) return done(NoGroup(group));
     GroupState& g = *it->second;
+    Wake(g);
     if (g.raw->raft().role() != Role::kLeader) {
       return done(absl::UnavailableError(
           absl::StrCat("node ", options_.id, " does not lead group ", group)));
@@ -225,6 +231,7 @@ void NodeHost::TransferLeadership(GroupId group, NodeId target,
     auto it = groups_.find(group);
     if (it == groups_.end()) return done(NoGroup(group));
     GroupState& g = *it->second;
+    Wake(g);
     if (g.raw->raft().lead() == target) return done(absl::OkStatus());
     absl::Status st = g.raw->TransferLeadership(target);
     if (!st.ok()) return done(st);
@@ -238,6 +245,15 @@ void NodeHost::Deliver(std::vector<GroupMessage> msgs) {
     for (const GroupMessage& gm : msgs) {
       GroupState* g = FindOrCreate(gm.group, gm.msg);
       if (g == nullptr) continue;
+      if (gm.quiesce) {
+        const Raft& r = g->raw->raft();
+        if (gm.msg.from == r.lead() && gm.msg.term == r.term()) g->quiet = true;
+        continue;
+      }
+      // A follower wakes on any message. A leader hears answers to its
+      // heartbeats: they keep it idle unless they bring work.
+      const bool leader = g->raw->raft().role() == Role::kLeader;
+      if (!leader) Wake(*g);
       if (gm.msg.type == MessageType::kSnapshot &&
           gm.msg.snapshot.metadata.index > g->raw->raft().log().committed()) {
         HandleSnapshotMessage(*g, gm);
@@ -245,6 +261,7 @@ void NodeHost::Deliver(std::vector<GroupMessage> msgs) {
       }
       // A message for another node id (a stale address book) is dropped.
       g->raw->Step(gm.msg).IgnoreError();
+      if (leader && !CanQuiesce(*g)) Wake(*g);
     }
   });
 }
@@ -292,7 +309,10 @@ void NodeHost::HandleSnapshotMessage(GroupState& g, const GroupMessage& gm) {
 
 void NodeHost::ReportUnreachable(NodeId node) {
   Post([this, node]() {
-    for (auto& [id, g] : groups_) g->raw->ReportUnreachable(node);
+    for (auto& [id, g] : groups_) {
+      g->raw->ReportUnreachable(node);
+      if (g->raw->raft().lead() == node) Wake(*g);
+    }
   });
 }
 
@@ -343,6 +363,7 @@ void NodeHost::PublishInfo() {
     i.first_index = g->storage->FirstIndex();
     i.last_index = r.log().LastIndex();
     i.conf = r.conf_state();
+    i.quiet = g->quiet;
   }
   absl::MutexLock l(&mu_);
   info_ = std::move(info);
@@ -367,17 +388,71 @@ void NodeHost::RaftLoop() {
       work.swap(inbox_);
       queued_proposals_ = 0;
     }
-    if (Clock::now() >= next_tick) {
+    const bool ticked = Clock::now() >= next_tick;
+    if (ticked) {
       next_tick = std::max(next_tick + tick, Clock::now());
-      for (auto& [id, g] : groups_) {
-        g->raw->Tick();
-        for (auto& t : g->transfers) --t.ticks_left;
-      }
+      Tick();
     }
     for (auto& fn : work) fn();
     ProcessReadies();
-    PublishInfo();
+    // Status is published once a tick: cheap with thousands of groups.
+    if (ticked) PublishInfo();
   }
+}
+
+void NodeHost::Tick() {
+  for (auto& [id, g] : groups_) {
+    if (g->quiet) continue;
+    // Quiesce instead of ticking: the tick's heartbeats would follow the
+    // quiesce message and wake the followers again.
+    if (options_.quiesce_after_ticks > 0 &&
+        g->idle_ticks >= options_.quiesce_after_ticks && CanQuiesce(*g)) {
+      Quiesce(*g);
+      continue;
+    }
+    g->raw->Tick();
+    for (auto& t : g->transfers) --t.ticks_left;
+    g->idle_ticks = CanQuiesce(*g) ? g->idle_ticks + 1 : 0;
+  }
+}
+
+bool NodeHost::CanQuiesce(const GroupState& g) const {
+  const Raft& r = g.raw->raft();
+  if (r.role() != Role::kLeader || r.lead_transferee() != kNoNode ||
+      r.conf_state().IsJoint() || !g.pending.empty() || !g.reads.empty() ||
+      !g.transfers.empty() || g.fetching_snapshot) {
+    return false;
+  }
+  const Index last = r.log().LastIndex();
+  if (r.log().committed() != last || g.sm->applied() != last) return false;
+  for (NodeId id : r.conf_state().Members()) {
+    if (id == options_.id) continue;
+    const Progress* pr = r.progress(id);
+    if (pr == nullptr || pr->match() != last) return false;
+  }
+  return true;
+}
+
+void NodeHost::Quiesce(GroupState& g) {
+  const Raft& r = g.raw->raft();
+  g.quiet = true;
+  for (NodeId id : r.conf_state().Members()) {
+    if (id == options_.id) continue;
+    GroupMessage gm;
+    gm.group = g.id;
+    gm.quiesce = true;
+    gm.msg.type = MessageType::kHeartbeat;
+    gm.msg.from = options_.id;
+    gm.msg.to = id;
+    gm.msg.term = r.term();
+    gm.msg.commit = r.log().committed();
+    transport_->Send(id, {gm});
+  }
+}
+
+void NodeHost::Wake(GroupState& g) {
+  g.quiet = false;
+  g.idle_ticks = 0;
 }
 
 void NodeHost::ProcessReadies() {

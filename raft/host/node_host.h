@@ -38,6 +38,11 @@ struct HostOptions {
   // applied entries, keeping `compaction_lag` entries for slow followers.
   uint64_t snapshot_every = 10000;
   uint64_t compaction_lag = 1000;
+  // A leader whose group has had nothing to do for this many ticks (every
+  // member up to date, nothing pending) tells its followers, and the whole
+  // group stops ticking and heartbeating until a proposal, a message or a
+  // lost peer wakes it. 0: never.
+  int quiesce_after_ticks = 20;
   uint64_t seed = 1;
 };
 
@@ -62,6 +67,8 @@ struct GroupInfo {
   Index first_index = 0;
   Index last_index = 0;
   ConfState conf;
+  // Not ticking: the group is idle (see HostOptions::quiesce_after_ticks).
+  bool quiet = false;
 };
 
 // Creates the state machine of a group this node learns about from a peer.
@@ -116,6 +123,8 @@ class NodeHost {
 
   // From the transport: messages received from a peer.
   void Deliver(std::vector<GroupMessage> msgs);
+  // `node` cannot be reached (a failed send, a closed stream): groups it
+  // leads wake up here, so that they elect a new leader if it is gone.
   void ReportUnreachable(NodeId node);
   void ReportSnapshot(GroupId group, NodeId node, bool success);
   // Serves a snapshot of `group` to a peer that needs one.
@@ -139,6 +148,11 @@ class NodeHost {
   absl::StatusOr<std::unique_ptr<GroupState>> OpenGroup(
       GroupId group, const PersistedGroup& persisted);
   void PublishInfo();
+  void Tick();
+  // Wakes a quiet group (it ticks again).
+  void Wake(GroupState& g);
+  bool CanQuiesce(const GroupState& g) const;
+  void Quiesce(GroupState& g);
   void MaybeCompact(GroupState& g, Index durable);
 
   void ApplyLoop();

@@ -340,6 +340,55 @@ TEST(NodeHostTest, NewMemberCatchesUpBySnapshotAfterCompaction) {
   EXPECT_EQ(c.node(4).machines[1]->items().back(), "after");
 }
 
+// An idle group stops ticking on every node; a proposal wakes it, and a
+// lost leader wakes its followers, who elect another.
+TEST(NodeHostTest, IdleGroupsGoQuietAndWake) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_NE(leader, kNoNode);
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "a").ok());
+  auto all_quiet = [&] {
+    for (NodeId id : {1, 2, 3}) {
+      absl::StatusOr<GroupInfo> i = c.host(id)->Group(1);
+      if (!i.ok() || !i->quiet) return false;
+    }
+    return true;
+  };
+  auto describe = [&] {
+    std::string out;
+    for (NodeId id : {1, 2, 3}) {
+      absl::StatusOr<GroupInfo> i = c.host(id)->Group(1);
+      if (i.ok()) {
+        absl::StrAppend(&out, id, ": quiet=", i->quiet, " role=",
+                        RoleName(i->role), " commit=", i->commit, " applied=",
+                        i->applied, " last=", i->last_index, " term=", i->term, "; ");
+      }
+    }
+    for (const auto& item : c.node(leader).machines[1]->items()) {
+      absl::StrAppend(&out, item, ",");
+    }
+    return out;
+  };
+  ASSERT_TRUE(Eventually(all_quiet)) << describe();
+  const Term term = c.host(leader)->Group(1)->term;
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "b").ok());
+  EXPECT_EQ(c.host(leader)->Group(1)->term, term);
+  ASSERT_TRUE(Eventually(all_quiet));
+  // The leader dies while the group is quiet.
+  c.host(leader)->Stop();
+  for (NodeId id : {1, 2, 3}) {
+    if (id != leader) c.host(id)->ReportUnreachable(leader);
+  }
+  ASSERT_TRUE(Eventually([&] {
+    for (NodeId id : {1, 2, 3}) {
+      absl::StatusOr<GroupInfo> i = c.host(id)->Group(1);
+      if (id != leader && i.ok() && i->role == Role::kLeader) return true;
+    }
+    return false;
+  })) << "no new leader after the quiet leader died";
+}
+
 TEST(NodeHostTest, ConcurrentProposalsShareStorageBatches) {
   Cluster c(FastOptions());
   for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1, 2, 3, 4});

@@ -1,0 +1,74 @@
+#include "tests/integration/test_cluster.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace tally::testing {
+
+namespace {
+const char* Env(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : fallback;
+}
+}  // namespace
+
+TestCluster::TestCluster() {
+  char tmpl[] = "/tmp/tally-it-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  port_base_ = 20000 + std::random_device{}() % 20000;
+}
+
+TestCluster::~TestCluster() {
+  Script("stop");
+  std::filesystem::remove_all(dir_);
+}
+
+int TestCluster::Script(const std::string& cmd) const {
+  const std::string line =
+      absl::StrCat("TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
+                   " TALLY_PORT_BASE=", port_base_, " ", Env("TALLY_ROOT", "."),
+                   "/deploy/local-cluster.sh ", cmd, " ", dir_, " >/dev/null");
+  return std::system(line.c_str());
+}
+
+bool TestCluster::Start() { return Script("start") == 0; }
+
+void TestCluster::Kill(int id) {
+  std::ifstream in(absl::StrCat(dir_, "/n", id, ".pid"));
+  pid_t pid = 0;
+  if (in >> pid && pid > 0) ::kill(pid, SIGKILL);
+}
+
+int TestCluster::Leader(uint64_t group) {
+  absl::StatusOr<std::unique_ptr<client::Client>> c =
+      client::Client::Connect(ClientOptions());
+  if (!c.ok()) return 0;
+  for (const std::string& ep : (*c)->endpoints()) {
+    absl::StatusOr<rpc::StatusResponse> s = (*c)->Status(ep);
+    if (!s.ok()) continue;
+    for (const auto& g : s->groups()) {
+      if (g.group() == group && g.role() == "LEADER") {
+        return static_cast<int>(s->node());
+      }
+    }
+  }
+  return 0;
+}
+
+client::ClientOptions TestCluster::ClientOptions() const {
+  client::ClientOptions o;
+  for (int i = 1; i <= 3; ++i) {
+    o.endpoints.push_back(absl::StrCat("127.0.0.1:", port_base_ + i));
+  }
+  return o;
+}
+
+}  // namespace tally::testing

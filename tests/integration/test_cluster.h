@@ -1,0 +1,37 @@
+#ifndef TALLY_TESTS_INTEGRATION_TEST_CLUSTER_H_
+#define TALLY_TESTS_INTEGRATION_TEST_CLUSTER_H_
+
+#include <string>
+
+#include "client/client.h"
+
+namespace tally::testing {
+
+// A three-node cluster of real kvd processes on 127.0.0.1, run through
+// deploy/local-cluster.sh in a fresh temporary directory on random ports.
+// The destructor stops every node it started and removes the directory.
+class TestCluster {
+ public:
+  TestCluster();
+  ~TestCluster();
+  TestCluster(const TestCluster&) = delete;
+  TestCluster& operator=(const TestCluster&) = delete;
+
+  // Starts (or restarts) every node that is down; false if no leader came up.
+  bool Start();
+  // kill -9 of node "n<id>".
+  void Kill(int id);
+  // The node leading `group`, 0 if none is known.
+  int Leader(uint64_t group);
+  client::ClientOptions ClientOptions() const;
+
+ private:
+  int Script(const std::string& cmd) const;
+
+  std::string dir_;
+  int port_base_;
+};
+
+}  // namespace tally::testing
+
+#endif  // TALLY_TESTS_INTEGRATION_TEST_CLUSTER_H_
