@@ -360,9 +360,10 @@ TEST(NodeHostTest, IdleGroupsGoQuietAndWake) {
     for (NodeId id : {1, 2, 3}) {
       absl::StatusOr<GroupInfo> i = c.host(id)->Group(1);
       if (i.ok()) {
-        absl::StrAppend(&out, id, ": quiet=", i->quiet, " role=",
-                        RoleName(i->role), " commit=", i->commit, " applied=",
-                        i->applied, " last=", i->last_index, " term=", i->term, "; ");
+        absl::StrAppend(&out, id, ": quiet=", i->quiet,
+                        " role=", RoleName(i->role), " commit=", i->commit,
+                        " applied=", i->applied, " last=", i->last_index,
+                        " term=", i->term, "; ");
       }
     }
     for (const auto& item : c.node(leader).machines[1]->items()) {
