@@ -113,9 +113,11 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
 
 absl::Status Client::Refresh() {
   rpc::RangesResponse resp;
-  absl::Status st = Call(0, true, [&](auto ch, grpc::ClientContext& ctx) {
-    return rpc::Cluster::NewStub(ch)->Ranges(&ctx, rpc::RangesRequest(), &resp);
-  });
+  absl::Status st =
+      Call(kAnyNode, true, [&](auto ch, grpc::ClientContext& ctx) {
+        return rpc::Cluster::NewStub(ch)->Ranges(&ctx, rpc::RangesRequest(),
+                                                 &resp);
+      });
   if (!st.ok()) return st;
   absl::MutexLock l(&mu_);
   ranges_.clear();
@@ -148,6 +150,11 @@ uint64_t Client::GroupFor(const std::string& key) {
   return 2;  // the first data range; the server routes precisely
 }
 
+uint64_t Client::ReadTarget(const std::string& key, rpc::ReadMode mode) {
+  // Serializable reads are served by whichever node is asked.
+  return mode == rpc::SERIALIZABLE ? kAnyNode : GroupFor(key);
+}
+
 std::vector<uint64_t> Client::AllGroups() {
   Refresh().IgnoreError();
   absl::MutexLock l(&mu_);
@@ -177,7 +184,7 @@ absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
   req.set_key(key);
   req.set_read_mode(mode);
   rpc::GetResponse resp;
-  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
+  absl::Status st = Call(ReadTarget(key, mode), true, [&](auto ch, auto& ctx) {
     return rpc::KV::NewStub(ch)->Get(&ctx, req, &resp);
   });
   if (!st.ok()) return st;
@@ -237,9 +244,10 @@ absl::StatusOr<std::vector<rpc::KeyValue>> Client::Scan(
     req.set_read_mode(mode);
     if (limit > 0) req.set_limit(limit - out.size());
     rpc::RangeResponse resp;
-    absl::Status st = Call(GroupFor(from), true, [&](auto ch, auto& ctx) {
-      return rpc::KV::NewStub(ch)->Range(&ctx, req, &resp);
-    });
+    absl::Status st =
+        Call(ReadTarget(from, mode), true, [&](auto ch, auto& ctx) {
+          return rpc::KV::NewStub(ch)->Range(&ctx, req, &resp);
+        });
     if (!st.ok()) return st;
     for (auto& kv : *resp.mutable_kvs()) out.push_back(std::move(kv));
     if (!resp.more() || (limit > 0 && out.size() >= limit)) return out;
@@ -271,7 +279,7 @@ absl::StatusOr<rpc::StatusResponse> Client::Status(
 
 absl::StatusOr<rpc::RangesResponse> Client::Ranges() {
   rpc::RangesResponse resp;
-  absl::Status st = Call(0, true, [&](auto ch, auto& ctx) {
+  absl::Status st = Call(kAnyNode, true, [&](auto ch, auto& ctx) {
     return rpc::Cluster::NewStub(ch)->Ranges(&ctx, rpc::RangesRequest(), &resp);
   });
   if (!st.ok()) return st;

@@ -23,8 +23,8 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{5000};
   // Backoff between retries: full jitter, exponential from `backoff_base`
   // to `backoff_max`.
-  std::chrono::milliseconds backoff_base{20};
-  std::chrono::milliseconds backoff_max{1000};
+  std::chrono::milliseconds backoff_base{10};
+  std::chrono::milliseconds backoff_max{250};
 };
 
 // A Tally client: routes each request to the leader of the key's range
@@ -69,11 +69,16 @@ class Client {
     uint64_t group = 0;
     std::string start, end;
   };
-  // Calls `fn(stub, ctx)` against the group's leader with retries.
+  // For Call: any node will do (the first endpoint that answers).
+  static constexpr uint64_t kAnyNode = 0;
+  // Calls `fn(channel, ctx)` against the group's leader (or kAnyNode) with
+  // retries.
   template <typename Fn>
   absl::Status Call(uint64_t group, bool idempotent, Fn fn);
   absl::Status Refresh();
   uint64_t GroupFor(const std::string& key);
+  // The group to send a read to, or kAnyNode for a serializable one.
+  uint64_t ReadTarget(const std::string& key, rpc::ReadMode mode);
   std::vector<uint64_t> AllGroups();
   rpc::Session NextSession();
   void Done(uint64_t sequence);

@@ -334,6 +334,17 @@ rpc::CommandResult StateMachine::Run(Batch& b, const rpc::Command& cmd,
     case rpc::Command::kSetMember: {
       std::string id;
       storage::AppendBigEndian64(&id, cmd.set_member().id());
+      if (b.Read(Key('t', id))) {
+        // Messages meant for the removed node may still be on their way;
+        // a new node under its id would take them for its own.
+        r.set_error_code(
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+        r.set_error_message(absl::StrCat(
+            "n", cmd.set_member().id(),
+            " was removed from the cluster and its id cannot be used again; "
+            "add the node under a new name"));
+        break;
+      }
       b.Put(Key('m', id), cmd.set_member().SerializeAsString());
       break;
     }
@@ -341,6 +352,7 @@ rpc::CommandResult StateMachine::Run(Batch& b, const rpc::Command& cmd,
       std::string id;
       storage::AppendBigEndian64(&id, cmd.remove_member());
       b.Delete(Key('m', id));
+      b.Put(Key('t', id), "");
       break;
     }
     default:
@@ -417,6 +429,12 @@ absl::StatusOr<std::vector<rpc::KeyValue>> StateMachine::Range(
   }
   if (!it->status().ok()) return FromLevelDB(it->status(), "scanning");
   return out;
+}
+
+bool StateMachine::WasRemoved(uint64_t member) const {
+  std::string id, unused;
+  storage::AppendBigEndian64(&id, member);
+  return db_->Get(leveldb::ReadOptions(), Key('t', id), &unused).ok();
 }
 
 absl::StatusOr<std::vector<rpc::Member>> StateMachine::Members() const {

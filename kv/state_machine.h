@@ -31,6 +31,7 @@ inline constexpr size_t kMaxResultsPerSession = 4096;
 //   group 'd' key      -> StoredValue
 //   group 's' client   -> SessionRecord
 //   group 'm' member   -> Member (metadata group)
+//   group 't' member   -> "" once the member was removed (metadata group)
 // Each Apply is one LevelDB batch, the applied index with the data it covers;
 // writes are not synced (the raft log is), except by Sync.
 //
@@ -63,6 +64,8 @@ class StateMachine final : public raft::host::StateMachine {
                                                    bool* more) const;
   int64_t revision() const;
   absl::StatusOr<std::vector<rpc::Member>> Members() const;
+  // Metadata group: whether member `id` was removed (ids are never reused).
+  bool WasRemoved(uint64_t id) const;
   void set_members_changed(MembersChanged fn) {
     members_changed_ = std::move(fn);
   }

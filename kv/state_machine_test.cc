@@ -99,6 +99,22 @@ TEST_F(StateMachineTest, RetriedSessionRequestIsAnsweredNotReapplied) {
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
 }
 
+TEST_F(StateMachineTest, RemovedMemberIdCannotComeBack) {
+  rpc::Command add;
+  add.mutable_set_member()->set_id(4);
+  add.mutable_set_member()->set_peer_address("127.0.0.1:7104");
+  EXPECT_EQ(Apply(add).error_code(), 0);
+  ASSERT_EQ(sm_->Members()->size(), 1u);
+  rpc::Command remove;
+  remove.set_remove_member(4);
+  Apply(remove);
+  EXPECT_TRUE(sm_->Members()->empty());
+  EXPECT_TRUE(sm_->WasRemoved(4));
+  EXPECT_EQ(Apply(add).error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(sm_->Members()->empty());
+}
+
 TEST_F(StateMachineTest, SkipsEntriesAlreadyApplied) {
   Apply(Put("a", "1"));
   raft::Entry old{1, 1, raft::EntryType::kNormal,

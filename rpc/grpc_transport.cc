@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/raft_codec.h"
+#include "spdlog/spdlog.h"
 
 namespace tally::rpc {
 
@@ -265,24 +266,38 @@ absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
   req.set_min_index(min_index);
   req.set_from(self_);
   auto reader = stub->FetchSnapshot(&ctx, req);
-  absl::Status st =
-      sm->Import([&]() -> absl::StatusOr<raft::host::SnapshotChunk> {
-        SnapshotChunk c;
-        if (!reader->Read(&c)) {
-          grpc::Status gs = reader->Finish();
-          return absl::UnavailableError(
-              absl::StrCat("snapshot stream from node ", from,
-                           " ended early: ", gs.error_message()));
-        }
-        raft::host::SnapshotChunk out;
-        out.applied_index = c.applied_index();
-        for (int i = 0; i < c.keys_size() && i < c.values_size(); ++i) {
-          out.kvs.emplace_back(c.keys(i), c.values(i));
-        }
-        out.done = c.done();
-        return out;
-      });
-  if (st.ok()) reader->Finish().IgnoreError();
+  uint64_t keys = 0, bytes = 0;
+  raft::Index applied = 0;
+  auto next = [&]() -> absl::StatusOr<raft::host::SnapshotChunk> {
+    SnapshotChunk c;
+    if (!reader->Read(&c)) {
+      grpc::Status gs = reader->Finish();
+      return absl::UnavailableError(
+          absl::StrCat("snapshot stream from node ", from,
+                       " ended early: ", gs.error_message()));
+    }
+    raft::host::SnapshotChunk out;
+    out.applied_index = c.applied_index();
+    for (int i = 0; i < c.keys_size() && i < c.values_size(); ++i) {
+      out.kvs.emplace_back(c.keys(i), c.values(i));
+    }
+    out.done = c.done();
+    keys += out.kvs.size();
+    bytes += c.ByteSizeLong();
+    applied = std::max(applied, out.applied_index);
+    return out;
+  };
+  absl::Status st = sm->Import(next);
+  if (!st.ok()) {
+    spdlog::warn("[g={} n={}] snapshot from n{} failed: {}", group, self_, from,
+                 st.ToString());
+    return st;
+  }
+  reader->Finish().IgnoreError();
+  spdlog::info(
+      "[g={} n={}] installed snapshot from n{} at applied index {}: {} keys, "
+      "{} bytes",
+      group, self_, from, applied, keys, bytes);
   return st;
 }
 

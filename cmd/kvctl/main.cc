@@ -272,6 +272,8 @@ int main(int argc, char** argv) {
                   << g.role() << "\tleader=n" << g.leader()
                   << "\tterm=" << g.term() << "\tcommit=" << g.commit_index()
                   << "\tapplied=" << g.applied_index()
+                  << "\tlog=" << g.first_index() << ".." << g.last_index()
+                  << (g.quiet() ? "\tquiet" : "")
                   << "\tvoters=" << absl::StrJoin(g.voters(), ",")
                   << "\tlearners=" << absl::StrJoin(g.learners(), ",") << "\n";
       }

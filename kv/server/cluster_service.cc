@@ -32,6 +32,9 @@ class ClusterService final : public rpc::Cluster::Service {
       s->set_term(g.term);
       s->set_commit_index(g.commit);
       s->set_applied_index(g.applied);
+      s->set_first_index(g.first_index);
+      s->set_last_index(g.last_index);
+      s->set_quiet(g.quiet);
       s->set_role(RoleName(g.role));
       s->mutable_voters()->Add(g.conf.voters.begin(), g.conf.voters.end());
       s->mutable_learners()->Add(g.conf.learners.begin(),
@@ -61,6 +64,15 @@ class ClusterService final : public rpc::Cluster::Service {
     const rpc::Member& m = req->member();
     if (m.id() == 0 || m.peer_address().empty()) {
       return Invalid("a new member needs an id (n<number>) and a peer address");
+    }
+    if (StateMachine* meta = node_->Machine(kMetaGroup);
+        meta != nullptr && meta->WasRemoved(m.id())) {
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("n", m.id(),
+                       " was removed from the cluster and its id "
+                       "cannot be used again; add the node "
+                       "under a new name"));
     }
     if (req->group() == kMetaGroup) {
       rpc::Command cmd;

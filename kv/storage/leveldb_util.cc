@@ -28,6 +28,12 @@ absl::StatusOr<std::unique_ptr<leveldb::DB>> OpenLevelDB(
   options.filter_policy = filter;
   leveldb::DB* db = nullptr;
   leveldb::Status s = leveldb::DB::Open(options, path, &db);
+  if (s.IsIOError() && s.ToString().find("LOCK") != std::string::npos) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path,
+        " is in use by another process (is a kvd already running on "
+        "this data dir?)"));
+  }
   if (!s.ok()) return FromLevelDB(s, absl::StrCat("opening ", path));
   return std::unique_ptr<leveldb::DB>(db);
 }

@@ -10,7 +10,11 @@ export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 20000))
 b=$TALLY_PORT_BASE
 export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 cluster() { "$root/deploy/local-cluster.sh" "$1" "$dir" >/dev/null; }
-cleanup() { cluster stop || true; rm -rf "$dir"; }
+cleanup() {
+  cluster stop || true
+  [ -f "$dir/n4.pid" ] && kill -9 "$(cat "$dir/n4.pid")" 2>/dev/null
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 kvctl() { "$bin/kvctl" "$@"; }
 fail() { echo "FAIL: $*"; for f in "$dir"/n*.log; do echo "== $f"; tail -n 20 "$f"; done; exit 1; }
@@ -48,5 +52,39 @@ cluster start
 [ "$(kvctl scan k "" | wc -l)" = 30 ] || fail "acknowledged writes lost after kill -9 of all nodes"
 [ "$(kvctl get b)" = 2 ] || fail "b lost"
 ok "no acknowledged write lost after kill -9 of all three nodes"
+
+# A follower loses its disk: remove it, add a new node in its place, which
+# catches up by snapshot and then by log.
+kill -9 "$(cat "$dir/n3.pid")"
+set +e
+out=$("$bin/kvd" --name n3 --data-dir "$dir/n3" --listen-client 127.0.0.1:$((b + 91)) \
+  --listen-peer 127.0.0.1:$((b + 92)) --initial-cluster n3=127.0.0.1:1,n2=127.0.0.1:2 2>&1)
+rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "belongs to cluster" <<<"$out" || fail "kvd started on another cluster's data dir: $out"
+ok "kvd refuses a data dir of another cluster"
+
+kvctl member remove n3 >/dev/null || fail "member remove n3"
+rm -rf "$dir/n3"
+set +e
+kvctl member add n3 127.0.0.1:$((b + 103)) 2>/dev/null; rc=$?
+set -e
+[ $rc -ne 0 ] || fail "a removed member's id was reused"
+kvctl member add n4 127.0.0.1:$((b + 104)) >/dev/null || fail "member add n4"
+setsid "$bin/kvd" --name n4 --data-dir "$dir/n4" --listen-client 127.0.0.1:$((b + 4)) \
+  --listen-peer 127.0.0.1:$((b + 104)) --join 127.0.0.1:$((b + 1)) >>"$dir/n4.log" 2>&1 &
+echo $! >"$dir/n4.pid"
+kvctl member promote n4 >/dev/null || fail "member promote n4"
+kvctl put after-join yes >/dev/null || fail "put after the join"
+for _ in $(seq 1 50); do
+  [ "$(kvctl --endpoints 127.0.0.1:$((b + 4)) get after-join --read-mode serializable 2>/dev/null)" = yes ] && break
+  sleep 0.1
+done
+[ "$(kvctl --endpoints 127.0.0.1:$((b + 4)) get k30 --read-mode serializable 2>/dev/null)" = v30 ] || fail "n4 did not catch up"
+[ "$(kvctl --endpoints 127.0.0.1:$((b + 4)) get after-join --read-mode serializable 2>/dev/null)" = yes ] || fail "n4 did not follow the log"
+grep -q "installed snapshot" "$dir/n4.log" || fail "n4 caught up without a snapshot"
+kill -9 "$(cat "$dir/n1.pid")"
+kvctl --timeout-ms 3000 put with-n4 yes >/dev/null || fail "no quorum of n2 and n4"
+ok "a wiped follower replaced by a new member catches up by snapshot and votes"
 
 echo "$passed passed, 0 failed"
