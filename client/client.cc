@@ -163,19 +163,35 @@ std::vector<uint64_t> Client::AllGroups() {
   return out;
 }
 
-rpc::Session Client::NextSession() {
+rpc::Session Client::NextSession(uint64_t group) {
   absl::MutexLock l(&mu_);
+  SessionState& session = sessions_[group];
   rpc::Session s;
   s.set_client_id(client_id_);
-  s.set_sequence(next_sequence_++);
-  in_flight_.insert(s.sequence());
-  s.set_first_incomplete(*in_flight_.begin());
+  s.set_sequence(session.next_sequence++);
+  session.in_flight.insert(s.sequence());
+  s.set_first_incomplete(*session.in_flight.begin());
   return s;
 }
 
-void Client::Done(uint64_t sequence) {
+void Client::Done(uint64_t group, uint64_t sequence) {
   absl::MutexLock l(&mu_);
-  in_flight_.erase(sequence);
+  sessions_[group].in_flight.erase(sequence);
+}
+
+template <typename Resp, typename Req, typename Rpc>
+absl::StatusOr<Resp> Client::Write(const std::string& key, Req& req, Rpc rpc) {
+  // Each shard keeps its own session table: sequences count per group.
+  const uint64_t group = GroupFor(key);
+  *req.mutable_session() = NextSession(group);
+  Resp resp;
+  absl::Status st = Call(group, true, [&](auto ch, auto& ctx) {
+    return rpc(*rpc::KV::NewStub(ch), &ctx, req, &resp);
+  });
+  // Whatever the outcome, this sequence is not sent again.
+  Done(group, req.session().sequence());
+  if (!st.ok()) return st;
+  return resp;
 }
 
 absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
@@ -196,40 +212,39 @@ absl::StatusOr<rpc::PutResponse> Client::Put(const std::string& key,
   rpc::PutRequest req;
   req.set_key(key);
   req.set_value(value);
-  *req.mutable_session() = NextSession();
-  rpc::PutResponse resp;
-  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
-    return rpc::KV::NewStub(ch)->Put(&ctx, req, &resp);
-  });
-  Done(req.session().sequence());
-  if (!st.ok()) return st;
-  return resp;
+  return Write<rpc::PutResponse>(
+      key, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+        return stub.Put(ctx, r, resp);
+      });
 }
 
 absl::StatusOr<rpc::DeleteResponse> Client::Delete(const std::string& key) {
   rpc::DeleteRequest req;
   req.set_key(key);
-  *req.mutable_session() = NextSession();
-  rpc::DeleteResponse resp;
-  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
-    return rpc::KV::NewStub(ch)->Delete(&ctx, req, &resp);
-  });
-  Done(req.session().sequence());
-  if (!st.ok()) return st;
-  return resp;
+  return Write<rpc::DeleteResponse>(
+      key, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+        return stub.Delete(ctx, r, resp);
+      });
 }
 
 absl::StatusOr<rpc::TxnResponse> Client::Txn(rpc::TxnRequest req) {
-  *req.mutable_session() = NextSession();
+  // The shard is that of the first key named, as the server decides.
   std::string key;
-  if (req.compare_size() > 0) key = req.compare(0).key();
-  rpc::TxnResponse resp;
-  absl::Status st = Call(GroupFor(key), true, [&](auto ch, auto& ctx) {
-    return rpc::KV::NewStub(ch)->Txn(&ctx, req, &resp);
-  });
-  Done(req.session().sequence());
-  if (!st.ok()) return st;
-  return resp;
+  if (req.compare_size() > 0) {
+    key = req.compare(0).key();
+  } else {
+    for (const auto* ops : {&req.success(), &req.failure()}) {
+      if (ops->empty() || !key.empty()) continue;
+      const rpc::TxnOp& op = (*ops)[0];
+      key = op.has_put()       ? op.put().key()
+            : op.has_delete_() ? op.delete_().key()
+                               : op.get().key();
+    }
+  }
+  return Write<rpc::TxnResponse>(
+      key, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+        return stub.Txn(ctx, r, resp);
+      });
 }
 
 absl::StatusOr<std::vector<rpc::KeyValue>> Client::Scan(

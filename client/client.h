@@ -80,8 +80,11 @@ class Client {
   // The group to send a read to, or kAnyNode for a serializable one.
   uint64_t ReadTarget(const std::string& key, rpc::ReadMode mode);
   std::vector<uint64_t> AllGroups();
-  rpc::Session NextSession();
-  void Done(uint64_t sequence);
+  rpc::Session NextSession(uint64_t group);
+  void Done(uint64_t group, uint64_t sequence);
+  // Sends a write with the next session sequence of the key's group.
+  template <typename Resp, typename Req, typename Rpc>
+  absl::StatusOr<Resp> Write(const std::string& key, Req& req, Rpc rpc);
 
   const ClientOptions options_;
   std::vector<std::string> endpoints_;
@@ -93,8 +96,12 @@ class Client {
   std::map<uint64_t, std::string> client_address_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_
       ABSL_GUARDED_BY(mu_);
-  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
-  std::set<uint64_t> in_flight_ ABSL_GUARDED_BY(mu_);
+  struct SessionState {
+    uint64_t next_sequence = 1;
+    std::set<uint64_t> in_flight;
+  };
+  // By group: each shard keeps its own session table.
+  std::map<uint64_t, SessionState> sessions_ ABSL_GUARDED_BY(mu_);
   size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::shared_ptr<grpc::Channel> Channel(const std::string& address);

@@ -5,7 +5,8 @@
 #   deploy/local-cluster.sh status [DIR]
 # DIR (default .tally-cluster) holds each node's data dir, log and PID file.
 # Ports: clients 127.0.0.1:7001-7003, peers 127.0.0.1:7101-7103
-# (TALLY_PORT_BASE=7000 moves both).
+# (TALLY_PORT_BASE=7000 moves both). TALLY_INITIAL_RANGES=m,t splits a new
+# cluster's keyspace into shards at those keys.
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-.tally-cluster}
@@ -35,7 +36,8 @@ case "$cmd" in
       setsid "$bin/kvd" --name "n$i" --data-dir "$dir/n$i" \
         --listen-client "127.0.0.1:$((base + i))" \
         --listen-peer "127.0.0.1:$((base + 100 + i))" \
-        --initial-cluster "$initial" >>"$dir/n$i.log" 2>&1 &
+        --initial-cluster "$initial" --initial-ranges "${TALLY_INITIAL_RANGES:-}" \
+        >>"$dir/n$i.log" 2>&1 &
       echo $! >"$pidfile"
     done
     for _ in $(seq 1 100); do

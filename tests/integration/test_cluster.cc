@@ -20,7 +20,8 @@ const char* Env(const char* name, const char* fallback) {
 }
 }  // namespace
 
-TestCluster::TestCluster() {
+TestCluster::TestCluster(std::string initial_ranges)
+    : initial_ranges_(std::move(initial_ranges)) {
   char tmpl[] = "/tmp/tally-it-XXXXXX";
   dir_ = mkdtemp(tmpl);
   port_base_ = 20000 + std::random_device{}() % 20000;
@@ -32,10 +33,11 @@ TestCluster::~TestCluster() {
 }
 
 int TestCluster::Script(const std::string& cmd) const {
-  const std::string line =
-      absl::StrCat("TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
-                   " TALLY_PORT_BASE=", port_base_, " ", Env("TALLY_ROOT", "."),
-                   "/deploy/local-cluster.sh ", cmd, " ", dir_, " >/dev/null");
+  const std::string line = absl::StrCat(
+      "TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
+      " TALLY_PORT_BASE=", port_base_,
+      " TALLY_INITIAL_RANGES=", initial_ranges_, " ", Env("TALLY_ROOT", "."),
+      "/deploy/local-cluster.sh ", cmd, " ", dir_, " >/dev/null");
   return std::system(line.c_str());
 }
 

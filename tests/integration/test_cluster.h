@@ -12,7 +12,8 @@ namespace tally::testing {
 // The destructor stops every node it started and removes the directory.
 class TestCluster {
  public:
-  TestCluster();
+  // `initial_ranges`: split points, e.g. "m,t" (see kvd --initial-ranges).
+  explicit TestCluster(std::string initial_ranges = "");
   ~TestCluster();
   TestCluster(const TestCluster&) = delete;
   TestCluster& operator=(const TestCluster&) = delete;
@@ -30,6 +31,7 @@ class TestCluster {
 
   std::string dir_;
   int port_base_;
+  std::string initial_ranges_;
 };
 
 }  // namespace tally::testing
