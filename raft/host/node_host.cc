@@ -176,6 +176,11 @@ void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
           "too many proposals waiting for the raft loop; back off and retry"));
       return;
     }
+    if (apply_backlog_.load() >= options_.max_apply_backlog) {
+      done(absl::ResourceExhaustedError(
+          "applying committed entries is behind; back off and retry"));
+      return;
+    }
     ++queued_proposals_;
   }
   Post([this, group, data = std::move(data), done = std::move(done)]() mutable {
@@ -587,6 +592,7 @@ void NodeHost::MaybeCompact(GroupState& g, Index durable) {
 }
 
 void NodeHost::EnqueueApply(ApplyTask task) {
+  apply_backlog_ += task.entries.size();
   absl::MutexLock l(&apply_mu_);
   apply_queue_.push_back(std::move(task));
 }
@@ -611,6 +617,7 @@ void NodeHost::ApplyLoop() {
     absl::StatusOr<std::vector<std::string>> results =
         task.sm->Apply(task.entries);
     TALLY_CHECK(results.ok(), results.status().ToString().c_str());
+    apply_backlog_ -= task.entries.size();
     for (size_t i = 0; i < task.entries.size(); ++i) {
       if (task.callbacks[i]) {
         task.callbacks[i](Applied{task.entries[i].index, (*results)[i]});

@@ -1,6 +1,7 @@
 #ifndef TALLY_RAFT_HOST_NODE_HOST_H_
 #define TALLY_RAFT_HOST_NODE_HOST_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -34,6 +35,10 @@ struct HostOptions {
   // Proposals waiting for the raft loop, across groups. Beyond it, Propose
   // fails at once with RESOURCE_EXHAUSTED.
   size_t max_queued_proposals = 8192;
+  // Committed entries waiting for the apply thread, across groups. Beyond
+  // it, proposals fail at once with RESOURCE_EXHAUSTED until applying
+  // catches up.
+  size_t max_apply_backlog = 100000;
   // A group snapshots its state machine and compacts its log every this many
   // applied entries, keeping `compaction_lag` entries for slow followers.
   uint64_t snapshot_every = 10000;
@@ -179,6 +184,8 @@ class NodeHost {
 
   absl::Mutex apply_mu_;
   std::deque<ApplyTask> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
+  // Entries in apply_queue_.
+  std::atomic<size_t> apply_backlog_{0};
   bool apply_stopping_ ABSL_GUARDED_BY(apply_mu_) = false;
   std::map<GroupId, std::multimap<Index, ReadCallback>> waiters_
       ABSL_GUARDED_BY(apply_mu_);

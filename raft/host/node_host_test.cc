@@ -79,6 +79,8 @@ class ListMachine : public StateMachine {
   absl::StatusOr<std::vector<std::string>> Apply(
       const std::vector<Entry>& entries) override {
     absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(
+        +[](bool* blocked) { return !*blocked; }, &blocked_));
     std::vector<std::string> out;
     for (const Entry& e : entries) {
       if (e.index <= applied_) {
@@ -118,11 +120,17 @@ class ListMachine : public StateMachine {
     absl::MutexLock l(&mu_);
     return items_;
   }
+  // While blocked, Apply waits.
+  void Block(bool blocked) {
+    absl::MutexLock l(&mu_);
+    blocked_ = blocked;
+  }
 
  private:
   mutable absl::Mutex mu_;
   Index applied_ = 0;
   std::vector<std::string> items_;
+  bool blocked_ = false;
 };
 
 class Cluster;
@@ -388,6 +396,40 @@ TEST(NodeHostTest, IdleGroupsGoQuietAndWake) {
     }
     return false;
   })) << "no new leader after the quiet leader died";
+}
+
+// Load shedding: when the apply thread falls behind, proposals are refused
+// at once instead of piling up.
+TEST(NodeHostTest, SlowApplyShedsProposals) {
+  HostOptions o = FastOptions();
+  o.max_apply_backlog = 5;
+  Cluster c(o);
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_NE(leader, kNoNode);
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "warm").ok());
+  c.node(leader).machines[1]->Block(true);
+  std::vector<std::shared_ptr<std::promise<absl::Status>>> results;
+  for (int i = 0; i < 40; ++i) {
+    auto p = std::make_shared<std::promise<absl::Status>>();
+    results.push_back(p);
+    c.host(leader)->Propose(1, absl::StrCat(i), [p](absl::StatusOr<Applied> r) {
+      p->set_value(r.status());
+    });
+    std::this_thread::sleep_for(2ms);
+  }
+  c.node(leader).machines[1]->Block(false);
+  int shed = 0, applied = 0;
+  for (auto& p : results) {
+    auto f = p->get_future();
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+    absl::Status st = f.get();
+    shed += st.code() == absl::StatusCode::kResourceExhausted;
+    applied += st.ok();
+  }
+  EXPECT_GT(shed, 0);
+  EXPECT_GT(applied, 0);
+  EXPECT_EQ(shed + applied, 40);
 }
 
 TEST(NodeHostTest, ConcurrentProposalsShareStorageBatches) {
