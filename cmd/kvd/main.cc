@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
                  "largest value accepted");
   app.add_option("--snapshot-every", o.snapshot_every,
                  "entries between log compactions");
+  app.add_option("--quiesce-ticks", o.quiesce_ticks,
+                 "idle ticks before a raft group stops ticking (0: never)");
   app.add_option("--log-format", log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");

@@ -217,6 +217,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   ho.tick_ms = o.tick_ms;
   ho.election_tick = o.election_tick;
   ho.snapshot_every = o.snapshot_every;
+  ho.quiesce_after_ticks = o.quiesce_ticks;
   ho.seed = std::random_device{}();
   node_.host = std::make_unique<raft::host::NodeHost>(
       ho, node_.log.get(), node_.transport.get(),

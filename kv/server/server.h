@@ -32,6 +32,8 @@ struct ServerOptions {
   size_t max_key_bytes = 4096;
   size_t max_value_bytes = 1 << 20;
   uint64_t snapshot_every = 10000;
+  // Idle ticks before a group goes quiet (0: never).
+  int quiesce_ticks = 20;
 };
 
 // "n3" -> 3. INVALID_ARGUMENT otherwise.
