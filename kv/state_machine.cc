@@ -127,9 +127,13 @@ int64_t StateMachine::revision() const {
   return state_.revision();
 }
 
-absl::Status StateMachine::Bootstrap(raft::Index index,
-                                     const std::vector<rpc::Member>& members) {
+absl::Status StateMachine::Bootstrap(
+    raft::Index index, const std::vector<rpc::Member>& members,
+    const std::vector<rpc::RangeDescriptor>& ranges) {
   Batch b(db_);
+  for (const rpc::RangeDescriptor& r : ranges) {
+    b.Put(Key('r', r.start()), r.SerializeAsString());
+  }
   for (const rpc::Member& m : members) {
     std::string id;
     storage::AppendBigEndian64(&id, m.id());
@@ -437,19 +441,31 @@ bool StateMachine::WasRemoved(uint64_t member) const {
   return db_->Get(leveldb::ReadOptions(), Key('t', id), &unused).ok();
 }
 
-absl::StatusOr<std::vector<rpc::Member>> StateMachine::Members() const {
-  std::vector<rpc::Member> out;
-  const std::string prefix = Key('m');
+template <typename Record>
+absl::StatusOr<std::vector<Record>> StateMachine::Scan(char kind) const {
+  std::vector<Record> out;
+  const std::string prefix = Key(kind);
   std::unique_ptr<leveldb::Iterator> it(
       db_->NewIterator(leveldb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
-    rpc::Member m;
-    if (m.ParseFromArray(it->value().data(), it->value().size())) {
-      out.push_back(m);
+    Record r;
+    if (!r.ParseFromArray(it->value().data(), it->value().size())) {
+      return absl::DataLossError(
+          absl::StrCat("malformed '", std::string(1, kind), "' record"));
     }
+    out.push_back(std::move(r));
   }
+  if (!it->status().ok()) return FromLevelDB(it->status(), "scanning");
   return out;
+}
+
+absl::StatusOr<std::vector<rpc::Member>> StateMachine::Members() const {
+  return Scan<rpc::Member>('m');
+}
+
+absl::StatusOr<std::vector<rpc::RangeDescriptor>> StateMachine::Ranges() const {
+  return Scan<rpc::RangeDescriptor>('r');
 }
 
 // Snapshots stream the group's whole key space, applied state included, in

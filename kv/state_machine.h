@@ -32,6 +32,7 @@ inline constexpr size_t kMaxResultsPerSession = 4096;
 //   group 's' client   -> SessionRecord
 //   group 'm' member   -> Member (metadata group)
 //   group 't' member   -> "" once the member was removed (metadata group)
+//   group 'r' start    -> RangeDescriptor (metadata group)
 // Each Apply is one LevelDB batch, the applied index with the data it covers;
 // writes are not synced (the raft log is), except by Sync.
 //
@@ -70,15 +71,22 @@ class StateMachine final : public raft::host::StateMachine {
     members_changed_ = std::move(fn);
   }
 
-  // Writes the initial state of a new group (bootstrap), at `index`.
+  // Writes the initial state of a new group (bootstrap), at `index`; the
+  // metadata group's holds the members and the range descriptors.
   absl::Status Bootstrap(raft::Index index,
-                         const std::vector<rpc::Member>& members);
+                         const std::vector<rpc::Member>& members,
+                         const std::vector<rpc::RangeDescriptor>& ranges);
+  // Metadata group: the range descriptors, in key order.
+  absl::StatusOr<std::vector<rpc::RangeDescriptor>> Ranges() const;
 
  private:
   class Batch;
   StateMachine(leveldb::DB* db, raft::host::GroupId group);
 
   std::string Key(char kind, std::string_view rest = {}) const;
+  // Every record of one kind of this group.
+  template <typename Record>
+  absl::StatusOr<std::vector<Record>> Scan(char kind) const;
   // Runs one command against the batch; `st` is the applied state so far.
   rpc::CommandResult Execute(Batch& b, const rpc::Command& cmd,
                              raft::Index index, rpc::AppliedState& st);

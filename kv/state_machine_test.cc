@@ -115,6 +115,24 @@ TEST_F(StateMachineTest, RemovedMemberIdCannotComeBack) {
   EXPECT_TRUE(sm_->Members()->empty());
 }
 
+TEST_F(StateMachineTest, BootstrapRecordsMembersAndRanges) {
+  rpc::Member m;
+  m.set_id(1);
+  std::vector<rpc::RangeDescriptor> ranges(2);
+  ranges[0].set_group(2);
+  ranges[0].set_end("m");
+  ranges[1].set_group(3);
+  ranges[1].set_start("m");
+  ASSERT_TRUE(sm_->Bootstrap(1, {m}, {ranges[1], ranges[0]}).ok());
+  EXPECT_EQ(sm_->applied(), 1u);
+  EXPECT_EQ(sm_->Members()->size(), 1u);
+  auto got = sm_->Ranges();
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].group(), 2u);  // in key order
+  EXPECT_EQ((*got)[1].start(), "m");
+}
+
 TEST_F(StateMachineTest, SkipsEntriesAlreadyApplied) {
   Apply(Put("a", "1"));
   raft::Entry old{1, 1, raft::EntryType::kNormal,

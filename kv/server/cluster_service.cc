@@ -50,7 +50,17 @@ class ClusterService final : public rpc::Cluster::Service {
 
   grpc::Status Ranges(grpc::ServerContext*, const rpc::RangesRequest*,
                       rpc::RangesResponse* resp) override {
-    for (const auto& r : node_->layout.ranges()) *resp->add_ranges() = r;
+    // The metadata group holds the descriptors; a node that joined and has
+    // no snapshot of it yet answers from what it was told when joining.
+    StateMachine* meta = node_->Machine(kMetaGroup);
+    absl::StatusOr<std::vector<rpc::RangeDescriptor>> ranges =
+        meta ? meta->Ranges()
+             : absl::StatusOr<std::vector<rpc::RangeDescriptor>>();
+    if (!ranges.ok() || ranges->empty()) {
+      ranges = std::vector<rpc::RangeDescriptor>(node_->layout.ranges().begin(),
+                                                 node_->layout.ranges().end());
+    }
+    for (const auto& r : *ranges) *resp->add_ranges() = r;
     Members(resp->mutable_members());
     for (const raft::host::GroupInfo& g : node_->host->Groups()) {
       (*resp->mutable_leaders())[g.group] = g.leader;

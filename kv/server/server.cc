@@ -115,8 +115,10 @@ absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
     w.snapshot = snap;
     writes.push_back(w);
     ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
-    RETURN_IF_ERROR(sm->Bootstrap(
-        1, g == kMetaGroup ? members : std::vector<rpc::Member>{}));
+    const std::vector<rpc::RangeDescriptor> ranges(layout.ranges().begin(),
+                                                   layout.ranges().end());
+    RETURN_IF_ERROR(g == kMetaGroup ? sm->Bootstrap(1, members, ranges)
+                                    : sm->Bootstrap(1, {}, {}));
   }
   RETURN_IF_ERROR(node_.log->Write(writes, /*sync=*/true));
   return node_.log->PutMeta("layout", layout.SerializeAsString());

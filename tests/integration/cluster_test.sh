@@ -45,6 +45,14 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ok "write succeeded ${ms} ms after kill -9 of leader $leader"
 
 cluster start
+n=${leader#n}
+for _ in $(seq 1 50); do
+  [ "$(kvctl --endpoints 127.0.0.1:$((b + n)) get b --read-mode serializable 2>/dev/null)" = 2 ] && break
+  sleep 0.1
+done
+[ "$(kvctl --endpoints 127.0.0.1:$((b + n)) get b --read-mode serializable 2>/dev/null)" = 2 ] ||
+  fail "restarted $leader did not catch up"
+ok "restarted $leader caught up"
 for i in $(seq 1 30); do kvctl put "k$i" "v$i" >/dev/null || fail "put k$i"; done
 kill -9 $(cat "$dir"/n*.pid)
 cluster start
