@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "raft/conf_change.h"
 #include "raft/host/interfaces.h"
+#include "raft/raw_node.h"
 #include "raft/types.h"
 
 namespace tally::raft::host {
@@ -148,6 +149,13 @@ class NodeHost {
   void Post(std::function<void()> fn);
   void RaftLoop();
   void ProcessReadies();
+  void Persist(std::vector<std::pair<GroupState*, Ready>>& readies);
+  void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies);
+  void DeliverCommitted(GroupState& g, const Ready& rd);
+  // The callback of the proposal appended at e.index, if e is that entry;
+  // a proposal that lost its index to another leader's entry fails.
+  ProposeCallback TakeProposal(GroupState& g, const Entry& e);
+  void FinishTransfers(GroupState& g);
   void HandleSnapshotMessage(GroupState& g, const GroupMessage& gm);
   GroupState* FindOrCreate(GroupId group, const Message& first);
   absl::StatusOr<std::unique_ptr<GroupState>> OpenGroup(

@@ -1,0 +1,58 @@
+#ifndef TALLY_RAFT_HOST_INTERNAL_GROUP_STATE_H_
+#define TALLY_RAFT_HOST_INTERNAL_GROUP_STATE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "raft/host/node_host.h"
+#include "raft/raw_node.h"
+#include "raft/storage.h"
+#include "util/random.h"
+
+namespace tally::raft::host {
+
+// One raft group as the raft loop thread sees it (owned by that thread).
+struct NodeHost::GroupState {
+  GroupId id = 0;
+  std::unique_ptr<MemoryStorage> storage;
+  std::unique_ptr<util::SeededRandom> random;
+  std::unique_ptr<RawNode> raw;
+  StateMachine* sm = nullptr;
+  struct Pending {
+    Term term;
+    ProposeCallback done;
+  };
+  // Proposals by the index they were appended at, until applied.
+  std::map<Index, Pending> pending;
+  // Reads by context, until the leader answers.
+  std::map<uint64_t, ReadCallback> reads;
+  // The configuration after each applied change (and at the snapshot), to
+  // name the configuration a compaction snapshot covers.
+  std::vector<std::pair<Index, ConfState>> conf_history;
+  bool fetching_snapshot = false;
+  struct Transfer {
+    NodeId target;
+    int ticks_left;
+    std::function<void(absl::Status)> done;
+  };
+  std::vector<Transfer> transfers;
+  bool quiet = false;
+  // Leader: ticks in a row with nothing to do.
+  int idle_ticks = 0;
+};
+
+struct NodeHost::ApplyTask {
+  GroupId group = 0;
+  StateMachine* sm = nullptr;
+  std::vector<Entry> entries;
+  std::vector<ProposeCallback> callbacks;  // one per entry, may be empty
+  // Instead of entries: work to run in apply order (snapshot install).
+  std::function<void()> run;
+};
+
+}  // namespace tally::raft::host
+
+#endif  // TALLY_RAFT_HOST_INTERNAL_GROUP_STATE_H_

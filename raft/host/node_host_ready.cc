@@ -1,0 +1,165 @@
+// The raft loop's pass over every group with work: persist, send, apply,
+// advance (the Ready contract of raft/raw_node.h), and log compaction.
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "raft/host/internal/group_state.h"
+#include "raft/host/node_host.h"
+#include "util/check.h"
+
+namespace tally::raft::host {
+
+void NodeHost::ProcessReadies() {
+  for (int round = 0; round < 8; ++round) {
+    std::vector<std::pair<GroupState*, Ready>> readies;
+    for (auto& [id, g] : groups_) {
+      if (g->raw->HasReady()) readies.emplace_back(g.get(), g->raw->GetReady());
+    }
+    if (readies.empty()) return;
+    Persist(readies);
+    SendMessages(readies);
+    for (auto& [g, rd] : readies) {
+      DeliverCommitted(*g, rd);
+      g->raw->Advance(rd);
+      FinishTransfers(*g);
+    }
+  }
+}
+
+// 1. Every group's entries and hard state in one batch, synced once, then
+// visible to the cores through their MemoryStorage.
+void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
+  std::vector<GroupWrite> writes;
+  bool sync = false;
+  for (auto& [g, rd] : readies) {
+    if (!rd.hard_state && !rd.snapshot && rd.entries.empty()) continue;
+    writes.push_back({g->id, rd.hard_state, rd.snapshot, rd.entries, {}, 0});
+    sync = sync || rd.must_sync;
+  }
+  if (!writes.empty()) {
+    absl::Status st = log_->Write(writes, sync);
+    TALLY_CHECK(st.ok(), st.ToString().c_str());
+  }
+  for (auto& [g, rd] : readies) {
+    if (rd.snapshot) {
+      g->storage->ApplySnapshot(*rd.snapshot);
+      g->conf_history.assign(
+          1, {rd.snapshot->metadata.index, rd.snapshot->metadata.conf_state});
+    }
+    if (rd.hard_state) g->storage->SetHardState(*rd.hard_state);
+    g->storage->Append(rd.entries);
+  }
+}
+
+// 2. The messages of every group, batched per destination node.
+void NodeHost::SendMessages(
+    std::vector<std::pair<GroupState*, Ready>>& readies) {
+  std::map<NodeId, std::vector<GroupMessage>> out;
+  for (auto& [g, rd] : readies) {
+    for (Message& m : rd.messages) {
+      const NodeId to = m.to;
+      out[to].push_back({g->id, std::move(m)});
+    }
+  }
+  for (auto& [to, msgs] : out) transport_->Send(to, std::move(msgs));
+}
+
+// 3. Committed entries go to the apply thread with their proposals'
+// callbacks; membership changes reach the core here, on the raft loop.
+// Read states wait for their index to be applied.
+void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
+  ApplyTask task;
+  task.group = g.id;
+  task.sm = g.sm;
+  for (const Entry& e : rd.committed_entries) {
+    ProposeCallback cb = TakeProposal(g, e);
+    if (e.type == EntryType::kConfChange) {
+      absl::StatusOr<ConfChange> cc = DecodeConfChange(e.data);
+      TALLY_CHECK(cc.ok(), "undecodable membership change in the log");
+      absl::StatusOr<ConfState> cs = g.raw->ApplyConfChange(*cc);
+      if (cs.ok()) {
+        g.conf_history.emplace_back(e.index, *cs);
+      } else if (cb) {
+        std::exchange(cb, nullptr)(cs.status());
+      }
+    }
+    task.entries.push_back(e);
+    task.callbacks.push_back(std::move(cb));
+  }
+  if (!task.entries.empty()) EnqueueApply(std::move(task));
+  for (const ReadState& rs : rd.read_states) {
+    auto r = g.reads.find(rs.context);
+    if (r == g.reads.end()) continue;
+    WaitApplied(g.id, rs.index, std::move(r->second));
+    g.reads.erase(r);
+  }
+  if (rd.soft_state && rd.soft_state->role != Role::kLeader) {
+    // Reads in flight at a deposed leader are never answered.
+    for (auto& [ctx, r] : g.reads) {
+      r(absl::UnavailableError("leadership changed during the read"));
+    }
+    g.reads.clear();
+  }
+}
+
+ProposeCallback NodeHost::TakeProposal(GroupState& g, const Entry& e) {
+  auto p = g.pending.find(e.index);
+  if (p == g.pending.end()) return nullptr;
+  ProposeCallback cb = std::move(p->second.done);
+  const bool ours = p->second.term == e.term;
+  g.pending.erase(p);
+  if (ours) return cb;
+  cb(absl::UnavailableError(
+      "leadership changed before the entry committed; it was not applied"));
+  return nullptr;
+}
+
+void NodeHost::FinishTransfers(GroupState& g) {
+  for (auto it = g.transfers.begin(); it != g.transfers.end();) {
+    if (g.raw->raft().lead() == it->target) {
+      it->done(absl::OkStatus());
+    } else if (it->ticks_left <= 0) {
+      it->done(absl::DeadlineExceededError(
+          absl::StrCat("leadership of group ", g.id, " did not move to node ",
+                       it->target, " in time")));
+    } else {
+      ++it;
+      continue;
+    }
+    it = g.transfers.erase(it);
+  }
+}
+
+void NodeHost::MaybeCompact(GroupState& g, Index durable) {
+  if (durable <= g.storage->GetSnapshot()->metadata.index ||
+      durable > g.storage->LastIndex()) {
+    return;
+  }
+  ConfState conf;
+  for (const auto& [index, cs] : g.conf_history) {
+    if (index <= durable) conf = cs;
+  }
+  absl::Status st = g.storage->CreateSnapshot(durable, conf, "");
+  if (!st.ok()) return;
+  const Snapshot snap = *g.storage->GetSnapshot();
+  const Index compact_to =
+      durable > options_.compaction_lag ? durable - options_.compaction_lag : 0;
+  std::vector<GroupWrite> w(1);
+  w[0].group = g.id;
+  w[0].compact = snap;
+  w[0].compact_to = compact_to;
+  st = log_->Write(w, /*sync=*/false);
+  TALLY_CHECK(st.ok(), st.ToString().c_str());
+  if (compact_to >= g.storage->FirstIndex()) {
+    g.storage->Compact(compact_to).IgnoreError();
+  }
+  // Keep the configuration in force at the snapshot and what follows.
+  std::vector<std::pair<Index, ConfState>> kept = {{durable, conf}};
+  for (auto& h : g.conf_history) {
+    if (h.first > durable) kept.push_back(h);
+  }
+  g.conf_history = std::move(kept);
+}
+
+}  // namespace tally::raft::host
