@@ -301,49 +301,49 @@ absl::StatusOr<rpc::RangesResponse> Client::Ranges() {
   return resp;
 }
 
-absl::Status Client::AddLearner(uint64_t id, const std::string& peer_address) {
-  for (uint64_t g : AllGroups()) {
-    rpc::AddLearnerRequest req;
-    req.mutable_member()->set_id(id);
-    req.mutable_member()->set_peer_address(peer_address);
+template <typename Req, typename Rpc>
+absl::Status Client::ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc) {
+  std::vector<uint64_t> groups = AllGroups();  // the metadata group first
+  if (metadata_last) std::reverse(groups.begin(), groups.end());
+  for (uint64_t g : groups) {
     req.set_group(g);
     rpc::MembershipResponse resp;
     absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
-      return rpc::Cluster::NewStub(ch)->AddLearner(&ctx, req, &resp);
+      return rpc(*rpc::Cluster::NewStub(ch), &ctx, req, &resp);
     });
     if (!st.ok()) return st;
   }
   return absl::OkStatus();
+}
+
+absl::Status Client::AddLearner(uint64_t id, const std::string& peer_address) {
+  rpc::AddLearnerRequest req;
+  req.mutable_member()->set_id(id);
+  req.mutable_member()->set_peer_address(peer_address);
+  return ChangeEveryGroup(false, req,
+                          [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+                            return stub.AddLearner(ctx, r, resp);
+                          });
 }
 
 absl::Status Client::Promote(uint64_t id) {
-  for (uint64_t g : AllGroups()) {
-    rpc::PromoteRequest req;
-    req.set_id(id);
-    req.set_group(g);
-    rpc::MembershipResponse resp;
-    absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
-      return rpc::Cluster::NewStub(ch)->Promote(&ctx, req, &resp);
-    });
-    if (!st.ok()) return st;
-  }
-  return absl::OkStatus();
+  rpc::PromoteRequest req;
+  req.set_id(id);
+  return ChangeEveryGroup(false, req,
+                          [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+                            return stub.Promote(ctx, r, resp);
+                          });
 }
 
 absl::Status Client::RemoveMember(uint64_t id) {
-  std::vector<uint64_t> groups = AllGroups();
-  std::reverse(groups.begin(), groups.end());  // the metadata group last
-  for (uint64_t g : groups) {
-    rpc::RemoveMemberRequest req;
-    req.set_id(id);
-    req.set_group(g);
-    rpc::MembershipResponse resp;
-    absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
-      return rpc::Cluster::NewStub(ch)->RemoveMember(&ctx, req, &resp);
-    });
-    if (!st.ok()) return st;
-  }
-  return absl::OkStatus();
+  rpc::RemoveMemberRequest req;
+  req.set_id(id);
+  // The metadata group last: the member's addresses stay known until every
+  // data group has let it go.
+  return ChangeEveryGroup(true, req,
+                          [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+                            return stub.RemoveMember(ctx, r, resp);
+                          });
 }
 
 absl::StatusOr<rpc::TransferLeaderResponse> Client::TransferLeader(

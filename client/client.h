@@ -80,6 +80,9 @@ class Client {
   // The group to send a read to, or kAnyNode for a serializable one.
   uint64_t ReadTarget(const std::string& key, rpc::ReadMode mode);
   std::vector<uint64_t> AllGroups();
+  // Sends `req` (its group set to each in turn) to the leader of every group.
+  template <typename Req, typename Rpc>
+  absl::Status ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc);
   rpc::Session NextSession(uint64_t group);
   void Done(uint64_t group, uint64_t sequence);
   // Sends a write with the next session sequence of the key's group.
