@@ -4,6 +4,7 @@
 //   TALLY_CRDT_SEED=123 build/bin/crdt_test --gtest_filter='Laws*'
 
 #include <cstdlib>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -253,6 +254,66 @@ TYPED_TEST(Laws, ReplicasConvergeWhateverTheDeliveryOrder) {
       EXPECT_EQ(TypeParam::Value(replicas[r]), TypeParam::Value(replicas[0]));
     }
   });
+}
+
+// Observed-remove, at random: after every delta reached everyone, an add's
+// event is alive exactly when no later operation on its element (a remove,
+// a clear, or another add, which replaces the events it saw) had seen it;
+// an element is present exactly when one of its adds is alive.
+TEST(ObservedRemove, RemovesOnlyRemoveWhatTheyObserved) {
+  for (int i = 0; i < kCases; ++i) {
+    const uint64_t seed = BaseSeed() * 1000003 + i;
+    SCOPED_TRACE(absl::StrCat("TALLY_CRDT_SEED=", BaseSeed(), " case ", i));
+    util::SeededRandom rng(seed);
+    std::vector<AWSet> replicas(3);
+    std::vector<Causal<SetStore>> deltas;
+    struct Add {
+      std::string e;
+      Dot dot;
+    };
+    struct Seen {
+      std::string e;  // empty: a clear
+      DotContext context;
+    };
+    std::vector<Add> adds;
+    std::vector<Seen> seen;
+    for (int op = 0, ops = 1 + rng.Uniform(25); op < ops; ++op) {
+      const size_t r = rng.Uniform(3);
+      if (!deltas.empty() && rng.Chance(0.4)) {
+        replicas[r].Merge(deltas[rng.Uniform(deltas.size())]);
+      }
+      const std::string e = Element(rng);
+      const DotContext before = replicas[r].state().context;
+      const uint64_t kind = rng.Uniform(10);
+      if (kind < 6) {
+        const Dot dot = before.Next(r + 1);
+        seen.push_back({e, before});  // it replaces the adds of e it saw
+        deltas.push_back(replicas[r].Add(r + 1, e));
+        adds.push_back({e, dot});
+      } else if (kind < 9) {
+        seen.push_back({e, before});
+        deltas.push_back(replicas[r].Remove(e));
+      } else {
+        seen.push_back({"", before});
+        deltas.push_back(replicas[r].Clear());
+      }
+    }
+    AWSet all;
+    for (const auto& d : deltas) all.Merge(d);
+    std::set<std::string> expected;
+    for (const Add& a : adds) {
+      bool alive = true;
+      for (const Seen& s : seen) {
+        if ((s.e.empty() || s.e == a.e) && s.context.Contains(a.dot)) {
+          alive = false;
+        }
+      }
+      if (alive) expected.insert(a.e);
+    }
+    const std::vector<std::string> got = all.Elements();
+    EXPECT_EQ(std::set<std::string>(got.begin(), got.end()), expected);
+    if (HasFailure()) return;
+  }
 }
 
 }  // namespace
