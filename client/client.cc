@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "rpc/health.grpc.pb.h"
 
 namespace tally::client {
 
@@ -290,6 +291,22 @@ absl::StatusOr<rpc::StatusResponse> Client::Status(
       rpc::Cluster::NewStub(Channel(endpoint))->Status(&ctx, {}, &resp);
   if (!st.ok()) return FromGrpc(st);
   return resp;
+}
+
+absl::Status Client::Health(const std::string& endpoint) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Clock::now() + options_.timeout);
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status st = grpc::health::v1::Health::NewStub(Channel(endpoint))
+                        ->Check(&ctx, {}, &resp);
+  if (!st.ok()) return FromGrpc(st);
+  if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::UnavailableError(
+        absl::StrCat(endpoint, " is ",
+                     grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+                         resp.status())));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<rpc::RangesResponse> Client::Ranges() {

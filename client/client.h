@@ -53,6 +53,9 @@ class Client {
   absl::StatusOr<rpc::TxnResponse> Txn(rpc::TxnRequest txn);
 
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
+  // The standard gRPC health check of one node: OK when it serves,
+  // UNAVAILABLE otherwise.
+  absl::Status Health(const std::string& endpoint);
   absl::StatusOr<rpc::RangesResponse> Ranges();
   // Membership changes, applied to every raft group (metadata group first).
   absl::Status AddLearner(uint64_t id, const std::string& peer_address);

@@ -136,6 +136,8 @@ int main(int argc, char** argv) {
   auto* cluster = app.add_subcommand("cluster", "cluster information");
   cluster->require_subcommand(1);
   auto* status = cluster->add_subcommand("status", "every node's groups");
+  auto* health = app.add_subcommand(
+      "health", "gRPC health check of every endpoint (exit 3 if one fails)");
   auto* member = app.add_subcommand("member", "membership changes");
   member->require_subcommand(1);
   std::string name, peer;
@@ -278,6 +280,14 @@ int main(int argc, char** argv) {
                   << "\tlearners=" << absl::StrJoin(g.learners(), ",") << "\n";
       }
     }
+  } else if (*health) {
+    int rc = 0;
+    for (const std::string& ep : c.endpoints()) {
+      absl::Status st = c.Health(ep);
+      std::cout << ep << "\t" << (st.ok() ? "SERVING" : st.ToString()) << "\n";
+      if (!st.ok()) rc = 3;
+    }
+    return rc;
   } else if (*madd || *mpromote || *mremove || *transfer) {
     auto id = MemberId(name);
     if (!id.ok()) return Fail(id.status());

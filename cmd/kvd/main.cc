@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--listen-peer", o.peer_address, "host:port for other nodes")
       ->required();
+  app.add_option("--advertise-client", o.advertise_client_address,
+                 "the client address to name in redirects, if clients reach "
+                 "this node elsewhere than --listen-client");
   app.add_option("--initial-cluster", initial_cluster,
                  "n1=host:port,n2=host:port,... (peer addresses) to "
                  "bootstrap a new cluster");

@@ -210,9 +210,12 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   for (const auto& [id, peer] : o.initial_cluster) {
     node_.directory.SetPeer(id, peer);
   }
-  node_.directory.SetClient(node_.id, o.client_address);
+  const std::string advertised = o.advertise_client_address.empty()
+                                     ? o.client_address
+                                     : o.advertise_client_address;
+  node_.directory.SetClient(node_.id, advertised);
   node_.transport = std::make_unique<rpc::GrpcTransport>(
-      node_.id, node_.layout.cluster_id(), o.client_address, &node_.directory);
+      node_.id, node_.layout.cluster_id(), advertised, &node_.directory);
 
   raft::host::HostOptions ho;
   ho.id = node_.id;

@@ -17,6 +17,10 @@ struct ServerOptions {
   std::string data_dir;
   // host:port for clients and for peers.
   std::string client_address;
+  // The client address other nodes name in redirects, when clients reach
+  // this node at another address than it listens on (a container's
+  // published port). Empty: client_address.
+  std::string advertise_client_address;
   std::string peer_address;
   // Bootstrap: every member's name and peer address, the same on every
   // node of a new cluster. Ignored once the data dir is initialised, except
