@@ -14,7 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   # jepsen/ (Debian's interpreter, no pip)
   python3 python3-pytest python3-grpcio python3-protobuf python3-hypothesis
-  python3-matplotlib
+  python3-matplotlib python3-yaml
   # network fault injection for jepsen/
   iproute2
 )
