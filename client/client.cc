@@ -24,6 +24,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
 bool Retryable(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAVAILABLE ||
          c == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         c == grpc::StatusCode::ABORTED ||
          c == grpc::StatusCode::RESOURCE_EXHAUSTED;
 }
 
@@ -82,7 +83,8 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
     }
     last_error = absl::StrCat(target, ": ", st.error_message());
     if (!Retryable(st.error_code()) ||
-        (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+        ((st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+          st.error_code() == grpc::StatusCode::ABORTED) &&
          !idempotent)) {
       return FromGrpc(st);
     }

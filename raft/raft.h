@@ -37,6 +37,11 @@ class Raft {
   // Advances logical time by one tick: election timeout for followers and
   // candidates; heartbeats, check-quorum and transfer timeout for leaders.
   void Tick();
+  // Time passed without ticks (the process stood still, or the host let an
+  // idle group sleep): moves the lease clock forward by `ticks` without
+  // firing any timer, so that a lease never outlives the real time it was
+  // granted for.
+  void AdvanceClock(uint64_t ticks) { ticks_ += ticks; }
   // Starts an election now (a pre-vote first when enabled). No-op on a
   // leader and on a node that is not a voter.
   void Campaign();

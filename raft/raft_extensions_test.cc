@@ -415,6 +415,22 @@ TEST(ReadIndexTest, LeaseReadIsStaleWhenClocksDriftBeyondTheMargin) {
   EXPECT_LT(states[0].index, newer);
 }
 
+// The same situation when the leader's process stood still (SIGSTOP, a VM
+// pause) while the others elected someone: the host tells the leader how
+// much time it missed, and the lease is over.
+TEST(ReadIndexTest, ClockAdvancedPastTheLeaseNeedsARound) {
+  TestNetwork net = LeaseNetwork();
+  net.Campaign(1);
+  net.TickN(1, 2);  // heartbeats acknowledged: the lease runs
+  Raft& leader = net.node(1);
+  leader.AdvanceClock(20);                  // asleep for 20 ticks
+  ASSERT_EQ(leader.role(), Role::kLeader);  // no timer fired...
+  ASSERT_TRUE(leader.ReadIndex(9).ok());
+  EXPECT_TRUE(leader.TakeReadStates().empty());  // ...but no lease read
+  net.Deliver(leader.TakeMessages());            // a quorum round answers it
+  EXPECT_EQ(leader.TakeReadStates().size(), 1u);
+}
+
 TEST(ReadIndexTest, NoLeaseReadsAfterTimeoutNow) {
   TestNetwork net = LeaseNetwork();
   net.Campaign(1);

@@ -71,6 +71,8 @@ class RawNode {
 
   // Advances logical time by one tick.
   void Tick() { raft_->Tick(); }
+  // Time passed without ticks: expires the lease accordingly (Raft's).
+  void AdvanceClock(uint64_t ticks) { raft_->AdvanceClock(ticks); }
   // Starts an election now (pre-vote first when enabled).
   void Campaign() { raft_->Campaign(); }
   // Hands the node a message received from a peer. INVALID_ARGUMENT if it is

@@ -110,8 +110,13 @@ void NodeHost::Stop() {
     absl::MutexLock l(&mu_);
     left.swap(inbox_);
   }
+  // A proposal in the log may still commit through the other nodes: its
+  // outcome is unknown, unlike a read's or a transfer's.
+  const absl::Status unknown = absl::AbortedError(
+      "node shut down before the entry committed; the outcome is unknown "
+      "(retry with the same session to find out)");
   for (auto& [id, g] : groups_) {
-    for (auto& [index, p] : g->pending) p.done(down);
+    for (auto& [index, p] : g->pending) p.done(unknown);
     for (auto& [ctx, r] : g->reads) r(down);
     for (auto& t : g->transfers) t.done(down);
   }
@@ -215,7 +220,10 @@ void NodeHost::Deliver(std::vector<GroupMessage> msgs) {
       if (g == nullptr) continue;
       if (gm.quiesce) {
         const Raft& r = g->raw->raft();
-        if (gm.msg.from == r.lead() && gm.msg.term == r.term()) g->quiet = true;
+        if (gm.msg.from == r.lead() && gm.msg.term == r.term()) {
+          g->quiet = true;
+          g->quiet_since = std::chrono::steady_clock::now();
+        }
         continue;
       }
       // A follower wakes on any message. A leader hears answers to its
@@ -356,9 +364,19 @@ void NodeHost::RaftLoop() {
       work.swap(inbox_);
       queued_proposals_ = 0;
     }
-    const bool ticked = Clock::now() >= next_tick;
+    const auto now = Clock::now();
+    const bool ticked = now >= next_tick;
     if (ticked) {
-      next_tick = std::max(next_tick + tick, Clock::now());
+      // Ticks missed while this thread stood still (the process was paused,
+      // the machine starved it) are not replayed, but they count against
+      // every lease, before any read waiting in `work` is answered.
+      const uint64_t missed = static_cast<uint64_t>((now - next_tick) / tick);
+      if (missed > 0) {
+        for (auto& [id, g] : groups_) {
+          if (!g->quiet) g->raw->AdvanceClock(missed);  // Wake counts those
+        }
+      }
+      next_tick = std::max(next_tick + tick, now);
       Tick();
     }
     for (auto& fn : work) fn();
@@ -404,6 +422,7 @@ bool NodeHost::CanQuiesce(const GroupState& g) const {
 void NodeHost::Quiesce(GroupState& g) {
   const Raft& r = g.raw->raft();
   g.quiet = true;
+  g.quiet_since = std::chrono::steady_clock::now();
   for (NodeId id : r.conf_state().Members()) {
     if (id == options_.id) continue;
     GroupMessage gm;
@@ -419,6 +438,11 @@ void NodeHost::Quiesce(GroupState& g) {
 }
 
 void NodeHost::Wake(GroupState& g) {
+  if (g.quiet) {
+    g.raw->AdvanceClock(static_cast<uint64_t>(
+        (std::chrono::steady_clock::now() - g.quiet_since) /
+        std::chrono::milliseconds(options_.tick_ms)));
+  }
   g.quiet = false;
   g.idle_ticks = 0;
 }

@@ -1,6 +1,7 @@
 #ifndef TALLY_RAFT_HOST_INTERNAL_GROUP_STATE_H_
 #define TALLY_RAFT_HOST_INTERNAL_GROUP_STATE_H_
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -40,6 +41,8 @@ struct NodeHost::GroupState {
   };
   std::vector<Transfer> transfers;
   bool quiet = false;
+  // When it went quiet: on waking, the time asleep counts against its lease.
+  std::chrono::steady_clock::time_point quiet_since;
   // Leader: ticks in a row with nothing to do.
   int idle_ticks = 0;
 };
