@@ -1,4 +1,4 @@
-#include "tests/sim/linearizability.h"
+#include "util/linearizability.h"
 
 #include <algorithm>
 #include <limits>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace tally::sim {
+namespace tally {
 namespace {
 
 constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
@@ -50,8 +50,10 @@ class Search {
     head_ = events_.empty() ? -1 : 0;
   }
 
-  // Returns -1 if linearizable, otherwise the op that could not be placed.
-  int Run() {
+  // Returns -1 if linearizable, otherwise the op that could not be placed
+  // (and fills `prefix` with the longest partial linearization); -2 when the
+  // search gave up after `max_states` states.
+  int Run(size_t max_states, std::vector<size_t>* prefix) {
     std::vector<uint64_t> linearized((ops_.size() + 63) / 64, 0);
     uint64_t state = 0;
     struct Frame {
@@ -68,14 +70,11 @@ class Search {
       if (entry == -1) return deepest_stuck;  // unreachable: a return stops it
       const Event& e = events_[entry];
       if (e.is_call) {
-        const RegisterOp& op = ops_[e.op];
-        const bool ok =
-            op.kind == RegisterOp::Kind::kWrite || op.value == state;
-        const uint64_t next_state =
-            op.kind == RegisterOp::Kind::kWrite ? op.value : state;
-        if (ok) {
+        uint64_t next_state = state;
+        if (Step(ops_[e.op], &next_state)) {
           linearized[e.op / 64] ^= uint64_t{1} << (e.op % 64);
           if (seen_.insert(Key(linearized, next_state)).second) {
+            if (max_states != 0 && seen_.size() > max_states) return -2;
             stack.push_back({entry, state});
             state = next_state;
             Lift(entry);
@@ -85,12 +84,18 @@ class Search {
           linearized[e.op / 64] ^= uint64_t{1} << (e.op % 64);
         }
         entry = e.next;
+      } else if (e.time == kNever) {
+        // Unknown outcomes return last: every operation that completed is
+        // linearized, and the rest may never have taken effect.
+        return -1;
       } else {
         // A return event with its call still in the list: that operation
         // could not be linearized before this point. Backtrack.
         if (deepest_stuck < 0 || stack.size() > deepest) {
           deepest = stack.size();
           deepest_stuck = static_cast<int>(e.op);
+          prefix->clear();
+          for (const Frame& f : stack) prefix->push_back(events_[f.call].op);
         }
         if (stack.empty()) return deepest_stuck;
         const Frame f = stack.back();
@@ -106,6 +111,22 @@ class Search {
   }
 
  private:
+  // Applies `op` to the register: false if it cannot take effect here.
+  static bool Step(const RegisterOp& op, uint64_t* state) {
+    switch (op.kind) {
+      case RegisterOp::Kind::kWrite:
+        *state = op.value;
+        return true;
+      case RegisterOp::Kind::kRead:
+        return op.value == *state;
+      case RegisterOp::Kind::kCas:
+        if (*state != op.expected) return false;
+        *state = op.value;
+        return true;
+    }
+    return false;
+  }
+
   static std::string Key(const std::vector<uint64_t>& bits, uint64_t state) {
     std::string key(reinterpret_cast<const char*>(bits.data()),
                     bits.size() * sizeof(uint64_t));
@@ -146,28 +167,61 @@ class Search {
 
 }  // namespace
 
-std::optional<std::string> CheckRegisterHistory(
-    std::vector<RegisterOp> history) {
+RegisterCheck CheckRegister(const std::vector<RegisterOp>& history,
+                            size_t max_states) {
   std::set<uint64_t> observed;
   for (const RegisterOp& op : history) {
     if (op.kind == RegisterOp::Kind::kRead && op.completed) {
       observed.insert(op.value);
     }
+    if (op.kind == RegisterOp::Kind::kCas) observed.insert(op.expected);
   }
-  std::erase_if(history, [&](const RegisterOp& op) {
-    if (op.completed) return false;
-    return op.kind == RegisterOp::Kind::kRead || !observed.count(op.value);
-  });
-  Search search(history);
-  const int stuck = search.Run();
-  if (stuck < 0) return std::nullopt;
-  const RegisterOp& op = history[stuck];
-  return absl::StrCat(
-      "op ", op.id, " (",
-      op.kind == RegisterOp::Kind::kWrite ? "write " : "read ", op.value,
-      ", invoked at ", op.invoked, ", completed at ",
+  // Operations with unknown outcome that nothing observed can always be
+  // placed last, where they change nothing: leave them out.
+  std::vector<RegisterOp> ops;
+  std::vector<size_t> original;
+  for (size_t i = 0; i < history.size(); ++i) {
+    const RegisterOp& op = history[i];
+    if (!op.completed &&
+        (op.kind == RegisterOp::Kind::kRead || !observed.count(op.value))) {
+      continue;
+    }
+    ops.push_back(op);
+    original.push_back(i);
+  }
+  Search search(ops);
+  std::vector<size_t> prefix;
+  const int stuck = search.Run(max_states, &prefix);
+  RegisterCheck result;
+  if (stuck == -1) return result;
+  if (stuck == -2) {
+    result.verdict = Linearizable::kUnknown;
+    return result;
+  }
+  const RegisterOp& op = ops[stuck];
+  LinearizabilityViolation v;
+  v.op = original[stuck];
+  for (size_t i : prefix) v.prefix.push_back(original[i]);
+  const char* kind = op.kind == RegisterOp::Kind::kWrite  ? "write "
+                     : op.kind == RegisterOp::Kind::kRead ? "read "
+                                                          : "cas ";
+  v.message = absl::StrCat(
+      "op ", op.id, " (", kind,
+      op.kind == RegisterOp::Kind::kCas ? absl::StrCat(op.expected, "->")
+                                        : std::string(),
+      op.value, ", invoked at ", op.invoked, ", completed at ",
       op.completed ? absl::StrCat(*op.completed) : std::string("never"),
       ") cannot be placed in any order consistent with real time");
+  result.verdict = Linearizable::kNo;
+  result.violation = std::move(v);
+  return result;
 }
 
-}  // namespace tally::sim
+std::optional<std::string> CheckRegisterHistory(
+    std::vector<RegisterOp> history) {
+  RegisterCheck check = CheckRegister(history);
+  if (check.violation) return check.violation->message;
+  return std::nullopt;
+}
+
+}  // namespace tally

@@ -13,10 +13,10 @@
 #include "raft/raw_node.h"
 #include "raft/storage.h"
 #include "tests/sim/checker.h"
-#include "tests/sim/linearizability.h"
 #include "tests/sim/sim_disk.h"
 #include "tests/sim/sim_network.h"
 #include "tests/sim/simulation.h"
+#include "util/linearizability.h"
 #include "util/random.h"
 
 namespace tally::sim::internal {
