@@ -9,7 +9,7 @@ CMAKE_FLAGS ?=
 # `make build WERROR=OFF` to only warn.
 WERROR ?= ON
 
-.PHONY: all deps configure build test cluster cluster-stop sim format lint clean
+.PHONY: all deps configure build test cluster cluster-stop sim jepsen format lint clean
 
 all: build
 
@@ -37,6 +37,16 @@ cluster-stop:
 
 sim: build
 	@$(BUILD_DIR)/bin/raft_sim --seeds 1..300 --steps 2000
+
+# Fault-injection runs against real kvd processes (jepsen/README.md): every
+# nemesis with every workload, JEPSEN_DURATION seconds each (default 60).
+# JEPSEN_SEED=<n> reproduces a run's plan; JEPSEN_ARGS passes pytest options
+# (JEPSEN_ARGS='-k partition' for a subset). Run folders: build/jepsen/.
+JEPSEN_DURATION ?= 60
+jepsen: build
+	@TALLY_BUILD_DIR=$(abspath $(BUILD_DIR)) TALLY_JEPSEN_DURATION=$(JEPSEN_DURATION) \
+	  $(if $(JEPSEN_SEED),TALLY_JEPSEN_SEED=$(JEPSEN_SEED)) \
+	  /usr/bin/python3 -m pytest -p no:cacheprovider jepsen/tests $(JEPSEN_ARGS)
 
 SOURCES = $(shell git ls-files '*.cc' '*.h')
 

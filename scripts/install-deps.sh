@@ -16,7 +16,7 @@ packages=(
   python3 python3-pytest python3-grpcio python3-protobuf python3-hypothesis
   python3-matplotlib python3-yaml
   # network fault injection for jepsen/
-  iproute2
+  iproute2 nftables faketime
 )
 
 missing=()

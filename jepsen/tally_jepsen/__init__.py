@@ -1,0 +1,1 @@
+"""Fault-injection runs against real kvd processes: see jepsen/README.md."""

@@ -1,0 +1,158 @@
+"""Checkers: each takes the history and returns a verdict dict
+{"checker", "valid", "ok", "fail", "info", "anomalies": [...]}."""
+import collections
+import json
+import subprocess
+
+from . import history as hist
+from . import paths
+
+
+def _counts(ps):
+    c = collections.Counter(done["type"] if done else "info" for _, done in ps)
+    return {"ok": c["ok"], "fail": c["fail"], "info": c["info"]}
+
+
+def linearizable(history_path, read_modes="linearizable,lease"):
+    """The C++ checker (build/bin/lincheck) on the register operations."""
+    r = subprocess.run([paths.LINCHECK, "--history", history_path,
+                        "--read-modes", read_modes],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode not in (0, 1, 2) or not r.stdout.strip():
+        return {"checker": "linearizable", "valid": "unknown",
+                "anomalies": [{"error": r.stderr.strip()}]}
+    out = json.loads(r.stdout)
+    out["read_modes"] = read_modes
+    return out
+
+
+def staleness(events):
+    """Serializable reads may be stale but must return a value that was
+    written to that key (or nothing); reports how stale they were: how long
+    before the read began its value had already been overwritten."""
+    writes = {}  # key -> {value: (invoke time, completion time or None)}
+    ps = hist.pairs(events, {"write", "cas", "read"})
+    for inv, done in ps:
+        if inv["f"] in ("write", "cas") and (done is None or done["type"] != "fail"):
+            v = inv["value"] if inv["f"] == "write" else inv["value"][1]
+            writes.setdefault(inv["key"], {})[v] = (inv["time"],
+                                                  done["time"] if done and done["type"] == "ok" else None)
+    reads = [(i, d) for i, d in ps if i["f"] == "read" and i.get("mode") == "serializable"]
+    anomalies = []
+    worst = 0
+    for inv, done in reads:
+        if not done or done["type"] != "ok":
+            continue
+        v = done["value"]
+        known = writes.get(inv["key"], {})
+        if v is not None and v not in known:
+            anomalies.append({"kind": "phantom", "key": inv["key"], "value": v,
+                              "op_index": inv["index"]})
+            continue
+        # The newest write that completed before this read began.
+        newer = [t for (ti, t) in known.values() if t is not None and t < inv["time"]
+                 and (v is None or ti > known[v][0])]
+        if newer:
+            worst = max(worst, inv["time"] - min(newer))
+    out = {"checker": "staleness", "valid": not anomalies, "reads": len(reads),
+           "max_staleness_ms": round(worst / 1e6, 1), "anomalies": anomalies}
+    out.update(_counts(reads))
+    return out
+
+
+def append_set(events):
+    """Appends: every acknowledged element in the final read, nothing twice,
+    nothing never attempted, and reads in real-time order extend each
+    other (no element lost or reordered in between)."""
+    ps = hist.pairs(events, {"append", "read"})
+    anomalies = []
+    by_key = collections.defaultdict(list)
+    for inv, done in ps:
+        by_key[inv["key"]].append((inv, done))
+    for key, ops in sorted(by_key.items()):
+        attempted = {i["value"] for i, d in ops if i["f"] == "append"}
+        acked = {i["value"] for i, d in ops if i["f"] == "append" and d and d["type"] == "ok"}
+        failed = {i["value"] for i, d in ops if i["f"] == "append" and d and d["type"] == "fail"}
+        reads = [(i, d) for i, d in ops if i["f"] == "read" and d and d["type"] == "ok"]
+        finals = [(i, d) for i, d in reads if i.get("final")]
+        for i, d in reads:
+            seen = d["value"]
+            dup = sorted(e for e, c in collections.Counter(seen).items() if c > 1)
+            if dup:
+                anomalies.append({"kind": "duplicated", "key": key, "elements": dup,
+                                  "op_index": i["index"]})
+            if set(seen) - attempted:
+                anomalies.append({"kind": "unexpected", "key": key,
+                                  "elements": sorted(set(seen) - attempted),
+                                  "op_index": i["index"]})
+            if set(seen) & failed:
+                anomalies.append({"kind": "failed-but-present", "key": key,
+                                  "elements": sorted(set(seen) & failed),
+                                  "op_index": i["index"]})
+        for i, d in finals:
+            lost = sorted(acked - set(d["value"]))
+            if lost:
+                anomalies.append({"kind": "lost", "key": key, "elements": lost,
+                                  "node": i.get("from_node"), "op_index": i["index"]})
+        # Real-time order: a read that completed before another began is a
+        # prefix of it.
+        ordered = sorted(reads, key=lambda p: p[1]["time"])
+        for a in range(len(ordered)):
+            ia, da = ordered[a]
+            for b in range(a + 1, len(ordered)):
+                ib, db = ordered[b]
+                if ib["time"] <= da["time"] or ib.get("mode") == "serializable":
+                    continue
+                if db["value"][:len(da["value"])] != da["value"]:
+                    anomalies.append({"kind": "reordered", "key": key,
+                                      "earlier": da["value"], "later": db["value"],
+                                      "op_indexes": [ia["index"], ib["index"]]})
+                break  # the next later read is enough: the rest follows
+        if not finals and ops:
+            anomalies.append({"kind": "no-final-read", "key": key})
+    out = {"checker": "set", "valid": not anomalies, "keys": len(by_key),
+           "anomalies": anomalies[:50], "anomaly_count": len(anomalies)}
+    out.update(_counts([p for p in ps if p[0]["f"] == "append"]))
+    return out
+
+
+def exactly_once(events):
+    """Per client key: acknowledged <= applied <= acknowledged + unknown,
+    where applied is the key's final version; an acknowledged put never
+    reports itself as the previous value (that would be a second run)."""
+    ps = hist.pairs(events, {"put", "read-version"})
+    anomalies = []
+    by_key = collections.defaultdict(list)
+    for inv, done in ps:
+        by_key[inv["key"]].append((inv, done))
+    for key, ops in sorted(by_key.items()):
+        puts = [(i, d) for i, d in ops if i["f"] == "put"]
+        ok = sum(1 for _, d in puts if d and d["type"] == "ok")
+        unknown = sum(1 for _, d in puts if not d or d["type"] == "info")
+        finals = [d for i, d in ops if i["f"] == "read-version" and d and d["type"] == "ok"]
+        if not finals:
+            anomalies.append({"kind": "no-final-read", "key": key})
+            continue
+        version = finals[-1]["value"][1]
+        if not ok <= version <= ok + unknown:
+            anomalies.append({"kind": "applied-count", "key": key, "version": version,
+                              "acknowledged": ok, "indeterminate": unknown})
+        for i, d in puts:
+            if d and d["type"] == "ok" and d["value"][1] is not None and \
+                    d["value"][1] >= i["value"]:
+                anomalies.append({"kind": "applied-twice", "key": key, "seq": i["value"],
+                                  "prev": d["value"][1], "op_index": i["index"]})
+    out = {"checker": "exactly-once", "valid": not anomalies, "keys": len(by_key),
+           "anomalies": anomalies[:50], "anomaly_count": len(anomalies)}
+    out.update(_counts([p for p in ps if p[0]["f"] == "put"]))
+    return out
+
+
+def for_workload(name, history_path, events, read_modes):
+    if name == "register":
+        return [linearizable(history_path, read_modes), staleness(events)]
+    if name in ("set", "durability"):
+        return [append_set(events)]
+    if name == "exactly-once":
+        return [exactly_once(events)]
+    raise ValueError(name)

@@ -1,0 +1,137 @@
+"""A Python client for Tally's KV and Cluster gRPC services.
+
+Each operation is one attempt at one node (following a leader redirect at
+most a few times), and says how it ended, in Jepsen's terms:
+
+- ok:   the server answered.
+- fail: the operation certainly had no effect: the server rejected it
+        before proposing it (not the leader, bad input, overloaded), a
+        compare-and-set found another value, or the connection was never
+        made.
+- info: the outcome is unknown: a timeout, a connection that broke after
+        the request went out, a node that shut down with the write in its
+        log.
+"""
+import grpc
+
+from . import paths
+
+kv_pb2, cluster_pb2 = paths.import_protos()
+
+OK, FAIL, INFO = "ok", "fail", "info"
+
+READ_MODES = {
+    "linearizable": kv_pb2.LINEARIZABLE,
+    "lease": kv_pb2.LEASE,
+    "serializable": kv_pb2.SERIALIZABLE,
+}
+
+_KV = {
+    "Get": (kv_pb2.GetRequest, kv_pb2.GetResponse),
+    "Put": (kv_pb2.PutRequest, kv_pb2.PutResponse),
+    "Delete": (kv_pb2.DeleteRequest, kv_pb2.DeleteResponse),
+    "Range": (kv_pb2.RangeRequest, kv_pb2.RangeResponse),
+    "Txn": (kv_pb2.TxnRequest, kv_pb2.TxnResponse),
+}
+_CLUSTER = {
+    "Status": (cluster_pb2.StatusRequest, cluster_pb2.StatusResponse),
+    "Ranges": (cluster_pb2.RangesRequest, cluster_pb2.RangesResponse),
+    "AddLearner": (cluster_pb2.AddLearnerRequest, cluster_pb2.MembershipResponse),
+    "Promote": (cluster_pb2.PromoteRequest, cluster_pb2.MembershipResponse),
+    "RemoveMember": (cluster_pb2.RemoveMemberRequest, cluster_pb2.MembershipResponse),
+    "TransferLeader": (cluster_pb2.TransferLeaderRequest,
+                       cluster_pb2.TransferLeaderResponse),
+}
+
+
+class Result:
+    def __init__(self, type_, response=None, error=None, node=None):
+        self.type = type_
+        self.response = response
+        self.error = error
+        self.node = node
+
+    def __repr__(self):
+        return f"Result({self.type}, node={self.node}, error={self.error!r})"
+
+
+def classify(err):
+    """fail or info for a gRPC error."""
+    code = err.code()
+    details = err.details() or ""
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.NOT_FOUND):
+        return FAIL
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # Our server's own refusals name the node ("node n2 cannot serve
+        # group 2: ..."): nothing was proposed. A connection that could not
+        # be made never carried the request. Anything else (a reset or
+        # closed connection) may have come after the request went out.
+        if details.startswith("node n") and "cannot serve" in details:
+            return FAIL
+        if "failed to connect" in details.lower() or "connection refused" in details.lower():
+            return FAIL
+        return INFO
+    return INFO
+
+
+class Connection:
+    """Channels to every node, by node number; shared by many processes."""
+
+    def __init__(self, addresses):
+        self.addresses = dict(addresses)  # node -> client address
+        self._channels = {}
+        self._stubs = {}
+
+    def set_address(self, node, address):
+        self.addresses[node] = address
+
+    def node_at(self, address):
+        for n, a in self.addresses.items():
+            if a == address:
+                return n
+        return None
+
+    def _stub(self, node, service, method):
+        key = (node, service, method)
+        stub = self._stubs.get(key)
+        if stub is None:
+            ch = self._channels.get(node)
+            if ch is None:
+                ch = grpc.insecure_channel(self.addresses[node], options=[
+                    ("grpc.initial_reconnect_backoff_ms", 50),
+                    ("grpc.max_reconnect_backoff_ms", 300),
+                ])
+                self._channels[node] = ch
+            table = _KV if service == "KV" else _CLUSTER
+            req, resp = table[method]
+            stub = ch.unary_unary(f"/tally.rpc.{service}/{method}",
+                                  request_serializer=req.SerializeToString,
+                                  response_deserializer=resp.FromString)
+            self._stubs[key] = stub
+        return stub
+
+    def call(self, node, method, request, timeout=2.0, service="KV", redirects=2):
+        """One attempt at `node`, following up to `redirects` leader hints
+        (a refusal with a hint had no effect, so the next try is safe)."""
+        for _ in range(redirects + 1):
+            try:
+                resp = self._stub(node, service, method)(request, timeout=timeout)
+                return Result(OK, resp, node=node)
+            except grpc.RpcError as err:
+                kind = classify(err)
+                hint = None
+                for k, v in (err.trailing_metadata() or ()):
+                    if k == "tally-leader":
+                        hint = self.node_at(v)
+                if kind == FAIL and hint is not None and hint != node:
+                    node = hint
+                    continue
+                return Result(kind, error=f"{err.code().name}: {err.details()}", node=node)
+        return Result(FAIL, error="too many redirects", node=node)
+
+    def close(self):
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+        self._stubs.clear()

@@ -1,0 +1,181 @@
+"""Real kvd processes: start, kill -9, pause, restart, wipe, fake clocks."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from . import paths
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def faketime_available():
+    return os.path.exists(FAKETIME_LIB)
+
+
+class Node:
+    def __init__(self, cluster, i):
+        self.cluster = cluster
+        self.i = i
+        self.name = f"n{i}"
+        self.data_dir = os.path.join(cluster.run_dir, "data", self.name)
+        self.log_path = os.path.join(cluster.run_dir, f"{self.name}.log")
+        self.clock_path = os.path.join(cluster.run_dir, f"{self.name}.faketime")
+        self.proc = None
+        self.paused = False
+        self.removed = False  # no longer a member: never restarted
+        self.join = None  # client address to join through, for added nodes
+        self.set_clock("+0 x1")
+
+    @property
+    def client_address(self):
+        return self.cluster.net.client_address(self.i)
+
+    @property
+    def peer_address(self):
+        return self.cluster.net.peer_address(self.i)
+
+    def argv(self):
+        c = self.cluster
+        argv = [paths.KVD, "--name", self.name, "--data-dir", self.data_dir,
+                "--listen-client", self.client_address,
+                "--listen-peer", self.peer_address,
+                "--tick-ms", str(c.tick_ms)]
+        if self.join:
+            argv += ["--join", self.join]
+        else:
+            argv += ["--initial-cluster", c.initial_cluster()]
+            if c.initial_ranges:
+                argv += ["--initial-ranges", c.initial_ranges]
+        return c.net.wrap(self.i, argv)
+
+    def start(self):
+        if self.running():
+            return
+        os.makedirs(self.data_dir, exist_ok=True)
+        env = dict(os.environ)
+        if self.cluster.fake_clocks:
+            # Each node reads its own clock file (re-read every second):
+            # offsets and rates apply to the wall and monotonic clocks.
+            env.update({
+                "LD_PRELOAD": FAKETIME_LIB,
+                "FAKETIME_TIMESTAMP_FILE": self.clock_path,
+                "FAKETIME_CACHE_DURATION": "1",
+            })
+        log = open(self.log_path, "ab")
+        log.write(f"--- harness: starting {self.name} at {time.time():.3f}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env,
+                                     start_new_session=True)
+        log.close()
+        self.paused = False
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """kill -9: nothing is flushed, nothing shut down cleanly."""
+        if self.proc is None:
+            return
+        if self.paused:
+            self.resume()
+        try:
+            self.proc.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def stop(self):
+        """A clean stop (SIGTERM), then SIGKILL if it takes too long."""
+        if self.proc is None:
+            return
+        if self.paused:
+            self.resume()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.proc = None
+
+    def pause(self):
+        if self.running() and not self.paused:
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self):
+        if self.proc is not None and self.paused:
+            try:
+                self.proc.send_signal(signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.paused = False
+
+    def wipe(self):
+        self.kill()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def set_clock(self, spec):
+        """libfaketime's format: "+3.5 x1" (offset in seconds, rate)."""
+        tmp = self.clock_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(spec + "\n")
+        os.replace(tmp, self.clock_path)
+
+
+class Cluster:
+    """n kvd nodes on the run's network, data on the real disk."""
+
+    def __init__(self, run_dir, net, n=3, tick_ms=50, initial_ranges="",
+                 fake_clocks=False):
+        self.run_dir = run_dir
+        self.net = net
+        self.tick_ms = tick_ms
+        self.initial_ranges = initial_ranges
+        self.fake_clocks = fake_clocks and faketime_available()
+        self.initial = list(range(1, n + 1))
+        self.nodes = {i: Node(self, i) for i in self.initial}
+
+    def initial_cluster(self):
+        return ",".join(f"n{i}={self.net.peer_address(i)}" for i in self.initial)
+
+    def node(self, i):
+        return self.nodes[i]
+
+    def members(self):
+        """Node numbers of the current members, in order."""
+        return sorted(i for i, n in self.nodes.items() if not n.removed)
+
+    def start(self):
+        for n in self.nodes.values():
+            n.start()
+
+    def add_node(self, i, join_via):
+        node = Node(self, i)
+        node.join = join_via
+        self.nodes[i] = node
+        return node
+
+    def pids(self):
+        return {n.name: n.proc.pid for n in self.nodes.values() if n.running()}
+
+    def heal_processes(self):
+        """Resumes paused nodes, restores clocks, restarts dead ones."""
+        for n in self.nodes.values():
+            n.resume()
+            n.set_clock("+0 x1")
+        for n in self.nodes.values():
+            if not n.running() and not n.removed:
+                n.start()
+
+    def shutdown(self):
+        for n in self.nodes.values():
+            n.resume()
+        for n in self.nodes.values():
+            n.kill()

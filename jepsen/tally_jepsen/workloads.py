@@ -1,0 +1,315 @@
+"""What the logical clients do, and what they must see.
+
+A workload has `run(process, ctx)`, called in its own thread once per
+logical client and returning when ctx.stop is set, and `final(ctx)`, run
+after the faults have healed, to read back the final state.
+"""
+import itertools
+import random
+import time
+
+from . import client as tc
+from .client import FAIL, INFO, OK, kv_pb2
+
+OP_TIMEOUT = 2.0
+
+
+def _int(b):
+    return int(b.decode()) if b else None
+
+
+class Context:
+    """What every client process shares: the connection, the history, the
+    nodes and the run's seed."""
+
+    def __init__(self, conn, history, nodes, seed, stop, duration, cluster=None):
+        self.cluster = cluster
+        self.conn = conn
+        self.history = history
+        self.nodes = nodes  # node numbers clients are bound to
+        self.seed = seed
+        self.stop = stop
+        self.duration = duration
+
+    def rng(self, process):
+        return random.Random(f"{self.seed}/{process}")
+
+    def node_for(self, process):
+        return self.nodes[process % len(self.nodes)]
+
+
+def record(ctx, process, f, key, value, call, extra=None, node=None):
+    """Invokes, runs call() -> (type, value, node), completes; returns the
+    completion."""
+    inv = ctx.history.invoke(process, f, key, value, **(extra or {}))
+    type_, out, at, error = call()
+    extra2 = {"node": f"n{at}"} if at else {}
+    if error:
+        extra2["error"] = error
+    done = ctx.history.complete(inv, type_, out, **extra2)
+    if type_ != OK and error and "compare failed" not in error:
+        time.sleep(0.01)  # a refusing or dead node answers at once: no spinning
+    return done
+
+
+class Register:
+    """Read, write and compare-and-set on rotating keys, unique values.
+
+    read_mode: linearizable, lease, serializable, or mixed (each read picks
+    one). Linearizable and lease reads go to the linearizability checker,
+    serializable ones to the staleness check."""
+
+    name = "register"
+
+    def __init__(self, read_mode="mixed", key_period=5.0, keys_at_once=3):
+        self.read_mode = read_mode
+        self.key_period = key_period
+        self.keys_at_once = keys_at_once
+        self._values = itertools.count(1)
+
+    def _key(self, ctx, rng):
+        epoch = int(ctx.history.now() / 1e9 / self.key_period)
+        return f"r{epoch * self.keys_at_once + rng.randrange(self.keys_at_once)}"
+
+    def run(self, process, ctx):
+        rng = ctx.rng(process)
+        node = ctx.node_for(process)
+        last_seen = {}
+        while not ctx.stop.is_set():
+            key = self._key(ctx, rng)
+            x = rng.random()
+            if x < 0.5:
+                mode = self.read_mode
+                if mode == "mixed":
+                    mode = rng.choice(["linearizable", "lease", "serializable"])
+                req = kv_pb2.GetRequest(key=key.encode(), read_mode=tc.READ_MODES[mode])
+
+                def call(req=req):
+                    r = ctx.conn.call(node, "Get", req, timeout=OP_TIMEOUT)
+                    if r.type != OK:
+                        return r.type, None, r.node, r.error
+                    v = _int(r.response.kv.value) if r.response.found else None
+                    return OK, v, r.node, None
+
+                done = record(ctx, process, "read", key, None, call, {"mode": mode})
+                if done["type"] == OK:
+                    last_seen[key] = done["value"]
+            elif x < 0.8:
+                v = next(self._values)
+                req = kv_pb2.PutRequest(key=key.encode(), value=str(v).encode())
+
+                def call(req=req, v=v):
+                    r = ctx.conn.call(node, "Put", req, timeout=OP_TIMEOUT)
+                    return r.type, v, r.node, r.error
+
+                record(ctx, process, "write", key, v, call)
+            else:
+                old = last_seen.get(key)
+                new = next(self._values)
+                if old is None:
+                    cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VERSION,
+                                         op=kv_pb2.Compare.EQUAL, version=0)
+                else:
+                    cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VALUE,
+                                         op=kv_pb2.Compare.EQUAL, value=str(old).encode())
+                req = kv_pb2.TxnRequest(compare=[cmp], success=[kv_pb2.TxnOp(
+                    put=kv_pb2.PutRequest(key=key.encode(), value=str(new).encode()))])
+
+                def call(req=req, old=old, new=new):
+                    r = ctx.conn.call(node, "Txn", req, timeout=OP_TIMEOUT)
+                    if r.type == OK and not r.response.succeeded:
+                        return FAIL, [old, new], r.node, "compare failed"
+                    return r.type, [old, new], r.node, r.error
+
+                record(ctx, process, "cas", key, [old, new], call)
+
+    def final(self, ctx):
+        pass
+
+
+class Append:
+    """Unique elements appended to a few keys (read, then compare-and-set
+    the longer list), and reads of the whole list."""
+
+    name = "set"
+
+    def __init__(self, key_period=10.0, keys_at_once=2):
+        self.key_period = key_period
+        self.keys_at_once = keys_at_once
+        self._elements = itertools.count(1)
+        self.keys = set()
+
+    def run(self, process, ctx):
+        rng = ctx.rng(process)
+        node = ctx.node_for(process)
+        while not ctx.stop.is_set():
+            epoch = int(ctx.history.now() / 1e9 / self.key_period)
+            key = f"s{epoch * self.keys_at_once + rng.randrange(self.keys_at_once)}"
+            self.keys.add(key)
+            if rng.random() < 0.3:
+                record(ctx, process, "read", key, None,
+                       lambda key=key: self._read(ctx, node, key, "linearizable"),
+                       {"mode": "linearizable"})
+            else:
+                e = next(self._elements)
+                record(ctx, process, "append", key, e,
+                       lambda key=key, e=e: self._append(ctx, node, key, e))
+
+    @staticmethod
+    def _read(ctx, node, key, mode):
+        r = ctx.conn.call(node, "Get", kv_pb2.GetRequest(
+            key=key.encode(), read_mode=tc.READ_MODES[mode]), timeout=OP_TIMEOUT)
+        if r.type != OK:
+            return r.type, None, r.node, r.error
+        raw = r.response.kv.value.decode() if r.response.found else ""
+        return OK, [int(x) for x in raw.split(",") if x], r.node, None
+
+    def _append(self, ctx, node, key, e):
+        """Read-compare-write until it lands; info once a write's outcome is
+        unknown (retrying then could add the element twice)."""
+        deadline = time.monotonic() + 3 * OP_TIMEOUT
+        last_error = None
+        while time.monotonic() < deadline:
+            t, cur, at, err = self._read(ctx, node, key, "linearizable")
+            if t != OK:
+                last_error = err
+                time.sleep(0.05)
+                continue
+            if cur:
+                cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VALUE,
+                                     op=kv_pb2.Compare.EQUAL,
+                                     value=",".join(map(str, cur)).encode())
+            else:
+                cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VERSION,
+                                     op=kv_pb2.Compare.EQUAL, version=0)
+            new = ",".join(map(str, cur + [e])).encode()
+            r = ctx.conn.call(at, "Txn", kv_pb2.TxnRequest(
+                compare=[cmp],
+                success=[kv_pb2.TxnOp(put=kv_pb2.PutRequest(key=key.encode(), value=new))]),
+                timeout=OP_TIMEOUT)
+            if r.type == OK and r.response.succeeded:
+                return OK, e, r.node, None
+            if r.type == INFO:
+                return INFO, e, r.node, r.error
+            last_error = r.error or "compare failed"
+        return FAIL, e, node, last_error
+
+    def final(self, ctx):
+        """Reads every key once more, through each node in turn, until one
+        answers."""
+        for key in sorted(self.keys):
+            for _ in range(100):
+                node = ctx.nodes[_ % len(ctx.nodes)]
+                done = record(ctx, "final", "read", key, None,
+                              lambda key=key, node=node: self._read(
+                                  ctx, node, key, "linearizable"),
+                              {"mode": "linearizable", "final": True})
+                if done["type"] == OK:
+                    break
+                time.sleep(0.2)
+
+
+class ExactlyOnce:
+    """Each client puts to its own key under a session, retrying the same
+    (client id, sequence) across timeouts, leader changes and nodes until it
+    gets an answer. The key's version counts the puts applied: every
+    acknowledged put exactly once, every failed one never, every
+    indeterminate one at most once."""
+
+    name = "exactly-once"
+
+    def __init__(self, retry_for=10.0):
+        self.retry_for = retry_for
+        self.keys = set()
+
+    def run(self, process, ctx):
+        rng = ctx.rng(process)
+        client_id = rng.getrandbits(63) + 1
+        key = f"e{process}"
+        self.keys.add(key)
+        seq = 0
+        while not ctx.stop.is_set():
+            seq += 1
+            req = kv_pb2.PutRequest(key=key.encode(), value=str(seq).encode(),
+                                    session=kv_pb2.Session(client_id=client_id,
+                                                           sequence=seq,
+                                                           first_incomplete=seq))
+            record(ctx, process, "put", key, seq,
+                   lambda req=req, seq=seq: self._put(ctx, process, req, rng),
+                   {"client_id": str(client_id), "seq": seq})
+
+    def _put(self, ctx, process, req, rng):
+        deadline = time.monotonic() + self.retry_for
+        node = ctx.node_for(process)
+        unknown = False
+        last = None
+        while time.monotonic() < deadline:
+            r = ctx.conn.call(node, "Put", req, timeout=OP_TIMEOUT)
+            if r.type == OK:
+                prev = _int(r.response.prev.value) if r.response.had_prev else None
+                return OK, [req.session.sequence, prev, r.response.header.replayed], r.node, None
+            unknown = unknown or r.type == INFO
+            last = r.error
+            node = rng.choice(ctx.nodes)  # try another node
+            time.sleep(0.05)
+        return (INFO if unknown else FAIL), [req.session.sequence, None, False], node, last
+
+    def final(self, ctx):
+        for key in sorted(self.keys):
+            for attempt in range(100):
+                node = ctx.nodes[attempt % len(ctx.nodes)]
+
+                def call(key=key, node=node):
+                    r = ctx.conn.call(node, "Get", kv_pb2.GetRequest(key=key.encode()),
+                                      timeout=OP_TIMEOUT)
+                    if r.type != OK:
+                        return r.type, None, r.node, r.error
+                    v = r.response.kv
+                    return OK, ([_int(v.value), v.version] if r.response.found else
+                                [None, 0]), r.node, None
+
+                done = record(ctx, "final", "read-version", key, None, call,
+                              {"final": True})
+                if done["type"] == OK:
+                    break
+                time.sleep(0.2)
+
+
+class Durability(Append):
+    """The append workload; then every node is killed at once (-9) and
+    restarted, and each node, on its own (serializable reads), must return
+    every acknowledged element."""
+
+    name = "durability"
+
+    def final(self, ctx):
+        ctx.history.invoke("nemesis", "start-kill-all-final")
+        for n in ctx.cluster.nodes.values():
+            n.kill()
+        for n in ctx.cluster.nodes.values():
+            n.start()
+        ctx.history.append({"type": "info", "process": "nemesis",
+                            "f": "start-kill-all-final", "key": None, "value": None})
+        super().final(ctx)  # the expected lists, read through the leader
+        expected = {}
+        for ev in ctx.history.events:
+            if ev.get("final") and ev["type"] == OK and ev["f"] == "read":
+                expected[ev["key"]] = ev["value"]
+        for node in ctx.nodes:
+            for key in sorted(self.keys):
+                deadline = time.monotonic() + 30
+                while True:
+                    done = record(ctx, "final", "read", key, None,
+                                  lambda key=key, node=node: self._read(
+                                      ctx, node, key, "serializable"),
+                                  {"mode": "serializable", "final": True,
+                                   "from_node": node})
+                    caught_up = done["type"] == OK and \
+                        len(done["value"]) >= len(expected.get(key) or [])
+                    if caught_up or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+
+
+WORKLOADS = {"register": Register, "set": Append, "exactly-once": ExactlyOnce,
+             "durability": Durability}

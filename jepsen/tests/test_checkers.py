@@ -1,0 +1,138 @@
+"""The checkers themselves: saved good and bad histories, and the C++
+checker against the Python reference on random small histories."""
+import glob
+import json
+import os
+import subprocess
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tally_jepsen import checkers, history as hist, paths, reference
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def lincheck_valid(path, modes="linearizable,lease"):
+    r = subprocess.run([paths.LINCHECK, "--history", path, "--read-modes", modes],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout)["valid"]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(DATA, "*.jsonl"))),
+                         ids=os.path.basename)
+def test_saved_histories(path):
+    expected = os.path.basename(path).startswith("good-")
+    assert lincheck_valid(path) is expected
+    assert reference.check(hist.load(path))["valid"] is expected
+
+
+def write_events(tmp_path, events):
+    path = os.path.join(tmp_path, "h.jsonl")
+    with open(path, "w") as f:
+        for e in sorted(events, key=lambda e: e["time"]):
+            f.write(json.dumps(e) + "\n")
+    return path
+
+
+@st.composite
+def small_histories(draw):
+    """Up to 3 processes, each a sequence of operations on one key; values
+    read from a small set so that both verdicts come up often."""
+    events = []
+    next_value = iter(range(1, 100))
+    for p in range(draw(st.integers(1, 3))):
+        t = draw(st.integers(0, 5))
+        for _ in range(draw(st.integers(0, 3))):
+            f = draw(st.sampled_from(["read", "write", "cas"]))
+            dur = draw(st.integers(0, 20))
+            if f == "read":
+                value, out = None, draw(st.sampled_from([None, 1, 2, 3]))
+                outcome = draw(st.sampled_from(["ok", "ok", "ok", "info"]))
+            elif f == "write":
+                value = out = next(next_value)
+                outcome = draw(st.sampled_from(["ok", "ok", "info", "fail"]))
+            else:
+                value = out = [draw(st.sampled_from([None, 1, 2])), next(next_value)]
+                outcome = draw(st.sampled_from(["ok", "ok", "info", "fail"]))
+            events.append({"type": "invoke", "process": p, "f": f, "key": "k",
+                           "value": value, "time": t, "mode": "linearizable"})
+            events.append({"type": outcome, "process": p, "f": f, "key": "k",
+                           "value": out, "time": t + dur, "mode": "linearizable"})
+            t += dur + draw(st.integers(1, 10))
+            if outcome == "info":
+                break  # a process whose op timed out does not go on
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(small_histories())
+def test_lincheck_agrees_with_reference(tmp_path_factory, events):
+    path = write_events(tmp_path_factory.mktemp("h"), events)
+    events = hist.load(path)
+    assert lincheck_valid(path) == reference.check(events)["valid"], events
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(2, 6), st.integers(5, 40))
+def test_histories_of_an_atomic_register_are_linearizable(tmp_path_factory, rnd,
+                                                          clients, steps):
+    """Operations that take effect at one instant inside their interval:
+    both checkers must accept every such history."""
+    state, value, now = None, 0, 0
+    open_ = {}
+    events = []
+    for _ in range(steps * 3):
+        now += 1
+        c = rnd.randrange(clients)
+        if c not in open_:
+            f = rnd.choice(["read", "write", "cas"])
+            value += 1
+            arg = None if f == "read" else value if f == "write" else [state, value]
+            open_[c] = [f, arg, False, None]
+            events.append({"type": "invoke", "process": c, "f": f, "key": "k",
+                           "value": arg, "time": now, "mode": "linearizable"})
+        elif not open_[c][2]:
+            f, arg, _, _ = open_[c]
+            if f == "read":
+                open_[c][3] = state
+            elif f == "write":
+                state = arg
+            elif state == arg[0]:
+                state = arg[1]
+            else:
+                open_[c][3] = "failed"
+            open_[c][2] = True
+        else:
+            f, arg, _, out = open_.pop(c)
+            type_ = "fail" if out == "failed" else "ok"
+            events.append({"type": type_, "process": c, "f": f, "key": "k",
+                           "value": out if f == "read" else arg, "time": now,
+                           "mode": "linearizable"})
+    path = write_events(tmp_path_factory.mktemp("h"), events)
+    assert lincheck_valid(path) is True
+    assert reference.check(hist.load(path))["valid"] is True
+
+
+def test_append_checker_finds_lost_and_duplicated():
+    def op(p, f, v, ty, out, t0, t1, **kw):
+        return [dict(type="invoke", process=p, f=f, key="s", value=v, time=t0, index=t0, **kw),
+                dict(type=ty, process=p, f=f, key="s", value=out, time=t1, **kw)]
+    events = (op(0, "append", 1, "ok", 1, 0, 1) + op(1, "append", 2, "ok", 2, 2, 3)
+              + op(2, "read", None, "ok", [1, 1], 4, 5)
+              + op("final", "read", None, "ok", [1], 6, 7, final=True))
+    kinds = {a["kind"] for a in checkers.append_set(events)["anomalies"]}
+    assert {"duplicated", "lost"} <= kinds
+
+
+def test_exactly_once_checker_counts_applications():
+    def op(p, f, v, ty, out, t0, t1):
+        return [dict(type="invoke", process=p, f=f, key="e0", value=v, time=t0, index=t0),
+                dict(type=ty, process=p, f=f, key="e0", value=out, time=t1)]
+    acked = op(0, "put", 1, "ok", [1, None, False], 0, 1) + \
+        op(0, "put", 2, "ok", [2, 1, False], 2, 3)
+    good = acked + op("final", "read-version", None, "ok", [2, 2], 4, 5)
+    assert checkers.exactly_once(good)["valid"]
+    twice = acked + op("final", "read-version", None, "ok", [2, 3], 4, 5)
+    assert not checkers.exactly_once(twice)["valid"]
