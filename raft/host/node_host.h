@@ -148,7 +148,8 @@ class NodeHost {
 
   void Post(std::function<void()> fn);
   void RaftLoop();
-  void ProcessReadies();
+  // after_work: the inbox had work this pass (else only a tick happened).
+  void ProcessReadies(bool after_work);
   void Persist(std::vector<std::pair<GroupState*, Ready>>& readies);
   void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies);
   void DeliverCommitted(GroupState& g, const Ready& rd);
@@ -180,6 +181,10 @@ class NodeHost {
 
   // Owned by the raft loop thread.
   std::map<GroupId, std::unique_ptr<GroupState>> groups_;
+  // The same groups in a vector, for the passes over all of them each tick
+  // (walking the map's nodes cost more than the passes' work). Groups are
+  // added, never removed.
+  std::vector<GroupState*> group_list_;
   uint64_t next_read_context_ = 1;
 
   mutable absl::Mutex mu_;

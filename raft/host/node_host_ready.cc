@@ -10,11 +10,21 @@
 
 namespace tally::raft::host {
 
-void NodeHost::ProcessReadies() {
+void NodeHost::ProcessReadies(bool after_work) {
   for (int round = 0; round < 8; ++round) {
     std::vector<std::pair<GroupState*, Ready>> readies;
-    for (auto& [id, g] : groups_) {
-      if (g->raw->HasReady()) readies.emplace_back(g.get(), g->raw->GetReady());
+    for (GroupState* g : group_list_) {
+      // Only work from the inbox can touch a quiet group (ticks skip it):
+      // after a tick alone, one already found idle stays idle. With
+      // thousands of idle groups, asking each for its Ready every tick was
+      // most of an idle node's CPU.
+      if (!after_work && g->quiet && g->idle_checked) continue;
+      if (g->raw->HasReady()) {
+        g->idle_checked = false;
+        readies.emplace_back(g, g->raw->GetReady());
+      } else {
+        g->idle_checked = g->quiet;
+      }
     }
     if (readies.empty()) return;
     Persist(readies);

@@ -41,6 +41,12 @@ struct NodeHost::GroupState {
   };
   std::vector<Transfer> transfers;
   bool quiet = false;
+  // Whether the status last published (NodeHost::PublishInfo) was quiet: a
+  // quiet group's status does not change, so it is not published again.
+  bool published_quiet = false;
+  // Quiet, and found with no Ready by a pass that nothing has changed
+  // since: passes after a tick alone skip it (NodeHost::ProcessReadies).
+  bool idle_checked = false;
   // When it went quiet: on waking, the time asleep counts against its lease.
   std::chrono::steady_clock::time_point quiet_since;
   // Leader: ticks in a row with nothing to do.
