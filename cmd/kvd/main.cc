@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "kv/server/server.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -16,6 +17,10 @@ void OnSignal(int sig) { g_signal = sig; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's abseil is built without NDEBUG, so every Mutex lock updates a
+  // global lock-order graph to detect deadlocks: a measurable share of a
+  // busy node's CPU (docs/performance.md). Tests keep the detection on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"kvd: a Tally key-value node"};
   tally::kv::server::ServerOptions o;
   std::string initial_cluster, initial_ranges, log_format = "text",

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kv/server/internal/node.h"
+#include "kv/server/internal/reply.h"
 #include "rpc/kv.grpc.pb.h"
 
 namespace tally::kv::server {
@@ -13,32 +14,40 @@ using Clock = std::chrono::system_clock;
 constexpr auto kDefaultTimeout = std::chrono::seconds(5);
 constexpr uint32_t kMaxRangeLimit = 10000;
 
-class KvService final : public rpc::KV::Service {
+class KvService final : public rpc::KV::CallbackService {
  public:
   explicit KvService(Node* node) : node_(node) {}
 
-  grpc::Status Get(grpc::ServerContext* ctx, const rpc::GetRequest* req,
-                   rpc::GetResponse* resp) override {
-    if (grpc::Status st = CheckKey(req->key()); !st.ok()) return st;
-    const uint64_t group = node_->RangeFor(req->key()).group();
-    raft::Index index = 0;
-    if (grpc::Status st = Read(ctx, group, req->read_mode(), &index);
-        !st.ok()) {
-      return st;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx,
+                                const rpc::GetRequest* req,
+                                rpc::GetResponse* resp) override {
+    auto* reply = new Reply<rpc::GetResponse>(ctx, resp);
+    if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
+      return Finish(reply, st);
     }
-    absl::StatusOr<std::optional<rpc::KeyValue>> kv =
-        node_->Machine(group)->Get(req->key());
-    if (!kv.ok()) return ToGrpc(kv.status());
-    resp->set_found(kv->has_value());
-    if (*kv) *resp->mutable_kv() = **kv;
-    Header(group, index, req->read_mode(), resp->mutable_header());
-    return grpc::Status::OK;
+    const uint64_t group = node_->RangeFor(req->key()).group();
+    const std::string key = req->key();
+    const rpc::ReadMode mode = req->read_mode();
+    Read(reply, group, mode,
+         [this, key, group, mode](raft::Index index, rpc::GetResponse* out) {
+           absl::StatusOr<std::optional<rpc::KeyValue>> kv =
+               node_->Machine(group)->Get(key);
+           if (!kv.ok()) return ToGrpc(kv.status());
+           out->set_found(kv->has_value());
+           if (*kv) *out->mutable_kv() = **kv;
+           Header(group, index, mode, out->mutable_header());
+           return grpc::Status::OK;
+         });
+    return reply;
   }
 
-  grpc::Status Range(grpc::ServerContext* ctx, const rpc::RangeRequest* req,
-                     rpc::RangeResponse* resp) override {
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
+                                  const rpc::RangeRequest* req,
+                                  rpc::RangeResponse* resp) override {
+    auto* reply = new Reply<rpc::RangeResponse>(ctx, resp);
     if (!req->end().empty() && req->end() <= req->start()) {
-      return Invalid("range end must be empty (no bound) or after start");
+      return Finish(
+          reply, Invalid("range end must be empty (no bound) or after start"));
     }
     // One shard per call: the one holding `start`, up to its end. The
     // client continues into the next shard when `more` is set.
@@ -49,60 +58,67 @@ class KvService final : public rpc::KV::Service {
       end = shard.end();
       clamped = true;
     }
-    raft::Index index = 0;
-    if (grpc::Status st = Read(ctx, shard.group(), req->read_mode(), &index);
-        !st.ok()) {
-      return st;
-    }
     const uint32_t limit = req->limit() == 0 || req->limit() > kMaxRangeLimit
                                ? kMaxRangeLimit
                                : req->limit();
-    bool more = false;
-    absl::StatusOr<std::vector<rpc::KeyValue>> kvs =
-        node_->Machine(shard.group())->Range(req->start(), end, limit, &more);
-    if (!kvs.ok()) return ToGrpc(kvs.status());
-    for (auto& kv : *kvs) *resp->add_kvs() = std::move(kv);
-    resp->set_more(more ||
-                   (clamped && resp->kvs_size() < static_cast<int>(limit)));
-    Header(shard.group(), index, req->read_mode(), resp->mutable_header());
-    return grpc::Status::OK;
+    const uint64_t group = shard.group();
+    const rpc::ReadMode mode = req->read_mode();
+    Read(reply, group, mode,
+         [this, start = req->start(), end, clamped, limit, group, mode](
+             raft::Index index, rpc::RangeResponse* out) {
+           bool more = false;
+           absl::StatusOr<std::vector<rpc::KeyValue>> kvs =
+               node_->Machine(group)->Range(start, end, limit, &more);
+           if (!kvs.ok()) return ToGrpc(kvs.status());
+           for (auto& kv : *kvs) *out->add_kvs() = std::move(kv);
+           out->set_more(
+               more || (clamped && out->kvs_size() < static_cast<int>(limit)));
+           Header(group, index, mode, out->mutable_header());
+           return grpc::Status::OK;
+         });
+    return reply;
   }
 
-  grpc::Status Put(grpc::ServerContext* ctx, const rpc::PutRequest* req,
-                   rpc::PutResponse* resp) override {
-    if (grpc::Status st = CheckKey(req->key()); !st.ok()) return st;
-    if (grpc::Status st = CheckValue(req->value()); !st.ok()) return st;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx,
+                                const rpc::PutRequest* req,
+                                rpc::PutResponse* resp) override {
+    auto* reply = new Reply<rpc::PutResponse>(ctx, resp);
+    grpc::Status st = CheckKey(req->key());
+    if (st.ok()) st = CheckValue(req->value());
+    if (!st.ok()) return Finish(reply, st);
     rpc::Command cmd;
     *cmd.mutable_put() = *req;
     cmd.mutable_put()->clear_session();
     *cmd.mutable_session() = req->session();
-    rpc::CommandResult r;
-    if (grpc::Status st = Write(ctx, req->key(), std::move(cmd), &r);
-        !st.ok()) {
-      return st;
-    }
-    *resp = r.put();
-    return grpc::Status::OK;
+    Write(reply, req->key(), std::move(cmd),
+          [](rpc::CommandResult& r, rpc::PutResponse* out) {
+            *out = std::move(*r.mutable_put());
+          });
+    return reply;
   }
 
-  grpc::Status Delete(grpc::ServerContext* ctx, const rpc::DeleteRequest* req,
-                      rpc::DeleteResponse* resp) override {
-    if (grpc::Status st = CheckKey(req->key()); !st.ok()) return st;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
+                                   const rpc::DeleteRequest* req,
+                                   rpc::DeleteResponse* resp) override {
+    auto* reply = new Reply<rpc::DeleteResponse>(ctx, resp);
+    if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
+      return Finish(reply, st);
+    }
     rpc::Command cmd;
     *cmd.mutable_delete_() = *req;
     cmd.mutable_delete_()->clear_session();
     *cmd.mutable_session() = req->session();
-    rpc::CommandResult r;
-    if (grpc::Status st = Write(ctx, req->key(), std::move(cmd), &r);
-        !st.ok()) {
-      return st;
-    }
-    *resp = r.delete_();
-    return grpc::Status::OK;
+    Write(reply, req->key(), std::move(cmd),
+          [](rpc::CommandResult& r, rpc::DeleteResponse* out) {
+            *out = std::move(*r.mutable_delete_());
+          });
+    return reply;
   }
 
-  grpc::Status Txn(grpc::ServerContext* ctx, const rpc::TxnRequest* req,
-                   rpc::TxnResponse* resp) override {
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx,
+                                const rpc::TxnRequest* req,
+                                rpc::TxnResponse* resp) override {
+    auto* reply = new Reply<rpc::TxnResponse>(ctx, resp);
     std::vector<const std::string*> keys;
     for (const auto& c : req->compare()) keys.push_back(&c.key());
     for (const auto* ops : {&req->success(), &req->failure()}) {
@@ -110,37 +126,39 @@ class KvService final : public rpc::KV::Service {
         if (op.has_put()) {
           keys.push_back(&op.put().key());
           if (grpc::Status st = CheckValue(op.put().value()); !st.ok()) {
-            return st;
+            return Finish(reply, st);
           }
         } else if (op.has_delete_()) {
           keys.push_back(&op.delete_().key());
         } else if (op.has_get()) {
           keys.push_back(&op.get().key());
         } else {
-          return Invalid("a transaction operation must be get, put or delete");
+          return Finish(
+              reply,
+              Invalid("a transaction operation must be get, put or delete"));
         }
       }
     }
-    if (keys.empty()) return Invalid("empty transaction");
+    if (keys.empty()) return Finish(reply, Invalid("empty transaction"));
     const uint64_t group = node_->RangeFor(*keys[0]).group();
     for (const std::string* k : keys) {
-      if (grpc::Status st = CheckKey(*k); !st.ok()) return st;
+      if (grpc::Status st = CheckKey(*k); !st.ok()) return Finish(reply, st);
       if (node_->RangeFor(*k).group() != group) {
-        return Invalid(absl::StrCat("transaction spans shards: keys \"",
-                                    *keys[0], "\" and \"", *k,
-                                    "\" are in different ranges"));
+        return Finish(reply,
+                      Invalid(absl::StrCat("transaction spans shards: keys \"",
+                                           *keys[0], "\" and \"", *k,
+                                           "\" are in different ranges")));
       }
     }
     rpc::Command cmd;
     *cmd.mutable_txn() = *req;
     cmd.mutable_txn()->clear_session();
     *cmd.mutable_session() = req->session();
-    rpc::CommandResult r;
-    if (grpc::Status st = Write(ctx, *keys[0], std::move(cmd), &r); !st.ok()) {
-      return st;
-    }
-    *resp = r.txn();
-    return grpc::Status::OK;
+    Write(reply, *keys[0], std::move(cmd),
+          [](rpc::CommandResult& r, rpc::TxnResponse* out) {
+            *out = std::move(*r.mutable_txn());
+          });
+    return reply;
   }
 
  private:
@@ -163,11 +181,32 @@ class KvService final : public rpc::KV::Service {
     }
     return grpc::Status::OK;
   }
-  static Clock::time_point Deadline(grpc::ServerContext* ctx) {
-    const auto d = ctx->deadline();
-    const auto fallback = Clock::now() + kDefaultTimeout;
-    return d < fallback ? d : fallback;
+  template <typename Resp>
+  static grpc::ServerUnaryReactor* Finish(Reply<Resp>* reply, grpc::Status st) {
+    Reply<Resp>::Answer(reply->shared(), std::move(st));
+    return reply;
   }
+
+  // Answers DEADLINE_EXCEEDED if the call is still open at its deadline (at
+  // most kDefaultTimeout away).
+  template <typename Resp>
+  void Expire(Reply<Resp>* reply, const char* what) {
+    auto s = reply->shared();
+    const auto fallback = Clock::now() + kDefaultTimeout;
+    const auto d = s->ctx->deadline();
+    deadlines_.At(d < fallback ? d : fallback, [weak = std::weak_ptr(s), what] {
+      if (auto s = weak.lock()) {
+        Reply<Resp>::Answer(
+            std::move(s), grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                       absl::StrCat(what,
+                                                    " did not finish in time; "
+                                                    "the outcome is unknown "
+                                                    "(retry with the same "
+                                                    "session to find out)")));
+      }
+    });
+  }
+
   void Header(uint64_t group, raft::Index index, rpc::ReadMode mode,
               rpc::ResponseHeader* h) const {
     h->set_group(group);
@@ -177,40 +216,63 @@ class KvService final : public rpc::KV::Service {
     h->set_revision(node_->Machine(group)->revision());
   }
 
-  grpc::Status Read(grpc::ServerContext* ctx, uint64_t group,
-                    rpc::ReadMode mode, raft::Index* index) {
+  // Serves a read in `mode`: at once from what this node applied
+  // (serializable), else once a ReadIndex (or lease) check passes and this
+  // node applied its index; `serve(index, resp)` fills the response.
+  template <typename Resp, typename Serve>
+  void Read(Reply<Resp>* reply, uint64_t group, rpc::ReadMode mode,
+            Serve serve) {
+    auto s = reply->shared();
     if (node_->Machine(group) == nullptr) {
-      return node_->NotLeader(ctx, group,
-                              absl::UnavailableError("no replica here yet"));
+      Reply<Resp>::Answer(s, [&](auto* ctx, auto*) {
+        return node_->NotLeader(ctx, group,
+                                absl::UnavailableError("no replica here yet"));
+      });
+      return;
     }
     if (mode == rpc::SERIALIZABLE) {
-      *index = node_->Machine(group)->applied();
-      return grpc::Status::OK;
+      const raft::Index applied = node_->Machine(group)->applied();
+      Reply<Resp>::Answer(
+          s, [&](auto*, Resp* out) { return serve(applied, out); });
+      return;
     }
-    absl::StatusOr<raft::Index> i =
-        node_->AwaitRead(group, mode == rpc::LEASE, Deadline(ctx));
-    if (absl::IsUnavailable(i.status())) {
-      return node_->NotLeader(ctx, group, i.status());
-    }
-    if (!i.ok()) return ToGrpc(i.status());
-    *index = *i;
-    return grpc::Status::OK;
+    Expire(reply, "read");
+    node_->ReadAsync(group, mode == rpc::LEASE,
+                     [this, s, group, serve](absl::StatusOr<raft::Index> i) {
+                       Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
+                         if (absl::IsUnavailable(i.status())) {
+                           return node_->NotLeader(ctx, group, i.status());
+                         }
+                         if (!i.ok()) return ToGrpc(i.status());
+                         return serve(*i, out);
+                       });
+                     });
   }
 
-  grpc::Status Write(grpc::ServerContext* ctx, const std::string& key,
-                     rpc::Command cmd, rpc::CommandResult* out) {
+  // Proposes `cmd` to the range of `key`; `fill(result, resp)` turns the
+  // applied result into the response.
+  template <typename Resp, typename Fill>
+  void Write(Reply<Resp>* reply, const std::string& key, rpc::Command cmd,
+             Fill fill) {
+    auto s = reply->shared();
     const uint64_t group = node_->RangeFor(key).group();
-    absl::StatusOr<rpc::CommandResult> r =
-        node_->Write(group, std::move(cmd), Deadline(ctx));
-    if (absl::IsUnavailable(r.status())) {
-      return node_->NotLeader(ctx, group, r.status());
-    }
-    if (!r.ok()) return ToGrpc(r.status());
-    *out = std::move(*r);
-    return grpc::Status::OK;
+    Expire(reply, "write");
+    node_->WriteAsync(
+        group, std::move(cmd),
+        [this, s, group, fill](absl::StatusOr<rpc::CommandResult> r) {
+          Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
+            if (absl::IsUnavailable(r.status())) {
+              return node_->NotLeader(ctx, group, r.status());
+            }
+            if (!r.ok()) return ToGrpc(r.status());
+            fill(*r, out);
+            return grpc::Status::OK;
+          });
+        });
   }
 
   Node* const node_;
+  Deadlines deadlines_;
 };
 
 }  // namespace

@@ -43,41 +43,40 @@ StateMachine* Node::Machine(raft::host::GroupId group) const {
   return it == machines.end() ? nullptr : it->second.get();
 }
 
-absl::StatusOr<rpc::CommandResult> Node::Write(
-    raft::host::GroupId group, rpc::Command cmd,
-    std::chrono::system_clock::time_point deadline) {
+void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,
+                      WriteDone done) {
   cmd.set_time_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count());
-  auto p = std::make_shared<std::promise<absl::StatusOr<std::string>>>();
-  host->Propose(group, cmd.SerializeAsString(),
-                [p](absl::StatusOr<raft::host::Applied> r) {
-                  if (r.ok()) {
-                    p->set_value(std::move(r->result));
-                  } else {
-                    p->set_value(r.status());
-                  }
-                });
-  absl::StatusOr<std::string> raw = Await(p->get_future(), deadline, "write");
-  if (!raw.ok()) return raw.status();
-  rpc::CommandResult result;
-  if (!result.ParseFromString(*raw)) {
-    return absl::InternalError("undecodable write result");
-  }
-  if (result.error_code() != 0) {
-    return absl::Status(static_cast<absl::StatusCode>(result.error_code()),
-                        result.error_message());
-  }
-  return result;
+  host->Propose(
+      group, cmd.SerializeAsString(),
+      [done = std::move(done)](absl::StatusOr<raft::host::Applied> r) {
+        if (!r.ok()) return done(r.status());
+        rpc::CommandResult result;
+        if (!result.ParseFromString(r->result)) {
+          return done(absl::InternalError("undecodable write result"));
+        }
+        if (result.error_code() != 0) {
+          return done(
+              absl::Status(static_cast<absl::StatusCode>(result.error_code()),
+                           result.error_message()));
+        }
+        done(std::move(result));
+      });
 }
 
-absl::StatusOr<raft::Index> Node::AwaitRead(
-    raft::host::GroupId group, bool lease,
+void Node::ReadAsync(raft::host::GroupId group, bool lease, ReadDone done) {
+  host->ReadIndex(group, lease, std::move(done));
+}
+
+absl::StatusOr<rpc::CommandResult> Node::Write(
+    raft::host::GroupId group, rpc::Command cmd,
     std::chrono::system_clock::time_point deadline) {
-  auto p = std::make_shared<std::promise<absl::StatusOr<raft::Index>>>();
-  host->ReadIndex(group, lease,
-                  [p](absl::StatusOr<raft::Index> i) { p->set_value(i); });
-  return Await(p->get_future(), deadline, "read");
+  auto p = std::make_shared<std::promise<absl::StatusOr<rpc::CommandResult>>>();
+  WriteAsync(group, std::move(cmd), [p](absl::StatusOr<rpc::CommandResult> r) {
+    p->set_value(std::move(r));
+  });
+  return Await(p->get_future(), deadline, "write");
 }
 
 absl::Status Node::ProposeConfChange(
@@ -95,7 +94,7 @@ absl::Status Node::ProposeConfChange(
   return Await(p->get_future(), deadline, "membership change").status();
 }
 
-grpc::Status Node::NotLeader(grpc::ServerContext* ctx,
+grpc::Status Node::NotLeader(grpc::ServerContextBase* ctx,
                              raft::host::GroupId group,
                              const absl::Status& cause) const {
   absl::StatusOr<raft::host::GroupInfo> info = host->Group(group);

@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_NODE_H_
 #define TALLY_KV_SERVER_INTERNAL_NODE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,16 +37,22 @@ struct Node {
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
   StateMachine* Machine(raft::host::GroupId group) const;
-  // Proposes and waits (bounded by `deadline`) for the applied result.
+  using WriteDone = std::function<void(absl::StatusOr<rpc::CommandResult>)>;
+  using ReadDone = std::function<void(absl::StatusOr<raft::Index>)>;
+
+  // Proposes; `done` gets the applied result (on the apply thread), or why
+  // it will not come (on the raft loop).
+  void WriteAsync(raft::host::GroupId group, rpc::Command cmd, WriteDone done);
+  // `done` gets the index at which reading `group` here is linearizable (or
+  // lease-safe) once this node has applied it.
+  void ReadAsync(raft::host::GroupId group, bool lease, ReadDone done);
+  // WriteAsync, waiting (bounded by `deadline`).
   absl::StatusOr<rpc::CommandResult> Write(
       raft::host::GroupId group, rpc::Command cmd,
       std::chrono::system_clock::time_point deadline);
-  // Waits until reading `group` here is linearizable (or lease-safe).
-  absl::StatusOr<raft::Index> AwaitRead(
-      raft::host::GroupId group, bool lease,
-      std::chrono::system_clock::time_point deadline);
   // UNAVAILABLE naming the group's leader, for redirects.
-  grpc::Status NotLeader(grpc::ServerContext* ctx, raft::host::GroupId group,
+  grpc::Status NotLeader(grpc::ServerContextBase* ctx,
+                         raft::host::GroupId group,
                          const absl::Status& cause) const;
   absl::Status ProposeConfChange(
       raft::host::GroupId group, const raft::ConfChange& cc,

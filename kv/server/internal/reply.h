@@ -1,0 +1,124 @@
+#ifndef TALLY_KV_SERVER_INTERNAL_REPLY_H_
+#define TALLY_KV_SERVER_INTERNAL_REPLY_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
+
+namespace tally::kv::server {
+
+// The answer to one unary call of the callback API, given once: by the
+// operation's completion (on whichever thread finishes it: the raft loop,
+// the apply thread), by the client's cancellation, or by the server's
+// deadline, whichever comes first. Later attempts are dropped, so a
+// completion that arrives after the call is gone touches nothing.
+//
+// Hand `Answer` copies of shared() to the completions; the reactor deletes
+// itself when gRPC is done with the call.
+template <typename Resp>
+class Reply final : public grpc::ServerUnaryReactor {
+ public:
+  struct State {
+    absl::Mutex mu;
+    bool answered ABSL_GUARDED_BY(mu) = false;
+    grpc::CallbackServerContext* ctx = nullptr;
+    Resp* resp = nullptr;
+    Reply* reactor = nullptr;
+  };
+  using Fill = std::function<grpc::Status(grpc::CallbackServerContext*, Resp*)>;
+
+  Reply(grpc::CallbackServerContext* ctx, Resp* resp)
+      : state_(std::make_shared<State>()) {
+    state_->ctx = ctx;
+    state_->resp = resp;
+    state_->reactor = this;
+  }
+
+  std::shared_ptr<State> shared() const { return state_; }
+
+  // Answers with fill(ctx, resp)'s status, unless the call was answered.
+  static void Answer(std::shared_ptr<State> s, const Fill& fill) {
+    absl::MutexLock l(&s->mu);
+    if (s->answered) return;
+    s->answered = true;
+    s->reactor->Finish(fill(s->ctx, s->resp));
+  }
+  static void Answer(std::shared_ptr<State> s, grpc::Status st) {
+    Answer(std::move(s), [&](auto*, auto*) { return st; });
+  }
+
+  void OnCancel() override {
+    Answer(state_, grpc::Status(grpc::StatusCode::CANCELLED,
+                                "the call was cancelled (the client gave up or "
+                                "its deadline passed); a write's outcome is "
+                                "unknown"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+// Answers calls whose operation is still running at their deadline with
+// DEADLINE_EXCEEDED: one thread for every call of the server.
+class Deadlines {
+ public:
+  Deadlines() : thread_([this] { Run(); }) {}
+  ~Deadlines() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+  // Runs `expire` at `at` unless the call was answered by then (expire is
+  // an Answer that drops itself in that case).
+  void At(std::chrono::system_clock::time_point at,
+          std::function<void()> expire) {
+    std::lock_guard<std::mutex> l(mu_);
+    const bool first = timers_.empty() || at < timers_.begin()->first;
+    timers_.emplace(at, std::move(expire));
+    if (first) cv_.notify_one();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stop_) {
+      if (timers_.empty()) {
+        cv_.wait(l);
+        continue;
+      }
+      const auto at = timers_.begin()->first;
+      if (std::chrono::system_clock::now() < at) {
+        cv_.wait_until(l, at);
+        continue;
+      }
+      std::function<void()> expire = std::move(timers_.begin()->second);
+      timers_.erase(timers_.begin());
+      l.unlock();
+      expire();
+      l.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::multimap<std::chrono::system_clock::time_point, std::function<void()>>
+      timers_;
+  std::thread thread_;
+};
+
+}  // namespace tally::kv::server
+
+#endif  // TALLY_KV_SERVER_INTERNAL_REPLY_H_
