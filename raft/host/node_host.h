@@ -151,7 +151,10 @@ class NodeHost {
   // after_work: the inbox had work this pass (else only a tick happened).
   void ProcessReadies(bool after_work);
   void Persist(std::vector<std::pair<GroupState*, Ready>>& readies);
-  void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies);
+  // leader_appends: send only a leader's appends and heartbeats (before the
+  // write), else only the rest (after it).
+  void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
+                    bool leader_appends);
   void DeliverCommitted(GroupState& g, const Ready& rd);
   // The callback of the proposal appended at e.index, if e is that entry;
   // a proposal that lost its index to another leader's entry fails.

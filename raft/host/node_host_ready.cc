@@ -27,8 +27,9 @@ void NodeHost::ProcessReadies(bool after_work) {
       }
     }
     if (readies.empty()) return;
+    SendMessages(readies, /*leader_appends=*/true);
     Persist(readies);
-    SendMessages(readies);
+    SendMessages(readies, /*leader_appends=*/false);
     for (auto& [g, rd] : readies) {
       DeliverCommitted(*g, rd);
       g->raw->Advance(rd);
@@ -62,15 +63,31 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
   }
 }
 
-// 2. The messages of every group, batched per destination node.
-void NodeHost::SendMessages(
-    std::vector<std::pair<GroupState*, Ready>>& readies) {
+// 2. The messages of every group, batched per destination node. A
+// leader's appends and heartbeats go first, before step 1 (dissertation
+// §10.2.1): the followers write the entries while the leader does. Commit
+// still waits for the leader's own durable copy, because the followers'
+// answers are stepped in a later pass, after this pass's write returned.
+// Everything else (answers, votes) goes after the write it depends on.
+void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
+                            bool leader_appends) {
   std::map<NodeId, std::vector<GroupMessage>> out;
   for (auto& [g, rd] : readies) {
+    const bool leader = g->raw->raft().role() == Role::kLeader;
+    auto early = [&](const Message& m) {
+      return leader && (m.type == MessageType::kAppend ||
+                        m.type == MessageType::kHeartbeat);
+    };
+    std::vector<Message> kept;
     for (Message& m : rd.messages) {
+      if (early(m) != leader_appends) {
+        kept.push_back(std::move(m));
+        continue;
+      }
       const NodeId to = m.to;
       out[to].push_back({g->id, std::move(m)});
     }
+    rd.messages = std::move(kept);
   }
   for (auto& [to, msgs] : out) transport_->Send(to, std::move(msgs));
 }
