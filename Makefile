@@ -9,7 +9,7 @@ CMAKE_FLAGS ?=
 # `make build WERROR=OFF` to only warn.
 WERROR ?= ON
 
-.PHONY: all deps configure build test cluster cluster-stop sim jepsen format lint clean
+.PHONY: all deps configure build test cluster cluster-stop sim jepsen bench microbench format lint clean
 
 all: build
 
@@ -47,6 +47,15 @@ jepsen: build
 	@TALLY_BUILD_DIR=$(abspath $(BUILD_DIR)) TALLY_JEPSEN_DURATION=$(JEPSEN_DURATION) \
 	  $(if $(JEPSEN_SEED),TALLY_JEPSEN_SEED=$(JEPSEN_SEED)) \
 	  /usr/bin/python3 -m pytest -p no:cacheprovider jepsen/tests $(JEPSEN_ARGS)
+
+# Tally next to etcd 3.4 on this machine (docs/performance.md): about 15
+# minutes; prints a Markdown table and a summary line.
+bench: build
+	@bench/compare-etcd.sh
+
+# Google Benchmark micro-benchmarks of the write path.
+microbench: build
+	@$(BUILD_DIR)/bin/microbench
 
 SOURCES = $(shell git ls-files '*.cc' '*.h')
 

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Tally next to etcd on this machine: the same kvbench workloads against a
+# three-node Tally cluster and a three-node etcd 3.4 cluster on 127.0.0.1,
+# one at a time, then the ceilings (single-node Tally) and the Multi-Raft
+# scale runs. Prints a Markdown table and, last,
+#   bench: write_ratio=<x> read_ratio=<y> p99_write_ratio=<z>
+# (Tally / etcd, puts and linearizable gets with 256 clients).
+#
+#   bench/compare-etcd.sh            # about 15 minutes
+#   BENCH_DURATION=5 bench/compare-etcd.sh
+#   BENCH_SKIP_SCALE=1 bench/compare-etcd.sh   # without the Multi-Raft runs
+#
+# Installs etcd-server and etcd-client from Debian when etcd is missing.
+# Everything runs under build/bench/<time>/ and only the processes this
+# script started are stopped (by PID), also when it fails.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin=${TALLY_BIN:-$root/build/bin}
+duration=${BENCH_DURATION:-10}
+warmup=${BENCH_WARMUP:-2}
+idle_ranges=${BENCH_IDLE_RANGES:-10000}
+work="$root/build/bench/$(date +%Y%m%d-%H%M%S)"
+results="$work/results.jsonl"
+mkdir -p "$work"
+
+[ -x "$bin/kvbench" ] || make -C "$root" build >/dev/null
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+  echo "bench: installing etcd-server and etcd-client from Debian" >&2
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
+    etcd-server etcd-client >/dev/null
+fi
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap cleanup EXIT INT TERM
+
+# --- clusters -------------------------------------------------------------
+tally_endpoints=""
+start_tally() {  # start_tally <nodes> <dir> [split points]
+  local n=$1 dir=$2 ranges=${3:-} initial="" i
+  tally_endpoints=""
+  for i in $(seq 1 "$n"); do
+    initial+="${initial:+,}n$i=127.0.0.1:$((7700 + i))"
+    tally_endpoints+="${tally_endpoints:+,}127.0.0.1:$((7600 + i))"
+  done
+  mkdir -p "$dir"
+  # Through a config file: 10,000 split points exceed the kernel's limit
+  # on one command-line argument.
+  printf 'initial-ranges = "%s"\n' "$ranges" >"$dir/ranges.toml"
+  for i in $(seq 1 "$n"); do
+    "$bin/kvd" --config "$dir/ranges.toml" --name "n$i" --data-dir "$dir/n$i" \
+      --listen-client "127.0.0.1:$((7600 + i))" --listen-peer "127.0.0.1:$((7700 + i))" \
+      --initial-cluster "$initial" \
+      --log-level warn >>"$dir/n$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for _ in $(seq 1 600); do
+    if "$bin/kvctl" --endpoints "$tally_endpoints" --timeout-ms 1000 get bench-probe \
+        >/dev/null 2>&1 || [ $? -eq 1 ]; then return 0; fi
+    sleep 0.5
+  done
+  echo "bench: the Tally cluster in $dir did not start" >&2
+  exit 1
+}
+
+etcd_endpoints=""
+start_etcd() {  # start_etcd <dir>
+  local dir=$1 initial="" i
+  etcd_endpoints=""
+  for i in 1 2 3; do
+    initial+="${initial:+,}e$i=http://127.0.0.1:$((24380 + i))"
+    etcd_endpoints+="${etcd_endpoints:+,}127.0.0.1:$((24370 + i))"
+  done
+  for i in 1 2 3; do
+    mkdir -p "$dir"
+    etcd --name "e$i" --data-dir "$dir/e$i" \
+      --listen-client-urls "http://127.0.0.1:$((24370 + i))" \
+      --advertise-client-urls "http://127.0.0.1:$((24370 + i))" \
+      --listen-peer-urls "http://127.0.0.1:$((24380 + i))" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$((24380 + i))" \
+      --initial-cluster "$initial" --initial-cluster-state new \
+      --initial-cluster-token tally-bench --log-level error >>"$dir/e$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for _ in $(seq 1 120); do
+    if ETCDCTL_API=3 etcdctl --endpoints "$etcd_endpoints" endpoint health \
+        >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  echo "bench: the etcd cluster in $dir did not start" >&2
+  exit 1
+}
+
+# --- runs -----------------------------------------------------------------
+run() {  # run <label> <target> <endpoints> kvbench options...
+  local label=$1 target=$2 endpoints=$3
+  shift 3
+  echo "bench: $label ($target)" >&2
+  "$bin/kvbench" --target "$target" --endpoints "$endpoints" --duration "$duration" \
+    --warmup "$warmup" --key-size 16 --value-size 256 --keys 100000 "$@" 2>/dev/null |
+    sed "s/^{/{\"label\":\"$label\",/" >>"$results"
+}
+
+workloads() {  # workloads <target> <endpoints>
+  local t=$1 e=$2 c
+  for c in 1 16 64 256; do run "put-$c" "$t" "$e" --op put --clients "$c"; done
+  "$bin/kvbench" --target "$t" --endpoints "$e" --op put --clients 64 --preload \
+    --ops 1 --keys 100000 --key-size 16 --value-size 256 --warmup 0 >/dev/null 2>&1
+  for c in 1 64 256; do run "get-$c" "$t" "$e" --op get --clients "$c"; done
+  run "serializable-get-256" "$t" "$e" --op get --read-mode serializable --clients 256
+  run "mixed-256" "$t" "$e" --op mixed --read-ratio 0.9 --clients 256
+}
+
+# fsync latency of the disk the data dirs are on.
+dd if=/dev/zero of="$work/fsync-probe" bs=4k count=500 oflag=dsync 2>"$work/fsync.txt" || true
+rm -f "$work/fsync-probe"
+
+start_tally 3 "$work/tally3"
+workloads tally "$tally_endpoints"
+run "lease-get-256" tally "$tally_endpoints" --op get --read-mode lease --clients 256
+cleanup
+
+start_etcd "$work/etcd3"
+workloads etcd "$etcd_endpoints"
+cleanup
+
+# Ceilings: no replication; reads from one node's applied state.
+start_tally 1 "$work/tally1"
+run "ceiling-put-256" tally "$tally_endpoints" --op put --clients 256
+"$bin/kvbench" --target tally --endpoints "$tally_endpoints" --op put --clients 64 --preload \
+  --ops 1 --keys 100000 --key-size 16 --value-size 256 --warmup 0 >/dev/null 2>&1
+run "ceiling-serializable-get-256" tally "$tally_endpoints" --op get \
+  --read-mode serializable --clients 256
+cleanup
+
+splits() {  # splits <ranges>: split points of kvbench's 100k keys
+  local r=$1 i out=""
+  for i in $(seq 1 $((r - 1))); do out+="${out:+,}$(printf 'k%015d' $((100000 * i / r)))"; done
+  echo "$out"
+}
+
+if [ "${BENCH_SKIP_SCALE:-0}" != 1 ]; then
+  for r in 1 8 64; do
+    start_tally 3 "$work/tally3-r$r" "$(splits "$r")"
+    run "ranges-$r-put-256" tally "$tally_endpoints" --op put --clients 256
+    cleanup
+  done
+  # Idle ranges: CPU and memory of a cluster with nothing to do.
+  start_tally 3 "$work/tally3-idle" "$(splits "$idle_ranges")"
+  sleep 20  # elections settle and groups go quiet
+  ticks=$(getconf CLK_TCK)
+  cpu() { local s=0 p; for p in "${pids[@]}"; do
+    s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
+  c0=$(cpu); sleep 30; c1=$(cpu)
+  rss=0; for p in "${pids[@]}"; do rss=$((rss + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
+  /usr/bin/python3 -c "import json; print(json.dumps({'label': 'idle-$idle_ranges', \
+'cpu_percent_of_core': round(100.0 * ($c1 - $c0) / $ticks / 30, 2), 'rss_mb': round($rss / 1024)}))" \
+    >>"$results"
+  cleanup
+fi
+
+/usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" | tee "$work/report.md"

@@ -1,0 +1,308 @@
+// kvbench: drives Tally or etcd with many requests in flight and reports
+// throughput and latency.
+//
+//   kvbench --target tally --endpoints 127.0.0.1:7001,... --op put
+//           --clients 256 --duration 10
+//
+// A progress line goes to stderr every second; one JSON line with the
+// summary goes to stdout at the end.
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "cmd/kvbench/targets.h"
+#include "cmd/kvbench/workload.h"
+
+namespace tally::kvbench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+struct Slot {
+  size_t id = 0;
+  Op op = Op::kPut;
+  std::string key;
+  Clock::time_point start;
+  int retries = 0;
+};
+
+// Runs `clients` logical clients over `threads` completion queues until the
+// measured phase ends; records the latency of every operation that
+// completes in it.
+class Driver {
+ public:
+  Driver(Target* target, const Workload& w, int clients, int threads)
+      : target_(target), w_(w), clients_(clients), threads_(threads) {
+    value_.assign(w.value_size, 'v');
+  }
+
+  // Writes every key of the key space once (for get workloads).
+  void Preload() {
+    preload_ = true;
+    Run(Clock::now(), Clock::now() + std::chrono::hours(1), 0);
+    preload_ = false;
+    latencies_.clear();
+    errors_ = 0;
+  }
+
+  Summary Measure(double warmup_s, double duration_s, uint64_t total_ops) {
+    const auto begin =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(warmup_s));
+    const auto end =
+        begin +
+        std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(total_ops > 0 ? 3600.0 : duration_s));
+    Run(begin, end, total_ops);
+    const double secs =
+        std::chrono::duration<double>(finished_ - begin).count();
+    std::vector<uint32_t> all;
+    for (auto& v : latencies_) all.insert(all.end(), v.begin(), v.end());
+    return Summary::Of(&all, errors_.load(), secs);
+  }
+
+  uint64_t retries() const { return retries_.load(); }
+  double cpu_seconds() const { return cpu_end_ - cpu_begin_; }
+
+ private:
+  void Run(Clock::time_point begin, Clock::time_point end, uint64_t total_ops) {
+    begin_ = begin;
+    end_ = end;
+    total_ops_ = total_ops;
+    done_ = false;
+    next_key_ = 0;
+    recorded_ = 0;
+    latencies_.assign(threads_, {});
+    std::atomic<bool> stop_progress{false};
+    std::thread progress([&] { Progress(&stop_progress); });
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads_; ++t) {
+      workers.emplace_back([this, t] { Worker(t); });
+    }
+    for (auto& w : workers) w.join();
+    finished_ = std::min(Clock::now(), end_);
+    if (total_ops_ > 0) finished_ = last_recorded_;
+    cpu_end_ = CpuSeconds();
+    stop_progress = true;
+    progress.join();
+  }
+
+  void Progress(std::atomic<bool>* stop) {
+    const auto start = Clock::now();
+    uint64_t last = 0;
+    while (!stop->load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto now = Clock::now();
+      const double s = std::chrono::duration<double>(now - start).count();
+      if (static_cast<int>(s * 10) % 10 != 0) continue;
+      const uint64_t n = completed_.load();
+      std::fprintf(stderr,
+                   "kvbench: %s %4.0fs ops=%llu ops/s=%llu errors=%llu\n",
+                   preload_       ? "preload"
+                   : now < begin_ ? "warm-up"
+                                  : "run",
+                   s, static_cast<unsigned long long>(n),
+                   static_cast<unsigned long long>(n - last),
+                   static_cast<unsigned long long>(errors_.load()));
+      last = n;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  bool Next(Slot* s, KeyChooser* keys, std::mt19937_64* rng) {
+    if (preload_) {
+      const uint64_t k = next_key_++;
+      if (k >= w_.keys) return false;
+      s->op = Op::kPut;
+      s->key = KeyName(k, w_.key_size);
+      return true;
+    }
+    if (done_.load(std::memory_order_relaxed) || Clock::now() >= end_) {
+      return false;
+    }
+    if (w_.op == "get") {
+      s->op = Op::kGet;
+    } else if (w_.op == "cas") {
+      s->op = Op::kCas;
+    } else if (w_.op == "mixed") {
+      s->op = std::uniform_real_distribution<double>(0, 1)(*rng) < w_.read_ratio
+                  ? Op::kGet
+                  : Op::kPut;
+    } else {
+      s->op = Op::kPut;
+    }
+    s->key = KeyName(keys->Next(), w_.key_size);
+    return true;
+  }
+
+  void Send(Slot* s, grpc::CompletionQueue* cq) {
+    Call* c = target_->Start(s->op, s->key, value_, s->id, cq);
+    c->owner = s;
+  }
+
+  void Worker(int t) {
+    grpc::CompletionQueue cq;
+    KeyChooser keys(w_.keys, w_.zipfian, 1000 + t);
+    std::mt19937_64 rng(t);
+    std::vector<Slot> slots;
+    for (int i = t; i < clients_; i += threads_) {
+      slots.push_back(Slot{static_cast<size_t>(i)});
+    }
+    if (t == 0) cpu_begin_ = CpuSeconds();
+    size_t in_flight = 0;
+    for (Slot& s : slots) {
+      if (!Next(&s, &keys, &rng)) break;
+      s.start = Clock::now();
+      s.retries = 0;
+      Send(&s, &cq);
+      ++in_flight;
+    }
+    std::vector<uint32_t>& lat = latencies_[t];
+    void* tag;
+    bool ok;
+    while (in_flight > 0 && cq.Next(&tag, &ok)) {
+      Call* c = static_cast<Call*>(tag);
+      Slot* s = static_cast<Slot*>(c->owner);
+      const Target::Result r = target_->Finish(c);
+      delete c;
+      if (r == Target::Result::kRetry && s->retries < 20) {
+        ++s->retries;
+        ++retries_;
+        Send(s, &cq);
+        continue;
+      }
+      const auto now = Clock::now();
+      ++completed_;
+      if (!preload_ && now >= begin_ && now < end_) {
+        if (r == Target::Result::kOk) {
+          lat.push_back(static_cast<uint32_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(now -
+                                                                    s->start)
+                  .count()));
+          if (total_ops_ > 0 && ++recorded_ >= total_ops_) {
+            last_recorded_ = now;
+            done_ = true;
+          }
+        } else {
+          ++errors_;
+        }
+      } else if (r != Target::Result::kOk) {
+        ++errors_;
+      }
+      if (Next(s, &keys, &rng)) {
+        s->start = Clock::now();
+        s->retries = 0;
+        Send(s, &cq);
+      } else {
+        --in_flight;
+      }
+    }
+  }
+
+  Target* const target_;
+  const Workload w_;
+  const int clients_;
+  const int threads_;
+  std::string value_;
+  bool preload_ = false;
+  Clock::time_point begin_, end_, finished_, last_recorded_;
+  uint64_t total_ops_ = 0;
+  std::atomic<bool> done_{false};
+  std::atomic<uint64_t> next_key_{0}, recorded_{0}, completed_{0};
+  std::atomic<uint64_t> errors_{0}, retries_{0};
+  double cpu_begin_ = 0, cpu_end_ = 0;
+  std::vector<std::vector<uint32_t>> latencies_;
+};
+
+}  // namespace
+}  // namespace tally::kvbench
+
+int main(int argc, char** argv) {
+  using namespace tally::kvbench;
+  // As in kvd: no lock-order graph on every Mutex operation.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  CLI::App app{"Benchmarks Tally or etcd through their gRPC APIs"};
+  std::string target = "tally";
+  std::string endpoints;
+  std::string read_mode = "linearizable";
+  std::string dist = "uniform";
+  Workload w;
+  int clients = 16, connections = 1, threads = 2, timeout_ms = 5000;
+  double duration = 10, warmup = 2;
+  uint64_t total_ops = 0;
+  bool preload = false;
+  app.add_option("--target", target, "tally or etcd")
+      ->check(CLI::IsMember({"tally", "etcd"}));
+  app.add_option("--endpoints", endpoints, "host:port,... (client addresses)")
+      ->required();
+  app.add_option("--op", w.op, "put, get, mixed or cas")
+      ->check(CLI::IsMember({"put", "get", "mixed", "cas"}));
+  app.add_option("--read-ratio", w.read_ratio, "mixed: the share of gets")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--read-mode", read_mode, "linearizable, lease, serializable")
+      ->check(CLI::IsMember({"linearizable", "lease", "serializable"}));
+  app.add_option("--clients", clients, "requests in flight")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--connections", connections, "TCP connections per endpoint")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "completion-queue threads")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--key-size", w.key_size, "bytes")->check(CLI::Range(2, 1024));
+  app.add_option("--value-size", w.value_size, "bytes");
+  app.add_option("--keys", w.keys, "key space")->check(CLI::PositiveNumber);
+  app.add_option("--dist", dist, "uniform or zipfian")
+      ->check(CLI::IsMember({"uniform", "zipfian"}));
+  app.add_option("--duration", duration, "seconds measured");
+  app.add_option("--ops", total_ops, "operations measured (instead of time)");
+  app.add_option("--warmup", warmup, "seconds before measuring");
+  app.add_option("--timeout-ms", timeout_ms, "per request");
+  app.add_flag("--preload", preload, "write every key once before measuring");
+  CLI11_PARSE(app, argc, argv);
+
+  w.zipfian = dist == "zipfian";
+  w.read_mode = read_mode == "lease"          ? ReadMode::kLease
+                : read_mode == "serializable" ? ReadMode::kSerializable
+                                              : ReadMode::kLinearizable;
+  TargetOptions o;
+  for (absl::string_view e :
+       absl::StrSplit(endpoints, ',', absl::SkipEmpty())) {
+    o.endpoints.emplace_back(e);
+  }
+  o.connections = connections;
+  o.read_mode = w.read_mode;
+  o.timeout_ms = timeout_ms;
+  auto t = target == "etcd" ? NewEtcdTarget(o) : NewTallyTarget(o);
+  if (!t.ok()) {
+    std::cerr << "kvbench: " << t.status().message() << "\n";
+    return 2;
+  }
+  Driver driver(t->get(), w, clients, threads);
+  if (preload) driver.Preload();
+  Summary s = driver.Measure(warmup, duration, total_ops);
+  std::printf(
+      "{\"target\":\"%s\",\"op\":\"%s\",\"read_mode\":\"%s\",\"clients\":%d,"
+      "\"connections\":%d,\"ops\":%llu,\"seconds\":%.2f,\"ops_per_sec\":%.0f,"
+      "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
+      "\"max_ms\":%.3f,\"errors\":%llu,\"retries\":%llu,"
+      "\"client_cpu_s\":%.2f}\n",
+      target.c_str(), w.op.c_str(), read_mode.c_str(), clients, connections,
+      static_cast<unsigned long long>(s.ops), s.seconds,
+      s.seconds > 0 ? s.ops / s.seconds : 0.0, s.p50, s.p90, s.p99, s.p999,
+      s.max, static_cast<unsigned long long>(s.errors),
+      static_cast<unsigned long long>(driver.retries()), driver.cpu_seconds());
+  return s.ops > 0 ? 0 : 1;
+}

@@ -1,0 +1,275 @@
+#include "cmd/kvbench/targets.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "bench/etcd_kv.grpc.pb.h"
+#include "client/client.h"
+#include "rpc/kv.grpc.pb.h"
+
+namespace tally::kvbench {
+namespace {
+
+template <typename Resp>
+struct TypedCall : Call {
+  Resp resp;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>> reader;
+};
+
+// Starts an asynchronous unary call: `prepare` is a stub's PrepareAsyncX.
+template <typename Resp, typename Prepare>
+Call* Launch(Prepare prepare, int timeout_ms, grpc::CompletionQueue* cq,
+             uint64_t group = 0) {
+  auto* c = new TypedCall<Resp>;
+  c->group = group;
+  c->ctx.set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(timeout_ms));
+  c->reader = prepare(&c->ctx, cq);
+  c->reader->StartCall();
+  c->reader->Finish(&c->resp, &c->status, c);
+  return c;
+}
+
+// `n` channels to `address` that do not share a TCP connection.
+std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& address,
+                                                     int n) {
+  std::vector<std::shared_ptr<grpc::Channel>> out;
+  for (int i = 0; i < std::max(n, 1); ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("tally.kvbench.connection", i);  // distinct channel args
+    out.push_back(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
+  }
+  return out;
+}
+
+class TallyTarget : public Target {
+ public:
+  explicit TallyTarget(TargetOptions o) : o_(std::move(o)) {}
+
+  absl::Status Init() {
+    client::ClientOptions co;
+    co.endpoints = o_.endpoints;
+    auto c = client::Client::Connect(co);
+    if (!c.ok()) return c.status();
+    absl::StatusOr<rpc::RangesResponse> r = (*c)->Ranges();
+    if (!r.ok()) {
+      return absl::Status(r.status().code(),
+                          absl::StrCat("cannot read the cluster's ranges: ",
+                                       r.status().message()));
+    }
+    std::map<uint64_t, std::string> address;  // node -> client address
+    for (const rpc::Member& m : r->members()) {
+      address[m.id()] = m.client_address();
+    }
+    for (const rpc::RangeDescriptor& d : r->ranges()) ranges_.push_back(d);
+    std::sort(ranges_.begin(), ranges_.end(), [](const auto& a, const auto& b) {
+      return a.start() < b.start();
+    });
+    for (const auto& [group, node] : r->leaders()) {
+      if (address.count(node) && !address[node].empty()) {
+        leader_[group] = address[node];
+      }
+    }
+    for (const std::string& e : o_.endpoints) Stubs(e);
+    for (const auto& [id, a] : address) {
+      if (!a.empty()) Stubs(a);
+    }
+    return absl::OkStatus();
+  }
+
+  Call* Start(Op op, const std::string& key, const std::string& value,
+              size_t slot, grpc::CompletionQueue* cq) override {
+    const uint64_t group = GroupFor(key);
+    const bool local_read =
+        op == Op::kGet && o_.read_mode == ReadMode::kSerializable;
+    rpc::KV::Stub* stub =
+        Stub(local_read ? o_.endpoints[slot % o_.endpoints.size()]
+                        : Leader(group, slot),
+             slot);
+    switch (op) {
+      case Op::kPut: {
+        rpc::PutRequest req;
+        req.set_key(key);
+        req.set_value(value);
+        return Launch<rpc::PutResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncPut(ctx, req, q);
+            },
+            o_.timeout_ms, cq, group);
+      }
+      case Op::kGet: {
+        rpc::GetRequest req;
+        req.set_key(key);
+        req.set_read_mode(o_.read_mode == ReadMode::kLease ? rpc::LEASE
+                          : local_read                     ? rpc::SERIALIZABLE
+                                                           : rpc::LINEARIZABLE);
+        return Launch<rpc::GetResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncGet(ctx, req, q);
+            },
+            o_.timeout_ms, cq, group);
+      }
+      case Op::kCas: {
+        rpc::TxnRequest req;
+        rpc::Compare* cmp = req.add_compare();
+        cmp->set_key(key);
+        cmp->set_target(rpc::Compare::VERSION);
+        cmp->set_op(rpc::Compare::GREATER);
+        cmp->set_version(-1);
+        rpc::PutRequest* put = req.add_success()->mutable_put();
+        put->set_key(key);
+        put->set_value(value);
+        return Launch<rpc::TxnResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncTxn(ctx, req, q);
+            },
+            o_.timeout_ms, cq, group);
+      }
+    }
+    return nullptr;
+  }
+
+  Result Finish(Call* call) override {
+    if (call->status.ok()) return Result::kOk;
+    if (call->status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return Result::kError;
+    }
+    const auto& md = call->ctx.GetServerTrailingMetadata();
+    auto hint = md.find("tally-leader");
+    absl::MutexLock l(&mu_);
+    if (hint != md.end()) {
+      leader_[call->group] =
+          std::string(hint->second.data(), hint->second.size());
+    } else {
+      leader_.erase(call->group);
+    }
+    return Result::kRetry;
+  }
+
+ private:
+  uint64_t GroupFor(const std::string& key) const {
+    uint64_t g = ranges_.empty() ? 2 : ranges_.front().group();
+    for (const auto& r : ranges_) {
+      if (key >= r.start()) g = r.group();
+    }
+    return g;
+  }
+  std::string Leader(uint64_t group, size_t slot) {
+    absl::ReaderMutexLock l(&mu_);
+    auto it = leader_.find(group);
+    return it != leader_.end() ? it->second
+                               : o_.endpoints[slot % o_.endpoints.size()];
+  }
+  std::vector<std::unique_ptr<rpc::KV::Stub>>& Stubs(const std::string& a) {
+    absl::MutexLock l(&stubs_mu_);
+    auto& v = stubs_[a];
+    if (v.empty()) {
+      for (auto& ch : Channels(a, o_.connections)) {
+        v.push_back(rpc::KV::NewStub(ch));
+      }
+    }
+    return v;
+  }
+  rpc::KV::Stub* Stub(const std::string& address, size_t slot) {
+    auto& v = Stubs(address);
+    return v[slot % v.size()].get();
+  }
+
+  const TargetOptions o_;
+  std::vector<rpc::RangeDescriptor> ranges_;
+  absl::Mutex mu_;
+  std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex stubs_mu_;
+  std::map<std::string, std::vector<std::unique_ptr<rpc::KV::Stub>>> stubs_
+      ABSL_GUARDED_BY(stubs_mu_);
+};
+
+class EtcdTarget : public Target {
+ public:
+  explicit EtcdTarget(TargetOptions o) : o_(std::move(o)) {
+    for (const std::string& e : o_.endpoints) {
+      for (auto& ch : Channels(e, o_.connections)) {
+        stubs_.push_back(etcdserverpb::KV::NewStub(ch));
+      }
+    }
+  }
+
+  Call* Start(Op op, const std::string& key, const std::string& value,
+              size_t slot, grpc::CompletionQueue* cq) override {
+    etcdserverpb::KV::Stub* stub = stubs_[slot % stubs_.size()].get();
+    switch (op) {
+      case Op::kPut: {
+        etcdserverpb::PutRequest req;
+        req.set_key(key);
+        req.set_value(value);
+        return Launch<etcdserverpb::PutResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncPut(ctx, req, q);
+            },
+            o_.timeout_ms, cq);
+      }
+      case Op::kGet: {
+        etcdserverpb::RangeRequest req;
+        req.set_key(key);
+        req.set_serializable(o_.read_mode == ReadMode::kSerializable);
+        return Launch<etcdserverpb::RangeResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncRange(ctx, req, q);
+            },
+            o_.timeout_ms, cq);
+      }
+      case Op::kCas: {
+        etcdserverpb::TxnRequest req;
+        etcdserverpb::Compare* cmp = req.add_compare();
+        cmp->set_key(key);
+        cmp->set_target(etcdserverpb::Compare::VERSION);
+        cmp->set_result(etcdserverpb::Compare::GREATER);
+        cmp->set_version(-1);
+        etcdserverpb::PutRequest* put =
+            req.add_success()->mutable_request_put();
+        put->set_key(key);
+        put->set_value(value);
+        return Launch<etcdserverpb::TxnResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncTxn(ctx, req, q);
+            },
+            o_.timeout_ms, cq);
+      }
+    }
+    return nullptr;
+  }
+
+  Result Finish(Call* call) override {
+    return call->status.ok() ? Result::kOk : Result::kError;
+  }
+
+ private:
+  const TargetOptions o_;
+  std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> stubs_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Target>> NewTallyTarget(
+    const TargetOptions& options) {
+  auto t = std::make_unique<TallyTarget>(options);
+  if (absl::Status s = t->Init(); !s.ok()) return s;
+  return t;
+}
+
+absl::StatusOr<std::unique_ptr<Target>> NewEtcdTarget(
+    const TargetOptions& options) {
+  if (options.read_mode == ReadMode::kLease) {
+    return absl::InvalidArgumentError(
+        "etcd serves no lease reads through its API: use --read-mode "
+        "linearizable or serializable");
+  }
+  return std::make_unique<EtcdTarget>(options);
+}
+
+}  // namespace tally::kvbench
