@@ -59,8 +59,8 @@ TEST(LinearizabilityTest, CompareAndSetNeedsItsExpectedValue) {
 }
 
 TEST(LinearizabilityTest, UnknownCompareAndSetObservedLater) {
-  EXPECT_FALSE(
-      CheckRegisterHistory({W(1, 1, 2), Cas(1, 2, 3, std::nullopt), R(2, 9, 10)}));
+  EXPECT_FALSE(CheckRegisterHistory(
+      {W(1, 1, 2), Cas(1, 2, 3, std::nullopt), R(2, 9, 10)}));
 }
 
 TEST(LinearizabilityTest, UnknownCompareAndSetThatCannotApplyNeverHappened) {
