@@ -9,6 +9,7 @@ import random
 import time
 
 from .client import OK, cluster_pb2
+from .cluster import Node
 
 
 def leader_of(conn, nodes, group=2):
@@ -150,50 +151,30 @@ class SlowLinks(Nemesis):
         self.net.heal()
 
 
-class Kill(Nemesis):
-    """kill -9 the target (one, leader, minority, all), restart on stop."""
+class ProcessFault(Nemesis):
+    """kill -9 the target (one, leader, minority, all) and restart it at the
+    heal, or pause it with SIGSTOP (held longer than an election timeout)
+    and SIGCONT it."""
 
-    def __init__(self, cluster, conn, rng, target="one"):
+    ACTIONS = {"kill": (Node.kill, Node.start), "pause": (Node.pause, Node.resume)}
+
+    def __init__(self, cluster, conn, rng, action, target="one"):
         super().__init__(cluster, conn, rng)
         self.target = target
-        self.name = f"kill-{target}"
-        self.killed = []
+        self.name = f"{action}-{target}"
+        self.fault, self.undo = self.ACTIONS[action]
+        self.hit = []
 
     def start(self):
-        self.killed = self.pick(self.target)
-        for n in self.killed:
-            self.cluster.node(n).kill()
-        return {"nodes": self.killed}
+        self.hit = self.pick(self.target)
+        for n in self.hit:
+            self.fault(self.cluster.node(n))
+        return {"nodes": self.hit}
 
     def stop(self):
-        for n in self.killed:
-            self.cluster.node(n).start()
-        done, self.killed = self.killed, []
-        return {"nodes": done}
-
-    def heal(self):
-        self.stop()
-
-
-class Pause(Nemesis):
-    """SIGSTOP the target for longer than an election timeout."""
-
-    def __init__(self, cluster, conn, rng, target="one"):
-        super().__init__(cluster, conn, rng)
-        self.target = target
-        self.name = f"pause-{target}"
-        self.paused = []
-
-    def start(self):
-        self.paused = self.pick(self.target)
-        for n in self.paused:
-            self.cluster.node(n).pause()
-        return {"nodes": self.paused}
-
-    def stop(self):
-        for n in self.paused:
-            self.cluster.node(n).resume()
-        done, self.paused = self.paused, []
+        for n in self.hit:
+            self.undo(self.cluster.node(n))
+        done, self.hit = self.hit, []
         return {"nodes": done}
 
     def heal(self):
@@ -357,12 +338,12 @@ NEMESES = {
     "partition-halves": lambda c, conn, rng: Partition(c, conn, rng, "halves"),
     "partition-bridge": lambda c, conn, rng: Partition(c, conn, rng, "bridge"),
     "partition-ring": lambda c, conn, rng: Partition(c, conn, rng, "ring"),
-    "kill-one": lambda c, conn, rng: Kill(c, conn, rng, "one"),
-    "kill-leader": lambda c, conn, rng: Kill(c, conn, rng, "leader"),
-    "kill-minority": lambda c, conn, rng: Kill(c, conn, rng, "minority"),
-    "kill-all": lambda c, conn, rng: Kill(c, conn, rng, "all"),
-    "pause-one": lambda c, conn, rng: Pause(c, conn, rng, "one"),
-    "pause-leader": lambda c, conn, rng: Pause(c, conn, rng, "leader"),
+    "kill-one": lambda c, conn, rng: ProcessFault(c, conn, rng, "kill", "one"),
+    "kill-leader": lambda c, conn, rng: ProcessFault(c, conn, rng, "kill", "leader"),
+    "kill-minority": lambda c, conn, rng: ProcessFault(c, conn, rng, "kill", "minority"),
+    "kill-all": lambda c, conn, rng: ProcessFault(c, conn, rng, "kill", "all"),
+    "pause-one": lambda c, conn, rng: ProcessFault(c, conn, rng, "pause", "one"),
+    "pause-leader": lambda c, conn, rng: ProcessFault(c, conn, rng, "pause", "leader"),
     "clock-drift": lambda c, conn, rng: Clock(c, conn, rng, "drift"),
     "clock-bump": lambda c, conn, rng: Clock(c, conn, rng, "bump"),
     "clock-strobe": lambda c, conn, rng: Clock(c, conn, rng, "strobe"),

@@ -6,6 +6,7 @@ then heal, read back, check, and write the run's folder:
 """
 import json
 import os
+import random
 import threading
 import time
 
@@ -103,7 +104,6 @@ def execute(plan, out_root):
                                 cluster=cluster)
         threads = [threading.Thread(target=workload.run, args=(p, ctx), daemon=True)
                    for p in range(plan.clients)]
-        import random
         nem_thread = threading.Thread(
             target=tnem.run_schedule,
             args=(nemesis, history, stop, random.Random(f"{plan.seed}/schedule")),
