@@ -14,6 +14,7 @@ bridge and firewall rule of the run lives in namespaces that end with it.
 import os
 import random
 import shutil
+import signal
 import sys
 
 import pytest
@@ -41,8 +42,15 @@ def _in_own_netns():
               + sys.argv[1:])
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config):
     _in_own_netns()
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so every run's
+    # teardown still stops its nodes and removes its namespaces.
+    signal.signal(signal.SIGTERM, _interrupt)
     config.addinivalue_line("markers", "smoke: the short runs `make test` includes")
     config.addinivalue_line("markers", "matrix: every nemesis with every workload")
     seed = config.getoption("--seed")

@@ -26,7 +26,11 @@ class Node:
         self.paused = False
         self.removed = False  # no longer a member: never restarted
         self.join = None  # client address to join through, for added nodes
-        self.set_clock("+0 x1")
+        # The fake clock: offset (s) and rate, as of the process's start.
+        self.clock_offset = 0.0
+        self.clock_rate = 1.0
+        self.started_at = time.time()
+        self._write_clock()
 
     @property
     def client_address(self):
@@ -66,6 +70,7 @@ class Node:
         log = open(self.log_path, "ab")
         log.write(f"--- harness: starting {self.name} at {time.time():.3f}\n".encode())
         log.flush()
+        self.started_at = time.time()
         self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env,
                                      start_new_session=True)
@@ -121,11 +126,27 @@ class Node:
         self.kill()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def set_clock(self, spec):
-        """libfaketime's format: "+3.5 x1" (offset in seconds, rate)."""
+    def set_clock(self, offset=None, rate=None):
+        """Moves the clock by `offset` seconds from real time and/or sets
+        its rate. libfaketime applies a rate to all the time since the
+        process started, so a new rate comes with the offset that keeps the
+        clock continuous: only offsets make it jump."""
+        if rate is not None and rate != self.clock_rate:
+            elapsed = time.time() - self.started_at
+            self.clock_offset += (self.clock_rate - rate) * elapsed
+            self.clock_rate = rate
+        if offset is not None:
+            self.clock_offset = offset
+        self._write_clock()
+        return self.clock_spec()
+
+    def clock_spec(self):
+        return f"{self.clock_offset:+.3f} x{self.clock_rate}"
+
+    def _write_clock(self):
         tmp = self.clock_path + ".tmp"
         with open(tmp, "w") as f:
-            f.write(spec + "\n")
+            f.write(self.clock_spec() + "\n")
         os.replace(tmp, self.clock_path)
 
 
@@ -166,10 +187,11 @@ class Cluster:
         return {n.name: n.proc.pid for n in self.nodes.values() if n.running()}
 
     def heal_processes(self):
-        """Resumes paused nodes, restores clocks, restarts dead ones."""
+        """Resumes paused nodes and restarts dead ones. Clocks are the clock
+        nemesis's to heal: rates back to 1, offsets kept, since setting a
+        running clock back would make it run backwards."""
         for n in self.nodes.values():
             n.resume()
-            n.set_clock("+0 x1")
         for n in self.nodes.values():
             if not n.running() and not n.removed:
                 n.start()

@@ -199,30 +199,24 @@ class Clock(Nemesis):
         self.mode = mode
         self.with_partition = with_partition and self.net.isolated
         self.name = f"clock-{mode}"
-        self.offsets = {}
 
     def start(self):
         nodes = self.nodes()
         plan = {}
         for n in nodes:
-            off = self.offsets.get(n, 0.0)
+            node = self.cluster.node(n)
             if self.mode == "drift":
-                rate = round(self.rng.uniform(0.92, 1.08), 3)
-                plan[n] = f"+{off:.3f} x{rate}"
-            elif self.mode in ("bump", "strobe"):
-                if self.rng.random() < 0.5:
-                    off += round(self.rng.uniform(0.1, 5.0), 3)
-                    self.offsets[n] = off
-                plan[n] = f"+{off:.3f} x1"
-        for n, spec in plan.items():
-            self.cluster.node(n).set_clock(spec)
+                plan[n] = node.set_clock(rate=round(self.rng.uniform(0.92, 1.08), 3))
+            elif self.rng.random() < 0.5:  # bump or strobe: jump forward
+                plan[n] = node.set_clock(
+                    offset=node.clock_offset + round(self.rng.uniform(0.1, 5.0), 3))
         if self.mode == "strobe":
-            victim = self.rng.choice(nodes)
-            base = self.offsets.get(victim, 0.0)
+            victim = self.cluster.node(self.rng.choice(nodes))
+            base = victim.clock_offset
             for k in range(6):
-                self.cluster.node(victim).set_clock(f"+{base + (k % 2) * 0.5:.3f} x1")
+                victim.set_clock(offset=base + (k % 2) * 0.5)
                 time.sleep(1.1)  # libfaketime re-reads the file each second
-            plan[victim] = f"strobe around +{base:.3f}"
+            plan[victim.i] = f"strobe around {base:+.3f}"
         desc = {"clocks": {f"n{n}": s for n, s in plan.items()}}
         if self.with_partition:
             cut = self.pick("leader")[0]
@@ -233,7 +227,7 @@ class Clock(Nemesis):
     def stop(self):
         # Rates back to 1; offsets stay (a clock never runs backwards).
         for n in self.nodes():
-            self.cluster.node(n).set_clock(f"+{self.offsets.get(n, 0.0):.3f} x1")
+            self.cluster.node(n).set_clock(rate=1.0)
         if self.with_partition:
             self.net.heal()
 

@@ -9,6 +9,7 @@ import random
 import time
 
 from . import client as tc
+from . import history as hist
 from .client import FAIL, INFO, OK, kv_pb2
 
 OP_TIMEOUT = 2.0
@@ -291,10 +292,10 @@ class Durability(Append):
         ctx.history.append({"type": "info", "process": "nemesis",
                             "f": "start-kill-all-final", "key": None, "value": None})
         super().final(ctx)  # the expected lists, read through the leader
-        expected = {}
-        for ev in ctx.history.events:
-            if ev.get("final") and ev["type"] == OK and ev["f"] == "read":
-                expected[ev["key"]] = ev["value"]
+        expected = {}  # what the reads through the leader just returned
+        for inv, done in hist.pairs(ctx.history.events, {"read"}):
+            if inv.get("final") and done is not None and done["type"] == OK:
+                expected[inv["key"]] = done["value"]
         for node in ctx.nodes:
             for key in sorted(self.keys):
                 deadline = time.monotonic() + 30
