@@ -125,6 +125,9 @@ class LinkProxy:
         def stop():
             for s in self._servers:
                 s.close()
-            self.loop.stop()
+            # Let every relay unwind while the loop still runs.
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_later(0.2, self.loop.stop)
         self.loop.call_soon_threadsafe(stop)
         self._thread.join(timeout=5)

@@ -75,8 +75,14 @@ def wait_ready(conn, nodes, timeout=60.0):
 
 def execute(plan, out_root):
     """Runs the plan; returns its Outcome. Always stops what it started."""
-    run_dir = os.path.join(out_root, f"{plan.name}-{plan.seed}")
-    os.makedirs(run_dir, exist_ok=True)
+    # A new folder each time: a rerun with the same seed must not start its
+    # cluster on the data of the previous one.
+    base = os.path.join(out_root, f"{plan.name}-{plan.seed}")
+    run_dir, n = base, 1
+    while os.path.exists(run_dir):
+        n += 1
+        run_dir = f"{base}-{n}"
+    os.makedirs(run_dir)
     with open(os.path.join(run_dir, "plan.json"), "w") as f:
         json.dump(plan.to_json(), f, indent=2)
     workload = workloads.WORKLOADS[plan.workload]()
