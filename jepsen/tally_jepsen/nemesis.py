@@ -28,8 +28,6 @@ def leader_of(conn, nodes, group=2):
 
 class Nemesis:
     name = "none"
-    needs_network = False
-    needs_clocks = False
 
     def __init__(self, cluster, conn, rng):
         self.cluster = cluster
@@ -70,8 +68,6 @@ class Partition(Nemesis):
     """shape: one (isolate a random node), leader, halves (random majority
     and minority), bridge (two halves joined by one node), ring (each node
     sees its two neighbours: a majority, but no two the same; 5 nodes)."""
-
-    needs_network = True
 
     def __init__(self, cluster, conn, rng, shape="one"):
         super().__init__(cluster, conn, rng)
@@ -121,9 +117,6 @@ class SlowLinks(Nemesis):
     """Through the per-link proxies: one node's links (both ways) delayed by
     0.1-1 s and throttled to 16-256 KiB/s ("slow-node"), or every link
     delayed by 20-200 ms ("delay-all")."""
-
-    needs_network = True
-    proxied = True
 
     def __init__(self, cluster, conn, rng, shape="slow-node"):
         super().__init__(cluster, conn, rng)
@@ -191,8 +184,6 @@ class Clock(Nemesis):
     clocks jump forward by up to 5 s, and "strobe" flips a clock between
     two offsets several times; those break the lease's assumption, so runs
     with them read in linearizable mode."""
-
-    needs_clocks = True
 
     def __init__(self, cluster, conn, rng, mode="drift", with_partition=True):
         super().__init__(cluster, conn, rng)
