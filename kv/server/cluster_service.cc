@@ -90,7 +90,7 @@ class ClusterService final : public rpc::Cluster::Service {
       cmd.mutable_set_member()->set_name(absl::StrCat("n", m.id()));
       absl::StatusOr<rpc::CommandResult> r =
           node_->Write(kMetaGroup, cmd, Deadline(ctx));
-      if (!r.ok()) return Fail(ctx, kMetaGroup, r.status());
+      if (!r.ok()) return node_->Refuse(ctx, kMetaGroup, r.status());
     }
     node_->directory.SetPeer(m.id(), m.peer_address());
     return Change(ctx, req->group(), ConfChangeSingle::Type::kAddLearner,
@@ -128,8 +128,9 @@ class ClusterService final : public rpc::Cluster::Service {
       }
     }
     if (groups.empty()) {
-      return Fail(ctx, req->group() == 0 ? kMetaGroup : req->group(),
-                  absl::UnavailableError("this node leads no such group"));
+      return node_->Refuse(
+          ctx, req->group() == 0 ? kMetaGroup : req->group(),
+          absl::UnavailableError("this node leads no such group"));
     }
     for (uint64_t g : groups) {
       auto p = std::make_shared<std::promise<absl::Status>>();
@@ -179,11 +180,7 @@ class ClusterService final : public rpc::Cluster::Service {
       *out->Add() = m;
     }
   }
-  grpc::Status Fail(grpc::ServerContext* ctx, uint64_t group,
-                    const absl::Status& s) {
-    if (absl::IsUnavailable(s)) return node_->NotLeader(ctx, group, s);
-    return ToGrpc(s);
-  }
+
   grpc::Status Change(grpc::ServerContext* ctx, uint64_t group,
                       ConfChangeSingle::Type type, uint64_t id,
                       rpc::MembershipResponse* resp) {
@@ -192,7 +189,7 @@ class ClusterService final : public rpc::Cluster::Service {
     raft::ConfChange cc;
     cc.changes.push_back({type, id});
     absl::Status st = node_->ProposeConfChange(group, cc, Deadline(ctx));
-    if (!st.ok()) return Fail(ctx, group, st);
+    if (!st.ok()) return node_->Refuse(ctx, group, st);
     absl::StatusOr<raft::host::GroupInfo> info = node_->host->Group(group);
     if (info.ok()) {
       resp->mutable_voters()->Add(info->conf.voters.begin(),

@@ -240,10 +240,9 @@ class KvService final : public rpc::KV::CallbackService {
     node_->ReadAsync(group, mode == rpc::LEASE,
                      [this, s, group, serve](absl::StatusOr<raft::Index> i) {
                        Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
-                         if (absl::IsUnavailable(i.status())) {
-                           return node_->NotLeader(ctx, group, i.status());
+                         if (!i.ok()) {
+                           return node_->Refuse(ctx, group, i.status());
                          }
-                         if (!i.ok()) return ToGrpc(i.status());
                          return serve(*i, out);
                        });
                      });
@@ -261,10 +260,7 @@ class KvService final : public rpc::KV::CallbackService {
         group, std::move(cmd),
         [this, s, group, fill](absl::StatusOr<rpc::CommandResult> r) {
           Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
-            if (absl::IsUnavailable(r.status())) {
-              return node_->NotLeader(ctx, group, r.status());
-            }
-            if (!r.ok()) return ToGrpc(r.status());
+            if (!r.ok()) return node_->Refuse(ctx, group, r.status());
             fill(*r, out);
             return grpc::Status::OK;
           });

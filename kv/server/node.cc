@@ -94,6 +94,13 @@ absl::Status Node::ProposeConfChange(
   return Await(p->get_future(), deadline, "membership change").status();
 }
 
+grpc::Status Node::Refuse(grpc::ServerContextBase* ctx,
+                          raft::host::GroupId group,
+                          const absl::Status& s) const {
+  if (absl::IsUnavailable(s)) return NotLeader(ctx, group, s);
+  return ToGrpc(s);
+}
+
 grpc::Status Node::NotLeader(grpc::ServerContextBase* ctx,
                              raft::host::GroupId group,
                              const absl::Status& cause) const {

@@ -54,6 +54,10 @@ struct Node {
   grpc::Status NotLeader(grpc::ServerContextBase* ctx,
                          raft::host::GroupId group,
                          const absl::Status& cause) const;
+  // An operation's error for the client: NotLeader for UNAVAILABLE (with
+  // the redirect), else the same code and message.
+  grpc::Status Refuse(grpc::ServerContextBase* ctx, raft::host::GroupId group,
+                      const absl::Status& s) const;
   absl::Status ProposeConfChange(
       raft::host::GroupId group, const raft::ConfChange& cc,
       std::chrono::system_clock::time_point deadline);
