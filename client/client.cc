@@ -4,6 +4,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/health.grpc.pb.h"
@@ -15,10 +16,31 @@ namespace {
 using Clock = std::chrono::system_clock;
 constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
 
-absl::Status FromGrpc(const grpc::Status& s) {
+// The server's machine-readable error reasons ("tally-reason" metadata),
+// carried in the absl::Status as a payload of the same name.
+constexpr char kReason[] = "tally-reason";
+constexpr char kSessionExpired[] = "session-expired";
+constexpr char kWrongGroup[] = "session-wrong-group";
+
+absl::Status FromGrpc(const grpc::Status& s,
+                      const grpc::ClientContext* ctx = nullptr) {
   if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      s.error_message());
+  absl::Status out(static_cast<absl::StatusCode>(s.error_code()),
+                   s.error_message());
+  if (ctx != nullptr) {
+    const auto& md = ctx->GetServerTrailingMetadata();
+    auto reason = md.find(kReason);
+    if (reason != md.end()) {
+      out.SetPayload(kReason, absl::Cord(std::string(reason->second.data(),
+                                                     reason->second.size())));
+    }
+  }
+  return out;
+}
+
+bool HasReason(const absl::Status& s, const char* reason) {
+  auto r = s.GetPayload(kReason);
+  return r && *r == reason;
 }
 
 bool Retryable(grpc::StatusCode c) {
@@ -31,10 +53,7 @@ bool Retryable(grpc::StatusCode c) {
 }  // namespace
 
 Client::Client(ClientOptions options)
-    : options_(std::move(options)),
-      endpoints_(options_.endpoints),
-      client_id_(std::random_device{}() * 4294967296ull +
-                 std::random_device{}()) {}
+    : options_(std::move(options)), endpoints_(options_.endpoints) {}
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   if (options.endpoints.empty()) {
@@ -86,7 +105,7 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
         ((st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
           st.error_code() == grpc::StatusCode::ABORTED) &&
          !idempotent)) {
-      return FromGrpc(st);
+      return FromGrpc(st, &ctx);
     }
     {
       absl::MutexLock l(&mu_);
@@ -139,23 +158,31 @@ absl::Status Client::Refresh() {
   return absl::OkStatus();
 }
 
-uint64_t Client::GroupFor(const std::string& key) {
+absl::StatusOr<uint64_t> Client::GroupFor(const std::string& key) {
   bool empty;
   {
     absl::MutexLock l(&mu_);
     empty = ranges_.empty();
   }
-  if (empty) Refresh().IgnoreError();
+  if (empty) {
+    if (absl::Status st = Refresh(); !st.ok()) {
+      return absl::Status(
+          st.code(), absl::StrCat("fetching the range map: ", st.message()));
+    }
+  }
   absl::MutexLock l(&mu_);
   for (const Route& r : ranges_) {
     if (key >= r.start && (r.end.empty() || key < r.end)) return r.group;
   }
-  return 2;  // the first data range; the server routes precisely
+  return absl::UnavailableError(
+      "the cluster's range map names no range for the key");
 }
 
-uint64_t Client::ReadTarget(const std::string& key, rpc::ReadMode mode) {
+absl::StatusOr<uint64_t> Client::ReadTarget(const std::string& key,
+                                            rpc::ReadMode mode) {
   // Serializable reads are served by whichever node is asked.
-  return mode == rpc::SERIALIZABLE ? kAnyNode : GroupFor(key);
+  if (mode == rpc::SERIALIZABLE) return kAnyNode;
+  return GroupFor(key);
 }
 
 std::vector<uint64_t> Client::AllGroups() {
@@ -166,35 +193,80 @@ std::vector<uint64_t> Client::AllGroups() {
   return out;
 }
 
-rpc::Session Client::NextSession(uint64_t group) {
+absl::StatusOr<rpc::Session> Client::NextSession(uint64_t group) {
+  absl::MutexLock open(&open_mu_);
+  bool have;
+  {
+    absl::MutexLock l(&mu_);
+    have = sessions_[group].client_id != 0;
+  }
+  if (!have) {
+    rpc::OpenSessionRequest req;
+    req.set_group(group);
+    rpc::OpenSessionResponse resp;
+    absl::Status st = Call(group, true, [&](auto ch, auto& ctx) {
+      return rpc::KV::NewStub(ch)->OpenSession(&ctx, req, &resp);
+    });
+    if (!st.ok()) {
+      return absl::Status(st.code(),
+                          absl::StrCat("opening a session: ", st.message()));
+    }
+    absl::MutexLock l(&mu_);
+    sessions_[group] = SessionState{resp.client_id()};
+  }
   absl::MutexLock l(&mu_);
   SessionState& session = sessions_[group];
   rpc::Session s;
-  s.set_client_id(client_id_);
+  s.set_client_id(session.client_id);
+  s.set_group(group);
   s.set_sequence(session.next_sequence++);
   session.in_flight.insert(s.sequence());
   s.set_first_incomplete(*session.in_flight.begin());
   return s;
 }
 
-void Client::Done(uint64_t group, uint64_t sequence) {
+void Client::Done(const rpc::Session& s) {
   absl::MutexLock l(&mu_);
-  sessions_[group].in_flight.erase(sequence);
+  SessionState& session = sessions_[s.group()];
+  if (session.client_id == s.client_id()) session.in_flight.erase(s.sequence());
+}
+
+void Client::ForgetSession(uint64_t group, uint64_t client_id) {
+  absl::MutexLock l(&mu_);
+  if (sessions_[group].client_id == client_id) sessions_[group] = {};
 }
 
 template <typename Resp, typename Req, typename Rpc>
 absl::StatusOr<Resp> Client::Write(const std::string& key, Req& req, Rpc rpc) {
-  // Each shard keeps its own session table: sequences count per group.
-  const uint64_t group = GroupFor(key);
-  *req.mutable_session() = NextSession(group);
-  Resp resp;
-  absl::Status st = Call(group, true, [&](auto ch, auto& ctx) {
-    return rpc(*rpc::KV::NewStub(ch), &ctx, req, &resp);
-  });
-  // Whatever the outcome, this sequence is not sent again.
-  Done(group, req.session().sequence());
-  if (!st.ok()) return st;
-  return resp;
+  for (int round = 0;; ++round) {
+    // Each shard keeps its own session table: sequences count per group.
+    absl::StatusOr<uint64_t> group = GroupFor(key);
+    if (!group.ok()) return group.status();
+    absl::StatusOr<rpc::Session> session = NextSession(*group);
+    if (!session.ok()) return session.status();
+    *req.mutable_session() = *session;
+    Resp resp;
+    int attempts = 0;
+    absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+      ++attempts;
+      return rpc(*rpc::KV::NewStub(ch), &ctx, req, &resp);
+    });
+    // Whatever the outcome, this sequence is not sent again.
+    Done(*session);
+    if (st.ok()) return resp;
+    const bool expired = HasReason(st, kSessionExpired);
+    const bool moved = HasReason(st, kWrongGroup);
+    if (!expired && !moved) return st;
+    if (expired) ForgetSession(*group, session->client_id());
+    if (moved) Refresh().IgnoreError();
+    // The refusal proves this attempt was not applied; an earlier attempt
+    // whose answer was lost may have been, before the session ended.
+    if (attempts > 1 || round > 0) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the write's outcome is unknown: it was retried and then refused (",
+          st.message(), ")"));
+    }
+  }
 }
 
 absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
@@ -203,7 +275,9 @@ absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
   req.set_key(key);
   req.set_read_mode(mode);
   rpc::GetResponse resp;
-  absl::Status st = Call(ReadTarget(key, mode), true, [&](auto ch, auto& ctx) {
+  absl::StatusOr<uint64_t> target = ReadTarget(key, mode);
+  if (!target.ok()) return target.status();
+  absl::Status st = Call(*target, true, [&](auto ch, auto& ctx) {
     return rpc::KV::NewStub(ch)->Get(&ctx, req, &resp);
   });
   if (!st.ok()) return st;
@@ -262,10 +336,11 @@ absl::StatusOr<std::vector<rpc::KeyValue>> Client::Scan(
     req.set_read_mode(mode);
     if (limit > 0) req.set_limit(limit - out.size());
     rpc::RangeResponse resp;
-    absl::Status st =
-        Call(ReadTarget(from, mode), true, [&](auto ch, auto& ctx) {
-          return rpc::KV::NewStub(ch)->Range(&ctx, req, &resp);
-        });
+    absl::StatusOr<uint64_t> target = ReadTarget(from, mode);
+    if (!target.ok()) return target.status();
+    absl::Status st = Call(*target, true, [&](auto ch, auto& ctx) {
+      return rpc::KV::NewStub(ch)->Range(&ctx, req, &resp);
+    });
     if (!st.ok()) return st;
     for (auto& kv : *resp.mutable_kvs()) out.push_back(std::move(kv));
     if (!resp.more() || (limit > 0 && out.size() >= limit)) return out;

@@ -32,6 +32,9 @@ struct ClientOptions {
 // with exponential backoff and full jitter within the call's deadline, and
 // makes writes exactly-once with a session: a write retried after a lost
 // answer is answered from the server's session table, never applied twice.
+// Sessions are opened per shard on first use; one that ended (idle past its
+// TTL) is replaced by a new one, and a write it refused is sent again under
+// the new one when no earlier attempt of it can have been applied.
 //
 // Errors: the gRPC codes of rpc/kv.proto as absl codes. DEADLINE_EXCEEDED
 // means the outcome of a write is unknown.
@@ -79,23 +82,30 @@ class Client {
   template <typename Fn>
   absl::Status Call(uint64_t group, bool idempotent, Fn fn);
   absl::Status Refresh();
-  uint64_t GroupFor(const std::string& key);
+  // The group of the range holding `key`, from the range map (fetched when
+  // there is none); never a guess.
+  absl::StatusOr<uint64_t> GroupFor(const std::string& key);
   // The group to send a read to, or kAnyNode for a serializable one.
-  uint64_t ReadTarget(const std::string& key, rpc::ReadMode mode);
+  absl::StatusOr<uint64_t> ReadTarget(const std::string& key,
+                                      rpc::ReadMode mode);
   std::vector<uint64_t> AllGroups();
   // Sends `req` (its group set to each in turn) to the leader of every group.
   template <typename Req, typename Rpc>
   absl::Status ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc);
-  rpc::Session NextSession(uint64_t group);
-  void Done(uint64_t group, uint64_t sequence);
+  // The next sequence of the group's session, opening one if there is none.
+  absl::StatusOr<rpc::Session> NextSession(uint64_t group);
+  void Done(const rpc::Session& session);
+  // Drops the group's session if it is still `client_id`.
+  void ForgetSession(uint64_t group, uint64_t client_id);
   // Sends a write with the next session sequence of the key's group.
   template <typename Resp, typename Req, typename Rpc>
   absl::StatusOr<Resp> Write(const std::string& key, Req& req, Rpc rpc);
 
   const ClientOptions options_;
   std::vector<std::string> endpoints_;
-  const uint64_t client_id_;
 
+  // Held while a session is opened, so that concurrent writers open one.
+  absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::vector<Route> ranges_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);
@@ -103,6 +113,7 @@ class Client {
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_
       ABSL_GUARDED_BY(mu_);
   struct SessionState {
+    uint64_t client_id = 0;  // 0: none open
     uint64_t next_sequence = 1;
     std::set<uint64_t> in_flight;
   };

@@ -37,7 +37,7 @@ case "$cmd" in
         --listen-client "127.0.0.1:$((base + i))" \
         --listen-peer "127.0.0.1:$((base + 100 + i))" \
         --initial-cluster "$initial" --initial-ranges "${TALLY_INITIAL_RANGES:-}" \
-        >>"$dir/n$i.log" 2>&1 &
+        ${TALLY_KVD_ARGS:-} >>"$dir/n$i.log" 2>&1 &
       echo $! >"$pidfile"
     done
     for _ in $(seq 1 100); do

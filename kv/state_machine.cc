@@ -1,8 +1,10 @@
 #include "kv/state_machine.h"
 
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kv/internal/batch.h"
 #include "kv/storage/leveldb_util.h"
 #include "leveldb/write_batch.h"
 #include "util/status_macros.h"
@@ -60,40 +62,9 @@ bool Holds(const rpc::Compare& c, const std::optional<rpc::StoredValue>& v) {
 
 }  // namespace
 
-// The writes of one Apply: a LevelDB batch plus an overlay so that later
-// commands in the batch read what earlier ones wrote.
-class StateMachine::Batch {
- public:
-  explicit Batch(leveldb::DB* db) : db_(db) {}
-  std::optional<std::string> Read(const std::string& key) {
-    auto it = overlay_.find(key);
-    if (it != overlay_.end()) return it->second;
-    std::string v;
-    leveldb::Status s = db_->Get(leveldb::ReadOptions(), key, &v);
-    if (s.IsNotFound()) return std::nullopt;
-    if (!s.ok()) status_ = FromLevelDB(s, "reading state");
-    return v;
-  }
-  void Put(const std::string& key, std::string value) {
-    wb_.Put(key, value);
-    overlay_[key] = std::move(value);
-  }
-  void Delete(const std::string& key) {
-    wb_.Delete(key);
-    overlay_[key] = std::nullopt;
-  }
-  leveldb::WriteBatch* batch() { return &wb_; }
-  const absl::Status& status() const { return status_; }
-
- private:
-  leveldb::DB* db_;
-  leveldb::WriteBatch wb_;
-  std::map<std::string, std::optional<std::string>> overlay_;
-  absl::Status status_;
-};
-
-StateMachine::StateMachine(leveldb::DB* db, raft::host::GroupId group)
-    : db_(db), group_(group) {}
+StateMachine::StateMachine(leveldb::DB* db, raft::host::GroupId group,
+                           MonotonicClock clock)
+    : db_(db), group_(group), clock_(std::move(clock)) {}
 
 std::string StateMachine::Key(char kind, std::string_view rest) const {
   std::string k;
@@ -104,8 +75,16 @@ std::string StateMachine::Key(char kind, std::string_view rest) const {
 }
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
-    leveldb::DB* db, raft::host::GroupId group) {
-  std::unique_ptr<StateMachine> sm(new StateMachine(db, group));
+    leveldb::DB* db, raft::host::GroupId group, MonotonicClock clock) {
+  if (!clock) {
+    clock = [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+    };
+  }
+  std::unique_ptr<StateMachine> sm(
+      new StateMachine(db, group, std::move(clock)));
   std::string v;
   leveldb::Status s = db->Get(leveldb::ReadOptions(), sm->Key('a'), &v);
   if (!s.ok() && !s.IsNotFound()) return FromLevelDB(s, "reading state");
@@ -114,7 +93,31 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
     return absl::DataLossError(
         absl::StrCat("malformed applied state of group ", group));
   }
+  sm->base_log_ms_ = sm->state_.log_time_ms();
+  sm->base_clock_ms_ = sm->clock_();
   return sm;
+}
+
+int64_t StateMachine::ProposalTimeMs() const {
+  absl::MutexLock l(&mu_);
+  return base_log_ms_ + (clock_() - base_clock_ms_);
+}
+
+int64_t StateMachine::log_time_ms() const {
+  absl::MutexLock l(&mu_);
+  return state_.log_time_ms();
+}
+
+void StateMachine::Rebase(int64_t log_time) {
+  // Only forward: a leader's own proposals never move the base (they carry
+  // this very projection), so its log time advances at its clock's rate and
+  // loses nothing to commit latency. Another proposer ahead of the
+  // projection (a previous leader) moves it.
+  const int64_t now = clock_();
+  if (log_time > base_log_ms_ + (now - base_clock_ms_)) {
+    base_log_ms_ = log_time;
+    base_clock_ms_ = now;
+  }
 }
 
 raft::Index StateMachine::applied() const {
@@ -178,11 +181,14 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
                                               e.index, " of group ", group_));
     }
     members = members || cmd.has_set_member() || cmd.has_remove_member();
-    st.set_log_time_ms(std::max(st.log_time_ms(), cmd.time_ms()));
+    const int64_t before = st.log_time_ms();
+    st.set_log_time_ms(std::max(before, cmd.time_ms()));
+    if (st.log_time_ms() / kSessionSweepMs != before / kSessionSweepMs) {
+      SweepSessions(b, st.log_time_ms());
+    }
     results.push_back(Execute(b, cmd, e.index, st).SerializeAsString());
   }
   if (!b.status().ok()) return b.status();
-  ExpireSessions(b, st);
   b.Put(Key('a'), st.SerializeAsString());
   absl::Status s =
       FromLevelDB(db_->Write(leveldb::WriteOptions(), b.batch()), "applying");
@@ -190,6 +196,7 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
   {
     absl::MutexLock l(&mu_);
     state_ = st;
+    Rebase(st.log_time_ms());
   }
   if (members && members_changed_) members_changed_();
   return results;
@@ -198,61 +205,9 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
 rpc::CommandResult StateMachine::Execute(Batch& b, const rpc::Command& cmd,
                                          raft::Index index,
                                          rpc::AppliedState& st) {
-  const rpc::Session& session = cmd.session();
-  if (session.client_id() == 0) return Run(b, cmd, index, st);
-  std::string id;
-  storage::AppendBigEndian64(&id, session.client_id());
-  const std::string key = Key('s', id);
-  rpc::SessionRecord rec;
-  std::optional<std::string> raw = b.Read(key);
-  rpc::CommandResult r;
-  auto fail = [&](std::string msg) {
-    r.set_error_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
-    r.set_error_message(std::move(msg));
-    return r;
-  };
-  if (raw) {
-    rec.ParseFromString(*raw);
-  } else if (session.first_incomplete() > 1) {
-    return fail(absl::StrCat(
-        "session ", session.client_id(), " is unknown here (expired after ",
-        kSessionTtlMs / 1000,
-        " s idle?): the outcome of its earlier requests cannot be checked; "
-        "start a new session"));
-  }
-  auto saved = rec.results().find(session.sequence());
-  if (saved != rec.results().end()) {
-    r = saved->second;
-    // The same answer as the first time, marked as a replay.
-    if (r.has_put()) r.mutable_put()->mutable_header()->set_replayed(true);
-    if (r.has_delete_()) {
-      r.mutable_delete_()->mutable_header()->set_replayed(true);
-    }
-    if (r.has_txn()) r.mutable_txn()->mutable_header()->set_replayed(true);
-    return r;
-  }
-  if (session.sequence() < rec.first_incomplete()) {
-    return fail(absl::StrCat("sequence ", session.sequence(), " of session ",
-                             session.client_id(),
-                             " was answered already and its result dropped"));
-  }
-  if (rec.results_size() >= static_cast<int>(kMaxResultsPerSession)) {
-    return fail(absl::StrCat("session ", session.client_id(), " has ",
-                             kMaxResultsPerSession,
-                             " requests in flight; acknowledge some first"));
-  }
-  r = Run(b, cmd, index, st);
-  rec.set_last_active_ms(st.log_time_ms());
-  rec.set_first_incomplete(
-      std::max(rec.first_incomplete(), session.first_incomplete()));
-  (*rec.mutable_results())[session.sequence()] = r;
-  for (auto it = rec.mutable_results()->begin();
-       it != rec.mutable_results()->end();) {
-    it = it->first < rec.first_incomplete() ? rec.mutable_results()->erase(it)
-                                            : std::next(it);
-  }
-  b.Put(key, rec.SerializeAsString());
-  return r;
+  if (cmd.has_open_session()) return OpenSession(b, cmd, index, st);
+  if (cmd.session().client_id() != 0) return RunInSession(b, cmd, index, st);
+  return Run(b, cmd, index, st);
 }
 
 std::optional<rpc::StoredValue> StateMachine::Read(Batch& b,
@@ -364,24 +319,6 @@ rpc::CommandResult StateMachine::Run(Batch& b, const rpc::Command& cmd,
       r.set_error_message("empty command");
   }
   return r;
-}
-
-void StateMachine::ExpireSessions(Batch& b, const rpc::AppliedState& st) {
-  // Once per minute of log time, identically on every replica.
-  const int64_t minute = st.log_time_ms() / 60000;
-  if (minute == last_expiry_minute_) return;
-  last_expiry_minute_ = minute;
-  const std::string prefix = Key('s');
-  std::unique_ptr<leveldb::Iterator> it(
-      db_->NewIterator(leveldb::ReadOptions()));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
-       it->Next()) {
-    rpc::SessionRecord rec;
-    const std::string key = it->key().ToString();
-    std::optional<std::string> raw = b.Read(key);
-    if (!raw || !rec.ParseFromString(*raw)) continue;
-    if (rec.last_active_ms() + kSessionTtlMs < st.log_time_ms()) b.Delete(key);
-  }
 }
 
 absl::StatusOr<raft::Index> StateMachine::Sync() {

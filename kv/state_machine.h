@@ -18,9 +18,14 @@
 
 namespace tally::kv {
 
-// Sessions idle for longer than this (in log time: the largest proposal time
-// applied so far, the same on every replica) are forgotten.
+// A session ends once this long passes without a request from it, unless it
+// was opened with another TTL. The time is log time: the largest proposal
+// time applied so far, the same on every replica at the same index.
 inline constexpr int64_t kSessionTtlMs = 10 * 60 * 1000;
+// Ended sessions' records are removed whenever log time enters a new period
+// of this length (the records of ended sessions are garbage either way: a
+// request under an ended session is refused whether or not it is there).
+inline constexpr int64_t kSessionSweepMs = 60 * 1000;
 // Saved results kept per session, for requests still in flight.
 inline constexpr size_t kMaxResultsPerSession = 4096;
 
@@ -36,15 +41,32 @@ inline constexpr size_t kMaxResultsPerSession = 4096;
 // Each Apply is one LevelDB batch, the applied index with the data it covers;
 // writes are not synced (the raft log is), except by Sync.
 //
+// Everything Apply does is a function of the entries alone: the same entries
+// give the same results and the same data whatever the batching, and across
+// a restart. Time enters only through the log (each command carries its
+// proposer's log time); ProposalTimeMs gives a proposer that time.
+//
 // Thread safety: Apply, Import and Sync from one thread (the host's apply
 // thread); reads and Export from any thread.
 class StateMachine final : public raft::host::StateMachine {
  public:
   // Called after an Apply that changed the member table.
   using MembersChanged = std::function<void()>;
-  // Reads the group's applied state. `db` is not owned.
+  // A monotonic clock in milliseconds (never the wall clock).
+  using MonotonicClock = std::function<int64_t()>;
+  // Reads the group's applied state. `db` is not owned. `clock` defaults to
+  // std::chrono::steady_clock.
   static absl::StatusOr<std::unique_ptr<StateMachine>> Open(
-      leveldb::DB* db, raft::host::GroupId group);
+      leveldb::DB* db, raft::host::GroupId group,
+      MonotonicClock clock = nullptr);
+
+  // The log time a command proposed now should carry: the largest log time
+  // this replica has applied, advanced by its monotonic clock since it
+  // applied it. A wall clock set wrong moves nothing; a monotonic clock
+  // running fast by a fraction moves log time, and so shortens sessions, by
+  // that fraction while this node leads.
+  int64_t ProposalTimeMs() const;
+  int64_t log_time_ms() const;
 
   raft::Index applied() const override;
   absl::StatusOr<std::vector<std::string>> Apply(
@@ -81,7 +103,8 @@ class StateMachine final : public raft::host::StateMachine {
 
  private:
   class Batch;
-  StateMachine(leveldb::DB* db, raft::host::GroupId group);
+  StateMachine(leveldb::DB* db, raft::host::GroupId group,
+               MonotonicClock clock);
 
   std::string Key(char kind, std::string_view rest = {}) const;
   // Every record of one kind of this group.
@@ -90,6 +113,17 @@ class StateMachine final : public raft::host::StateMachine {
   // Runs one command against the batch; `st` is the applied state so far.
   rpc::CommandResult Execute(Batch& b, const rpc::Command& cmd,
                              raft::Index index, rpc::AppliedState& st);
+  // Sessions (state_machine_session.cc).
+  rpc::CommandResult OpenSession(Batch& b, const rpc::Command& cmd,
+                                 raft::Index index,
+                                 const rpc::AppliedState& st);
+  rpc::CommandResult RunInSession(Batch& b, const rpc::Command& cmd,
+                                  raft::Index index, rpc::AppliedState& st);
+  // Removes the records of sessions that ended by log time `now`.
+  void SweepSessions(Batch& b, int64_t now);
+  std::string SessionKey(uint64_t client_id) const;
+  // Moves the base of ProposalTimeMs to `log_time` if that is ahead of it.
+  void Rebase(int64_t log_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   rpc::CommandResult Run(Batch& b, const rpc::Command& cmd, raft::Index index,
                          rpc::AppliedState& st);
   void Put(Batch& b, const rpc::PutRequest& req, int64_t revision,
@@ -97,15 +131,17 @@ class StateMachine final : public raft::host::StateMachine {
   void Delete(Batch& b, const rpc::DeleteRequest& req,
               rpc::DeleteResponse* resp);
   std::optional<rpc::StoredValue> Read(Batch& b, const std::string& key);
-  void ExpireSessions(Batch& b, const rpc::AppliedState& st);
 
   leveldb::DB* const db_;
   const raft::host::GroupId group_;
+  const MonotonicClock clock_;
   MembersChanged members_changed_;
 
   mutable absl::Mutex mu_;
   rpc::AppliedState state_ ABSL_GUARDED_BY(mu_);
-  int64_t last_expiry_minute_ = 0;  // apply thread only
+  // ProposalTimeMs = base_log_ms_ + (clock_() - base_clock_ms_).
+  int64_t base_log_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t base_clock_ms_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tally::kv

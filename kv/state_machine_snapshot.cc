@@ -89,6 +89,7 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
   RETURN_IF_ERROR(FromLevelDB(db_->Write(opts, &wb), "installing snapshot"));
   absl::MutexLock l(&mu_);
   state_ = st;
+  Rebase(st.log_time_ms());
   return absl::OkStatus();
 }
 

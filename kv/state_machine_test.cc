@@ -1,12 +1,35 @@
 #include "kv/state_machine.h"
 
 #include <filesystem>
+#include <map>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "kv/storage/leveldb_util.h"
 
 namespace tally::kv {
 namespace {
+
+rpc::Command PutCommand(std::string key, std::string value, uint64_t client,
+                        uint64_t seq) {
+  rpc::Command c;
+  c.mutable_put()->set_key(key);
+  c.mutable_put()->set_value(value);
+  c.set_request_fingerprint(std::hash<std::string>()(key + '=' + value));
+  if (client != 0) {
+    c.mutable_session()->set_client_id(client);
+    c.mutable_session()->set_sequence(seq);
+    c.mutable_session()->set_first_incomplete(seq);
+    c.mutable_session()->set_group(2);
+  }
+  return c;
+}
+
+rpc::Command OpenSessionCommand(int64_t ttl_ms) {
+  rpc::Command c;
+  c.mutable_open_session()->set_ttl_ms(ttl_ms);
+  return c;
+}
 
 class StateMachineTest : public ::testing::Test {
  protected:
@@ -27,7 +50,8 @@ class StateMachineTest : public ::testing::Test {
     db_.reset();
     std::filesystem::remove_all(dir_);
   }
-  rpc::CommandResult Apply(const rpc::Command& cmd) {
+  rpc::CommandResult Apply(rpc::Command cmd, int64_t time_ms = 0) {
+    cmd.set_time_ms(time_ms);
     raft::Entry e{1, ++index_, raft::EntryType::kNormal,
                   cmd.SerializeAsString()};
     auto r = sm_->Apply({e});
@@ -38,12 +62,10 @@ class StateMachineTest : public ::testing::Test {
   }
   static rpc::Command Put(std::string k, std::string v, uint64_t client = 0,
                           uint64_t seq = 0) {
-    rpc::Command c;
-    c.mutable_put()->set_key(std::move(k));
-    c.mutable_put()->set_value(std::move(v));
-    c.mutable_session()->set_client_id(client);
-    c.mutable_session()->set_sequence(seq);
-    return c;
+    return PutCommand(std::move(k), std::move(v), client, seq);
+  }
+  uint64_t OpenSession() {
+    return Apply(OpenSessionCommand(0)).open_session().client_id();
   }
 
   std::string dir_;
@@ -87,16 +109,90 @@ TEST_F(StateMachineTest, TxnComparesThenAppliesOneBranch) {
 }
 
 TEST_F(StateMachineTest, RetriedSessionRequestIsAnsweredNotReapplied) {
-  rpc::CommandResult first = Apply(Put("a", "x", 42, 1));
-  rpc::CommandResult again = Apply(Put("a", "x", 42, 1));
+  const uint64_t id = OpenSession();
+  rpc::CommandResult first = Apply(Put("a", "x", id, 1));
+  rpc::CommandResult again = Apply(Put("a", "x", id, 1));
   EXPECT_TRUE(again.put().header().replayed());
   EXPECT_EQ(again.put().header().revision(), first.put().header().revision());
   EXPECT_EQ((*sm_->Get("a"))->version(), 1);
-  // An unknown session that claims earlier answers is refused.
-  rpc::Command late = Put("a", "y", 43, 5);
-  late.mutable_session()->set_first_incomplete(5);
-  EXPECT_EQ(Apply(late).error_code(),
+}
+
+TEST_F(StateMachineTest, SessionIdIsTheIndexOfItsOpening) {
+  Apply(Put("a", "1"));
+  rpc::CommandResult r = Apply(OpenSessionCommand(5000));
+  EXPECT_EQ(r.open_session().client_id(), 2u);
+  EXPECT_EQ(r.open_session().ttl_ms(), 5000);
+  EXPECT_EQ(Apply(Put("b", "1", 2, 1)).error_code(), 0);
+}
+
+// Issue: an unknown session asking for sequence 1 was taken for a new one,
+// so a first request retried after its session expired applied twice.
+TEST_F(StateMachineTest, FirstRequestRetriedAfterExpiryAppliesOnce) {
+  const uint64_t id = OpenSession();
+  rpc::Command put = Put("a", "x", id, 1);
+  EXPECT_EQ(Apply(put, 1000).error_code(), 0);
+  rpc::CommandResult retry = Apply(put, 1000 + kSessionTtlMs + 1);
+  EXPECT_EQ(retry.error_code(),
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(retry.error_reason(), "session-expired");
+  EXPECT_EQ((*sm_->Get("a"))->version(), 1);
+  // Unknown ids are refused the same way, whatever their sequence.
+  EXPECT_EQ(Apply(Put("a", "y", 4242, 1)).error_reason(), "session-expired");
+  EXPECT_EQ((*sm_->Get("a"))->version(), 1);
+}
+
+TEST_F(StateMachineTest, SessionStaysOpenWhileUsedWithinItsTtl) {
+  const uint64_t id = OpenSession();
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    const int64_t t = static_cast<int64_t>(seq) * (kSessionTtlMs - 1);
+    EXPECT_EQ(Apply(Put("a", "x", id, seq), t).error_code(), 0) << seq;
+  }
+}
+
+// Issue: a sequence reused for another request got the first one's saved
+// result back, marked replayed: the second write was acknowledged, never
+// applied.
+TEST_F(StateMachineTest, SequenceReusedForAnotherRequestIsRefused) {
+  const uint64_t id = OpenSession();
+  EXPECT_EQ(Apply(Put("a", "1", id, 1)).error_code(), 0);
+  rpc::CommandResult r = Apply(Put("b", "1", id, 1));
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_FALSE(r.put().header().replayed());
+}
+
+TEST_F(StateMachineTest, SessionOfAnotherGroupIsRefused) {
+  const uint64_t id = OpenSession();
+  rpc::Command put = Put("a", "1", id, 1);
+  put.mutable_session()->set_group(3);
+  EXPECT_EQ(Apply(put).error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_FALSE(sm_->Get("a")->has_value());
+}
+
+TEST_F(StateMachineTest, ProposalTimeFollowsTheMonotonicClockNotTheLog) {
+  int64_t now = 1'000'000;
+  auto sm = StateMachine::Open(db_.get(), 7, [&] { return now; });
+  ASSERT_TRUE(sm.ok());
+  EXPECT_EQ((*sm)->ProposalTimeMs(), 0);
+  now += 500;
+  EXPECT_EQ((*sm)->ProposalTimeMs(), 500);
+  // Another proposer ahead (a previous leader): log time jumps to it.
+  rpc::Command c = Put("k", "v");
+  c.set_time_ms(90'000);
+  ASSERT_TRUE(
+      (*sm)
+          ->Apply({{1, 1, raft::EntryType::kNormal, c.SerializeAsString()}})
+          .ok());
+  EXPECT_EQ((*sm)->ProposalTimeMs(), 90'000);
+  // Its own proposals, applied later, do not hold it back.
+  c.set_time_ms(90'000);
+  now += 200;
+  ASSERT_TRUE(
+      (*sm)
+          ->Apply({{1, 2, raft::EntryType::kNormal, c.SerializeAsString()}})
+          .ok());
+  EXPECT_EQ((*sm)->ProposalTimeMs(), 90'200);
 }
 
 TEST_F(StateMachineTest, RemovedMemberIdCannotComeBack) {
@@ -171,6 +267,94 @@ TEST_F(StateMachineTest, SnapshotRoundTripsIntoAnotherGroupReplica) {
   other->reset();
   other_db->reset();
   std::filesystem::remove_all(dir_ + "-b");
+}
+
+// Replays `entries` into a fresh replica, `batch` entries per Apply, closing
+// and reopening the replica after entry `reopen_after` (0: never); returns
+// every result and every stored record of the group.
+std::pair<std::vector<std::string>, std::map<std::string, std::string>> Replay(
+    const std::vector<raft::Entry>& entries, size_t batch,
+    size_t reopen_after = 0) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("tally-sm-replay-" + std::to_string(getpid())))
+                              .string();
+  std::filesystem::remove_all(dir);
+  auto db = storage::OpenLevelDB(dir);
+  EXPECT_TRUE(db.ok());
+  auto sm = StateMachine::Open(db->get(), 2);
+  EXPECT_TRUE(sm.ok());
+  std::vector<std::string> results;
+  for (size_t i = 0; i < entries.size(); i += batch) {
+    if (reopen_after != 0 && i == reopen_after) {
+      sm = StateMachine::Open(db->get(), 2);
+      EXPECT_TRUE(sm.ok());
+    }
+    std::vector<raft::Entry> part(
+        entries.begin() + i,
+        entries.begin() + std::min(entries.size(), i + batch));
+    auto r = (*sm)->Apply(part);
+    EXPECT_TRUE(r.ok()) << r.status();
+    for (auto& x : *r) results.push_back(std::move(x));
+  }
+  std::map<std::string, std::string> data;
+  std::unique_ptr<leveldb::Iterator> it(
+      (*db)->NewIterator(leveldb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    data[it->key().ToString()] = it->value().ToString();
+  }
+  it.reset();
+  sm->reset();
+  db->reset();
+  std::filesystem::remove_all(dir);
+  return {results, data};
+}
+
+// Issue: expiry ran at the end of each apply batch, so replicas whose batches
+// ended at different entries refused or applied the same write.
+TEST(SessionExpiryTest, SameResultsAndDataWhateverTheBatching) {
+  constexpr int64_t kMinute = 60 * 1000;
+  std::vector<raft::Entry> entries;
+  auto add = [&](rpc::Command c, int64_t time_ms) {
+    c.set_time_ms(time_ms);
+    entries.push_back({1, entries.size() + 1, raft::EntryType::kNormal,
+                       c.SerializeAsString()});
+  };
+  auto put = [](std::string key, uint64_t client, uint64_t seq) {
+    return PutCommand(std::move(key), "v", client, seq);
+  };
+  add(OpenSessionCommand(0), 0);  // session 1
+  add(OpenSessionCommand(0), 0);  // session 2
+  add(put("a", 1, 1), 0);
+  add(put("b", 2, 1), 3 * kMinute);
+  // Session 1 is idle past its TTL when the next entries apply.
+  add(put("c", 0, 0), kSessionTtlMs + 2 * kMinute);
+  add(put("a", 1, 2), kSessionTtlMs + 2 * kMinute);
+  add(put("b", 2, 2), kSessionTtlMs + 2 * kMinute);
+  add(OpenSessionCommand(0), kSessionTtlMs + 2 * kMinute);  // session 8
+  // Both end, in one batch with the opening of session 8 or not.
+  add(put("d", 0, 0), 3 * kSessionTtlMs);
+  add(put("a", 8, 1), 3 * kSessionTtlMs);
+  const auto one = Replay(entries, entries.size());
+  auto result = [&](size_t index) {
+    rpc::CommandResult r;
+    r.ParseFromString(one.first.at(index - 1));
+    return r;
+  };
+  EXPECT_EQ(result(6).error_reason(), "session-expired");
+  EXPECT_EQ(result(7).error_code(), 0);
+  EXPECT_EQ(result(10).error_reason(), "session-expired");
+  for (size_t batch = 1; batch < entries.size(); ++batch) {
+    const auto other = Replay(entries, batch);
+    EXPECT_EQ(other.first, one.first) << "results differ, batches of " << batch;
+    EXPECT_EQ(other.second, one.second) << "data differ, batches of " << batch;
+  }
+  for (size_t reopen = 1; reopen < entries.size(); ++reopen) {
+    const auto other = Replay(entries, 1, reopen);
+    EXPECT_EQ(other.first, one.first)
+        << "results differ, reopened at " << reopen;
+    EXPECT_EQ(other.second, one.second)
+        << "data differ, reopened at " << reopen;
+  }
 }
 
 }  // namespace

@@ -53,10 +53,16 @@ int main(int argc, char** argv) {
                  "entries between log compactions");
   app.add_option("--quiesce-ticks", o.quiesce_ticks,
                  "idle ticks before a raft group stops ticking (0: never)");
+  double session_ttl_s = o.session_ttl_ms / 1000.0;
+  app.add_option("--session-ttl", session_ttl_s,
+                 "seconds without a write before a client's exactly-once "
+                 "session ends (sessions opened through this node)")
+      ->check(CLI::Range(1.0, 7 * 24 * 3600.0));
   app.add_option("--log-format", log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   CLI11_PARSE(app, argc, argv);
+  o.session_ttl_ms = static_cast<int64_t>(session_ttl_s * 1000);
 
   auto logger = spdlog::stderr_logger_mt("kvd");
   spdlog::set_default_logger(logger);

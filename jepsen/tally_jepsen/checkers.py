@@ -119,9 +119,12 @@ def append_set(events):
 def exactly_once(events):
     """Per client key: acknowledged <= applied <= acknowledged + unknown,
     where applied is the key's final version; an acknowledged put never
-    reports itself as the previous value (that would be a second run)."""
+    reports itself as the previous value (that would be a second run); a
+    session ends only for a client that idled (a put refused as
+    "session-expired" must come right after an idle wait)."""
     ps = hist.pairs(events, {"put", "read-version"})
     anomalies = []
+    ended_after_idle = 0
     by_key = collections.defaultdict(list)
     for inv, done in ps:
         by_key[inv["key"]].append((inv, done))
@@ -138,12 +141,19 @@ def exactly_once(events):
             anomalies.append({"kind": "applied-count", "key": key, "version": version,
                               "acknowledged": ok, "indeterminate": unknown})
         for i, d in puts:
+            if d and "session-expired" in (d.get("error") or ""):
+                if i.get("after_idle"):
+                    ended_after_idle += 1
+                else:
+                    anomalies.append({"kind": "live-session-ended", "key": key,
+                                      "op_index": i["index"], "error": d["error"]})
             if d and d["type"] == "ok" and d["value"][1] is not None and \
                     d["value"][1] >= i["value"]:
                 anomalies.append({"kind": "applied-twice", "key": key, "seq": i["value"],
                                   "prev": d["value"][1], "op_index": i["index"]})
     out = {"checker": "exactly-once", "valid": not anomalies, "keys": len(by_key),
-           "anomalies": anomalies[:50], "anomaly_count": len(anomalies)}
+           "anomalies": anomalies[:50], "anomaly_count": len(anomalies),
+           "sessions_ended_after_idle": ended_after_idle}
     out.update(_counts([p for p in ps if p[0]["f"] == "put"]))
     return out
 

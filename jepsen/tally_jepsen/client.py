@@ -27,6 +27,7 @@ READ_MODES = {
 }
 
 _KV = {
+    "OpenSession": (kv_pb2.OpenSessionRequest, kv_pb2.OpenSessionResponse),
     "Get": (kv_pb2.GetRequest, kv_pb2.GetResponse),
     "Put": (kv_pb2.PutRequest, kv_pb2.PutResponse),
     "Delete": (kv_pb2.DeleteRequest, kv_pb2.DeleteResponse),
@@ -45,11 +46,13 @@ _CLUSTER = {
 
 
 class Result:
-    def __init__(self, type_, response=None, error=None, node=None):
+    def __init__(self, type_, response=None, error=None, node=None, reason=None):
         self.type = type_
         self.response = response
         self.error = error
         self.node = node
+        # The server's "tally-reason" for an error (e.g. "session-expired").
+        self.reason = reason
 
     def __repr__(self):
         return f"Result({self.type}, node={self.node}, error={self.error!r})"
@@ -120,14 +123,17 @@ class Connection:
                 return Result(OK, resp, node=node)
             except grpc.RpcError as err:
                 kind = classify(err)
-                hint = None
+                hint = reason = None
                 for k, v in (err.trailing_metadata() or ()):
                     if k == "tally-leader":
                         hint = self.node_at(v)
+                    elif k == "tally-reason":
+                        reason = v
                 if kind == FAIL and hint is not None and hint != node:
                     node = hint
                     continue
-                return Result(kind, error=f"{err.code().name}: {err.details()}", node=node)
+                return Result(kind, error=f"{err.code().name}: {err.details()}", node=node,
+                              reason=reason)
         return Result(FAIL, error="too many redirects", node=node)
 
     def close(self):

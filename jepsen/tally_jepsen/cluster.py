@@ -45,7 +45,7 @@ class Node:
         argv = [paths.KVD, "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-client", self.client_address,
                 "--listen-peer", self.peer_address,
-                "--tick-ms", str(c.tick_ms)]
+                "--tick-ms", str(c.tick_ms)] + list(c.kvd_args)
         if self.join:
             argv += ["--join", self.join]
         else:
@@ -67,6 +67,9 @@ class Node:
                 "FAKETIME_TIMESTAMP_FILE": self.clock_path,
                 "FAKETIME_CACHE_DURATION": "1",
             })
+            if not self.cluster.fake_monotonic:
+                # Only the wall clock moves, as when a clock is stepped.
+                env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
         log = open(self.log_path, "ab")
         log.write(f"--- harness: starting {self.name} at {time.time():.3f}\n".encode())
         log.flush()
@@ -154,8 +157,10 @@ class Cluster:
     """n kvd nodes on the run's network, data on the real disk."""
 
     def __init__(self, run_dir, net, n=3, tick_ms=50, initial_ranges="",
-                 fake_clocks=False):
+                 fake_clocks=False, fake_monotonic=True, kvd_args=()):
         self.run_dir = run_dir
+        self.fake_monotonic = fake_monotonic
+        self.kvd_args = tuple(kvd_args)
         self.net = net
         self.tick_ms = tick_ms
         self.initial_ranges = initial_ranges

@@ -226,6 +226,31 @@ class Clock(Nemesis):
         self.stop()
 
 
+class ClockJump(Nemesis):
+    """Steps the leader's wall clock forward by `jump` seconds (15 minutes by
+    default), as a bad NTP server or a VM resume does; monotonic clocks are
+    left alone (the cluster runs with fake wall clocks only). Nothing that
+    depends on time, session TTLs included, may move with it."""
+
+    WALL_CLOCK_ONLY = True
+
+    def __init__(self, cluster, conn, rng, jump=900.0):
+        super().__init__(cluster, conn, rng)
+        self.jump = jump
+        self.name = "clock-jump-leader"
+
+    def start(self):
+        n = self.pick("leader")[0]
+        node = self.cluster.node(n)
+        return {"clocks": {f"n{n}": node.set_clock(offset=node.clock_offset + self.jump)}}
+
+    def stop(self):
+        pass  # a clock never runs backwards
+
+    def heal(self):
+        pass
+
+
 class TransferLeader(Nemesis):
     """Moves leadership of every group the leader leads to another voter."""
 
@@ -332,6 +357,7 @@ NEMESES = {
     "clock-drift": lambda c, conn, rng: Clock(c, conn, rng, "drift"),
     "clock-bump": lambda c, conn, rng: Clock(c, conn, rng, "bump"),
     "clock-strobe": lambda c, conn, rng: Clock(c, conn, rng, "strobe"),
+    "clock-jump-leader": lambda c, conn, rng: ClockJump(c, conn, rng),
     "transfer-leader": lambda c, conn, rng: TransferLeader(c, conn, rng),
     "slow-node": lambda c, conn, rng: SlowLinks(c, conn, rng, "slow-node"),
     "delay-all": lambda c, conn, rng: SlowLinks(c, conn, rng, "delay-all"),
@@ -356,6 +382,10 @@ def run_schedule(nemesis, history, stop, rng, quiet=(2.0, 5.0), hold=(5.0, 10.0)
                             "key": None, "value": desc})
     finally:
         nemesis.heal()
+
+
+# Nemeses whose clusters fake wall clocks only (monotonic clocks stay true).
+WALL_CLOCK_ONLY = {"clock-jump-leader"}
 
 
 def make(name, cluster, conn, seed):

@@ -19,7 +19,7 @@ from .net import Network
 class Plan:
     def __init__(self, workload, nemesis, seed, duration=30.0, nodes=3, clients=10,
                  read_mode="mixed", check_read_modes="linearizable,lease",
-                 ranges="", tick_ms=50):
+                 ranges="", tick_ms=50, session_ttl=None, idle_every=0, idle_for=0.0):
         self.workload = workload
         self.nemesis = nemesis
         self.seed = seed
@@ -30,6 +30,11 @@ class Plan:
         self.check_read_modes = check_read_modes
         self.ranges = ranges
         self.tick_ms = tick_ms
+        # kvd --session-ttl (seconds), and exactly-once clients that idle
+        # idle_for seconds before every idle_every-th put.
+        self.session_ttl = session_ttl
+        self.idle_every = idle_every
+        self.idle_for = idle_for
 
     @property
     def name(self):
@@ -88,6 +93,8 @@ def execute(plan, out_root):
     workload = workloads.WORKLOADS[plan.workload]()
     if plan.workload == "register":
         workload.read_mode = plan.read_mode
+    if plan.workload == "exactly-once":
+        workload.idle_every, workload.idle_for = plan.idle_every, plan.idle_for
     net = Network(plan.nodes, spares=tnem.Membership.SPARES
                   if plan.nemesis.startswith("replace") else 0,
                   proxied=plan.nemesis in tnem.PROXIED)
@@ -97,7 +104,10 @@ def execute(plan, out_root):
     try:
         cluster = tcluster.Cluster(run_dir, net, plan.nodes, tick_ms=plan.tick_ms,
                                    initial_ranges=plan.ranges,
-                                   fake_clocks=plan.nemesis.startswith("clock"))
+                                   fake_clocks=plan.nemesis.startswith("clock"),
+                                   fake_monotonic=plan.nemesis not in tnem.WALL_CLOCK_ONLY,
+                                   kvd_args=(["--session-ttl", str(plan.session_ttl)]
+                                             if plan.session_ttl else []))
         cluster.start()
         conn = Connection({i: n.client_address for i, n in cluster.nodes.items()})
         nodes = sorted(cluster.nodes)

@@ -215,29 +215,73 @@ class ExactlyOnce:
     (client id, sequence) across timeouts, leader changes and nodes until it
     gets an answer. The key's version counts the puts applied: every
     acknowledged put exactly once, every failed one never, every
-    indeterminate one at most once."""
+    indeterminate one at most once. A session that ends (the servers'
+    --session-ttl, shortened for a run, against clients that idle past it)
+    is replaced by a new one; the put it refused counts as failed if no
+    earlier attempt of it may have been applied, else as indeterminate."""
 
     name = "exactly-once"
 
-    def __init__(self, retry_for=10.0):
+    def __init__(self, retry_for=10.0, idle_every=0, idle_for=0.0):
         self.retry_for = retry_for
+        # Every idle_every-th put, the client first waits idle_for seconds.
+        self.idle_every = idle_every
+        self.idle_for = idle_for
         self.keys = set()
 
     def run(self, process, ctx):
         rng = ctx.rng(process)
-        client_id = rng.getrandbits(63) + 1
         key = f"e{process}"
         self.keys.add(key)
-        seq = 0
+        session = None
+        n = 0  # the put's number: its value, increasing across sessions
         while not ctx.stop.is_set():
+            if session is None:
+                session = self._open(ctx, process, key, rng)
+                if session is None:
+                    continue
+            n += 1
+            idled = bool(self.idle_every) and n % self.idle_every == 0
+            if idled:
+                ctx.stop.wait(self.idle_for)
+                if ctx.stop.is_set():
+                    break
+            client_id, group, seq = session
             seq += 1
-            req = kv_pb2.PutRequest(key=key.encode(), value=str(seq).encode(),
+            session = (client_id, group, seq)
+            req = kv_pb2.PutRequest(key=key.encode(), value=str(n).encode(),
                                     session=kv_pb2.Session(client_id=client_id,
                                                            sequence=seq,
-                                                           first_incomplete=seq))
-            record(ctx, process, "put", key, seq,
-                   lambda req=req, seq=seq: self._put(ctx, process, req, rng),
-                   {"client_id": str(client_id), "seq": seq})
+                                                           first_incomplete=seq,
+                                                           group=group))
+            done = record(ctx, process, "put", key, n,
+                          lambda req=req: self._put(ctx, process, req, rng),
+                          {"client_id": str(client_id), "seq": seq,
+                           "after_idle": idled})
+            if "session-expired" in (done.get("error") or ""):
+                session = None
+
+    def _open(self, ctx, process, key, rng):
+        """A new session in the group of `key`: (client id, group, 0)."""
+        deadline = time.monotonic() + self.retry_for
+        node = ctx.node_for(process)
+        while time.monotonic() < deadline and not ctx.stop.is_set():
+            r = ctx.conn.call(node, "Ranges", tc.cluster_pb2.RangesRequest(),
+                              timeout=OP_TIMEOUT, service="Cluster")
+            group = None
+            if r.type == OK:
+                for rd in r.response.ranges:
+                    if rd.start <= key.encode() and (not rd.end or key.encode() < rd.end):
+                        group = rd.group
+            if group is not None:
+                r = ctx.conn.call(node, "OpenSession",
+                                  kv_pb2.OpenSessionRequest(group=group),
+                                  timeout=OP_TIMEOUT)
+                if r.type == OK:
+                    return (r.response.client_id, group, 0)
+            node = rng.choice(ctx.nodes)
+            time.sleep(0.05)
+        return None
 
     def _put(self, ctx, process, req, rng):
         deadline = time.monotonic() + self.retry_for
@@ -249,8 +293,12 @@ class ExactlyOnce:
             if r.type == OK:
                 prev = _int(r.response.prev.value) if r.response.had_prev else None
                 return OK, [req.session.sequence, prev, r.response.header.replayed], r.node, None
-            unknown = unknown or r.type == INFO
             last = r.error
+            if r.reason == "session-expired":
+                # This attempt was not applied; an earlier one may have been.
+                last = f"session-expired: {r.error}"
+                break
+            unknown = unknown or r.type == INFO
             node = rng.choice(ctx.nodes)  # try another node
             time.sleep(0.05)
         return (INFO if unknown else FAIL), [req.session.sequence, None, False], node, last

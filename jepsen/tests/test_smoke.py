@@ -29,3 +29,16 @@ def test_serializable_reads_checked_as_linearizable_are_stale(jepsen):
     # ...while the staleness check, which knows they may be stale, accepts them.
     stale = next(v for v in outcome.verdicts if v["checker"] == "staleness")
     assert stale["valid"] is True, stale
+
+
+@pytest.mark.smoke
+def test_sessions_outlive_leader_clock_jumps_and_end_only_when_idle(jepsen):
+    """Sessions with a 4 s TTL; clients that idle 6 s before every 4th put;
+    the leader's wall clock stepped 15 minutes forward again and again.
+    Every put applies at most once, none is lost, and only the idle clients'
+    sessions end (each then opens a new one)."""
+    outcome = jepsen("exactly-once", "clock-jump-leader", duration=SMOKE_SECONDS,
+                     session_ttl=4, idle_every=4, idle_for=6.0)
+    assert_valid(outcome)
+    check = next(v for v in outcome.verdicts if v["checker"] == "exactly-once")
+    assert check["sessions_ended_after_idle"] > 0, f"{outcome.run_dir}: no session ended"

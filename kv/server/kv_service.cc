@@ -89,6 +89,7 @@ class KvService final : public rpc::KV::CallbackService {
     rpc::Command cmd;
     *cmd.mutable_put() = *req;
     cmd.mutable_put()->clear_session();
+    cmd.set_request_fingerprint(Fingerprint(cmd.put()));
     *cmd.mutable_session() = req->session();
     Write(reply, req->key(), std::move(cmd),
           [](rpc::CommandResult& r, rpc::PutResponse* out) {
@@ -107,11 +108,34 @@ class KvService final : public rpc::KV::CallbackService {
     rpc::Command cmd;
     *cmd.mutable_delete_() = *req;
     cmd.mutable_delete_()->clear_session();
+    cmd.set_request_fingerprint(Fingerprint(cmd.delete_()));
     *cmd.mutable_session() = req->session();
     Write(reply, req->key(), std::move(cmd),
           [](rpc::CommandResult& r, rpc::DeleteResponse* out) {
             *out = std::move(*r.mutable_delete_());
           });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* OpenSession(
+      grpc::CallbackServerContext* ctx, const rpc::OpenSessionRequest* req,
+      rpc::OpenSessionResponse* resp) override {
+    auto* reply = new Reply<rpc::OpenSessionResponse>(ctx, resp);
+    bool data_group = false;
+    for (const auto& r : node_->layout.ranges()) {
+      data_group = data_group || r.group() == req->group();
+    }
+    if (!data_group) {
+      return Finish(reply, Invalid(absl::StrCat(
+                               "no shard has group ", req->group(),
+                               "; the Ranges call names the shards' groups")));
+    }
+    rpc::Command cmd;
+    cmd.mutable_open_session()->set_ttl_ms(node_->options.session_ttl_ms);
+    WriteToGroup(reply, req->group(), std::move(cmd),
+                 [](rpc::CommandResult& r, rpc::OpenSessionResponse* out) {
+                   *out = std::move(*r.mutable_open_session());
+                 });
     return reply;
   }
 
@@ -153,6 +177,7 @@ class KvService final : public rpc::KV::CallbackService {
     rpc::Command cmd;
     *cmd.mutable_txn() = *req;
     cmd.mutable_txn()->clear_session();
+    cmd.set_request_fingerprint(Fingerprint(cmd.txn()));
     *cmd.mutable_session() = req->session();
     Write(reply, *keys[0], std::move(cmd),
           [](rpc::CommandResult& r, rpc::TxnResponse* out) {
@@ -253,8 +278,13 @@ class KvService final : public rpc::KV::CallbackService {
   template <typename Resp, typename Fill>
   void Write(Reply<Resp>* reply, const std::string& key, rpc::Command cmd,
              Fill fill) {
+    WriteToGroup(reply, node_->RangeFor(key).group(), std::move(cmd),
+                 std::move(fill));
+  }
+  template <typename Resp, typename Fill>
+  void WriteToGroup(Reply<Resp>* reply, uint64_t group, rpc::Command cmd,
+                    Fill fill) {
     auto s = reply->shared();
-    const uint64_t group = node_->RangeFor(key).group();
     Expire(reply, "write");
     node_->WriteAsync(
         group, std::move(cmd),
@@ -262,6 +292,7 @@ class KvService final : public rpc::KV::CallbackService {
           Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
             if (!r.ok()) return node_->Refuse(ctx, group, r.status());
             fill(*r, out);
+            out->mutable_header()->set_node(node_->id);
             return grpc::Status::OK;
           });
         });

@@ -3,7 +3,10 @@
 #include <future>
 #include <memory>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace tally::kv::server {
 
@@ -45,9 +48,8 @@ StateMachine* Node::Machine(raft::host::GroupId group) const {
 
 void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,
                       WriteDone done) {
-  cmd.set_time_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
+  // Log time, not the wall clock: see StateMachine::ProposalTimeMs.
+  if (StateMachine* sm = Machine(group)) cmd.set_time_ms(sm->ProposalTimeMs());
   host->Propose(
       group, cmd.SerializeAsString(),
       [done = std::move(done)](absl::StatusOr<raft::host::Applied> r) {
@@ -57,9 +59,12 @@ void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,
           return done(absl::InternalError("undecodable write result"));
         }
         if (result.error_code() != 0) {
-          return done(
-              absl::Status(static_cast<absl::StatusCode>(result.error_code()),
-                           result.error_message()));
+          absl::Status st(static_cast<absl::StatusCode>(result.error_code()),
+                          result.error_message());
+          if (!result.error_reason().empty()) {
+            st.SetPayload(kReasonPayload, absl::Cord(result.error_reason()));
+          }
+          return done(st);
         }
         done(std::move(result));
       });
@@ -98,7 +103,23 @@ grpc::Status Node::Refuse(grpc::ServerContextBase* ctx,
                           raft::host::GroupId group,
                           const absl::Status& s) const {
   if (absl::IsUnavailable(s)) return NotLeader(ctx, group, s);
+  if (auto reason = s.GetPayload(kReasonPayload)) {
+    ctx->AddTrailingMetadata("tally-reason", std::string(*reason));
+  }
   return ToGrpc(s);
+}
+
+uint64_t Fingerprint(const google::protobuf::Message& request) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    request.SerializeToCodedStream(&coded);
+  }
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
 }
 
 grpc::Status Node::NotLeader(grpc::ServerContextBase* ctx,

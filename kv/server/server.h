@@ -38,6 +38,9 @@ struct ServerOptions {
   uint64_t snapshot_every = 10000;
   // Idle ticks before a group goes quiet (0: never).
   int quiesce_ticks = 20;
+  // Sessions opened through this node end after this long without a write
+  // (log time; see rpc::OpenSessionResponse).
+  int64_t session_ttl_ms = 10 * 60 * 1000;
 };
 
 // "n3" -> 3. INVALID_ARGUMENT otherwise.

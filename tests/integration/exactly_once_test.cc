@@ -3,6 +3,7 @@
 // answer each retry instead of applying the write again.
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,25 @@ TEST(ExactlyOnceTest, WritesRetriedAcrossALeaderKillApplyOnce) {
   int twice = 0;
   for (const auto& kv : *all) twice += kv.version() != 1;
   EXPECT_EQ(twice, 0) << "keys written more than once";
+}
+
+// Issue: a client's session, once idle for its TTL, refused every later
+// write of the client for good.
+TEST(ExactlyOnceTest, ClientIdlePastItsSessionTtlWritesAgain) {
+  testing::TestCluster cluster("", "--session-ttl 1");
+  ASSERT_TRUE(cluster.Start());
+  auto c = client::Client::Connect(cluster.ClientOptions());
+  ASSERT_TRUE(c.ok());
+  client::Client& client = **c;
+  ASSERT_TRUE(client.Put("idle", "1").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto again = client.Put("idle", "2");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->header().replayed());
+  auto got = client.Get("idle");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->kv().value(), "2");
+  EXPECT_EQ(got->kv().version(), 2);
 }
 
 }  // namespace

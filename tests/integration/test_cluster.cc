@@ -20,8 +20,9 @@ const char* Env(const char* name, const char* fallback) {
 }
 }  // namespace
 
-TestCluster::TestCluster(std::string initial_ranges)
-    : initial_ranges_(std::move(initial_ranges)) {
+TestCluster::TestCluster(std::string initial_ranges, std::string kvd_args)
+    : initial_ranges_(std::move(initial_ranges)),
+      kvd_args_(std::move(kvd_args)) {
   char tmpl[] = "/tmp/tally-it-XXXXXX";
   dir_ = mkdtemp(tmpl);
   port_base_ = 20000 + std::random_device{}() % 20000;
@@ -33,11 +34,12 @@ TestCluster::~TestCluster() {
 }
 
 int TestCluster::Script(const std::string& cmd) const {
-  const std::string line = absl::StrCat(
-      "TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
-      " TALLY_PORT_BASE=", port_base_,
-      " TALLY_INITIAL_RANGES=", initial_ranges_, " ", Env("TALLY_ROOT", "."),
-      "/deploy/local-cluster.sh ", cmd, " ", dir_, " >/dev/null");
+  const std::string line =
+      absl::StrCat("TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
+                   " TALLY_PORT_BASE=", port_base_,
+                   " TALLY_INITIAL_RANGES=", initial_ranges_,
+                   " TALLY_KVD_ARGS='", kvd_args_, "' ", Env("TALLY_ROOT", "."),
+                   "/deploy/local-cluster.sh ", cmd, " ", dir_, " >/dev/null");
   return std::system(line.c_str());
 }
 

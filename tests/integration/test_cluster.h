@@ -12,8 +12,10 @@ namespace tally::testing {
 // The destructor stops every node it started and removes the directory.
 class TestCluster {
  public:
-  // `initial_ranges`: split points, e.g. "m,t" (see kvd --initial-ranges).
-  explicit TestCluster(std::string initial_ranges = "");
+  // `initial_ranges`: split points, e.g. "m,t" (see kvd --initial-ranges);
+  // `kvd_args`: more flags for every node.
+  explicit TestCluster(std::string initial_ranges = "",
+                       std::string kvd_args = "");
   ~TestCluster();
   TestCluster(const TestCluster&) = delete;
   TestCluster& operator=(const TestCluster&) = delete;
@@ -32,6 +34,7 @@ class TestCluster {
   std::string dir_;
   int port_base_;
   std::string initial_ranges_;
+  std::string kvd_args_;
 };
 
 }  // namespace tally::testing

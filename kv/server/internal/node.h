@@ -21,6 +21,9 @@
 namespace tally::kv::server {
 
 inline constexpr raft::host::GroupId kMetaGroup = 1;
+// The absl::Status payload that carries a machine-readable error reason
+// (CommandResult.error_reason) to the client as "tally-reason" metadata.
+inline constexpr char kReasonPayload[] = "tally-reason";
 
 // What the gRPC services need of the node.
 struct Node {
@@ -55,7 +58,8 @@ struct Node {
                          raft::host::GroupId group,
                          const absl::Status& cause) const;
   // An operation's error for the client: NotLeader for UNAVAILABLE (with
-  // the redirect), else the same code and message.
+  // the redirect), else the same code and message, and its reason (if any)
+  // as "tally-reason" trailing metadata.
   grpc::Status Refuse(grpc::ServerContextBase* ctx, raft::host::GroupId group,
                       const absl::Status& s) const;
   absl::Status ProposeConfChange(
@@ -64,6 +68,9 @@ struct Node {
 };
 
 grpc::Status ToGrpc(const absl::Status& s);
+// A hash of a client request, the same for the same request on every build:
+// a session's retry must carry the same one (rpc::Command).
+uint64_t Fingerprint(const google::protobuf::Message& request);
 std::unique_ptr<grpc::Service> NewKvService(Node* node);
 std::unique_ptr<grpc::Service> NewClusterService(Node* node);
 
