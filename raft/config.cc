@@ -19,9 +19,9 @@ absl::Status Config::Validate() const {
         "lease-based reads need check_quorum: without it a deposed leader "
         "would not know its lease is over");
   }
-  if (lease_drift_margin <= 0 || lease_drift_margin >= election_tick) {
+  if (lease_drift_margin <= 0 || lease_drift_margin >= election_tick - 1) {
     return absl::InvalidArgumentError(
-        "lease_drift_margin must be in (0, election_tick)");
+        "lease_drift_margin must be in (0, election_tick - 1)");
   }
   if (storage == nullptr) return absl::InvalidArgumentError("storage is null");
   if (random == nullptr) return absl::InvalidArgumentError("random is null");

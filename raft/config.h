@@ -42,11 +42,14 @@ struct Config {
 
   // How reads are confirmed. kLeaseBased REQUIRES check_quorum.
   ReadOnlyOption read_only = ReadOnlyOption::kSafe;
-  // With lease reads, the lease lasts election_tick - lease_drift_margin
-  // ticks of the leader's clock from the sending of the heartbeat a quorum
-  // acknowledged. The margin absorbs clock-rate differences between nodes:
-  // it must exceed the ticks by which a follower's clock can run ahead over
-  // an election timeout. REQUIRES: 0 < margin < election_tick.
+  // With lease reads, the lease lasts L = election_tick - 1 -
+  // lease_drift_margin ticks of the leader's clock from the sending of the
+  // heartbeat a quorum acknowledged. A follower that received it ignores
+  // votes until election_tick of its own ticks have passed, the first of
+  // which may come at once: election_tick - 1 of its tick lengths. The lease
+  // is safe while followers' clocks run at most (election_tick - 1) / L
+  // times as fast as the leader's: 9/7, 28%, with the defaults (10 and 2).
+  // REQUIRES: 0 < margin < election_tick - 1.
   int lease_drift_margin = 2;
 
   // Upper bound on the bytes of entries in one append message (at least one

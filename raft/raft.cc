@@ -12,10 +12,11 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   absl::StatusOr<InitialState> state = config.storage->GetInitialState();
   if (!state.ok()) return state.status();
-  // No voters is allowed only for a new, empty replica: it waits for a
-  // leader to send it a snapshot, which brings the configuration.
-  const bool empty_replica =
-      state->hard_state.IsEmpty() && config.storage->LastIndex() == 0;
+  // No voters is allowed only for a new replica without a log: it waits for
+  // a leader to send it a snapshot, which brings the configuration. It may
+  // have a term and vote already (it heard from the leader, then
+  // restarted before the snapshot came).
+  const bool empty_replica = config.storage->LastIndex() == 0;
   if (state->conf_state.voters.empty() && !empty_replica) {
     return absl::InvalidArgumentError("storage holds no voters for the group");
   }
@@ -47,7 +48,7 @@ Raft::Raft(const Config& c)
       pre_vote_(c.pre_vote),
       check_quorum_(c.check_quorum),
       read_only_(c.read_only),
-      lease_ticks_(c.election_tick - c.lease_drift_margin),
+      lease_ticks_(c.election_tick - 1 - c.lease_drift_margin),
       max_size_per_msg_(c.max_size_per_msg),
       max_inflight_msgs_(c.max_inflight_msgs),
       max_inflight_bytes_(c.max_inflight_bytes),

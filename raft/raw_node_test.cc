@@ -142,13 +142,18 @@ TEST_F(RawNodeTest, StepRejectsMisaddressedMessages) {
 
 // No voters is only valid for an empty replica (a new member waiting for a
 // snapshot); with a hard state, the storage is corrupt.
-TEST_F(RawNodeTest, CreateRejectsMissingVotersUnlessEmpty) {
+// A replica with no configuration is a new member waiting for its first
+// snapshot, even with a term and vote (it heard from a leader, then
+// restarted); with a log, it is corrupt storage.
+TEST_F(RawNodeTest, CreateRejectsMissingVotersUnlessNoLog) {
   storage_ = std::make_unique<MemoryStorage>();
   storage_->SetHardState({.term = 1});
   Config c;
   c.id = 1;
   c.storage = storage_.get();
   c.random = &random_;
+  EXPECT_TRUE(RawNode::Create(c).ok());
+  storage_->Append({Entry{1, 1, EntryType::kNormal, ""}});
   absl::StatusOr<std::unique_ptr<RawNode>> n = RawNode::Create(c);
   EXPECT_TRUE(absl::IsInvalidArgument(n.status())) << n.status();
 }

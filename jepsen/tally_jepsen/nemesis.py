@@ -179,8 +179,9 @@ class Clock(Nemesis):
     time to attack lease reads.
 
     mode "drift": every node's clock runs at its own rate within the drift
-    the lease tolerates (lease = election timeout - 2 ticks: rates within
-    +-8% keep any two clocks within the 25% between them). mode "bump":
+    the lease tolerates (lease = election timeout - 3 ticks: rates within
+    +-8% keep any two clocks within a ratio of 1.17, under the 9/7 the
+    lease allows). mode "bump":
     clocks jump forward by up to 5 s, and "strobe" flips a clock between
     two offsets several times; those break the lease's assumption, so runs
     with them read in linearizable mode."""
