@@ -1,6 +1,7 @@
 // The raft loop's pass over every group with work: persist, send, apply,
 // advance (the Ready contract of raft/raw_node.h), and log compaction.
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -65,18 +66,25 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
 
 // 2. The messages of every group, batched per destination node. A
 // leader's appends and heartbeats go first, before step 1 (dissertation
-// §10.2.1): the followers write the entries while the leader does. Commit
-// still waits for the leader's own durable copy, because the followers'
-// answers are stepped in a later pass, after this pass's write returned.
+// §10.2.1): the followers write the entries while the leader does. Those
+// early messages carry no commit index past what the leader has written (a
+// leader with no other voter commits on its own copy at once), and a Ready
+// that changes term or vote sends nothing early: a message must never
+// speak of a term, vote or commit its sender could forget in a crash.
 // Everything else (answers, votes) goes after the write it depends on.
 void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
                             bool leader_appends) {
   std::map<NodeId, std::vector<GroupMessage>> out;
   for (auto& [g, rd] : readies) {
-    const bool leader = g->raw->raft().role() == Role::kLeader;
+    const HardState& stored = g->storage->hard_state();
+    const bool may_send_early =
+        g->raw->raft().role() == Role::kLeader &&
+        !(rd.hard_state && (rd.hard_state->term != stored.term ||
+                            rd.hard_state->vote != stored.vote));
+    const Index written = g->storage->LastIndex();
     auto early = [&](const Message& m) {
-      return leader && (m.type == MessageType::kAppend ||
-                        m.type == MessageType::kHeartbeat);
+      return may_send_early && (m.type == MessageType::kAppend ||
+                                m.type == MessageType::kHeartbeat);
     };
     std::vector<Message> kept;
     for (Message& m : rd.messages) {
@@ -84,6 +92,7 @@ void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
         kept.push_back(std::move(m));
         continue;
       }
+      if (leader_appends) m.commit = std::min(m.commit, written);
       const NodeId to = m.to;
       out[to].push_back({g->id, std::move(m)});
     }

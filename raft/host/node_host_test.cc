@@ -4,6 +4,7 @@
 
 #include "raft/host/node_host.h"
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <map>
@@ -61,6 +62,13 @@ class MemoryLog : public LogStore {
   int batches() {
     absl::MutexLock l(&mu_);
     return batches_;
+  }
+  // The last index of `group`'s log written so far (snapshot included).
+  Index LastWritten(GroupId group) {
+    absl::MutexLock l(&mu_);
+    const PersistedGroup& g = groups_[group];
+    return g.entries.empty() ? g.snapshot.metadata.index
+                             : g.entries.back().index;
   }
 
  private:
@@ -189,6 +197,14 @@ class Cluster {
     auto it = nodes_.find(id);
     return it == nodes_.end() ? nullptr : it->second->host.get();
   }
+  MemoryLog* log(NodeId id) {
+    absl::MutexLock l(&mu_);
+    auto it = nodes_.find(id);
+    return it == nodes_.end() ? nullptr : &it->second->log;
+  }
+  // Messages that carried a commit index past what their sender had
+  // written to its log when it sent them.
+  std::atomic<int> early_commits{0};
   TestNode& node(NodeId id) { return *nodes_.at(id); }
   // Waits until some node leads `group`; returns it (0 after the timeout).
   NodeId WaitLeader(GroupId group) {
@@ -209,6 +225,11 @@ class Cluster {
 };
 
 void LoopTransport::Send(NodeId to, std::vector<GroupMessage> msgs) {
+  if (MemoryLog* log = cluster_->log(self_)) {
+    for (const GroupMessage& gm : msgs) {
+      if (gm.msg.commit > log->LastWritten(gm.group)) ++cluster_->early_commits;
+    }
+  }
   if (NodeHost* h = cluster_->host(to)) h->Deliver(std::move(msgs));
 }
 
@@ -455,6 +476,33 @@ TEST(NodeHostTest, ConcurrentProposalsShareStorageBatches) {
   // 200 proposals over 4 groups, each written by node 1 as leader or
   // follower: far fewer storage batches than entries.
   EXPECT_LT(c.node(1).log.batches() - before, 150);
+}
+
+// Issue: with one voter, the leader counts its own copy toward commit on
+// append, and the appends sent before its write carried that commit index
+// to the learners: a crash in the sync window left a learner with an entry
+// the voter never kept.
+TEST(NodeHostTest, NoMessageCarriesACommitIndexItsSenderHasNotWritten) {
+  Cluster c(FastOptions());
+  c.Add(1, {1}, {1});
+  ASSERT_EQ(c.WaitLeader(1), 1u);
+  c.Add(4, {}, {});
+  ConfChange cc;
+  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
+  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
+  auto f = p->get_future();
+  c.host(1)->ProposeConfChange(
+      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  ASSERT_TRUE(f.get().ok());
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(ProposeAndWait(c.host(1), 1, absl::StrCat("x", i)).ok());
+  }
+  EXPECT_TRUE(Eventually([&] {
+    absl::StatusOr<GroupInfo> i = c.host(4)->Group(1);
+    return i.ok() && i->commit == c.host(1)->Group(1)->commit;
+  }));
+  EXPECT_EQ(c.early_commits.load(), 0);
 }
 
 }  // namespace
