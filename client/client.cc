@@ -261,11 +261,12 @@ absl::StatusOr<Resp> Client::Write(const std::string& key, Req& req, Rpc rpc) {
     if (moved) Refresh().IgnoreError();
     // The refusal proves this attempt was not applied; an earlier attempt
     // whose answer was lost may have been, before the session ended.
-    if (attempts > 1 || round > 0) {
+    if (attempts > 1) {
       return absl::DeadlineExceededError(absl::StrCat(
           "the write's outcome is unknown: it was retried and then refused (",
           st.message(), ")"));
     }
+    if (round > 0) return st;  // refused twice: certainly not applied
   }
 }
 
