@@ -45,12 +45,25 @@ class GrpcTransport::Peer {
     thread_.join();
   }
   void Enqueue(std::vector<raft::host::GroupMessage> msgs) {
-    absl::MutexLock l(&mu_);
-    for (auto& m : msgs) {
-      if (queue_.size() >= kMaxQueuedMessages) {
-        queue_.pop_front();  // raft resends what matters
+    std::vector<raft::host::GroupMessage> dropped;
+    {
+      absl::MutexLock l(&mu_);
+      for (auto& m : msgs) {
+        if (queue_.size() >= kMaxQueuedMessages) {
+          // Raft resends what matters, but a leader waits for news of a
+          // snapshot it sent before it sends another.
+          if (queue_.front().msg.type == raft::MessageType::kSnapshot) {
+            dropped.push_back(std::move(queue_.front()));
+          }
+          queue_.pop_front();
+        }
+        queue_.push_back(std::move(m));
       }
-      queue_.push_back(std::move(m));
+    }
+    for (const auto& m : dropped) {
+      if (t_->host_ != nullptr) {
+        t_->host_->ReportSnapshot(m.group, id_, false);
+      }
     }
   }
 
@@ -189,7 +202,8 @@ class GrpcTransport::Service final : public RaftTransport::Service {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "starting");
     }
     absl::Status st = t_->host_->ExportSnapshot(
-        req->group(), req->min_index(), [&](raft::host::SnapshotChunk c) {
+        req->group(), req->from(), req->min_index(),
+        [&](raft::host::SnapshotChunk c) {
           SnapshotChunk out;
           out.set_applied_index(c.applied_index);
           for (auto& [k, v] : c.kvs) {
@@ -202,7 +216,6 @@ class GrpcTransport::Service final : public RaftTransport::Service {
           }
           return absl::OkStatus();
         });
-    t_->host_->ReportSnapshot(req->group(), req->from(), st.ok());
     if (!st.ok()) {
       return grpc::Status(static_cast<grpc::StatusCode>(st.code()),
                           std::string(st.message()));
@@ -252,7 +265,7 @@ void GrpcTransport::Send(raft::NodeId to,
 absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
                                           raft::host::GroupId group,
                                           raft::Index min_index,
-                                          raft::host::StateMachine* sm) {
+                                          const raft::host::ChunkSink& sink) {
   const std::string address = directory_->Peer(from);
   if (address.empty()) {
     return absl::UnavailableError(absl::StrCat("no address for node ", from));
@@ -260,6 +273,21 @@ absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
   auto stub = RaftTransport::NewStub(Dial(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + kSnapshotDeadline);
+  {
+    absl::MutexLock l(&mu_);
+    if (stopped_ || fetches_cancelled_) {
+      return absl::CancelledError("transport is stopping");
+    }
+    fetches_.insert(&ctx);
+  }
+  struct Unregister {
+    GrpcTransport* t;
+    grpc::ClientContext* ctx;
+    ~Unregister() {
+      absl::MutexLock l(&t->mu_);
+      t->fetches_.erase(ctx);
+    }
+  } unregister{this, &ctx};
   SnapshotRequest req;
   req.set_cluster_id(cluster_id_);
   req.set_group(group);
@@ -268,26 +296,33 @@ absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
   auto reader = stub->FetchSnapshot(&ctx, req);
   uint64_t keys = 0, bytes = 0;
   raft::Index applied = 0;
-  auto next = [&]() -> absl::StatusOr<raft::host::SnapshotChunk> {
-    SnapshotChunk c;
+  absl::Status st;
+  SnapshotChunk c;
+  bool done = false;
+  while (!done) {
     if (!reader->Read(&c)) {
       grpc::Status gs = reader->Finish();
-      return absl::UnavailableError(
-          absl::StrCat("snapshot stream from node ", from,
-                       " ended early: ", gs.error_message()));
+      st = absl::UnavailableError(absl::StrCat(
+          "snapshot stream from node ", from,
+          " ended early: ", gs.ok() ? "no last chunk" : gs.error_message()));
+      break;
     }
     raft::host::SnapshotChunk out;
     out.applied_index = c.applied_index();
     for (int i = 0; i < c.keys_size() && i < c.values_size(); ++i) {
       out.kvs.emplace_back(c.keys(i), c.values(i));
     }
-    out.done = c.done();
+    out.done = done = c.done();
     keys += out.kvs.size();
     bytes += c.ByteSizeLong();
     applied = std::max(applied, out.applied_index);
-    return out;
-  };
-  absl::Status st = sm->Import(next);
+    st = sink(std::move(out));
+    if (!st.ok()) {
+      ctx.TryCancel();
+      reader->Finish().IgnoreError();
+      break;
+    }
+  }
   if (!st.ok()) {
     spdlog::warn("[g={} n={}] snapshot from n{} failed: {}", group, self_, from,
                  st.ToString());
@@ -295,10 +330,16 @@ absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
   }
   reader->Finish().IgnoreError();
   spdlog::info(
-      "[g={} n={}] installed snapshot from n{} at applied index {}: {} keys, "
+      "[g={} n={}] fetched snapshot from n{} at applied index {}: {} keys, "
       "{} bytes",
       group, self_, from, applied, keys, bytes);
   return st;
+}
+
+void GrpcTransport::CancelFetches() {
+  absl::MutexLock l(&mu_);
+  fetches_cancelled_ = true;
+  for (grpc::ClientContext* ctx : fetches_) ctx->TryCancel();
 }
 
 }  // namespace tally::rpc

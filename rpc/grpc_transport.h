@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,7 +37,8 @@ class GrpcTransport final : public raft::host::Transport {
             std::vector<raft::host::GroupMessage> msgs) override;
   absl::Status FetchSnapshot(raft::NodeId from, raft::host::GroupId group,
                              raft::Index min_index,
-                             raft::host::StateMachine* sm) override;
+                             const raft::host::ChunkSink& sink) override;
+  void CancelFetches() override;
 
   // The server half, registered with the node's gRPC server.
   grpc::Service* service();
@@ -57,6 +59,9 @@ class GrpcTransport final : public raft::host::Transport {
   absl::Mutex mu_;
   std::map<raft::NodeId, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // Snapshot fetches in progress, cancelled by CancelFetches.
+  std::set<grpc::ClientContext*> fetches_ ABSL_GUARDED_BY(mu_);
+  bool fetches_cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tally::rpc

@@ -111,10 +111,15 @@ class Transport {
   // effort (raft retries). Messages that cannot be sent are reported through
   // the host's ReportUnreachable / ReportSnapshot.
   virtual void Send(NodeId to, std::vector<GroupMessage> msgs) = 0;
-  // Streams group `group`'s state from node `from` into `sm` (which must
-  // end up at an applied index >= min_index).
+  // Streams group `group`'s state (at an applied index >= min_index) from
+  // node `from` to `sink`, chunk by chunk; blocks until the last chunk or an
+  // error. Called on the host's fetch threads, never on the apply thread.
   virtual absl::Status FetchSnapshot(NodeId from, GroupId group,
-                                     Index min_index, StateMachine* sm) = 0;
+                                     Index min_index,
+                                     const ChunkSink& sink) = 0;
+  // Ends every FetchSnapshot in progress (they return an error) and refuses
+  // new ones: the host is stopping.
+  virtual void CancelFetches() = 0;
 };
 
 }  // namespace tally::raft::host

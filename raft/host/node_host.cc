@@ -89,6 +89,9 @@ absl::Status NodeHost::Start() {
   }
   PublishInfo();
   apply_thread_ = std::thread([this] { ApplyLoop(); });
+  for (int i = 0; i < std::max(1, options_.snapshot_fetchers); ++i) {
+    fetch_threads_.emplace_back([this] { FetchLoop(); });
+  }
   raft_thread_ = std::thread([this] { RaftLoop(); });
   return absl::OkStatus();
 }
@@ -100,6 +103,13 @@ void NodeHost::Stop() {
     stopping_ = true;
   }
   if (raft_thread_.joinable()) raft_thread_.join();
+  {
+    absl::MutexLock l(&fetch_mu_);
+    fetch_stopping_ = true;
+  }
+  transport_->CancelFetches();
+  for (std::thread& t : fetch_threads_) t.join();
+  fetch_threads_.clear();
   {
     absl::MutexLock l(&apply_mu_);
     apply_stopping_ = true;
@@ -265,22 +275,64 @@ NodeHost::GroupState* NodeHost::FindOrCreate(GroupId group,
 }
 
 void NodeHost::HandleSnapshotMessage(GroupState& g, const GroupMessage& gm) {
-  // The snapshot's data comes first, streamed from the sender into the
-  // state machine in apply order; then the core learns of it.
+  // The snapshot's data comes first: a fetch thread streams it from the
+  // sender, the apply thread installs it in apply order, and then the core
+  // learns of it. Until then, further snapshot messages are ignored (the
+  // leader sends again if this fetch fails).
   if (g.fetching_snapshot) return;
   g.fetching_snapshot = true;
-  ApplyTask task;
-  task.group = g.id;
-  task.run = [this, gm, sm = g.sm]() {
-    const Message& m = gm.msg;
-    absl::Status st = transport_->FetchSnapshot(m.from, gm.group,
-                                                m.snapshot.metadata.index, sm);
-    Post([this, gm, ok = st.ok()]() {
+  absl::MutexLock l(&fetch_mu_);
+  fetch_queue_.push_back({gm, g.sm});
+}
+
+void NodeHost::FetchLoop() {
+  while (true) {
+    FetchTask task;
+    {
+      absl::MutexLock l(&fetch_mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(fetch_mu_) {
+        return !fetch_queue_.empty() || fetch_stopping_;
+      };
+      fetch_mu_.Await(absl::Condition(&ready));
+      if (fetch_stopping_) return;
+      task = std::move(fetch_queue_.front());
+      fetch_queue_.pop_front();
+    }
+    FetchSnapshot(task.gm, task.sm);
+  }
+}
+
+void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
+  const Message& m = gm.msg;
+  // Held in memory until installed: the state machine installs a snapshot
+  // in one atomic write, which holds it in memory anyway.
+  auto chunks = std::make_shared<std::vector<SnapshotChunk>>();
+  absl::Status st = transport_->FetchSnapshot(
+      m.from, gm.group, m.snapshot.metadata.index, [&](SnapshotChunk c) {
+        chunks->push_back(std::move(c));
+        return absl::OkStatus();
+      });
+  auto finish = [this, gm](bool installed) {
+    Post([this, gm, installed]() {
       auto it = groups_.find(gm.group);
       if (it == groups_.end()) return;
       it->second->fetching_snapshot = false;
-      if (ok) it->second->raw->Step(gm.msg).IgnoreError();
+      if (installed) it->second->raw->Step(gm.msg).IgnoreError();
     });
+  };
+  if (!st.ok()) return finish(false);
+  ApplyTask task;
+  task.group = gm.group;
+  task.run = [sm, chunks, finish]() {
+    size_t next = 0;
+    absl::Status st = sm->Import([&]() -> absl::StatusOr<SnapshotChunk> {
+      if (next == chunks->size()) {
+        return absl::DataLossError("snapshot stream ended without its end");
+      }
+      return std::move((*chunks)[next++]);
+    });
+    chunks->clear();
+    finish(st.ok());
   };
   EnqueueApply(std::move(task));
 }
@@ -301,7 +353,7 @@ void NodeHost::ReportSnapshot(GroupId group, NodeId node, bool success) {
   });
 }
 
-absl::Status NodeHost::ExportSnapshot(GroupId group, Index min_index,
+absl::Status NodeHost::ExportSnapshot(GroupId group, NodeId to, Index min_index,
                                       const ChunkSink& sink) {
   StateMachine* sm = nullptr;
   {
@@ -309,8 +361,15 @@ absl::Status NodeHost::ExportSnapshot(GroupId group, Index min_index,
     auto it = machines_.find(group);
     if (it == machines_.end()) return NoGroup(group);
     sm = it->second;
+    ++exports_[{group, to}];
   }
-  return sm->Export(min_index, sink);
+  absl::Status st = sm->Export(min_index, sink);
+  {
+    absl::MutexLock l(&mu_);
+    if (--exports_[{group, to}] == 0) exports_.erase({group, to});
+  }
+  ReportSnapshot(group, to, st.ok());
+  return st;
 }
 
 std::vector<GroupInfo> NodeHost::Groups() const {
@@ -409,6 +468,7 @@ void NodeHost::Tick() {
       continue;
     }
     g->raw->Tick();
+    CheckSnapshotTimeouts(*g);
     for (auto& t : g->transfers) --t.ticks_left;
     g->idle_ticks = CanQuiesce(*g) ? g->idle_ticks + 1 : 0;
   }
@@ -429,6 +489,30 @@ bool NodeHost::CanQuiesce(const GroupState& g) const {
     if (pr == nullptr || pr->match() != last) return false;
   }
   return true;
+}
+
+void NodeHost::CheckSnapshotTimeouts(GroupState& g) {
+  const Raft& r = g.raw->raft();
+  if (r.role() != Role::kLeader || options_.snapshot_timeout_ticks <= 0) {
+    g.snapshot_wait.clear();
+    return;
+  }
+  for (NodeId id : r.conf_state().Members()) {
+    const Progress* pr = r.progress(id);
+    if (id == options_.id || pr == nullptr ||
+        pr->state() != Progress::State::kSnapshot) {
+      g.snapshot_wait.erase(id);
+      continue;
+    }
+    int& waited = g.snapshot_wait[id];
+    if (++waited < options_.snapshot_timeout_ticks) continue;
+    waited = 0;
+    {
+      absl::MutexLock l(&mu_);
+      if (exports_.count({g.id, id})) continue;  // being fetched
+    }
+    g.raw->ReportSnapshot(id, false);
+  }
 }
 
 void NodeHost::Quiesce(GroupState& g) {

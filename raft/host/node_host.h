@@ -49,6 +49,13 @@ struct HostOptions {
   // group stops ticking and heartbeating until a proposal, a message or a
   // lost peer wakes it. 0: never.
   int quiesce_after_ticks = 20;
+  // Threads that fetch snapshots from peers; a slow fetch holds one of them
+  // and nothing else.
+  int snapshot_fetchers = 2;
+  // A leader that sent a follower a snapshot and has seen no fetch of it
+  // for this many ticks (the message was lost, or the follower was busy
+  // with another) sends it again.
+  int snapshot_timeout_ticks = 40;
   uint64_t seed = 1;
 };
 
@@ -133,8 +140,9 @@ class NodeHost {
   // leads wake up here, so that they elect a new leader if it is gone.
   void ReportUnreachable(NodeId node);
   void ReportSnapshot(GroupId group, NodeId node, bool success);
-  // Serves a snapshot of `group` to a peer that needs one.
-  absl::Status ExportSnapshot(GroupId group, Index min_index,
+  // Serves a snapshot of `group` to node `to`, which needs one, and reports
+  // the outcome to the group (ReportSnapshot).
+  absl::Status ExportSnapshot(GroupId group, NodeId to, Index min_index,
                               const ChunkSink& sink);
 
   // The last published state of each group.
@@ -169,8 +177,15 @@ class NodeHost {
   // Wakes a quiet group (it ticks again).
   void Wake(GroupState& g);
   bool CanQuiesce(const GroupState& g) const;
+  // Leader: sends again the snapshots no follower has fetched in time.
+  void CheckSnapshotTimeouts(GroupState& g);
   void Quiesce(GroupState& g);
   void MaybeCompact(GroupState& g, Index durable);
+
+  void FetchLoop();
+  // On a fetch thread: fetches the snapshot `gm` announces, then has the
+  // apply thread install it.
+  void FetchSnapshot(const GroupMessage& gm, StateMachine* sm);
 
   void ApplyLoop();
   void EnqueueApply(ApplyTask task);
@@ -197,6 +212,8 @@ class NodeHost {
   std::map<GroupId, GroupInfo> info_ ABSL_GUARDED_BY(mu_);
   // State machines by group, for ExportSnapshot from transport threads.
   std::map<GroupId, StateMachine*> machines_ ABSL_GUARDED_BY(mu_);
+  // Snapshots being exported, by group and receiving node.
+  std::map<std::pair<GroupId, NodeId>, int> exports_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex apply_mu_;
   std::deque<ApplyTask> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
@@ -209,8 +226,17 @@ class NodeHost {
   // Owned by the apply thread: applied index at each group's last snapshot.
   std::map<GroupId, Index> applied_at_last_snapshot_;
 
+  struct FetchTask {
+    GroupMessage gm;
+    StateMachine* sm = nullptr;
+  };
+  absl::Mutex fetch_mu_;
+  std::deque<FetchTask> fetch_queue_ ABSL_GUARDED_BY(fetch_mu_);
+  bool fetch_stopping_ ABSL_GUARDED_BY(fetch_mu_) = false;
+
   std::thread raft_thread_;
   std::thread apply_thread_;
+  std::vector<std::thread> fetch_threads_;
 };
 
 }  // namespace tally::raft::host

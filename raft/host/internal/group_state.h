@@ -51,6 +51,9 @@ struct NodeHost::GroupState {
   std::chrono::steady_clock::time_point quiet_since;
   // Leader: ticks in a row with nothing to do.
   int idle_ticks = 0;
+  // Leader: ticks each follower has waited in snapshot state without
+  // fetching the snapshot.
+  std::map<NodeId, int> snapshot_wait;
 };
 
 struct NodeHost::ApplyTask {
