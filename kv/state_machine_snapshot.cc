@@ -7,6 +7,7 @@
 #include "kv/state_machine.h"
 #include "kv/storage/leveldb_util.h"
 #include "leveldb/write_batch.h"
+#include "spdlog/spdlog.h"
 #include "util/status_macros.h"
 
 namespace tally::kv {
@@ -70,9 +71,11 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
     }
   }
   rpc::AppliedState st;
+  size_t keys = 0;
   while (true) {
     absl::StatusOr<raft::host::SnapshotChunk> c = source();
     if (!c.ok()) return c.status();
+    keys += c->kvs.size();
     for (auto& [k, v] : c->kvs) {
       if (k == "a" && !st.ParseFromString(v)) {
         return absl::DataLossError("malformed applied state in snapshot");
@@ -87,9 +90,13 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
   leveldb::WriteOptions opts;
   opts.sync = true;
   RETURN_IF_ERROR(FromLevelDB(db_->Write(opts, &wb), "installing snapshot"));
-  absl::MutexLock l(&mu_);
-  state_ = st;
-  Rebase(st.log_time_ms());
+  {
+    absl::MutexLock l(&mu_);
+    state_ = st;
+    Rebase(st.log_time_ms());
+  }
+  spdlog::info("[g={}] installed snapshot at applied index {}: {} keys", group_,
+               st.index(), keys);
   return absl::OkStatus();
 }
 

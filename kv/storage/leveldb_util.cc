@@ -1,7 +1,11 @@
 #include "kv/storage/leveldb_util.h"
 
+#include <memory>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "leveldb/cache.h"
+#include "leveldb/env.h"
 #include "leveldb/filter_policy.h"
 
 namespace tally::kv::storage {
@@ -15,14 +19,107 @@ absl::Status FromLevelDB(const leveldb::Status& s, const std::string& what) {
   return absl::InternalError(msg);
 }
 
+namespace {
+
+class SyncOnCloseFile final : public leveldb::WritableFile {
+ public:
+  explicit SyncOnCloseFile(leveldb::WritableFile* f) : f_(f) {}
+  ~SyncOnCloseFile() override { Close(); }
+  leveldb::Status Append(const leveldb::Slice& data) override {
+    return f_->Append(data);
+  }
+  leveldb::Status Flush() override { return f_->Flush(); }
+  leveldb::Status Sync() override { return f_->Sync(); }
+  leveldb::Status Close() override {
+    if (closed_) return leveldb::Status::OK();
+    closed_ = true;
+    leveldb::Status synced = f_->Sync();
+    leveldb::Status closed = f_->Close();
+    return synced.ok() ? closed : synced;
+  }
+
+ private:
+  std::unique_ptr<leveldb::WritableFile> f_;
+  bool closed_ = false;
+};
+
+class SyncOnCloseEnv final : public leveldb::EnvWrapper {
+ public:
+  explicit SyncOnCloseEnv(leveldb::Env* base) : EnvWrapper(base) {}
+  leveldb::Status NewWritableFile(const std::string& name,
+                                  leveldb::WritableFile** out) override {
+    return Wrap(target()->NewWritableFile(name, out), out);
+  }
+  leveldb::Status NewAppendableFile(const std::string& name,
+                                    leveldb::WritableFile** out) override {
+    return Wrap(target()->NewAppendableFile(name, out), out);
+  }
+
+ private:
+  static leveldb::Status Wrap(leveldb::Status s, leveldb::WritableFile** out) {
+    if (s.ok()) *out = new SyncOnCloseFile(*out);
+    return s;
+  }
+};
+
+// A database together with the file system wrapper it was opened with,
+// which must outlive it.
+class DBWithEnv final : public leveldb::DB {
+ public:
+  DBWithEnv(std::unique_ptr<leveldb::Env> env, leveldb::DB* db)
+      : env_(std::move(env)), db_(db) {}
+  leveldb::Status Put(const leveldb::WriteOptions& o, const leveldb::Slice& k,
+                      const leveldb::Slice& v) override {
+    return db_->Put(o, k, v);
+  }
+  leveldb::Status Delete(const leveldb::WriteOptions& o,
+                         const leveldb::Slice& k) override {
+    return db_->Delete(o, k);
+  }
+  leveldb::Status Write(const leveldb::WriteOptions& o,
+                        leveldb::WriteBatch* b) override {
+    return db_->Write(o, b);
+  }
+  leveldb::Status Get(const leveldb::ReadOptions& o, const leveldb::Slice& k,
+                      std::string* v) override {
+    return db_->Get(o, k, v);
+  }
+  leveldb::Iterator* NewIterator(const leveldb::ReadOptions& o) override {
+    return db_->NewIterator(o);
+  }
+  const leveldb::Snapshot* GetSnapshot() override { return db_->GetSnapshot(); }
+  void ReleaseSnapshot(const leveldb::Snapshot* s) override {
+    db_->ReleaseSnapshot(s);
+  }
+  bool GetProperty(const leveldb::Slice& p, std::string* v) override {
+    return db_->GetProperty(p, v);
+  }
+  void GetApproximateSizes(const leveldb::Range* r, int n,
+                           uint64_t* sizes) override {
+    db_->GetApproximateSizes(r, n, sizes);
+  }
+  void CompactRange(const leveldb::Slice* begin,
+                    const leveldb::Slice* end) override {
+    db_->CompactRange(begin, end);
+  }
+
+ private:
+  std::unique_ptr<leveldb::Env> env_;  // declared first: destroyed last
+  std::unique_ptr<leveldb::DB> db_;
+};
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<leveldb::DB>> OpenLevelDB(
-    const std::string& path) {
+    const std::string& path, const LevelDBOptions& o) {
+  auto env = std::make_unique<SyncOnCloseEnv>(
+      o.env != nullptr ? o.env : leveldb::Env::Default());
   leveldb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
-  options.write_buffer_size = 16 << 20;
-  // Leaked on purpose: LevelDB requires both to outlive every database, and
-  // a node opens few.
+  options.write_buffer_size = o.write_buffer_size;
+  options.env = env.get();
+  // Leaked on purpose: LevelDB requires it to outlive every database.
   static const leveldb::FilterPolicy* filter =
       leveldb::NewBloomFilterPolicy(10);
   options.filter_policy = filter;
@@ -35,7 +132,7 @@ absl::StatusOr<std::unique_ptr<leveldb::DB>> OpenLevelDB(
         "this data dir?)"));
   }
   if (!s.ok()) return FromLevelDB(s, absl::StrCat("opening ", path));
-  return std::unique_ptr<leveldb::DB>(db);
+  return std::unique_ptr<leveldb::DB>(new DBWithEnv(std::move(env), db));
 }
 
 void AppendBigEndian64(std::string* out, uint64_t v) {
