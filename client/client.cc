@@ -67,7 +67,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
 std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
   absl::MutexLock l(&mu_);
   auto& ch = channels_[address];
-  if (!ch) {
+  if (!ch && options_.dial) {
+    ch = options_.dial(address);
+  } else if (!ch) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 300);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);

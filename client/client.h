@@ -2,6 +2,7 @@
 #define TALLY_CLIENT_CLIENT_H_
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -25,6 +26,10 @@ struct ClientOptions {
   // to `backoff_max`.
   std::chrono::milliseconds backoff_base{10};
   std::chrono::milliseconds backoff_max{250};
+  // Opens the channel to one node's address; empty for a plaintext channel
+  // with the client's defaults. Set it for credentials or interceptors.
+  std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>
+      dial;
 };
 
 // A Tally client: routes each request to the leader of the key's range
