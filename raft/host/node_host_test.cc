@@ -52,6 +52,10 @@ class MemoryLog : public LogStore {
     }
     return absl::OkStatus();
   }
+  void Restore(std::map<GroupId, PersistedGroup> groups) {
+    absl::MutexLock l(&mu_);
+    groups_ = std::move(groups);
+  }
   void Bootstrap(GroupId group, const std::vector<NodeId>& voters) {
     PersistedGroup& g = groups_[group];
     g.snapshot.metadata.index = 1;
@@ -175,6 +179,27 @@ class Cluster {
     for (GroupId g : groups) {
       if (!voters.empty()) n->log.Bootstrap(g, voters);
     }
+    return Start(id, std::move(n));
+  }
+  // Kills node `id` and starts it again on what its log store holds; its
+  // state machines start empty.
+  TestNode& Restart(NodeId id) {
+    std::unique_ptr<TestNode> old;
+    {
+      absl::MutexLock l(&mu_);
+      old = std::move(nodes_.at(id));
+      nodes_.erase(id);
+    }
+    old->host->Stop();
+    auto n = std::make_unique<TestNode>();
+    absl::StatusOr<std::map<GroupId, PersistedGroup>> groups = old->log.Load();
+    EXPECT_TRUE(groups.ok());
+    n->log.Restore(*groups);
+    return Start(id, std::move(n));
+  }
+
+ private:
+  TestNode& Start(NodeId id, std::unique_ptr<TestNode> n) {
     n->transport = std::make_unique<LoopTransport>(this, id);
     HostOptions o = base_;
     o.id = id;
@@ -190,9 +215,13 @@ class Cluster {
       absl::MutexLock l(&mu_);
       nodes_[id] = std::move(n);
     }
-    EXPECT_TRUE(raw->host->Start().ok());
+    start_status = raw->host->Start();
+    EXPECT_TRUE(start_status.ok()) << start_status;
     return *raw;
   }
+
+ public:
+  absl::Status start_status;
   NodeHost* host(NodeId id) {
     absl::MutexLock l(&mu_);
     auto it = nodes_.find(id);
@@ -578,6 +607,40 @@ TEST(NodeHostTest, LostSnapshotMessageIsSentAgain) {
     return it != c.node(4).machines.end() && !it->second->items().empty();
   })) << DescribeNewMember(c);
   EXPECT_LT(c.snapshots_to_lose.load(), 0) << "no snapshot was lost";
+}
+
+// Issue: a node added to a running cluster and killed before its first
+// snapshot arrived had a term on disk and no configuration, and the whole
+// node refused to start.
+TEST(NodeHostTest, JoiningNodeKilledBeforeItsSnapshotStartsAndCatchesUp) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_NE(leader, kNoNode);
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "before").ok());
+  c.Add(4, {}, {});
+  c.HoldFetches(true);
+  ConfChange cc;
+  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
+  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
+  auto f = p->get_future();
+  c.host(leader)->ProposeConfChange(
+      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  ASSERT_TRUE(f.get().ok());
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<std::map<GroupId, PersistedGroup>> g = c.log(4)->Load();
+    return c.fetches_started.load() > 0 && g.ok() && g->count(1) &&
+           g->at(1).hard_state.term > 0;
+  })) << "node 4 never wrote the group's term before fetching";
+  c.HoldFetches(false);  // the killed node's fetch ends; the new one runs
+  c.Restart(4);
+  ASSERT_TRUE(c.start_status.ok()) << c.start_status;
+  EXPECT_TRUE(Eventually([&] {
+    auto it = c.node(4).machines.find(1);
+    return it != c.node(4).machines.end() && !it->second->items().empty() &&
+           it->second->items().back() == "before";
+  })) << DescribeNewMember(c);
 }
 
 }  // namespace
