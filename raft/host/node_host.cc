@@ -169,13 +169,7 @@ void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
     Wake(g);
     absl::StatusOr<Index> index = g.raw->Propose(std::move(data));
     if (!index.ok()) return done(index.status());
-    auto old = g.pending.find(*index);
-    if (old != g.pending.end()) {
-      old->second.done(absl::UnavailableError(
-          "the entry was replaced by a new leader before it committed; it "
-          "was not applied"));
-    }
-    g.pending[*index] = {g.raw->raft().term(), std::move(done)};
+    AddPending(g, *index, std::move(done));
   });
 }
 
@@ -188,8 +182,20 @@ void NodeHost::ProposeConfChange(GroupId group, ConfChange cc,
     Wake(g);
     absl::StatusOr<Index> index = g.raw->ProposeConfChange(cc);
     if (!index.ok()) return done(index.status());
-    g.pending[*index] = {g.raw->raft().term(), std::move(done)};
+    AddPending(g, *index, std::move(done));
   });
+}
+
+void NodeHost::AddPending(GroupState& g, Index index, ProposeCallback done) {
+  // A proposal still waiting at this index lost it to another leader's
+  // entry, which this node then overwrote with its own.
+  auto old = g.pending.find(index);
+  if (old != g.pending.end()) {
+    old->second.done(absl::UnavailableError(
+        "the entry was replaced by a new leader before it committed; it "
+        "was not applied"));
+  }
+  g.pending[index] = {g.raw->raft().term(), std::move(done)};
 }
 
 void NodeHost::ReadIndex(GroupId group, bool allow_lease, ReadCallback done) {

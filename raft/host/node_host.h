@@ -164,6 +164,11 @@ class NodeHost {
   void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
                     bool leader_appends);
   void DeliverCommitted(GroupState& g, const Ready& rd);
+  // Waits for the proposal appended at `index` to be applied.
+  void AddPending(GroupState& g, Index index, ProposeCallback done);
+  // Proposals at or below a snapshot this node installed: their entries are
+  // never handed out, and whether they are the proposals' is unknown.
+  void FailPendingCoveredBy(GroupState& g, Index snapshot_index);
   // The callback of the proposal appended at e.index, if e is that entry;
   // a proposal that lost its index to another leader's entry fails.
   ProposeCallback TakeProposal(GroupState& g, const Entry& e);

@@ -105,6 +105,7 @@ void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
 // callbacks; membership changes reach the core here, on the raft loop.
 // Read states wait for their index to be applied.
 void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
+  if (rd.snapshot) FailPendingCoveredBy(g, rd.snapshot->metadata.index);
   ApplyTask task;
   task.group = g.id;
   task.sm = g.sm;
@@ -139,6 +140,16 @@ void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
   }
 }
 
+void NodeHost::FailPendingCoveredBy(GroupState& g, Index snapshot_index) {
+  auto end = g.pending.upper_bound(snapshot_index);
+  for (auto it = g.pending.begin(); it != end; ++it) {
+    it->second.done(absl::AbortedError(
+        "a snapshot replaced the log before this node saw the entry commit; "
+        "the outcome is unknown (retry with the same session to find out)"));
+  }
+  g.pending.erase(g.pending.begin(), end);
+}
+
 ProposeCallback NodeHost::TakeProposal(GroupState& g, const Entry& e) {
   auto p = g.pending.find(e.index);
   if (p == g.pending.end()) return nullptr;
@@ -168,6 +179,10 @@ void NodeHost::FinishTransfers(GroupState& g) {
 }
 
 void NodeHost::MaybeCompact(GroupState& g, Index durable) {
+  // The state machine can be ahead of the core after installing a snapshot
+  // exported from a later state than the one announced: never record a
+  // snapshot past what the core has applied (and so committed).
+  durable = std::min(durable, g.raw->raft().log().applied());
   if (durable <= g.storage->GetSnapshot()->metadata.index ||
       durable > g.storage->LastIndex()) {
     return;
