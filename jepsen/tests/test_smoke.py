@@ -3,6 +3,8 @@ schedule each on the register workload, and the proof that the checker can
 fail."""
 import pytest
 
+from tally_jepsen.client import OK, cluster_pb2
+
 SMOKE_SECONDS = 30
 
 
@@ -42,3 +44,63 @@ def test_sessions_outlive_leader_clock_jumps_and_end_only_when_idle(jepsen):
     assert_valid(outcome)
     check = next(v for v in outcome.verdicts if v["checker"] == "exactly-once")
     assert check["sessions_ended_after_idle"] > 0, f"{outcome.run_dir}: no session ended"
+
+
+@pytest.mark.smoke
+def test_quiet_leader_cut_off_is_replaced_without_client_traffic(tmp_path):
+    """An idle cluster's groups stop ticking. When the leader is then cut
+    off, the other nodes must notice on their own (their streams from it
+    fail keepalive) and elect another leader, before any client asks."""
+    import time
+
+    from tally_jepsen import cluster as tcluster
+    from tally_jepsen.client import Connection
+    from tally_jepsen.nemesis import leader_of
+    from tally_jepsen.net import Network, can_partition
+    from tally_jepsen.runner import wait_ready
+
+    if not can_partition():
+        pytest.skip("network faults need root (network namespaces and nftables)")
+    net = Network(3)
+    cluster = tcluster.Cluster(str(tmp_path), net, 3)
+    conn = None
+    try:
+        cluster.start()
+        conn = Connection({i: n.client_address for i, n in cluster.nodes.items()})
+        nodes = sorted(cluster.nodes)
+        assert wait_ready(conn, nodes), f"cluster not ready; logs in {tmp_path}"
+
+        def statuses(among):
+            out = {}
+            for n in among:
+                r = conn.call(n, "Status", cluster_pb2.StatusRequest(), timeout=1.0,
+                              service="Cluster", redirects=0)
+                if r.type == OK:
+                    out[n] = {g.group: g for g in r.response.groups}
+            return out
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            s = statuses(nodes)
+            if len(s) == 3 and all(g.quiet for st in s.values() for g in st.values()):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the idle cluster never went quiet; logs in {tmp_path}")
+        leader = leader_of(conn, nodes, group=1)
+        assert leader is not None
+        others = [n for n in nodes if n != leader]
+        net.partition([[leader], others])
+        started = time.monotonic()
+        new = None
+        while time.monotonic() - started < 20 and new is None:
+            time.sleep(0.2)
+            new = leader_of(conn, others, group=1)
+        assert new is not None, (
+            f"no new leader of the metadata group 20 s after its quiet leader n{leader} "
+            f"was cut off; logs in {tmp_path}")
+    finally:
+        if conn is not None:
+            conn.close()
+        cluster.shutdown()
+        net.close()

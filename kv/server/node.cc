@@ -42,8 +42,7 @@ const rpc::RangeDescriptor& Node::RangeFor(const std::string& key) const {
 }
 
 StateMachine* Node::Machine(raft::host::GroupId group) const {
-  auto it = machines.find(group);
-  return it == machines.end() ? nullptr : it->second.get();
+  return groups->Find(group);
 }
 
 void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,

@@ -224,17 +224,19 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   ho.snapshot_every = o.snapshot_every;
   ho.quiesce_after_ticks = o.quiesce_ticks;
   ho.seed = std::random_device{}();
+  node_.groups = std::make_unique<GroupRegistry>(
+      [this](GroupId g) -> absl::StatusOr<std::unique_ptr<StateMachine>> {
+        ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
+        if (g == kMetaGroup) {
+          sm->set_members_changed([this] { RefreshDirectory(); });
+        }
+        return sm;
+      });
   node_.host = std::make_unique<raft::host::NodeHost>(
       ho, node_.log.get(), node_.transport.get(),
       [this](GroupId g) -> absl::StatusOr<raft::host::StateMachine*> {
-        auto& sm = node_.machines[g];
-        if (!sm) {
-          ASSIGN_OR_RETURN(sm, StateMachine::Open(node_.data.get(), g));
-          if (g == kMetaGroup) {
-            sm->set_members_changed([this] { RefreshDirectory(); });
-          }
-        }
-        return sm.get();
+        ASSIGN_OR_RETURN(StateMachine * sm, node_.groups->GetOrOpen(g));
+        return sm;
       });
   node_.transport->set_host(node_.host.get());
   // A joining node has no groups yet: each starts empty when its leader
@@ -253,6 +255,17 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   b.AddListeningPort(o.peer_address, grpc::InsecureServerCredentials(),
                      &peer_port);
   b.SetMaxReceiveMessageSize(64 << 20);
+  // The server pings every connection too: a peer cut off by a partition
+  // (packets dropped, no reset) ends its incoming stream within seconds,
+  // which wakes the quiet groups it led (GrpcTransport reports it
+  // unreachable) so that they elect another leader without waiting for
+  // client traffic. Peers ping as often (rpc/grpc_transport.cc); allow it.
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                       1000);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   b.RegisterService(kv_.get());
   b.RegisterService(cluster_.get());
   b.RegisterService(node_.transport->service());

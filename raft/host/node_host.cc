@@ -180,10 +180,37 @@ void NodeHost::ProposeConfChange(GroupId group, ConfChange cc,
     if (it == groups_.end()) return done(NoGroup(group));
     GroupState& g = *it->second;
     Wake(g);
+    if (absl::Status ready = LearnersCaughtUp(g, cc); !ready.ok()) {
+      return done(ready);
+    }
     absl::StatusOr<Index> index = g.raw->ProposeConfChange(cc);
     if (!index.ok()) return done(index.status());
     AddPending(g, *index, std::move(done));
   });
+}
+
+absl::Status NodeHost::LearnersCaughtUp(const GroupState& g,
+                                        const ConfChange& cc) const {
+  const Raft& r = g.raw->raft();
+  if (r.role() != Role::kLeader) return absl::OkStatus();  // Propose refuses
+  for (const ConfChangeSingle& c : cc.changes) {
+    if (c.type != ConfChangeSingle::Type::kAddVoter ||
+        !r.conf_state().IsLearner(c.node)) {
+      continue;
+    }
+    // As etcd does: within a tenth of the log, so that the new voter does
+    // not hold up commits (or lose the quorum) while it catches up.
+    const Progress* pr = r.progress(c.node);
+    const Index committed = r.log().committed();
+    const Index match = pr == nullptr ? 0 : pr->match();
+    if (match < committed - committed / 10) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("learner n", c.node, " of group ", g.id,
+                       " has not caught up yet (it has the log up to ", match,
+                       " of ", committed, "); wait and promote it again"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 void NodeHost::AddPending(GroupState& g, Index index, ProposeCallback done) {

@@ -123,6 +123,8 @@ class NodeHost {
   // an unknown group. It may never be called if leadership changes while
   // the outcome is undecided: callers bound their wait.
   void Propose(GroupId group, std::string data, ProposeCallback done);
+  // As Propose; FAILED_PRECONDITION for promoting a learner that has not
+  // caught up with the leader's log.
   void ProposeConfChange(GroupId group, ConfChange cc, ProposeCallback done);
   // A linearizable read: the callback gets an index at which reading the
   // state machine is linearizable, once it is applied here. With
@@ -164,6 +166,9 @@ class NodeHost {
   void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
                     bool leader_appends);
   void DeliverCommitted(GroupState& g, const Ready& rd);
+  // FAILED_PRECONDITION if `cc` promotes a learner that is far behind.
+  absl::Status LearnersCaughtUp(const GroupState& g,
+                                const ConfChange& cc) const;
   // Waits for the proposal appended at `index` to be applied.
   void AddPending(GroupState& g, Index index, ProposeCallback done);
   // Proposals at or below a snapshot this node installed: their entries are

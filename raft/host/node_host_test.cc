@@ -695,8 +695,55 @@ TEST(NodeHostTest, ProposalOvertakenBySnapshotIsAnswered) {
   ASSERT_EQ(f.wait_for(5s), std::future_status::ready)
       << "the cut-off proposal was never answered";
   EXPECT_FALSE(f.get().ok());
+  EXPECT_TRUE(Eventually(
+      [&] { return c.node(old_leader).machines[1]->items().size() == 61; }));
+}
+
+absl::StatusOr<Applied> ChangeAndWait(NodeHost* h, GroupId g,
+                                      ConfChangeSingle::Type type, NodeId id) {
+  ConfChange cc;
+  cc.changes.push_back({type, id});
+  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
+  auto f = p->get_future();
+  h->ProposeConfChange(
+      g, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(5s) != std::future_status::ready) {
+    return absl::DeadlineExceededError("no answer");
+  }
+  return f.get();
+}
+
+// Issue: a learner far behind could be promoted, and then held up commits
+// (or, with two such, the quorum) while it caught up.
+TEST(NodeHostTest, PromotingALearnerThatHasNotCaughtUpIsRefused) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_NE(leader, kNoNode);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, absl::StrCat(i)).ok());
+  }
+  c.Add(4, {}, {});
+  c.HoldFetches(true);
+  ASSERT_TRUE(
+      ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddLearner, 4)
+          .ok());
+  absl::StatusOr<Applied> early =
+      ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddVoter, 4);
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition)
+      << early.status();
+  EXPECT_TRUE(
+      Eventually([&] { return c.host(leader)->Group(1)->conf.IsLearner(4); }));
+  c.HoldFetches(false);
   EXPECT_TRUE(Eventually([&] {
-    return c.node(old_leader).machines[1]->items().size() == 61;
+    return ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddVoter,
+                         4)
+        .ok();
+  }));
+  EXPECT_TRUE(Eventually([&] {
+    const ConfState conf = c.host(leader)->Group(1)->conf;
+    return !conf.IsLearner(4) &&
+           std::count(conf.voters.begin(), conf.voters.end(), 4) == 1;
   }));
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "kv/server/internal/group_registry.h"
 #include "kv/server/server.h"
 #include "kv/state_machine.h"
 #include "kv/storage/log_store.h"
@@ -32,7 +33,7 @@ struct Node {
   rpc::ClusterLayout layout;
   std::unique_ptr<storage::LogStore> log;
   std::unique_ptr<leveldb::DB> data;
-  std::map<raft::host::GroupId, std::unique_ptr<StateMachine>> machines;
+  std::unique_ptr<GroupRegistry> groups;
   rpc::PeerDirectory directory;
   std::unique_ptr<rpc::GrpcTransport> transport;
   std::unique_ptr<raft::host::NodeHost> host;
