@@ -21,6 +21,7 @@ constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
 constexpr char kReason[] = "tally-reason";
 constexpr char kSessionExpired[] = "session-expired";
 constexpr char kWrongGroup[] = "session-wrong-group";
+constexpr char kLearnerBehind[] = "learner-behind";
 
 absl::Status FromGrpc(const grpc::Status& s,
                       const grpc::ClientContext* ctx = nullptr) {
@@ -37,6 +38,8 @@ absl::Status FromGrpc(const grpc::Status& s,
   }
   return out;
 }
+
+constexpr auto kLearnerPoll = std::chrono::milliseconds(200);
 
 bool HasReason(const absl::Status& s, const char* reason) {
   auto r = s.GetPayload(kReason);
@@ -402,13 +405,23 @@ template <typename Req, typename Rpc>
 absl::Status Client::ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc) {
   std::vector<uint64_t> groups = AllGroups();  // the metadata group first
   if (metadata_last) std::reverse(groups.begin(), groups.end());
+  const auto deadline = Clock::now() + options_.timeout;
   for (uint64_t g : groups) {
     req.set_group(g);
-    rpc::MembershipResponse resp;
-    absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
-      return rpc(*rpc::Cluster::NewStub(ch), &ctx, req, &resp);
-    });
-    if (!st.ok()) return st;
+    while (true) {
+      rpc::MembershipResponse resp;
+      absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
+        return rpc(*rpc::Cluster::NewStub(ch), &ctx, req, &resp);
+      });
+      if (st.ok()) break;
+      // A learner being promoted may still be catching up: wait for it,
+      // within the call's time.
+      if (!HasReason(st, kLearnerBehind) ||
+          Clock::now() + kLearnerPoll >= deadline) {
+        return st;
+      }
+      std::this_thread::sleep_for(kLearnerPoll);
+    }
   }
   return absl::OkStatus();
 }

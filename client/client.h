@@ -67,6 +67,8 @@ class Client {
   absl::StatusOr<rpc::RangesResponse> Ranges();
   // Membership changes, applied to every raft group (metadata group first).
   absl::Status AddLearner(uint64_t id, const std::string& peer_address);
+  // Waits (within the call's timeout) for a learner that is still
+  // catching up; FAILED_PRECONDITION if it has not by then.
   absl::Status Promote(uint64_t id);
   absl::Status RemoveMember(uint64_t id);
   absl::StatusOr<rpc::TransferLeaderResponse> TransferLeader(uint64_t target);

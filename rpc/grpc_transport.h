@@ -12,7 +12,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "raft/host/interfaces.h"
-#include "raft/host/node_host.h"
 #include "rpc/peer_directory.h"
 #include "rpc/raft.grpc.pb.h"
 
@@ -30,7 +29,7 @@ class GrpcTransport final : public raft::host::Transport {
   ~GrpcTransport() override;
 
   // REQUIRES: called once, before any Send.
-  void set_host(raft::host::NodeHost* host) { host_ = host; }
+  void set_host(raft::host::MessageHandler* host) { host_ = host; }
   void Stop();
 
   void Send(raft::NodeId to,
@@ -53,7 +52,7 @@ class GrpcTransport final : public raft::host::Transport {
   const std::string cluster_id_;
   const std::string client_address_;
   PeerDirectory* const directory_;
-  raft::host::NodeHost* host_ = nullptr;
+  raft::host::MessageHandler* host_ = nullptr;
   std::unique_ptr<Service> service_;
 
   absl::Mutex mu_;

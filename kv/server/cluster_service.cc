@@ -2,6 +2,7 @@
 
 #include <future>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "kv/server/internal/node.h"
 #include "rpc/cluster.grpc.pb.h"
@@ -189,6 +190,11 @@ class ClusterService final : public rpc::Cluster::Service {
     raft::ConfChange cc;
     cc.changes.push_back({type, id});
     absl::Status st = node_->ProposeConfChange(group, cc, Deadline(ctx));
+    if (absl::IsFailedPrecondition(st) &&
+        type == ConfChangeSingle::Type::kAddVoter) {
+      // The learner is still catching up: the client may wait and retry.
+      st.SetPayload(kReasonPayload, absl::Cord("learner-behind"));
+    }
     if (!st.ok()) return node_->Refuse(ctx, group, st);
     absl::StatusOr<raft::host::GroupInfo> info = node_->host->Group(group);
     if (info.ok()) {

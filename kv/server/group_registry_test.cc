@@ -23,9 +23,8 @@ TEST(GroupRegistryTest, GroupsOpenWhileOtherThreadsLookThemUp) {
   std::filesystem::create_directories(dir);
   auto db = storage::OpenLevelDB((dir / "data").string());
   ASSERT_TRUE(db.ok()) << db.status();
-  GroupRegistry registry([&](raft::host::GroupId g) {
-    return StateMachine::Open(db->get(), g);
-  });
+  GroupRegistry registry(
+      [&](raft::host::GroupId g) { return StateMachine::Open(db->get(), g); });
   constexpr raft::host::GroupId kGroups = 200;
   std::atomic<raft::host::GroupId> opened{0};
   std::atomic<bool> wrong{false};

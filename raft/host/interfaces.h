@@ -101,6 +101,25 @@ class StateMachine {
   virtual absl::Status Import(const ChunkSource& source) = 0;
 };
 
+// What the network calls on the node host: messages in, news of messages
+// that could not be delivered, and snapshots out.
+//
+// Thread safety: all methods may be called from any thread.
+class MessageHandler {
+ public:
+  virtual ~MessageHandler() = default;
+  // Messages received from a peer.
+  virtual void Deliver(std::vector<GroupMessage> msgs) = 0;
+  // `node` cannot be reached (a failed send, a closed stream).
+  virtual void ReportUnreachable(NodeId node) = 0;
+  // A snapshot message to `node` was delivered and fetched (success), or
+  // was lost.
+  virtual void ReportSnapshot(GroupId group, NodeId node, bool success) = 0;
+  // Streams `group`'s state (applied index >= min_index) to node `to`.
+  virtual absl::Status ExportSnapshot(GroupId group, NodeId to, Index min_index,
+                                      const ChunkSink& sink) = 0;
+};
+
 // The network between nodes.
 //
 // Thread safety: all methods may be called from any thread.
@@ -109,7 +128,7 @@ class Transport {
   virtual ~Transport() = default;
   // Queues messages for node `to` and returns at once; delivery is best
   // effort (raft retries). Messages that cannot be sent are reported through
-  // the host's ReportUnreachable / ReportSnapshot.
+  // the MessageHandler's ReportUnreachable / ReportSnapshot.
   virtual void Send(NodeId to, std::vector<GroupMessage> msgs) = 0;
   // Streams group `group`'s state (at an applied index >= min_index) from
   // node `from` to `sink`, chunk by chunk; blocks until the last chunk or an

@@ -101,12 +101,12 @@ using StateMachineFactory =
 //
 // Thread safety: thread-safe. Every public method may be called from any
 // thread once Start() returned.
-class NodeHost {
+class NodeHost final : public MessageHandler {
  public:
   // `log` and `transport` are not owned and must outlive the host.
   NodeHost(const HostOptions& options, LogStore* log, Transport* transport,
            StateMachineFactory factory);
-  ~NodeHost();
+  ~NodeHost() override;
   NodeHost(const NodeHost&) = delete;
   NodeHost& operator=(const NodeHost&) = delete;
 
@@ -136,16 +136,15 @@ class NodeHost {
   void TransferLeadership(GroupId group, NodeId target,
                           std::function<void(absl::Status)> done);
 
-  // From the transport: messages received from a peer.
-  void Deliver(std::vector<GroupMessage> msgs);
-  // `node` cannot be reached (a failed send, a closed stream): groups it
-  // leads wake up here, so that they elect a new leader if it is gone.
-  void ReportUnreachable(NodeId node);
-  void ReportSnapshot(GroupId group, NodeId node, bool success);
-  // Serves a snapshot of `group` to node `to`, which needs one, and reports
-  // the outcome to the group (ReportSnapshot).
+  // MessageHandler, for the transport.
+  void Deliver(std::vector<GroupMessage> msgs) override;
+  // Groups `node` leads wake up here, so that they elect a new leader if it
+  // is gone.
+  void ReportUnreachable(NodeId node) override;
+  void ReportSnapshot(GroupId group, NodeId node, bool success) override;
+  // Also reports the outcome to the group (ReportSnapshot).
   absl::Status ExportSnapshot(GroupId group, NodeId to, Index min_index,
-                              const ChunkSink& sink);
+                              const ChunkSink& sink) override;
 
   // The last published state of each group.
   std::vector<GroupInfo> Groups() const;
