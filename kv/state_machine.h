@@ -12,34 +12,25 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kv/keyspace.h"
+#include "kv/kvstore/kvstore.h"
+#include "kv/meta/meta.h"
+#include "kv/module.h"
+#include "kv/session/session.h"
 #include "leveldb/db.h"
 #include "raft/host/interfaces.h"
 #include "rpc/storage.pb.h"
 
 namespace tally::kv {
 
-// A session ends once this long passes without a request from it, unless it
-// was opened with another TTL. The time is log time: the largest proposal
-// time applied so far, the same on every replica at the same index.
-inline constexpr int64_t kSessionTtlMs = 10 * 60 * 1000;
-// Ended sessions' records are removed whenever log time enters a new period
-// of this length (the records of ended sessions are garbage either way: a
-// request under an ended session is refused whether or not it is there).
-inline constexpr int64_t kSessionSweepMs = 60 * 1000;
-// Saved results kept per session, for requests still in flight.
-inline constexpr size_t kMaxResultsPerSession = 4096;
-
-// The key-value state machine of one raft group (one shard, or the metadata
-// group). Its data lives in a LevelDB database shared by every group of the
-// node, under a prefix of the group id:
-//   group 'a'          -> AppliedState (applied index, revision, log time)
-//   group 'd' key      -> StoredValue
-//   group 's' client   -> SessionRecord
-//   group 'm' member   -> Member (metadata group)
-//   group 't' member   -> "" once the member was removed (metadata group)
-//   group 'r' start    -> RangeDescriptor (metadata group)
-// Each Apply is one LevelDB batch, the applied index with the data it covers;
-// writes are not synced (the raft log is), except by Sync.
+// The replicated state machine of one raft group (one shard, or the metadata
+// group): a dispatcher over modules (module.h). It owns the applied index,
+// the revision and log time (key space 'a', keyspace.h), writes each apply
+// pass as one LevelDB batch with the applied index it covers, and hands each
+// command to its module: KvStore (kvstore/), Meta (meta/), and Sessions
+// (session/), which opens sessions and wraps any other module's command
+// that carries one. Writes are not synced (the raft log is), except by
+// Sync and Import.
 //
 // Everything Apply does is a function of the entries alone: the same entries
 // give the same results and the same data whatever the batching, and across
@@ -50,8 +41,6 @@ inline constexpr size_t kMaxResultsPerSession = 4096;
 // thread); reads and Export from any thread.
 class StateMachine final : public raft::host::StateMachine {
  public:
-  // Called after an Apply that changed the member table.
-  using MembersChanged = std::function<void()>;
   // A monotonic clock in milliseconds (never the wall clock).
   using MonotonicClock = std::function<int64_t()>;
   // Reads the group's applied state. `db` is not owned. `clock` defaults to
@@ -67,6 +56,7 @@ class StateMachine final : public raft::host::StateMachine {
   // that fraction while this node leads.
   int64_t ProposalTimeMs() const;
   int64_t log_time_ms() const;
+  int64_t revision() const;
 
   raft::Index applied() const override;
   absl::StatusOr<std::vector<std::string>> Apply(
@@ -76,66 +66,37 @@ class StateMachine final : public raft::host::StateMachine {
                       const raft::host::ChunkSink& sink) override;
   absl::Status Import(const raft::host::ChunkSource& source) override;
 
-  // Reads of applied state.
-  absl::StatusOr<std::optional<rpc::KeyValue>> Get(
-      const std::string& key) const;
-  // Keys in [start, end) (end empty: to the end), at most `limit`; `more` is
-  // set when keys were left out.
-  absl::StatusOr<std::vector<rpc::KeyValue>> Range(const std::string& start,
-                                                   const std::string& end,
-                                                   size_t limit,
-                                                   bool* more) const;
-  int64_t revision() const;
-  absl::StatusOr<std::vector<rpc::Member>> Members() const;
-  // Metadata group: whether member `id` was removed (ids are never reused).
-  bool WasRemoved(uint64_t id) const;
-  void set_members_changed(MembersChanged fn) {
-    members_changed_ = std::move(fn);
-  }
-
   // Writes the initial state of a new group (bootstrap), at `index`; the
   // metadata group's holds the members and the range descriptors.
   absl::Status Bootstrap(raft::Index index,
                          const std::vector<rpc::Member>& members,
                          const std::vector<rpc::RangeDescriptor>& ranges);
-  // Metadata group: the range descriptors, in key order.
-  absl::StatusOr<std::vector<rpc::RangeDescriptor>> Ranges() const;
+
+  // The modules, for reads of applied state.
+  const KvStore& kv() const { return kv_; }
+  const Meta& meta() const { return meta_; }
+  // REQUIRES: called before the first Apply.
+  void set_members_changed(Meta::MembersChanged fn) {
+    meta_.set_members_changed(std::move(fn));
+  }
 
  private:
-  class Batch;
   StateMachine(leveldb::DB* db, raft::host::GroupId group,
                MonotonicClock clock);
 
-  std::string Key(char kind, std::string_view rest = {}) const;
-  // Every record of one kind of this group.
-  template <typename Record>
-  absl::StatusOr<std::vector<Record>> Scan(char kind) const;
-  // Runs one command against the batch; `st` is the applied state so far.
-  rpc::CommandResult Execute(Batch& b, const rpc::Command& cmd,
-                             raft::Index index, rpc::AppliedState& st);
-  // Sessions (state_machine_session.cc).
-  rpc::CommandResult OpenSession(Batch& b, const rpc::Command& cmd,
-                                 raft::Index index,
-                                 const rpc::AppliedState& st);
-  rpc::CommandResult RunInSession(Batch& b, const rpc::Command& cmd,
-                                  raft::Index index, rpc::AppliedState& st);
-  // Removes the records of sessions that ended by log time `now`.
-  void SweepSessions(Batch& b, int64_t now);
-  std::string SessionKey(uint64_t client_id) const;
+  // Runs one command against the pass's batch.
+  rpc::CommandResult Execute(ApplyContext& ctx, const rpc::Command& cmd);
   // Moves the base of ProposalTimeMs to `log_time` if that is ahead of it.
   void Rebase(int64_t log_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  rpc::CommandResult Run(Batch& b, const rpc::Command& cmd, raft::Index index,
-                         rpc::AppliedState& st);
-  void Put(Batch& b, const rpc::PutRequest& req, int64_t revision,
-           rpc::PutResponse* resp);
-  void Delete(Batch& b, const rpc::DeleteRequest& req,
-              rpc::DeleteResponse* resp);
-  std::optional<rpc::StoredValue> Read(Batch& b, const std::string& key);
 
   leveldb::DB* const db_;
-  const raft::host::GroupId group_;
+  const Keyspace keys_;
   const MonotonicClock clock_;
-  MembersChanged members_changed_;
+  KvStore kv_;
+  Meta meta_;
+  Sessions sessions_;
+  // Every module, in the order they are asked whether they handle a command.
+  const std::vector<Module*> modules_;
 
   mutable absl::Mutex mu_;
   rpc::AppliedState state_ ABSL_GUARDED_BY(mu_);

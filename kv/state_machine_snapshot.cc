@@ -27,17 +27,16 @@ absl::Status StateMachine::Export(raft::Index min_index,
   } release{db_, ro.snapshot};
   std::string raw;
   rpc::AppliedState st;
-  leveldb::Status s = db_->Get(ro, Key('a'), &raw);
+  leveldb::Status s = db_->Get(ro, keys_.Key(Space::kApplied), &raw);
   if (!s.ok() || !st.ParseFromString(raw) || st.index() < min_index) {
     return absl::UnavailableError(absl::StrCat(
-        "group ", group_, " has not applied index ", min_index, " yet"));
+        "group ", keys_.group(), " has not applied index ", min_index, " yet"));
   }
   constexpr size_t kChunkBytes = 1 << 20;
   raft::host::SnapshotChunk chunk;
   chunk.applied_index = st.index();
   size_t bytes = 0;
-  std::string prefix;
-  storage::AppendBigEndian64(&prefix, group_);
+  const std::string& prefix = keys_.prefix();
   std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(ro));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
@@ -59,8 +58,7 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
   // crash part-way leaves the old state whole (the raft log did not move
   // either, and the snapshot is fetched again). The batch holds the whole
   // state in memory.
-  std::string prefix;
-  storage::AppendBigEndian64(&prefix, group_);
+  const std::string& prefix = keys_.prefix();
   leveldb::WriteBatch wb;
   {
     std::unique_ptr<leveldb::Iterator> it(
@@ -95,8 +93,8 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
     state_ = st;
     Rebase(st.log_time_ms());
   }
-  spdlog::info("[g={}] installed snapshot at applied index {}: {} keys", group_,
-               st.index(), keys);
+  spdlog::info("[g={}] installed snapshot at applied index {}: {} keys",
+               keys_.group(), st.index(), keys);
   return absl::OkStatus();
 }
 

@@ -81,7 +81,7 @@ TEST_F(StateMachineTest, PutAssignsRevisionsAndVersions) {
   EXPECT_EQ(r.put().header().revision(), 2);
   EXPECT_TRUE(r.put().had_prev());
   EXPECT_EQ(r.put().prev().value(), "1");
-  auto kv = sm_->Get("a");
+  auto kv = sm_->kv().Get("a");
   ASSERT_TRUE(kv.ok() && kv->has_value());
   EXPECT_EQ((*kv)->value(), "2");
   EXPECT_EQ((*kv)->version(), 2);
@@ -106,7 +106,7 @@ TEST_F(StateMachineTest, TxnComparesThenAppliesOneBranch) {
   cmp->set_value("v1");
   r = Apply(c);
   EXPECT_TRUE(r.txn().succeeded());
-  EXPECT_EQ((*sm_->Get("k"))->value(), "v2");
+  EXPECT_EQ((*sm_->kv().Get("k"))->value(), "v2");
 }
 
 TEST_F(StateMachineTest, RetriedSessionRequestIsAnsweredNotReapplied) {
@@ -115,7 +115,7 @@ TEST_F(StateMachineTest, RetriedSessionRequestIsAnsweredNotReapplied) {
   rpc::CommandResult again = Apply(Put("a", "x", id, 1));
   EXPECT_TRUE(again.put().header().replayed());
   EXPECT_EQ(again.put().header().revision(), first.put().header().revision());
-  EXPECT_EQ((*sm_->Get("a"))->version(), 1);
+  EXPECT_EQ((*sm_->kv().Get("a"))->version(), 1);
 }
 
 TEST_F(StateMachineTest, SessionIdIsTheIndexOfItsOpening) {
@@ -136,10 +136,10 @@ TEST_F(StateMachineTest, FirstRequestRetriedAfterExpiryAppliesOnce) {
   EXPECT_EQ(retry.error_code(),
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(retry.error_reason(), "session-expired");
-  EXPECT_EQ((*sm_->Get("a"))->version(), 1);
+  EXPECT_EQ((*sm_->kv().Get("a"))->version(), 1);
   // Unknown ids are refused the same way, whatever their sequence.
   EXPECT_EQ(Apply(Put("a", "y", 4242, 1)).error_reason(), "session-expired");
-  EXPECT_EQ((*sm_->Get("a"))->version(), 1);
+  EXPECT_EQ((*sm_->kv().Get("a"))->version(), 1);
 }
 
 TEST_F(StateMachineTest, SessionStaysOpenWhileUsedWithinItsTtl) {
@@ -168,7 +168,7 @@ TEST_F(StateMachineTest, SessionOfAnotherGroupIsRefused) {
   put.mutable_session()->set_group(3);
   EXPECT_EQ(Apply(put).error_code(),
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
-  EXPECT_FALSE(sm_->Get("a")->has_value());
+  EXPECT_FALSE(sm_->kv().Get("a")->has_value());
 }
 
 TEST_F(StateMachineTest, ProposalTimeFollowsTheMonotonicClockNotTheLog) {
@@ -201,15 +201,15 @@ TEST_F(StateMachineTest, RemovedMemberIdCannotComeBack) {
   add.mutable_set_member()->set_id(4);
   add.mutable_set_member()->set_peer_address("127.0.0.1:7104");
   EXPECT_EQ(Apply(add).error_code(), 0);
-  ASSERT_EQ(sm_->Members()->size(), 1u);
+  ASSERT_EQ(sm_->meta().Members()->size(), 1u);
   rpc::Command remove;
   remove.set_remove_member(4);
   Apply(remove);
-  EXPECT_TRUE(sm_->Members()->empty());
-  EXPECT_TRUE(sm_->WasRemoved(4));
+  EXPECT_TRUE(sm_->meta().Members()->empty());
+  EXPECT_TRUE(sm_->meta().WasRemoved(4));
   EXPECT_EQ(Apply(add).error_code(),
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
-  EXPECT_TRUE(sm_->Members()->empty());
+  EXPECT_TRUE(sm_->meta().Members()->empty());
 }
 
 TEST_F(StateMachineTest, BootstrapRecordsMembersAndRanges) {
@@ -222,8 +222,8 @@ TEST_F(StateMachineTest, BootstrapRecordsMembersAndRanges) {
   ranges[1].set_start("m");
   ASSERT_TRUE(sm_->Bootstrap(1, {m}, {ranges[1], ranges[0]}).ok());
   EXPECT_EQ(sm_->applied(), 1u);
-  EXPECT_EQ(sm_->Members()->size(), 1u);
-  auto got = sm_->Ranges();
+  EXPECT_EQ(sm_->meta().Members()->size(), 1u);
+  auto got = sm_->meta().Ranges();
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got->size(), 2u);
   EXPECT_EQ((*got)[0].group(), 2u);  // in key order
@@ -235,7 +235,7 @@ TEST_F(StateMachineTest, SkipsEntriesAlreadyApplied) {
   raft::Entry old{1, 1, raft::EntryType::kNormal,
                   Put("a", "stale").SerializeAsString()};
   ASSERT_TRUE(sm_->Apply({old}).ok());
-  EXPECT_EQ((*sm_->Get("a"))->value(), "1");
+  EXPECT_EQ((*sm_->kv().Get("a"))->value(), "1");
 }
 
 TEST_F(StateMachineTest, SnapshotRoundTripsIntoAnotherGroupReplica) {
@@ -262,7 +262,7 @@ TEST_F(StateMachineTest, SnapshotRoundTripsIntoAnotherGroupReplica) {
   EXPECT_EQ((*other)->applied(), 100u);
   EXPECT_EQ((*other)->revision(), 100);
   bool more = false;
-  auto all = (*other)->Range("", "", 1000, &more);
+  auto all = (*other)->kv().Range("", "", 1000, &more);
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 100u);
   other->reset();
@@ -399,7 +399,7 @@ TEST(StateMachinePowerLossTest, AppliedIndexNeverAheadOfTheData) {
   EXPECT_EQ((*sm2)->applied(), *synced);
   int missing = 0;
   for (raft::Index i = 1; i <= (*sm2)->applied(); ++i) {
-    auto kv = (*sm2)->Get(absl::StrCat("k", i));
+    auto kv = (*sm2)->kv().Get(absl::StrCat("k", i));
     missing += !kv.ok() || !kv->has_value();
   }
   EXPECT_EQ(missing, 0) << "keys applied at or below index "

@@ -55,7 +55,7 @@ class ClusterService final : public rpc::Cluster::Service {
     // no snapshot of it yet answers from what it was told when joining.
     StateMachine* meta = node_->Machine(kMetaGroup);
     absl::StatusOr<std::vector<rpc::RangeDescriptor>> ranges =
-        meta ? meta->Ranges()
+        meta ? meta->meta().Ranges()
              : absl::StatusOr<std::vector<rpc::RangeDescriptor>>();
     if (!ranges.ok() || ranges->empty()) {
       ranges = std::vector<rpc::RangeDescriptor>(node_->layout.ranges().begin(),
@@ -77,7 +77,7 @@ class ClusterService final : public rpc::Cluster::Service {
       return Invalid("a new member needs an id (n<number>) and a peer address");
     }
     if (StateMachine* meta = node_->Machine(kMetaGroup);
-        meta != nullptr && meta->WasRemoved(m.id())) {
+        meta != nullptr && meta->meta().WasRemoved(m.id())) {
       return grpc::Status(
           grpc::StatusCode::FAILED_PRECONDITION,
           absl::StrCat("n", m.id(),
@@ -172,7 +172,7 @@ class ClusterService final : public rpc::Cluster::Service {
   void Members(google::protobuf::RepeatedPtrField<rpc::Member>* out) const {
     StateMachine* meta = node_->Machine(kMetaGroup);
     absl::StatusOr<std::vector<rpc::Member>> members =
-        meta ? meta->Members()
+        meta ? meta->meta().Members()
              : absl::StatusOr<std::vector<rpc::Member>>(
                    std::vector<rpc::Member>{});
     if (!members.ok()) return;

@@ -31,7 +31,7 @@ class KvService final : public rpc::KV::CallbackService {
     Read(reply, group, mode,
          [this, key, group, mode](raft::Index index, rpc::GetResponse* out) {
            absl::StatusOr<std::optional<rpc::KeyValue>> kv =
-               node_->Machine(group)->Get(key);
+               node_->Machine(group)->kv().Get(key);
            if (!kv.ok()) return ToGrpc(kv.status());
            out->set_found(kv->has_value());
            if (*kv) *out->mutable_kv() = **kv;
@@ -68,7 +68,7 @@ class KvService final : public rpc::KV::CallbackService {
              raft::Index index, rpc::RangeResponse* out) {
            bool more = false;
            absl::StatusOr<std::vector<rpc::KeyValue>> kvs =
-               node_->Machine(group)->Range(start, end, limit, &more);
+               node_->Machine(group)->kv().Range(start, end, limit, &more);
            if (!kvs.ok()) return ToGrpc(kvs.status());
            for (auto& kv : *kvs) *out->add_kvs() = std::move(kv);
            out->set_more(

@@ -151,7 +151,7 @@ absl::Status ServerImpl::JoinLayout(const ServerOptions& o) {
 void ServerImpl::RefreshDirectory() {
   StateMachine* meta = node_.Machine(kMetaGroup);
   if (meta == nullptr) return;
-  absl::StatusOr<std::vector<rpc::Member>> members = meta->Members();
+  absl::StatusOr<std::vector<rpc::Member>> members = meta->meta().Members();
   if (!members.ok()) return;
   for (const rpc::Member& m : *members) {
     node_.directory.SetPeer(m.id(), m.peer_address());

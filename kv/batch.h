@@ -1,14 +1,14 @@
-#ifndef TALLY_KV_INTERNAL_BATCH_H_
-#define TALLY_KV_INTERNAL_BATCH_H_
+#ifndef TALLY_KV_BATCH_H_
+#define TALLY_KV_BATCH_H_
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
-#include "kv/state_machine.h"
 #include "kv/storage/leveldb_util.h"
 #include "leveldb/db.h"
 #include "leveldb/write_batch.h"
@@ -20,7 +20,7 @@ namespace tally::kv {
 // is kept in status(); reads after it find nothing.
 //
 // Thread safety: one thread (the apply thread).
-class StateMachine::Batch {
+class Batch {
  public:
   explicit Batch(leveldb::DB* db) : db_(db) {}
 
@@ -84,4 +84,4 @@ class StateMachine::Batch {
 
 }  // namespace tally::kv
 
-#endif  // TALLY_KV_INTERNAL_BATCH_H_
+#endif  // TALLY_KV_BATCH_H_

@@ -1,18 +1,12 @@
-// Exactly-once sessions (Raft dissertation §6.3): a client opens a session
-// through the log, numbers its requests, and a retried request is answered
-// from the saved result instead of running again.
-//
-// Whether a session has ended is decided per entry, from that entry's log
-// time, so every replica decides the same whatever its apply batches; the
-// sweep only removes records that every later entry would find ended anyway.
+#include "kv/session/session.h"
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "kv/internal/batch.h"
-#include "kv/state_machine.h"
-#include "kv/storage/leveldb_util.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 
 namespace tally::kv {
 
@@ -22,15 +16,6 @@ namespace {
 constexpr char kSessionExpired[] = "session-expired";
 constexpr char kWrongGroup[] = "session-wrong-group";
 
-rpc::CommandResult Refusal(absl::StatusCode code, std::string msg,
-                           const char* reason = "") {
-  rpc::CommandResult r;
-  r.set_error_code(static_cast<int>(code));
-  r.set_error_message(std::move(msg));
-  r.set_error_reason(reason);
-  return r;
-}
-
 int64_t Ttl(const rpc::SessionRecord& rec) {
   return rec.ttl_ms() > 0 ? rec.ttl_ms() : kSessionTtlMs;
 }
@@ -39,74 +24,90 @@ bool Ended(const rpc::SessionRecord& rec, int64_t now) {
   return rec.last_active_ms() + Ttl(rec) < now;
 }
 
+// Sets header.replayed in whichever response the result holds: every
+// module's responses carry a ResponseHeader named `header`.
 void MarkReplayed(rpc::CommandResult& r) {
-  if (r.has_put()) r.mutable_put()->mutable_header()->set_replayed(true);
-  if (r.has_delete_()) {
-    r.mutable_delete_()->mutable_header()->set_replayed(true);
+  const google::protobuf::Reflection* refl = r.GetReflection();
+  const google::protobuf::OneofDescriptor* oneof =
+      r.GetDescriptor()->FindOneofByName("result");
+  const google::protobuf::FieldDescriptor* set =
+      refl->GetOneofFieldDescriptor(r, oneof);
+  if (set == nullptr ||
+      set->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+    return;
   }
-  if (r.has_txn()) r.mutable_txn()->mutable_header()->set_replayed(true);
+  google::protobuf::Message* resp = refl->MutableMessage(&r, set);
+  const google::protobuf::FieldDescriptor* header =
+      resp->GetDescriptor()->FindFieldByName("header");
+  if (header == nullptr ||
+      header->message_type() != rpc::ResponseHeader::descriptor()) {
+    return;
+  }
+  static_cast<rpc::ResponseHeader*>(
+      resp->GetReflection()->MutableMessage(resp, header))
+      ->set_replayed(true);
 }
 
 }  // namespace
 
-std::string StateMachine::SessionKey(uint64_t client_id) const {
-  std::string id;
-  storage::AppendBigEndian64(&id, client_id);
-  return Key('s', id);
+bool Sessions::Handles(const rpc::Command& cmd) const {
+  return cmd.has_open_session();
 }
 
-rpc::CommandResult StateMachine::OpenSession(Batch& b, const rpc::Command& cmd,
-                                             raft::Index index,
-                                             const rpc::AppliedState& st) {
+rpc::CommandResult Sessions::Apply(ApplyContext& ctx, const rpc::Command& cmd) {
   // The entry's index names the session: unique in the group, never reused.
   rpc::SessionRecord rec;
-  rec.set_last_active_ms(st.log_time_ms());
+  rec.set_last_active_ms(ctx.state.log_time_ms());
   rec.set_ttl_ms(cmd.open_session().ttl_ms() > 0 ? cmd.open_session().ttl_ms()
                                                  : kSessionTtlMs);
   rec.set_first_incomplete(1);
-  b.Put(SessionKey(index), rec.SerializeAsString());
+  ctx.batch.Put(keys_->IdKey(Space::kSession, ctx.index),
+                rec.SerializeAsString());
   rpc::CommandResult r;
   rpc::OpenSessionResponse* out = r.mutable_open_session();
-  out->set_client_id(index);
+  out->set_client_id(ctx.index);
   out->set_ttl_ms(rec.ttl_ms());
-  out->mutable_header()->set_revision(st.revision());
-  out->mutable_header()->set_group(group_);
-  out->mutable_header()->set_raft_index(index);
+  out->mutable_header()->set_revision(ctx.state.revision());
+  out->mutable_header()->set_group(keys_->group());
+  out->mutable_header()->set_raft_index(ctx.index);
   return r;
 }
 
-rpc::CommandResult StateMachine::RunInSession(Batch& b, const rpc::Command& cmd,
-                                              raft::Index index,
-                                              rpc::AppliedState& st) {
+rpc::CommandResult Sessions::RunOnce(
+    ApplyContext& ctx, const rpc::Command& cmd,
+    const std::function<rpc::CommandResult()>& run) {
+  Batch& b = ctx.batch;
   const rpc::Session& session = cmd.session();
   const uint64_t id = session.client_id();
-  if (session.group() != group_) {
+  const uint64_t group = keys_->group();
+  if (session.group() != group) {
     return Refusal(
         absl::StatusCode::kFailedPrecondition,
         absl::StrCat("session ", id, " belongs to group ", session.group(),
-                     ", not to group ", group_,
+                     ", not to group ", group,
                      " that holds the key: the client's range map is out of "
                      "date; refresh it and use that group's session"),
         kWrongGroup);
   }
-  const std::string key = SessionKey(id);
+  const std::string key = keys_->IdKey(Space::kSession, id);
   std::optional<std::string> raw = b.Read(key);
   rpc::SessionRecord rec;
   if (raw && !rec.ParseFromString(*raw)) {
     b.Fail(absl::DataLossError(
-        absl::StrCat("malformed session record ", id, " in group ", group_)));
+        absl::StrCat("malformed session record ", id, " in group ", group)));
     return {};
   }
-  if (!raw || Ended(rec, st.log_time_ms())) {
+  const int64_t now = ctx.state.log_time_ms();
+  if (!raw || Ended(rec, now)) {
     if (raw) b.Delete(key);
     return Refusal(absl::StatusCode::kFailedPrecondition,
-                   absl::StrCat("session ", id, " of group ", group_,
+                   absl::StrCat("session ", id, " of group ", group,
                                 " has ended (no request for its TTL) or never "
                                 "existed; this request was not applied: open "
                                 "a new session"),
                    kSessionExpired);
   }
-  rec.set_last_active_ms(st.log_time_ms());
+  rec.set_last_active_ms(now);
   auto saved = rec.results().find(session.sequence());
   if (saved != rec.results().end()) {
     auto fp = rec.fingerprints().find(session.sequence());
@@ -134,7 +135,7 @@ rpc::CommandResult StateMachine::RunInSession(Batch& b, const rpc::Command& cmd,
                    absl::StrCat("session ", id, " has ", kMaxResultsPerSession,
                                 " requests in flight; acknowledge some first"));
   }
-  rpc::CommandResult r = Run(b, cmd, index, st);
+  rpc::CommandResult r = run();
   rec.set_first_incomplete(
       std::max(rec.first_incomplete(), session.first_incomplete()));
   (*rec.mutable_results())[session.sequence()] = r;
@@ -152,14 +153,18 @@ rpc::CommandResult StateMachine::RunInSession(Batch& b, const rpc::Command& cmd,
   return r;
 }
 
-void StateMachine::SweepSessions(Batch& b, int64_t now) {
+void Sessions::OnLogTime(ApplyContext& ctx, int64_t before) {
+  const int64_t now = ctx.state.log_time_ms();
+  if (now / kSessionSweepMs == before / kSessionSweepMs) return;
   std::vector<std::string> ended;
-  b.ForEach(Key('s'), [&](const std::string& key, const std::string& raw) {
-    rpc::SessionRecord rec;
-    // A malformed record stays, for RunInSession to report.
-    if (rec.ParseFromString(raw) && Ended(rec, now)) ended.push_back(key);
-  });
-  for (const std::string& key : ended) b.Delete(key);
+  ctx.batch.ForEach(keys_->Key(Space::kSession),
+                    [&](const std::string& key, const std::string& raw) {
+                      rpc::SessionRecord rec;
+                      // A malformed record stays, for RunOnce to report.
+                      if (rec.ParseFromString(raw) && Ended(rec, now))
+                        ended.push_back(key);
+                    });
+  for (const std::string& key : ended) ctx.batch.Delete(key);
 }
 
 }  // namespace tally::kv

@@ -1,0 +1,50 @@
+#ifndef TALLY_KV_KEYSPACE_H_
+#define TALLY_KV_KEYSPACE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "raft/host/interfaces.h"
+
+namespace tally::kv {
+
+// The layout of a node's state database, which every raft group of the node
+// shares. A key is the group id (8 bytes, big-endian), one letter naming a
+// key space, and the key within it:
+//   'a'                AppliedState: applied index, revision, log time
+//                      (the dispatcher, state_machine.h)
+//   'd' key            StoredValue (kvstore/)
+//   's' client id      SessionRecord (session/)
+//   'm' member id      Member (meta/, metadata group)
+//   't' member id      "" once the member was removed (meta/)
+//   'r' range start    RangeDescriptor (meta/)
+// Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
+// module takes a new letter here, and only here.
+enum class Space : char {
+  kApplied = 'a',
+  kData = 'd',
+  kSession = 's',
+  kMember = 'm',
+  kRemovedMember = 't',
+  kRange = 'r',
+};
+
+// The keys of one group.
+class Keyspace {
+ public:
+  explicit Keyspace(raft::host::GroupId group);
+  raft::host::GroupId group() const { return group_; }
+  std::string Key(Space space, std::string_view rest = {}) const;
+  std::string IdKey(Space space, uint64_t id) const;
+  // Every key of the group (what a snapshot carries).
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  raft::host::GroupId group_;
+  std::string prefix_;
+};
+
+}  // namespace tally::kv
+
+#endif  // TALLY_KV_KEYSPACE_H_

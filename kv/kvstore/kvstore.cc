@@ -1,0 +1,185 @@
+#include "kv/kvstore/kvstore.h"
+
+#include <memory>
+#include <utility>
+
+#include "kv/storage/leveldb_util.h"
+
+namespace tally::kv {
+
+namespace {
+
+rpc::KeyValue ToKeyValue(const std::string& key, const rpc::StoredValue& v) {
+  rpc::KeyValue kv;
+  kv.set_key(key);
+  kv.set_value(v.value());
+  kv.set_create_revision(v.create_revision());
+  kv.set_mod_revision(v.mod_revision());
+  kv.set_version(v.version());
+  return kv;
+}
+
+bool Holds(const rpc::Compare& c, const std::optional<rpc::StoredValue>& v) {
+  int cmp = 0;
+  switch (c.target()) {
+    case rpc::Compare::VERSION: {
+      const int64_t have = v ? v->version() : 0;
+      cmp = have < c.version() ? -1 : have > c.version();
+      break;
+    }
+    case rpc::Compare::MOD_REVISION: {
+      const int64_t have = v ? v->mod_revision() : 0;
+      cmp = have < c.mod_revision() ? -1 : have > c.mod_revision();
+      break;
+    }
+    case rpc::Compare::VALUE:
+      if (!v) return c.op() == rpc::Compare::NOT_EQUAL;
+      cmp = v->value().compare(c.value());
+      cmp = cmp < 0 ? -1 : cmp > 0;
+      break;
+    default:
+      return false;
+  }
+  switch (c.op()) {
+    case rpc::Compare::EQUAL:
+      return cmp == 0;
+    case rpc::Compare::NOT_EQUAL:
+      return cmp != 0;
+    case rpc::Compare::LESS:
+      return cmp < 0;
+    case rpc::Compare::GREATER:
+      return cmp > 0;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+bool KvStore::Handles(const rpc::Command& cmd) const {
+  return cmd.has_put() || cmd.has_delete_() || cmd.has_txn();
+}
+
+rpc::CommandResult KvStore::Apply(ApplyContext& ctx, const rpc::Command& cmd) {
+  rpc::CommandResult r;
+  rpc::AppliedState& st = ctx.state;
+  const int64_t rev = st.revision() + 1;
+  rpc::ResponseHeader* header = nullptr;
+  if (cmd.has_put()) {
+    Put(ctx.batch, cmd.put(), rev, r.mutable_put());
+    st.set_revision(rev);
+    header = r.mutable_put()->mutable_header();
+  } else if (cmd.has_delete_()) {
+    Delete(ctx.batch, cmd.delete_(), r.mutable_delete_());
+    if (r.delete_().deleted()) st.set_revision(rev);
+    header = r.mutable_delete_()->mutable_header();
+  } else {
+    bool wrote = false;
+    Txn(ctx.batch, cmd.txn(), rev, r.mutable_txn(), &wrote);
+    if (wrote) st.set_revision(rev);
+    header = r.mutable_txn()->mutable_header();
+  }
+  header->set_revision(st.revision());
+  header->set_group(keys_->group());
+  header->set_raft_index(ctx.index);
+  return r;
+}
+
+std::optional<rpc::StoredValue> KvStore::Read(Batch& b,
+                                              const std::string& key) {
+  std::optional<std::string> raw = b.Read(keys_->Key(Space::kData, key));
+  if (!raw) return std::nullopt;
+  rpc::StoredValue v;
+  if (!v.ParseFromString(*raw)) {
+    b.Fail(absl::DataLossError("malformed stored value"));
+    return std::nullopt;
+  }
+  return v;
+}
+
+void KvStore::Put(Batch& b, const rpc::PutRequest& req, int64_t revision,
+                  rpc::PutResponse* resp) {
+  std::optional<rpc::StoredValue> prev = Read(b, req.key());
+  rpc::StoredValue v;
+  v.set_value(req.value());
+  v.set_create_revision(prev ? prev->create_revision() : revision);
+  v.set_mod_revision(revision);
+  v.set_version(prev ? prev->version() + 1 : 1);
+  if (prev) {
+    resp->set_had_prev(true);
+    *resp->mutable_prev() = ToKeyValue(req.key(), *prev);
+  }
+  b.Put(keys_->Key(Space::kData, req.key()), v.SerializeAsString());
+}
+
+void KvStore::Delete(Batch& b, const rpc::DeleteRequest& req,
+                     rpc::DeleteResponse* resp) {
+  if (!Read(b, req.key())) return;
+  resp->set_deleted(true);
+  b.Delete(keys_->Key(Space::kData, req.key()));
+}
+
+void KvStore::Txn(Batch& b, const rpc::TxnRequest& txn, int64_t revision,
+                  rpc::TxnResponse* resp, bool* wrote) {
+  bool ok = true;
+  for (const rpc::Compare& c : txn.compare()) {
+    ok = ok && Holds(c, Read(b, c.key()));
+  }
+  resp->set_succeeded(ok);
+  for (const rpc::TxnOp& op : ok ? txn.success() : txn.failure()) {
+    rpc::TxnOpResult* out = resp->add_results();
+    if (op.has_put()) {
+      Put(b, op.put(), revision, out->mutable_put());
+      *wrote = true;
+    } else if (op.has_delete_()) {
+      Delete(b, op.delete_(), out->mutable_delete_());
+      *wrote = *wrote || out->delete_().deleted();
+    } else if (op.has_get()) {
+      rpc::GetResponse* g = out->mutable_get();
+      if (std::optional<rpc::StoredValue> v = Read(b, op.get().key())) {
+        g->set_found(true);
+        *g->mutable_kv() = ToKeyValue(op.get().key(), *v);
+      }
+    }
+  }
+}
+
+absl::StatusOr<std::optional<rpc::KeyValue>> KvStore::Get(
+    const std::string& key) const {
+  std::string raw;
+  leveldb::Status s =
+      db_->Get(leveldb::ReadOptions(), keys_->Key(Space::kData, key), &raw);
+  if (s.IsNotFound()) return std::optional<rpc::KeyValue>();
+  if (!s.ok()) return storage::FromLevelDB(s, "reading");
+  rpc::StoredValue v;
+  if (!v.ParseFromString(raw)) return absl::DataLossError("malformed value");
+  return std::optional<rpc::KeyValue>(ToKeyValue(key, v));
+}
+
+absl::StatusOr<std::vector<rpc::KeyValue>> KvStore::Range(
+    const std::string& start, const std::string& end, size_t limit,
+    bool* more) const {
+  std::vector<rpc::KeyValue> out;
+  *more = false;
+  const std::string prefix = keys_->Key(Space::kData);
+  std::unique_ptr<leveldb::Iterator> it(
+      db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix + start); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    std::string key = it->key().ToString().substr(prefix.size());
+    if (!end.empty() && key >= end) break;
+    if (out.size() == limit) {
+      *more = true;
+      break;
+    }
+    rpc::StoredValue v;
+    if (!v.ParseFromArray(it->value().data(), it->value().size())) {
+      return absl::DataLossError("malformed value");
+    }
+    out.push_back(ToKeyValue(key, v));
+  }
+  if (!it->status().ok()) return storage::FromLevelDB(it->status(), "scanning");
+  return out;
+}
+
+}  // namespace tally::kv

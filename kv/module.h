@@ -1,0 +1,60 @@
+#ifndef TALLY_KV_MODULE_H_
+#define TALLY_KV_MODULE_H_
+
+#include <cstdint>
+
+#include "kv/batch.h"
+#include "kv/keyspace.h"
+#include "raft/types.h"
+#include "rpc/storage.pb.h"
+
+namespace tally::kv {
+
+// What a module sees of the entry being applied.
+struct ApplyContext {
+  // The writes of this apply pass; reads see what earlier entries wrote.
+  Batch& batch;
+  const Keyspace& keys;
+  // The entry's index.
+  raft::Index index;
+  // Applied so far, this entry's log time included. A module that changes
+  // user-visible data sets the revision (state.revision() + 1).
+  rpc::AppliedState& state;
+};
+
+// One feature of the replicated state machine: the commands it runs and
+// the key spaces (keyspace.h) it keeps them in. The dispatcher
+// (StateMachine) owns the applied index, the revision and the write batch,
+// hands each command to the module that handles it, and wraps any module in
+// exactly-once sessions when the command carries one. Snapshots carry the
+// whole group's key space, every module's included.
+//
+// Everything Apply and OnLogTime do must be a function of the commands, the
+// context and the stored state: every replica must end up with the same
+// results and the same data, whatever the apply batches.
+//
+// Thread safety: Apply, OnLogTime and Committed run on the apply thread.
+class Module {
+ public:
+  virtual ~Module() = default;
+  // Whether `cmd` is this module's to run.
+  virtual bool Handles(const rpc::Command& cmd) const = 0;
+  virtual rpc::CommandResult Apply(ApplyContext& ctx,
+                                   const rpc::Command& cmd) = 0;
+  // Log time moved from `before` to `ctx.state.log_time_ms()`, before the
+  // entry's command runs: work decided by log time (expiries, cleanup).
+  virtual void OnLogTime(ApplyContext& ctx, int64_t before) {
+    (void)ctx;
+    (void)before;
+  }
+  // The apply pass's batch is written: notify what watches the module.
+  virtual void Committed() {}
+};
+
+// A refusal as a command result: nothing was applied.
+rpc::CommandResult Refusal(absl::StatusCode code, std::string message,
+                           const char* reason = "");
+
+}  // namespace tally::kv
+
+#endif  // TALLY_KV_MODULE_H_
