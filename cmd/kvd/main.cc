@@ -8,8 +8,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "kv/server/server.h"
-#include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
+#include "util/logging.h"
 
 namespace {
 volatile std::sig_atomic_t g_signal = 0;
@@ -60,16 +60,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 7 * 24 * 3600.0));
   app.add_option("--log-format", log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember(
+          std::vector<std::string>(std::begin(tally::util::kLogLevels),
+                                   std::end(tally::util::kLogLevels))));
   CLI11_PARSE(app, argc, argv);
   o.session_ttl_ms = static_cast<int64_t>(session_ttl_s * 1000);
 
-  auto logger = spdlog::stderr_logger_mt("kvd");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  if (log_format == "json") {
-    spdlog::set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+  if (absl::Status st = tally::util::ConfigureLogging(log_format, log_level);
+      !st.ok()) {
+    std::cerr << "kvd: " << st.message() << "\n";
+    return 2;
   }
   if (!initial_cluster.empty()) {
     auto parsed = tally::kv::server::ParseInitialCluster(initial_cluster);

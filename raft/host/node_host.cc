@@ -10,6 +10,7 @@
 #include "raft/host/internal/group_state.h"
 #include "raft/raw_node.h"
 #include "raft/storage.h"
+#include "spdlog/spdlog.h"
 #include "util/check.h"
 #include "util/random.h"
 
@@ -138,6 +139,17 @@ void NodeHost::Stop() {
   waiters_.clear();
 }
 
+void NodeHost::LogShedding(const char* why) {
+  // At most once a second, with the count since.
+  ++shed_since_log_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_shed_log_ < std::chrono::seconds(1)) return;
+  spdlog::warn("[n={}] shedding load: {}; {} proposals refused", options_.id,
+               why, shed_since_log_);
+  last_shed_log_ = now;
+  shed_since_log_ = 0;
+}
+
 void NodeHost::Post(std::function<void()> fn) {
   absl::MutexLock l(&mu_);
   inbox_.push_back(std::move(fn));
@@ -151,11 +163,13 @@ void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
       return;
     }
     if (queued_proposals_ >= options_.max_queued_proposals) {
+      LogShedding("too many proposals waiting for the raft loop");
       done(absl::ResourceExhaustedError(
           "too many proposals waiting for the raft loop; back off and retry"));
       return;
     }
     if (apply_backlog_.load() >= options_.max_apply_backlog) {
+      LogShedding("applying committed entries is behind");
       done(absl::ResourceExhaustedError(
           "applying committed entries is behind; back off and retry"));
       return;
@@ -345,6 +359,10 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
         chunks->push_back(std::move(c));
         return absl::OkStatus();
       });
+  if (!st.ok()) {
+    spdlog::warn("[g={} n={}] snapshot fetch from n{} failed: {}", gm.group,
+                 options_.id, m.from, st.ToString());
+  }
   auto finish = [this, gm](bool installed) {
     Post([this, gm, installed]() {
       auto it = groups_.find(gm.group);
@@ -356,7 +374,7 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
   if (!st.ok()) return finish(false);
   ApplyTask task;
   task.group = gm.group;
-  task.run = [sm, chunks, finish]() {
+  task.run = [sm, chunks, finish, gm, id = options_.id]() {
     size_t next = 0;
     absl::Status st = sm->Import([&]() -> absl::StatusOr<SnapshotChunk> {
       if (next == chunks->size()) {
@@ -365,6 +383,10 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
       return std::move((*chunks)[next++]);
     });
     chunks->clear();
+    if (!st.ok()) {
+      spdlog::error("[g={} n={}] installing the snapshot from n{} failed: {}",
+                    gm.group, id, gm.msg.from, st.ToString());
+    }
     finish(st.ok());
   };
   EnqueueApply(std::move(task));
@@ -544,6 +566,10 @@ void NodeHost::CheckSnapshotTimeouts(GroupState& g) {
       absl::MutexLock l(&mu_);
       if (exports_.count({g.id, id})) continue;  // being fetched
     }
+    spdlog::warn(
+        "[g={} n={} t={}] n{} has not fetched the snapshot offered "
+        "{} ticks ago; offering again",
+        g.id, options_.id, r.term(), id, options_.snapshot_timeout_ticks);
     g.raw->ReportSnapshot(id, false);
   }
 }

@@ -2,6 +2,7 @@
 #define TALLY_RAFT_HOST_NODE_HOST_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -156,6 +157,7 @@ class NodeHost final : public MessageHandler {
   struct ApplyTask;
 
   void Post(std::function<void()> fn);
+  void LogShedding(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RaftLoop();
   // after_work: the inbox had work this pass (else only a tick happened).
   void ProcessReadies(bool after_work);
@@ -165,6 +167,7 @@ class NodeHost final : public MessageHandler {
   void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
                     bool leader_appends);
   void DeliverCommitted(GroupState& g, const Ready& rd);
+  void LogRoleChange(GroupState& g, const SoftState& now);
   // FAILED_PRECONDITION if `cc` promotes a learner that is far behind.
   absl::Status LearnersCaughtUp(const GroupState& g,
                                 const ConfChange& cc) const;
@@ -217,6 +220,8 @@ class NodeHost final : public MessageHandler {
   mutable absl::Mutex mu_;
   std::vector<std::function<void()>> inbox_ ABSL_GUARDED_BY(mu_);
   size_t queued_proposals_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point last_shed_log_ ABSL_GUARDED_BY(mu_);
+  uint64_t shed_since_log_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<GroupId, GroupInfo> info_ ABSL_GUARDED_BY(mu_);
   // State machines by group, for ExportSnapshot from transport threads.

@@ -7,9 +7,44 @@
 #include "absl/strings/str_cat.h"
 #include "raft/host/internal/group_state.h"
 #include "raft/host/node_host.h"
+#include "spdlog/spdlog.h"
 #include "util/check.h"
 
 namespace tally::raft::host {
+
+namespace {
+
+// A raft log write slower than this is logged.
+constexpr auto kSlowWrite = std::chrono::milliseconds(100);
+
+}  // namespace
+
+void NodeHost::LogRoleChange(GroupState& g, const SoftState& now) {
+  const Term term = g.raw->raft().term();
+  if (now.role == g.logged_role.role && now.lead == g.logged_role.lead) return;
+  switch (now.role) {
+    case Role::kLeader:
+      spdlog::info("[g={} n={} t={}] became leader", g.id, options_.id, term);
+      break;
+    case Role::kPreCandidate:
+    case Role::kCandidate:
+      spdlog::info("[g={} n={} t={}] became {}: {}", g.id, options_.id, term,
+                   RoleName(now.role),
+                   g.logged_role.lead == kNoNode
+                       ? "no leader heard from within the election timeout"
+                       : "lost touch with the leader, or was asked to take "
+                         "over");
+      break;
+    default:
+      if (now.lead != kNoNode) {
+        spdlog::info("[g={} n={} t={}] follows n{}", g.id, options_.id, term,
+                     now.lead);
+      } else if (g.logged_role.role == Role::kLeader) {
+        spdlog::info("[g={} n={} t={}] stepped down", g.id, options_.id, term);
+      }
+  }
+  g.logged_role = now;
+}
 
 void NodeHost::ProcessReadies(bool after_work) {
   for (int round = 0; round < 8; ++round) {
@@ -32,6 +67,7 @@ void NodeHost::ProcessReadies(bool after_work) {
     Persist(readies);
     SendMessages(readies, /*leader_appends=*/false);
     for (auto& [g, rd] : readies) {
+      if (rd.soft_state) LogRoleChange(*g, *rd.soft_state);
       DeliverCommitted(*g, rd);
       g->raw->Advance(rd);
       FinishTransfers(*g);
@@ -50,8 +86,20 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
     sync = sync || rd.must_sync;
   }
   if (!writes.empty()) {
+    const auto start = std::chrono::steady_clock::now();
     absl::Status st = log_->Write(writes, sync);
     TALLY_CHECK(st.ok(), st.ToString().c_str());
+    const auto took = std::chrono::steady_clock::now() - start;
+    if (took >= kSlowWrite) {
+      size_t entries = 0;
+      for (const GroupWrite& w : writes) entries += w.entries.size();
+      spdlog::warn(
+          "[n={}] slow raft log write: {} ms for {} groups, {} "
+          "entries{}",
+          options_.id,
+          std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+          writes.size(), entries, sync ? ", synced" : "");
+    }
   }
   for (auto& [g, rd] : readies) {
     if (rd.snapshot) {
@@ -93,6 +141,11 @@ void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
         continue;
       }
       if (leader_appends) m.commit = std::min(m.commit, written);
+      if (m.type == MessageType::kSnapshot) {
+        spdlog::info("[g={} n={} t={}] n{} needs a snapshot: offering index {}",
+                     g->id, options_.id, m.term, m.to,
+                     m.snapshot.metadata.index);
+      }
       const NodeId to = m.to;
       out[to].push_back({g->id, std::move(m)});
     }
@@ -117,6 +170,11 @@ void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
       absl::StatusOr<ConfState> cs = g.raw->ApplyConfChange(*cc);
       if (cs.ok()) {
         g.conf_history.emplace_back(e.index, *cs);
+        spdlog::info(
+            "[g={} n={} t={}] membership change at index {} ({}): "
+            "now {}",
+            g.id, options_.id, g.raw->raft().term(), e.index, Describe(*cc),
+            Describe(*cs));
       } else if (cb) {
         std::exchange(cb, nullptr)(cs.status());
       }

@@ -51,6 +51,8 @@ struct NodeHost::GroupState {
   std::chrono::steady_clock::time_point quiet_since;
   // Leader: ticks in a row with nothing to do.
   int idle_ticks = 0;
+  // The role and leader last logged (NodeHost::LogRoleChange).
+  SoftState logged_role;
   // Leader: ticks each follower has waited in snapshot state without
   // fetching the snapshot.
   std::map<NodeId, int> snapshot_wait;
