@@ -138,6 +138,8 @@ class Driver {
       s->op = Op::kGet;
     } else if (w_.op == "cas") {
       s->op = Op::kCas;
+    } else if (w_.op == "scan") {
+      s->op = Op::kScan;
     } else if (w_.op == "mixed") {
       s->op = std::uniform_real_distribution<double>(0, 1)(*rng) < w_.read_ratio
                   ? Op::kGet
@@ -249,8 +251,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"tally", "etcd"}));
   app.add_option("--endpoints", endpoints, "host:port,... (client addresses)")
       ->required();
-  app.add_option("--op", w.op, "put, get, mixed or cas")
-      ->check(CLI::IsMember({"put", "get", "mixed", "cas"}));
+  app.add_option("--op", w.op, "put, get, mixed, cas or scan")
+      ->check(CLI::IsMember({"put", "get", "mixed", "cas", "scan"}));
   app.add_option("--read-ratio", w.read_ratio, "mixed: the share of gets")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--read-mode", read_mode, "linearizable, lease, serializable")
@@ -270,6 +272,9 @@ int main(int argc, char** argv) {
   app.add_option("--ops", total_ops, "operations measured (instead of time)");
   app.add_option("--warmup", warmup, "seconds before measuring");
   app.add_option("--timeout-ms", timeout_ms, "per request");
+  uint32_t scan_size = 1000;
+  app.add_option("--scan-size", scan_size, "scan: keys read per request")
+      ->check(CLI::Range(1, 10000));
   app.add_flag("--preload", preload, "write every key once before measuring");
   CLI11_PARSE(app, argc, argv);
 
@@ -285,6 +290,7 @@ int main(int argc, char** argv) {
   o.connections = connections;
   o.read_mode = w.read_mode;
   o.timeout_ms = timeout_ms;
+  o.scan_size = scan_size;
   auto t = target == "etcd" ? NewEtcdTarget(o) : NewTallyTarget(o);
   if (!t.ok()) {
     std::cerr << "kvbench: " << t.status().message() << "\n";

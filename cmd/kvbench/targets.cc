@@ -85,8 +85,8 @@ class TallyTarget : public Target {
   Call* Start(Op op, const std::string& key, const std::string& value,
               size_t slot, grpc::CompletionQueue* cq) override {
     const uint64_t group = GroupFor(key);
-    const bool local_read =
-        op == Op::kGet && o_.read_mode == ReadMode::kSerializable;
+    const bool local_read = (op == Op::kGet || op == Op::kScan) &&
+                            o_.read_mode == ReadMode::kSerializable;
     rpc::KV::Stub* stub =
         Stub(local_read ? o_.endpoints[slot % o_.endpoints.size()]
                         : Leader(group, slot),
@@ -111,6 +111,19 @@ class TallyTarget : public Target {
         return Launch<rpc::GetResponse>(
             [&](auto* ctx, auto* q) {
               return stub->PrepareAsyncGet(ctx, req, q);
+            },
+            o_.timeout_ms, cq, group);
+      }
+      case Op::kScan: {
+        rpc::RangeRequest req;
+        req.set_start(key);
+        req.set_limit(o_.scan_size);
+        req.set_read_mode(o_.read_mode == ReadMode::kLease ? rpc::LEASE
+                          : local_read                     ? rpc::SERIALIZABLE
+                                                           : rpc::LINEARIZABLE);
+        return Launch<rpc::RangeResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncRange(ctx, req, q);
             },
             o_.timeout_ms, cq, group);
       }
@@ -216,6 +229,18 @@ class EtcdTarget : public Target {
       case Op::kGet: {
         etcdserverpb::RangeRequest req;
         req.set_key(key);
+        req.set_serializable(o_.read_mode == ReadMode::kSerializable);
+        return Launch<etcdserverpb::RangeResponse>(
+            [&](auto* ctx, auto* q) {
+              return stub->PrepareAsyncRange(ctx, req, q);
+            },
+            o_.timeout_ms, cq);
+      }
+      case Op::kScan: {
+        etcdserverpb::RangeRequest req;
+        req.set_key(key);
+        req.set_range_end(std::string(1, '\0'));  // every key from `key` on
+        req.set_limit(o_.scan_size);
         req.set_serializable(o_.read_mode == ReadMode::kSerializable);
         return Launch<etcdserverpb::RangeResponse>(
             [&](auto* ctx, auto* q) {

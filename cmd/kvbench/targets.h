@@ -42,6 +42,8 @@ struct TargetOptions {
   int connections = 1;  // TCP connections per endpoint
   ReadMode read_mode = ReadMode::kLinearizable;
   int timeout_ms = 5000;
+  // Scans: keys read from the chosen key on.
+  uint32_t scan_size = 1000;
 };
 
 // Tally: each key's range and its leader from the cluster's routing table

@@ -8,11 +8,11 @@
 
 namespace tally::kvbench {
 
-enum class Op : uint8_t { kPut, kGet, kCas };
+enum class Op : uint8_t { kPut, kGet, kCas, kScan };
 enum class ReadMode : uint8_t { kLinearizable, kLease, kSerializable };
 
 struct Workload {
-  std::string op = "put";   // put, get, mixed, cas
+  std::string op = "put";   // put, get, mixed, cas, scan
   double read_ratio = 0.9;  // mixed: the share of gets
   ReadMode read_mode = ReadMode::kLinearizable;
   size_t key_size = 16;

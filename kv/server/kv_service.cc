@@ -264,12 +264,28 @@ class KvService final : public rpc::KV::CallbackService {
     Expire(reply, "read");
     node_->ReadAsync(group, mode == rpc::LEASE,
                      [this, s, group, serve](absl::StatusOr<raft::Index> i) {
-                       Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
-                         if (!i.ok()) {
-                           return node_->Refuse(ctx, group, i.status());
+                       // Called on the raft loop or the apply thread: the read
+                       // itself (a scan of up to 10,000 keys) runs on the read
+                       // threads.
+                       auto answer = [this, s, group, serve, i]() {
+                         Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
+                           if (!i.ok())
+                             return node_->Refuse(ctx, group, i.status());
+                           return serve(*i, out);
+                         });
+                       };
+                       if (!i.ok() || !node_->reads->Post(answer)) {
+                         if (i.ok()) {
+                           Reply<Resp>::Answer(s, [](auto*, Resp*) {
+                             return grpc::Status(
+                                 grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "too many reads waiting; back off and "
+                                 "retry");
+                           });
+                           return;
                          }
-                         return serve(*i, out);
-                       });
+                         answer();
+                       }
                      });
   }
 

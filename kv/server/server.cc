@@ -22,6 +22,11 @@ namespace tally::kv::server {
 
 namespace {
 
+// Threads that serve linearizable and lease reads, and the reads that may
+// wait for them before new ones get RESOURCE_EXHAUSTED.
+constexpr int kReadThreads = 2;
+constexpr size_t kMaxQueuedReads = 10000;
+
 using raft::host::GroupId;
 
 // Same flags, same id: the cluster id is a hash of the initial cluster and
@@ -57,6 +62,7 @@ class ServerImpl final : public Server {
       grpc_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));
     if (node_.host) node_.host->Stop();
+    node_.reads.reset();  // answers what the host's stop failed
     if (node_.transport) node_.transport->Stop();
   }
   std::string cluster_id() const override { return node_.layout.cluster_id(); }
@@ -239,6 +245,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
         return sm;
       });
   node_.transport->set_host(node_.host.get());
+  node_.reads =
+      std::make_unique<util::ThreadPool>(kReadThreads, kMaxQueuedReads);
   // A joining node has no groups yet: each starts empty when its leader
   // first reaches out, and catches up by snapshot.
   RETURN_IF_ERROR(node_.host->Start());

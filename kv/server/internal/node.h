@@ -18,6 +18,7 @@
 #include "rpc/grpc_transport.h"
 #include "rpc/peer_directory.h"
 #include "rpc/storage.pb.h"
+#include "util/thread_pool.h"
 
 namespace tally::kv::server {
 
@@ -37,6 +38,9 @@ struct Node {
   rpc::PeerDirectory directory;
   std::unique_ptr<rpc::GrpcTransport> transport;
   std::unique_ptr<raft::host::NodeHost> host;
+  // Linearizable and lease reads run here once their index is applied,
+  // never on the raft loop or the apply thread that report it.
+  std::unique_ptr<util::ThreadPool> reads;
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
