@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/health.grpc.pb.h"
+#include "rpc/status.h"
 
 namespace tally::client {
 
@@ -15,41 +16,12 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
-
-// The server's machine-readable error reasons ("tally-reason" metadata),
-// carried in the absl::Status as a payload of the same name.
-constexpr char kReason[] = "tally-reason";
-constexpr char kSessionExpired[] = "session-expired";
-constexpr char kWrongGroup[] = "session-wrong-group";
-constexpr char kLearnerBehind[] = "learner-behind";
-
-absl::Status FromGrpc(const grpc::Status& s,
-                      const grpc::ClientContext* ctx = nullptr) {
-  if (s.ok()) return absl::OkStatus();
-  absl::Status out(static_cast<absl::StatusCode>(s.error_code()),
-                   s.error_message());
-  if (ctx != nullptr) {
-    const auto& md = ctx->GetServerTrailingMetadata();
-    auto reason = md.find(kReason);
-    if (reason != md.end()) {
-      out.SetPayload(kReason, absl::Cord(std::string(reason->second.data(),
-                                                     reason->second.size())));
-    }
-  }
-  return out;
-}
-
+// How often Promote asks again while the learner catches up.
 constexpr auto kLearnerPoll = std::chrono::milliseconds(200);
-
-bool HasReason(const absl::Status& s, const char* reason) {
-  auto r = s.GetPayload(kReason);
-  return r && *r == reason;
-}
 
 bool Retryable(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAVAILABLE ||
          c == grpc::StatusCode::DEADLINE_EXCEEDED ||
-         c == grpc::StatusCode::ABORTED ||
          c == grpc::StatusCode::RESOURCE_EXHAUSTED;
 }
 
@@ -106,11 +78,11 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
       return absl::OkStatus();
     }
     last_error = absl::StrCat(target, ": ", st.error_message());
+    // An unknown outcome is retried only when a retry cannot apply twice.
     if (!Retryable(st.error_code()) ||
-        ((st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-          st.error_code() == grpc::StatusCode::ABORTED) &&
+        (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
          !idempotent)) {
-      return FromGrpc(st, &ctx);
+      return rpc::FromGrpc(st, &ctx);
     }
     {
       absl::MutexLock l(&mu_);
@@ -133,7 +105,7 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
     if (Clock::now() + sleep >= deadline) break;
     std::this_thread::sleep_for(sleep);
   }
-  return absl::DeadlineExceededError(absl::StrCat(
+  return rpc::OutcomeUnknown(absl::StrCat(
       "no answer within ", options_.timeout.count(),
       " ms; a write's outcome is unknown (last error: ", last_error, ")"));
 }
@@ -147,6 +119,7 @@ absl::Status Client::Refresh() {
       });
   if (!st.ok()) return st;
   absl::MutexLock l(&mu_);
+  meta_group_ = resp.meta_group();
   ranges_.clear();
   for (const auto& r : resp.ranges())
     ranges_.push_back({r.group(), r.start(), r.end()});
@@ -190,10 +163,13 @@ absl::StatusOr<uint64_t> Client::ReadTarget(const std::string& key,
   return GroupFor(key);
 }
 
-std::vector<uint64_t> Client::AllGroups() {
-  Refresh().IgnoreError();
+absl::StatusOr<std::vector<uint64_t>> Client::AllGroups() {
+  if (absl::Status st = Refresh(); !st.ok()) {
+    return absl::Status(st.code(),
+                        absl::StrCat("fetching the range map: ", st.message()));
+  }
   absl::MutexLock l(&mu_);
-  std::vector<uint64_t> out = {1};
+  std::vector<uint64_t> out = {meta_group_};
   for (const Route& r : ranges_) out.push_back(r.group);
   return out;
 }
@@ -259,15 +235,15 @@ absl::StatusOr<Resp> Client::Write(const std::string& key, Req& req, Rpc rpc) {
     // Whatever the outcome, this sequence is not sent again.
     Done(*session);
     if (st.ok()) return resp;
-    const bool expired = HasReason(st, kSessionExpired);
-    const bool moved = HasReason(st, kWrongGroup);
+    const bool expired = rpc::HasReason(st, rpc::kSessionExpired);
+    const bool moved = rpc::HasReason(st, rpc::kSessionWrongGroup);
     if (!expired && !moved) return st;
     if (expired) ForgetSession(*group, session->client_id());
     if (moved) Refresh().IgnoreError();
     // The refusal proves this attempt was not applied; an earlier attempt
     // whose answer was lost may have been, before the session ended.
     if (attempts > 1) {
-      return absl::DeadlineExceededError(absl::StrCat(
+      return rpc::OutcomeUnknown(absl::StrCat(
           "the write's outcome is unknown: it was retried and then refused (",
           st.message(), ")"));
     }
@@ -372,7 +348,7 @@ absl::StatusOr<rpc::StatusResponse> Client::Status(
   rpc::StatusResponse resp;
   grpc::Status st =
       rpc::Cluster::NewStub(Channel(endpoint))->Status(&ctx, {}, &resp);
-  if (!st.ok()) return FromGrpc(st);
+  if (!st.ok()) return rpc::FromGrpc(st);
   return resp;
 }
 
@@ -382,7 +358,7 @@ absl::Status Client::Health(const std::string& endpoint) {
   grpc::health::v1::HealthCheckResponse resp;
   grpc::Status st = grpc::health::v1::Health::NewStub(Channel(endpoint))
                         ->Check(&ctx, {}, &resp);
-  if (!st.ok()) return FromGrpc(st);
+  if (!st.ok()) return rpc::FromGrpc(st);
   if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
     return absl::UnavailableError(
         absl::StrCat(endpoint, " is ",
@@ -403,7 +379,9 @@ absl::StatusOr<rpc::RangesResponse> Client::Ranges() {
 
 template <typename Req, typename Rpc>
 absl::Status Client::ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc) {
-  std::vector<uint64_t> groups = AllGroups();  // the metadata group first
+  absl::StatusOr<std::vector<uint64_t>> all = AllGroups();
+  if (!all.ok()) return all.status();
+  std::vector<uint64_t> groups = *std::move(all);  // the metadata group first
   if (metadata_last) std::reverse(groups.begin(), groups.end());
   const auto deadline = Clock::now() + options_.timeout;
   for (uint64_t g : groups) {
@@ -416,7 +394,7 @@ absl::Status Client::ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc) {
       if (st.ok()) break;
       // A learner being promoted may still be catching up: wait for it,
       // within the call's time.
-      if (!HasReason(st, kLearnerBehind) ||
+      if (!rpc::HasReason(st, rpc::kLearnerBehind) ||
           Clock::now() + kLearnerPoll >= deadline) {
         return st;
       }
@@ -458,8 +436,10 @@ absl::Status Client::RemoveMember(uint64_t id) {
 
 absl::StatusOr<rpc::TransferLeaderResponse> Client::TransferLeader(
     uint64_t target) {
+  absl::StatusOr<std::vector<uint64_t>> groups = AllGroups();
+  if (!groups.ok()) return groups.status();
   rpc::TransferLeaderResponse all;
-  for (uint64_t g : AllGroups()) {
+  for (uint64_t g : *groups) {
     rpc::TransferLeaderRequest req;
     req.set_group(g);
     req.set_target(target);

@@ -95,7 +95,8 @@ class Client {
   // The group to send a read to, or kAnyNode for a serializable one.
   absl::StatusOr<uint64_t> ReadTarget(const std::string& key,
                                       rpc::ReadMode mode);
-  std::vector<uint64_t> AllGroups();
+  // The metadata group, then the data groups, as the server names them.
+  absl::StatusOr<std::vector<uint64_t>> AllGroups();
   // Sends `req` (its group set to each in turn) to the leader of every group.
   template <typename Req, typename Rpc>
   absl::Status ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc);
@@ -115,6 +116,7 @@ class Client {
   absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::vector<Route> ranges_ ABSL_GUARDED_BY(mu_);
+  uint64_t meta_group_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> client_address_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_

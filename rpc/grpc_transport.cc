@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/raft_codec.h"
+#include "rpc/status.h"
 #include "spdlog/spdlog.h"
 
 namespace tally::rpc {
@@ -216,11 +217,7 @@ class GrpcTransport::Service final : public RaftTransport::Service {
           }
           return absl::OkStatus();
         });
-    if (!st.ok()) {
-      return grpc::Status(static_cast<grpc::StatusCode>(st.code()),
-                          std::string(st.message()));
-    }
-    return grpc::Status::OK;
+    return ToGrpc(st);
   }
 
  private:

@@ -166,7 +166,7 @@ class TallyTarget : public Target {
 
  private:
   uint64_t GroupFor(const std::string& key) const {
-    uint64_t g = ranges_.empty() ? 2 : ranges_.front().group();
+    uint64_t g = ranges_.empty() ? 0 : ranges_.front().group();
     for (const auto& r : ranges_) {
       if (key >= r.start()) g = r.group();
     }

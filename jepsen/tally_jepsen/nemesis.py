@@ -12,9 +12,32 @@ from .client import OK, cluster_pb2
 from .cluster import Node
 
 
-def leader_of(conn, nodes, group=2):
-    """The node that leads `group` (the first data group), by asking every
-    node; None when none says so."""
+def _ranges(conn, nodes):
+    for n in nodes:
+        r = conn.call(n, "Ranges", cluster_pb2.RangesRequest(), timeout=1.0,
+                      service="Cluster", redirects=0)
+        if r.type == OK and r.response.ranges:
+            return r.response
+    return None
+
+
+def first_data_group(conn, nodes):
+    """The group of the first range, as the cluster names it."""
+    r = _ranges(conn, nodes)
+    return r.ranges[0].group if r else None
+
+
+def meta_group(conn, nodes):
+    """The metadata group, as the cluster names it."""
+    r = _ranges(conn, nodes)
+    return r.meta_group if r else None
+
+
+def leader_of(conn, nodes, group=None):
+    """The node that leads `group` (default: the first data group), by asking
+    every node; None when none says so."""
+    if group is None:
+        group = first_data_group(conn, nodes)
     for n in nodes:
         r = conn.call(n, "Status", cluster_pb2.StatusRequest(), timeout=1.0,
                       service="Cluster", redirects=0)
@@ -290,7 +313,7 @@ class Membership(Nemesis):
                            service="Cluster", redirects=0)
         if r.type != OK:
             raise RuntimeError(f"ranges: {r.error}")
-        return [1] + sorted({x.group for x in r.response.ranges})
+        return [r.response.meta_group] + sorted({x.group for x in r.response.ranges})
 
     def _every_group(self, method, make, groups, via, deadline):
         """Sends the change for each group to its leader, retrying (a

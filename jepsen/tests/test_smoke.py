@@ -55,7 +55,7 @@ def test_quiet_leader_cut_off_is_replaced_without_client_traffic(tmp_path):
 
     from tally_jepsen import cluster as tcluster
     from tally_jepsen.client import Connection
-    from tally_jepsen.nemesis import leader_of
+    from tally_jepsen.nemesis import leader_of, meta_group
     from tally_jepsen.net import Network, can_partition
     from tally_jepsen.runner import wait_ready
 
@@ -87,7 +87,8 @@ def test_quiet_leader_cut_off_is_replaced_without_client_traffic(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail(f"the idle cluster never went quiet; logs in {tmp_path}")
-        leader = leader_of(conn, nodes, group=1)
+        meta = meta_group(conn, nodes)
+        leader = leader_of(conn, nodes, group=meta)
         assert leader is not None
         others = [n for n in nodes if n != leader]
         net.partition([[leader], others])
@@ -95,7 +96,7 @@ def test_quiet_leader_cut_off_is_replaced_without_client_traffic(tmp_path):
         new = None
         while time.monotonic() - started < 20 and new is None:
             time.sleep(0.2)
-            new = leader_of(conn, others, group=1)
+            new = leader_of(conn, others, group=meta)
         assert new is not None, (
             f"no new leader of the metadata group 20 s after its quiet leader n{leader} "
             f"was cut off; logs in {tmp_path}")

@@ -62,6 +62,7 @@ class ClusterService final : public rpc::Cluster::Service {
                                                  node_->layout.ranges().end());
     }
     for (const auto& r : *ranges) *resp->add_ranges() = r;
+    resp->set_meta_group(kMetaGroup);
     Members(resp->mutable_members());
     for (const raft::host::GroupInfo& g : node_->host->Groups()) {
       (*resp->mutable_leaders())[g.group] = g.leader;
@@ -143,7 +144,7 @@ class ClusterService final : public rpc::Cluster::Service {
                             "leadership transfer did not finish in time");
       }
       absl::Status s = f.get();
-      if (!s.ok()) return ToGrpc(s);
+      if (!s.ok()) return rpc::ToGrpc(s);
       resp->add_groups(g);
     }
     return grpc::Status::OK;
@@ -193,7 +194,7 @@ class ClusterService final : public rpc::Cluster::Service {
     if (absl::IsFailedPrecondition(st) &&
         type == ConfChangeSingle::Type::kAddVoter) {
       // The learner is still catching up: the client may wait and retry.
-      st.SetPayload(kReasonPayload, absl::Cord("learner-behind"));
+      st = rpc::WithReason(std::move(st), rpc::kLearnerBehind);
     }
     if (!st.ok()) return node_->Refuse(ctx, group, st);
     absl::StatusOr<raft::host::GroupInfo> info = node_->host->Group(group);

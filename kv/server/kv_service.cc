@@ -32,7 +32,7 @@ class KvService final : public rpc::KV::CallbackService {
          [this, key, group, mode](raft::Index index, rpc::GetResponse* out) {
            absl::StatusOr<std::optional<rpc::KeyValue>> kv =
                node_->Machine(group)->kv().Get(key);
-           if (!kv.ok()) return ToGrpc(kv.status());
+           if (!kv.ok()) return rpc::ToGrpc(kv.status());
            out->set_found(kv->has_value());
            if (*kv) *out->mutable_kv() = **kv;
            Header(group, index, mode, out->mutable_header());
@@ -69,7 +69,7 @@ class KvService final : public rpc::KV::CallbackService {
            bool more = false;
            absl::StatusOr<std::vector<rpc::KeyValue>> kvs =
                node_->Machine(group)->kv().Range(start, end, limit, &more);
-           if (!kvs.ok()) return ToGrpc(kvs.status());
+           if (!kvs.ok()) return rpc::ToGrpc(kvs.status());
            for (auto& kv : *kvs) *out->add_kvs() = std::move(kv);
            out->set_more(
                more || (clamped && out->kvs_size() < static_cast<int>(limit)));
@@ -221,13 +221,14 @@ class KvService final : public rpc::KV::CallbackService {
     const auto d = s->ctx->deadline();
     deadlines_.At(d < fallback ? d : fallback, [weak = std::weak_ptr(s), what] {
       if (auto s = weak.lock()) {
-        Reply<Resp>::Answer(
-            std::move(s), grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                       absl::StrCat(what,
-                                                    " did not finish in time; "
-                                                    "the outcome is unknown "
-                                                    "(retry with the same "
-                                                    "session to find out)")));
+        Reply<Resp>::Answer(std::move(s), [what](auto* ctx, Resp*) {
+          return rpc::ToGrpc(
+              rpc::OutcomeUnknown(absl::StrCat(
+                  what,
+                  " did not finish in time; the outcome is unknown (retry "
+                  "with the same session to find out)")),
+              ctx);
+        });
       }
     });
   }

@@ -17,7 +17,7 @@ absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> f,
                         std::chrono::system_clock::time_point deadline,
                         const char* what) {
   if (f.wait_until(deadline) != std::future_status::ready) {
-    return absl::DeadlineExceededError(absl::StrCat(
+    return rpc::OutcomeUnknown(absl::StrCat(
         what,
         " did not finish in time; the outcome is unknown (retry with "
         "the same session to find out)"));
@@ -26,12 +26,6 @@ absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> f,
 }
 
 }  // namespace
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      std::string(s.message()));
-}
 
 const rpc::RangeDescriptor& Node::RangeFor(const std::string& key) const {
   const rpc::RangeDescriptor* found = &layout.ranges(0);
@@ -52,6 +46,11 @@ void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,
   host->Propose(
       group, cmd.SerializeAsString(),
       [done = std::move(done)](absl::StatusOr<raft::host::Applied> r) {
+        // The host's "outcome unknown" (a shutdown, a snapshot that
+        // overtook the entry) is DEADLINE_EXCEEDED, as everywhere.
+        if (absl::IsDeadlineExceeded(r.status())) {
+          return done(rpc::OutcomeUnknown(std::string(r.status().message())));
+        }
         if (!r.ok()) return done(r.status());
         rpc::CommandResult result;
         if (!result.ParseFromString(r->result)) {
@@ -61,7 +60,7 @@ void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,
           absl::Status st(static_cast<absl::StatusCode>(result.error_code()),
                           result.error_message());
           if (!result.error_reason().empty()) {
-            st.SetPayload(kReasonPayload, absl::Cord(result.error_reason()));
+            st.SetPayload(rpc::kReasonKey, absl::Cord(result.error_reason()));
           }
           return done(st);
         }
@@ -102,10 +101,7 @@ grpc::Status Node::Refuse(grpc::ServerContextBase* ctx,
                           raft::host::GroupId group,
                           const absl::Status& s) const {
   if (absl::IsUnavailable(s)) return NotLeader(ctx, group, s);
-  if (auto reason = s.GetPayload(kReasonPayload)) {
-    ctx->AddTrailingMetadata("tally-reason", std::string(*reason));
-  }
-  return ToGrpc(s);
+  return rpc::ToGrpc(s, ctx);
 }
 
 uint64_t Fingerprint(const google::protobuf::Message& request) {

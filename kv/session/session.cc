@@ -7,14 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "rpc/reasons.h"
 
 namespace tally::kv {
 
 namespace {
-
-// Error reasons the client acts on (CommandResult.error_reason).
-constexpr char kSessionExpired[] = "session-expired";
-constexpr char kWrongGroup[] = "session-wrong-group";
 
 int64_t Ttl(const rpc::SessionRecord& rec) {
   return rec.ttl_ms() > 0 ? rec.ttl_ms() : kSessionTtlMs;
@@ -87,7 +84,7 @@ rpc::CommandResult Sessions::RunOnce(
                      ", not to group ", group,
                      " that holds the key: the client's range map is out of "
                      "date; refresh it and use that group's session"),
-        kWrongGroup);
+        rpc::kSessionWrongGroup);
   }
   const std::string key = keys_->IdKey(Space::kSession, id);
   std::optional<std::string> raw = b.Read(key);
@@ -105,7 +102,7 @@ rpc::CommandResult Sessions::RunOnce(
                                 " has ended (no request for its TTL) or never "
                                 "existed; this request was not applied: open "
                                 "a new session"),
-                   kSessionExpired);
+                   rpc::kSessionExpired);
   }
   rec.set_last_active_ms(now);
   auto saved = rec.results().find(session.sequence());

@@ -124,7 +124,7 @@ void NodeHost::Stop() {
   }
   // A proposal in the log may still commit through the other nodes: its
   // outcome is unknown, unlike a read's or a transfer's.
-  const absl::Status unknown = absl::AbortedError(
+  const absl::Status unknown = absl::DeadlineExceededError(
       "node shut down before the entry committed; the outcome is unknown "
       "(retry with the same session to find out)");
   for (auto& [id, g] : groups_) {

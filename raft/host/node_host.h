@@ -121,7 +121,9 @@ class NodeHost final : public MessageHandler {
   // result once the entry is applied here, or an error: UNAVAILABLE when
   // this node does not lead the group or the entry was lost to a leader
   // change (not applied), RESOURCE_EXHAUSTED when overloaded, NOT_FOUND for
-  // an unknown group. It may never be called if leadership changes while
+  // an unknown group, DEADLINE_EXCEEDED when the outcome is unknown (the
+  // host stopped, or a snapshot replaced the log before the entry was seen
+  // to commit). It may never be called if leadership changes while
   // the outcome is undecided: callers bound their wait.
   void Propose(GroupId group, std::string data, ProposeCallback done);
   // As Propose; FAILED_PRECONDITION for promoting a learner that has not

@@ -201,7 +201,7 @@ void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
 void NodeHost::FailPendingCoveredBy(GroupState& g, Index snapshot_index) {
   auto end = g.pending.upper_bound(snapshot_index);
   for (auto it = g.pending.begin(); it != end; ++it) {
-    it->second.done(absl::AbortedError(
+    it->second.done(absl::DeadlineExceededError(
         "a snapshot replaced the log before this node saw the entry commit; "
         "the outcome is unknown (retry with the same session to find out)"));
   }

@@ -17,15 +17,13 @@
 #include "rpc/cluster.pb.h"
 #include "rpc/grpc_transport.h"
 #include "rpc/peer_directory.h"
+#include "rpc/status.h"
 #include "rpc/storage.pb.h"
 #include "util/thread_pool.h"
 
 namespace tally::kv::server {
 
 inline constexpr raft::host::GroupId kMetaGroup = 1;
-// The absl::Status payload that carries a machine-readable error reason
-// (CommandResult.error_reason) to the client as "tally-reason" metadata.
-inline constexpr char kReasonPayload[] = "tally-reason";
 
 // What the gRPC services need of the node.
 struct Node {
@@ -72,7 +70,6 @@ struct Node {
       std::chrono::system_clock::time_point deadline);
 };
 
-grpc::Status ToGrpc(const absl::Status& s);
 // A hash of a client request, the same for the same request on every build:
 // a session's retry must carry the same one (rpc::Command).
 uint64_t Fingerprint(const google::protobuf::Message& request);

@@ -54,11 +54,11 @@ class Reply final : public grpc::ServerUnaryReactor {
     Answer(std::move(s), [&](auto*, auto*) { return st; });
   }
 
+  // The client gave up or its deadline passed: it sees its own status, not
+  // this one, but the call must still be finished.
   void OnCancel() override {
     Answer(state_, grpc::Status(grpc::StatusCode::CANCELLED,
-                                "the call was cancelled (the client gave up or "
-                                "its deadline passed); a write's outcome is "
-                                "unknown"));
+                                "the client cancelled the call"));
   }
   void OnDone() override { delete this; }
 

@@ -1,0 +1,21 @@
+#ifndef TALLY_RPC_REASONS_H_
+#define TALLY_RPC_REASONS_H_
+
+// Machine-readable error reasons (rpc/kv.proto, "Errors"): trailing metadata
+// "tally-reason" on the wire, an absl::Status payload of the same name in a
+// process, CommandResult.error_reason in the log.
+namespace tally::rpc {
+
+inline constexpr char kReasonKey[] = "tally-reason";
+// The write may or may not have been applied (DEADLINE_EXCEEDED).
+inline constexpr char kOutcomeUnknown[] = "outcome-unknown";
+// The session ended or never existed; the request was not applied.
+inline constexpr char kSessionExpired[] = "session-expired";
+// The session belongs to another shard; the request was not applied.
+inline constexpr char kSessionWrongGroup[] = "session-wrong-group";
+// A learner to promote has not caught up yet; nothing changed.
+inline constexpr char kLearnerBehind[] = "learner-behind";
+
+}  // namespace tally::rpc
+
+#endif  // TALLY_RPC_REASONS_H_
