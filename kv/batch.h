@@ -9,32 +9,28 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "kv/storage/leveldb_util.h"
-#include "leveldb/db.h"
-#include "leveldb/write_batch.h"
+#include "kv/storage/engine.h"
 
 namespace tally::kv {
 
-// The writes of one Apply: a LevelDB batch plus an overlay so that later
-// commands in the batch read what earlier ones wrote. The first read error
-// is kept in status(); reads after it find nothing.
+// The writes of one apply pass: an engine write batch plus an overlay so
+// that later commands in the pass read what earlier ones wrote. The first
+// read error is kept in status(); reads after it find nothing.
 //
 // Thread safety: one thread (the apply thread).
 class Batch {
  public:
-  explicit Batch(leveldb::DB* db) : db_(db) {}
+  explicit Batch(const storage::Engine* engine) : engine_(engine) {}
 
   std::optional<std::string> Read(const std::string& key) {
     auto it = overlay_.find(key);
     if (it != overlay_.end()) return it->second;
-    std::string v;
-    leveldb::Status s = db_->Get(leveldb::ReadOptions(), key, &v);
-    if (s.IsNotFound()) return std::nullopt;
-    if (!s.ok()) {
-      Fail(storage::FromLevelDB(s, "reading state"));
+    absl::StatusOr<std::optional<std::string>> v = engine_->Get(key);
+    if (!v.ok()) {
+      Fail(v.status());
       return std::nullopt;
     }
-    return v;
+    return *std::move(v);
   }
   void Put(const std::string& key, std::string value) {
     wb_.Put(key, value);
@@ -50,15 +46,12 @@ class Batch {
       const std::string& prefix,
       const std::function<void(const std::string&, const std::string&)>& fn) {
     std::map<std::string, std::string> seen;
-    std::unique_ptr<leveldb::Iterator> it(
-        db_->NewIterator(leveldb::ReadOptions()));
+    std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
          it->Next()) {
-      seen.emplace(it->key().ToString(), it->value().ToString());
+      seen.emplace(std::string(it->key()), std::string(it->value()));
     }
-    if (!it->status().ok()) {
-      return Fail(storage::FromLevelDB(it->status(), "scanning state"));
-    }
+    if (!it->status().ok()) return Fail(it->status());
     for (auto o = overlay_.lower_bound(prefix);
          o != overlay_.end() && o->first.starts_with(prefix); ++o) {
       if (o->second) {
@@ -72,12 +65,12 @@ class Batch {
   void Fail(absl::Status s) {
     if (status_.ok()) status_ = std::move(s);
   }
-  leveldb::WriteBatch* batch() { return &wb_; }
+  const storage::WriteBatch& writes() const { return wb_; }
   const absl::Status& status() const { return status_; }
 
  private:
-  leveldb::DB* db_;
-  leveldb::WriteBatch wb_;
+  const storage::Engine* engine_;
+  storage::WriteBatch wb_;
   std::map<std::string, std::optional<std::string>> overlay_;
   absl::Status status_;
 };

@@ -5,12 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "kv/storage/leveldb_util.h"
-#include "leveldb/write_batch.h"
 
 namespace tally::kv {
-
-using storage::FromLevelDB;
 
 rpc::CommandResult Refusal(absl::StatusCode code, std::string message,
                            const char* reason) {
@@ -21,18 +17,18 @@ rpc::CommandResult Refusal(absl::StatusCode code, std::string message,
   return r;
 }
 
-StateMachine::StateMachine(leveldb::DB* db, raft::host::GroupId group,
+StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
                            MonotonicClock clock)
-    : db_(db),
+    : engine_(engine),
       keys_(group),
       clock_(std::move(clock)),
-      kv_(db, &keys_),
-      meta_(db, &keys_),
+      kv_(engine, &keys_),
+      meta_(engine, &keys_),
       sessions_(&keys_),
       modules_{&sessions_, &kv_, &meta_} {}
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
-    leveldb::DB* db, raft::host::GroupId group, MonotonicClock clock) {
+    storage::Engine* engine, raft::host::GroupId group, MonotonicClock clock) {
   if (!clock) {
     clock = [] {
       return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -41,13 +37,12 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
     };
   }
   std::unique_ptr<StateMachine> sm(
-      new StateMachine(db, group, std::move(clock)));
-  std::string v;
-  leveldb::Status s =
-      db->Get(leveldb::ReadOptions(), sm->keys_.Key(Space::kApplied), &v);
-  if (!s.ok() && !s.IsNotFound()) return FromLevelDB(s, "reading state");
+      new StateMachine(engine, group, std::move(clock)));
+  absl::StatusOr<std::optional<std::string>> v =
+      engine->Get(sm->keys_.Key(Space::kApplied));
+  if (!v.ok()) return v.status();
   absl::MutexLock l(&sm->mu_);
-  if (s.ok() && !sm->state_.ParseFromString(v)) {
+  if (v->has_value() && !sm->state_.ParseFromString(**v)) {
     return absl::DataLossError(
         absl::StrCat("malformed applied state of group ", group));
   }
@@ -91,15 +86,14 @@ int64_t StateMachine::revision() const {
 absl::Status StateMachine::Bootstrap(
     raft::Index index, const std::vector<rpc::Member>& members,
     const std::vector<rpc::RangeDescriptor>& ranges) {
-  Batch b(db_);
+  Batch b(engine_);
   meta_.Bootstrap(b, members, ranges);
   rpc::AppliedState st;
   st.set_index(index);
   b.Put(keys_.Key(Space::kApplied), st.SerializeAsString());
-  leveldb::WriteOptions opts;
-  opts.sync = true;
-  absl::Status s = FromLevelDB(db_->Write(opts, b.batch()), "bootstrap");
-  if (!s.ok()) return s;
+  if (absl::Status s = engine_->Write(b.writes(), /*sync=*/true); !s.ok()) {
+    return s;
+  }
   absl::MutexLock l(&mu_);
   state_ = st;
   return absl::OkStatus();
@@ -112,7 +106,7 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
     absl::MutexLock l(&mu_);
     st = state_;
   }
-  Batch b(db_);
+  Batch b(engine_);
   std::vector<std::string> results;
   results.reserve(entries.size());
   for (const raft::Entry& e : entries) {
@@ -141,9 +135,9 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
   }
   if (!b.status().ok()) return b.status();
   b.Put(keys_.Key(Space::kApplied), st.SerializeAsString());
-  absl::Status s =
-      FromLevelDB(db_->Write(leveldb::WriteOptions(), b.batch()), "applying");
-  if (!s.ok()) return s;
+  if (absl::Status s = engine_->Write(b.writes(), /*sync=*/false); !s.ok()) {
+    return s;
+  }
   {
     absl::MutexLock l(&mu_);
     state_ = st;
@@ -174,12 +168,9 @@ absl::StatusOr<raft::Index> StateMachine::Sync() {
     absl::MutexLock l(&mu_);
     st = state_;
   }
-  leveldb::WriteOptions opts;
-  opts.sync = true;
-  absl::Status s = FromLevelDB(
-      db_->Put(opts, keys_.Key(Space::kApplied), st.SerializeAsString()),
-      "sync");
-  if (!s.ok()) return s;
+  storage::WriteBatch wb;
+  wb.Put(keys_.Key(Space::kApplied), st.SerializeAsString());
+  if (absl::Status s = engine_->Write(wb, /*sync=*/true); !s.ok()) return s;
   return st.index();
 }
 

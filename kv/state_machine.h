@@ -17,7 +17,7 @@
 #include "kv/meta/meta.h"
 #include "kv/module.h"
 #include "kv/session/session.h"
-#include "leveldb/db.h"
+#include "kv/storage/engine.h"
 #include "raft/host/interfaces.h"
 #include "rpc/storage.pb.h"
 
@@ -26,7 +26,7 @@ namespace tally::kv {
 // The replicated state machine of one raft group (one shard, or the metadata
 // group): a dispatcher over modules (module.h). It owns the applied index,
 // the revision and log time (key space 'a', keyspace.h), writes each apply
-// pass as one LevelDB batch with the applied index it covers, and hands each
+// pass as one engine batch with the applied index it covers, and hands each
 // command to its module: KvStore (kvstore/), Meta (meta/), and Sessions
 // (session/), which opens sessions and wraps any other module's command
 // that carries one. Writes are not synced (the raft log is), except by
@@ -43,10 +43,10 @@ class StateMachine final : public raft::host::StateMachine {
  public:
   // A monotonic clock in milliseconds (never the wall clock).
   using MonotonicClock = std::function<int64_t()>;
-  // Reads the group's applied state. `db` is not owned. `clock` defaults to
-  // std::chrono::steady_clock.
+  // Reads the group's applied state. `engine` is not owned. `clock`
+  // defaults to std::chrono::steady_clock.
   static absl::StatusOr<std::unique_ptr<StateMachine>> Open(
-      leveldb::DB* db, raft::host::GroupId group,
+      storage::Engine* engine, raft::host::GroupId group,
       MonotonicClock clock = nullptr);
 
   // The log time a command proposed now should carry: the largest log time
@@ -81,7 +81,7 @@ class StateMachine final : public raft::host::StateMachine {
   }
 
  private:
-  StateMachine(leveldb::DB* db, raft::host::GroupId group,
+  StateMachine(storage::Engine* engine, raft::host::GroupId group,
                MonotonicClock clock);
 
   // Runs one command against the pass's batch.
@@ -89,7 +89,7 @@ class StateMachine final : public raft::host::StateMachine {
   // Moves the base of ProposalTimeMs to `log_time` if that is ahead of it.
   void Rebase(int64_t log_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  leveldb::DB* const db_;
+  storage::Engine* const engine_;
   const Keyspace keys_;
   const MonotonicClock clock_;
   KvStore kv_;

@@ -3,8 +3,6 @@
 #include <memory>
 #include <utility>
 
-#include "kv/storage/leveldb_util.h"
-
 namespace tally::kv {
 
 namespace {
@@ -146,13 +144,12 @@ void KvStore::Txn(Batch& b, const rpc::TxnRequest& txn, int64_t revision,
 
 absl::StatusOr<std::optional<rpc::KeyValue>> KvStore::Get(
     const std::string& key) const {
-  std::string raw;
-  leveldb::Status s =
-      db_->Get(leveldb::ReadOptions(), keys_->Key(Space::kData, key), &raw);
-  if (s.IsNotFound()) return std::optional<rpc::KeyValue>();
-  if (!s.ok()) return storage::FromLevelDB(s, "reading");
+  absl::StatusOr<std::optional<std::string>> raw =
+      engine_->Get(keys_->Key(Space::kData, key));
+  if (!raw.ok()) return raw.status();
+  if (!raw->has_value()) return std::optional<rpc::KeyValue>();
   rpc::StoredValue v;
-  if (!v.ParseFromString(raw)) return absl::DataLossError("malformed value");
+  if (!v.ParseFromString(**raw)) return absl::DataLossError("malformed value");
   return std::optional<rpc::KeyValue>(ToKeyValue(key, v));
 }
 
@@ -162,23 +159,23 @@ absl::StatusOr<std::vector<rpc::KeyValue>> KvStore::Range(
   std::vector<rpc::KeyValue> out;
   *more = false;
   const std::string prefix = keys_->Key(Space::kData);
-  std::unique_ptr<leveldb::Iterator> it(
-      db_->NewIterator(leveldb::ReadOptions()));
+  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
   for (it->Seek(prefix + start); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
-    std::string key = it->key().ToString().substr(prefix.size());
+    std::string key(it->key().substr(prefix.size()));
     if (!end.empty() && key >= end) break;
     if (out.size() == limit) {
       *more = true;
       break;
     }
     rpc::StoredValue v;
-    if (!v.ParseFromArray(it->value().data(), it->value().size())) {
+    if (!v.ParseFromArray(it->value().data(),
+                          static_cast<int>(it->value().size()))) {
       return absl::DataLossError("malformed value");
     }
     out.push_back(ToKeyValue(key, v));
   }
-  if (!it->status().ok()) return storage::FromLevelDB(it->status(), "scanning");
+  if (!it->status().ok()) return it->status();
   return out;
 }
 

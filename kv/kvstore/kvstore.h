@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "kv/module.h"
-#include "leveldb/db.h"
+#include "kv/storage/engine.h"
 
 namespace tally::kv {
 
@@ -19,7 +19,8 @@ namespace tally::kv {
 class KvStore final : public Module {
  public:
   // Neither is owned.
-  KvStore(leveldb::DB* db, const Keyspace* keys) : db_(db), keys_(keys) {}
+  KvStore(const storage::Engine* engine, const Keyspace* keys)
+      : engine_(engine), keys_(keys) {}
 
   bool Handles(const rpc::Command& cmd) const override;
   rpc::CommandResult Apply(ApplyContext& ctx, const rpc::Command& cmd) override;
@@ -42,7 +43,7 @@ class KvStore final : public Module {
   void Txn(Batch& b, const rpc::TxnRequest& txn, int64_t revision,
            rpc::TxnResponse* resp, bool* wrote);
 
-  leveldb::DB* const db_;
+  const storage::Engine* const engine_;
   const Keyspace* const keys_;
 };
 

@@ -3,7 +3,6 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "kv/storage/leveldb_util.h"
 
 namespace tally::kv {
 
@@ -50,30 +49,28 @@ void Meta::Bootstrap(Batch& b, const std::vector<rpc::Member>& members,
 }
 
 bool Meta::WasRemoved(uint64_t id) const {
-  std::string unused;
-  return db_
-      ->Get(leveldb::ReadOptions(), keys_->IdKey(Space::kRemovedMember, id),
-            &unused)
-      .ok();
+  absl::StatusOr<std::optional<std::string>> v =
+      engine_->Get(keys_->IdKey(Space::kRemovedMember, id));
+  return v.ok() && v->has_value();
 }
 
 template <typename Record>
 absl::StatusOr<std::vector<Record>> Meta::Scan(Space space) const {
   std::vector<Record> out;
   const std::string prefix = keys_->Key(space);
-  std::unique_ptr<leveldb::Iterator> it(
-      db_->NewIterator(leveldb::ReadOptions()));
+  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
     Record r;
-    if (!r.ParseFromArray(it->value().data(), it->value().size())) {
+    if (!r.ParseFromArray(it->value().data(),
+                          static_cast<int>(it->value().size()))) {
       return absl::DataLossError(
           absl::StrCat("malformed '", std::string(1, static_cast<char>(space)),
                        "' record of group ", keys_->group()));
     }
     out.push_back(std::move(r));
   }
-  if (!it->status().ok()) return storage::FromLevelDB(it->status(), "scanning");
+  if (!it->status().ok()) return it->status();
   return out;
 }
 

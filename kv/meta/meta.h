@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "kv/module.h"
-#include "leveldb/db.h"
+#include "kv/storage/engine.h"
 
 namespace tally::kv {
 
@@ -22,7 +22,8 @@ class Meta final : public Module {
   // Called after an apply pass that changed the member table.
   using MembersChanged = std::function<void()>;
   // Neither is owned.
-  Meta(leveldb::DB* db, const Keyspace* keys) : db_(db), keys_(keys) {}
+  Meta(const storage::Engine* engine, const Keyspace* keys)
+      : engine_(engine), keys_(keys) {}
 
   bool Handles(const rpc::Command& cmd) const override;
   rpc::CommandResult Apply(ApplyContext& ctx, const rpc::Command& cmd) override;
@@ -45,7 +46,7 @@ class Meta final : public Module {
   template <typename Record>
   absl::StatusOr<std::vector<Record>> Scan(Space space) const;
 
-  leveldb::DB* const db_;
+  const storage::Engine* const engine_;
   const Keyspace* const keys_;
   MembersChanged members_changed_;
   bool changed_ = false;  // by the apply pass in progress

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kv/storage/leveldb_util.h"
+#include "kv/storage/leveldb_engine.h"
 
 namespace tally::kv::server {
 namespace {
@@ -21,7 +21,7 @@ TEST(GroupRegistryTest, GroupsOpenWhileOtherThreadsLookThemUp) {
       ("tally-registry-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  auto db = storage::OpenLevelDB((dir / "data").string());
+  auto db = storage::LevelDBEngine::Open((dir / "data").string());
   ASSERT_TRUE(db.ok()) << db.status();
   GroupRegistry registry(
       [&](raft::host::GroupId g) { return StateMachine::Open(db->get(), g); });

@@ -13,7 +13,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "kv/server/internal/node.h"
-#include "kv/storage/leveldb_util.h"
+#include "kv/storage/leveldb_engine.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "spdlog/spdlog.h"
 #include "util/status_macros.h"
@@ -175,7 +175,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
         "cannot create data dir ", o.data_dir, ": ", ec.message()));
   }
   ASSIGN_OR_RETURN(node_.log, storage::LogStore::Open(o.data_dir + "/raft"));
-  ASSIGN_OR_RETURN(node_.data, storage::OpenLevelDB(o.data_dir + "/data"));
+  ASSIGN_OR_RETURN(node_.data,
+                   storage::LevelDBEngine::Open(o.data_dir + "/data"));
 
   absl::StatusOr<std::string> identity = node_.log->GetMeta("identity");
   if (identity.ok()) {

@@ -12,6 +12,7 @@
 #include "kv/server/internal/group_registry.h"
 #include "kv/server/server.h"
 #include "kv/state_machine.h"
+#include "kv/storage/engine.h"
 #include "kv/storage/log_store.h"
 #include "raft/host/node_host.h"
 #include "rpc/cluster.pb.h"
@@ -31,7 +32,7 @@ struct Node {
   raft::NodeId id = 0;
   rpc::ClusterLayout layout;
   std::unique_ptr<storage::LogStore> log;
-  std::unique_ptr<leveldb::DB> data;
+  std::unique_ptr<storage::Engine> data;
   std::unique_ptr<GroupRegistry> groups;
   rpc::PeerDirectory directory;
   std::unique_ptr<rpc::GrpcTransport> transport;

@@ -1,0 +1,75 @@
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kv/storage/leveldb_engine.h"
+#include "kv/storage/memory_engine.h"
+
+namespace tally::kv::storage {
+namespace {
+
+// The same behaviour from both engines: reads, ordered iteration, batches,
+// snapshots.
+void Exercise(Engine& e) {
+  WriteBatch b;
+  b.Put("b", "2");
+  b.Put("a", "1");
+  b.Put("c", "3");
+  b.Delete("c");
+  ASSERT_TRUE(e.Write(b, false).ok());
+  EXPECT_EQ(*e.Get("a"), "1");
+  EXPECT_FALSE(e.Get("c")->has_value());
+  std::unique_ptr<Snapshot> snap = e.GetSnapshot();
+  WriteBatch later;
+  later.Put("a", "changed");
+  later.Put("ab", "new");
+  ASSERT_TRUE(e.Write(later, true).ok());
+  EXPECT_EQ(**snap->Get("a"), "1") << "a snapshot saw a later write";
+  std::string keys;
+  std::unique_ptr<Iterator> it = snap->NewIterator();
+  for (it->Seek(""); it->Valid(); it->Next()) keys += it->key();
+  EXPECT_EQ(keys, "ab");
+  keys.clear();
+  it = e.NewIterator();
+  for (it->Seek("aa"); it->Valid(); it->Next()) keys += it->key();
+  EXPECT_EQ(keys, "abb");
+  EXPECT_TRUE(it->status().ok());
+}
+
+TEST(EngineTest, LevelDBEngine) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("tally-engine-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  auto e = LevelDBEngine::Open(dir.string());
+  ASSERT_TRUE(e.ok()) << e.status();
+  Exercise(**e);
+  e->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(EngineTest, MemoryEngine) {
+  MemoryEngine e;
+  Exercise(e);
+}
+
+TEST(EngineTest, MemoryEngineCrashLosesOnlyWhatWasNotSynced) {
+  MemoryEngine e;
+  WriteBatch a, b, c;
+  a.Put("k", "1");
+  b.Put("k", "2");
+  b.Put("x", "synced");
+  c.Put("k", "3");
+  c.Delete("x");
+  ASSERT_TRUE(e.Write(a, false).ok());
+  ASSERT_TRUE(e.Write(b, true).ok());  // makes a durable too
+  ASSERT_TRUE(e.Write(c, false).ok());
+  EXPECT_EQ(e.unsynced_writes(), 1u);
+  e.Crash();
+  EXPECT_EQ(**e.Get("k"), "2");
+  EXPECT_EQ(**e.Get("x"), "synced");
+  EXPECT_EQ(e.unsynced_writes(), 0u);
+}
+
+}  // namespace
+}  // namespace tally::kv::storage
