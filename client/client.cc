@@ -16,8 +16,8 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
-// How often Promote asks again while the learner catches up.
-constexpr auto kLearnerPoll = std::chrono::milliseconds(200);
+// A membership change of every group: the server's own bound, and a bit.
+constexpr auto kMembershipTimeout = std::chrono::milliseconds(65000);
 
 bool Retryable(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAVAILABLE ||
@@ -56,8 +56,12 @@ std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
 }
 
 template <typename Fn>
-absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
-  const auto deadline = Clock::now() + options_.timeout;
+absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
+                          std::chrono::milliseconds timeout,
+                          std::chrono::milliseconds attempt_timeout) {
+  if (timeout.count() == 0) timeout = options_.timeout;
+  if (attempt_timeout.count() == 0) attempt_timeout = kAttemptTimeout;
+  const auto deadline = Clock::now() + timeout;
   static thread_local std::mt19937_64 rng(std::random_device{}());
   std::string last_error = "no attempt made";
   for (int attempt = 0;; ++attempt) {
@@ -70,7 +74,7 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
                    : endpoints_[next_endpoint_ % endpoints_.size()];
     }
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::min(deadline, Clock::now() + kAttemptTimeout));
+    ctx.set_deadline(std::min(deadline, Clock::now() + attempt_timeout));
     grpc::Status st = fn(Channel(target), ctx);
     if (st.ok()) {
       absl::MutexLock l(&mu_);
@@ -106,7 +110,7 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn) {
     std::this_thread::sleep_for(sleep);
   }
   return rpc::OutcomeUnknown(absl::StrCat(
-      "no answer within ", options_.timeout.count(),
+      "no answer within ", timeout.count(),
       " ms; a write's outcome is unknown (last error: ", last_error, ")"));
 }
 
@@ -378,57 +382,48 @@ absl::StatusOr<rpc::RangesResponse> Client::Ranges() {
 }
 
 template <typename Req, typename Rpc>
-absl::Status Client::ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc) {
-  absl::StatusOr<std::vector<uint64_t>> all = AllGroups();
-  if (!all.ok()) return all.status();
-  std::vector<uint64_t> groups = *std::move(all);  // the metadata group first
-  if (metadata_last) std::reverse(groups.begin(), groups.end());
-  const auto deadline = Clock::now() + options_.timeout;
-  for (uint64_t g : groups) {
-    req.set_group(g);
-    while (true) {
-      rpc::MembershipResponse resp;
-      absl::Status st = Call(g, false, [&](auto ch, auto& ctx) {
+absl::StatusOr<rpc::MembershipResponse> Client::ChangeMembership(Req req,
+                                                                 Rpc rpc) {
+  // Group 0: the node asked drives the change through every group, and
+  // waits for a learner to catch up before promoting it: allow it time.
+  req.set_group(0);
+  rpc::MembershipResponse resp;
+  const auto timeout =
+      std::max<std::chrono::milliseconds>(options_.timeout, kMembershipTimeout);
+  absl::Status st = Call(
+      kAnyNode, /*idempotent=*/true,
+      [&](auto ch, auto& ctx) {
         return rpc(*rpc::Cluster::NewStub(ch), &ctx, req, &resp);
-      });
-      if (st.ok()) break;
-      // A learner being promoted may still be catching up: wait for it,
-      // within the call's time.
-      if (!rpc::HasReason(st, rpc::kLearnerBehind) ||
-          Clock::now() + kLearnerPoll >= deadline) {
-        return st;
-      }
-      std::this_thread::sleep_for(kLearnerPoll);
-    }
-  }
-  return absl::OkStatus();
+      },
+      timeout, timeout);
+  if (!st.ok()) return st;
+  return resp;
 }
 
-absl::Status Client::AddLearner(uint64_t id, const std::string& peer_address) {
+absl::StatusOr<rpc::MembershipResponse> Client::AddLearner(
+    uint64_t id, const std::string& peer_address) {
   rpc::AddLearnerRequest req;
   req.mutable_member()->set_id(id);
   req.mutable_member()->set_peer_address(peer_address);
-  return ChangeEveryGroup(false, req,
+  return ChangeMembership(req,
                           [](auto& stub, auto* ctx, const auto& r, auto* resp) {
                             return stub.AddLearner(ctx, r, resp);
                           });
 }
 
-absl::Status Client::Promote(uint64_t id) {
+absl::StatusOr<rpc::MembershipResponse> Client::Promote(uint64_t id) {
   rpc::PromoteRequest req;
   req.set_id(id);
-  return ChangeEveryGroup(false, req,
+  return ChangeMembership(req,
                           [](auto& stub, auto* ctx, const auto& r, auto* resp) {
                             return stub.Promote(ctx, r, resp);
                           });
 }
 
-absl::Status Client::RemoveMember(uint64_t id) {
+absl::StatusOr<rpc::MembershipResponse> Client::RemoveMember(uint64_t id) {
   rpc::RemoveMemberRequest req;
   req.set_id(id);
-  // The metadata group last: the member's addresses stay known until every
-  // data group has let it go.
-  return ChangeEveryGroup(true, req,
+  return ChangeMembership(req,
                           [](auto& stub, auto* ctx, const auto& r, auto* resp) {
                             return stub.RemoveMember(ctx, r, resp);
                           });

@@ -65,12 +65,15 @@ class Client {
   // UNAVAILABLE otherwise.
   absl::Status Health(const std::string& endpoint);
   absl::StatusOr<rpc::RangesResponse> Ranges();
-  // Membership changes, applied to every raft group (metadata group first).
-  absl::Status AddLearner(uint64_t id, const std::string& peer_address);
-  // Waits (within the call's timeout) for a learner that is still
-  // catching up; FAILED_PRECONDITION if it has not by then.
-  absl::Status Promote(uint64_t id);
-  absl::Status RemoveMember(uint64_t id);
+  // Membership changes of every raft group, driven by the node asked
+  // (rpc/cluster.proto): each group's outcome in the response. Sending the
+  // same change again finishes one that stopped part-way. Promote waits for
+  // a learner that is still catching up (FAILED_PRECONDITION if it has not
+  // within a minute).
+  absl::StatusOr<rpc::MembershipResponse> AddLearner(
+      uint64_t id, const std::string& peer_address);
+  absl::StatusOr<rpc::MembershipResponse> Promote(uint64_t id);
+  absl::StatusOr<rpc::MembershipResponse> RemoveMember(uint64_t id);
   absl::StatusOr<rpc::TransferLeaderResponse> TransferLeader(uint64_t target);
 
   const std::vector<std::string>& endpoints() const { return endpoints_; }
@@ -85,9 +88,12 @@ class Client {
   // For Call: any node will do (the first endpoint that answers).
   static constexpr uint64_t kAnyNode = 0;
   // Calls `fn(channel, ctx)` against the group's leader (or kAnyNode) with
-  // retries.
+  // retries, within `timeout` (0: the client's) and `attempt_timeout` per
+  // attempt (0: the default).
   template <typename Fn>
-  absl::Status Call(uint64_t group, bool idempotent, Fn fn);
+  absl::Status Call(uint64_t group, bool idempotent, Fn fn,
+                    std::chrono::milliseconds timeout = {},
+                    std::chrono::milliseconds attempt_timeout = {});
   absl::Status Refresh();
   // The group of the range holding `key`, from the range map (fetched when
   // there is none); never a guess.
@@ -97,9 +103,9 @@ class Client {
                                       rpc::ReadMode mode);
   // The metadata group, then the data groups, as the server names them.
   absl::StatusOr<std::vector<uint64_t>> AllGroups();
-  // Sends `req` (its group set to each in turn) to the leader of every group.
+  // Sends a membership change of every group to any node.
   template <typename Req, typename Rpc>
-  absl::Status ChangeEveryGroup(bool metadata_last, Req req, Rpc rpc);
+  absl::StatusOr<rpc::MembershipResponse> ChangeMembership(Req req, Rpc rpc);
   // The next sequence of the group's session, opening one if there is none.
   absl::StatusOr<rpc::Session> NextSession(uint64_t group);
   void Done(const rpc::Session& session);

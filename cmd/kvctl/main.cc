@@ -291,12 +291,21 @@ int main(int argc, char** argv) {
   } else if (*madd || *mpromote || *mremove || *transfer) {
     auto id = MemberId(name);
     if (!id.ok()) return Fail(id.status());
-    absl::Status st;
-    if (*madd) st = c.AddLearner(*id, peer);
-    if (*mpromote) st = c.Promote(*id);
-    if (*mremove) st = c.RemoveMember(*id);
-    if (*transfer) st = c.TransferLeader(*id).status();
-    if (!st.ok()) return Fail(st);
+    if (*transfer) {
+      absl::Status st = c.TransferLeader(*id).status();
+      if (!st.ok()) return Fail(st);
+      std::cout << "OK\n";
+      return 0;
+    }
+    absl::StatusOr<tally::rpc::MembershipResponse> r =
+        *madd       ? c.AddLearner(*id, peer)
+        : *mpromote ? c.Promote(*id)
+                    : c.RemoveMember(*id);
+    if (!r.ok()) return Fail(r.status());
+    for (const tally::rpc::GroupChange& g : r->groups()) {
+      std::cout << "group " << g.group() << "\t"
+                << (g.changed() ? "changed" : "already in effect") << "\n";
+    }
     std::cout << "OK\n";
   }
   return 0;

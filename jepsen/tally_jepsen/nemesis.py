@@ -294,9 +294,10 @@ class TransferLeader(Nemesis):
 
 class Membership(Nemesis):
     """Replaces a voter (random, or the leader) with a new, empty node while
-    clients run, through the Cluster API: remove it from every group (the
-    metadata group last), kill it and wipe its data; then add a new member as
-    a learner (metadata group first), start it with --join, and promote it.
+    clients run, through the Cluster API (each change sent once for every
+    group, driven by the node that takes it): remove it, kill it and wipe
+    its data; then add a new member as a learner, start it with --join, and
+    promote it.
     Removed ids are never reused, so each replacement takes a spare node
     number; clients bound to the old node move to the new one."""
 
@@ -308,27 +309,21 @@ class Membership(Nemesis):
         self.name = f"replace-{target}"
         self.client_nodes = None  # the clients' node list, updated in place
 
-    def _groups(self, via):
-        r = self.conn.call(via, "Ranges", cluster_pb2.RangesRequest(), timeout=2.0,
-                           service="Cluster", redirects=0)
-        if r.type != OK:
-            raise RuntimeError(f"ranges: {r.error}")
-        return [r.response.meta_group] + sorted({x.group for x in r.response.ranges})
-
-    def _every_group(self, method, make, groups, via, deadline):
-        """Sends the change for each group to its leader, retrying (a
-        refusal or a timeout while the leader changes) until the deadline."""
-        for g in groups:
-            while True:
-                r = self.conn.call(via, method, make(g), timeout=5.0, service="Cluster",
-                                   redirects=3)
-                if r.type == OK:
-                    break
-                if time.monotonic() > deadline:
-                    return f"{method} group {g}: {r.error}"
-                via = self.rng.choice(self.nodes())
-                time.sleep(0.3)
-        return None
+    def _change(self, method, request, via, deadline):
+        """Sends a change of every group (group 0) to a node, which drives it
+        through every group; sends it again (to another node) while it
+        fails, until the deadline: a change stopped part-way is finished by
+        the same request."""
+        while True:
+            left = max(1.0, deadline - time.monotonic())
+            r = self.conn.call(via, method, request, timeout=min(left, 65.0),
+                               service="Cluster", redirects=0)
+            if r.type == OK:
+                return None
+            if time.monotonic() > deadline:
+                return f"{method}: {r.error}"
+            via = self.rng.choice(self.nodes())
+            time.sleep(0.3)
 
     def start(self):
         members = self.nodes()
@@ -338,10 +333,8 @@ class Membership(Nemesis):
             return {"skipped": "no spare node numbers left"}
         via = self.rng.choice([m for m in members if m != victim])
         deadline = time.monotonic() + 30
-        groups = self._groups(via)
-        err = self._every_group(
-            "RemoveMember", lambda g: cluster_pb2.RemoveMemberRequest(id=victim, group=g),
-            groups[1:] + groups[:1], via, deadline)
+        err = self._change("RemoveMember", cluster_pb2.RemoveMemberRequest(id=victim),
+                           via, deadline)
         if err:
             return {"removing": victim, "error": err}
         old = self.cluster.node(victim)
@@ -351,15 +344,13 @@ class Membership(Nemesis):
         self.conn.set_address(new, node.client_address)
         member = cluster_pb2.Member(id=new, name=node.name, peer_address=node.peer_address,
                                     client_address=node.client_address)
-        err = self._every_group(
-            "AddLearner", lambda g: cluster_pb2.AddLearnerRequest(member=member, group=g),
-            groups, via, deadline)
+        err = self._change("AddLearner", cluster_pb2.AddLearnerRequest(member=member),
+                           via, deadline)
         if err:
             return {"removed": victim, "adding": new, "error": err}
         node.start()
-        err = self._every_group(
-            "Promote", lambda g: cluster_pb2.PromoteRequest(id=new, group=g),
-            groups, via, deadline + 30)
+        err = self._change("Promote", cluster_pb2.PromoteRequest(id=new), via,
+                           deadline + 30)
         if self.client_nodes is not None:
             self.client_nodes[:] = [new if n == victim else n for n in self.client_nodes]
         return {"removed": victim, "added": new, "error": err}

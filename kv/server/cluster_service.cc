@@ -1,11 +1,14 @@
 // Cluster status, routing information, membership and leadership.
 
+#include <algorithm>
 #include <future>
+#include <thread>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "kv/server/internal/node.h"
 #include "rpc/cluster.grpc.pb.h"
+#include "rpc/reasons.h"
 
 namespace tally::kv::server {
 
@@ -13,6 +16,13 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 using raft::ConfChangeSingle;
+
+// A change of every group ends by this long after it began.
+constexpr auto kMembershipTimeout = std::chrono::seconds(60);
+// One group's attempt, and the wait before the next (a leader being
+// elected, a learner catching up).
+constexpr auto kMembershipAttempt = std::chrono::seconds(10);
+constexpr auto kMembershipRetry = std::chrono::milliseconds(200);
 
 class ClusterService final : public rpc::Cluster::Service {
  public:
@@ -53,15 +63,7 @@ class ClusterService final : public rpc::Cluster::Service {
                       rpc::RangesResponse* resp) override {
     // The metadata group holds the descriptors; a node that joined and has
     // no snapshot of it yet answers from what it was told when joining.
-    StateMachine* meta = node_->Machine(kMetaGroup);
-    absl::StatusOr<std::vector<rpc::RangeDescriptor>> ranges =
-        meta ? meta->meta().Ranges()
-             : absl::StatusOr<std::vector<rpc::RangeDescriptor>>();
-    if (!ranges.ok() || ranges->empty()) {
-      ranges = std::vector<rpc::RangeDescriptor>(node_->layout.ranges().begin(),
-                                                 node_->layout.ranges().end());
-    }
-    for (const auto& r : *ranges) *resp->add_ranges() = r;
+    for (const auto& r : DataRanges()) *resp->add_ranges() = r;
     resp->set_meta_group(kMetaGroup);
     Members(resp->mutable_members());
     for (const raft::host::GroupInfo& g : node_->host->Groups()) {
@@ -86,6 +88,15 @@ class ClusterService final : public rpc::Cluster::Service {
                        "cannot be used again; add the node "
                        "under a new name"));
     }
+    if (req->group() == 0) {
+      return Everywhere(
+          *req, /*meta_last=*/false,
+          [](rpc::Cluster::Stub& stub, grpc::ClientContext* c,
+             const rpc::AddLearnerRequest& r, rpc::MembershipResponse* out) {
+            return stub.AddLearner(c, r, out);
+          },
+          resp);
+    }
     if (req->group() == kMetaGroup) {
       rpc::Command cmd;
       *cmd.mutable_set_member() = m;
@@ -95,12 +106,34 @@ class ClusterService final : public rpc::Cluster::Service {
       if (!r.ok()) return node_->Refuse(ctx, kMetaGroup, r.status());
     }
     node_->directory.SetPeer(m.id(), m.peer_address());
+    // Adding a member that is a voter already changes nothing (to the raft
+    // core it would be a demotion).
+    if (absl::StatusOr<raft::host::GroupInfo> info =
+            node_->host->Group(req->group());
+        info.ok() && info->role == raft::Role::kLeader &&
+        std::count(info->conf.voters.begin(), info->conf.voters.end(), m.id()) >
+            0) {
+      resp->mutable_voters()->Add(info->conf.voters.begin(),
+                                  info->conf.voters.end());
+      resp->mutable_learners()->Add(info->conf.learners.begin(),
+                                    info->conf.learners.end());
+      return grpc::Status::OK;
+    }
     return Change(ctx, req->group(), ConfChangeSingle::Type::kAddLearner,
                   m.id(), resp);
   }
 
   grpc::Status Promote(grpc::ServerContext* ctx, const rpc::PromoteRequest* req,
                        rpc::MembershipResponse* resp) override {
+    if (req->group() == 0) {
+      if (req->id() == 0) return Invalid("member id must not be 0");
+      return Everywhere(
+          *req, /*meta_last=*/false,
+          [](rpc::Cluster::Stub& stub, grpc::ClientContext* c,
+             const rpc::PromoteRequest& r,
+             rpc::MembershipResponse* out) { return stub.Promote(c, r, out); },
+          resp);
+    }
     return Change(ctx, req->group(), ConfChangeSingle::Type::kAddVoter,
                   req->id(), resp);
   }
@@ -108,6 +141,18 @@ class ClusterService final : public rpc::Cluster::Service {
   grpc::Status RemoveMember(grpc::ServerContext* ctx,
                             const rpc::RemoveMemberRequest* req,
                             rpc::MembershipResponse* resp) override {
+    if (req->group() == 0) {
+      if (req->id() == 0) return Invalid("member id must not be 0");
+      // The metadata group last: the member's addresses stay known until
+      // every data group has let it go.
+      return Everywhere(
+          *req, /*meta_last=*/true,
+          [](rpc::Cluster::Stub& stub, grpc::ClientContext* c,
+             const rpc::RemoveMemberRequest& r, rpc::MembershipResponse* out) {
+            return stub.RemoveMember(c, r, out);
+          },
+          resp);
+    }
     grpc::Status st =
         Change(ctx, req->group(), ConfChangeSingle::Type::kRemoveNode,
                req->id(), resp);
@@ -183,20 +228,115 @@ class ClusterService final : public rpc::Cluster::Service {
     }
   }
 
+  // The data groups' descriptors, from the metadata group; a node that
+  // joined and has no snapshot of it yet answers from what it was told when
+  // joining.
+  std::vector<rpc::RangeDescriptor> DataRanges() const {
+    StateMachine* meta = node_->Machine(kMetaGroup);
+    absl::StatusOr<std::vector<rpc::RangeDescriptor>> ranges =
+        meta ? meta->meta().Ranges()
+             : absl::StatusOr<std::vector<rpc::RangeDescriptor>>();
+    if (!ranges.ok() || ranges->empty()) {
+      return {node_->layout.ranges().begin(), node_->layout.ranges().end()};
+    }
+    return *std::move(ranges);
+  }
+
+  // Sends `req` with each group in turn (the metadata group first, or last)
+  // to that group's leader, until every group has it or kMembershipTimeout
+  // passes. The caller's deadline does not stop it: a change left part-way
+  // leaves groups with different members.
+  template <typename Req, typename Rpc>
+  grpc::Status Everywhere(const Req& req, bool meta_last, Rpc rpc,
+                          rpc::MembershipResponse* resp) {
+    std::vector<uint64_t> groups = {kMetaGroup};
+    for (const auto& r : DataRanges()) groups.push_back(r.group());
+    if (meta_last) std::reverse(groups.begin(), groups.end());
+    const auto deadline = Clock::now() + kMembershipTimeout;
+    for (uint64_t g : groups) {
+      Req one = req;
+      one.set_group(g);
+      std::string target = LeaderAddress(g);
+      while (true) {
+        rpc::MembershipResponse out;
+        grpc::ClientContext c;
+        c.set_deadline(std::min(deadline, Clock::now() + kMembershipAttempt));
+        auto stub = rpc::Cluster::NewStub(
+            grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+        grpc::Status st = rpc(*stub, &c, one, &out);
+        if (st.ok()) {
+          rpc::GroupChange* gc = resp->add_groups();
+          gc->set_group(g);
+          gc->set_changed(out.changed());
+          *gc->mutable_voters() = out.voters();
+          *gc->mutable_learners() = out.learners();
+          if (g == kMetaGroup) {
+            *resp->mutable_voters() = out.voters();
+            *resp->mutable_learners() = out.learners();
+          }
+          break;
+        }
+        const auto& md = c.GetServerTrailingMetadata();
+        auto hint = md.find("tally-leader");
+        if (hint != md.end()) {
+          target.assign(hint->second.data(), hint->second.size());
+        }
+        auto reason = md.find(rpc::kReasonKey);
+        const bool waiting =
+            reason != md.end() && reason->second == rpc::kLearnerBehind;
+        const bool retry =
+            waiting || st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+            st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+            st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+        if (!retry || Clock::now() + kMembershipRetry >= deadline) {
+          std::string done;
+          for (const rpc::GroupChange& gc : resp->groups()) {
+            absl::StrAppend(&done, done.empty() ? "" : ", ", gc.group());
+          }
+          return grpc::Status(
+              st.error_code(),
+              absl::StrCat("group ", g, ": ", st.error_message(),
+                           done.empty()
+                               ? "; no group was changed"
+                               : absl::StrCat("; groups changed: ", done),
+                           "; send the same request again to finish"));
+        }
+        if (hint == md.end()) target = LeaderAddress(g);
+        std::this_thread::sleep_for(kMembershipRetry);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  // The client address of the group's leader as this node knows it, else
+  // this node's own (which answers with a redirect).
+  std::string LeaderAddress(uint64_t group) const {
+    absl::StatusOr<raft::host::GroupInfo> info = node_->host->Group(group);
+    if (info.ok() && info->leader != raft::kNoNode) {
+      std::string a = node_->directory.Client(info->leader);
+      if (!a.empty()) return a;
+    }
+    return node_->directory.Client(node_->id);
+  }
+
   grpc::Status Change(grpc::ServerContext* ctx, uint64_t group,
                       ConfChangeSingle::Type type, uint64_t id,
                       rpc::MembershipResponse* resp) {
-    if (group == 0) return Invalid("name the raft group to change");
     if (id == 0) return Invalid("member id must not be 0");
     raft::ConfChange cc;
     cc.changes.push_back({type, id});
-    absl::Status st = node_->ProposeConfChange(group, cc, Deadline(ctx));
-    if (absl::IsFailedPrecondition(st) &&
-        type == ConfChangeSingle::Type::kAddVoter) {
-      // The learner is still catching up: the client may wait and retry.
-      st = rpc::WithReason(std::move(st), rpc::kLearnerBehind);
+    absl::StatusOr<raft::Index> index =
+        node_->ProposeConfChange(group, cc, Deadline(ctx));
+    if (!index.ok()) {
+      absl::Status st = index.status();
+      if (absl::IsFailedPrecondition(st) &&
+          type == ConfChangeSingle::Type::kAddVoter) {
+        // The learner is still catching up: the caller may wait and retry.
+        st = rpc::WithReason(std::move(st), rpc::kLearnerBehind);
+      }
+      return node_->Refuse(ctx, group, st);
     }
-    if (!st.ok()) return node_->Refuse(ctx, group, st);
+    resp->set_changed(*index != 0);
     absl::StatusOr<raft::host::GroupInfo> info = node_->host->Group(group);
     if (info.ok()) {
       resp->mutable_voters()->Add(info->conf.voters.begin(),

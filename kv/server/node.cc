@@ -82,7 +82,7 @@ absl::StatusOr<rpc::CommandResult> Node::Write(
   return Await(p->get_future(), deadline, "write");
 }
 
-absl::Status Node::ProposeConfChange(
+absl::StatusOr<raft::Index> Node::ProposeConfChange(
     raft::host::GroupId group, const raft::ConfChange& cc,
     std::chrono::system_clock::time_point deadline) {
   auto p = std::make_shared<std::promise<absl::StatusOr<raft::Index>>>();
@@ -94,7 +94,7 @@ absl::Status Node::ProposeConfChange(
                               p->set_value(r.status());
                             }
                           });
-  return Await(p->get_future(), deadline, "membership change").status();
+  return Await(p->get_future(), deadline, "membership change");
 }
 
 grpc::Status Node::Refuse(grpc::ServerContextBase* ctx,

@@ -194,6 +194,10 @@ void NodeHost::ProposeConfChange(GroupId group, ConfChange cc,
     if (it == groups_.end()) return done(NoGroup(group));
     GroupState& g = *it->second;
     Wake(g);
+    if (g.raw->raft().role() == Role::kLeader &&
+        InEffect(g.raw->raft().conf_state(), cc)) {
+      return done(Applied{});  // index 0: nothing to propose
+    }
     if (absl::Status ready = LearnersCaughtUp(g, cc); !ready.ok()) {
       return done(ready);
     }
@@ -201,6 +205,27 @@ void NodeHost::ProposeConfChange(GroupId group, ConfChange cc,
     if (!index.ok()) return done(index.status());
     AddPending(g, *index, std::move(done));
   });
+}
+
+bool NodeHost::InEffect(const ConfState& conf, const ConfChange& cc) {
+  if (conf.IsJoint() || cc.changes.empty()) return false;
+  for (const ConfChangeSingle& c : cc.changes) {
+    const bool voter =
+        std::count(conf.voters.begin(), conf.voters.end(), c.node) > 0;
+    const bool learner = conf.IsLearner(c.node);
+    switch (c.type) {
+      case ConfChangeSingle::Type::kAddVoter:
+        if (!voter) return false;
+        break;
+      case ConfChangeSingle::Type::kAddLearner:
+        if (!learner) return false;
+        break;
+      case ConfChangeSingle::Type::kRemoveNode:
+        if (voter || learner) return false;
+        break;
+    }
+  }
+  return true;
 }
 
 absl::Status NodeHost::LearnersCaughtUp(const GroupState& g,

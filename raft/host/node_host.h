@@ -127,7 +127,8 @@ class NodeHost final : public MessageHandler {
   // the outcome is undecided: callers bound their wait.
   void Propose(GroupId group, std::string data, ProposeCallback done);
   // As Propose; FAILED_PRECONDITION for promoting a learner that has not
-  // caught up with the leader's log.
+  // caught up with the leader's log. A change already in effect at the
+  // leader is answered at once with index 0, and nothing is proposed.
   void ProposeConfChange(GroupId group, ConfChange cc, ProposeCallback done);
   // A linearizable read: the callback gets an index at which reading the
   // state machine is linearizable, once it is applied here. With
@@ -170,6 +171,8 @@ class NodeHost final : public MessageHandler {
                     bool leader_appends);
   void DeliverCommitted(GroupState& g, const Ready& rd);
   void LogRoleChange(GroupState& g, const SoftState& now);
+  // Whether every change of `cc` is in effect in `conf` already.
+  static bool InEffect(const ConfState& conf, const ConfChange& cc);
   // FAILED_PRECONDITION if `cc` promotes a learner that is far behind.
   absl::Status LearnersCaughtUp(const GroupState& g,
                                 const ConfChange& cc) const;

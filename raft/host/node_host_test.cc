@@ -745,6 +745,11 @@ TEST(NodeHostTest, PromotingALearnerThatHasNotCaughtUpIsRefused) {
     return !conf.IsLearner(4) &&
            std::count(conf.voters.begin(), conf.voters.end(), 4) == 1;
   }));
+  // Asked again, the change is in effect: nothing is proposed.
+  absl::StatusOr<Applied> again =
+      ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddVoter, 4);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->index, 0u);
 }
 
 }  // namespace

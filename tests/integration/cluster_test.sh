@@ -79,6 +79,10 @@ kvctl member add n3 127.0.0.1:$((b + 103)) 2>/dev/null; rc=$?
 set -e
 [ $rc -ne 0 ] || fail "a removed member's id was reused"
 kvctl member add n4 127.0.0.1:$((b + 104)) >/dev/null || fail "member add n4"
+again=$(kvctl member add n4 127.0.0.1:$((b + 104))) || fail "member add n4, sent again"
+grep -q changed <<<"$(grep -v 'already in effect' <<<"$again" | grep '^group')" &&
+  fail "a repeated member add changed a group again: $again"
+ok "a repeated member add changes nothing and succeeds"
 setsid "$bin/kvd" --name n4 --data-dir "$dir/n4" --listen-client 127.0.0.1:$((b + 4)) \
   --listen-peer 127.0.0.1:$((b + 104)) --join 127.0.0.1:$((b + 1)) >>"$dir/n4.log" 2>&1 &
 echo $! >"$dir/n4.pid"

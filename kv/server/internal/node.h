@@ -66,7 +66,9 @@ struct Node {
   // as "tally-reason" trailing metadata.
   grpc::Status Refuse(grpc::ServerContextBase* ctx, raft::host::GroupId group,
                       const absl::Status& s) const;
-  absl::Status ProposeConfChange(
+  // The index of the change once applied; 0 when it was already in effect
+  // and nothing was proposed.
+  absl::StatusOr<raft::Index> ProposeConfChange(
       raft::host::GroupId group, const raft::ConfChange& cc,
       std::chrono::system_clock::time_point deadline);
 };
