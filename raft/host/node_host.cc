@@ -18,6 +18,10 @@ namespace tally::raft::host {
 
 namespace {
 
+// Snapshot fetches waiting for a fetch thread; beyond it, a snapshot
+// message is ignored (its leader sends it again).
+constexpr size_t kMaxQueuedFetches = 100000;
+
 absl::Status NoGroup(GroupId group) {
   return absl::NotFoundError(absl::StrCat("no raft group ", group, " here"));
 }
@@ -90,9 +94,8 @@ absl::Status NodeHost::Start() {
   }
   PublishInfo();
   apply_thread_ = std::thread([this] { ApplyLoop(); });
-  for (int i = 0; i < std::max(1, options_.snapshot_fetchers); ++i) {
-    fetch_threads_.emplace_back([this] { FetchLoop(); });
-  }
+  fetchers_ = std::make_unique<util::ThreadPool>(
+      std::max(1, options_.snapshot_fetchers), kMaxQueuedFetches);
   raft_thread_ = std::thread([this] { RaftLoop(); });
   return absl::OkStatus();
 }
@@ -104,13 +107,9 @@ void NodeHost::Stop() {
     stopping_ = true;
   }
   if (raft_thread_.joinable()) raft_thread_.join();
-  {
-    absl::MutexLock l(&fetch_mu_);
-    fetch_stopping_ = true;
-  }
+  // Fetches in progress end, and those queued fail at once.
   transport_->CancelFetches();
-  for (std::thread& t : fetch_threads_) t.join();
-  fetch_threads_.clear();
+  fetchers_.reset();
   {
     absl::MutexLock l(&apply_mu_);
     apply_stopping_ = true;
@@ -352,26 +351,8 @@ void NodeHost::HandleSnapshotMessage(GroupState& g, const GroupMessage& gm) {
   // learns of it. Until then, further snapshot messages are ignored (the
   // leader sends again if this fetch fails).
   if (g.fetching_snapshot) return;
-  g.fetching_snapshot = true;
-  absl::MutexLock l(&fetch_mu_);
-  fetch_queue_.push_back({gm, g.sm});
-}
-
-void NodeHost::FetchLoop() {
-  while (true) {
-    FetchTask task;
-    {
-      absl::MutexLock l(&fetch_mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(fetch_mu_) {
-        return !fetch_queue_.empty() || fetch_stopping_;
-      };
-      fetch_mu_.Await(absl::Condition(&ready));
-      if (fetch_stopping_) return;
-      task = std::move(fetch_queue_.front());
-      fetch_queue_.pop_front();
-    }
-    FetchSnapshot(task.gm, task.sm);
-  }
+  g.fetching_snapshot =
+      fetchers_->Post([this, gm, sm = g.sm] { FetchSnapshot(gm, sm); });
 }
 
 void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {

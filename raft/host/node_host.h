@@ -20,6 +20,7 @@
 #include "raft/host/interfaces.h"
 #include "raft/raw_node.h"
 #include "raft/types.h"
+#include "util/thread_pool.h"
 
 namespace tally::raft::host {
 
@@ -199,7 +200,6 @@ class NodeHost final : public MessageHandler {
   void Quiesce(GroupState& g);
   void MaybeCompact(GroupState& g, Index durable);
 
-  void FetchLoop();
   // On a fetch thread: fetches the snapshot `gm` announces, then has the
   // apply thread install it.
   void FetchSnapshot(const GroupMessage& gm, StateMachine* sm);
@@ -245,17 +245,10 @@ class NodeHost final : public MessageHandler {
   // Owned by the apply thread: applied index at each group's last snapshot.
   std::map<GroupId, Index> applied_at_last_snapshot_;
 
-  struct FetchTask {
-    GroupMessage gm;
-    StateMachine* sm = nullptr;
-  };
-  absl::Mutex fetch_mu_;
-  std::deque<FetchTask> fetch_queue_ ABSL_GUARDED_BY(fetch_mu_);
-  bool fetch_stopping_ ABSL_GUARDED_BY(fetch_mu_) = false;
+  std::unique_ptr<util::ThreadPool> fetchers_;
 
   std::thread raft_thread_;
   std::thread apply_thread_;
-  std::vector<std::thread> fetch_threads_;
 };
 
 }  // namespace tally::raft::host

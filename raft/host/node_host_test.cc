@@ -321,6 +321,20 @@ absl::StatusOr<Applied> ProposeAndWait(NodeHost* h, GroupId g,
   return f.get();
 }
 
+absl::StatusOr<Applied> ChangeAndWait(NodeHost* h, GroupId g,
+                                      ConfChangeSingle::Type type, NodeId id) {
+  ConfChange cc;
+  cc.changes.push_back({type, id});
+  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
+  auto f = p->get_future();
+  h->ProposeConfChange(
+      g, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(5s) != std::future_status::ready) {
+    return absl::DeadlineExceededError("no answer");
+  }
+  return f.get();
+}
+
 bool Eventually(const std::function<bool()>& cond) {
   for (int i = 0; i < 500; ++i) {
     if (cond()) return true;
@@ -413,14 +427,9 @@ TEST(NodeHostTest, NewMemberCatchesUpBySnapshotAfterCompaction) {
   })) << "the leader never compacted its log";
   // A fourth node starts empty and is added as a learner.
   c.Add(4, {}, {});
-  ConfChange cc;
-  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
-  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
-  auto f = p->get_future();
-  c.host(leader)->ProposeConfChange(
-      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
-  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
-  ASSERT_TRUE(f.get().ok());
+  ASSERT_TRUE(
+      ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddLearner, 4)
+          .ok());
   ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "after").ok());
   ASSERT_TRUE(Eventually([&] {
     auto it = c.node(4).machines.find(1);
@@ -547,14 +556,8 @@ TEST(NodeHostTest, NoMessageCarriesACommitIndexItsSenderHasNotWritten) {
   c.Add(1, {1}, {1});
   ASSERT_EQ(c.WaitLeader(1), 1u);
   c.Add(4, {}, {});
-  ConfChange cc;
-  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
-  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
-  auto f = p->get_future();
-  c.host(1)->ProposeConfChange(
-      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
-  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
-  ASSERT_TRUE(f.get().ok());
+  ASSERT_TRUE(
+      ChangeAndWait(c.host(1), 1, ConfChangeSingle::Type::kAddLearner, 4).ok());
   for (int i = 0; i < 50; ++i) {
     ASSERT_TRUE(ProposeAndWait(c.host(1), 1, absl::StrCat("x", i)).ok());
   }
@@ -578,14 +581,9 @@ TEST(NodeHostTest, SlowSnapshotFetchDoesNotStopOtherGroups) {
   c.Add(4, {4}, {2});
   ASSERT_EQ(c.WaitLeader(2), 4u);
   c.HoldFetches(true);
-  ConfChange cc;
-  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
-  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
-  auto f = p->get_future();
-  c.host(leader)->ProposeConfChange(
-      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
-  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
-  ASSERT_TRUE(f.get().ok());
+  ASSERT_TRUE(
+      ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddLearner, 4)
+          .ok());
   ASSERT_TRUE(Eventually([&] { return c.fetches_started.load() > 0; }));
   for (int i = 0; i < 3; ++i) {
     absl::StatusOr<Applied> r =
@@ -610,14 +608,9 @@ TEST(NodeHostTest, LostSnapshotMessageIsSentAgain) {
   ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "before").ok());
   c.Add(4, {}, {});
   c.snapshots_to_lose = 1;
-  ConfChange cc;
-  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
-  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
-  auto f = p->get_future();
-  c.host(leader)->ProposeConfChange(
-      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
-  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
-  ASSERT_TRUE(f.get().ok());
+  ASSERT_TRUE(
+      ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddLearner, 4)
+          .ok());
   EXPECT_TRUE(Eventually([&] {
     auto it = c.node(4).machines.find(1);
     return it != c.node(4).machines.end() && !it->second->items().empty();
@@ -636,14 +629,9 @@ TEST(NodeHostTest, JoiningNodeKilledBeforeItsSnapshotStartsAndCatchesUp) {
   ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "before").ok());
   c.Add(4, {}, {});
   c.HoldFetches(true);
-  ConfChange cc;
-  cc.changes.push_back({ConfChangeSingle::Type::kAddLearner, 4});
-  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
-  auto f = p->get_future();
-  c.host(leader)->ProposeConfChange(
-      1, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
-  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
-  ASSERT_TRUE(f.get().ok());
+  ASSERT_TRUE(
+      ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddLearner, 4)
+          .ok());
   ASSERT_TRUE(Eventually([&] {
     absl::StatusOr<std::map<GroupId, PersistedGroup>> g = c.log(4)->Load();
     return c.fetches_started.load() > 0 && g.ok() && g->count(1) &&
@@ -697,20 +685,6 @@ TEST(NodeHostTest, ProposalOvertakenBySnapshotIsAnswered) {
   EXPECT_FALSE(f.get().ok());
   EXPECT_TRUE(Eventually(
       [&] { return c.node(old_leader).machines[1]->items().size() == 61; }));
-}
-
-absl::StatusOr<Applied> ChangeAndWait(NodeHost* h, GroupId g,
-                                      ConfChangeSingle::Type type, NodeId id) {
-  ConfChange cc;
-  cc.changes.push_back({type, id});
-  auto p = std::make_shared<std::promise<absl::StatusOr<Applied>>>();
-  auto f = p->get_future();
-  h->ProposeConfChange(
-      g, cc, [p](absl::StatusOr<Applied> r) { p->set_value(std::move(r)); });
-  if (f.wait_for(5s) != std::future_status::ready) {
-    return absl::DeadlineExceededError("no answer");
-  }
-  return f.get();
 }
 
 // Issue: a learner far behind could be promoted, and then held up commits
