@@ -20,7 +20,7 @@ class Recorder : public raft::host::MessageHandler {
   }
   absl::Status ExportSnapshot(raft::host::GroupId, raft::NodeId, raft::Index,
                               const raft::host::ChunkSink&) override {
-    return absl::UnimplementedError("not here");
+    return absl::FailedPreconditionError("the recorder holds no state");
   }
   struct Report {
     raft::host::GroupId group;

@@ -84,8 +84,8 @@ absl::Status ConfigureLogging(const std::string& format,
     for (std::string_view l : kLogLevels) {
       absl::StrAppend(&known, known.empty() ? "" : ", ", std::string(l));
     }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown log level \"", level, "\"; use one of: ", known));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown log level \"", level, "\"; use one of: ", known));
   }
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   if (format == "json") {

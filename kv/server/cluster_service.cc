@@ -244,8 +244,8 @@ class ClusterService final : public rpc::Cluster::Service {
 
   // Sends `req` with each group in turn (the metadata group first, or last)
   // to that group's leader, until every group has it or kMembershipTimeout
-  // passes. The caller's deadline does not stop it: a change left part-way
-  // leaves groups with different members.
+  // passes. The caller's deadline does not stop it, so a caller that goes
+  // away does not leave groups with different members.
   template <typename Req, typename Rpc>
   grpc::Status Everywhere(const Req& req, bool meta_last, Rpc rpc,
                           rpc::MembershipResponse* resp) {
@@ -296,9 +296,8 @@ class ClusterService final : public rpc::Cluster::Service {
           return grpc::Status(
               st.error_code(),
               absl::StrCat("group ", g, ": ", st.error_message(),
-                           done.empty()
-                               ? "; no group was changed"
-                               : absl::StrCat("; groups changed: ", done),
+                           done.empty() ? "; no group is done"
+                                        : absl::StrCat("; groups done: ", done),
                            "; send the same request again to finish"));
         }
         if (hint == md.end()) target = LeaderAddress(g);

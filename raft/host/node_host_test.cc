@@ -343,6 +343,25 @@ bool Eventually(const std::function<bool()>& cond) {
   return cond();
 }
 
+// Nodes 1-3 with group 1, and `first` applied; returns the leader.
+NodeId StartThreeWith(Cluster& c, const std::string& first) {
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  EXPECT_NE(leader, kNoNode);
+  if (leader != kNoNode) {
+    EXPECT_TRUE(ProposeAndWait(c.host(leader), 1, first).ok());
+  }
+  return leader;
+}
+
+// The last item node `id` applied to `group`, "" if none.
+std::string LastItem(Cluster& c, NodeId id, GroupId group) {
+  auto it = c.node(id).machines.find(group);
+  if (it == c.node(id).machines.end()) return "";
+  std::vector<std::string> items = it->second->items();
+  return items.empty() ? "" : items.back();
+}
+
 std::string DescribeNewMember(Cluster& c) {
   absl::StatusOr<GroupInfo> i = c.host(4)->Group(1);
   if (!i.ok()) return i.status().ToString();
@@ -572,10 +591,8 @@ TEST(NodeHostTest, NoMessageCarriesACommitIndexItsSenderHasNotWritten) {
 // stopped every group of the node from applying.
 TEST(NodeHostTest, SlowSnapshotFetchDoesNotStopOtherGroups) {
   Cluster c(FastOptions());
-  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
-  const NodeId leader = c.WaitLeader(1);
+  const NodeId leader = StartThreeWith(c, "before");
   ASSERT_NE(leader, kNoNode);
-  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "before").ok());
   // Node 4 leads a group of its own and joins group 1, whose snapshot it
   // fetches slowly.
   c.Add(4, {4}, {2});
@@ -591,30 +608,23 @@ TEST(NodeHostTest, SlowSnapshotFetchDoesNotStopOtherGroups) {
     ASSERT_TRUE(r.ok()) << r.status();
   }
   c.HoldFetches(false);
-  EXPECT_TRUE(Eventually([&] {
-    auto it = c.node(4).machines.find(1);
-    return it != c.node(4).machines.end() && !it->second->items().empty() &&
-           it->second->items().back() == "before";
-  })) << DescribeNewMember(c);
+  EXPECT_TRUE(Eventually([&] { return LastItem(c, 4, 1) == "before"; }))
+      << DescribeNewMember(c);
 }
 
 // Issue: a leader whose snapshot message was lost waited in snapshot state
 // for that follower forever.
 TEST(NodeHostTest, LostSnapshotMessageIsSentAgain) {
   Cluster c(FastOptions());
-  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
-  const NodeId leader = c.WaitLeader(1);
+  const NodeId leader = StartThreeWith(c, "before");
   ASSERT_NE(leader, kNoNode);
-  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "before").ok());
   c.Add(4, {}, {});
   c.snapshots_to_lose = 1;
   ASSERT_TRUE(
       ChangeAndWait(c.host(leader), 1, ConfChangeSingle::Type::kAddLearner, 4)
           .ok());
-  EXPECT_TRUE(Eventually([&] {
-    auto it = c.node(4).machines.find(1);
-    return it != c.node(4).machines.end() && !it->second->items().empty();
-  })) << DescribeNewMember(c);
+  EXPECT_TRUE(Eventually([&] { return LastItem(c, 4, 1) == "before"; }))
+      << DescribeNewMember(c);
   EXPECT_LT(c.snapshots_to_lose.load(), 0) << "no snapshot was lost";
 }
 
@@ -623,10 +633,8 @@ TEST(NodeHostTest, LostSnapshotMessageIsSentAgain) {
 // node refused to start.
 TEST(NodeHostTest, JoiningNodeKilledBeforeItsSnapshotStartsAndCatchesUp) {
   Cluster c(FastOptions());
-  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
-  const NodeId leader = c.WaitLeader(1);
+  const NodeId leader = StartThreeWith(c, "before");
   ASSERT_NE(leader, kNoNode);
-  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "before").ok());
   c.Add(4, {}, {});
   c.HoldFetches(true);
   ASSERT_TRUE(
@@ -640,11 +648,8 @@ TEST(NodeHostTest, JoiningNodeKilledBeforeItsSnapshotStartsAndCatchesUp) {
   c.HoldFetches(false);  // the killed node's fetch ends; the new one runs
   c.Restart(4);
   ASSERT_TRUE(c.start_status.ok()) << c.start_status;
-  EXPECT_TRUE(Eventually([&] {
-    auto it = c.node(4).machines.find(1);
-    return it != c.node(4).machines.end() && !it->second->items().empty() &&
-           it->second->items().back() == "before";
-  })) << DescribeNewMember(c);
+  EXPECT_TRUE(Eventually([&] { return LastItem(c, 4, 1) == "before"; }))
+      << DescribeNewMember(c);
 }
 
 // Issue: a proposal whose index a snapshot then covered was never answered
