@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "util/hash.h"
 
 namespace tally::kv::server {
 
@@ -112,9 +113,7 @@ uint64_t Fingerprint(const google::protobuf::Message& request) {
     coded.SetSerializationDeterministic(true);
     request.SerializeToCodedStream(&coded);
   }
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  return h;
+  return util::Fnv1a64(bytes);
 }
 
 grpc::Status Node::NotLeader(grpc::ServerContextBase* ctx,

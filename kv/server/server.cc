@@ -16,6 +16,7 @@
 #include "kv/storage/leveldb_engine.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "util/hash.h"
 #include "util/status_macros.h"
 
 namespace tally::kv::server {
@@ -37,10 +38,9 @@ std::string ClusterId(const ServerOptions& o) {
     absl::StrAppend(&spec, id, "=", addr, ",");
   }
   absl::StrAppend(&spec, "|", absl::StrJoin(o.initial_ranges, ","));
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : spec) h = (h ^ c) * 1099511628211ull;
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(buf, sizeof buf, "%016llx",
+                static_cast<unsigned long long>(util::Fnv1a64(spec)));
   return buf;
 }
 
