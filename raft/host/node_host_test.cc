@@ -377,6 +377,15 @@ HostOptions FastOptions() {
   return o;
 }
 
+// Options under which a group snapshots and compacts its log every 20
+// applied entries, keeping 5.
+HostOptions CompactingOptions() {
+  HostOptions o = FastOptions();
+  o.snapshot_every = 20;
+  o.compaction_lag = 5;
+  return o;
+}
+
 TEST(NodeHostTest, ReplicatesProposalsOfSeveralGroupsToEveryNode) {
   Cluster c(FastOptions());
   for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1, 2});
@@ -430,10 +439,7 @@ TEST(NodeHostTest, ReadIndexWaitsForTheAppliedIndex) {
 }
 
 TEST(NodeHostTest, NewMemberCatchesUpBySnapshotAfterCompaction) {
-  HostOptions o = FastOptions();
-  o.snapshot_every = 20;
-  o.compaction_lag = 5;
-  Cluster c(o);
+  Cluster c(CompactingOptions());
   for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
   const NodeId leader = c.WaitLeader(1);
   ASSERT_NE(leader, kNoNode);
@@ -655,14 +661,9 @@ TEST(NodeHostTest, JoiningNodeKilledBeforeItsSnapshotStartsAndCatchesUp) {
 // Issue: a proposal whose index a snapshot then covered was never answered
 // (its entry is never handed out), and kept its group from going quiet.
 TEST(NodeHostTest, ProposalOvertakenBySnapshotIsAnswered) {
-  HostOptions o = FastOptions();
-  o.snapshot_every = 20;
-  o.compaction_lag = 5;
-  Cluster c(o);
-  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
-  const NodeId old_leader = c.WaitLeader(1);
+  Cluster c(CompactingOptions());
+  const NodeId old_leader = StartThreeWith(c, "warm");
   ASSERT_NE(old_leader, kNoNode);
-  ASSERT_TRUE(ProposeAndWait(c.host(old_leader), 1, "warm").ok());
   c.Isolate(old_leader, true);
   auto p = std::make_shared<std::promise<absl::Status>>();
   auto f = p->get_future();
