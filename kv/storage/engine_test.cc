@@ -71,5 +71,23 @@ TEST(EngineTest, MemoryEngineCrashLosesOnlyWhatWasNotSynced) {
   EXPECT_EQ(e.unsynced_writes(), 0u);
 }
 
+TEST(EngineTest, MemoryEngineCanBeMadeToForgetSyncedWrites) {
+  MemoryEngine e;
+  WriteBatch a, b, c;
+  a.Put("k", "1");
+  b.Put("k", "2");
+  b.Put("x", "synced");
+  c.Delete("k");
+  ASSERT_TRUE(e.Write(a, true).ok());
+  ASSERT_TRUE(e.Write(b, true).ok());
+  ASSERT_TRUE(e.Write(c, false).ok());
+  e.CrashLosingSynced(1);  // c, never synced, and b, synced
+  EXPECT_EQ(**e.Get("k"), "1");
+  EXPECT_FALSE(e.Get("x")->has_value());
+  // What is left is durable: a second crash changes nothing.
+  e.Crash();
+  EXPECT_EQ(**e.Get("k"), "1");
+}
+
 }  // namespace
 }  // namespace tally::kv::storage

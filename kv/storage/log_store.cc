@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "kv/storage/leveldb_engine.h"
 #include "kv/storage/leveldb_util.h"
-#include "leveldb/write_batch.h"
 #include "rpc/raft_codec.h"
 
 namespace tally::kv::storage {
@@ -44,18 +44,23 @@ absl::StatusOr<raft::HardState> DecodeHardState(std::string_view in) {
 
 absl::StatusOr<std::unique_ptr<LogStore>> LogStore::Open(
     const std::string& path) {
-  absl::StatusOr<std::unique_ptr<leveldb::DB>> db = OpenLevelDB(path);
-  if (!db.ok()) return db.status();
-  return std::unique_ptr<LogStore>(new LogStore(std::move(*db)));
+  absl::StatusOr<std::unique_ptr<LevelDBEngine>> engine =
+      LevelDBEngine::Open(path);
+  if (!engine.ok()) return engine.status();
+  Engine* e = engine->get();
+  return std::unique_ptr<LogStore>(new LogStore(std::move(*engine), e));
+}
+
+std::unique_ptr<LogStore> LogStore::Over(Engine* engine) {
+  return std::unique_ptr<LogStore>(new LogStore(nullptr, engine));
 }
 
 absl::StatusOr<std::map<GroupId, raft::host::PersistedGroup>> LogStore::Load() {
   std::map<GroupId, raft::host::PersistedGroup> out;
-  std::unique_ptr<leveldb::Iterator> it(
-      db_->NewIterator(leveldb::ReadOptions()));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const std::string_view key(it->key().data(), it->key().size());
-    const std::string_view value(it->value().data(), it->value().size());
+  std::unique_ptr<Iterator> it = engine_->NewIterator();
+  for (it->Seek(""); it->Valid(); it->Next()) {
+    const std::string_view key = it->key();
+    const std::string_view value = it->value();
     if (key.size() < 9 || key[0] == 'm') continue;
     const GroupId group = ReadBigEndian64(key.substr(1));
     raft::host::PersistedGroup& g = out[group];
@@ -79,7 +84,7 @@ absl::StatusOr<std::map<GroupId, raft::host::PersistedGroup>> LogStore::Load() {
       g.entries.push_back(rpc::FromProto(e));
     }
   }
-  if (!it->status().ok()) return FromLevelDB(it->status(), "reading the log");
+  if (!it->status().ok()) return it->status();
   for (auto& [group, g] : out) {
     Span& span = spans_[group];
     if (!g.entries.empty()) {
@@ -103,7 +108,7 @@ absl::StatusOr<std::map<GroupId, raft::host::PersistedGroup>> LogStore::Load() {
 
 absl::Status LogStore::Write(const std::vector<raft::host::GroupWrite>& batch,
                              bool sync) {
-  leveldb::WriteBatch wb;
+  WriteBatch wb;
   std::map<GroupId, Span> spans;
   for (const raft::host::GroupWrite& w : batch) {
     Span& span = spans.emplace(w.group, spans_[w.group]).first->second;
@@ -142,27 +147,29 @@ absl::Status LogStore::Write(const std::vector<raft::host::GroupWrite>& batch,
       span.last = last;
     }
   }
-  leveldb::WriteOptions opts;
-  opts.sync = sync;
-  absl::Status st = FromLevelDB(db_->Write(opts, &wb), "writing the raft log");
-  if (!st.ok()) return st;
+  absl::Status st = engine_->Write(wb, sync);
+  if (!st.ok()) {
+    return absl::Status(st.code(),
+                        absl::StrCat("writing the raft log: ", st.message()));
+  }
   for (auto& [group, span] : spans) spans_[group] = span;
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> LogStore::GetMeta(const std::string& name) const {
-  std::string value;
-  absl::Status st =
-      FromLevelDB(db_->Get(leveldb::ReadOptions(), "m" + name, &value), name);
-  if (!st.ok()) return st;
-  return value;
+  absl::StatusOr<std::optional<std::string>> value = engine_->Get("m" + name);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) {
+    return absl::NotFoundError(absl::StrCat(name, " not found"));
+  }
+  return **value;
 }
 
 absl::Status LogStore::PutMeta(const std::string& name,
                                const std::string& value) {
-  leveldb::WriteOptions opts;
-  opts.sync = true;
-  return FromLevelDB(db_->Put(opts, "m" + name, value), name);
+  WriteBatch wb;
+  wb.Put("m" + name, value);
+  return engine_->Write(wb, /*sync=*/true);
 }
 
 }  // namespace tally::kv::storage

@@ -7,24 +7,28 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "leveldb/db.h"
+#include "kv/storage/engine.h"
 #include "raft/host/interfaces.h"
 
 namespace tally::kv::storage {
 
-// The raft log of every group of a node in one LevelDB database:
+// The raft log of every group of a node in one engine (a LevelDB database of
+// its own in a node, memory in the simulator):
 //   'e' group index -> entry      (both big-endian: a group's log is one
 //   'h' group       -> hard state  contiguous key range in index order)
 //   's' group       -> snapshot metadata
 //   'm' name        -> node metadata (identity, cluster layout)
-// A batch with sync is durable when Write returns (LevelDB syncs its log).
+// A batch with sync is durable when Write returns (the engine syncs it).
 //
 // Thread safety: Write from one thread at a time; the metadata methods from
 // any thread.
 class LogStore final : public raft::host::LogStore {
  public:
+  // Opens (creating if missing) the LevelDB database at `path`.
   static absl::StatusOr<std::unique_ptr<LogStore>> Open(
       const std::string& path);
+  // The log in `engine` (not owned), which holds nothing else.
+  static std::unique_ptr<LogStore> Over(Engine* engine);
 
   absl::StatusOr<std::map<raft::host::GroupId, raft::host::PersistedGroup>>
   Load() override;
@@ -36,9 +40,11 @@ class LogStore final : public raft::host::LogStore {
   absl::Status PutMeta(const std::string& name, const std::string& value);
 
  private:
-  explicit LogStore(std::unique_ptr<leveldb::DB> db) : db_(std::move(db)) {}
+  LogStore(std::unique_ptr<Engine> owned, Engine* engine)
+      : owned_(std::move(owned)), engine_(engine) {}
 
-  std::unique_ptr<leveldb::DB> db_;
+  const std::unique_ptr<Engine> owned_;
+  Engine* const engine_;
   // Range of entry keys stored per group, to delete without scanning.
   struct Span {
     raft::Index first = 0;

@@ -54,20 +54,40 @@ absl::StatusOr<std::optional<std::string>> MemoryEngine::Get(
 
 absl::Status MemoryEngine::Write(const WriteBatch& batch, bool sync) {
   absl::MutexLock l(&mu_);
+  Undo& undo = undo_.emplace_back();
   for (const auto& [k, v] : batch.ops()) {
+    auto it = live_.find(k);
+    undo.old.emplace_back(k, it == live_.end()
+                                 ? std::nullopt
+                                 : std::optional<std::string>(it->second));
     if (v) {
       live_[k] = *v;
-    } else {
-      live_.erase(k);
+    } else if (it != live_.end()) {
+      live_.erase(it);
     }
   }
   if (sync) {
-    durable_ = live_;
+    for (auto u = undo_.rbegin(); u != undo_.rend() && !u->synced; ++u) {
+      u->synced = true;
+    }
     unsynced_ = 0;
+    while (undo_.size() > kKeptSynced) undo_.pop_front();
   } else {
     ++unsynced_;
   }
   return absl::OkStatus();
+}
+
+void MemoryEngine::RollBack() {
+  Undo& u = undo_.back();
+  for (auto it = u.old.rbegin(); it != u.old.rend(); ++it) {
+    if (it->second) {
+      live_[it->first] = std::move(*it->second);
+    } else {
+      live_.erase(it->first);
+    }
+  }
+  undo_.pop_back();
 }
 
 std::shared_ptr<const Map> MemoryEngine::Copy() const {
@@ -83,10 +103,13 @@ std::unique_ptr<Snapshot> MemoryEngine::GetSnapshot() const {
   return std::make_unique<MapSnapshot>(Copy());
 }
 
-void MemoryEngine::Crash() {
+void MemoryEngine::Crash() { CrashLosingSynced(0); }
+
+void MemoryEngine::CrashLosingSynced(size_t synced) {
   absl::MutexLock l(&mu_);
-  live_ = durable_;
-  unsynced_ = 0;
+  for (; unsynced_ > 0; --unsynced_) RollBack();
+  for (; synced > 0 && !undo_.empty(); --synced) RollBack();
+  undo_.clear();
 }
 
 size_t MemoryEngine::unsynced_writes() const {
