@@ -103,30 +103,20 @@ absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
     r->set_start(start);
     if (i < splits.size()) r->set_end(start = splits[i]);
   }
-  // Every group starts as if from a snapshot at index 1 (term 1) holding
-  // the initial members: identical on every node, so logs match, and a
-  // node added later is sent a snapshot rather than a log from index 1.
-  raft::Snapshot snap;
-  snap.metadata.index = 1;
-  snap.metadata.term = 1;
-  for (const auto& [id, peer] : o.initial_cluster) {
-    snap.metadata.conf_state.voters.push_back(id);
-  }
-  std::vector<raft::host::GroupWrite> writes;
+  std::vector<raft::NodeId> voters;
+  for (const auto& [id, peer] : o.initial_cluster) voters.push_back(id);
   std::vector<GroupId> groups = {kMetaGroup};
   for (const auto& r : layout.ranges()) groups.push_back(r.group());
+  const std::vector<rpc::RangeDescriptor> ranges(layout.ranges().begin(),
+                                                 layout.ranges().end());
   for (GroupId g : groups) {
-    raft::host::GroupWrite w{g};
-    w.hard_state = raft::HardState{1, raft::kNoNode, 1};
-    w.snapshot = snap;
-    writes.push_back(w);
     ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
-    const std::vector<rpc::RangeDescriptor> ranges(layout.ranges().begin(),
-                                                   layout.ranges().end());
-    RETURN_IF_ERROR(g == kMetaGroup ? sm->Bootstrap(1, members, ranges)
-                                    : sm->Bootstrap(1, {}, {}));
+    RETURN_IF_ERROR(
+        g == kMetaGroup
+            ? sm->Bootstrap(raft::host::kBootstrapIndex, members, ranges)
+            : sm->Bootstrap(raft::host::kBootstrapIndex, {}, {}));
   }
-  RETURN_IF_ERROR(node_.log->Write(writes, /*sync=*/true));
+  RETURN_IF_ERROR(raft::host::BootstrapGroups(node_.log.get(), groups, voters));
   return node_.log->PutMeta("layout", layout.SerializeAsString());
 }
 

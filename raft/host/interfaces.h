@@ -1,6 +1,7 @@
 #ifndef TALLY_RAFT_HOST_INTERFACES_H_
 #define TALLY_RAFT_HOST_INTERFACES_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -139,6 +140,31 @@ class Transport {
   // Ends every FetchSnapshot in progress (they return an error) and refuses
   // new ones: the host is stopping.
   virtual void CancelFetches() = 0;
+};
+
+// Where the host's time comes from: the steady clock in a process (the
+// default), simulated time in the simulator.
+//
+// Thread safety: Now may be called from any thread.
+class Clock {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  virtual ~Clock() = default;
+  virtual TimePoint Now() const = 0;
+};
+
+// std::chrono::steady_clock. Never null; lives for the whole process.
+const Clock* SteadyClock();
+
+// Runs the host's background work (snapshot fetches): a thread pool in a
+// process, the simulator's own queue under simulation.
+//
+// Thread safety: Post may be called from any thread.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs `fn` later; false (and `fn` dropped) when it cannot take more.
+  virtual bool Post(std::function<void()> fn) = 0;
 };
 
 }  // namespace tally::raft::host

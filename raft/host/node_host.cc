@@ -26,11 +26,49 @@ absl::Status NoGroup(GroupId group) {
   return absl::NotFoundError(absl::StrCat("no raft group ", group, " here"));
 }
 
+class SteadyClockImpl final : public Clock {
+ public:
+  TimePoint Now() const override { return std::chrono::steady_clock::now(); }
+};
+
+class PoolExecutor final : public Executor {
+ public:
+  PoolExecutor(int threads, size_t max_queued) : pool_(threads, max_queued) {}
+  bool Post(std::function<void()> fn) override {
+    return pool_.Post(std::move(fn));
+  }
+
+ private:
+  util::ThreadPool pool_;
+};
+
 }  // namespace
+
+const Clock* SteadyClock() {
+  static const SteadyClockImpl* const clock = new SteadyClockImpl;
+  return clock;
+}
+
+absl::Status BootstrapGroups(LogStore* log, const std::vector<GroupId>& groups,
+                             const std::vector<NodeId>& voters) {
+  Snapshot snap;
+  snap.metadata.index = kBootstrapIndex;
+  snap.metadata.term = 1;
+  snap.metadata.conf_state.voters = voters;
+  std::vector<GroupWrite> writes;
+  for (GroupId g : groups) {
+    GroupWrite& w = writes.emplace_back();
+    w.group = g;
+    w.hard_state = HardState{1, kNoNode, kBootstrapIndex};
+    w.snapshot = snap;
+  }
+  return log->Write(writes, /*sync=*/true);
+}
 
 NodeHost::NodeHost(const HostOptions& options, LogStore* log,
                    Transport* transport, StateMachineFactory factory)
     : options_(options),
+      clock_(options.clock != nullptr ? options.clock : SteadyClock()),
       log_(log),
       transport_(transport),
       factory_(std::move(factory)) {}
@@ -93,9 +131,17 @@ absl::Status NodeHost::Start() {
     groups_[id] = std::move(*g);
   }
   PublishInfo();
+  next_tick_ = clock_->Now() + std::chrono::milliseconds(options_.tick_ms);
+  if (options_.driven) {
+    TALLY_CHECK(options_.fetch_executor != nullptr,
+                "a driven host needs a fetch executor");
+    fetchers_ = options_.fetch_executor;
+    return absl::OkStatus();
+  }
   apply_thread_ = std::thread([this] { ApplyLoop(); });
-  fetchers_ = std::make_unique<util::ThreadPool>(
+  own_fetchers_ = std::make_unique<PoolExecutor>(
       std::max(1, options_.snapshot_fetchers), kMaxQueuedFetches);
+  fetchers_ = own_fetchers_.get();
   raft_thread_ = std::thread([this] { RaftLoop(); });
   return absl::OkStatus();
 }
@@ -109,7 +155,7 @@ void NodeHost::Stop() {
   if (raft_thread_.joinable()) raft_thread_.join();
   // Fetches in progress end, and those queued fail at once.
   transport_->CancelFetches();
-  fetchers_.reset();
+  own_fetchers_.reset();
   {
     absl::MutexLock l(&apply_mu_);
     apply_stopping_ = true;
@@ -141,7 +187,7 @@ void NodeHost::Stop() {
 void NodeHost::LogShedding(const char* why) {
   // At most once a second, with the count since.
   ++shed_since_log_;
-  const auto now = std::chrono::steady_clock::now();
+  const Clock::TimePoint now = clock_->Now();
   if (now - last_shed_log_ < std::chrono::seconds(1)) return;
   spdlog::warn("[n={}] shedding load: {}; {} proposals refused", options_.id,
                why, shed_since_log_);
@@ -304,7 +350,7 @@ void NodeHost::Deliver(std::vector<GroupMessage> msgs) {
         const Raft& r = g->raw->raft();
         if (gm.msg.from == r.lead() && gm.msg.term == r.term()) {
           g->quiet = true;
-          g->quiet_since = std::chrono::steady_clock::now();
+          g->quiet_since = clock_->Now();
         }
         continue;
       }
@@ -478,14 +524,10 @@ void NodeHost::PublishInfo() {
 }
 
 void NodeHost::RaftLoop() {
-  using Clock = std::chrono::steady_clock;
-  const auto tick = std::chrono::milliseconds(options_.tick_ms);
-  auto next_tick = Clock::now() + tick;
   while (true) {
-    std::vector<std::function<void()>> work;
     {
       absl::MutexLock l(&mu_);
-      const auto wait = next_tick - Clock::now();
+      const auto wait = next_tick_ - clock_->Now();
       auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
         return !inbox_.empty() || stopping_;
       };
@@ -493,29 +535,39 @@ void NodeHost::RaftLoop() {
         mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(wait));
       }
       if (stopping_) return;
-      work.swap(inbox_);
-      queued_proposals_ = 0;
     }
-    const auto now = Clock::now();
-    const bool ticked = now >= next_tick;
-    if (ticked) {
-      // Ticks missed while this thread stood still (the process was paused,
-      // the machine starved it) are not replayed, but they count against
-      // every lease, before any read waiting in `work` is answered.
-      const uint64_t missed = static_cast<uint64_t>((now - next_tick) / tick);
-      if (missed > 0) {
-        for (GroupState* g : group_list_) {
-          if (!g->quiet) g->raw->AdvanceClock(missed);  // Wake counts those
-        }
-      }
-      next_tick = std::max(next_tick + tick, now);
-      Tick();
-    }
-    for (auto& fn : work) fn();
-    ProcessReadies(/*after_work=*/!work.empty());
-    // Status is published once a tick: cheap with thousands of groups.
-    if (ticked) PublishInfo();
+    RunRaftPass();
   }
+}
+
+bool NodeHost::RunRaftPass() {
+  std::vector<std::function<void()>> work;
+  {
+    absl::MutexLock l(&mu_);
+    work.swap(inbox_);
+    queued_proposals_ = 0;
+  }
+  const auto tick = std::chrono::milliseconds(options_.tick_ms);
+  const Clock::TimePoint now = clock_->Now();
+  const bool ticked = now >= next_tick_;
+  if (ticked) {
+    // Ticks missed while this thread stood still (the process was paused,
+    // the machine starved it) are not replayed, but they count against
+    // every lease, before any read waiting in `work` is answered.
+    const uint64_t missed = static_cast<uint64_t>((now - next_tick_) / tick);
+    if (missed > 0) {
+      for (GroupState* g : group_list_) {
+        if (!g->quiet) g->raw->AdvanceClock(missed);  // Wake counts those
+      }
+    }
+    next_tick_ = std::max(next_tick_ + tick, now);
+    Tick();
+  }
+  for (auto& fn : work) fn();
+  ProcessReadies(/*after_work=*/!work.empty());
+  // Status is published once a tick: cheap with thousands of groups.
+  if (ticked) PublishInfo();
+  return ticked || !work.empty();
 }
 
 void NodeHost::Tick() {
@@ -583,7 +635,7 @@ void NodeHost::CheckSnapshotTimeouts(GroupState& g) {
 void NodeHost::Quiesce(GroupState& g) {
   const Raft& r = g.raw->raft();
   g.quiet = true;
-  g.quiet_since = std::chrono::steady_clock::now();
+  g.quiet_since = clock_->Now();
   for (NodeId id : r.conf_state().Members()) {
     if (id == options_.id) continue;
     GroupMessage gm;
@@ -600,9 +652,9 @@ void NodeHost::Quiesce(GroupState& g) {
 
 void NodeHost::Wake(GroupState& g) {
   if (g.quiet) {
-    g.raw->AdvanceClock(static_cast<uint64_t>(
-        (std::chrono::steady_clock::now() - g.quiet_since) /
-        std::chrono::milliseconds(options_.tick_ms)));
+    g.raw->AdvanceClock(
+        static_cast<uint64_t>((clock_->Now() - g.quiet_since) /
+                              std::chrono::milliseconds(options_.tick_ms)));
   }
   g.quiet = false;
   g.idle_ticks = 0;

@@ -59,6 +59,26 @@ struct HostOptions {
   // with another) sends it again.
   int snapshot_timeout_ticks = 40;
   uint64_t seed = 1;
+
+  // Where time comes from (not owned); null: the steady clock.
+  const Clock* clock = nullptr;
+  // Driven by its owner instead of its own threads (the simulator): Start
+  // starts no thread, the owner calls RunRaftPass and RunApplyTask, and
+  // snapshot fetches go to `fetch_executor` (not owned, required then).
+  bool driven = false;
+  Executor* fetch_executor = nullptr;
+
+  // Deliberate defects, for the simulator's self-test only: each breaks a
+  // safety rule the simulator must then catch.
+  struct Defects {
+    // The leader writes its own new entries without syncing them, yet
+    // counts its own copy toward the commit quorum.
+    bool leader_skips_sync = false;
+    // A read is answered as soon as its read index is known, before the
+    // state machine has applied up to it.
+    bool read_before_applied = false;
+  };
+  Defects defects;
 };
 
 // What Propose's callback receives once the entry is applied.
@@ -90,6 +110,17 @@ struct GroupInfo {
 using StateMachineFactory =
     std::function<absl::StatusOr<StateMachine*>(GroupId)>;
 
+// The index (and term) new groups start at: see BootstrapGroups.
+inline constexpr Index kBootstrapIndex = 1;
+
+// Writes the first state of new groups to `log`, synced: each starts as if
+// from a snapshot at kBootstrapIndex (term 1) whose configuration has
+// `voters`. Identical on every node that bootstraps, so logs match, and a
+// node added later is sent a snapshot rather than a log from index 1. The
+// state machines must start at kBootstrapIndex too.
+absl::Status BootstrapGroups(LogStore* log, const std::vector<GroupId>& groups,
+                             const std::vector<NodeId>& voters);
+
 // Runs every raft group of one process.
 //
 // One raft loop thread owns all groups: it ticks them, steps incoming
@@ -117,6 +148,14 @@ class NodeHost final : public MessageHandler {
   absl::Status Start();
   // Stops the threads; callbacks still pending fail with UNAVAILABLE.
   void Stop();
+
+  // Driven mode only (HostOptions::driven), from one thread. One pass of the
+  // raft loop: the ticks due by the clock, the work posted since the last
+  // pass, and everything they make ready (persist, send, hand to apply).
+  // Returns whether there was anything to do.
+  bool RunRaftPass();
+  // Runs one task of the apply thread; false if there was none.
+  bool RunApplyTask();
 
   // Proposes `data` to `group`. The callback receives the state machine's
   // result once the entry is applied here, or an error: UNAVAILABLE when
@@ -205,11 +244,13 @@ class NodeHost final : public MessageHandler {
   void FetchSnapshot(const GroupMessage& gm, StateMachine* sm);
 
   void ApplyLoop();
+  void RunApply(ApplyTask& task);
   void EnqueueApply(ApplyTask task);
   void WaitApplied(GroupId group, Index index, ReadCallback done);
   void FireWaiters(GroupId group, Index applied);
 
   const HostOptions options_;
+  const Clock* const clock_;
   LogStore* const log_;
   Transport* const transport_;
   const StateMachineFactory factory_;
@@ -221,11 +262,12 @@ class NodeHost final : public MessageHandler {
   // added, never removed.
   std::vector<GroupState*> group_list_;
   uint64_t next_read_context_ = 1;
+  Clock::TimePoint next_tick_;
 
   mutable absl::Mutex mu_;
   std::vector<std::function<void()>> inbox_ ABSL_GUARDED_BY(mu_);
   size_t queued_proposals_ ABSL_GUARDED_BY(mu_) = 0;
-  std::chrono::steady_clock::time_point last_shed_log_ ABSL_GUARDED_BY(mu_);
+  Clock::TimePoint last_shed_log_ ABSL_GUARDED_BY(mu_);
   uint64_t shed_since_log_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<GroupId, GroupInfo> info_ ABSL_GUARDED_BY(mu_);
@@ -245,7 +287,9 @@ class NodeHost final : public MessageHandler {
   // Owned by the apply thread: applied index at each group's last snapshot.
   std::map<GroupId, Index> applied_at_last_snapshot_;
 
-  std::unique_ptr<util::ThreadPool> fetchers_;
+  // Snapshot fetches: HostOptions::fetch_executor, or own_fetchers_.
+  std::unique_ptr<Executor> own_fetchers_;
+  Executor* fetchers_ = nullptr;
 
   std::thread raft_thread_;
   std::thread apply_thread_;

@@ -29,33 +29,49 @@ void NodeHost::ApplyLoop() {
       task = std::move(apply_queue_.front());
       apply_queue_.pop_front();
     }
-    if (task.run) {
-      task.run();
-      continue;
+    RunApply(task);
+  }
+}
+
+bool NodeHost::RunApplyTask() {
+  ApplyTask task;
+  {
+    absl::MutexLock l(&apply_mu_);
+    if (apply_queue_.empty()) return false;
+    task = std::move(apply_queue_.front());
+    apply_queue_.pop_front();
+  }
+  RunApply(task);
+  return true;
+}
+
+void NodeHost::RunApply(ApplyTask& task) {
+  if (task.run) {
+    task.run();
+    return;
+  }
+  absl::StatusOr<std::vector<std::string>> results =
+      task.sm->Apply(task.entries);
+  TALLY_CHECK(results.ok(), results.status().ToString().c_str());
+  apply_backlog_ -= task.entries.size();
+  for (size_t i = 0; i < task.entries.size(); ++i) {
+    if (task.callbacks[i]) {
+      task.callbacks[i](Applied{task.entries[i].index, (*results)[i]});
     }
-    absl::StatusOr<std::vector<std::string>> results =
-        task.sm->Apply(task.entries);
-    TALLY_CHECK(results.ok(), results.status().ToString().c_str());
-    apply_backlog_ -= task.entries.size();
-    for (size_t i = 0; i < task.entries.size(); ++i) {
-      if (task.callbacks[i]) {
-        task.callbacks[i](Applied{task.entries[i].index, (*results)[i]});
-      }
-    }
-    const Index applied = task.sm->applied();
-    FireWaiters(task.group, applied);
-    // Snapshot and compact now and then. The state machine syncs first so
-    // that the log never drops entries the state does not durably hold.
-    Index& last = applied_at_last_snapshot_[task.group];
-    if (applied >= last + options_.snapshot_every) {
-      last = applied;
-      absl::StatusOr<Index> durable = task.sm->Sync();
-      TALLY_CHECK(durable.ok(), durable.status().ToString().c_str());
-      Post([this, group = task.group, d = *durable]() {
-        auto it = groups_.find(group);
-        if (it != groups_.end()) MaybeCompact(*it->second, d);
-      });
-    }
+  }
+  const Index applied = task.sm->applied();
+  FireWaiters(task.group, applied);
+  // Snapshot and compact now and then. The state machine syncs first so
+  // that the log never drops entries the state does not durably hold.
+  Index& last = applied_at_last_snapshot_[task.group];
+  if (applied >= last + options_.snapshot_every) {
+    last = applied;
+    absl::StatusOr<Index> durable = task.sm->Sync();
+    TALLY_CHECK(durable.ok(), durable.status().ToString().c_str());
+    Post([this, group = task.group, d = *durable]() {
+      auto it = groups_.find(group);
+      if (it != groups_.end()) MaybeCompact(*it->second, d);
+    });
   }
 }
 
@@ -67,7 +83,8 @@ void NodeHost::WaitApplied(GroupId group, Index index, ReadCallback done) {
   }
   {
     absl::MutexLock l(&apply_mu_);
-    if (sm == nullptr || sm->applied() < index) {
+    if (sm == nullptr ||
+        (sm->applied() < index && !options_.defects.read_before_applied)) {
       waiters_[group].emplace(index, std::move(done));
       return;
     }

@@ -83,13 +83,18 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
   for (auto& [g, rd] : readies) {
     if (!rd.hard_state && !rd.snapshot && rd.entries.empty()) continue;
     writes.push_back({g->id, rd.hard_state, rd.snapshot, rd.entries, {}, 0});
-    sync = sync || rd.must_sync;
+    const HardState& stored = g->storage->hard_state();
+    const bool skip = options_.defects.leader_skips_sync &&
+                      g->raw->raft().role() == Role::kLeader && !rd.snapshot &&
+                      !(rd.hard_state && (rd.hard_state->term != stored.term ||
+                                          rd.hard_state->vote != stored.vote));
+    sync = sync || (rd.must_sync && !skip);
   }
   if (!writes.empty()) {
-    const auto start = std::chrono::steady_clock::now();
+    const Clock::TimePoint start = clock_->Now();
     absl::Status st = log_->Write(writes, sync);
     TALLY_CHECK(st.ok(), st.ToString().c_str());
-    const auto took = std::chrono::steady_clock::now() - start;
+    const auto took = clock_->Now() - start;
     if (took >= kSlowWrite) {
       size_t entries = 0;
       for (const GroupWrite& w : writes) entries += w.entries.size();

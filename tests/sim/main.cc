@@ -14,8 +14,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
+#include "tests/sim/seeds.h"
 #include "tests/sim/simulation.h"
 
 namespace {
@@ -33,17 +32,6 @@ void OnAbort(int) {
                current_seed, replay_flags.c_str(), current_seed);
   std::signal(SIGABRT, SIG_DFL);
   std::raise(SIGABRT);
-}
-
-bool ParseSeeds(const std::string& text, uint64_t* first, uint64_t* last) {
-  std::vector<std::string> parts = absl::StrSplit(text, "..");
-  if (parts.size() == 1) {
-    if (!absl::SimpleAtoi(parts[0], first)) return false;
-    *last = *first;
-    return true;
-  }
-  return parts.size() == 2 && absl::SimpleAtoi(parts[0], first) &&
-         absl::SimpleAtoi(parts[1], last) && *first <= *last;
 }
 
 }  // namespace
@@ -83,7 +71,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   uint64_t first, last;
-  if (!ParseSeeds(seeds, &first, &last)) {
+  if (!tally::sim::ParseSeeds(seeds, &first, &last)) {
     std::fprintf(stderr,
                  "raft_sim: --seeds must be N or A..B with A <= B, got '%s'\n",
                  seeds.c_str());

@@ -48,7 +48,7 @@ struct NodeHost::GroupState {
   // since: passes after a tick alone skip it (NodeHost::ProcessReadies).
   bool idle_checked = false;
   // When it went quiet: on waking, the time asleep counts against its lease.
-  std::chrono::steady_clock::time_point quiet_since;
+  Clock::TimePoint quiet_since;
   // Leader: ticks in a row with nothing to do.
   int idle_ticks = 0;
   // The role and leader last logged (NodeHost::LogRoleChange).
