@@ -19,7 +19,7 @@ TEST(HostSimulationTest, SameSeedReplaysExactly) {
   EXPECT_EQ(a.violation, b.violation);
 }
 
-TEST(HostSimulationTest, ClientsGetAnswersUnderFaults) {
+TEST(HostSimulationTest, ClientsGetAnswersWhileNodesCrashAndMembersChange) {
   spdlog::set_level(spdlog::level::off);
   HostSimResult total;
   for (uint64_t seed = 1; seed <= 10; ++seed) {
@@ -31,11 +31,18 @@ TEST(HostSimulationTest, ClientsGetAnswersUnderFaults) {
     total.acked_writes += r.acked_writes;
     total.acked_reads += r.acked_reads;
     total.crashes += r.crashes;
+    total.conf_changes += r.conf_changes;
+    total.transfers += r.transfers;
+    total.snapshots_fetched += r.snapshots_fetched;
   }
-  // The runs exercised something: clients got answers, nodes crashed.
+  // The runs exercised something: clients got answers, nodes crashed,
+  // members changed, leadership moved, snapshots were fetched.
   EXPECT_GT(total.acked_writes, 200u);
   EXPECT_GT(total.acked_reads, 200u);
   EXPECT_GT(total.crashes, 3u);
+  EXPECT_GT(total.conf_changes, 3u);
+  EXPECT_GT(total.transfers, 3u);
+  EXPECT_GT(total.snapshots_fetched, 3u);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "kv/state_machine.h"
 #include "kv/storage/log_store.h"
 #include "kv/storage/memory_engine.h"
+#include "raft/conf_change.h"
 #include "raft/host/node_host.h"
 #include "rpc/storage.pb.h"
 #include "util/linearizability.h"
@@ -86,13 +87,19 @@ struct Plan {
   double client = 0.3;   // per tick and idle client, that it starts an op
   int apply_rate = 4;    // apply tasks a node runs per step, at most
   double drift = 0;      // clock rates in [1 - drift, 1 + drift]
+  // Nodes 1..voters start as the voters of every group; the others start
+  // empty, for membership changes to add.
+  int voters = 3;
+  double conf_change = 0;  // per tick, that a group's leader changes members
+  double transfer = 0;     // per tick, that a group's leader hands over
 
   std::string Describe() const {
-    return absl::StrCat("nodes=", nodes, " drop=", drop, " dup=", duplicate,
-                        " delay<=", max_delay_steps, "steps crash=", crash,
-                        " partition=", partition, " pause=", pause,
-                        " client=", client, " apply<=", apply_rate,
-                        " drift=", drift);
+    return absl::StrCat("nodes=", nodes, " voters=", voters, " drop=", drop,
+                        " dup=", duplicate, " delay<=", max_delay_steps,
+                        "steps crash=", crash, " partition=", partition,
+                        " pause=", pause, " client=", client,
+                        " apply<=", apply_rate, " drift=", drift,
+                        " confchange=", conf_change, " transfer=", transfer);
   }
 };
 
@@ -116,6 +123,11 @@ Plan DrawPlan(util::SeededRandom& r, int nodes) {
   p.pause = pauses[r.Uniform(3)];
   p.client = clients[r.Uniform(3)];
   p.apply_rate = applies[r.Uniform(2)];
+  const double changes[] = {0, 0.01, 0.03};
+  const double transfers[] = {0, 0.01};
+  p.conf_change = changes[r.Uniform(3)];
+  p.transfer = transfers[r.Uniform(2)];
+  p.voters = p.conf_change > 0 && p.nodes == 5 ? 3 : p.nodes;
   p.drift = drifts[r.Uniform(2)];
   return p;
 }
@@ -231,6 +243,10 @@ class World {
   void Heal();
   void DeliverDue();
   void RunNodes();
+  // The node that leads `g` in the highest term, and what it publishes.
+  Node* Leader(GroupId g, raft::host::GroupInfo* info);
+  void ChangeMembership(Node& leader, const raft::host::GroupInfo& info);
+  void Transfer(Node& leader, const raft::host::GroupInfo& info);
   void ClientsAct();
   void Invoke(int c);
   void Finish(uint64_t id, absl::Status st, uint64_t read_value);
@@ -238,6 +254,9 @@ class World {
   // Faults off: every node up, every group applies a new write everywhere.
   void Settle();
   void CheckHistory();
+  // The leader of `g` and the other members of its configuration; empty
+  // without a leader.
+  std::vector<Node*> Members(GroupId g);
   void CheckReplicasAgree();
 
   const HostSimOptions options_;
@@ -256,6 +275,8 @@ class World {
   std::vector<Client> clients_;
   std::vector<OpRecord> ops_;
   uint64_t events_ = 0;  // logical time of invocations and answers
+  // Per group: until this step, a membership change is in flight.
+  uint64_t changing_until_[std::size(kGroups)] = {};
   uint64_t next_value_ = 0;
 };
 
@@ -401,6 +422,16 @@ void World::FaultsForTick() {
   }
   if (cut_.empty() && random_.Chance(plan_.partition)) StartPartition();
   if (!cut_.empty() && step_ >= heal_at_) Heal();
+  for (size_t slot = 0; slot < std::size(kGroups); ++slot) {
+    raft::host::GroupInfo info;
+    Node* leader = Leader(kGroups[slot], &info);
+    if (leader == nullptr) continue;
+    if (step_ >= changing_until_[slot] && random_.Chance(plan_.conf_change)) {
+      ChangeMembership(*leader, info);
+    } else if (random_.Chance(plan_.transfer)) {
+      Transfer(*leader, info);
+    }
+  }
 }
 
 void World::DeliverDue() {
@@ -449,6 +480,90 @@ void World::RunNodes() {
     for (uint64_t a = 0; a < applies && n->host->RunApplyTask(); ++a) {
     }
   }
+}
+
+Node* World::Leader(GroupId g, raft::host::GroupInfo* info) {
+  Node* best = nullptr;
+  for (auto& n : nodes_) {
+    if (!Running(*n)) continue;
+    absl::StatusOr<raft::host::GroupInfo> i = n->host->Group(g);
+    if (!i.ok() || i->role != raft::Role::kLeader) continue;
+    if (best == nullptr || i->term > info->term) {
+      best = n.get();
+      *info = *i;
+    }
+  }
+  return best;
+}
+
+void World::ChangeMembership(Node& leader, const raft::host::GroupInfo& info) {
+  const raft::ConfState& conf = info.conf;
+  if (conf.IsJoint()) return;
+  std::vector<NodeId> outsiders;
+  for (auto& n : nodes_) {
+    if (!conf.IsVoter(n->id) && !conf.IsLearner(n->id)) {
+      outsiders.push_back(n->id);
+    }
+  }
+  auto pick = [&](const std::vector<NodeId>& v) {
+    return v[random_.Uniform(v.size())];
+  };
+  using Type = raft::ConfChangeSingle::Type;
+  raft::ConfChange cc;
+  switch (random_.Uniform(5)) {
+    case 0:  // a new learner: it starts empty and is sent a snapshot
+      if (outsiders.empty()) return;
+      cc.changes = {{Type::kAddLearner, pick(outsiders)}};
+      break;
+    case 1:  // promote a learner (refused while it is far behind)
+      if (conf.learners.empty()) return;
+      cc.changes = {{Type::kAddVoter, pick(conf.learners)}};
+      break;
+    case 2:  // remove a voter, perhaps the leader itself
+      if (conf.voters.size() <= 2) return;
+      cc.changes = {{Type::kRemoveNode, pick(conf.voters)}};
+      break;
+    case 3:  // remove a learner
+      if (conf.learners.empty()) return;
+      cc.changes = {{Type::kRemoveNode, pick(conf.learners)}};
+      break;
+    default: {  // replace a voter in one joint step
+      std::vector<NodeId> candidates = conf.learners;
+      if (candidates.empty() || conf.voters.size() <= 2) return;
+      cc.changes = {{Type::kAddVoter, pick(candidates)},
+                    {Type::kRemoveNode, pick(conf.voters)}};
+      break;
+    }
+  }
+  const size_t slot = info.group == kGroups[0] ? 0 : 1;
+  changing_until_[slot] = step_ + kOpTimeoutTicks * kStepsPerTick;
+  Trace(absl::StrCat("n", leader.id, " g", info.group, " proposes ",
+                     raft::Describe(cc)));
+  leader.host->ProposeConfChange(
+      info.group, cc,
+      [this, slot, g = info.group](absl::StatusOr<raft::host::Applied> r) {
+        changing_until_[slot] = 0;
+        if (r.ok()) ++result_.conf_changes;
+        Trace(absl::StrCat("g", g, " membership change: ",
+                           r.ok() ? "done" : r.status().ToString()));
+      });
+}
+
+void World::Transfer(Node& leader, const raft::host::GroupInfo& info) {
+  std::vector<NodeId> others;
+  for (NodeId v : info.conf.voters) {
+    if (v != leader.id) others.push_back(v);
+  }
+  if (others.empty()) return;
+  const NodeId target = others[random_.Uniform(others.size())];
+  Trace(absl::StrCat("n", leader.id, " g", info.group, " hands leadership to n",
+                     target));
+  leader.host->TransferLeadership(
+      info.group, target, [this, target, g = info.group](absl::Status st) {
+        if (st.ok()) ++result_.transfers;
+        Trace(absl::StrCat("g", g, " transfer to n", target, ": ",
+                           st.ToString()));
+      });
 }
 
 void World::ClientsAct() {
@@ -603,10 +718,12 @@ void World::Settle() {
     // so the live applied index is what counts).
     bool same = true;
     for (GroupId g : kGroups) {
-      for (auto& n : nodes_) {
+      std::vector<Node*> members = Members(g);
+      same = same && !members.empty();
+      for (Node* n : members) {
         auto m = n->machines.find(g);
         same = same && m != n->machines.end() &&
-               m->second->applied() == nodes_[0]->machines.at(g)->applied();
+               m->second->applied() == members[0]->machines.at(g)->applied();
       }
     }
     for (const Client& cl : clients_) same = same && !cl.busy;
@@ -646,15 +763,27 @@ void World::CheckHistory() {
   }
 }
 
+std::vector<Node*> World::Members(GroupId g) {
+  raft::host::GroupInfo info;
+  Node* leader = Leader(g, &info);
+  if (leader == nullptr) return {};
+  std::vector<Node*> out = {leader};
+  for (NodeId id : info.conf.Members()) {
+    if (id != leader->id) out.push_back(&node(id));
+  }
+  return out;
+}
+
 void World::CheckReplicasAgree() {
   for (GroupId g : kGroups) {
     std::vector<rpc::KeyValue> first;
-    for (auto& n : nodes_) {
+    const std::vector<Node*> members = Members(g);
+    for (Node* n : members) {
       bool more = false;
       absl::StatusOr<std::vector<rpc::KeyValue>> kvs =
           n->machines.at(g)->kv().Range("", "", 1000, &more);
       if (!kvs.ok()) return Fail(kvs.status().ToString());
-      if (n == nodes_.front()) {
+      if (n == members.front()) {
         first = *kvs;
         continue;
       }
@@ -682,24 +811,27 @@ HostSimResult World::Run() {
   result_.plan = plan_.Describe();
   Trace("plan: " + result_.plan);
   std::vector<NodeId> voters;
-  for (int i = 1; i <= plan_.nodes; ++i) voters.push_back(i);
+  for (int i = 1; i <= plan_.voters; ++i) voters.push_back(i);
   const std::vector<GroupId> groups(std::begin(kGroups), std::end(kGroups));
-  for (NodeId id : voters) {
+  for (int id = 1; id <= plan_.nodes; ++id) {
     auto& n = nodes_.emplace_back(std::make_unique<Node>());
     n->id = id;
     const double rate = 1 + plan_.drift * (2 * random_.NextDouble() - 1);
     n->clock = std::make_unique<SimClock>(&now_us_, rate);
     n->transport = std::make_unique<SimTransport>(this, id);
-    // As kvd bootstraps a cluster: the raft log, then each state machine.
-    std::unique_ptr<kv::storage::LogStore> log =
-        kv::storage::LogStore::Over(&n->log_engine);
-    absl::Status st = raft::host::BootstrapGroups(log.get(), groups, voters);
-    for (GroupId g : groups) {
-      if (!st.ok()) break;
-      absl::StatusOr<std::unique_ptr<kv::StateMachine>> sm =
-          kv::StateMachine::Open(&n->data_engine, g);
-      st = sm.ok() ? (*sm)->Bootstrap(raft::host::kBootstrapIndex, {}, {})
-                   : sm.status();
+    absl::Status st;
+    if (id <= plan_.voters) {
+      // As kvd bootstraps a cluster: the raft log, then each state machine.
+      std::unique_ptr<kv::storage::LogStore> log =
+          kv::storage::LogStore::Over(&n->log_engine);
+      st = raft::host::BootstrapGroups(log.get(), groups, voters);
+      for (GroupId g : groups) {
+        if (!st.ok()) break;
+        absl::StatusOr<std::unique_ptr<kv::StateMachine>> sm =
+            kv::StateMachine::Open(&n->data_engine, g);
+        st = sm.ok() ? (*sm)->Bootstrap(raft::host::kBootstrapIndex, {}, {})
+                     : sm.status();
+      }
     }
     if (st.ok()) st = Boot(*n);
     if (!st.ok()) {

@@ -45,6 +45,8 @@ struct HostSimResult {
   uint64_t partitions = 0;
   uint64_t pauses = 0;
   uint64_t snapshots_fetched = 0;
+  uint64_t conf_changes = 0;
+  uint64_t transfers = 0;
   // Keys whose history was too tangled for the linearizability search's
   // bound: neither passed nor failed.
   uint64_t unchecked_keys = 0;

@@ -33,7 +33,7 @@ using tally::hostsim::HostSimResult;
 // What a child reports to the parent through its pipe.
 struct Counts {
   uint64_t ticks, acked_writes, acked_reads, unknown, crashes, partitions,
-      pauses, snapshots, unchecked;
+      pauses, snapshots, conf_changes, transfers, unchecked;
 };
 
 constexpr int kExitViolation = 3;
@@ -41,9 +41,17 @@ constexpr int kExitViolation = 3;
 [[noreturn]] void RunChild(const HostSimOptions& o, int fd,
                            const std::string& replay) {
   HostSimResult r = tally::hostsim::RunHostSimulation(o);
-  Counts c{r.ticks,   r.acked_writes,      r.acked_reads,
-           r.unknown, r.crashes,           r.partitions,
-           r.pauses,  r.snapshots_fetched, r.unchecked_keys};
+  const Counts c{.ticks = r.ticks,
+                 .acked_writes = r.acked_writes,
+                 .acked_reads = r.acked_reads,
+                 .unknown = r.unknown,
+                 .crashes = r.crashes,
+                 .partitions = r.partitions,
+                 .pauses = r.pauses,
+                 .snapshots = r.snapshots_fetched,
+                 .conf_changes = r.conf_changes,
+                 .transfers = r.transfers,
+                 .unchecked = r.unchecked_keys};
   if (write(fd, &c, sizeof(c)) != sizeof(c)) _exit(1);
   if (r.violation) {
     std::printf("seed %" PRIu64 ": %s\n  faults: %s\n  replay: %s\n", o.seed,
@@ -149,6 +157,8 @@ int main(int argc, char** argv) {
       total.partitions += c.partitions;
       total.pauses += c.pauses;
       total.snapshots += c.snapshots;
+      total.conf_changes += c.conf_changes;
+      total.transfers += c.transfers;
       total.unchecked += c.unchecked;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
@@ -199,11 +209,13 @@ int main(int argc, char** argv) {
   std::printf("host_sim: seeds=%" PRIu64 " ticks=%" PRIu64 " writes=%" PRIu64
               " reads=%" PRIu64 " unknown=%" PRIu64 " crashes=%" PRIu64
               " partitions=%" PRIu64 " pauses=%" PRIu64 " snapshots=%" PRIu64
+              " conf_changes=%" PRIu64 " transfers=%" PRIu64
               " unchecked_keys=%" PRIu64 " violations=%" PRIu64
               " elapsed_s=%.1f\n",
               done, total.ticks, total.acked_writes, total.acked_reads,
               total.unknown, total.crashes, total.partitions, total.pauses,
-              total.snapshots, total.unchecked, violations, elapsed);
+              total.snapshots, total.conf_changes, total.transfers,
+              total.unchecked, violations, elapsed);
   if (expect_violation) {
     if (violations == 0) {
       std::printf(
