@@ -163,9 +163,26 @@ class LoopTransport : public Transport {
 
 struct TestNode {
   MemoryLog log;
-  std::map<GroupId, std::unique_ptr<ListMachine>> machines;
   std::unique_ptr<LoopTransport> transport;
   std::unique_ptr<NodeHost> host;
+
+  // The group's state machine, or null: the host opens them on its raft
+  // loop while the test reads them.
+  ListMachine* machine(GroupId g) {
+    absl::MutexLock l(&mu);
+    auto it = machines.find(g);
+    return it == machines.end() ? nullptr : it->second.get();
+  }
+  ListMachine* GetOrOpen(GroupId g) {
+    absl::MutexLock l(&mu);
+    auto& m = machines[g];
+    if (!m) m = std::make_unique<ListMachine>();
+    return m.get();
+  }
+
+ private:
+  absl::Mutex mu;
+  std::map<GroupId, std::unique_ptr<ListMachine>> machines ABSL_GUARDED_BY(mu);
 };
 
 class Cluster {
@@ -208,9 +225,7 @@ class Cluster {
     n->host = std::make_unique<NodeHost>(
         o, &n->log, n->transport.get(),
         [raw](GroupId g) -> absl::StatusOr<StateMachine*> {
-          auto& m = raw->machines[g];
-          if (!m) m = std::make_unique<ListMachine>();
-          return m.get();
+          return raw->GetOrOpen(g);
         });
     {
       absl::MutexLock l(&mu_);
@@ -356,9 +371,9 @@ NodeId StartThreeWith(Cluster& c, const std::string& first) {
 
 // The last item node `id` applied to `group`, "" if none.
 std::string LastItem(Cluster& c, NodeId id, GroupId group) {
-  auto it = c.node(id).machines.find(group);
-  if (it == c.node(id).machines.end()) return "";
-  std::vector<std::string> items = it->second->items();
+  ListMachine* m = c.node(id).machine(group);
+  if (m == nullptr) return "";
+  std::vector<std::string> items = m->items();
   return items.empty() ? "" : items.back();
 }
 
@@ -400,7 +415,7 @@ TEST(NodeHostTest, ReplicatesProposalsOfSeveralGroupsToEveryNode) {
     }
     for (NodeId id : {1, 2, 3}) {
       EXPECT_TRUE(Eventually([&] {
-        return c.node(id).machines[g]->items().size() == 5;
+        return c.node(id).machine(g)->items().size() == 5;
       })) << "node "
           << id << " group " << g;
     }
@@ -433,7 +448,7 @@ TEST(NodeHostTest, ReadIndexWaitsForTheAppliedIndex) {
     ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
     absl::StatusOr<Index> index = f.get();
     ASSERT_TRUE(index.ok()) << index.status();
-    EXPECT_GE(c.node(leader).machines[1]->applied(), *index);
+    EXPECT_GE(c.node(leader).machine(1)->applied(), *index);
     EXPECT_GE(*index, 3u);  // bootstrap 1, no-op 2, "a" 3
   }
 }
@@ -457,10 +472,10 @@ TEST(NodeHostTest, NewMemberCatchesUpBySnapshotAfterCompaction) {
           .ok());
   ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "after").ok());
   ASSERT_TRUE(Eventually([&] {
-    auto it = c.node(4).machines.find(1);
-    return it != c.node(4).machines.end() && it->second->items().size() == 61;
+    ListMachine* m = c.node(4).machine(1);
+    return m != nullptr && m->items().size() == 61;
   })) << DescribeNewMember(c);
-  EXPECT_EQ(c.node(4).machines[1]->items().back(), "after");
+  EXPECT_EQ(c.node(4).machine(1)->items().back(), "after");
 }
 
 // An idle group stops ticking on every node; a proposal wakes it, and a
@@ -489,7 +504,7 @@ TEST(NodeHostTest, IdleGroupsGoQuietAndWake) {
                         " term=", i->term, "; ");
       }
     }
-    for (const auto& item : c.node(leader).machines[1]->items()) {
+    for (const auto& item : c.node(leader).machine(1)->items()) {
       absl::StrAppend(&out, item, ",");
     }
     return out;
@@ -523,7 +538,7 @@ TEST(NodeHostTest, SlowApplyShedsProposals) {
   const NodeId leader = c.WaitLeader(1);
   ASSERT_NE(leader, kNoNode);
   ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "warm").ok());
-  c.node(leader).machines[1]->Block(true);
+  c.node(leader).machine(1)->Block(true);
   std::vector<std::shared_ptr<std::promise<absl::Status>>> results;
   for (int i = 0; i < 40; ++i) {
     auto p = std::make_shared<std::promise<absl::Status>>();
@@ -533,7 +548,7 @@ TEST(NodeHostTest, SlowApplyShedsProposals) {
     });
     std::this_thread::sleep_for(2ms);
   }
-  c.node(leader).machines[1]->Block(false);
+  c.node(leader).machine(1)->Block(false);
   int shed = 0, applied = 0;
   for (auto& p : results) {
     auto f = p->get_future();
@@ -690,7 +705,7 @@ TEST(NodeHostTest, ProposalOvertakenBySnapshotIsAnswered) {
       << "the cut-off proposal was never answered";
   EXPECT_FALSE(f.get().ok());
   EXPECT_TRUE(Eventually(
-      [&] { return c.node(old_leader).machines[1]->items().size() == 61; }));
+      [&] { return c.node(old_leader).machine(1)->items().size() == 61; }));
 }
 
 // Issue: a learner far behind could be promoted, and then held up commits

@@ -69,6 +69,9 @@ constexpr uint64_t kOpTimeoutTicks = 60;
 constexpr uint64_t kLivenessTicks = 600;
 // Replicas that agree for this many ticks have caught up.
 constexpr uint64_t kStableTicks = 3 * kElectionTick;
+// More messages in flight than this is a storm (messages begetting more
+// messages faster than they are delivered): reported, not simulated on.
+constexpr size_t kMaxInFlight = 200'000;
 // The bound on the linearizability search per key.
 constexpr size_t kMaxSearchStates = 2'000'000;
 
@@ -269,6 +272,7 @@ class World {
   bool faults_on_ = true;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::multimap<std::pair<uint64_t, uint64_t>, Packet> in_flight_;
+  size_t in_flight_msgs_ = 0;
   std::set<std::pair<NodeId, NodeId>> cut_;
   uint64_t heal_at_ = 0;
 
@@ -305,11 +309,16 @@ void World::Fail(std::string what) {
 
 void World::Send(NodeId from, NodeId to, std::vector<GroupMessage> msgs) {
   if (to == 0 || to > nodes_.size()) return;
+  if (in_flight_msgs_ + msgs.size() > kMaxInFlight) {
+    return Fail(absl::StrCat("message storm: ", in_flight_msgs_ + msgs.size(),
+                             " messages in flight"));
+  }
   if (faults_on_ && random_.Chance(plan_.drop)) return;
   const int copies = faults_on_ && random_.Chance(plan_.duplicate) ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
     const uint64_t delay =
         1 + (faults_on_ ? random_.Uniform(plan_.max_delay_steps) : 0);
+    in_flight_msgs_ += msgs.size();
     in_flight_.emplace(std::make_pair(step_ + delay, random_.Next()),
                        Packet{from, to, msgs});
   }
@@ -438,6 +447,7 @@ void World::DeliverDue() {
   auto end = in_flight_.upper_bound({step_, UINT64_MAX});
   std::vector<Packet> due;
   for (auto it = in_flight_.begin(); it != end; ++it) {
+    in_flight_msgs_ -= it->second.msgs.size();
     due.push_back(std::move(it->second));
   }
   in_flight_.erase(in_flight_.begin(), end);

@@ -38,8 +38,13 @@ struct Counts {
 
 constexpr int kExitViolation = 3;
 
+// A seed that runs longer than this (wall time) has gone wrong: its child
+// is killed by SIGALRM and the seed reported.
+constexpr unsigned kSeedTimeLimitS = 120;
+
 [[noreturn]] void RunChild(const HostSimOptions& o, int fd,
                            const std::string& replay) {
+  alarm(kSeedTimeLimitS);
   HostSimResult r = tally::hostsim::RunHostSimulation(o);
   const Counts c{.ticks = r.ticks,
                  .acked_writes = r.acked_writes,
