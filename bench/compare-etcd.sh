@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Tally next to etcd on this machine: the same kvbench workloads against a
 # three-node Tally cluster and a three-node etcd 3.4 cluster on 127.0.0.1,
-# one at a time, then the ceilings (single-node Tally) and the Multi-Raft
-# scale runs. Prints a Markdown table and, last,
-#   bench: write_ratio=<x> read_ratio=<y> p99_write_ratio=<z>
-# (Tally / etcd, puts and linearizable gets with 256 clients).
+# both up at once, each workload run on Tally then on etcd, in
+# BENCH_ROUNDS rounds (default 3); then the ceilings (single-node Tally)
+# and the Multi-Raft scale runs. Prints a Markdown table (medians with min
+# and max; CPU of the three server processes and of kvbench per 10,000
+# operations) and, last,
+#   bench: write_ratio=<x> read_ratio=<y> p99_write_ratio=<z> endpoints=<mode> rounds=<n>
+# (Tally / etcd medians, puts and linearizable gets with 256 clients).
 #
-#   bench/compare-etcd.sh            # about 15 minutes
-#   BENCH_DURATION=5 bench/compare-etcd.sh
-#   BENCH_SKIP_SCALE=1 bench/compare-etcd.sh   # without the Multi-Raft runs
+# BENCH_ENDPOINTS=leader (default): every request goes to a leader, in both
+# stores (Tally's client routes to each range's leader; etcd gets only its
+# leader's endpoint, from `etcdctl endpoint status`). BENCH_ENDPOINTS=all:
+# etcd gets all three endpoints, spread over them as its clients do, so a
+# follower forwards writes and pays a ReadIndex round trip for reads; Tally
+# routes to leaders either way (its servers do not forward).
+#
+#   bench/compare-etcd.sh            # about 25 minutes
+#   BENCH_DURATION=5 BENCH_SKIP_SCALE=1 bench/compare-etcd.sh
+#   BENCH_ROUNDS=1 bench/compare-etcd.sh
 #
 # Installs etcd-server and etcd-client from Debian when etcd is missing.
 # Everything runs under build/bench/<time>/ and only the processes this
@@ -18,6 +28,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bin=${TALLY_BIN:-$root/build/bin}
 duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-2}
+rounds=${BENCH_ROUNDS:-3}
+endpoint_mode=${BENCH_ENDPOINTS:-leader}
+case "$endpoint_mode" in leader | all) ;; *)
+  echo "bench: BENCH_ENDPOINTS must be leader or all, not '$endpoint_mode'" >&2
+  exit 2
+  ;;
+esac
 idle_ranges=${BENCH_IDLE_RANGES:-10000}
 work="$root/build/bench/$(date +%Y%m%d-%H%M%S)"
 results="$work/results.jsonl"
@@ -41,10 +58,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # --- clusters -------------------------------------------------------------
-tally_endpoints=""
+tally_endpoints="" tally_pids=""
 start_tally() {  # start_tally <nodes> <dir> [split points]
   local n=$1 dir=$2 ranges=${3:-} initial="" i
-  tally_endpoints=""
+  tally_endpoints="" tally_pids=""
   for i in $(seq 1 "$n"); do
     initial+="${initial:+,}n$i=127.0.0.1:$((7700 + i))"
     tally_endpoints+="${tally_endpoints:+,}127.0.0.1:$((7600 + i))"
@@ -59,6 +76,7 @@ start_tally() {  # start_tally <nodes> <dir> [split points]
       --initial-cluster "$initial" \
       --log-level warn >>"$dir/n$i.log" 2>&1 &
     pids+=($!)
+    tally_pids+="${tally_pids:+,}$!"
   done
   for _ in $(seq 1 600); do
     if "$bin/kvctl" --endpoints "$tally_endpoints" --timeout-ms 1000 get bench-probe \
@@ -69,10 +87,10 @@ start_tally() {  # start_tally <nodes> <dir> [split points]
   exit 1
 }
 
-etcd_endpoints=""
+etcd_endpoints="" etcd_pids=""
 start_etcd() {  # start_etcd <dir>
   local dir=$1 initial="" i
-  etcd_endpoints=""
+  etcd_endpoints="" etcd_pids=""
   for i in 1 2 3; do
     initial+="${initial:+,}e$i=http://127.0.0.1:$((24380 + i))"
     etcd_endpoints+="${etcd_endpoints:+,}127.0.0.1:$((24370 + i))"
@@ -87,6 +105,7 @@ start_etcd() {  # start_etcd <dir>
       --initial-cluster "$initial" --initial-cluster-state new \
       --initial-cluster-token tally-bench --log-level error >>"$dir/e$i.log" 2>&1 &
     pids+=($!)
+    etcd_pids+="${etcd_pids:+,}$!"
   done
   for _ in $(seq 1 120); do
     if ETCDCTL_API=3 etcdctl --endpoints "$etcd_endpoints" endpoint health \
@@ -97,45 +116,71 @@ start_etcd() {  # start_etcd <dir>
   exit 1
 }
 
-# --- runs -----------------------------------------------------------------
-run() {  # run <label> <target> <endpoints> kvbench options...
-  local label=$1 target=$2 endpoints=$3
-  shift 3
-  echo "bench: $label ($target)" >&2
-  "$bin/kvbench" --target "$target" --endpoints "$endpoints" --duration "$duration" \
-    --warmup "$warmup" --key-size 16 --value-size 256 --keys 100000 "$@" 2>/dev/null |
-    sed "s/^{/{\"label\":\"$label\",/" >>"$results"
+# The endpoint of etcd's current leader.
+etcd_leader() {
+  ETCDCTL_API=3 etcdctl --endpoints "$etcd_endpoints" endpoint status -w json |
+    /usr/bin/python3 -c 'import json, sys
+for e in json.load(sys.stdin):
+    if e["Status"]["leader"] == e["Status"]["header"]["member_id"]:
+        print(e["Endpoint"])'
 }
 
-workloads() {  # workloads <target> <endpoints>
-  local t=$1 e=$2 c
-  for c in 1 16 64 256; do run "put-$c" "$t" "$e" --op put --clients "$c"; done
-  "$bin/kvbench" --target "$t" --endpoints "$e" --op put --clients 64 --preload \
-    --ops 1 --keys 100000 --key-size 16 --value-size 256 --warmup 0 >/dev/null 2>&1
-  for c in 1 64 256; do run "get-$c" "$t" "$e" --op get --clients "$c"; done
-  run "serializable-get-256" "$t" "$e" --op get --read-mode serializable --clients 256
-  run "mixed-256" "$t" "$e" --op mixed --read-ratio 0.9 --clients 256
+# --- runs -----------------------------------------------------------------
+run() {  # run <label> <target> <endpoints> <server pids> <round> kvbench options...
+  local label=$1 target=$2 endpoints=$3 server_pids=$4 round=$5
+  shift 5
+  echo "bench: $label ($target, round $round)" >&2
+  "$bin/kvbench" --target "$target" --endpoints "$endpoints" --duration "$duration" \
+    --warmup "$warmup" --key-size 16 --value-size 256 --keys 100000 \
+    ${server_pids:+--server-pids "$server_pids"} "$@" 2>/dev/null |
+    sed "s/^{/{\"label\":\"$label\",\"round\":$round,\"endpoints\":\"$endpoint_mode\",/" >>"$results"
 }
+
+preload() {  # preload <target> <endpoints>
+  "$bin/kvbench" --target "$1" --endpoints "$2" --op put --clients 64 --preload \
+    --ops 1 --keys 100000 --key-size 16 --value-size 256 --warmup 0 >/dev/null 2>&1
+}
+
+# label and kvbench options of each workload, Tally and etcd alike
+workloads=(
+  "put-1|--op put --clients 1"
+  "put-16|--op put --clients 16"
+  "put-64|--op put --clients 64"
+  "put-256|--op put --clients 256"
+  "get-1|--op get --clients 1"
+  "get-64|--op get --clients 64"
+  "get-256|--op get --clients 256"
+  "serializable-get-256|--op get --read-mode serializable --clients 256"
+  "mixed-256|--op mixed --read-ratio 0.9 --clients 256"
+)
 
 # fsync latency of the disk the data dirs are on.
 dd if=/dev/zero of="$work/fsync-probe" bs=4k count=500 oflag=dsync 2>"$work/fsync.txt" || true
 rm -f "$work/fsync-probe"
 
 start_tally 3 "$work/tally3"
-workloads tally "$tally_endpoints"
-run "lease-get-256" tally "$tally_endpoints" --op get --read-mode lease --clients 256
-cleanup
-
 start_etcd "$work/etcd3"
-workloads etcd "$etcd_endpoints"
+preload tally "$tally_endpoints"
+preload etcd "$etcd_endpoints"
+for round in $(seq 1 "$rounds"); do
+  for w in "${workloads[@]}"; do
+    label=${w%%|*}
+    read -r -a opts <<<"${w#*|}"
+    run "$label" tally "$tally_endpoints" "$tally_pids" "$round" "${opts[@]}"
+    etcd_target=$etcd_endpoints
+    [ "$endpoint_mode" = all ] || etcd_target=$(etcd_leader)
+    run "$label" etcd "$etcd_target" "$etcd_pids" "$round" "${opts[@]}"
+  done
+  run "lease-get-256" tally "$tally_endpoints" "$tally_pids" "$round" \
+    --op get --read-mode lease --clients 256
+done
 cleanup
 
 # Ceilings: no replication; reads from one node's applied state.
 start_tally 1 "$work/tally1"
-run "ceiling-put-256" tally "$tally_endpoints" --op put --clients 256
-"$bin/kvbench" --target tally --endpoints "$tally_endpoints" --op put --clients 64 --preload \
-  --ops 1 --keys 100000 --key-size 16 --value-size 256 --warmup 0 >/dev/null 2>&1
-run "ceiling-serializable-get-256" tally "$tally_endpoints" --op get \
+run "ceiling-put-256" tally "$tally_endpoints" "$tally_pids" 1 --op put --clients 256
+preload tally "$tally_endpoints"
+run "ceiling-serializable-get-256" tally "$tally_endpoints" "$tally_pids" 1 --op get \
   --read-mode serializable --clients 256
 cleanup
 
@@ -148,7 +193,7 @@ splits() {  # splits <ranges>: split points of kvbench's 100k keys
 if [ "${BENCH_SKIP_SCALE:-0}" != 1 ]; then
   for r in 1 8 64; do
     start_tally 3 "$work/tally3-r$r" "$(splits "$r")"
-    run "ranges-$r-put-256" tally "$tally_endpoints" --op put --clients 256
+    run "ranges-$r-put-256" tally "$tally_endpoints" "$tally_pids" 1 --op put --clients 256
     cleanup
   done
   # Idle ranges: CPU and memory of a cluster with nothing to do.

@@ -1,48 +1,89 @@
 """Formats bench/compare-etcd.sh's results as Markdown tables and the
-summary line. Usage: report.py results.jsonl [fsync.txt]"""
+summary line. Usage: report.py results.jsonl [fsync.txt]
+
+Each (workload, store) ran in several rounds: the table shows the median
+ops/s with the lowest and highest, the median p99, and the median CPU time
+per 10,000 operations of the three server processes and of kvbench."""
 import json
 import re
+import statistics
 import sys
+
+
+def median(rows, field):
+    values = [r[field] for r in rows if r.get(field) is not None and r[field] >= 0]
+    return statistics.median(values) if values else None
+
+
+def cpu_per_10k(rows, field):
+    values = [10000 * r[field] / r["ops"] for r in rows
+              if r.get(field) is not None and r[field] >= 0 and r.get("ops")]
+    return statistics.median(values) if values else None
+
+
+def fmt(x, digits=0):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def ops_cell(rows):
+    if not rows:
+        return "-"
+    ops = [r["ops_per_sec"] for r in rows]
+    if len(ops) == 1:
+        return f"{ops[0]:.0f}"
+    return f"{statistics.median(ops):.0f} ({min(ops):.0f}-{max(ops):.0f})"
 
 
 def main():
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
     by = {}
     for r in rows:
-        by[(r["label"], r.get("target", "tally"))] = r
+        by.setdefault((r["label"], r.get("target", "tally")), []).append(r)
+    mode = next((r["endpoints"] for r in rows if "endpoints" in r), "leader")
+    rounds = max((r.get("round", 1) for r in rows), default=1)
     out = []
     if len(sys.argv) > 2:
         m = re.search(r"copied, ([\d.]+) s", open(sys.argv[2]).read())
         if m:
             out.append(f"fsync: 500 synchronous 4 KiB writes in {m.group(1)} s "
                        f"({1000 * float(m.group(1)) / 500:.2f} ms each)\n")
-    out.append("| workload | Tally ops/s | etcd ops/s | ratio | Tally p99 ms | etcd p99 ms |")
-    out.append("|---|---:|---:|---:|---:|---:|")
-    labels = [l for l, t in by if t == "tally" and not l.startswith(("ceiling", "ranges", "idle"))]
+    where = ("every request to a leader (Tally: each range's; etcd: its leader's endpoint)"
+             if mode == "leader" else
+             "etcd spread over its three endpoints; Tally to each range's leader")
+    out.append(f"Endpoints: {where}. Medians of {rounds} interleaved rounds "
+               "(lowest-highest); CPU: seconds per 10,000 operations.\n")
+    out.append("| workload | Tally ops/s | etcd ops/s | ratio | Tally p99 ms | etcd p99 ms "
+               "| servers' CPU Tally / etcd | kvbench CPU Tally / etcd |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    labels = []
+    for label, target in by:
+        if target == "tally" and label not in labels and not label.startswith(
+                ("ceiling", "ranges", "idle")):
+            labels.append(label)
     for label in labels:
-        t = by[(label, "tally")]
-        e = by.get((label, "etcd"))
-        if e:
-            ratio = f"{t['ops_per_sec'] / e['ops_per_sec']:.2f}x" if e["ops_per_sec"] else "-"
-            e_ops, e_p99 = f"{e['ops_per_sec']:.0f}", f"{e['p99_ms']:.1f}"
-        else:
-            ratio = e_ops = e_p99 = "-"
-        out.append(f"| {label} | {t['ops_per_sec']:.0f} | {e_ops} | {ratio} | "
-                   f"{t['p99_ms']:.1f} | {e_p99} |")
+        t, e = by[(label, "tally")], by.get((label, "etcd"), [])
+        t_ops, e_ops = median(t, "ops_per_sec"), median(e, "ops_per_sec")
+        ratio = f"{t_ops / e_ops:.2f}x" if t_ops and e_ops else "-"
+        out.append(
+            f"| {label} | {ops_cell(t)} | {ops_cell(e)} | {ratio} | "
+            f"{fmt(median(t, 'p99_ms'), 1)} | {fmt(median(e, 'p99_ms'), 1)} | "
+            f"{fmt(cpu_per_10k(t, 'server_cpu_s'), 2)} / {fmt(cpu_per_10k(e, 'server_cpu_s'), 2)} | "
+            f"{fmt(cpu_per_10k(t, 'client_cpu_s'), 2)} / {fmt(cpu_per_10k(e, 'client_cpu_s'), 2)} |")
     out.append("")
-    ceil_put = by.get(("ceiling-put-256", "tally"))
-    ceil_get = by.get(("ceiling-serializable-get-256", "tally"))
-    put = by.get(("put-256", "tally"))
-    get = by.get(("get-256", "tally"))
+
+    def one(label):
+        r = by.get((label, "tally"))
+        return median(r, "ops_per_sec") if r else None
+
+    ceil_put, ceil_get = one("ceiling-put-256"), one("ceiling-serializable-get-256")
+    put, get = one("put-256"), one("get-256")
     if ceil_put and ceil_get and put and get:
         out.append("| replicated | ops/s | ceiling (one node) | ops/s | fraction |")
         out.append("|---|---:|---|---:|---:|")
-        out.append(f"| put-256 | {put['ops_per_sec']:.0f} | put-256, no replication | "
-                   f"{ceil_put['ops_per_sec']:.0f} | "
-                   f"{put['ops_per_sec'] / ceil_put['ops_per_sec']:.0%} |")
-        out.append(f"| get-256 (linearizable) | {get['ops_per_sec']:.0f} | serializable get-256, "
-                   f"one node | {ceil_get['ops_per_sec']:.0f} | "
-                   f"{get['ops_per_sec'] / ceil_get['ops_per_sec']:.0%} |")
+        out.append(f"| put-256 | {put:.0f} | put-256, no replication | {ceil_put:.0f} | "
+                   f"{put / ceil_put:.0%} |")
+        out.append(f"| get-256 (linearizable) | {get:.0f} | serializable get-256, "
+                   f"one node | {ceil_get:.0f} | {get / ceil_get:.0%} |")
         out.append("")
     scale = [r for r in rows if r["label"].startswith("ranges-")]
     if scale:
@@ -58,14 +99,14 @@ def main():
                        f"{r['rss_mb']} MB resident\n")
 
     def ratio(label, field):
-        t, e = by.get((label, "tally")), by.get((label, "etcd"))
-        if not t or not e or not e[field]:
-            return "nan"
-        return f"{t[field] / e[field]:.2f}"
+        t = median(by.get((label, "tally"), []), field)
+        e = median(by.get((label, "etcd"), []), field)
+        return f"{t / e:.2f}" if t and e else "nan"
 
     out.append(f"bench: write_ratio={ratio('put-256', 'ops_per_sec')} "
                f"read_ratio={ratio('get-256', 'ops_per_sec')} "
-               f"p99_write_ratio={ratio('put-256', 'p99_ms')}")
+               f"p99_write_ratio={ratio('put-256', 'p99_ms')} "
+               f"endpoints={mode} rounds={rounds}")
     print("\n".join(out))
 
 

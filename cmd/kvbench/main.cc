@@ -5,18 +5,26 @@
 //           --clients 256 --duration 10
 //
 // A progress line goes to stderr every second; one JSON line with the
-// summary goes to stdout at the end.
+// summary goes to stdout at the end. CPU time is counted over the measured
+// phase only: kvbench's own (client_cpu_s), and with --server-pids that of
+// the server processes together (server_cpu_s, from /proc).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "cmd/kvbench/targets.h"
 #include "cmd/kvbench/workload.h"
 
@@ -32,6 +40,31 @@ double CpuSeconds() {
          (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// User and system CPU of the processes, together, from /proc/<pid>/stat;
+// -1 if one cannot be read.
+double ProcessesCpuSeconds(const std::vector<int>& pids) {
+  static const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  double total = 0;
+  for (int pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    // The command name, in parentheses, may hold spaces: fields are
+    // counted from the last ')'. utime and stime are fields 14 and 15.
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) return -1;
+    std::istringstream fields(stat.substr(close + 2));
+    std::string f;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {
+      if (i == 14) utime = std::stod(f);
+      if (i == 15) stime = std::stod(f);
+    }
+    total += (utime + stime) / ticks;
+  }
+  return total;
+}
+
 struct Slot {
   size_t id = 0;
   Op op = Op::kPut;
@@ -45,8 +78,13 @@ struct Slot {
 // completes in it.
 class Driver {
  public:
-  Driver(Target* target, const Workload& w, int clients, int threads)
-      : target_(target), w_(w), clients_(clients), threads_(threads) {
+  Driver(Target* target, const Workload& w, int clients, int threads,
+         std::vector<int> server_pids)
+      : target_(target),
+        w_(w),
+        clients_(clients),
+        threads_(threads),
+        server_pids_(std::move(server_pids)) {
     value_.assign(w.value_size, 'v');
   }
 
@@ -76,7 +114,14 @@ class Driver {
   }
 
   uint64_t retries() const { return retries_.load(); }
+  // CPU over the measured phase: kvbench's, and the servers' (-1 without
+  // server pids).
   double cpu_seconds() const { return cpu_end_ - cpu_begin_; }
+  double server_cpu_seconds() const {
+    return server_pids_.empty() || server_cpu_begin_ < 0 || server_cpu_end_ < 0
+               ? -1
+               : server_cpu_end_ - server_cpu_begin_;
+  }
 
  private:
   void Run(Clock::time_point begin, Clock::time_point end, uint64_t total_ops) {
@@ -89,14 +134,32 @@ class Driver {
     latencies_.assign(threads_, {});
     std::atomic<bool> stop_progress{false};
     std::thread progress([&] { Progress(&stop_progress); });
+    // CPU is read as the measured phase begins (after the warm-up).
+    absl::Mutex meter_mu;
+    bool meter_stop = false;
+    std::thread meter([&] {
+      absl::MutexLock l(&meter_mu);
+      auto stopped = [&] { return meter_stop; };
+      meter_mu.AwaitWithTimeout(absl::Condition(&stopped),
+                                absl::FromChrono(begin - Clock::now()));
+      if (meter_stop) return;
+      cpu_begin_ = CpuSeconds();
+      server_cpu_begin_ = ProcessesCpuSeconds(server_pids_);
+    });
     std::vector<std::thread> workers;
     for (int t = 0; t < threads_; ++t) {
       workers.emplace_back([this, t] { Worker(t); });
     }
     for (auto& w : workers) w.join();
+    {
+      absl::MutexLock l(&meter_mu);
+      meter_stop = true;
+    }
+    meter.join();
     finished_ = std::min(Clock::now(), end_);
     if (total_ops_ > 0) finished_ = last_recorded_;
     cpu_end_ = CpuSeconds();
+    server_cpu_end_ = ProcessesCpuSeconds(server_pids_);
     stop_progress = true;
     progress.join();
   }
@@ -164,7 +227,6 @@ class Driver {
     for (int i = t; i < clients_; i += threads_) {
       slots.push_back(Slot{static_cast<size_t>(i)});
     }
-    if (t == 0) cpu_begin_ = CpuSeconds();
     size_t in_flight = 0;
     for (Slot& s : slots) {
       if (!Next(&s, &keys, &rng)) break;
@@ -226,7 +288,9 @@ class Driver {
   std::atomic<bool> done_{false};
   std::atomic<uint64_t> next_key_{0}, recorded_{0}, completed_{0};
   std::atomic<uint64_t> errors_{0}, retries_{0};
+  const std::vector<int> server_pids_;
   double cpu_begin_ = 0, cpu_end_ = 0;
+  double server_cpu_begin_ = -1, server_cpu_end_ = -1;
   std::vector<std::vector<uint32_t>> latencies_;
 };
 
@@ -276,6 +340,10 @@ int main(int argc, char** argv) {
   app.add_option("--scan-size", scan_size, "scan: keys read per request")
       ->check(CLI::Range(1, 10000));
   app.add_flag("--preload", preload, "write every key once before measuring");
+  std::string server_pids_text;
+  app.add_option("--server-pids", server_pids_text,
+                 "pid,...: report these processes' CPU over the measured "
+                 "phase (server_cpu_s)");
   CLI11_PARSE(app, argc, argv);
 
   w.zipfian = dist == "zipfian";
@@ -296,7 +364,22 @@ int main(int argc, char** argv) {
     std::cerr << "kvbench: " << t.status().message() << "\n";
     return 2;
   }
-  Driver driver(t->get(), w, clients, threads);
+  std::vector<int> server_pids;
+  for (absl::string_view p :
+       absl::StrSplit(server_pids_text, ',', absl::SkipEmpty())) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(p, &pid) || pid <= 0) {
+      std::cerr << "kvbench: --server-pids: '" << p << "' is not a pid\n";
+      return 2;
+    }
+    server_pids.push_back(pid);
+  }
+  if (ProcessesCpuSeconds(server_pids) < 0) {
+    std::cerr << "kvbench: --server-pids: cannot read /proc of "
+              << server_pids_text << "\n";
+    return 2;
+  }
+  Driver driver(t->get(), w, clients, threads, std::move(server_pids));
   if (preload) driver.Preload();
   Summary s = driver.Measure(warmup, duration, total_ops);
   std::printf(
@@ -304,11 +387,12 @@ int main(int argc, char** argv) {
       "\"connections\":%d,\"ops\":%llu,\"seconds\":%.2f,\"ops_per_sec\":%.0f,"
       "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
       "\"max_ms\":%.3f,\"errors\":%llu,\"retries\":%llu,"
-      "\"client_cpu_s\":%.2f}\n",
+      "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
       target.c_str(), w.op.c_str(), read_mode.c_str(), clients, connections,
       static_cast<unsigned long long>(s.ops), s.seconds,
       s.seconds > 0 ? s.ops / s.seconds : 0.0, s.p50, s.p90, s.p99, s.p999,
       s.max, static_cast<unsigned long long>(s.errors),
-      static_cast<unsigned long long>(driver.retries()), driver.cpu_seconds());
+      static_cast<unsigned long long>(driver.retries()), driver.cpu_seconds(),
+      driver.server_cpu_seconds());
   return s.ops > 0 ? 0 : 1;
 }
