@@ -375,11 +375,17 @@ NodeHost::GroupState* NodeHost::FindOrCreate(GroupId group,
   auto it = groups_.find(group);
   if (it != groups_.end()) return it->second.get();
   // A leader reaching out to a replica this node does not have yet (a new
-  // member): start it empty; the leader sends it a snapshot.
-  const bool from_leader = first.type == MessageType::kAppend ||
-                           first.type == MessageType::kHeartbeat ||
-                           first.type == MessageType::kSnapshot;
-  if (!from_leader) return nullptr;
+  // member): start it empty; the leader sends it a snapshot. A candidate
+  // asking for a vote starts it too: a new voter that could not vote would
+  // leave a configuration that needs it (a joint one, say) with no quorum
+  // once the leader that added it is gone. An empty replica's log is behind
+  // every candidate's, so it may vote for any of them.
+  const bool starts_replica = first.type == MessageType::kAppend ||
+                              first.type == MessageType::kHeartbeat ||
+                              first.type == MessageType::kSnapshot ||
+                              first.type == MessageType::kVote ||
+                              first.type == MessageType::kPreVote;
+  if (!starts_replica) return nullptr;
   absl::StatusOr<std::unique_ptr<GroupState>> g =
       OpenGroup(group, PersistedGroup{});
   if (!g.ok()) return nullptr;
@@ -427,6 +433,19 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
   ApplyTask task;
   task.group = gm.group;
   task.run = [sm, chunks, finish, gm, id = options_.id]() {
+    // The state machine may have applied past the fetched state while it
+    // was fetched (the log reached it first): installing it would take the
+    // state back and lose what was applied since. It holds all the
+    // snapshot holds, so the snapshot counts as installed.
+    if (!chunks->empty() && chunks->front().applied_index <= sm->applied()) {
+      spdlog::info(
+          "[g={} n={}] snapshot from n{} at applied index {} not installed: "
+          "already applied up to {}",
+          gm.group, id, gm.msg.from, chunks->front().applied_index,
+          sm->applied());
+      chunks->clear();
+      return finish(true);
+    }
     size_t next = 0;
     absl::Status st = sm->Import([&]() -> absl::StatusOr<SnapshotChunk> {
       if (next == chunks->size()) {

@@ -19,6 +19,7 @@
 #include "raft/conf_change.h"
 #include "raft/host/node_host.h"
 #include "rpc/storage.pb.h"
+#include "tests/sim/conf_changes.h"
 #include "util/linearizability.h"
 #include "util/random.h"
 
@@ -36,6 +37,21 @@ std::string_view DefectName(Defect d) {
       return "read-before-applied";
   }
   return "?";
+}
+
+HostSimCounts& HostSimCounts::operator+=(const HostSimCounts& o) {
+  ticks += o.ticks;
+  acked_writes += o.acked_writes;
+  acked_reads += o.acked_reads;
+  unknown += o.unknown;
+  crashes += o.crashes;
+  partitions += o.partitions;
+  pauses += o.pauses;
+  snapshots_fetched += o.snapshots_fetched;
+  conf_changes += o.conf_changes;
+  transfers += o.transfers;
+  unchecked_keys += o.unchecked_keys;
+  return *this;
 }
 
 std::optional<Defect> ParseDefect(std::string_view name) {
@@ -178,6 +194,42 @@ class SimTransport final : public raft::host::Transport {
   const NodeId self_;
 };
 
+// With --trace: prints every entry a state machine applies.
+class TracingMachine final : public raft::host::StateMachine {
+ public:
+  TracingMachine(raft::host::StateMachine* m, NodeId node, GroupId group)
+      : m_(m), node_(node), group_(group) {}
+  Index applied() const override { return m_->applied(); }
+  absl::StatusOr<std::vector<std::string>> Apply(
+      const std::vector<raft::Entry>& entries) override {
+    const Index before = m_->applied();
+    for (const raft::Entry& e : entries) {
+      std::printf(
+          "         n%llu g%llu entry %llu term %llu %s%s\n",
+          static_cast<unsigned long long>(node_),
+          static_cast<unsigned long long>(group_),
+          static_cast<unsigned long long>(e.index),
+          static_cast<unsigned long long>(e.term),
+          e.data.empty() ? "empty" : absl::StrCat(e.data.size(), "B").c_str(),
+          e.index <= before ? " (skipped)" : "");
+    }
+    return m_->Apply(entries);
+  }
+  absl::StatusOr<Index> Sync() override { return m_->Sync(); }
+  absl::Status Export(Index min_index,
+                      const raft::host::ChunkSink& sink) override {
+    return m_->Export(min_index, sink);
+  }
+  absl::Status Import(const raft::host::ChunkSource& source) override {
+    return m_->Import(source);
+  }
+
+ private:
+  raft::host::StateMachine* const m_;
+  const NodeId node_;
+  const GroupId group_;
+};
+
 struct Node {
   NodeId id = 0;
   bool up = false;
@@ -191,8 +243,12 @@ struct Node {
   // One incarnation's.
   std::unique_ptr<kv::storage::LogStore> log;
   std::map<GroupId, std::unique_ptr<kv::StateMachine>> machines;
+  // With --trace, the host sees the machines through these.
+  std::map<GroupId, std::unique_ptr<raft::host::StateMachine>> tracers;
   FetchQueue fetches;
   std::unique_ptr<raft::host::NodeHost> host;
+  // Each state machine's applied index, as last seen in this incarnation.
+  std::map<GroupId, Index> last_applied;
   // Messages that arrived while paused, delivered on waking.
   std::vector<std::vector<GroupMessage>> held;
 };
@@ -334,7 +390,7 @@ absl::Status World::Fetch(NodeId self, NodeId from, GroupId group,
     return absl::UnavailableError(absl::StrCat("n", from, " unreachable"));
   }
   absl::Status st = src.host->ExportSnapshot(group, self, min_index, sink);
-  if (st.ok()) ++result_.snapshots_fetched;
+  if (st.ok()) ++result_.counts.snapshots_fetched;
   Trace(absl::StrCat("n", self, " fetched g", group, " snapshot from n", from,
                      ": ", st.ToString()));
   return st;
@@ -342,6 +398,7 @@ absl::Status World::Fetch(NodeId self, NodeId from, GroupId group,
 
 absl::Status World::Boot(Node& n) {
   n.log = kv::storage::LogStore::Over(&n.log_engine);
+  n.tracers.clear();
   n.machines.clear();
   raft::host::HostOptions ho;
   ho.id = n.id;
@@ -357,14 +414,18 @@ absl::Status World::Boot(Node& n) {
   ho.defects.read_before_applied =
       options_.defect == Defect::kReadBeforeApplied;
   Node* np = &n;
+  const bool trace = options_.trace;
   n.host = std::make_unique<raft::host::NodeHost>(
       ho, n.log.get(), n.transport.get(),
-      [np](GroupId g) -> absl::StatusOr<raft::host::StateMachine*> {
+      [np, trace](GroupId g) -> absl::StatusOr<raft::host::StateMachine*> {
         absl::StatusOr<std::unique_ptr<kv::StateMachine>> sm =
             kv::StateMachine::Open(&np->data_engine, g,
                                    [np] { return np->clock->NowMs(); });
         if (!sm.ok()) return sm.status();
-        return (np->machines[g] = std::move(*sm)).get();
+        kv::StateMachine* raw = (np->machines[g] = std::move(*sm)).get();
+        if (!trace) return raw;
+        auto t = std::make_unique<TracingMachine>(raw, np->id, g);
+        return (np->tracers[g] = std::move(t)).get();
       });
   absl::Status st = n.host->Start();
   n.up = st.ok();
@@ -373,13 +434,15 @@ absl::Status World::Boot(Node& n) {
 
 void World::Crash(Node& n) {
   Trace(absl::StrCat("crash n", n.id));
-  ++result_.crashes;
+  ++result_.counts.crashes;
   n.up = false;
   // As in a kill -9, queued work is lost; the callbacks the host still
   // holds tell their clients the outcome is unknown.
   n.host.reset();
   n.fetches.queue.clear();
+  n.tracers.clear();
   n.machines.clear();
+  n.last_applied.clear();
   n.log.reset();
   n.held.clear();
   n.data_engine.Crash();
@@ -393,7 +456,7 @@ void World::Crash(Node& n) {
 }
 
 void World::StartPartition() {
-  ++result_.partitions;
+  ++result_.counts.partitions;
   std::vector<NodeId> side;
   for (auto& n : nodes_) {
     if (random_.Chance(0.5)) side.push_back(n->id);
@@ -424,7 +487,7 @@ void World::FaultsForTick() {
     if (random_.Chance(plan_.crash)) {
       Crash(*n);
     } else if (random_.Chance(plan_.pause) && step_ >= n->paused_until) {
-      ++result_.pauses;
+      ++result_.counts.pauses;
       n->paused_until = step_ + kStepsPerTick * (1 + random_.Uniform(40));
       Trace(absl::StrCat("pause n", n->id, " until step ", n->paused_until));
     }
@@ -488,6 +551,20 @@ void World::RunNodes() {
     // loop, so reads must wait for it.
     const uint64_t applies = random_.Uniform(plan_.apply_rate + 1);
     for (uint64_t a = 0; a < applies && n->host->RunApplyTask(); ++a) {
+      for (auto& [g, sm] : n->machines) {
+        // Within one incarnation, a state machine never goes back.
+        const Index now = sm->applied();
+        Index& last = n->last_applied[g];
+        if (now < last) {
+          Fail(absl::StrCat("n", n->id, " g", g, ": applied index went back ",
+                            "from ", last, " to ", now));
+        }
+        if (options_.trace && now != last) {
+          Trace(absl::StrCat("n", n->id, " g", g, " applied ", now,
+                             " revision ", sm->revision()));
+        }
+        last = now;
+      }
     }
   }
 }
@@ -507,44 +584,13 @@ Node* World::Leader(GroupId g, raft::host::GroupInfo* info) {
 }
 
 void World::ChangeMembership(Node& leader, const raft::host::GroupInfo& info) {
-  const raft::ConfState& conf = info.conf;
-  if (conf.IsJoint()) return;
-  std::vector<NodeId> outsiders;
-  for (auto& n : nodes_) {
-    if (!conf.IsVoter(n->id) && !conf.IsLearner(n->id)) {
-      outsiders.push_back(n->id);
-    }
-  }
-  auto pick = [&](const std::vector<NodeId>& v) {
-    return v[random_.Uniform(v.size())];
-  };
-  using Type = raft::ConfChangeSingle::Type;
-  raft::ConfChange cc;
-  switch (random_.Uniform(5)) {
-    case 0:  // a new learner: it starts empty and is sent a snapshot
-      if (outsiders.empty()) return;
-      cc.changes = {{Type::kAddLearner, pick(outsiders)}};
-      break;
-    case 1:  // promote a learner (refused while it is far behind)
-      if (conf.learners.empty()) return;
-      cc.changes = {{Type::kAddVoter, pick(conf.learners)}};
-      break;
-    case 2:  // remove a voter, perhaps the leader itself
-      if (conf.voters.size() <= 2) return;
-      cc.changes = {{Type::kRemoveNode, pick(conf.voters)}};
-      break;
-    case 3:  // remove a learner
-      if (conf.learners.empty()) return;
-      cc.changes = {{Type::kRemoveNode, pick(conf.learners)}};
-      break;
-    default: {  // replace a voter in one joint step
-      std::vector<NodeId> candidates = conf.learners;
-      if (candidates.empty() || conf.voters.size() <= 2) return;
-      cc.changes = {{Type::kAddVoter, pick(candidates)},
-                    {Type::kRemoveNode, pick(conf.voters)}};
-      break;
-    }
-  }
+  if (info.conf.IsJoint()) return;
+  // Joint changes are left automatically: a leader that dies before
+  // leaving one explicitly would leave it to nobody here.
+  std::optional<raft::ConfChange> change = sim::RandomConfChange(
+      info.conf, plan_.nodes, /*explicit_joint=*/false, random_);
+  if (!change) return;
+  const raft::ConfChange& cc = *change;
   const size_t slot = info.group == kGroups[0] ? 0 : 1;
   changing_until_[slot] = step_ + kOpTimeoutTicks * kStepsPerTick;
   Trace(absl::StrCat("n", leader.id, " g", info.group, " proposes ",
@@ -553,7 +599,7 @@ void World::ChangeMembership(Node& leader, const raft::host::GroupInfo& info) {
       info.group, cc,
       [this, slot, g = info.group](absl::StatusOr<raft::host::Applied> r) {
         changing_until_[slot] = 0;
-        if (r.ok()) ++result_.conf_changes;
+        if (r.ok()) ++result_.counts.conf_changes;
         Trace(absl::StrCat("g", g, " membership change: ",
                            r.ok() ? "done" : r.status().ToString()));
       });
@@ -570,7 +616,7 @@ void World::Transfer(Node& leader, const raft::host::GroupInfo& info) {
                      target));
   leader.host->TransferLeadership(
       info.group, target, [this, target, g = info.group](absl::Status st) {
-        if (st.ok()) ++result_.transfers;
+        if (st.ok()) ++result_.counts.transfers;
         Trace(absl::StrCat("g", g, " transfer to n", target, ": ",
                            st.ToString()));
       });
@@ -645,7 +691,7 @@ void World::Finish(uint64_t id, absl::Status st, uint64_t read_value) {
   if (st.ok()) {
     op.reg.completed = ++events_;
     if (!op.write) op.reg.value = read_value;
-    ++(op.write ? result_.acked_writes : result_.acked_reads);
+    ++(op.write ? result_.counts.acked_writes : result_.counts.acked_reads);
     Trace(absl::StrCat("op", id, " ok", op.write ? "" : " read ",
                        op.write ? "" : absl::StrCat(read_value)));
     return;
@@ -654,7 +700,7 @@ void World::Finish(uint64_t id, absl::Status st, uint64_t read_value) {
   // The host's promise: only DEADLINE_EXCEEDED leaves the outcome unknown;
   // any other error means the write was not applied.
   if (op.write && absl::IsDeadlineExceeded(st)) {
-    ++result_.unknown;
+    ++result_.counts.unknown;
   } else {
     op.failed = true;
   }
@@ -677,7 +723,7 @@ void World::TimeOutOps() {
     OpRecord& op = ops_[cl.op];
     op.done = true;
     if (op.write) {
-      ++result_.unknown;
+      ++result_.counts.unknown;
     } else {
       op.failed = true;
     }
@@ -765,7 +811,7 @@ void World::CheckHistory() {
   for (int k = 0; k < kKeys; ++k) {
     RegisterCheck check = CheckRegister(per_key[k], kMaxSearchStates);
     if (check.verdict == Linearizable::kUnknown) {
-      ++result_.unchecked_keys;
+      ++result_.counts.unchecked_keys;
     } else if (check.verdict == Linearizable::kNo) {
       return Fail(absl::StrCat("linearizability: ", KeyName(k), ": ",
                                check.violation->message));
@@ -809,10 +855,10 @@ void World::CheckReplicasAgree() {
         return absl::StrCat(v[i].key(), "=", v[i].value(), " (revision ",
                             v[i].mod_revision(), ")");
       };
-      return Fail(
-          absl::StrCat("replicas differ: group ", g, " at applied index ",
-                       n->machines.at(g)->applied(), ": n1 has ",
-                       describe(first), ", n", n->id, " has ", describe(*kvs)));
+      return Fail(absl::StrCat(
+          "replicas differ: group ", g, " at applied index ",
+          n->machines.at(g)->applied(), ": leader n", members.front()->id,
+          " has ", describe(first), ", n", n->id, " has ", describe(*kvs)));
     }
   }
 }
@@ -874,7 +920,7 @@ HostSimResult World::Run() {
     TimeOutOps();
   }
   if (!result_.violation) Settle();
-  result_.ticks = step_ / kStepsPerTick;
+  result_.counts.ticks = step_ / kStepsPerTick;
   if (!result_.violation) CheckReplicasAgree();
   // Checked even after another violation: the history tells more.
   if (!result_.violation) CheckHistory();

@@ -35,7 +35,8 @@ struct HostSimOptions {
   bool trace = false;
 };
 
-struct HostSimResult {
+// What a run did: plain numbers, summed over runs.
+struct HostSimCounts {
   uint64_t ticks = 0;
   uint64_t acked_writes = 0;
   uint64_t acked_reads = 0;
@@ -50,6 +51,12 @@ struct HostSimResult {
   // Keys whose history was too tangled for the linearizability search's
   // bound: neither passed nor failed.
   uint64_t unchecked_keys = 0;
+
+  HostSimCounts& operator+=(const HostSimCounts& o);
+};
+
+struct HostSimResult {
+  HostSimCounts counts;
   std::optional<std::string> violation;
   // The fault rates the seed drew.
   std::string plan;

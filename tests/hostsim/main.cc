@@ -19,6 +19,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "CLI/CLI.hpp"
 #include "spdlog/spdlog.h"
@@ -30,13 +31,9 @@ namespace {
 using tally::hostsim::HostSimOptions;
 using tally::hostsim::HostSimResult;
 
-// What a child reports to the parent through its pipe.
-struct Counts {
-  uint64_t ticks, acked_writes, acked_reads, unknown, crashes, partitions,
-      pauses, snapshots, conf_changes, transfers, unchecked;
-};
-
 constexpr int kExitViolation = 3;
+static_assert(std::is_trivially_copyable_v<tally::hostsim::HostSimCounts>,
+              "the counts cross a pipe as bytes");
 
 // A seed that runs longer than this (wall time) has gone wrong: its child
 // is killed by SIGALRM and the seed reported.
@@ -46,17 +43,8 @@ constexpr unsigned kSeedTimeLimitS = 120;
                            const std::string& replay) {
   alarm(kSeedTimeLimitS);
   HostSimResult r = tally::hostsim::RunHostSimulation(o);
-  const Counts c{.ticks = r.ticks,
-                 .acked_writes = r.acked_writes,
-                 .acked_reads = r.acked_reads,
-                 .unknown = r.unknown,
-                 .crashes = r.crashes,
-                 .partitions = r.partitions,
-                 .pauses = r.pauses,
-                 .snapshots = r.snapshots_fetched,
-                 .conf_changes = r.conf_changes,
-                 .transfers = r.transfers,
-                 .unchecked = r.unchecked_keys};
+  // The counts go to the parent through the pipe, as they are.
+  const tally::hostsim::HostSimCounts& c = r.counts;
   if (write(fd, &c, sizeof(c)) != sizeof(c)) _exit(1);
   if (r.violation) {
     std::printf("seed %" PRIu64 ": %s\n  faults: %s\n  replay: %s\n", o.seed,
@@ -137,7 +125,7 @@ int main(int argc, char** argv) {
     int fd;
   };
   std::map<pid_t, Child> running;
-  Counts total{};
+  tally::hostsim::HostSimCounts total;
   uint64_t violations = 0, done = 0;
   uint64_t next = first;
   bool stop = false;
@@ -150,22 +138,9 @@ int main(int argc, char** argv) {
     const Child child = it->second;
     running.erase(it);
     ++done;
-    Counts c{};
-    const bool got = read(child.fd, &c, sizeof(c)) == sizeof(c);
+    tally::hostsim::HostSimCounts c;
+    if (read(child.fd, &c, sizeof(c)) == sizeof(c)) total += c;
     close(child.fd);
-    if (got) {
-      total.ticks += c.ticks;
-      total.acked_writes += c.acked_writes;
-      total.acked_reads += c.acked_reads;
-      total.unknown += c.unknown;
-      total.crashes += c.crashes;
-      total.partitions += c.partitions;
-      total.pauses += c.pauses;
-      total.snapshots += c.snapshots;
-      total.conf_changes += c.conf_changes;
-      total.transfers += c.transfers;
-      total.unchecked += c.unchecked;
-    }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
     ++violations;
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == kExitViolation)) {
@@ -219,8 +194,8 @@ int main(int argc, char** argv) {
               " elapsed_s=%.1f\n",
               done, total.ticks, total.acked_writes, total.acked_reads,
               total.unknown, total.crashes, total.partitions, total.pauses,
-              total.snapshots, total.conf_changes, total.transfers,
-              total.unchecked, violations, elapsed);
+              total.snapshots_fetched, total.conf_changes, total.transfers,
+              total.unchecked_keys, violations, elapsed);
   if (expect_violation) {
     if (violations == 0) {
       std::printf(

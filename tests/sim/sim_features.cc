@@ -5,13 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "raft/conf_change.h"
+#include "tests/sim/conf_changes.h"
 #include "tests/sim/internal/simulation_impl.h"
 #include "util/check.h"
 
 namespace tally::sim::internal {
 
 using raft::ConfChange;
-using raft::ConfChangeSingle;
 using raft::NodeId;
 
 void Simulation::FeaturesAct() {
@@ -76,45 +76,11 @@ void Simulation::InstallSnapshot(Node& n, const raft::Snapshot& snap) {
 }
 
 void Simulation::ChangeMembership(Node& leader) {
-  const raft::ConfState& conf = leader.raw->raft().conf_state();
-  std::vector<NodeId> outsiders;
-  for (int id = 1; id <= plan_.nodes; ++id) {
-    if (!conf.IsVoter(id) && !conf.IsLearner(id)) outsiders.push_back(id);
-  }
-  auto pick = [&](const std::vector<NodeId>& v) {
-    return v[random_.Uniform(v.size())];
-  };
-  using Type = ConfChangeSingle::Type;
-  ConfChange cc;
-  switch (random_.Uniform(5)) {
-    case 0:  // a new learner
-      if (outsiders.empty()) return;
-      cc.changes = {{Type::kAddLearner, pick(outsiders)}};
-      break;
-    case 1:  // promote a learner
-      if (conf.learners.empty()) return;
-      cc.changes = {{Type::kAddVoter, pick(conf.learners)}};
-      break;
-    case 2:  // remove a voter, perhaps the leader itself
-      if (conf.voters.size() <= 2) return;
-      cc.changes = {{Type::kRemoveNode, pick(conf.voters)}};
-      break;
-    case 3:  // remove a learner
-      if (conf.learners.empty()) return;
-      cc.changes = {{Type::kRemoveNode, pick(conf.learners)}};
-      break;
-    default: {  // replace a voter in one joint step
-      std::vector<NodeId> candidates = outsiders;
-      candidates.insert(candidates.end(), conf.learners.begin(),
-                        conf.learners.end());
-      if (candidates.empty()) return;
-      cc.changes = {{Type::kAddVoter, pick(candidates)},
-                    {Type::kRemoveNode, pick(conf.voters)}};
-      cc.transition = random_.Chance(0.5) ? ConfChange::Transition::kAuto
-                                          : ConfChange::Transition::kJoint;
-      break;
-    }
-  }
+  std::optional<ConfChange> change =
+      RandomConfChange(leader.raw->raft().conf_state(), plan_.nodes,
+                       /*explicit_joint=*/true, random_);
+  if (!change) return;
+  const ConfChange& cc = *change;
   absl::StatusOr<raft::Index> index = leader.raw->ProposeConfChange(cc);
   Trace(absl::StrCat(
       "node ", leader.id, " proposes ", raft::Describe(cc), ": ",
