@@ -16,8 +16,9 @@
 #include "raft/types.h"
 
 // The seams between the node host (threads, batching) and the world: durable
-// raft log, network, state machines. Each has a real implementation outside
-// raft/ (LevelDB, gRPC, the KV state machine) and can be faked in tests.
+// raft log, network, state machines, time and background work. Each has a
+// real implementation (LevelDB, gRPC, the KV state machine, the steady
+// clock, a thread pool) and a simulated one (tests/hostsim).
 namespace tally::raft::host {
 
 using GroupId = uint64_t;

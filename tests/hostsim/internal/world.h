@@ -1,0 +1,283 @@
+#ifndef TALLY_TESTS_HOSTSIM_INTERNAL_WORLD_H_
+#define TALLY_TESTS_HOSTSIM_INTERNAL_WORLD_H_
+
+// The host simulation's internals, shared by host_simulation.cc (nodes,
+// network, faults, membership, the run) and host_sim_clients.cc (clients,
+// their history, the checks at the end).
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kv/state_machine.h"
+#include "kv/storage/log_store.h"
+#include "kv/storage/memory_engine.h"
+#include "raft/host/node_host.h"
+#include "tests/hostsim/host_simulation.h"
+#include "util/linearizability.h"
+#include "util/random.h"
+
+namespace tally::hostsim::internal {
+
+using raft::Index;
+using raft::NodeId;
+using raft::host::GroupId;
+using raft::host::GroupMessage;
+
+inline constexpr int kTickMs = 10;
+// Each tick is cut into steps: messages and work interleave within a tick.
+inline constexpr int kStepsPerTick = 5;
+inline constexpr int64_t kStepUs = kTickMs * 1000 / kStepsPerTick;
+inline constexpr int kElectionTick = 10;
+// Two groups: one pass of a host persists and sends for both at once.
+inline constexpr GroupId kGroups[] = {1, 2};
+inline constexpr int kKeys = 4;
+inline constexpr int kClients = 4;
+// A client gives up on an operation after this many ticks (outcome unknown).
+inline constexpr uint64_t kOpTimeoutTicks = 60;
+// Once faults stop, every group must have applied a new write everywhere
+// within this many ticks.
+inline constexpr uint64_t kLivenessTicks = 600;
+// Replicas that agree for this many ticks have caught up.
+inline constexpr uint64_t kStableTicks = 3 * kElectionTick;
+// More messages in flight than this is a storm (messages begetting more
+// messages faster than they are delivered): reported, not simulated on.
+inline constexpr size_t kMaxInFlight = 200'000;
+// The bound on the linearizability search per key.
+inline constexpr size_t kMaxSearchStates = 2'000'000;
+
+inline GroupId GroupOf(int key) { return kGroups[key % 2]; }
+inline std::string KeyName(int key) { return absl::StrCat("k", key); }
+
+// Fault rates of one run, drawn from its seed (swarm testing).
+struct Plan {
+  int nodes = 3;
+  double drop = 0;
+  double duplicate = 0;
+  int max_delay_steps = 1;
+  double crash = 0;      // per tick, that a live node crashes
+  double partition = 0;  // per tick, that a partition starts
+  double pause = 0;      // per tick, that a live node stops running
+  double client = 0.3;   // per tick and idle client, that it starts an op
+  int apply_rate = 4;    // apply tasks a node runs per step, at most
+  double drift = 0;      // clock rates in [1 - drift, 1 + drift]
+  // Nodes 1..voters start as the voters of every group; the others start
+  // empty, for membership changes to add.
+  int voters = 3;
+  double conf_change = 0;  // per tick, that a group's leader changes members
+  double transfer = 0;     // per tick, that a group's leader hands over
+
+  std::string Describe() const {
+    return absl::StrCat("nodes=", nodes, " voters=", voters, " drop=", drop,
+                        " dup=", duplicate, " delay<=", max_delay_steps,
+                        "steps crash=", crash, " partition=", partition,
+                        " pause=", pause, " client=", client,
+                        " apply<=", apply_rate, " drift=", drift,
+                        " confchange=", conf_change, " transfer=", transfer);
+  }
+};
+
+// The fault rates of one run, from its seed; `nodes` 0 lets it choose.
+Plan DrawPlan(util::SeededRandom& r, int nodes);
+
+// A node's steady clock: the world's time at the node's rate.
+class SimClock final : public raft::host::Clock {
+ public:
+  SimClock(const int64_t* world_us, double rate)
+      : world_us_(world_us), rate_(rate) {}
+  TimePoint Now() const override {
+    return TimePoint(std::chrono::microseconds(
+        static_cast<int64_t>(static_cast<double>(*world_us_) * rate_)));
+  }
+  int64_t NowMs() const {
+    return static_cast<int64_t>(static_cast<double>(*world_us_) * rate_) / 1000;
+  }
+
+ private:
+  const int64_t* const world_us_;
+  const double rate_;
+};
+
+// The snapshot fetches a host posts, run by the simulation one at a time.
+class FetchQueue final : public raft::host::Executor {
+ public:
+  bool Post(std::function<void()> fn) override {
+    queue.push_back(std::move(fn));
+    return true;
+  }
+  std::deque<std::function<void()>> queue;
+};
+
+class World;
+
+class SimTransport final : public raft::host::Transport {
+ public:
+  SimTransport(World* world, NodeId self) : world_(world), self_(self) {}
+  void Send(NodeId to, std::vector<GroupMessage> msgs) override;
+  absl::Status FetchSnapshot(NodeId from, GroupId group, Index min_index,
+                             const raft::host::ChunkSink& sink) override;
+  void CancelFetches() override {}
+
+ private:
+  World* const world_;
+  const NodeId self_;
+};
+
+// With --trace: prints every entry a state machine applies.
+class TracingMachine final : public raft::host::StateMachine {
+ public:
+  TracingMachine(raft::host::StateMachine* m, NodeId node, GroupId group)
+      : m_(m), node_(node), group_(group) {}
+  Index applied() const override { return m_->applied(); }
+  absl::StatusOr<std::vector<std::string>> Apply(
+      const std::vector<raft::Entry>& entries) override {
+    const Index before = m_->applied();
+    for (const raft::Entry& e : entries) {
+      std::printf(
+          "         n%llu g%llu entry %llu term %llu %s%s\n",
+          static_cast<unsigned long long>(node_),
+          static_cast<unsigned long long>(group_),
+          static_cast<unsigned long long>(e.index),
+          static_cast<unsigned long long>(e.term),
+          e.data.empty() ? "empty" : absl::StrCat(e.data.size(), "B").c_str(),
+          e.index <= before ? " (skipped)" : "");
+    }
+    return m_->Apply(entries);
+  }
+  absl::StatusOr<Index> Sync() override { return m_->Sync(); }
+  absl::Status Export(Index min_index,
+                      const raft::host::ChunkSink& sink) override {
+    return m_->Export(min_index, sink);
+  }
+  absl::Status Import(const raft::host::ChunkSource& source) override {
+    return m_->Import(source);
+  }
+
+ private:
+  raft::host::StateMachine* const m_;
+  const NodeId node_;
+  const GroupId group_;
+};
+
+struct Node {
+  NodeId id = 0;
+  bool up = false;
+  uint64_t restart_at = 0;    // step, when down
+  uint64_t paused_until = 0;  // step
+  // What survives a crash.
+  kv::storage::MemoryEngine log_engine;
+  kv::storage::MemoryEngine data_engine;
+  std::unique_ptr<SimClock> clock;
+  std::unique_ptr<SimTransport> transport;
+  // One incarnation's.
+  std::unique_ptr<kv::storage::LogStore> log;
+  std::map<GroupId, std::unique_ptr<kv::StateMachine>> machines;
+  // With --trace, the host sees the machines through these.
+  std::map<GroupId, std::unique_ptr<raft::host::StateMachine>> tracers;
+  FetchQueue fetches;
+  std::unique_ptr<raft::host::NodeHost> host;
+  // Each state machine's applied index, as last seen in this incarnation.
+  std::map<GroupId, Index> last_applied;
+  // Messages that arrived while paused, delivered on waking.
+  std::vector<std::vector<GroupMessage>> held;
+};
+
+struct OpRecord {
+  int client = 0;
+  int key = 0;
+  bool write = false;
+  // A write the node said was not applied, or a read that failed: not part
+  // of the history.
+  bool failed = false;
+  bool done = false;
+  uint64_t deadline_step = 0;
+  RegisterOp reg;
+};
+
+struct Client {
+  bool busy = false;
+  uint64_t op = 0;
+  NodeId target = 1;
+};
+
+struct Packet {
+  NodeId from = 0;
+  NodeId to = 0;
+  std::vector<GroupMessage> msgs;
+};
+
+class World {
+ public:
+  explicit World(const HostSimOptions& o)
+      : options_(o), random_(o.seed), plan_(DrawPlan(random_, o.nodes)) {}
+
+  HostSimResult Run();
+
+  void Send(NodeId from, NodeId to, std::vector<GroupMessage> msgs);
+  absl::Status Fetch(NodeId self, NodeId from, GroupId group, Index min_index,
+                     const raft::host::ChunkSink& sink);
+
+ private:
+  Node& node(NodeId id) { return *nodes_[id - 1]; }
+  bool Linked(NodeId a, NodeId b) const { return !cut_.count({a, b}); }
+  bool Running(const Node& n) const { return n.up && step_ >= n.paused_until; }
+  void Trace(const std::string& line);
+  void Fail(std::string what);
+
+  absl::Status Boot(Node& n);
+  void Crash(Node& n);
+  void FaultsForTick();
+  void StartPartition();
+  void Heal();
+  void DeliverDue();
+  void RunNodes();
+  // The node that leads `g` in the highest term, and what it publishes.
+  Node* Leader(GroupId g, raft::host::GroupInfo* info);
+  void ChangeMembership(Node& leader, const raft::host::GroupInfo& info);
+  void Transfer(Node& leader, const raft::host::GroupInfo& info);
+  void ClientsAct();
+  void Invoke(int c);
+  void Finish(uint64_t id, absl::Status st, uint64_t read_value);
+  void TimeOutOps();
+  // Faults off: every node up, every group applies a new write everywhere.
+  void Settle();
+  void CheckHistory();
+  // The leader of `g` and the other members of its configuration; empty
+  // without a leader.
+  std::vector<Node*> Members(GroupId g);
+  void CheckReplicasAgree();
+
+  const HostSimOptions options_;
+  util::SeededRandom random_;
+  const Plan plan_;
+  HostSimResult result_;
+
+  int64_t now_us_ = 0;
+  uint64_t step_ = 0;
+  bool faults_on_ = true;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::multimap<std::pair<uint64_t, uint64_t>, Packet> in_flight_;
+  size_t in_flight_msgs_ = 0;
+  std::set<std::pair<NodeId, NodeId>> cut_;
+  uint64_t heal_at_ = 0;
+
+  std::vector<Client> clients_;
+  std::vector<OpRecord> ops_;
+  uint64_t events_ = 0;  // logical time of invocations and answers
+  // Per group: until this step, a membership change is in flight.
+  uint64_t changing_until_[std::size(kGroups)] = {};
+  uint64_t next_value_ = 0;
+};
+
+}  // namespace tally::hostsim::internal
+
+#endif  // TALLY_TESTS_HOSTSIM_INTERNAL_WORLD_H_
