@@ -5,13 +5,18 @@
 namespace tally::hostsim {
 namespace {
 
-TEST(HostSimulationTest, SameSeedReplaysExactly) {
+// One seed, with the hosts' logging off.
+HostSimResult RunSeed(uint64_t seed, uint64_t ticks = 1000) {
   spdlog::set_level(spdlog::level::off);
   HostSimOptions o;
-  o.seed = 7;
-  o.ticks = 400;
-  HostSimResult a = RunHostSimulation(o);
-  HostSimResult b = RunHostSimulation(o);
+  o.seed = seed;
+  o.ticks = ticks;
+  return RunHostSimulation(o);
+}
+
+TEST(HostSimulationTest, SameSeedReplaysExactly) {
+  HostSimResult a = RunSeed(7, 400);
+  HostSimResult b = RunSeed(7, 400);
   EXPECT_EQ(a.counts.ticks, b.counts.ticks);
   EXPECT_EQ(a.counts.acked_writes, b.counts.acked_writes);
   EXPECT_EQ(a.counts.acked_reads, b.counts.acked_reads);
@@ -20,13 +25,9 @@ TEST(HostSimulationTest, SameSeedReplaysExactly) {
 }
 
 TEST(HostSimulationTest, ClientsGetAnswersWhileNodesCrashAndMembersChange) {
-  spdlog::set_level(spdlog::level::off);
   HostSimCounts total;
   for (uint64_t seed = 1; seed <= 10; ++seed) {
-    HostSimOptions o;
-    o.seed = seed;
-    o.ticks = 600;
-    HostSimResult r = RunHostSimulation(o);
+    HostSimResult r = RunSeed(seed, 600);
     ASSERT_FALSE(r.violation) << "seed " << seed << ": " << *r.violation;
     total += r.counts;
   }
@@ -46,10 +47,7 @@ TEST(HostSimulationTest, ClientsGetAnswersWhileNodesCrashAndMembersChange) {
 // requests were dropped, and no one could win both majorities. Seed 49
 // showed it (no leader in 600 ticks after the faults stopped).
 TEST(HostSimulationTest, NewVoterWithoutAReplicaYetCanVote) {
-  spdlog::set_level(spdlog::level::off);
-  HostSimOptions o;
-  o.seed = 49;
-  HostSimResult r = RunHostSimulation(o);
+  HostSimResult r = RunSeed(49);
   EXPECT_FALSE(r.violation) << *r.violation;
   EXPECT_GT(r.counts.conf_changes, 0u);
 }
@@ -60,10 +58,7 @@ TEST(HostSimulationTest, NewVoterWithoutAReplicaYetCanVote) {
 // the next entries on top of it: its data differed from the others'. Seed
 // 2474 showed it ("applied index went back from 530 to 529").
 TEST(HostSimulationTest, SnapshotOlderThanTheAppliedStateIsNotInstalled) {
-  spdlog::set_level(spdlog::level::off);
-  HostSimOptions o;
-  o.seed = 2474;
-  HostSimResult r = RunHostSimulation(o);
+  HostSimResult r = RunSeed(2474);
   EXPECT_FALSE(r.violation) << *r.violation;
   EXPECT_GT(r.counts.snapshots_fetched, 3u);
 }
