@@ -19,18 +19,29 @@ ABSL_LIB=$TSAN_DIR/absl/lib
 TESTS=(raft_host_test kv_test kv_storage_test kv_server_test
   rpc_transport_test host_sim_test)
 
+# apt and /etc/apt need root: sudo when not root already.
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
 build_absl() {
   local src=$TSAN_DIR/absl/src
   if ! ls "$src"/abseil-*/CMakeLists.txt >/dev/null 2>&1; then
     if ! grep -rqs '^Types:.*deb-src\|^deb-src' /etc/apt/sources.list \
       /etc/apt/sources.list.d/; then
       echo "tsan: adding Debian's source package index (deb-src)"
-      sed 's/^Types: deb$/Types: deb-src/' \
-        /etc/apt/sources.list.d/debian.sources \
-        >/etc/apt/sources.list.d/tally-deb-src.sources
-      apt-get update -qq
+      if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        sed 's/^Types: deb$/Types: deb-src/' \
+          /etc/apt/sources.list.d/debian.sources |
+          as_root tee /etc/apt/sources.list.d/tally-deb-src.sources >/dev/null
+      elif grep -qs '^deb ' /etc/apt/sources.list; then
+        sed -n 's/^deb /deb-src /p' /etc/apt/sources.list |
+          as_root tee /etc/apt/sources.list.d/tally-deb-src.list >/dev/null
+      else
+        echo "tsan: no Debian package source found to derive deb-src from" >&2
+        exit 1
+      fi
+      as_root apt-get update -qq
     fi
-    command -v dpkg-source >/dev/null || apt-get install -y -qq dpkg-dev
+    command -v dpkg-source >/dev/null || as_root apt-get install -y -qq dpkg-dev
     mkdir -p "$src"
     (cd "$src" && apt-get source -qq "abseil=$(dpkg-query -W \
       -f='${Version}' libabsl-dev)" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
