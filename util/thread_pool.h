@@ -1,6 +1,9 @@
 #ifndef TALLY_UTIL_THREAD_POOL_H_
 #define TALLY_UTIL_THREAD_POOL_H_
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <deque>
 #include <functional>
 #include <thread>
@@ -17,9 +20,18 @@ namespace tally::util {
 // Thread safety: thread-safe.
 class ThreadPool {
  public:
-  ThreadPool(int threads, size_t max_queued) : max_queued_(max_queued) {
+  // `nice` (0 to 19) lowers the threads' scheduling priority below the
+  // rest of the process (Linux nice values are per thread): background
+  // work that must not take the CPU from latency-critical threads.
+  ThreadPool(int threads, size_t max_queued, int nice = 0)
+      : max_queued_(max_queued) {
     for (int i = 0; i < threads; ++i) {
-      threads_.emplace_back([this] { Run(); });
+      threads_.emplace_back([this, nice] {
+        // Best effort: an unprivileged process may always lower its own
+        // priority, and nothing breaks if it cannot.
+        if (nice > 0) setpriority(PRIO_PROCESS, gettid(), nice);
+        Run();
+      });
     }
   }
   // Runs what was posted, then joins.

@@ -28,7 +28,7 @@ class KvService final : public rpc::KV::CallbackService {
     const uint64_t group = node_->RangeFor(req->key()).group();
     const std::string key = req->key();
     const rpc::ReadMode mode = req->read_mode();
-    Read(reply, group, mode,
+    Read(reply, group, mode, /*scan=*/false,
          [this, key, group, mode](raft::Index index, rpc::GetResponse* out) {
            absl::StatusOr<std::optional<rpc::KeyValue>> kv =
                node_->Machine(group)->kv().Get(key);
@@ -63,7 +63,7 @@ class KvService final : public rpc::KV::CallbackService {
                                : req->limit();
     const uint64_t group = shard.group();
     const rpc::ReadMode mode = req->read_mode();
-    Read(reply, group, mode,
+    Read(reply, group, mode, /*scan=*/limit > kMaxPointRange,
          [this, start = req->start(), end, clamped, limit, group, mode](
              raft::Index index, rpc::RangeResponse* out) {
            bool more = false;
@@ -244,9 +244,10 @@ class KvService final : public rpc::KV::CallbackService {
 
   // Serves a read in `mode`: at once from what this node applied
   // (serializable), else once a ReadIndex (or lease) check passes and this
-  // node applied its index; `serve(index, resp)` fills the response.
+  // node applied its index; `serve(index, resp)` fills the response. A
+  // `scan` runs on the scan threads, whatever its mode.
   template <typename Resp, typename Serve>
-  void Read(Reply<Resp>* reply, uint64_t group, rpc::ReadMode mode,
+  void Read(Reply<Resp>* reply, uint64_t group, rpc::ReadMode mode, bool scan,
             Serve serve) {
     auto s = reply->shared();
     if (node_->Machine(group) == nullptr) {
@@ -256,37 +257,42 @@ class KvService final : public rpc::KV::CallbackService {
       });
       return;
     }
+    util::ThreadPool* pool = scan ? node_->scans.get() : node_->reads.get();
+    // Runs the read at `index` on `pool`, or refuses it if the pool is full.
+    auto post = [this, s, group, serve, pool](raft::Index index) {
+      bool posted = pool->Post([this, s, group, serve, index] {
+        Reply<Resp>::Answer(
+            s, [&](auto*, Resp* out) { return serve(index, out); });
+      });
+      if (!posted) {
+        Reply<Resp>::Answer(s, [](auto*, Resp*) {
+          return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "too many reads waiting; back off and retry");
+        });
+      }
+    };
     if (mode == rpc::SERIALIZABLE) {
       const raft::Index applied = node_->Machine(group)->applied();
+      if (scan) {
+        post(applied);
+        return;
+      }
       Reply<Resp>::Answer(
           s, [&](auto*, Resp* out) { return serve(applied, out); });
       return;
     }
     Expire(reply, "read");
+    // Called on the raft loop or the apply thread: the read itself (a scan
+    // of up to 10,000 keys) runs on the read or scan threads.
     node_->ReadAsync(group, mode == rpc::LEASE,
-                     [this, s, group, serve](absl::StatusOr<raft::Index> i) {
-                       // Called on the raft loop or the apply thread: the read
-                       // itself (a scan of up to 10,000 keys) runs on the read
-                       // threads.
-                       auto answer = [this, s, group, serve, i]() {
-                         Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
-                           if (!i.ok())
-                             return node_->Refuse(ctx, group, i.status());
-                           return serve(*i, out);
-                         });
-                       };
-                       if (!i.ok() || !node_->reads->Post(answer)) {
-                         if (i.ok()) {
-                           Reply<Resp>::Answer(s, [](auto*, Resp*) {
-                             return grpc::Status(
-                                 grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 "too many reads waiting; back off and "
-                                 "retry");
-                           });
-                           return;
-                         }
-                         answer();
+                     [this, s, group, post](absl::StatusOr<raft::Index> i) {
+                       if (i.ok()) {
+                         post(*i);
+                         return;
                        }
+                       Reply<Resp>::Answer(s, [&](auto* ctx, Resp*) {
+                         return node_->Refuse(ctx, group, i.status());
+                       });
                      });
   }
 

@@ -24,9 +24,13 @@ namespace tally::kv::server {
 namespace {
 
 // Threads that serve linearizable and lease reads, and the reads that may
-// wait for them before new ones get RESOURCE_EXHAUSTED.
+// wait for them before new ones get RESOURCE_EXHAUSTED; the same for scans,
+// whose threads run at the lowest priority (Node::scans).
 constexpr int kReadThreads = 2;
 constexpr size_t kMaxQueuedReads = 10000;
+constexpr int kScanThreads = 2;
+constexpr size_t kMaxQueuedScans = 1000;
+constexpr int kScanNice = 19;
 
 using raft::host::GroupId;
 
@@ -63,6 +67,7 @@ class ServerImpl final : public Server {
                       std::chrono::seconds(2));
     if (node_.host) node_.host->Stop();
     node_.reads.reset();  // answers what the host's stop failed
+    node_.scans.reset();
     if (node_.transport) node_.transport->Stop();
   }
   std::string cluster_id() const override { return node_.layout.cluster_id(); }
@@ -238,6 +243,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   node_.transport->set_host(node_.host.get());
   node_.reads =
       std::make_unique<util::ThreadPool>(kReadThreads, kMaxQueuedReads);
+  node_.scans = std::make_unique<util::ThreadPool>(kScanThreads,
+                                                   kMaxQueuedScans, kScanNice);
   // A joining node has no groups yet: each starts empty when its leader
   // first reaches out, and catches up by snapshot.
   RETURN_IF_ERROR(node_.host->Start());

@@ -27,6 +27,10 @@ namespace tally::kv::server {
 inline constexpr raft::host::GroupId kMetaGroup = 1;
 
 // What the gRPC services need of the node.
+// A range read of at most this many keys is served like a point read; a
+// longer one is a scan (Node::scans).
+inline constexpr uint32_t kMaxPointRange = 64;
+
 struct Node {
   ServerOptions options;
   raft::NodeId id = 0;
@@ -40,6 +44,10 @@ struct Node {
   // Linearizable and lease reads run here once their index is applied,
   // never on the raft loop or the apply thread that report it.
   std::unique_ptr<util::ThreadPool> reads;
+  // Scans (ranges of more than kMaxPointRange keys), in any read mode, at
+  // the lowest CPU priority: bulk reads take only the CPU that the raft
+  // loop, the apply thread and point reads leave.
+  std::unique_ptr<util::ThreadPool> scans;
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
