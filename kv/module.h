@@ -33,7 +33,8 @@ struct ApplyContext {
 // context and the stored state: every replica must end up with the same
 // results and the same data, whatever the apply batches.
 //
-// Thread safety: Apply, OnLogTime and Committed run on the apply thread.
+// Thread safety: Apply, OnLogTime, Committed and OnLeadership run on the
+// apply thread.
 class Module {
  public:
   virtual ~Module() = default;
@@ -49,6 +50,15 @@ class Module {
   }
   // The apply pass's batch is written: notify what watches the module.
   virtual void Committed() {}
+  // This node leads the group in `term` with every earlier term's entries
+  // applied (`leading`), or no longer does
+  // (raft::host::StateMachine::OnLeadership). The hook for work only a
+  // leader does, such as proposing expiries: what it proposes is a command
+  // like any other, decided by the log, never by a follower's clock.
+  virtual void OnLeadership(raft::Term term, bool leading) {
+    (void)term;
+    (void)leading;
+  }
 };
 
 // A refusal as a command result: nothing was applied.

@@ -73,6 +73,19 @@ void StateMachine::Rebase(int64_t log_time) {
   }
 }
 
+void StateMachine::OnLeadership(raft::Term term, bool leading) {
+  {
+    absl::MutexLock l(&mu_);
+    leading_term_ = leading ? term : 0;
+  }
+  for (Module* m : modules_) m->OnLeadership(term, leading);
+}
+
+raft::Term StateMachine::leading_term() const {
+  absl::MutexLock l(&mu_);
+  return leading_term_;
+}
+
 raft::Index StateMachine::applied() const {
   absl::MutexLock l(&mu_);
   return state_.index();

@@ -37,8 +37,8 @@ namespace tally::kv {
 // a restart. Time enters only through the log (each command carries its
 // proposer's log time); ProposalTimeMs gives a proposer that time.
 //
-// Thread safety: Apply, Import and Sync from one thread (the host's apply
-// thread); reads and Export from any thread.
+// Thread safety: Apply, Import, Sync and OnLeadership from one thread (the
+// host's apply thread); reads and Export from any thread.
 class StateMachine final : public raft::host::StateMachine {
  public:
   // A monotonic clock in milliseconds (never the wall clock).
@@ -65,6 +65,11 @@ class StateMachine final : public raft::host::StateMachine {
   absl::Status Export(raft::Index min_index,
                       const raft::host::ChunkSink& sink) override;
   absl::Status Import(const raft::host::ChunkSource& source) override;
+  // Tells every module.
+  void OnLeadership(raft::Term term, bool leading) override;
+  // The term this node leads the group in, with every earlier term's
+  // entries applied (OnLeadership); 0 when it does not.
+  raft::Term leading_term() const;
 
   // Writes the initial state of a new group (bootstrap), at `index`; the
   // metadata group's holds the members and the range descriptors.
@@ -103,6 +108,7 @@ class StateMachine final : public raft::host::StateMachine {
   // ProposalTimeMs = base_log_ms_ + (clock_() - base_clock_ms_).
   int64_t base_log_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t base_clock_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  raft::Term leading_term_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tally::kv

@@ -90,6 +90,14 @@ TEST_F(StateMachineTest, PutAssignsRevisionsAndVersions) {
   EXPECT_EQ(sm_->applied(), 2u);
 }
 
+TEST_F(StateMachineTest, KnowsTheTermItLeadsIn) {
+  EXPECT_EQ(sm_->leading_term(), 0u);
+  sm_->OnLeadership(3, true);
+  EXPECT_EQ(sm_->leading_term(), 3u);
+  sm_->OnLeadership(3, false);
+  EXPECT_EQ(sm_->leading_term(), 0u);
+}
+
 TEST_F(StateMachineTest, TxnComparesThenAppliesOneBranch) {
   Apply(Put("k", "v1"));
   rpc::Command c;

@@ -82,8 +82,8 @@ using ChunkSource = std::function<absl::StatusOr<SnapshotChunk>()>;
 
 // One group's replicated state machine.
 //
-// Thread safety: Apply, Import and Sync are called from the host's apply
-// thread only; applied() and Export from any thread.
+// Thread safety: Apply, Import, Sync and OnLeadership are called from the
+// host's apply thread only; applied() and Export from any thread.
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
@@ -101,6 +101,16 @@ class StateMachine {
   virtual absl::Status Export(Index min_index, const ChunkSink& sink) = 0;
   // Replaces the state with the one `source` streams.
   virtual absl::Status Import(const ChunkSource& source) = 0;
+  // This node's leadership of the group, in apply order. `leading`: it
+  // leads in `term` and has applied every entry of earlier terms (so the
+  // state is that of every committed entry before its own), and work that
+  // only a leader does (proposing expiries) may start. Then, once that
+  // leadership has ended, the same term with `leading` false. Proposals
+  // made on this news still fail if leadership ended in the meantime.
+  virtual void OnLeadership(Term term, bool leading) {
+    (void)term;
+    (void)leading;
+  }
 };
 
 // What the network calls on the node host: messages in, news of messages

@@ -210,6 +210,9 @@ class NodeHost final : public MessageHandler {
   void SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
                     bool leader_appends);
   void DeliverCommitted(GroupState& g, const Ready& rd);
+  // Has the apply thread tell the state machine of leadership gained
+  // (once the leader's first entry is applied) or lost.
+  void TellLeadership(GroupState& g, const Ready& rd);
   void LogRoleChange(GroupState& g, const SoftState& now);
   // Whether every change of `cc` is in effect in `conf` already.
   static bool InEffect(const ConfState& conf, const ConfChange& cc);

@@ -69,6 +69,7 @@ void NodeHost::ProcessReadies(bool after_work) {
     for (auto& [g, rd] : readies) {
       if (rd.soft_state) LogRoleChange(*g, *rd.soft_state);
       DeliverCommitted(*g, rd);
+      TellLeadership(*g, rd);
       g->raw->Advance(rd);
       FinishTransfers(*g);
     }
@@ -200,6 +201,41 @@ void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
       r(absl::UnavailableError("leadership changed during the read"));
     }
     g.reads.clear();
+  }
+}
+
+void NodeHost::TellLeadership(GroupState& g, const Ready& rd) {
+  const Term term = g.raw->raft().term();
+  const bool leader = g.raw->raft().role() == Role::kLeader;
+  auto tell = [&](Term t, bool leading) {
+    ApplyTask task;
+    task.group = g.id;
+    task.run = [sm = g.sm, t, leading] { sm->OnLeadership(t, leading); };
+    EnqueueApply(std::move(task));
+  };
+  if (g.told_leading != 0 && (!leader || term != g.told_leading)) {
+    tell(std::exchange(g.told_leading, 0), false);
+  }
+  if (!leader) return;
+  if (g.leading_term != term) {
+    // Its first entry of the term (the empty one it appends on winning) is
+    // in the Ready that makes it leader.
+    g.leading_term = term;
+    g.leading_from = g.raw->raft().log().LastIndex();
+    for (const Entry& e : rd.entries) {
+      if (e.term == term) {
+        g.leading_from = e.index;
+        break;
+      }
+    }
+  }
+  // Committed entries are handed to the apply thread in order: a task
+  // queued after them runs once they are applied.
+  const Index handed =
+      rd.committed_entries.empty() ? 0 : rd.committed_entries.back().index;
+  if (g.told_leading == 0 && handed >= g.leading_from) {
+    g.told_leading = term;
+    tell(term, true);
   }
 }
 

@@ -138,12 +138,27 @@ class ListMachine : public StateMachine {
     absl::MutexLock l(&mu_);
     blocked_ = blocked;
   }
+  struct Told {
+    Term term;
+    bool leading;
+    Index applied;  // when told
+    bool operator==(const Told&) const = default;
+  };
+  void OnLeadership(Term term, bool leading) override {
+    absl::MutexLock l(&mu_);
+    told_.push_back({term, leading, applied_});
+  }
+  std::vector<Told> told() const {
+    absl::MutexLock l(&mu_);
+    return told_;
+  }
 
  private:
   mutable absl::Mutex mu_;
   Index applied_ = 0;
   std::vector<std::string> items_;
   bool blocked_ = false;
+  std::vector<Told> told_;
 };
 
 class Cluster;
@@ -451,6 +466,44 @@ TEST(NodeHostTest, ReadIndexWaitsForTheAppliedIndex) {
     EXPECT_GE(c.node(leader).machine(1)->applied(), *index);
     EXPECT_GE(*index, 3u);  // bootstrap 1, no-op 2, "a" 3
   }
+}
+
+TEST(NodeHostTest, StateMachineHearsOfLeadershipOnceEarlierTermsAreApplied) {
+  Cluster c(FastOptions());
+  const NodeId first = StartThreeWith(c, "a");
+  ASSERT_NE(first, kNoNode);
+  ListMachine* was = c.node(first).machine(1);
+  ASSERT_TRUE(Eventually([&] { return !was->told().empty(); }));
+  const ListMachine::Told t1 = was->told()[0];
+  EXPECT_TRUE(t1.leading);
+  EXPECT_GE(t1.applied, 2u);  // bootstrap 1, the leader's own entry 2
+
+  // The next leader has "b" committed but cannot apply it yet: it must not
+  // hear that it leads before it has.
+  const NodeId next = first == 1 ? 2 : 1;
+  ListMachine* will = c.node(next).machine(1);
+  will->Block(true);
+  absl::StatusOr<Applied> b = ProposeAndWait(c.host(first), 1, "b");
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto moved = std::make_shared<std::promise<absl::Status>>();
+  c.host(first)->TransferLeadership(
+      1, next, [moved](absl::Status st) { moved->set_value(st); });
+  std::future<absl::Status> f = moved->get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  ASSERT_TRUE(f.get().ok());
+  EXPECT_TRUE(Eventually([&] { return was->told().size() == 2; }));
+  EXPECT_EQ(was->told(),
+            (std::vector<ListMachine::Told>{
+                t1, {t1.term, false, was->told().back().applied}}));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(will->told().empty());
+
+  will->Block(false);
+  ASSERT_TRUE(Eventually([&] { return !will->told().empty(); }));
+  const ListMachine::Told t2 = will->told()[0];
+  EXPECT_TRUE(t2.leading);
+  EXPECT_GT(t2.term, t1.term);
+  EXPECT_GT(t2.applied, b->index);
 }
 
 TEST(NodeHostTest, NewMemberCatchesUpBySnapshotAfterCompaction) {

@@ -32,12 +32,14 @@ TEST(HostSimulationTest, ClientsGetAnswersWhileNodesCrashAndMembersChange) {
     total += r.counts;
   }
   // The runs exercised something: clients got answers, nodes crashed,
-  // members changed, leadership moved, snapshots were fetched.
+  // members changed, leadership moved (and leaders heard of it), snapshots
+  // were fetched.
   EXPECT_GT(total.acked_writes, 200u);
   EXPECT_GT(total.acked_reads, 200u);
   EXPECT_GT(total.crashes, 3u);
   EXPECT_GT(total.conf_changes, 3u);
   EXPECT_GT(total.transfers, 3u);
+  EXPECT_GT(total.leaderships, 10u);
   EXPECT_GT(total.snapshots_fetched, 3u);
 }
 

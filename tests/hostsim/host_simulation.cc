@@ -35,6 +35,7 @@ HostSimCounts& HostSimCounts::operator+=(const HostSimCounts& o) {
   snapshots_fetched += o.snapshots_fetched;
   conf_changes += o.conf_changes;
   transfers += o.transfers;
+  leaderships += o.leaderships;
   unchecked_keys += o.unchecked_keys;
   return *this;
 }
@@ -134,9 +135,67 @@ absl::Status World::Fetch(NodeId self, NodeId from, GroupId group,
   return st;
 }
 
+absl::StatusOr<std::vector<std::string>> WatchedMachine::Apply(
+    const std::vector<raft::Entry>& entries) {
+  const Index before = m_->applied();
+  for (const raft::Entry& e : entries) {
+    world_->Applied(node_, group_, e, e.index <= before);
+  }
+  return m_->Apply(entries);
+}
+
+void WatchedMachine::OnLeadership(raft::Term term, bool leading) {
+  world_->Told(node_, group_, term, leading, m_->applied());
+  m_->OnLeadership(term, leading);
+}
+
+void World::Applied(NodeId n, GroupId g, const raft::Entry& e, bool skipped) {
+  Trace(
+      absl::StrCat("n", n, " g", g, " entry ", e.index, " term ", e.term, " ",
+                   e.data.empty() ? "empty" : absl::StrCat(e.data.size(), "B"),
+                   skipped ? " (skipped)" : ""));
+  if (skipped) return;
+  Ledger& l = ledger_[g];
+  Index& max = l.max_applied[e.term];
+  max = std::max(max, e.index);
+  for (auto it = l.leaders.upper_bound(e.term); it != l.leaders.end(); ++it) {
+    CheckLeaderHas(g, it->first, it->second.first, it->second.second, e.term,
+                   e.index);
+  }
+}
+
+void World::Told(NodeId n, GroupId g, raft::Term term, bool leading,
+                 Index applied) {
+  Trace(absl::StrCat("n", n, " g", g, leading ? " leads" : " no longer leads",
+                     " in term ", term, ", applied ", applied));
+  if (!leading) return;
+  ++result_.counts.leaderships;
+  Ledger& l = ledger_[g];
+  auto [it, fresh] = l.leaders.emplace(term, std::make_pair(n, applied));
+  if (!fresh && it->second.first != n) {
+    return Fail(absl::StrCat("n", it->second.first, " and n", n,
+                             " were both told they lead g", g, " in term ",
+                             term));
+  }
+  for (auto e = l.max_applied.begin();
+       e != l.max_applied.end() && e->first < term; ++e) {
+    CheckLeaderHas(g, term, n, applied, e->first, e->second);
+  }
+}
+
+void World::CheckLeaderHas(GroupId g, raft::Term term, NodeId leader, Index at,
+                           raft::Term earlier, Index index) {
+  // An applied entry is committed, so every later leader holds it below its
+  // own first entry, and must have applied it before it hears it leads.
+  if (index <= at) return;
+  Fail(absl::StrCat("n", leader, " was told it leads g", g, " in term ", term,
+                    " at applied index ", at, ", but entry ", index,
+                    " of term ", earlier, " is committed"));
+}
+
 absl::Status World::Boot(Node& n) {
   n.log = kv::storage::LogStore::Over(&n.log_engine);
-  n.tracers.clear();
+  n.watched.clear();
   n.machines.clear();
   raft::host::HostOptions ho;
   ho.id = n.id;
@@ -152,18 +211,16 @@ absl::Status World::Boot(Node& n) {
   ho.defects.read_before_applied =
       options_.defect == Defect::kReadBeforeApplied;
   Node* np = &n;
-  const bool trace = options_.trace;
   n.host = std::make_unique<raft::host::NodeHost>(
       ho, n.log.get(), n.transport.get(),
-      [np, trace](GroupId g) -> absl::StatusOr<raft::host::StateMachine*> {
+      [this, np](GroupId g) -> absl::StatusOr<raft::host::StateMachine*> {
         absl::StatusOr<std::unique_ptr<kv::StateMachine>> sm =
             kv::StateMachine::Open(&np->data_engine, g,
                                    [np] { return np->clock->NowMs(); });
         if (!sm.ok()) return sm.status();
         kv::StateMachine* raw = (np->machines[g] = std::move(*sm)).get();
-        if (!trace) return raw;
-        auto t = std::make_unique<TracingMachine>(raw, np->id, g);
-        return (np->tracers[g] = std::move(t)).get();
+        auto w = std::make_unique<WatchedMachine>(this, raw, np->id, g);
+        return (np->watched[g] = std::move(w)).get();
       });
   absl::Status st = n.host->Start();
   n.up = st.ok();
@@ -178,7 +235,7 @@ void World::Crash(Node& n) {
   // holds tell their clients the outcome is unknown.
   n.host.reset();
   n.fetches.queue.clear();
-  n.tracers.clear();
+  n.watched.clear();
   n.machines.clear();
   n.last_applied.clear();
   n.log.reset();

@@ -48,6 +48,8 @@ struct HostSimCounts {
   uint64_t snapshots_fetched = 0;
   uint64_t conf_changes = 0;
   uint64_t transfers = 0;
+  // Times a state machine was told that its node leads its group.
+  uint64_t leaderships = 0;
   // Keys whose history was too tangled for the linearizability search's
   // bound: neither passed nor failed.
   uint64_t unchecked_keys = 0;
@@ -69,7 +71,10 @@ struct HostSimResult {
 // partitions, pauses, crashes that lose every unsynced write. Clients put
 // and read registers through the hosts; their history must be
 // linearizable, and once faults stop, the cluster must make progress and
-// every replica must hold the same data. Everything follows from the seed.
+// every replica must hold the same data. A state machine told that its
+// node leads (StateMachine::OnLeadership) must have applied every entry
+// committed in earlier terms, and no two in one term. Everything follows
+// from the seed.
 HostSimResult RunHostSimulation(const HostSimOptions& options);
 
 }  // namespace tally::hostsim

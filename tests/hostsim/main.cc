@@ -190,12 +190,12 @@ int main(int argc, char** argv) {
               " reads=%" PRIu64 " unknown=%" PRIu64 " crashes=%" PRIu64
               " partitions=%" PRIu64 " pauses=%" PRIu64 " snapshots=%" PRIu64
               " conf_changes=%" PRIu64 " transfers=%" PRIu64
-              " unchecked_keys=%" PRIu64 " violations=%" PRIu64
-              " elapsed_s=%.1f\n",
+              " leaderships=%" PRIu64 " unchecked_keys=%" PRIu64
+              " violations=%" PRIu64 " elapsed_s=%.1f\n",
               done, total.ticks, total.acked_writes, total.acked_reads,
               total.unknown, total.crashes, total.partitions, total.pauses,
               total.snapshots_fetched, total.conf_changes, total.transfers,
-              total.unchecked_keys, violations, elapsed);
+              total.leaderships, total.unchecked_keys, violations, elapsed);
   if (expect_violation) {
     if (violations == 0) {
       std::printf(

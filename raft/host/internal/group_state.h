@@ -53,6 +53,13 @@ struct NodeHost::GroupState {
   int idle_ticks = 0;
   // The role and leader last logged (NodeHost::LogRoleChange).
   SoftState logged_role;
+  // Leader: the term it leads and the index of its first entry in that
+  // term; the state machine hears of the leadership once that entry is
+  // handed to it (NodeHost::TellLeadership).
+  Term leading_term = 0;
+  Index leading_from = 0;
+  // The term the state machine was told it leads in, 0 if none.
+  Term told_leading = 0;
   // Leader: ticks each follower has waited in snapshot state without
   // fetching the snapshot.
   std::map<NodeId, int> snapshot_wait;

@@ -132,27 +132,16 @@ class SimTransport final : public raft::host::Transport {
   const NodeId self_;
 };
 
-// With --trace: prints every entry a state machine applies.
-class TracingMachine final : public raft::host::StateMachine {
+// Between a host and a kv state machine: tells the world what the machine
+// applies and hears of leadership, and with --trace prints it.
+class WatchedMachine final : public raft::host::StateMachine {
  public:
-  TracingMachine(raft::host::StateMachine* m, NodeId node, GroupId group)
-      : m_(m), node_(node), group_(group) {}
+  WatchedMachine(World* world, raft::host::StateMachine* m, NodeId node,
+                 GroupId group)
+      : world_(world), m_(m), node_(node), group_(group) {}
   Index applied() const override { return m_->applied(); }
   absl::StatusOr<std::vector<std::string>> Apply(
-      const std::vector<raft::Entry>& entries) override {
-    const Index before = m_->applied();
-    for (const raft::Entry& e : entries) {
-      std::printf(
-          "         n%llu g%llu entry %llu term %llu %s%s\n",
-          static_cast<unsigned long long>(node_),
-          static_cast<unsigned long long>(group_),
-          static_cast<unsigned long long>(e.index),
-          static_cast<unsigned long long>(e.term),
-          e.data.empty() ? "empty" : absl::StrCat(e.data.size(), "B").c_str(),
-          e.index <= before ? " (skipped)" : "");
-    }
-    return m_->Apply(entries);
-  }
+      const std::vector<raft::Entry>& entries) override;
   absl::StatusOr<Index> Sync() override { return m_->Sync(); }
   absl::Status Export(Index min_index,
                       const raft::host::ChunkSink& sink) override {
@@ -161,8 +150,10 @@ class TracingMachine final : public raft::host::StateMachine {
   absl::Status Import(const raft::host::ChunkSource& source) override {
     return m_->Import(source);
   }
+  void OnLeadership(raft::Term term, bool leading) override;
 
  private:
+  World* const world_;
   raft::host::StateMachine* const m_;
   const NodeId node_;
   const GroupId group_;
@@ -181,8 +172,8 @@ struct Node {
   // One incarnation's.
   std::unique_ptr<kv::storage::LogStore> log;
   std::map<GroupId, std::unique_ptr<kv::StateMachine>> machines;
-  // With --trace, the host sees the machines through these.
-  std::map<GroupId, std::unique_ptr<raft::host::StateMachine>> tracers;
+  // The host sees the machines through these.
+  std::map<GroupId, std::unique_ptr<WatchedMachine>> watched;
   FetchQueue fetches;
   std::unique_ptr<raft::host::NodeHost> host;
   // Each state machine's applied index, as last seen in this incarnation.
@@ -225,6 +216,9 @@ class World {
   void Send(NodeId from, NodeId to, std::vector<GroupMessage> msgs);
   absl::Status Fetch(NodeId self, NodeId from, GroupId group, Index min_index,
                      const raft::host::ChunkSink& sink);
+  // From the watched machines.
+  void Applied(NodeId n, GroupId g, const raft::Entry& e, bool skipped);
+  void Told(NodeId n, GroupId g, raft::Term term, bool leading, Index applied);
 
  private:
   Node& node(NodeId id) { return *nodes_[id - 1]; }
@@ -232,6 +226,10 @@ class World {
   bool Running(const Node& n) const { return n.up && step_ >= n.paused_until; }
   void Trace(const std::string& line);
   void Fail(std::string what);
+  // Whether the leader of `g` in `term`, told it leads at applied index
+  // `at`, missed the entry `index` of an earlier term `earlier`.
+  void CheckLeaderHas(GroupId g, raft::Term term, NodeId leader, Index at,
+                      raft::Term earlier, Index index);
 
   absl::Status Boot(Node& n);
   void Crash(Node& n);
@@ -276,6 +274,14 @@ class World {
   // Per group: until this step, a membership change is in flight.
   uint64_t changing_until_[std::size(kGroups)] = {};
   uint64_t next_value_ = 0;
+  // Per group: the highest index applied anywhere of each term, and each
+  // term's leader as its state machine was told, with its applied index
+  // then.
+  struct Ledger {
+    std::map<raft::Term, Index> max_applied;
+    std::map<raft::Term, std::pair<NodeId, Index>> leaders;
+  };
+  std::map<GroupId, Ledger> ledger_;
 };
 
 }  // namespace tally::hostsim::internal
