@@ -5,8 +5,8 @@
 
 #include "kv/batch.h"
 #include "kv/keyspace.h"
+#include "kv/kvpb/kvpb.pb.h"
 #include "raft/types.h"
-#include "rpc/storage.pb.h"
 
 namespace tally::kv {
 
@@ -19,7 +19,7 @@ struct ApplyContext {
   raft::Index index;
   // Applied so far, this entry's log time included. A module that changes
   // user-visible data sets the revision (state.revision() + 1).
-  rpc::AppliedState& state;
+  kvpb::AppliedState& state;
 };
 
 // One feature of the replicated state machine: the commands it runs and
@@ -39,9 +39,9 @@ class Module {
  public:
   virtual ~Module() = default;
   // Whether `cmd` is this module's to run.
-  virtual bool Handles(const rpc::Command& cmd) const = 0;
-  virtual rpc::CommandResult Apply(ApplyContext& ctx,
-                                   const rpc::Command& cmd) = 0;
+  virtual bool Handles(const kvpb::Command& cmd) const = 0;
+  virtual kvpb::CommandResult Apply(ApplyContext& ctx,
+                                    const kvpb::Command& cmd) = 0;
   // Log time moved from `before` to `ctx.state.log_time_ms()`, before the
   // entry's command runs: work decided by log time (expiries, cleanup).
   virtual void OnLogTime(ApplyContext& ctx, int64_t before) {
@@ -62,8 +62,8 @@ class Module {
 };
 
 // A refusal as a command result: nothing was applied.
-rpc::CommandResult Refusal(absl::StatusCode code, std::string message,
-                           const char* reason = "");
+kvpb::CommandResult Refusal(absl::StatusCode code, std::string message,
+                            const char* reason = "");
 
 }  // namespace tally::kv
 

@@ -8,9 +8,9 @@
 
 namespace tally::kv {
 
-rpc::CommandResult Refusal(absl::StatusCode code, std::string message,
-                           const char* reason) {
-  rpc::CommandResult r;
+kvpb::CommandResult Refusal(absl::StatusCode code, std::string message,
+                            const char* reason) {
+  kvpb::CommandResult r;
   r.set_error_code(static_cast<int>(code));
   r.set_error_message(std::move(message));
   r.set_error_reason(reason);
@@ -97,11 +97,11 @@ int64_t StateMachine::revision() const {
 }
 
 absl::Status StateMachine::Bootstrap(
-    raft::Index index, const std::vector<rpc::Member>& members,
-    const std::vector<rpc::RangeDescriptor>& ranges) {
+    raft::Index index, const std::vector<kvpb::Member>& members,
+    const std::vector<kvpb::RangeDescriptor>& ranges) {
   Batch b(engine_);
   meta_.Bootstrap(b, members, ranges);
-  rpc::AppliedState st;
+  kvpb::AppliedState st;
   st.set_index(index);
   b.Put(keys_.Key(Space::kApplied), st.SerializeAsString());
   if (absl::Status s = engine_->Write(b.writes(), /*sync=*/true); !s.ok()) {
@@ -114,7 +114,7 @@ absl::Status StateMachine::Bootstrap(
 
 absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
     const std::vector<raft::Entry>& entries) {
-  rpc::AppliedState st;
+  kvpb::AppliedState st;
   {
     absl::MutexLock l(&mu_);
     st = state_;
@@ -132,7 +132,7 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
       results.emplace_back();
       continue;
     }
-    rpc::Command cmd;
+    kvpb::Command cmd;
     if (!cmd.ParseFromString(e.data)) {
       return absl::DataLossError(absl::StrCat("undecodable command at index ",
                                               e.index, " of group ",
@@ -160,8 +160,8 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
   return results;
 }
 
-rpc::CommandResult StateMachine::Execute(ApplyContext& ctx,
-                                         const rpc::Command& cmd) {
+kvpb::CommandResult StateMachine::Execute(ApplyContext& ctx,
+                                          const kvpb::Command& cmd) {
   if (sessions_.Handles(cmd)) return sessions_.Apply(ctx, cmd);
   auto it = std::find_if(modules_.begin(), modules_.end(),
                          [&](Module* m) { return m->Handles(cmd); });
@@ -176,7 +176,7 @@ rpc::CommandResult StateMachine::Execute(ApplyContext& ctx,
 }
 
 absl::StatusOr<raft::Index> StateMachine::Sync() {
-  rpc::AppliedState st;
+  kvpb::AppliedState st;
   {
     absl::MutexLock l(&mu_);
     st = state_;

@@ -13,13 +13,13 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "kv/keyspace.h"
+#include "kv/kvpb/kvpb.pb.h"
 #include "kv/kvstore/kvstore.h"
 #include "kv/meta/meta.h"
 #include "kv/module.h"
 #include "kv/session/session.h"
 #include "kv/storage/engine.h"
 #include "raft/host/interfaces.h"
-#include "rpc/storage.pb.h"
 
 namespace tally::kv {
 
@@ -74,8 +74,8 @@ class StateMachine final : public raft::host::StateMachine {
   // Writes the initial state of a new group (bootstrap), at `index`; the
   // metadata group's holds the members and the range descriptors.
   absl::Status Bootstrap(raft::Index index,
-                         const std::vector<rpc::Member>& members,
-                         const std::vector<rpc::RangeDescriptor>& ranges);
+                         const std::vector<kvpb::Member>& members,
+                         const std::vector<kvpb::RangeDescriptor>& ranges);
 
   // The modules, for reads of applied state.
   const KvStore& kv() const { return kv_; }
@@ -90,7 +90,7 @@ class StateMachine final : public raft::host::StateMachine {
                MonotonicClock clock);
 
   // Runs one command against the pass's batch.
-  rpc::CommandResult Execute(ApplyContext& ctx, const rpc::Command& cmd);
+  kvpb::CommandResult Execute(ApplyContext& ctx, const kvpb::Command& cmd);
   // Moves the base of ProposalTimeMs to `log_time` if that is ahead of it.
   void Rebase(int64_t log_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -104,7 +104,7 @@ class StateMachine final : public raft::host::StateMachine {
   const std::vector<Module*> modules_;
 
   mutable absl::Mutex mu_;
-  rpc::AppliedState state_ ABSL_GUARDED_BY(mu_);
+  kvpb::AppliedState state_ ABSL_GUARDED_BY(mu_);
   // ProposalTimeMs = base_log_ms_ + (clock_() - base_clock_ms_).
   int64_t base_log_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t base_clock_ms_ ABSL_GUARDED_BY(mu_) = 0;

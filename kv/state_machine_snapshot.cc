@@ -17,7 +17,7 @@ absl::Status StateMachine::Export(raft::Index min_index,
   std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
   absl::StatusOr<std::optional<std::string>> raw =
       snap->Get(keys_.Key(Space::kApplied));
-  rpc::AppliedState st;
+  kvpb::AppliedState st;
   if (!raw.ok() || !raw->has_value() || !st.ParseFromString(**raw) ||
       st.index() < min_index) {
     return absl::UnavailableError(absl::StrCat(
@@ -59,7 +59,7 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
     }
     RETURN_IF_ERROR(it->status());
   }
-  rpc::AppliedState st;
+  kvpb::AppliedState st;
   size_t keys = 0;
   const std::string applied_key(1, static_cast<char>(Space::kApplied));
   while (true) {

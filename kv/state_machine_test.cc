@@ -12,9 +12,9 @@
 namespace tally::kv {
 namespace {
 
-rpc::Command PutCommand(std::string key, std::string value, uint64_t client,
-                        uint64_t seq) {
-  rpc::Command c;
+kvpb::Command PutCommand(std::string key, std::string value, uint64_t client,
+                         uint64_t seq) {
+  kvpb::Command c;
   c.mutable_put()->set_key(key);
   c.mutable_put()->set_value(value);
   c.set_request_fingerprint(std::hash<std::string>()(key + '=' + value));
@@ -27,8 +27,8 @@ rpc::Command PutCommand(std::string key, std::string value, uint64_t client,
   return c;
 }
 
-rpc::Command OpenSessionCommand(int64_t ttl_ms) {
-  rpc::Command c;
+kvpb::Command OpenSessionCommand(int64_t ttl_ms) {
+  kvpb::Command c;
   c.mutable_open_session()->set_ttl_ms(ttl_ms);
   return c;
 }
@@ -52,18 +52,18 @@ class StateMachineTest : public ::testing::Test {
     db_.reset();
     std::filesystem::remove_all(dir_);
   }
-  rpc::CommandResult Apply(rpc::Command cmd, int64_t time_ms = 0) {
+  kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms = 0) {
     cmd.set_time_ms(time_ms);
     raft::Entry e{1, ++index_, raft::EntryType::kNormal,
                   cmd.SerializeAsString()};
     auto r = sm_->Apply({e});
     EXPECT_TRUE(r.ok());
-    rpc::CommandResult out;
+    kvpb::CommandResult out;
     out.ParseFromString(r->at(0));
     return out;
   }
-  static rpc::Command Put(std::string k, std::string v, uint64_t client = 0,
-                          uint64_t seq = 0) {
+  static kvpb::Command Put(std::string k, std::string v, uint64_t client = 0,
+                           uint64_t seq = 0) {
     return PutCommand(std::move(k), std::move(v), client, seq);
   }
   uint64_t OpenSession() {
@@ -78,7 +78,7 @@ class StateMachineTest : public ::testing::Test {
 
 TEST_F(StateMachineTest, PutAssignsRevisionsAndVersions) {
   EXPECT_EQ(Apply(Put("a", "1")).put().header().revision(), 1);
-  rpc::CommandResult r = Apply(Put("a", "2"));
+  kvpb::CommandResult r = Apply(Put("a", "2"));
   EXPECT_EQ(r.put().header().revision(), 2);
   EXPECT_TRUE(r.put().had_prev());
   EXPECT_EQ(r.put().prev().value(), "1");
@@ -100,16 +100,16 @@ TEST_F(StateMachineTest, KnowsTheTermItLeadsIn) {
 
 TEST_F(StateMachineTest, TxnComparesThenAppliesOneBranch) {
   Apply(Put("k", "v1"));
-  rpc::Command c;
-  rpc::Compare* cmp = c.mutable_txn()->add_compare();
+  kvpb::Command c;
+  kvpb::Compare* cmp = c.mutable_txn()->add_compare();
   cmp->set_key("k");
-  cmp->set_target(rpc::Compare::VALUE);
+  cmp->set_target(kvpb::Compare::VALUE);
   cmp->set_value("v0");
   auto* put = c.mutable_txn()->add_success()->mutable_put();
   put->set_key("k");
   put->set_value("v2");
   c.mutable_txn()->add_failure()->mutable_get()->set_key("k");
-  rpc::CommandResult r = Apply(c);
+  kvpb::CommandResult r = Apply(c);
   EXPECT_FALSE(r.txn().succeeded());
   EXPECT_EQ(r.txn().results(0).get().kv().value(), "v1");
   cmp->set_value("v1");
@@ -120,8 +120,8 @@ TEST_F(StateMachineTest, TxnComparesThenAppliesOneBranch) {
 
 TEST_F(StateMachineTest, RetriedSessionRequestIsAnsweredNotReapplied) {
   const uint64_t id = OpenSession();
-  rpc::CommandResult first = Apply(Put("a", "x", id, 1));
-  rpc::CommandResult again = Apply(Put("a", "x", id, 1));
+  kvpb::CommandResult first = Apply(Put("a", "x", id, 1));
+  kvpb::CommandResult again = Apply(Put("a", "x", id, 1));
   EXPECT_TRUE(again.put().header().replayed());
   EXPECT_EQ(again.put().header().revision(), first.put().header().revision());
   EXPECT_EQ((*sm_->kv().Get("a"))->version(), 1);
@@ -129,7 +129,7 @@ TEST_F(StateMachineTest, RetriedSessionRequestIsAnsweredNotReapplied) {
 
 TEST_F(StateMachineTest, SessionIdIsTheIndexOfItsOpening) {
   Apply(Put("a", "1"));
-  rpc::CommandResult r = Apply(OpenSessionCommand(5000));
+  kvpb::CommandResult r = Apply(OpenSessionCommand(5000));
   EXPECT_EQ(r.open_session().client_id(), 2u);
   EXPECT_EQ(r.open_session().ttl_ms(), 5000);
   EXPECT_EQ(Apply(Put("b", "1", 2, 1)).error_code(), 0);
@@ -139,9 +139,9 @@ TEST_F(StateMachineTest, SessionIdIsTheIndexOfItsOpening) {
 // so a first request retried after its session expired applied twice.
 TEST_F(StateMachineTest, FirstRequestRetriedAfterExpiryAppliesOnce) {
   const uint64_t id = OpenSession();
-  rpc::Command put = Put("a", "x", id, 1);
+  kvpb::Command put = Put("a", "x", id, 1);
   EXPECT_EQ(Apply(put, 1000).error_code(), 0);
-  rpc::CommandResult retry = Apply(put, 1000 + kSessionTtlMs + 1);
+  kvpb::CommandResult retry = Apply(put, 1000 + kSessionTtlMs + 1);
   EXPECT_EQ(retry.error_code(),
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(retry.error_reason(), "session-expired");
@@ -165,7 +165,7 @@ TEST_F(StateMachineTest, SessionStaysOpenWhileUsedWithinItsTtl) {
 TEST_F(StateMachineTest, SequenceReusedForAnotherRequestIsRefused) {
   const uint64_t id = OpenSession();
   EXPECT_EQ(Apply(Put("a", "1", id, 1)).error_code(), 0);
-  rpc::CommandResult r = Apply(Put("b", "1", id, 1));
+  kvpb::CommandResult r = Apply(Put("b", "1", id, 1));
   EXPECT_EQ(r.error_code(),
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
   EXPECT_FALSE(r.put().header().replayed());
@@ -173,7 +173,7 @@ TEST_F(StateMachineTest, SequenceReusedForAnotherRequestIsRefused) {
 
 TEST_F(StateMachineTest, SessionOfAnotherGroupIsRefused) {
   const uint64_t id = OpenSession();
-  rpc::Command put = Put("a", "1", id, 1);
+  kvpb::Command put = Put("a", "1", id, 1);
   put.mutable_session()->set_group(3);
   EXPECT_EQ(Apply(put).error_code(),
             static_cast<int>(absl::StatusCode::kFailedPrecondition));
@@ -188,7 +188,7 @@ TEST_F(StateMachineTest, ProposalTimeFollowsTheMonotonicClockNotTheLog) {
   now += 500;
   EXPECT_EQ((*sm)->ProposalTimeMs(), 500);
   // Another proposer ahead (a previous leader): log time jumps to it.
-  rpc::Command c = Put("k", "v");
+  kvpb::Command c = Put("k", "v");
   c.set_time_ms(90'000);
   ASSERT_TRUE(
       (*sm)
@@ -206,12 +206,12 @@ TEST_F(StateMachineTest, ProposalTimeFollowsTheMonotonicClockNotTheLog) {
 }
 
 TEST_F(StateMachineTest, RemovedMemberIdCannotComeBack) {
-  rpc::Command add;
+  kvpb::Command add;
   add.mutable_set_member()->set_id(4);
   add.mutable_set_member()->set_peer_address("127.0.0.1:7104");
   EXPECT_EQ(Apply(add).error_code(), 0);
   ASSERT_EQ(sm_->meta().Members()->size(), 1u);
-  rpc::Command remove;
+  kvpb::Command remove;
   remove.set_remove_member(4);
   Apply(remove);
   EXPECT_TRUE(sm_->meta().Members()->empty());
@@ -222,9 +222,9 @@ TEST_F(StateMachineTest, RemovedMemberIdCannotComeBack) {
 }
 
 TEST_F(StateMachineTest, BootstrapRecordsMembersAndRanges) {
-  rpc::Member m;
+  kvpb::Member m;
   m.set_id(1);
-  std::vector<rpc::RangeDescriptor> ranges(2);
+  std::vector<kvpb::RangeDescriptor> ranges(2);
   ranges[0].set_group(2);
   ranges[0].set_end("m");
   ranges[1].set_group(3);
@@ -314,7 +314,7 @@ std::pair<std::vector<std::string>, std::map<std::string, std::string>> Replay(
 TEST(SessionExpiryTest, SameResultsAndDataWhateverTheBatching) {
   constexpr int64_t kMinute = 60 * 1000;
   std::vector<raft::Entry> entries;
-  auto add = [&](rpc::Command c, int64_t time_ms) {
+  auto add = [&](kvpb::Command c, int64_t time_ms) {
     c.set_time_ms(time_ms);
     entries.push_back({1, entries.size() + 1, raft::EntryType::kNormal,
                        c.SerializeAsString()});
@@ -336,7 +336,7 @@ TEST(SessionExpiryTest, SameResultsAndDataWhateverTheBatching) {
   add(put("a", 8, 1), 3 * kSessionTtlMs);
   const auto one = Replay(entries, entries.size());
   auto result = [&](size_t index) {
-    rpc::CommandResult r;
+    kvpb::CommandResult r;
     r.ParseFromString(one.first.at(index - 1));
     return r;
   };
@@ -362,7 +362,7 @@ TEST(SessionExpiryTest, SameResultsAndDataWhateverTheBatching) {
 TEST(StateMachineCrashTest, LostAppliesAreAppliedAgainAlike) {
   std::vector<raft::Entry> entries;
   for (int i = 1; i <= 20; ++i) {
-    rpc::Command cmd =
+    kvpb::Command cmd =
         PutCommand(absl::StrCat("k", i % 7), absl::StrCat(i), 0, 0);
     entries.push_back({1, static_cast<raft::Index>(i), raft::EntryType::kNormal,
                        cmd.SerializeAsString()});
@@ -407,7 +407,7 @@ TEST(StateMachinePowerLossTest, AppliedIndexNeverAheadOfTheData) {
   env.HoldBackgroundWork(true);
   constexpr int kEntries = 100;  // 1 KiB each: one rotation, not two
   for (int i = 1; i <= kEntries; ++i) {
-    rpc::Command cmd =
+    kvpb::Command cmd =
         PutCommand(absl::StrCat("k", i), std::string(1000, 'v'), 0, 0);
     raft::Entry e{1, static_cast<raft::Index>(i), raft::EntryType::kNormal,
                   cmd.SerializeAsString()};

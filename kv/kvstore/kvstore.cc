@@ -7,8 +7,8 @@ namespace tally::kv {
 
 namespace {
 
-rpc::KeyValue ToKeyValue(const std::string& key, const rpc::StoredValue& v) {
-  rpc::KeyValue kv;
+kvpb::KeyValue ToKeyValue(const std::string& key, const kvpb::StoredValue& v) {
+  kvpb::KeyValue kv;
   kv.set_key(key);
   kv.set_value(v.value());
   kv.set_create_revision(v.create_revision());
@@ -17,21 +17,21 @@ rpc::KeyValue ToKeyValue(const std::string& key, const rpc::StoredValue& v) {
   return kv;
 }
 
-bool Holds(const rpc::Compare& c, const std::optional<rpc::StoredValue>& v) {
+bool Holds(const kvpb::Compare& c, const std::optional<kvpb::StoredValue>& v) {
   int cmp = 0;
   switch (c.target()) {
-    case rpc::Compare::VERSION: {
+    case kvpb::Compare::VERSION: {
       const int64_t have = v ? v->version() : 0;
       cmp = have < c.version() ? -1 : have > c.version();
       break;
     }
-    case rpc::Compare::MOD_REVISION: {
+    case kvpb::Compare::MOD_REVISION: {
       const int64_t have = v ? v->mod_revision() : 0;
       cmp = have < c.mod_revision() ? -1 : have > c.mod_revision();
       break;
     }
-    case rpc::Compare::VALUE:
-      if (!v) return c.op() == rpc::Compare::NOT_EQUAL;
+    case kvpb::Compare::VALUE:
+      if (!v) return c.op() == kvpb::Compare::NOT_EQUAL;
       cmp = v->value().compare(c.value());
       cmp = cmp < 0 ? -1 : cmp > 0;
       break;
@@ -39,13 +39,13 @@ bool Holds(const rpc::Compare& c, const std::optional<rpc::StoredValue>& v) {
       return false;
   }
   switch (c.op()) {
-    case rpc::Compare::EQUAL:
+    case kvpb::Compare::EQUAL:
       return cmp == 0;
-    case rpc::Compare::NOT_EQUAL:
+    case kvpb::Compare::NOT_EQUAL:
       return cmp != 0;
-    case rpc::Compare::LESS:
+    case kvpb::Compare::LESS:
       return cmp < 0;
-    case rpc::Compare::GREATER:
+    case kvpb::Compare::GREATER:
       return cmp > 0;
     default:
       return false;
@@ -54,15 +54,16 @@ bool Holds(const rpc::Compare& c, const std::optional<rpc::StoredValue>& v) {
 
 }  // namespace
 
-bool KvStore::Handles(const rpc::Command& cmd) const {
+bool KvStore::Handles(const kvpb::Command& cmd) const {
   return cmd.has_put() || cmd.has_delete_() || cmd.has_txn();
 }
 
-rpc::CommandResult KvStore::Apply(ApplyContext& ctx, const rpc::Command& cmd) {
-  rpc::CommandResult r;
-  rpc::AppliedState& st = ctx.state;
+kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
+                                   const kvpb::Command& cmd) {
+  kvpb::CommandResult r;
+  kvpb::AppliedState& st = ctx.state;
   const int64_t rev = st.revision() + 1;
-  rpc::ResponseHeader* header = nullptr;
+  kvpb::Applied* header = nullptr;
   if (cmd.has_put()) {
     Put(ctx.batch, cmd.put(), rev, r.mutable_put());
     st.set_revision(rev);
@@ -83,11 +84,11 @@ rpc::CommandResult KvStore::Apply(ApplyContext& ctx, const rpc::Command& cmd) {
   return r;
 }
 
-std::optional<rpc::StoredValue> KvStore::Read(Batch& b,
-                                              const std::string& key) {
+std::optional<kvpb::StoredValue> KvStore::Read(Batch& b,
+                                               const std::string& key) {
   std::optional<std::string> raw = b.Read(keys_->Key(Space::kData, key));
   if (!raw) return std::nullopt;
-  rpc::StoredValue v;
+  kvpb::StoredValue v;
   if (!v.ParseFromString(*raw)) {
     b.Fail(absl::DataLossError("malformed stored value"));
     return std::nullopt;
@@ -95,10 +96,10 @@ std::optional<rpc::StoredValue> KvStore::Read(Batch& b,
   return v;
 }
 
-void KvStore::Put(Batch& b, const rpc::PutRequest& req, int64_t revision,
-                  rpc::PutResponse* resp) {
-  std::optional<rpc::StoredValue> prev = Read(b, req.key());
-  rpc::StoredValue v;
+void KvStore::Put(Batch& b, const kvpb::Put& req, int64_t revision,
+                  kvpb::PutResult* resp) {
+  std::optional<kvpb::StoredValue> prev = Read(b, req.key());
+  kvpb::StoredValue v;
   v.set_value(req.value());
   v.set_create_revision(prev ? prev->create_revision() : revision);
   v.set_mod_revision(revision);
@@ -110,22 +111,22 @@ void KvStore::Put(Batch& b, const rpc::PutRequest& req, int64_t revision,
   b.Put(keys_->Key(Space::kData, req.key()), v.SerializeAsString());
 }
 
-void KvStore::Delete(Batch& b, const rpc::DeleteRequest& req,
-                     rpc::DeleteResponse* resp) {
+void KvStore::Delete(Batch& b, const kvpb::Delete& req,
+                     kvpb::DeleteResult* resp) {
   if (!Read(b, req.key())) return;
   resp->set_deleted(true);
   b.Delete(keys_->Key(Space::kData, req.key()));
 }
 
-void KvStore::Txn(Batch& b, const rpc::TxnRequest& txn, int64_t revision,
-                  rpc::TxnResponse* resp, bool* wrote) {
+void KvStore::Txn(Batch& b, const kvpb::Txn& txn, int64_t revision,
+                  kvpb::TxnResult* resp, bool* wrote) {
   bool ok = true;
-  for (const rpc::Compare& c : txn.compare()) {
+  for (const kvpb::Compare& c : txn.compare()) {
     ok = ok && Holds(c, Read(b, c.key()));
   }
   resp->set_succeeded(ok);
-  for (const rpc::TxnOp& op : ok ? txn.success() : txn.failure()) {
-    rpc::TxnOpResult* out = resp->add_results();
+  for (const kvpb::TxnOp& op : ok ? txn.success() : txn.failure()) {
+    kvpb::TxnOpResult* out = resp->add_results();
     if (op.has_put()) {
       Put(b, op.put(), revision, out->mutable_put());
       *wrote = true;
@@ -133,8 +134,8 @@ void KvStore::Txn(Batch& b, const rpc::TxnRequest& txn, int64_t revision,
       Delete(b, op.delete_(), out->mutable_delete_());
       *wrote = *wrote || out->delete_().deleted();
     } else if (op.has_get()) {
-      rpc::GetResponse* g = out->mutable_get();
-      if (std::optional<rpc::StoredValue> v = Read(b, op.get().key())) {
+      kvpb::GetResult* g = out->mutable_get();
+      if (std::optional<kvpb::StoredValue> v = Read(b, op.get().key())) {
         g->set_found(true);
         *g->mutable_kv() = ToKeyValue(op.get().key(), *v);
       }
@@ -142,21 +143,21 @@ void KvStore::Txn(Batch& b, const rpc::TxnRequest& txn, int64_t revision,
   }
 }
 
-absl::StatusOr<std::optional<rpc::KeyValue>> KvStore::Get(
+absl::StatusOr<std::optional<kvpb::KeyValue>> KvStore::Get(
     const std::string& key) const {
   absl::StatusOr<std::optional<std::string>> raw =
       engine_->Get(keys_->Key(Space::kData, key));
   if (!raw.ok()) return raw.status();
-  if (!raw->has_value()) return std::optional<rpc::KeyValue>();
-  rpc::StoredValue v;
+  if (!raw->has_value()) return std::optional<kvpb::KeyValue>();
+  kvpb::StoredValue v;
   if (!v.ParseFromString(**raw)) return absl::DataLossError("malformed value");
-  return std::optional<rpc::KeyValue>(ToKeyValue(key, v));
+  return std::optional<kvpb::KeyValue>(ToKeyValue(key, v));
 }
 
-absl::StatusOr<std::vector<rpc::KeyValue>> KvStore::Range(
+absl::StatusOr<std::vector<kvpb::KeyValue>> KvStore::Range(
     const std::string& start, const std::string& end, size_t limit,
     bool* more) const {
-  std::vector<rpc::KeyValue> out;
+  std::vector<kvpb::KeyValue> out;
   *more = false;
   const std::string prefix = keys_->Key(Space::kData);
   std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
@@ -168,7 +169,7 @@ absl::StatusOr<std::vector<rpc::KeyValue>> KvStore::Range(
       *more = true;
       break;
     }
-    rpc::StoredValue v;
+    kvpb::StoredValue v;
     if (!v.ParseFromArray(it->value().data(),
                           static_cast<int>(it->value().size()))) {
       return absl::DataLossError("malformed value");

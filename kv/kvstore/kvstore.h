@@ -22,26 +22,26 @@ class KvStore final : public Module {
   KvStore(const storage::Engine* engine, const Keyspace* keys)
       : engine_(engine), keys_(keys) {}
 
-  bool Handles(const rpc::Command& cmd) const override;
-  rpc::CommandResult Apply(ApplyContext& ctx, const rpc::Command& cmd) override;
+  bool Handles(const kvpb::Command& cmd) const override;
+  kvpb::CommandResult Apply(ApplyContext& ctx,
+                            const kvpb::Command& cmd) override;
 
-  absl::StatusOr<std::optional<rpc::KeyValue>> Get(
+  absl::StatusOr<std::optional<kvpb::KeyValue>> Get(
       const std::string& key) const;
   // Keys in [start, end) (end empty: to the end), at most `limit`; `more` is
   // set when keys were left out.
-  absl::StatusOr<std::vector<rpc::KeyValue>> Range(const std::string& start,
-                                                   const std::string& end,
-                                                   size_t limit,
-                                                   bool* more) const;
+  absl::StatusOr<std::vector<kvpb::KeyValue>> Range(const std::string& start,
+                                                    const std::string& end,
+                                                    size_t limit,
+                                                    bool* more) const;
 
  private:
-  std::optional<rpc::StoredValue> Read(Batch& b, const std::string& key);
-  void Put(Batch& b, const rpc::PutRequest& req, int64_t revision,
-           rpc::PutResponse* resp);
-  void Delete(Batch& b, const rpc::DeleteRequest& req,
-              rpc::DeleteResponse* resp);
-  void Txn(Batch& b, const rpc::TxnRequest& txn, int64_t revision,
-           rpc::TxnResponse* resp, bool* wrote);
+  std::optional<kvpb::StoredValue> Read(Batch& b, const std::string& key);
+  void Put(Batch& b, const kvpb::Put& req, int64_t revision,
+           kvpb::PutResult* resp);
+  void Delete(Batch& b, const kvpb::Delete& req, kvpb::DeleteResult* resp);
+  void Txn(Batch& b, const kvpb::Txn& txn, int64_t revision,
+           kvpb::TxnResult* resp, bool* wrote);
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;

@@ -6,11 +6,11 @@
 
 namespace tally::kv {
 
-bool Meta::Handles(const rpc::Command& cmd) const {
+bool Meta::Handles(const kvpb::Command& cmd) const {
   return cmd.has_set_member() || cmd.has_remove_member();
 }
 
-rpc::CommandResult Meta::Apply(ApplyContext& ctx, const rpc::Command& cmd) {
+kvpb::CommandResult Meta::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
   Batch& b = ctx.batch;
   if (cmd.has_set_member()) {
     const uint64_t id = cmd.set_member().id();
@@ -38,12 +38,12 @@ void Meta::Committed() {
   if (std::exchange(changed_, false) && members_changed_) members_changed_();
 }
 
-void Meta::Bootstrap(Batch& b, const std::vector<rpc::Member>& members,
-                     const std::vector<rpc::RangeDescriptor>& ranges) const {
-  for (const rpc::RangeDescriptor& r : ranges) {
+void Meta::Bootstrap(Batch& b, const std::vector<kvpb::Member>& members,
+                     const std::vector<kvpb::RangeDescriptor>& ranges) const {
+  for (const kvpb::RangeDescriptor& r : ranges) {
     b.Put(keys_->Key(Space::kRange, r.start()), r.SerializeAsString());
   }
-  for (const rpc::Member& m : members) {
+  for (const kvpb::Member& m : members) {
     b.Put(keys_->IdKey(Space::kMember, m.id()), m.SerializeAsString());
   }
 }
@@ -74,12 +74,12 @@ absl::StatusOr<std::vector<Record>> Meta::Scan(Space space) const {
   return out;
 }
 
-absl::StatusOr<std::vector<rpc::Member>> Meta::Members() const {
-  return Scan<rpc::Member>(Space::kMember);
+absl::StatusOr<std::vector<kvpb::Member>> Meta::Members() const {
+  return Scan<kvpb::Member>(Space::kMember);
 }
 
-absl::StatusOr<std::vector<rpc::RangeDescriptor>> Meta::Ranges() const {
-  return Scan<rpc::RangeDescriptor>(Space::kRange);
+absl::StatusOr<std::vector<kvpb::RangeDescriptor>> Meta::Ranges() const {
+  return Scan<kvpb::RangeDescriptor>(Space::kRange);
 }
 
 }  // namespace tally::kv

@@ -25,18 +25,19 @@ class Meta final : public Module {
   Meta(const storage::Engine* engine, const Keyspace* keys)
       : engine_(engine), keys_(keys) {}
 
-  bool Handles(const rpc::Command& cmd) const override;
-  rpc::CommandResult Apply(ApplyContext& ctx, const rpc::Command& cmd) override;
+  bool Handles(const kvpb::Command& cmd) const override;
+  kvpb::CommandResult Apply(ApplyContext& ctx,
+                            const kvpb::Command& cmd) override;
   void Committed() override;
 
   // The initial records of a new cluster, into `b`.
-  void Bootstrap(Batch& b, const std::vector<rpc::Member>& members,
-                 const std::vector<rpc::RangeDescriptor>& ranges) const;
-  absl::StatusOr<std::vector<rpc::Member>> Members() const;
+  void Bootstrap(Batch& b, const std::vector<kvpb::Member>& members,
+                 const std::vector<kvpb::RangeDescriptor>& ranges) const;
+  absl::StatusOr<std::vector<kvpb::Member>> Members() const;
   // Whether member `id` was removed (ids are never reused).
   bool WasRemoved(uint64_t id) const;
   // The range descriptors, in key order.
-  absl::StatusOr<std::vector<rpc::RangeDescriptor>> Ranges() const;
+  absl::StatusOr<std::vector<kvpb::RangeDescriptor>> Ranges() const;
   // REQUIRES: called before the first Apply.
   void set_members_changed(MembersChanged fn) {
     members_changed_ = std::move(fn);

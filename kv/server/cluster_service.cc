@@ -6,6 +6,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "kv/server/internal/api.h"
 #include "kv/server/internal/node.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "rpc/reasons.h"
@@ -98,10 +99,10 @@ class ClusterService final : public rpc::Cluster::Service {
           resp);
     }
     if (req->group() == kMetaGroup) {
-      rpc::Command cmd;
-      *cmd.mutable_set_member() = m;
+      kvpb::Command cmd;
+      *cmd.mutable_set_member() = ToKv(m);
       cmd.mutable_set_member()->set_name(absl::StrCat("n", m.id()));
-      absl::StatusOr<rpc::CommandResult> r =
+      absl::StatusOr<kvpb::CommandResult> r =
           node_->Write(kMetaGroup, cmd, Deadline(ctx));
       if (!r.ok()) return node_->Refuse(ctx, kMetaGroup, r.status());
     }
@@ -157,7 +158,7 @@ class ClusterService final : public rpc::Cluster::Service {
         Change(ctx, req->group(), ConfChangeSingle::Type::kRemoveNode,
                req->id(), resp);
     if (st.ok() && req->group() == kMetaGroup) {
-      rpc::Command cmd;
+      kvpb::Command cmd;
       cmd.set_remove_member(req->id());
       node_->Write(kMetaGroup, cmd, Deadline(ctx)).IgnoreError();
     }
@@ -217,14 +218,13 @@ class ClusterService final : public rpc::Cluster::Service {
   }
   void Members(google::protobuf::RepeatedPtrField<rpc::Member>* out) const {
     StateMachine* meta = node_->Machine(kMetaGroup);
-    absl::StatusOr<std::vector<rpc::Member>> members =
-        meta ? meta->meta().Members()
-             : absl::StatusOr<std::vector<rpc::Member>>(
-                   std::vector<rpc::Member>{});
+    if (meta == nullptr) return;
+    absl::StatusOr<std::vector<kvpb::Member>> members = meta->meta().Members();
     if (!members.ok()) return;
-    for (rpc::Member m : *members) {
-      m.set_client_address(node_->directory.Client(m.id()));
-      *out->Add() = m;
+    for (const kvpb::Member& m : *members) {
+      rpc::Member* api = out->Add();
+      *api = ToApi(m);
+      api->set_client_address(node_->directory.Client(m.id()));
     }
   }
 
@@ -233,13 +233,15 @@ class ClusterService final : public rpc::Cluster::Service {
   // joining.
   std::vector<rpc::RangeDescriptor> DataRanges() const {
     StateMachine* meta = node_->Machine(kMetaGroup);
-    absl::StatusOr<std::vector<rpc::RangeDescriptor>> ranges =
+    absl::StatusOr<std::vector<kvpb::RangeDescriptor>> ranges =
         meta ? meta->meta().Ranges()
-             : absl::StatusOr<std::vector<rpc::RangeDescriptor>>();
+             : absl::StatusOr<std::vector<kvpb::RangeDescriptor>>();
     if (!ranges.ok() || ranges->empty()) {
       return {node_->layout.ranges().begin(), node_->layout.ranges().end()};
     }
-    return *std::move(ranges);
+    std::vector<rpc::RangeDescriptor> out;
+    for (const kvpb::RangeDescriptor& r : *ranges) out.push_back(ToApi(r));
+    return out;
   }
 
   // Sends `req` with each group in turn (the metadata group first, or last)

@@ -2,6 +2,7 @@
 // range, proposes writes and serves reads in the requested mode.
 
 #include "absl/strings/str_cat.h"
+#include "kv/server/internal/api.h"
 #include "kv/server/internal/node.h"
 #include "kv/server/internal/reply.h"
 #include "rpc/kv.grpc.pb.h"
@@ -30,11 +31,11 @@ class KvService final : public rpc::KV::CallbackService {
     const rpc::ReadMode mode = req->read_mode();
     Read(reply, group, mode, /*scan=*/false,
          [this, key, group, mode](raft::Index index, rpc::GetResponse* out) {
-           absl::StatusOr<std::optional<rpc::KeyValue>> kv =
+           absl::StatusOr<std::optional<kvpb::KeyValue>> kv =
                node_->Machine(group)->kv().Get(key);
            if (!kv.ok()) return rpc::ToGrpc(kv.status());
            out->set_found(kv->has_value());
-           if (*kv) *out->mutable_kv() = **kv;
+           if (*kv) *out->mutable_kv() = ToApi(std::move(**kv));
            Header(group, index, mode, out->mutable_header());
            return grpc::Status::OK;
          });
@@ -67,10 +68,11 @@ class KvService final : public rpc::KV::CallbackService {
          [this, start = req->start(), end, clamped, limit, group, mode](
              raft::Index index, rpc::RangeResponse* out) {
            bool more = false;
-           absl::StatusOr<std::vector<rpc::KeyValue>> kvs =
+           absl::StatusOr<std::vector<kvpb::KeyValue>> kvs =
                node_->Machine(group)->kv().Range(start, end, limit, &more);
            if (!kvs.ok()) return rpc::ToGrpc(kvs.status());
-           for (auto& kv : *kvs) *out->add_kvs() = std::move(kv);
+           out->mutable_kvs()->Reserve(static_cast<int>(kvs->size()));
+           for (auto& kv : *kvs) *out->add_kvs() = ToApi(std::move(kv));
            out->set_more(
                more || (clamped && out->kvs_size() < static_cast<int>(limit)));
            Header(group, index, mode, out->mutable_header());
@@ -86,14 +88,13 @@ class KvService final : public rpc::KV::CallbackService {
     grpc::Status st = CheckKey(req->key());
     if (st.ok()) st = CheckValue(req->value());
     if (!st.ok()) return Finish(reply, st);
-    rpc::Command cmd;
-    *cmd.mutable_put() = *req;
-    cmd.mutable_put()->clear_session();
+    kvpb::Command cmd;
+    *cmd.mutable_put() = ToKv(*req);
     cmd.set_request_fingerprint(Fingerprint(cmd.put()));
-    *cmd.mutable_session() = req->session();
+    *cmd.mutable_session() = ToKv(req->session());
     Write(reply, req->key(), std::move(cmd),
-          [](rpc::CommandResult& r, rpc::PutResponse* out) {
-            *out = std::move(*r.mutable_put());
+          [](kvpb::CommandResult& r, rpc::PutResponse* out) {
+            ToApi(std::move(*r.mutable_put()), out);
           });
     return reply;
   }
@@ -105,14 +106,13 @@ class KvService final : public rpc::KV::CallbackService {
     if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
       return Finish(reply, st);
     }
-    rpc::Command cmd;
-    *cmd.mutable_delete_() = *req;
-    cmd.mutable_delete_()->clear_session();
+    kvpb::Command cmd;
+    *cmd.mutable_delete_() = ToKv(*req);
     cmd.set_request_fingerprint(Fingerprint(cmd.delete_()));
-    *cmd.mutable_session() = req->session();
+    *cmd.mutable_session() = ToKv(req->session());
     Write(reply, req->key(), std::move(cmd),
-          [](rpc::CommandResult& r, rpc::DeleteResponse* out) {
-            *out = std::move(*r.mutable_delete_());
+          [](kvpb::CommandResult& r, rpc::DeleteResponse* out) {
+            ToApi(std::move(*r.mutable_delete_()), out);
           });
     return reply;
   }
@@ -130,11 +130,11 @@ class KvService final : public rpc::KV::CallbackService {
                                "no shard has group ", req->group(),
                                "; the Ranges call names the shards' groups")));
     }
-    rpc::Command cmd;
+    kvpb::Command cmd;
     cmd.mutable_open_session()->set_ttl_ms(node_->options.session_ttl_ms);
     WriteToGroup(reply, req->group(), std::move(cmd),
-                 [](rpc::CommandResult& r, rpc::OpenSessionResponse* out) {
-                   *out = std::move(*r.mutable_open_session());
+                 [](kvpb::CommandResult& r, rpc::OpenSessionResponse* out) {
+                   ToApi(std::move(*r.mutable_open_session()), out);
                  });
     return reply;
   }
@@ -174,14 +174,13 @@ class KvService final : public rpc::KV::CallbackService {
                                            "\" are in different ranges")));
       }
     }
-    rpc::Command cmd;
-    *cmd.mutable_txn() = *req;
-    cmd.mutable_txn()->clear_session();
+    kvpb::Command cmd;
+    *cmd.mutable_txn() = ToKv(*req);
     cmd.set_request_fingerprint(Fingerprint(cmd.txn()));
-    *cmd.mutable_session() = req->session();
+    *cmd.mutable_session() = ToKv(req->session());
     Write(reply, *keys[0], std::move(cmd),
-          [](rpc::CommandResult& r, rpc::TxnResponse* out) {
-            *out = std::move(*r.mutable_txn());
+          [](kvpb::CommandResult& r, rpc::TxnResponse* out) {
+            ToApi(std::move(*r.mutable_txn()), out);
           });
     return reply;
   }
@@ -299,19 +298,19 @@ class KvService final : public rpc::KV::CallbackService {
   // Proposes `cmd` to the range of `key`; `fill(result, resp)` turns the
   // applied result into the response.
   template <typename Resp, typename Fill>
-  void Write(Reply<Resp>* reply, const std::string& key, rpc::Command cmd,
+  void Write(Reply<Resp>* reply, const std::string& key, kvpb::Command cmd,
              Fill fill) {
     WriteToGroup(reply, node_->RangeFor(key).group(), std::move(cmd),
                  std::move(fill));
   }
   template <typename Resp, typename Fill>
-  void WriteToGroup(Reply<Resp>* reply, uint64_t group, rpc::Command cmd,
+  void WriteToGroup(Reply<Resp>* reply, uint64_t group, kvpb::Command cmd,
                     Fill fill) {
     auto s = reply->shared();
     Expire(reply, "write");
     node_->WriteAsync(
         group, std::move(cmd),
-        [this, s, group, fill](absl::StatusOr<rpc::CommandResult> r) {
+        [this, s, group, fill](absl::StatusOr<kvpb::CommandResult> r) {
           Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
             if (!r.ok()) return node_->Refuse(ctx, group, r.status());
             fill(*r, out);

@@ -40,7 +40,7 @@ StateMachine* Node::Machine(raft::host::GroupId group) const {
   return groups->Find(group);
 }
 
-void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,
+void Node::WriteAsync(raft::host::GroupId group, kvpb::Command cmd,
                       WriteDone done) {
   // Log time, not the wall clock: see StateMachine::ProposalTimeMs.
   if (StateMachine* sm = Machine(group)) cmd.set_time_ms(sm->ProposalTimeMs());
@@ -53,7 +53,7 @@ void Node::WriteAsync(raft::host::GroupId group, rpc::Command cmd,
           return done(rpc::OutcomeUnknown(std::string(r.status().message())));
         }
         if (!r.ok()) return done(r.status());
-        rpc::CommandResult result;
+        kvpb::CommandResult result;
         if (!result.ParseFromString(r->result)) {
           return done(absl::InternalError("undecodable write result"));
         }
@@ -73,11 +73,12 @@ void Node::ReadAsync(raft::host::GroupId group, bool lease, ReadDone done) {
   host->ReadIndex(group, lease, std::move(done));
 }
 
-absl::StatusOr<rpc::CommandResult> Node::Write(
-    raft::host::GroupId group, rpc::Command cmd,
+absl::StatusOr<kvpb::CommandResult> Node::Write(
+    raft::host::GroupId group, kvpb::Command cmd,
     std::chrono::system_clock::time_point deadline) {
-  auto p = std::make_shared<std::promise<absl::StatusOr<rpc::CommandResult>>>();
-  WriteAsync(group, std::move(cmd), [p](absl::StatusOr<rpc::CommandResult> r) {
+  auto p =
+      std::make_shared<std::promise<absl::StatusOr<kvpb::CommandResult>>>();
+  WriteAsync(group, std::move(cmd), [p](absl::StatusOr<kvpb::CommandResult> r) {
     p->set_value(std::move(r));
   });
   return Await(p->get_future(), deadline, "write");

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "kv/server/internal/api.h"
 #include "kv/server/internal/node.h"
 #include "kv/storage/leveldb_engine.h"
 #include "rpc/cluster.grpc.pb.h"
@@ -94,10 +95,10 @@ absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
   }
   rpc::ClusterLayout& layout = node_.layout;
   layout.set_cluster_id(ClusterId(o));
-  std::vector<rpc::Member> members;
+  std::vector<kvpb::Member> members;
   for (const auto& [id, peer] : o.initial_cluster) {
-    members.push_back(MemberOf(id, peer));
-    *layout.add_members() = members.back();
+    *layout.add_members() = MemberOf(id, peer);
+    members.push_back(ToKv(layout.members().Get(layout.members_size() - 1)));
   }
   std::vector<std::string> splits = o.initial_ranges;
   std::sort(splits.begin(), splits.end());
@@ -112,8 +113,8 @@ absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
   for (const auto& [id, peer] : o.initial_cluster) voters.push_back(id);
   std::vector<GroupId> groups = {kMetaGroup};
   for (const auto& r : layout.ranges()) groups.push_back(r.group());
-  const std::vector<rpc::RangeDescriptor> ranges(layout.ranges().begin(),
-                                                 layout.ranges().end());
+  std::vector<kvpb::RangeDescriptor> ranges;
+  for (const auto& r : layout.ranges()) ranges.push_back(ToKv(r));
   for (GroupId g : groups) {
     ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
     RETURN_IF_ERROR(
@@ -152,9 +153,9 @@ absl::Status ServerImpl::JoinLayout(const ServerOptions& o) {
 void ServerImpl::RefreshDirectory() {
   StateMachine* meta = node_.Machine(kMetaGroup);
   if (meta == nullptr) return;
-  absl::StatusOr<std::vector<rpc::Member>> members = meta->meta().Members();
+  absl::StatusOr<std::vector<kvpb::Member>> members = meta->meta().Members();
   if (!members.ok()) return;
-  for (const rpc::Member& m : *members) {
+  for (const kvpb::Member& m : *members) {
     node_.directory.SetPeer(m.id(), m.peer_address());
     node_.directory.SetClient(m.id(), m.client_address());
   }

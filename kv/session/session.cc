@@ -13,17 +13,17 @@ namespace tally::kv {
 
 namespace {
 
-int64_t Ttl(const rpc::SessionRecord& rec) {
+int64_t Ttl(const kvpb::SessionRecord& rec) {
   return rec.ttl_ms() > 0 ? rec.ttl_ms() : kSessionTtlMs;
 }
 
-bool Ended(const rpc::SessionRecord& rec, int64_t now) {
+bool Ended(const kvpb::SessionRecord& rec, int64_t now) {
   return rec.last_active_ms() + Ttl(rec) < now;
 }
 
-// Sets header.replayed in whichever response the result holds: every
-// module's responses carry a ResponseHeader named `header`.
-void MarkReplayed(rpc::CommandResult& r) {
+// Sets header.replayed in whichever result the command result holds: every
+// module's results carry a kvpb::Applied named `header`.
+void MarkReplayed(kvpb::CommandResult& r) {
   const google::protobuf::Reflection* refl = r.GetReflection();
   const google::protobuf::OneofDescriptor* oneof =
       r.GetDescriptor()->FindOneofByName("result");
@@ -37,31 +37,32 @@ void MarkReplayed(rpc::CommandResult& r) {
   const google::protobuf::FieldDescriptor* header =
       resp->GetDescriptor()->FindFieldByName("header");
   if (header == nullptr ||
-      header->message_type() != rpc::ResponseHeader::descriptor()) {
+      header->message_type() != kvpb::Applied::descriptor()) {
     return;
   }
-  static_cast<rpc::ResponseHeader*>(
+  static_cast<kvpb::Applied*>(
       resp->GetReflection()->MutableMessage(resp, header))
       ->set_replayed(true);
 }
 
 }  // namespace
 
-bool Sessions::Handles(const rpc::Command& cmd) const {
+bool Sessions::Handles(const kvpb::Command& cmd) const {
   return cmd.has_open_session();
 }
 
-rpc::CommandResult Sessions::Apply(ApplyContext& ctx, const rpc::Command& cmd) {
+kvpb::CommandResult Sessions::Apply(ApplyContext& ctx,
+                                    const kvpb::Command& cmd) {
   // The entry's index names the session: unique in the group, never reused.
-  rpc::SessionRecord rec;
+  kvpb::SessionRecord rec;
   rec.set_last_active_ms(ctx.state.log_time_ms());
   rec.set_ttl_ms(cmd.open_session().ttl_ms() > 0 ? cmd.open_session().ttl_ms()
                                                  : kSessionTtlMs);
   rec.set_first_incomplete(1);
   ctx.batch.Put(keys_->IdKey(Space::kSession, ctx.index),
                 rec.SerializeAsString());
-  rpc::CommandResult r;
-  rpc::OpenSessionResponse* out = r.mutable_open_session();
+  kvpb::CommandResult r;
+  kvpb::OpenSessionResult* out = r.mutable_open_session();
   out->set_client_id(ctx.index);
   out->set_ttl_ms(rec.ttl_ms());
   out->mutable_header()->set_revision(ctx.state.revision());
@@ -70,11 +71,11 @@ rpc::CommandResult Sessions::Apply(ApplyContext& ctx, const rpc::Command& cmd) {
   return r;
 }
 
-rpc::CommandResult Sessions::RunOnce(
-    ApplyContext& ctx, const rpc::Command& cmd,
-    const std::function<rpc::CommandResult()>& run) {
+kvpb::CommandResult Sessions::RunOnce(
+    ApplyContext& ctx, const kvpb::Command& cmd,
+    const std::function<kvpb::CommandResult()>& run) {
   Batch& b = ctx.batch;
-  const rpc::Session& session = cmd.session();
+  const kvpb::Session& session = cmd.session();
   const uint64_t id = session.client_id();
   const uint64_t group = keys_->group();
   if (session.group() != group) {
@@ -88,7 +89,7 @@ rpc::CommandResult Sessions::RunOnce(
   }
   const std::string key = keys_->IdKey(Space::kSession, id);
   std::optional<std::string> raw = b.Read(key);
-  rpc::SessionRecord rec;
+  kvpb::SessionRecord rec;
   if (raw && !rec.ParseFromString(*raw)) {
     b.Fail(absl::DataLossError(
         absl::StrCat("malformed session record ", id, " in group ", group)));
@@ -116,7 +117,7 @@ rpc::CommandResult Sessions::RunOnce(
                        " was used for a different request; this "
                        "one was not applied"));
     }
-    rpc::CommandResult r = saved->second;
+    kvpb::CommandResult r = saved->second;
     MarkReplayed(r);  // the same answer as the first time, marked
     b.Put(key, rec.SerializeAsString());
     return r;
@@ -132,7 +133,7 @@ rpc::CommandResult Sessions::RunOnce(
                    absl::StrCat("session ", id, " has ", kMaxResultsPerSession,
                                 " requests in flight; acknowledge some first"));
   }
-  rpc::CommandResult r = run();
+  kvpb::CommandResult r = run();
   rec.set_first_incomplete(
       std::max(rec.first_incomplete(), session.first_incomplete()));
   (*rec.mutable_results())[session.sequence()] = r;
@@ -156,7 +157,7 @@ void Sessions::OnLogTime(ApplyContext& ctx, int64_t before) {
   std::vector<std::string> ended;
   ctx.batch.ForEach(keys_->Key(Space::kSession),
                     [&](const std::string& key, const std::string& raw) {
-                      rpc::SessionRecord rec;
+                      kvpb::SessionRecord rec;
                       // A malformed record stays, for RunOnce to report.
                       if (rec.ParseFromString(raw) && Ended(rec, now))
                         ended.push_back(key);

@@ -35,16 +35,17 @@ class Sessions final : public Module {
   explicit Sessions(const Keyspace* keys) : keys_(keys) {}
 
   // Opening a session.
-  bool Handles(const rpc::Command& cmd) const override;
-  rpc::CommandResult Apply(ApplyContext& ctx, const rpc::Command& cmd) override;
+  bool Handles(const kvpb::Command& cmd) const override;
+  kvpb::CommandResult Apply(ApplyContext& ctx,
+                            const kvpb::Command& cmd) override;
   void OnLogTime(ApplyContext& ctx, int64_t before) override;
 
   // Runs `cmd`, which carries a session, with `run` unless that session has
   // run its sequence already (then the saved result, marked replayed), or
   // the session has ended, belongs to another group, or reuses a sequence
   // for another request (then a refusal; nothing runs).
-  rpc::CommandResult RunOnce(ApplyContext& ctx, const rpc::Command& cmd,
-                             const std::function<rpc::CommandResult()>& run);
+  kvpb::CommandResult RunOnce(ApplyContext& ctx, const kvpb::Command& cmd,
+                              const std::function<kvpb::CommandResult()>& run);
 
  private:
   const Keyspace* const keys_;

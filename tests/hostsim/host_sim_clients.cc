@@ -6,7 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "rpc/storage.pb.h"
+#include "kv/kvpb/kvpb.pb.h"
 #include "tests/hostsim/internal/world.h"
 
 namespace tally::hostsim::internal {
@@ -38,7 +38,7 @@ void World::Invoke(int c) {
   if (op.write) {
     op.reg.kind = RegisterOp::Kind::kWrite;
     op.reg.value = ++next_value_;
-    rpc::Command cmd;
+    kvpb::Command cmd;
     cmd.set_proposal_id(id);
     auto sm = n->machines.find(group);
     cmd.set_time_ms(sm == n->machines.end() ? 0 : sm->second->ProposalTimeMs());
@@ -61,7 +61,7 @@ void World::Invoke(int c) {
         if (!r.ok()) return Finish(id, r.status(), 0);
         // Read what this replica has applied, as the KV service does.
         uint64_t value = 0;
-        absl::StatusOr<std::optional<rpc::KeyValue>> kv =
+        absl::StatusOr<std::optional<kvpb::KeyValue>> kv =
             n->machines.at(group)->kv().Get(KeyName(ops_[id].key));
         if (!kv.ok()) return Finish(id, kv.status(), 0);
         if (kv->has_value() && !absl::SimpleAtoi((*kv)->value(), &value)) {
@@ -221,11 +221,11 @@ std::vector<Node*> World::Members(GroupId g) {
 
 void World::CheckReplicasAgree() {
   for (GroupId g : kGroups) {
-    std::vector<rpc::KeyValue> first;
+    std::vector<kvpb::KeyValue> first;
     const std::vector<Node*> members = Members(g);
     for (Node* n : members) {
       bool more = false;
-      absl::StatusOr<std::vector<rpc::KeyValue>> kvs =
+      absl::StatusOr<std::vector<kvpb::KeyValue>> kvs =
           n->machines.at(g)->kv().Range("", "", 1000, &more);
       if (!kvs.ok()) return Fail(kvs.status().ToString());
       if (n == members.front()) {
@@ -239,7 +239,7 @@ void World::CheckReplicasAgree() {
         ++i;
       }
       if (i == common && kvs->size() == first.size()) continue;
-      auto describe = [&](const std::vector<rpc::KeyValue>& v) {
+      auto describe = [&](const std::vector<kvpb::KeyValue>& v) {
         if (i >= v.size()) return std::string("nothing");
         return absl::StrCat(v[i].key(), "=", v[i].value(), " (revision ",
                             v[i].mod_revision(), ")");

@@ -52,18 +52,18 @@ struct Node {
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
   StateMachine* Machine(raft::host::GroupId group) const;
-  using WriteDone = std::function<void(absl::StatusOr<rpc::CommandResult>)>;
+  using WriteDone = std::function<void(absl::StatusOr<kvpb::CommandResult>)>;
   using ReadDone = std::function<void(absl::StatusOr<raft::Index>)>;
 
   // Proposes; `done` gets the applied result (on the apply thread), or why
   // it will not come (on the raft loop).
-  void WriteAsync(raft::host::GroupId group, rpc::Command cmd, WriteDone done);
+  void WriteAsync(raft::host::GroupId group, kvpb::Command cmd, WriteDone done);
   // `done` gets the index at which reading `group` here is linearizable (or
   // lease-safe) once this node has applied it.
   void ReadAsync(raft::host::GroupId group, bool lease, ReadDone done);
   // WriteAsync, waiting (bounded by `deadline`).
-  absl::StatusOr<rpc::CommandResult> Write(
-      raft::host::GroupId group, rpc::Command cmd,
+  absl::StatusOr<kvpb::CommandResult> Write(
+      raft::host::GroupId group, kvpb::Command cmd,
       std::chrono::system_clock::time_point deadline);
   // UNAVAILABLE naming the group's leader, for redirects.
   grpc::Status NotLeader(grpc::ServerContextBase* ctx,
@@ -82,7 +82,7 @@ struct Node {
 };
 
 // A hash of a client request, the same for the same request on every build:
-// a session's retry must carry the same one (rpc::Command).
+// a session's retry must carry the same one (kvpb::Command).
 uint64_t Fingerprint(const google::protobuf::Message& request);
 std::unique_ptr<grpc::Service> NewKvService(Node* node);
 std::unique_ptr<grpc::Service> NewClusterService(Node* node);
