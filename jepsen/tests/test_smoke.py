@@ -105,3 +105,83 @@ def test_quiet_leader_cut_off_is_replaced_without_client_traffic(tmp_path):
             conn.close()
         cluster.shutdown()
         net.close()
+
+
+@pytest.mark.smoke
+def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
+    """gRPC health (what kvctl health, the compose health checks and the
+    Kubernetes readiness probe ask) must mean the node can serve: a node cut
+    off from the other two turns NOT_SERVING, while they stay SERVING, and
+    turns SERVING again once the partition heals. The "liveness" service
+    stays SERVING throughout."""
+    import time
+
+    import grpc
+
+    from tally_jepsen import cluster as tcluster
+    from tally_jepsen import paths
+    from tally_jepsen.client import Connection
+    from tally_jepsen.net import Network, can_partition
+    from tally_jepsen.runner import wait_ready
+
+    if not can_partition():
+        pytest.skip("network faults need root (network namespaces and nftables)")
+    paths.import_protos()
+    from rpc import health_pb2  # noqa: E402  (generated)
+
+    net = Network(3)
+    cluster = tcluster.Cluster(str(tmp_path), net, 3)
+    conn = None
+    channels = {}
+    try:
+        cluster.start()
+        addresses = {i: n.client_address for i, n in cluster.nodes.items()}
+        conn = Connection(addresses)
+        nodes = sorted(cluster.nodes)
+        assert wait_ready(conn, nodes), f"cluster not ready; logs in {tmp_path}"
+
+        def status(n, service=""):
+            ch = channels.get(n)
+            if ch is None:
+                ch = channels[n] = grpc.insecure_channel(addresses[n])
+            check = ch.unary_unary(
+                "/grpc.health.v1.Health/Check",
+                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                response_deserializer=health_pb2.HealthCheckResponse.FromString)
+            try:
+                r = check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+                return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+            except grpc.RpcError as err:
+                return err.code().name
+
+        def wait_for(n, want, seconds=20):
+            deadline = time.monotonic() + seconds
+            got = None
+            while time.monotonic() < deadline:
+                got = status(n)
+                if got == want:
+                    return got
+                time.sleep(0.2)
+            return got
+
+        for n in nodes:
+            assert wait_for(n, "SERVING") == "SERVING", f"n{n}; logs in {tmp_path}"
+        cut, others = nodes[-1], nodes[:-1]
+        net.partition([[cut], others])
+        got = wait_for(cut, "NOT_SERVING")
+        assert got == "NOT_SERVING", f"cut-off n{cut} still {got}; logs in {tmp_path}"
+        # Liveness probes ask "liveness": a restart would not mend a partition.
+        assert status(cut, "liveness") == "SERVING"
+        for n in others:
+            got = wait_for(n, "SERVING")
+            assert got == "SERVING", f"n{n} on the majority side is {got}; logs in {tmp_path}"
+        net.heal()
+        got = wait_for(cut, "SERVING")
+        assert got == "SERVING", f"n{cut} still {got} after healing; logs in {tmp_path}"
+    finally:
+        for ch in channels.values():
+            ch.close()
+        if conn is not None:
+            conn.close()
+        cluster.shutdown()
+        net.close()

@@ -258,8 +258,8 @@ class KvService final : public rpc::KV::CallbackService {
     }
     util::ThreadPool* pool = scan ? node_->scans.get() : node_->reads.get();
     // Runs the read at `index` on `pool`, or refuses it if the pool is full.
-    auto post = [this, s, group, serve, pool](raft::Index index) {
-      bool posted = pool->Post([this, s, group, serve, index] {
+    auto post = [s, serve, pool](raft::Index index) {
+      bool posted = pool->Post([s, serve, index] {
         Reply<Resp>::Answer(
             s, [&](auto*, Resp* out) { return serve(index, out); });
       });

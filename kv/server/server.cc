@@ -4,15 +4,20 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <optional>
 #include <random>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "kv/server/internal/api.h"
+#include "kv/server/internal/health.h"
 #include "kv/server/internal/node.h"
 #include "kv/storage/leveldb_engine.h"
 #include "rpc/cluster.grpc.pb.h"
@@ -32,6 +37,11 @@ constexpr size_t kMaxQueuedReads = 10000;
 constexpr int kScanThreads = 2;
 constexpr size_t kMaxQueuedScans = 1000;
 constexpr int kScanNice = 19;
+// The gRPC health service name that liveness probes ask: SERVING while the
+// process runs. The overall status ("") says whether it can serve (health.h).
+constexpr char kLivenessService[] = "liveness";
+// How often the gRPC health status is brought up to date.
+constexpr absl::Duration kHealthEvery = absl::Milliseconds(250);
 
 using raft::host::GroupId;
 
@@ -63,6 +73,11 @@ class ServerImpl final : public Server {
   void Shutdown() override {
     if (down_) return;
     down_ = true;
+    {
+      absl::MutexLock l(&health_mu_);
+      health_stop_ = true;
+    }
+    if (health_thread_.joinable()) health_thread_.join();
     if (grpc_)
       grpc_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));
@@ -79,11 +94,18 @@ class ServerImpl final : public Server {
   absl::Status Bootstrap(const ServerOptions& o);
   absl::Status JoinLayout(const ServerOptions& o);
   void RefreshDirectory();
+  // Every kHealthEvery, sets the gRPC health status (what kvctl health,
+  // the compose health checks and Kubernetes probes ask) from the groups'
+  // state (health.h), logging each change.
+  void WatchHealth();
 
   Node node_;
   std::unique_ptr<grpc::Service> kv_, cluster_;
   std::unique_ptr<grpc::Server> grpc_;
   bool down_ = false;
+  absl::Mutex health_mu_;
+  bool health_stop_ ABSL_GUARDED_BY(health_mu_) = false;
+  std::thread health_thread_;
 };
 
 absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
@@ -285,7 +307,34 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   spdlog::info("[n={}] serving clients on {}, peers on {}, cluster {}",
                node_.id, o.client_address, o.peer_address,
                node_.layout.cluster_id());
+  health_thread_ = std::thread([this] { WatchHealth(); });
   return absl::OkStatus();
+}
+
+void ServerImpl::WatchHealth() {
+  grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService();
+  // For liveness probes: SERVING for as long as the process serves at all
+  // (restarting a node that is cut off would not bring it back).
+  health->SetServingStatus(kLivenessService, true);
+  std::optional<std::string> last = "starting";
+  while (true) {
+    std::optional<std::string> why =
+        Unhealthy(node_.host->Groups(), kMetaGroup);
+    if (why != last) {
+      health->SetServingStatus("", !why.has_value());
+      if (why) {
+        spdlog::warn("[n={}] health: NOT_SERVING: {}", node_.id, *why);
+      } else {
+        spdlog::info("[n={}] health: SERVING", node_.id);
+      }
+      last = why;
+    }
+    absl::MutexLock l(&health_mu_);
+    if (health_mu_.AwaitWithTimeout(absl::Condition(&health_stop_),
+                                    kHealthEvery)) {
+      return;
+    }
+  }
 }
 
 }  // namespace
