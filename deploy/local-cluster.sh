@@ -4,8 +4,9 @@
 #   deploy/local-cluster.sh stop [DIR]    stop the nodes this script started
 #   deploy/local-cluster.sh status [DIR]
 # DIR (default .tally-cluster) holds each node's data dir, log and PID file.
-# Ports: clients 127.0.0.1:7001-7003, peers 127.0.0.1:7101-7103
-# (TALLY_PORT_BASE=7000 moves both). TALLY_INITIAL_RANGES=m,t splits a new
+# Ports: clients 127.0.0.1:7001-7003, peers 127.0.0.1:7101-7103, HTTP
+# (/health, /ready, /live, /metrics) 127.0.0.1:7201-7203
+# (TALLY_PORT_BASE=7000 moves them all). TALLY_INITIAL_RANGES=m,t splits a new
 # cluster's keyspace into shards at those keys.
 set -euo pipefail
 cmd=${1:-}
@@ -36,6 +37,7 @@ case "$cmd" in
       setsid "$bin/kvd" --name "n$i" --data-dir "$dir/n$i" \
         --listen-client "127.0.0.1:$((base + i))" \
         --listen-peer "127.0.0.1:$((base + 100 + i))" \
+        --listen-http "127.0.0.1:$((base + 200 + i))" \
         --initial-cluster "$initial" --initial-ranges "${TALLY_INITIAL_RANGES:-}" \
         ${TALLY_KVD_ARGS:-} >>"$dir/n$i.log" 2>&1 &
       echo $! >"$pidfile"

@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--listen-peer", o.peer_address, "host:port for other nodes")
       ->required();
+  app.add_option("--listen-http", o.http_address,
+                 "host:port for HTTP: /health, /ready, /live and /metrics "
+                 "(Prometheus); none if unset");
   app.add_option("--advertise-client", o.advertise_client_address,
                  "the client address to name in redirects, if clients reach "
                  "this node elsewhere than --listen-client");

@@ -18,6 +18,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "kv/server/internal/api.h"
 #include "kv/server/internal/health.h"
+#include "kv/server/internal/http.h"
 #include "kv/server/internal/node.h"
 #include "kv/storage/leveldb_engine.h"
 #include "rpc/cluster.grpc.pb.h"
@@ -78,6 +79,7 @@ class ServerImpl final : public Server {
       health_stop_ = true;
     }
     if (health_thread_.joinable()) health_thread_.join();
+    http_.reset();
     if (grpc_)
       grpc_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));
@@ -106,6 +108,7 @@ class ServerImpl final : public Server {
   absl::Mutex health_mu_;
   bool health_stop_ ABSL_GUARDED_BY(health_mu_) = false;
   std::thread health_thread_;
+  std::unique_ptr<HttpEndpoint> http_;
 };
 
 absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
@@ -308,6 +311,12 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
                node_.id, o.client_address, o.peer_address,
                node_.layout.cluster_id());
   health_thread_ = std::thread([this] { WatchHealth(); });
+  if (!o.http_address.empty()) {
+    ASSIGN_OR_RETURN(http_,
+                     HttpEndpoint::Start(o.http_address, node_.host.get()));
+    spdlog::info("[n={}] serving HTTP (health, metrics) on {}", node_.id,
+                 o.http_address);
+  }
   return absl::OkStatus();
 }
 

@@ -22,6 +22,9 @@ struct ServerOptions {
   // published port). Empty: client_address.
   std::string advertise_client_address;
   std::string peer_address;
+  // host:port for the HTTP endpoint (health, readiness, liveness, Prometheus
+  // metrics; internal/http.h). Empty: none.
+  std::string http_address;
   // Bootstrap: every member's name and peer address, the same on every
   // node of a new cluster. Ignored once the data dir is initialised, except
   // that it must describe the same cluster.

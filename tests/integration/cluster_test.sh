@@ -28,6 +28,19 @@ for i in 1 2 3; do
 done
 ok "put once, read 1 through every node"
 
+for i in 1 2 3; do
+  http=http://127.0.0.1:$((b + 200 + i))
+  for _ in $(seq 1 20); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$http/health")" = 200 ] && break
+    sleep 0.25
+  done
+  [ "$(curl -s "$http/health")" = SERVING ] || fail "n$i /health: $(curl -s "$http/health")"
+  [ "$(curl -s "$http/live")" = SERVING ] || fail "n$i /live"
+  curl -s "$http/metrics" | grep -q '^tally_raft_has_leader{group="1"} 1$' ||
+    fail "n$i /metrics: $(curl -s "$http/metrics" | head -20)"
+done
+ok "HTTP /health, /live and /metrics on every node"
+
 set +e
 kvctl put "" x 2>/dev/null; [ $? -eq 2 ] || fail "empty key must exit 2"
 kvctl get missing 2>/dev/null; [ $? -eq 1 ] || fail "missing key must exit 1"

@@ -1,0 +1,159 @@
+#include "kv/server/internal/http.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "httplib.h"
+#include "kv/server/internal/health.h"
+#include "kv/server/internal/node.h"
+
+namespace tally::kv::server {
+
+namespace {
+
+// One metric family: its HELP and TYPE lines.
+void Family(std::string* out, const char* name, const char* type,
+            const char* help) {
+  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type,
+                  "\n");
+}
+
+// The process's CPU seconds and resident bytes, from /proc/self.
+void ProcessMetrics(std::string* out) {
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command name, which may hold spaces: state is 3rd,
+  // utime the 14th, stime the 15th, rss (pages) the 24th.
+  const size_t paren = line.rfind(')');
+  if (paren != std::string::npos) {
+    std::vector<std::string> f =
+        absl::StrSplit(line.substr(paren + 2), ' ', absl::SkipEmpty());
+    uint64_t utime = 0, stime = 0, rss = 0;
+    if (f.size() > 21 && absl::SimpleAtoi(f[11], &utime) &&
+        absl::SimpleAtoi(f[12], &stime) && absl::SimpleAtoi(f[21], &rss)) {
+      const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+      Family(out, "process_cpu_seconds_total", "counter",
+             "User and system CPU time spent, in seconds.");
+      absl::StrAppend(out, "process_cpu_seconds_total ",
+                      static_cast<double>(utime + stime) / ticks, "\n");
+      Family(out, "process_resident_memory_bytes", "gauge",
+             "Resident memory size, in bytes.");
+      absl::StrAppend(out, "process_resident_memory_bytes ",
+                      rss * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)), "\n");
+    }
+  }
+  std::error_code ec;
+  size_t fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++fds;
+  }
+  Family(out, "process_open_fds", "gauge", "Open file descriptors.");
+  absl::StrAppend(out, "process_open_fds ", fds, "\n");
+}
+
+}  // namespace
+
+std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
+                          bool serving) {
+  std::string out;
+  Family(&out, "tally_serving", "gauge",
+         "1 when the node can serve (what /health and gRPC health say).");
+  absl::StrAppend(&out, "tally_serving ", serving ? 1 : 0, "\n");
+  struct Gauge {
+    const char* name;
+    const char* help;
+    uint64_t (*value)(const raft::host::GroupInfo&);
+  };
+  const Gauge gauges[] = {
+      {"tally_raft_has_leader", "1 when this replica knows its group's leader.",
+       [](const raft::host::GroupInfo& g) -> uint64_t {
+         return g.leader != raft::kNoNode;
+       }},
+      {"tally_raft_is_leader", "1 when this replica leads its group.",
+       [](const raft::host::GroupInfo& g) -> uint64_t {
+         return g.role == raft::Role::kLeader;
+       }},
+      {"tally_raft_term", "The group's current term at this replica.",
+       [](const raft::host::GroupInfo& g) -> uint64_t { return g.term; }},
+      {"tally_raft_commit_index", "The group's commit index at this replica.",
+       [](const raft::host::GroupInfo& g) -> uint64_t { return g.commit; }},
+      {"tally_raft_applied_index",
+       "The index this replica's state machine has applied.",
+       [](const raft::host::GroupInfo& g) -> uint64_t { return g.applied; }},
+      {"tally_raft_log_entries", "Entries in this replica's raft log.",
+       [](const raft::host::GroupInfo& g) -> uint64_t {
+         return g.last_index + 1 > g.first_index
+                    ? g.last_index + 1 - g.first_index
+                    : 0;
+       }},
+      {"tally_raft_quiet", "1 when the group is idle and stopped ticking.",
+       [](const raft::host::GroupInfo& g) -> uint64_t { return g.quiet; }},
+  };
+  for (const Gauge& m : gauges) {
+    Family(&out, m.name, "gauge", m.help);
+    for (const raft::host::GroupInfo& g : groups) {
+      absl::StrAppend(&out, m.name, "{group=\"", g.group, "\"} ", m.value(g),
+                      "\n");
+    }
+  }
+  ProcessMetrics(&out);
+  return out;
+}
+
+HttpEndpoint::HttpEndpoint() : server_(std::make_unique<httplib::Server>()) {}
+
+HttpEndpoint::~HttpEndpoint() {
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
+    const std::string& address, raft::host::NodeHost* host) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port <= 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen-http \"", address, "\" must be host:port"));
+  }
+  std::unique_ptr<HttpEndpoint> e(new HttpEndpoint());
+  auto health = [host](const httplib::Request&, httplib::Response& res) {
+    std::optional<std::string> why = Unhealthy(host->Groups(), kMetaGroup);
+    res.status = why ? 503 : 200;
+    res.set_content(why ? absl::StrCat("NOT_SERVING: ", *why, "\n")
+                        : std::string("SERVING\n"),
+                    "text/plain");
+  };
+  e->server_->Get("/health", health);
+  e->server_->Get("/ready", health);
+  e->server_->Get("/live", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("SERVING\n", "text/plain");
+  });
+  e->server_->Get(
+      "/metrics", [host](const httplib::Request&, httplib::Response& res) {
+        const std::vector<raft::host::GroupInfo> groups = host->Groups();
+        res.set_content(
+            RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value()),
+            "text/plain; version=0.0.4");
+      });
+  if (!e->server_->bind_to_port(address.substr(0, colon), port)) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address,
+                     " for HTTP (in use, or not an address of this machine?)"));
+  }
+  httplib::Server* s = e->server_.get();
+  e->thread_ = std::thread([s] { s->listen_after_bind(); });
+  return e;
+}
+
+}  // namespace tally::kv::server

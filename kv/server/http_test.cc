@@ -1,0 +1,44 @@
+#include "kv/server/internal/http.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace tally::kv::server {
+namespace {
+
+TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
+  raft::host::GroupInfo meta;
+  meta.group = 1;
+  meta.leader = 2;
+  meta.term = 7;
+  meta.commit = 40;
+  meta.applied = 39;
+  meta.first_index = 2;
+  meta.last_index = 41;
+  raft::host::GroupInfo data;
+  data.group = 2;
+  data.role = raft::Role::kLeader;
+  data.leader = 1;
+  data.quiet = true;
+  const std::string m = RenderMetrics({meta, data}, /*serving=*/true);
+  for (const char* line :
+       {"# TYPE tally_serving gauge\ntally_serving 1\n",
+        "tally_raft_has_leader{group=\"1\"} 1\n",
+        "tally_raft_is_leader{group=\"1\"} 0\n",
+        "tally_raft_is_leader{group=\"2\"} 1\n",
+        "tally_raft_term{group=\"1\"} 7\n",
+        "tally_raft_commit_index{group=\"1\"} 40\n",
+        "tally_raft_applied_index{group=\"1\"} 39\n",
+        "tally_raft_log_entries{group=\"1\"} 40\n",
+        "tally_raft_quiet{group=\"2\"} 1\n",
+        "# TYPE process_cpu_seconds_total counter\n",
+        "process_resident_memory_bytes ", "process_open_fds "}) {
+    EXPECT_NE(m.find(line), std::string::npos) << line << " not in\n" << m;
+  }
+  EXPECT_NE(RenderMetrics({}, false).find("tally_serving 0\n"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tally::kv::server
