@@ -60,10 +60,52 @@ void ProcessMetrics(std::string* out) {
   absl::StrAppend(out, "process_open_fds ", fds, "\n");
 }
 
+// The host's counters and the raft log write latency histogram.
+void HostMetrics(std::string* out, const raft::host::HostStats& s) {
+  const struct {
+    const char* name;
+    const char* help;
+    uint64_t value;
+  } counters[] = {
+      {"tally_raft_leaderships_won_total",
+       "Times a group made this node its leader.", s.leaderships_won},
+      {"tally_proposals_total", "Proposals taken into a raft log here.",
+       s.proposals},
+      {"tally_proposals_shed_total",
+       "Proposals refused as overload (RESOURCE_EXHAUSTED).", s.proposals_shed},
+      {"tally_entries_applied_total",
+       "Committed entries applied to state machines here.", s.entries_applied},
+      {"tally_raft_log_syncs_total", "Raft log writes that were synced.",
+       s.log_syncs},
+      {"tally_snapshots_offered_total", "Snapshots offered to followers.",
+       s.snapshots_offered},
+      {"tally_snapshots_installed_total", "Snapshots installed here.",
+       s.snapshots_installed},
+  };
+  for (const auto& c : counters) {
+    Family(out, c.name, "counter", c.help);
+    absl::StrAppend(out, c.name, " ", c.value, "\n");
+  }
+  const char* h = "tally_raft_log_write_seconds";
+  Family(out, h, "histogram",
+         "Raft log batch writes (every group's, sync included), in seconds.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < s.log_write_buckets.size(); ++i) {
+    cumulative += s.log_write_buckets[i];
+    const std::string le =
+        i < raft::host::kLogWriteBucketsMs.size()
+            ? absl::StrCat(raft::host::kLogWriteBucketsMs[i] / 1000)
+            : "+Inf";
+    absl::StrAppend(out, h, "_bucket{le=\"", le, "\"} ", cumulative, "\n");
+  }
+  absl::StrAppend(out, h, "_sum ", s.log_write_seconds, "\n", h, "_count ",
+                  s.log_writes, "\n");
+}
+
 }  // namespace
 
 std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
-                          bool serving) {
+                          bool serving, const raft::host::HostStats& stats) {
   std::string out;
   Family(&out, "tally_serving", "gauge",
          "1 when the node can serve (what /health and gRPC health say).");
@@ -105,6 +147,7 @@ std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
                       "\n");
     }
   }
+  HostMetrics(&out, stats);
   ProcessMetrics(&out);
   return out;
 }
@@ -143,7 +186,8 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
       "/metrics", [host](const httplib::Request&, httplib::Response& res) {
         const std::vector<raft::host::GroupInfo> groups = host->Groups();
         res.set_content(
-            RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value()),
+            RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value(),
+                          host->Stats()),
             "text/plain; version=0.0.4");
       });
   if (!e->server_->bind_to_port(address.substr(0, colon), port)) {

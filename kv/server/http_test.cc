@@ -21,7 +21,14 @@ TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
   data.role = raft::Role::kLeader;
   data.leader = 1;
   data.quiet = true;
-  const std::string m = RenderMetrics({meta, data}, /*serving=*/true);
+  raft::host::HostCounters counters;
+  counters.Proposed();
+  counters.Proposed();
+  counters.LogWrite(0.0003, /*synced=*/true);
+  counters.LogWrite(0.003, /*synced=*/false);
+  counters.LogWrite(2.0, /*synced=*/true);
+  const std::string m =
+      RenderMetrics({meta, data}, /*serving=*/true, counters.Get());
   for (const char* line :
        {"# TYPE tally_serving gauge\ntally_serving 1\n",
         "tally_raft_has_leader{group=\"1\"} 1\n",
@@ -33,10 +40,20 @@ TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
         "tally_raft_log_entries{group=\"1\"} 40\n",
         "tally_raft_quiet{group=\"2\"} 1\n",
         "# TYPE process_cpu_seconds_total counter\n",
-        "process_resident_memory_bytes ", "process_open_fds "}) {
+        "tally_proposals_total 2\n",
+        "tally_raft_log_syncs_total 2\n",
+        "# TYPE tally_raft_log_write_seconds histogram\n",
+        "tally_raft_log_write_seconds_bucket{le=\"0.0005\"} 1\n",
+        "tally_raft_log_write_seconds_bucket{le=\"0.002\"} 1\n",
+        "tally_raft_log_write_seconds_bucket{le=\"0.005\"} 2\n",
+        "tally_raft_log_write_seconds_bucket{le=\"1\"} 2\n",
+        "tally_raft_log_write_seconds_bucket{le=\"+Inf\"} 3\n",
+        "tally_raft_log_write_seconds_count 3\n",
+        "process_resident_memory_bytes ",
+        "process_open_fds "}) {
     EXPECT_NE(m.find(line), std::string::npos) << line << " not in\n" << m;
   }
-  EXPECT_NE(RenderMetrics({}, false).find("tally_serving 0\n"),
+  EXPECT_NE(RenderMetrics({}, false, {}).find("tally_serving 0\n"),
             std::string::npos);
 }
 

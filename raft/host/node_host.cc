@@ -185,6 +185,7 @@ void NodeHost::Stop() {
 }
 
 void NodeHost::LogShedding(const char* why) {
+  counters_.Shed();
   // At most once a second, with the count since.
   ++shed_since_log_;
   const Clock::TimePoint now = clock_->Now();
@@ -228,6 +229,7 @@ void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
     Wake(g);
     absl::StatusOr<Index> index = g.raw->Propose(std::move(data));
     if (!index.ok()) return done(index.status());
+    counters_.Proposed();
     AddPending(g, *index, std::move(done));
   });
 }
@@ -432,7 +434,7 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
   if (!st.ok()) return finish(false);
   ApplyTask task;
   task.group = gm.group;
-  task.run = [sm, chunks, finish, gm, id = options_.id]() {
+  task.run = [this, sm, chunks, finish, gm, id = options_.id]() {
     // The state machine may have applied past the fetched state while it
     // was fetched (the log reached it first): installing it would take the
     // state back and lose what was applied since. It holds all the
@@ -454,7 +456,9 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
       return std::move((*chunks)[next++]);
     });
     chunks->clear();
-    if (!st.ok()) {
+    if (st.ok()) {
+      counters_.SnapshotInstalled();
+    } else {
       spdlog::error("[g={} n={}] installing the snapshot from n{} failed: {}",
                     gm.group, id, gm.msg.from, st.ToString());
     }

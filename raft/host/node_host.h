@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "raft/conf_change.h"
 #include "raft/host/interfaces.h"
+#include "raft/host/stats.h"
 #include "raft/raw_node.h"
 #include "raft/types.h"
 #include "util/thread_pool.h"
@@ -190,6 +191,8 @@ class NodeHost final : public MessageHandler {
   absl::Status ExportSnapshot(GroupId group, NodeId to, Index min_index,
                               const ChunkSink& sink) override;
 
+  // What this host has done since it started.
+  HostStats Stats() const { return counters_.Get(); }
   // The last published state of each group.
   std::vector<GroupInfo> Groups() const;
   absl::StatusOr<GroupInfo> Group(GroupId group) const;
@@ -293,6 +296,8 @@ class NodeHost final : public MessageHandler {
   // Snapshot fetches: HostOptions::fetch_executor, or own_fetchers_.
   std::unique_ptr<Executor> own_fetchers_;
   Executor* fetchers_ = nullptr;
+
+  HostCounters counters_;
 
   std::thread raft_thread_;
   std::thread apply_thread_;

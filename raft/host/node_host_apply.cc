@@ -54,6 +54,7 @@ void NodeHost::RunApply(ApplyTask& task) {
       task.sm->Apply(task.entries);
   TALLY_CHECK(results.ok(), results.status().ToString().c_str());
   apply_backlog_ -= task.entries.size();
+  counters_.Applied(task.entries.size());
   for (size_t i = 0; i < task.entries.size(); ++i) {
     if (task.callbacks[i]) {
       task.callbacks[i](Applied{task.entries[i].index, (*results)[i]});

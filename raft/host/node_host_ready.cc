@@ -24,6 +24,7 @@ void NodeHost::LogRoleChange(GroupState& g, const SoftState& now) {
   if (now.role == g.logged_role.role && now.lead == g.logged_role.lead) return;
   switch (now.role) {
     case Role::kLeader:
+      counters_.LeadershipWon();
       spdlog::info("[g={} n={} t={}] became leader", g.id, options_.id, term);
       break;
     case Role::kPreCandidate:
@@ -96,6 +97,7 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
     absl::Status st = log_->Write(writes, sync);
     TALLY_CHECK(st.ok(), st.ToString().c_str());
     const auto took = clock_->Now() - start;
+    counters_.LogWrite(std::chrono::duration<double>(took).count(), sync);
     if (took >= kSlowWrite) {
       size_t entries = 0;
       for (const GroupWrite& w : writes) entries += w.entries.size();
@@ -148,6 +150,7 @@ void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
       }
       if (leader_appends) m.commit = std::min(m.commit, written);
       if (m.type == MessageType::kSnapshot) {
+        counters_.SnapshotOffered();
         spdlog::info("[g={} n={} t={}] n{} needs a snapshot: offering index {}",
                      g->id, options_.id, m.term, m.to,
                      m.snapshot.metadata.index);

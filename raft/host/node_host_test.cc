@@ -435,6 +435,19 @@ TEST(NodeHostTest, ReplicatesProposalsOfSeveralGroupsToEveryNode) {
           << id << " group " << g;
     }
   }
+  // The counters behind the metrics saw it.
+  HostStats total;
+  for (NodeId id : {1, 2, 3}) {
+    const HostStats s = c.host(id)->Stats();
+    total.leaderships_won += s.leaderships_won;
+    total.proposals += s.proposals;
+    total.entries_applied += s.entries_applied;
+    EXPECT_GT(s.log_writes, 0u);
+    EXPECT_GT(s.log_syncs, 0u);
+  }
+  EXPECT_GE(total.leaderships_won, 2u);  // one per group at least
+  EXPECT_EQ(total.proposals, 10u);
+  EXPECT_GE(total.entries_applied, 3u * 10u);
 }
 
 TEST(NodeHostTest, FollowerRefusesProposalsAndNamesNoSuchGroup) {

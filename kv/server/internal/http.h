@@ -38,9 +38,10 @@ class HttpEndpoint {
 };
 
 // The metrics, in the Prometheus text format: health, each group's raft
-// state as this node sees it, and the process's CPU, memory and open files.
+// state as this node sees it, the host's counters and raft log write
+// latency, and the process's CPU, memory and open files.
 std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
-                          bool serving);
+                          bool serving, const raft::host::HostStats& stats);
 
 }  // namespace tally::kv::server
 
