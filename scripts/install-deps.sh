@@ -15,7 +15,7 @@ packages=(
   libcpp-httplib-dev
   # jepsen/ (Debian's interpreter, no pip)
   python3 python3-pytest python3-grpcio python3-protobuf python3-hypothesis
-  python3-matplotlib python3-yaml
+  python3-matplotlib python3-yaml python3-prometheus-client
   # network fault injection for jepsen/
   iproute2 nftables faketime
 )

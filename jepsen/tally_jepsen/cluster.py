@@ -40,11 +40,16 @@ class Node:
     def peer_address(self):
         return self.cluster.net.peer_address(self.i)
 
+    @property
+    def http_address(self):
+        return self.cluster.net.http_address(self.i)
+
     def argv(self):
         c = self.cluster
         argv = [paths.KVD, "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-client", self.client_address,
                 "--listen-peer", self.peer_address,
+                "--listen-http", self.http_address,
                 "--tick-ms", str(c.tick_ms)] + list(c.kvd_args)
         if self.join:
             argv += ["--join", self.join]

@@ -63,6 +63,10 @@ class Network:
     def peer_address(self, i):
         return f"{self.host(i)}:{2380 if self.isolated else self.port_base + 100 + i}"
 
+    def http_address(self, i):
+        """Health and metrics over HTTP (kvd --listen-http)."""
+        return f"{self.host(i)}:{2381 if self.isolated else self.port_base + 200 + i}"
+
     def namespace(self, i):
         return f"{self.prefix}-n{i}" if self.isolated else None
 

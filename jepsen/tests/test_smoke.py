@@ -3,7 +3,7 @@ schedule each on the register workload, and the proof that the checker can
 fail."""
 import pytest
 
-from tally_jepsen.client import OK, cluster_pb2
+from tally_jepsen.client import OK, cluster_pb2, kv_pb2
 
 SMOKE_SECONDS = 30
 
@@ -111,12 +111,17 @@ def test_quiet_leader_cut_off_is_replaced_without_client_traffic(tmp_path):
 def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
     """gRPC health (what kvctl health, the compose health checks and the
     Kubernetes readiness probe ask) must mean the node can serve: a node cut
-    off from the other two turns NOT_SERVING, while they stay SERVING, and
-    turns SERVING again once the partition heals. The "liveness" service
-    stays SERVING throughout."""
+    off from the other two turns NOT_SERVING (HTTP /health 503, with the
+    reason), while they stay SERVING, and turns SERVING again once the
+    partition heals. The "liveness" service stays SERVING throughout. On
+    the way, the HTTP metrics parse as Prometheus text and move under
+    writes."""
     import time
+    import urllib.error
+    import urllib.request
 
     import grpc
+    from prometheus_client.parser import text_string_to_metric_families
 
     from tally_jepsen import cluster as tcluster
     from tally_jepsen import paths
@@ -166,10 +171,47 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
 
         for n in nodes:
             assert wait_for(n, "SERVING") == "SERVING", f"n{n}; logs in {tmp_path}"
+
+        # The metrics, parsed as Prometheus parses them, move under writes.
+        def metrics(n):
+            with urllib.request.urlopen(
+                    f"http://{cluster.nodes[n].http_address}/metrics", timeout=2) as r:
+                text = r.read().decode()
+            return {s.name + str(sorted(s.labels.items())): s.value
+                    for f in text_string_to_metric_families(text) for s in f.samples}
+
+        before = {n: metrics(n) for n in nodes}
+        for n in nodes:
+            for name in ("tally_serving[]", "tally_raft_has_leader[('group', '1')]",
+                         "tally_raft_commit_index[('group', '1')]",
+                         "tally_proposals_total[]", "tally_raft_log_write_seconds_count[]",
+                         "process_cpu_seconds_total[]", "process_resident_memory_bytes[]"):
+                assert name in before[n], f"n{n} has no {name}: {sorted(before[n])}"
+        for i in range(50):
+            r = conn.call(nodes[0], "Put", kv_pb2.PutRequest(key=b"m%d" % i, value=b"v"))
+            assert r.type == OK, r.error
+        after = {n: metrics(n) for n in nodes}
+        proposed = sum(after[n]["tally_proposals_total[]"] - before[n]["tally_proposals_total[]"]
+                       for n in nodes)
+        assert proposed >= 50, f"{proposed} proposals counted for 50 puts"
+        for n in nodes:
+            moved = (after[n]["tally_raft_log_write_seconds_count[]"]
+                     - before[n]["tally_raft_log_write_seconds_count[]"])
+            assert moved > 0, f"n{n}: no raft log write counted"
+
         cut, others = nodes[-1], nodes[:-1]
         net.partition([[cut], others])
         got = wait_for(cut, "NOT_SERVING")
         assert got == "NOT_SERVING", f"cut-off n{cut} still {got}; logs in {tmp_path}"
+        # The same over HTTP, with the reason.
+        try:
+            urllib.request.urlopen(
+                f"http://{cluster.nodes[cut].http_address}/health", timeout=2)
+            raise AssertionError(f"n{cut} /health answered 200 while cut off")
+        except urllib.error.HTTPError as err:
+            assert err.code == 503, err.code
+            body = err.read().decode()
+            assert body.startswith("NOT_SERVING: "), body
         # Liveness probes ask "liveness": a restart would not mend a partition.
         assert status(cut, "liveness") == "SERVING"
         for n in others:
