@@ -93,6 +93,7 @@ absl::StatusOr<tally::rpc::Compare> ParseCompare(const std::string& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"kvctl: read, write and manage a Tally cluster"};
+  app.set_version_flag("--version", "kvctl " TALLY_VERSION);
   app.require_subcommand(1);
   app.fallthrough();
   std::string endpoints_flag, output = "table", read_mode = "linearizable";

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   // busy node's CPU (docs/performance.md). Tests keep the detection on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"kvd: a Tally key-value node"};
+  app.set_version_flag("--version", "kvd " TALLY_VERSION);
   tally::kv::server::ServerOptions o;
   std::string initial_cluster, initial_ranges, log_format = "text",
                                                log_level = "info";

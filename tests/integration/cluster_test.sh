@@ -21,6 +21,10 @@ fail() { echo "FAIL: $*"; for f in "$dir"/n*.log; do echo "== $f"; tail -n 20 "$
 passed=0
 ok() { echo "ok: $*"; passed=$((passed + 1)); }
 
+[[ "$("$bin/kvd" --version)" =~ ^kvd\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "kvd --version"
+[[ "$(kvctl --version)" =~ ^kvctl\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "kvctl --version"
+ok "kvd and kvctl --version"
+
 cluster start
 kvctl put a 1 >/dev/null || fail "put"
 for i in 1 2 3; do
