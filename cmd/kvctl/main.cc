@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
+#include <map>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -39,6 +41,16 @@ int Fail(const absl::Status& st) {
     default:
       return 4;
   }
+}
+
+// The first key after every key that starts with `prefix` ("" if none:
+// the prefix is empty or all 0xff bytes).
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) {
+    prefix.pop_back();
+  }
+  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
 }
 
 absl::StatusOr<uint64_t> MemberId(const std::string& name) {
@@ -108,11 +120,17 @@ int main(int argc, char** argv) {
   std::string key, value, end, expected, target;
   uint32_t limit = 0;
   std::vector<std::string> cmps, then_ops, else_ops;
+  bool prefix = false, keys_only = false;
   auto* put = app.add_subcommand("put", "write KEY = VALUE");
   put->add_option("key", key)->required();
-  put->add_option("value", value)->required();
-  auto* get = app.add_subcommand("get", "print KEY's value (exit 1 if absent)");
+  auto* put_value =
+      put->add_option("value", value, "omitted: read from standard input");
+  auto* get = app.add_subcommand(
+      "get",
+      "print KEY's value (exit 1 if absent), or with --prefix every "
+      "key starting with KEY and its value (exit 0, even if none)");
   get->add_option("key", key)->required();
+  get->add_flag("--prefix", prefix, "every key that starts with KEY");
   auto* del = app.add_subcommand("del", "delete KEY");
   del->add_option("key", key)->required();
   auto* scan = app.add_subcommand("scan", "list keys in [START, END)");
@@ -120,6 +138,7 @@ int main(int argc, char** argv) {
   scan->add_option("end", end, "exclusive; empty: to the last key");
   scan->add_option("--limit", limit, "at most this many keys");
   for (auto* c : {get, scan}) {
+    c->add_flag("--keys-only", keys_only, "print keys without values");
     c->add_option("--read-mode", read_mode,
                   "linearizable, lease or serializable (may be stale)")
         ->check(CLI::IsMember({"linearizable", "lease", "serializable"}));
@@ -150,6 +169,8 @@ int main(int argc, char** argv) {
   mpromote->add_option("name", name)->required();
   auto* mremove = member->add_subcommand("remove", "remove NAME");
   mremove->add_option("name", name)->required();
+  auto* mlist = member->add_subcommand(
+      "list", "every member: name, role, peer and client address");
   auto* leader = app.add_subcommand("leader", "leadership");
   leader->require_subcommand(1);
   auto* transfer =
@@ -182,16 +203,30 @@ int main(int argc, char** argv) {
                                         : tally::rpc::LINEARIZABLE;
 
   if (*put) {
+    if (put_value->count() == 0) {
+      value.assign(std::istreambuf_iterator<char>(std::cin),
+                   std::istreambuf_iterator<char>());
+    }
     auto r = c.Put(key, value);
     if (!r.ok()) return Fail(r.status());
     std::cout << (json ? Json(*r) : "OK") << "\n";
+  } else if ((*get && prefix) || *scan) {
+    auto r = *scan ? c.Scan(key, end, limit, mode)
+                   : c.Scan(key, PrefixEnd(key), 0, mode);
+    if (!r.ok()) return Fail(r.status());
+    for (const auto& kv : *r) {
+      std::cout << (json        ? Json(kv)
+                    : keys_only ? kv.key()
+                                : kv.key() + "\t" + kv.value())
+                << "\n";
+    }
   } else if (*get) {
     auto r = c.Get(key, mode);
     if (!r.ok()) return Fail(r.status());
     if (json) {
       std::cout << Json(*r) << "\n";
     } else if (r->found()) {
-      std::cout << r->kv().value() << "\n";
+      std::cout << (keys_only ? r->kv().key() : r->kv().value()) << "\n";
     } else {
       std::cerr << "kvctl: key \"" << key << "\" not found\n";
     }
@@ -205,12 +240,6 @@ int main(int argc, char** argv) {
     std::cout << (json ? Json(*r) : (r->deleted() ? "deleted" : "not found"))
               << "\n";
     return r->deleted() ? 0 : 1;
-  } else if (*scan) {
-    auto r = c.Scan(key, end, limit, mode);
-    if (!r.ok()) return Fail(r.status());
-    for (const auto& kv : *r) {
-      std::cout << (json ? Json(kv) : kv.key() + "\t" + kv.value()) << "\n";
-    }
   } else if (*cas || *txn) {
     tally::rpc::TxnRequest req;
     if (*cas) {
@@ -289,6 +318,51 @@ int main(int argc, char** argv) {
       if (!st.ok()) rc = 3;
     }
     return rc;
+  } else if (*mlist) {
+    // The first answer, with client addresses that node does not know yet
+    // (it learns them as peers connect) taken from the others' answers.
+    absl::StatusOr<tally::rpc::StatusResponse> st =
+        absl::UnavailableError("no endpoint answered");
+    std::map<uint64_t, std::string> clients;
+    for (const std::string& ep : c.endpoints()) {
+      auto r = c.Status(ep);
+      if (!r.ok()) {
+        if (!st.ok()) st = r.status();
+        continue;
+      }
+      for (const auto& m : r->members()) {
+        if (!m.client_address().empty()) clients[m.id()] = m.client_address();
+      }
+      if (!st.ok()) st = std::move(r);
+    }
+    if (!st.ok()) return Fail(st.status());
+    for (auto& m : *st->mutable_members()) {
+      if (m.client_address().empty()) m.set_client_address(clients[m.id()]);
+    }
+    auto ranges = c.Ranges();
+    if (!ranges.ok()) return Fail(ranges.status());
+    const tally::rpc::GroupStatus* meta = nullptr;
+    for (const auto& g : st->groups()) {
+      if (g.group() == ranges->meta_group()) meta = &g;
+    }
+    auto role = [&](uint64_t id) -> std::string {
+      if (meta == nullptr) return "unknown";
+      for (uint64_t v : meta->voters()) {
+        if (v == id) return "voter";
+      }
+      for (uint64_t l : meta->learners()) {
+        if (l == id) return "learner";
+      }
+      return "none";
+    };
+    for (const auto& m : st->members()) {
+      if (json) {
+        std::cout << Json(m) << "\n";
+        continue;
+      }
+      std::cout << m.name() << "\t" << role(m.id()) << "\t" << m.peer_address()
+                << "\t" << m.client_address() << "\n";
+    }
   } else if (*madd || *mpromote || *mremove || *transfer) {
     auto id = MemberId(name);
     if (!id.ok()) return Fail(id.status());

@@ -45,6 +45,22 @@ for i in 1 2 3; do
 done
 ok "HTTP /health, /live and /metrics on every node"
 
+kvctl put app/a 1 >/dev/null && kvctl put app/b 2 >/dev/null && kvctl put apq 3 >/dev/null ||
+  fail "puts under app/"
+printf 'from stdin' | kvctl put app/c >/dev/null || fail "put from stdin"
+[ "$(kvctl get app/c)" = "from stdin" ] || fail "value read from stdin: $(kvctl get app/c)"
+[ "$(kvctl get app/ --prefix)" = "$(printf 'app/a\t1\napp/b\t2\napp/c\tfrom stdin')" ] ||
+  fail "get --prefix: $(kvctl get app/ --prefix)"
+[ "$(kvctl get app/ --prefix --keys-only)" = "$(printf 'app/a\napp/b\napp/c')" ] ||
+  fail "get --prefix --keys-only"
+[ -z "$(kvctl get none/ --prefix)" ] || fail "get --prefix of nothing printed something"
+members=$(kvctl member list)
+for i in 1 2 3; do
+  grep -q "^n$i	voter	127.0.0.1:$((b + 100 + i))	127.0.0.1:$((b + i))$" <<<"$members" ||
+    fail "member list: $members"
+done
+ok "put from stdin, get --prefix [--keys-only], member list"
+
 set +e
 kvctl put "" x 2>/dev/null; [ $? -eq 2 ] || fail "empty key must exit 2"
 kvctl get missing 2>/dev/null; [ $? -eq 1 ] || fail "missing key must exit 1"
