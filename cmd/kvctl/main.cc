@@ -43,6 +43,32 @@ int Fail(const absl::Status& st) {
   }
 }
 
+// `s` for one column of a tab-separated line: backslash, tab, newline and
+// carriage return as \\, \t, \n and \r.
+std::string Column(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    switch (ch) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
 // The first key after every key that starts with `prefix` ("" if none:
 // the prefix is empty or all 0xff bytes).
 std::string PrefixEnd(std::string prefix) {
@@ -133,7 +159,10 @@ int main(int argc, char** argv) {
   get->add_flag("--prefix", prefix, "every key that starts with KEY");
   auto* del = app.add_subcommand("del", "delete KEY");
   del->add_option("key", key)->required();
-  auto* scan = app.add_subcommand("scan", "list keys in [START, END)");
+  auto* scan = app.add_subcommand(
+      "scan",
+      "list keys in [START, END): KEY<tab>VALUE lines (in listings, "
+      "backslash, tab and newline print as \\\\, \\t and \\n)");
   scan->add_option("start", key)->required();
   scan->add_option("end", end, "exclusive; empty: to the last key");
   scan->add_option("--limit", limit, "at most this many keys");
@@ -216,8 +245,8 @@ int main(int argc, char** argv) {
     if (!r.ok()) return Fail(r.status());
     for (const auto& kv : *r) {
       std::cout << (json        ? Json(kv)
-                    : keys_only ? kv.key()
-                                : kv.key() + "\t" + kv.value())
+                    : keys_only ? Column(kv.key())
+                                : Column(kv.key()) + "\t" + Column(kv.value()))
                 << "\n";
     }
   } else if (*get) {

@@ -59,7 +59,11 @@ for i in 1 2 3; do
   grep -q "^n$i	voter	127.0.0.1:$((b + 100 + i))	127.0.0.1:$((b + i))$" <<<"$members" ||
     fail "member list: $members"
 done
-ok "put from stdin, get --prefix [--keys-only], member list"
+printf 'a\tb\nc\\' | kvctl put esc/x >/dev/null || fail "put esc/x"
+[ "$(kvctl get esc/ --prefix)" = 'esc/x	a\tb\nc\\' ] ||
+  fail "listing must escape tab, newline and backslash: $(kvctl get esc/ --prefix)"
+[ "$(kvctl get esc/x)" = "$(printf 'a\tb\nc\\')" ] || fail "get prints the value as is"
+ok "put from stdin, get --prefix [--keys-only] (escaped), member list"
 
 set +e
 kvctl put "" x 2>/dev/null; [ $? -eq 2 ] || fail "empty key must exit 2"
