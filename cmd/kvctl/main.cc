@@ -132,6 +132,11 @@ absl::StatusOr<tally::rpc::Compare> ParseCompare(const std::string& s) {
 int main(int argc, char** argv) {
   CLI::App app{"kvctl: read, write and manage a Tally cluster"};
   app.set_version_flag("--version", "kvctl " TALLY_VERSION);
+  app.option_defaults()->always_capture_default();
+  app.footer(
+      "Exit codes: 0 done; 1 not found, compare failed, or nothing deleted;\n"
+      "2 bad input (nothing applied); 3 unavailable, timed out or overloaded\n"
+      "(a write's outcome may be unknown: retry); 4 any other error.");
   app.require_subcommand(1);
   app.fallthrough();
   std::string endpoints_flag, output = "table", read_mode = "linearizable";

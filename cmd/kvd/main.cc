@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"kvd: a Tally key-value node"};
   app.set_version_flag("--version", "kvd " TALLY_VERSION);
+  app.option_defaults()->always_capture_default();
   tally::kv::server::ServerOptions o;
   std::string initial_cluster, initial_ranges, log_format = "text",
                                                log_level = "info";

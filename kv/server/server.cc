@@ -325,13 +325,17 @@ void ServerImpl::WatchHealth() {
   // For liveness probes: SERVING for as long as the process serves at all
   // (restarting a node that is cut off would not bring it back).
   health->SetServingStatus(kLivenessService, true);
-  std::optional<std::string> last = "starting";
+  static const std::string kStarting = "starting";
+  std::optional<std::string> last = kStarting;
   while (true) {
     std::optional<std::string> why =
         Unhealthy(node_.host->Groups(), kMetaGroup);
     if (why != last) {
       health->SetServingStatus("", !why.has_value());
-      if (why) {
+      if (why && last == kStarting) {
+        // No leader known yet at start: not worth a warning.
+        spdlog::info("[n={}] health: NOT_SERVING: {}", node_.id, *why);
+      } else if (why) {
         spdlog::warn("[n={}] health: NOT_SERVING: {}", node_.id, *why);
       } else {
         spdlog::info("[n={}] health: SERVING", node_.id);

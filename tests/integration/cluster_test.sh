@@ -10,7 +10,9 @@ export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 20000))
 b=$TALLY_PORT_BASE
 export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 cluster() { "$root/deploy/local-cluster.sh" "$1" "$dir" >/dev/null; }
+solo=
 cleanup() {
+  [ -n "$solo" ] && kill -9 "$solo" 2>/dev/null
   cluster stop || true
   [ -f "$dir/n4.pid" ] && kill -9 "$(cat "$dir/n4.pid")" 2>/dev/null
   rm -rf "$dir"
@@ -24,6 +26,22 @@ ok() { echo "ok: $*"; passed=$((passed + 1)); }
 [[ "$("$bin/kvd" --version)" =~ ^kvd\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "kvd --version"
 [[ "$(kvctl --version)" =~ ^kvctl\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "kvctl --version"
 ok "kvd and kvctl --version"
+
+# The sample config file parses and runs a node (a cluster of one here).
+"$bin/kvd" --config "$root/deploy/kvd.toml" --name n1 --data-dir "$dir/solo" \
+  --listen-client 127.0.0.1:$((b + 51)) --listen-peer 127.0.0.1:$((b + 52)) \
+  --listen-http 127.0.0.1:$((b + 53)) --initial-cluster n1=127.0.0.1:$((b + 52)) \
+  >>"$dir/solo.log" 2>&1 &
+solo=$!
+for _ in $(seq 1 50); do
+  kvctl --endpoints 127.0.0.1:$((b + 51)) --timeout-ms 500 put x 1 >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[ "$(kvctl --endpoints 127.0.0.1:$((b + 51)) get x)" = 1 ] || fail "kvd --config deploy/kvd.toml"
+kill -9 $solo
+wait $solo 2>/dev/null || true
+solo=
+ok "kvd runs from the sample config deploy/kvd.toml"
 
 cluster start
 kvctl put a 1 >/dev/null || fail "put"
