@@ -2,7 +2,6 @@
 // compare failed; 2 usage or invalid input; 3 unavailable or timed out;
 // 4 any other error.
 
-#include <cstdlib>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -141,12 +140,15 @@ int main(int argc, char** argv) {
   app.fallthrough();
   std::string endpoints_flag, output = "table", read_mode = "linearizable";
   int timeout_ms = 5000;
-  app.add_option(
-      "--endpoints", endpoints_flag,
-      "client addresses, comma-separated (default: $KVCTL_ENDPOINTS)");
+  // Each global option can also come from a KVCTL_* variable; a flag wins.
+  app.add_option("--endpoints", endpoints_flag,
+                 "client addresses, comma-separated")
+      ->envname("KVCTL_ENDPOINTS");
   app.add_option("-o,--output", output, "table or json")
-      ->check(CLI::IsMember({"table", "json"}));
-  app.add_option("--timeout-ms", timeout_ms, "overall time per command");
+      ->check(CLI::IsMember({"table", "json"}))
+      ->envname("KVCTL_OUTPUT");
+  app.add_option("--timeout-ms", timeout_ms, "overall time per command")
+      ->envname("KVCTL_TIMEOUT_MS");
 
   std::string key, value, end, expected, target;
   uint32_t limit = 0;
@@ -175,7 +177,8 @@ int main(int argc, char** argv) {
     c->add_flag("--keys-only", keys_only, "print keys without values");
     c->add_option("--read-mode", read_mode,
                   "linearizable, lease or serializable (may be stale)")
-        ->check(CLI::IsMember({"linearizable", "lease", "serializable"}));
+        ->check(CLI::IsMember({"linearizable", "lease", "serializable"}))
+        ->envname("KVCTL_READ_MODE");
   }
   auto* cas = app.add_subcommand(
       "cas", "set KEY to NEW only if its value is EXPECTED (exit 1 if not)");
@@ -216,10 +219,6 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
-  }
-  if (endpoints_flag.empty()) {
-    const char* env = std::getenv("KVCTL_ENDPOINTS");
-    endpoints_flag = env ? env : "";
   }
   tally::client::ClientOptions opts;
   opts.endpoints = absl::StrSplit(endpoints_flag, ',', absl::SkipEmpty());

@@ -49,6 +49,9 @@ for i in 1 2 3; do
   [ "$(kvctl --endpoints 127.0.0.1:$((b + i)) get a)" = 1 ] || fail "get through n$i"
 done
 ok "put once, read 1 through every node"
+[ "$(KVCTL_OUTPUT=json kvctl get a | head -c 1)" = "{" ] || fail "KVCTL_OUTPUT=json"
+[ "$(KVCTL_OUTPUT=json kvctl -o table get a)" = 1 ] || fail "a flag must win over KVCTL_OUTPUT"
+ok "kvctl options from KVCTL_* variables, flags first"
 
 for i in 1 2 3; do
   http=http://127.0.0.1:$((b + 200 + i))
