@@ -11,6 +11,8 @@ bin=${TALLY_BIN:-$root/build/bin}
 project=tally-compose-test-$$
 base=$((27000 + RANDOM % 2000))
 export TALLY_PORT_1=$((base + 1)) TALLY_PORT_2=$((base + 2)) TALLY_PORT_3=$((base + 3))
+export TALLY_HTTP_PORT_1=$((base + 201)) TALLY_HTTP_PORT_2=$((base + 202)) \
+  TALLY_HTTP_PORT_3=$((base + 203))
 export KVCTL_ENDPOINTS="127.0.0.1:$TALLY_PORT_1,127.0.0.1:$TALLY_PORT_2,127.0.0.1:$TALLY_PORT_3"
 compose() { timeout 120 docker-compose -p "$project" -f "$root/deploy/docker-compose.yml" "$@"; }
 kvctl() { "$bin/kvctl" "$@"; }
@@ -58,6 +60,13 @@ healthy() {
 for _ in $(seq 1 60); do healthy && break; sleep 1; done
 healthy || fail "containers not healthy after 60 s"
 echo "ok: three healthy containers"
+for i in 1 2 3; do
+  port_var=TALLY_HTTP_PORT_$i
+  [ "$(curl -s "http://127.0.0.1:${!port_var}/health")" = SERVING ] || fail "kvd$i HTTP /health"
+  curl -s "http://127.0.0.1:${!port_var}/metrics" | grep -q '^tally_serving 1$' ||
+    fail "kvd$i HTTP /metrics"
+done
+echo "ok: HTTP health and metrics of every container"
 
 kvctl put greeting hello >/dev/null || fail "put"
 [ "$(kvctl get greeting)" = hello ] || fail "get"
