@@ -198,6 +198,9 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
             moved = (after[n]["tally_raft_log_write_seconds_count[]"]
                      - before[n]["tally_raft_log_write_seconds_count[]"])
             assert moved > 0, f"n{n}: no raft log write counted"
+        put_ok = "tally_rpc_total[('code', 'OK'), ('method', 'Put')]"
+        answered = sum(after[n].get(put_ok, 0) - before[n].get(put_ok, 0) for n in nodes)
+        assert answered == 50, f"{answered} Put calls counted OK for 50 puts"
 
         cut, others = nodes[-1], nodes[:-1]
         net.partition([[cut], others])

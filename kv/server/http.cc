@@ -159,7 +159,8 @@ HttpEndpoint::~HttpEndpoint() {
 }
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
-    const std::string& address, raft::host::NodeHost* host) {
+    const std::string& address, raft::host::NodeHost* host,
+    const RpcStats* rpcs) {
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos ||
@@ -181,14 +182,15 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
   e->server_->Get("/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("SERVING\n", "text/plain");
   });
-  e->server_->Get(
-      "/metrics", [host](const httplib::Request&, httplib::Response& res) {
-        const std::vector<raft::host::GroupInfo> groups = host->Groups();
-        res.set_content(
-            RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value(),
-                          host->Stats()),
-            "text/plain; version=0.0.4");
-      });
+  e->server_->Get("/metrics", [host, rpcs](const httplib::Request&,
+                                           httplib::Response& res) {
+    const std::vector<raft::host::GroupInfo> groups = host->Groups();
+    res.set_content(
+        RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value(),
+                      host->Stats()) +
+            rpcs->Render(),
+        "text/plain; version=0.0.4");
+  });
   if (!e->server_->bind_to_port(address.substr(0, colon), port)) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", address,

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "kv/server/internal/rpc_stats.h"
 
 namespace tally::kv::server {
 namespace {
@@ -55,6 +56,28 @@ TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
   }
   EXPECT_NE(RenderMetrics({}, false, {}).find("tally_serving 0\n"),
             std::string::npos);
+}
+
+TEST(MetricsTest, ClientCallsByMethodAndCode) {
+  RpcStats rpcs;
+  rpcs.Record("Put", 0, 0.004);
+  rpcs.Record("Put", 0, 0.2);
+  rpcs.Record("Put", 14, 0.0001);  // UNAVAILABLE
+  rpcs.Record("Get", 0, 0.0003);
+  const std::string m = rpcs.Render();
+  for (const char* line :
+       {"# TYPE tally_rpc_total counter\n",
+        "tally_rpc_total{method=\"Put\",code=\"OK\"} 2\n",
+        "tally_rpc_total{method=\"Put\",code=\"UNAVAILABLE\"} 1\n",
+        "tally_rpc_total{method=\"Get\",code=\"OK\"} 1\n",
+        "# TYPE tally_rpc_seconds histogram\n",
+        "tally_rpc_seconds_bucket{method=\"Put\",le=\"0.0005\"} 1\n",
+        "tally_rpc_seconds_bucket{method=\"Put\",le=\"0.005\"} 2\n",
+        "tally_rpc_seconds_bucket{method=\"Put\",le=\"0.25\"} 3\n",
+        "tally_rpc_seconds_bucket{method=\"Put\",le=\"+Inf\"} 3\n",
+        "tally_rpc_seconds_count{method=\"Put\"} 3\n"}) {
+    EXPECT_NE(m.find(line), std::string::npos) << line << " not in\n" << m;
+  }
 }
 
 }  // namespace

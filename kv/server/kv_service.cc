@@ -22,7 +22,7 @@ class KvService final : public rpc::KV::CallbackService {
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx,
                                 const rpc::GetRequest* req,
                                 rpc::GetResponse* resp) override {
-    auto* reply = new Reply<rpc::GetResponse>(ctx, resp);
+    auto* reply = new Reply<rpc::GetResponse>(ctx, resp, &node_->rpcs, "Get");
     if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
       return Finish(reply, st);
     }
@@ -45,7 +45,8 @@ class KvService final : public rpc::KV::CallbackService {
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
                                   const rpc::RangeRequest* req,
                                   rpc::RangeResponse* resp) override {
-    auto* reply = new Reply<rpc::RangeResponse>(ctx, resp);
+    auto* reply =
+        new Reply<rpc::RangeResponse>(ctx, resp, &node_->rpcs, "Range");
     if (!req->end().empty() && req->end() <= req->start()) {
       return Finish(
           reply, Invalid("range end must be empty (no bound) or after start"));
@@ -84,7 +85,7 @@ class KvService final : public rpc::KV::CallbackService {
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx,
                                 const rpc::PutRequest* req,
                                 rpc::PutResponse* resp) override {
-    auto* reply = new Reply<rpc::PutResponse>(ctx, resp);
+    auto* reply = new Reply<rpc::PutResponse>(ctx, resp, &node_->rpcs, "Put");
     grpc::Status st = CheckKey(req->key());
     if (st.ok()) st = CheckValue(req->value());
     if (!st.ok()) return Finish(reply, st);
@@ -102,7 +103,8 @@ class KvService final : public rpc::KV::CallbackService {
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
                                    const rpc::DeleteRequest* req,
                                    rpc::DeleteResponse* resp) override {
-    auto* reply = new Reply<rpc::DeleteResponse>(ctx, resp);
+    auto* reply =
+        new Reply<rpc::DeleteResponse>(ctx, resp, &node_->rpcs, "Delete");
     if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
       return Finish(reply, st);
     }
@@ -120,7 +122,8 @@ class KvService final : public rpc::KV::CallbackService {
   grpc::ServerUnaryReactor* OpenSession(
       grpc::CallbackServerContext* ctx, const rpc::OpenSessionRequest* req,
       rpc::OpenSessionResponse* resp) override {
-    auto* reply = new Reply<rpc::OpenSessionResponse>(ctx, resp);
+    auto* reply = new Reply<rpc::OpenSessionResponse>(ctx, resp, &node_->rpcs,
+                                                      "OpenSession");
     bool data_group = false;
     for (const auto& r : node_->layout.ranges()) {
       data_group = data_group || r.group() == req->group();
@@ -142,7 +145,7 @@ class KvService final : public rpc::KV::CallbackService {
   grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx,
                                 const rpc::TxnRequest* req,
                                 rpc::TxnResponse* resp) override {
-    auto* reply = new Reply<rpc::TxnResponse>(ctx, resp);
+    auto* reply = new Reply<rpc::TxnResponse>(ctx, resp, &node_->rpcs, "Txn");
     std::vector<const std::string*> keys;
     for (const auto& c : req->compare()) keys.push_back(&c.key());
     for (const auto* ops : {&req->success(), &req->failure()}) {

@@ -312,8 +312,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
                node_.layout.cluster_id());
   health_thread_ = std::thread([this] { WatchHealth(); });
   if (!o.http_address.empty()) {
-    ASSIGN_OR_RETURN(http_,
-                     HttpEndpoint::Start(o.http_address, node_.host.get()));
+    ASSIGN_OR_RETURN(http_, HttpEndpoint::Start(o.http_address,
+                                                node_.host.get(), &node_.rpcs));
     spdlog::info("[n={}] serving HTTP (health, metrics) on {}", node_.id,
                  o.http_address);
   }

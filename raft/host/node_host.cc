@@ -471,7 +471,15 @@ void NodeHost::ReportUnreachable(NodeId node) {
   Post([this, node]() {
     for (auto& [id, g] : groups_) {
       g->raw->ReportUnreachable(node);
-      if (g->raw->raft().lead() == node) Wake(*g);
+      // A quiet group wakes when it loses touch with a member: the
+      // followers of a lost leader elect another, and a leader cut off from
+      // its followers finds out by check-quorum that it no longer leads
+      // (asleep, it would go on believing it does).
+      const Raft& r = g->raw->raft();
+      if (r.lead() == node ||
+          (r.role() == Role::kLeader && r.progress(node) != nullptr)) {
+        Wake(*g);
+      }
     }
   });
 }

@@ -184,7 +184,8 @@ class NodeHost final : public MessageHandler {
   // MessageHandler, for the transport.
   void Deliver(std::vector<GroupMessage> msgs) override;
   // Groups `node` leads wake up here, so that they elect a new leader if it
-  // is gone.
+  // is gone, and so do groups this node leads with `node` as a member, so
+  // that a leader cut off from its followers steps down (check-quorum).
   void ReportUnreachable(NodeId node) override;
   void ReportSnapshot(GroupId group, NodeId node, bool success) override;
   // Also reports the outcome to the group (ReportSnapshot).

@@ -596,6 +596,26 @@ TEST(NodeHostTest, IdleGroupsGoQuietAndWake) {
 
 // Load shedding: when the apply thread falls behind, proposals are refused
 // at once instead of piling up.
+// A quiet leader does not tick, so check-quorum never ran: cut off from
+// its followers, it went on believing it led (and its node's health said
+// SERVING) until a message came. Losing touch with a follower (the
+// transport's report) now wakes it, and it steps down.
+TEST(NodeHostTest, QuietLeaderCutOffFromItsFollowersStepsDown) {
+  Cluster c(FastOptions());
+  const NodeId leader = StartThreeWith(c, "a");
+  ASSERT_NE(leader, kNoNode);
+  auto info = [&] { return c.host(leader)->Group(1); };
+  ASSERT_TRUE(Eventually([&] { return info().ok() && info()->quiet; }));
+  c.Isolate(leader, true);
+  for (NodeId id : {1, 2, 3}) {
+    if (id != leader) c.host(leader)->ReportUnreachable(id);
+  }
+  EXPECT_TRUE(Eventually([&] {
+    return info().ok() && info()->role != Role::kLeader;
+  })) << "still "
+      << RoleName(info()->role);
+}
+
 TEST(NodeHostTest, SlowApplyShedsProposals) {
   HostOptions o = FastOptions();
   o.max_apply_backlog = 5;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kv/server/internal/rpc_stats.h"
 #include "raft/host/node_host.h"
 
 namespace httplib {
@@ -19,13 +20,15 @@ namespace tally::kv::server {
 // Prometheus:
 //   GET /health, /ready  200 "SERVING", or 503 "NOT_SERVING: <why>" (health.h)
 //   GET /live            200 while the process serves
-//   GET /metrics         the Prometheus text format (RenderMetrics)
+//   GET /metrics         the Prometheus text format (RenderMetrics, then
+//                        the client calls: RpcStats)
 class HttpEndpoint {
  public:
-  // Listens on `address` (host:port) and serves `host`'s state. `host`
-  // must outlive the endpoint.
+  // Listens on `address` (host:port) and serves `host`'s state and the
+  // client calls counted in `rpcs`. Both must outlive the endpoint.
   static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(
-      const std::string& address, raft::host::NodeHost* host);
+      const std::string& address, raft::host::NodeHost* host,
+      const RpcStats* rpcs);
   // Stops serving and joins.
   ~HttpEndpoint();
   HttpEndpoint(const HttpEndpoint&) = delete;

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "kv/server/internal/group_registry.h"
+#include "kv/server/internal/rpc_stats.h"
 #include "kv/server/server.h"
 #include "kv/state_machine.h"
 #include "kv/storage/engine.h"
@@ -48,6 +49,8 @@ struct Node {
   // the lowest CPU priority: bulk reads take only the CPU that the raft
   // loop, the apply thread and point reads leave.
   std::unique_ptr<util::ThreadPool> scans;
+  // The client calls answered, for /metrics.
+  RpcStats rpcs;
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;

@@ -11,6 +11,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "kv/server/internal/rpc_stats.h"
 
 namespace tally::kv::server {
 
@@ -31,14 +32,23 @@ class Reply final : public grpc::ServerUnaryReactor {
     grpc::CallbackServerContext* ctx = nullptr;
     Resp* resp = nullptr;
     Reply* reactor = nullptr;
+    // Where the answer is counted, as `method`.
+    RpcStats* stats = nullptr;
+    const char* method = "";
+    std::chrono::steady_clock::time_point arrived;
   };
   using Fill = std::function<grpc::Status(grpc::CallbackServerContext*, Resp*)>;
 
-  Reply(grpc::CallbackServerContext* ctx, Resp* resp)
+  // The answer is counted in `stats` (if not null) under `method`.
+  Reply(grpc::CallbackServerContext* ctx, Resp* resp, RpcStats* stats,
+        const char* method)
       : state_(std::make_shared<State>()) {
     state_->ctx = ctx;
     state_->resp = resp;
     state_->reactor = this;
+    state_->stats = stats;
+    state_->method = method;
+    state_->arrived = std::chrono::steady_clock::now();
   }
 
   std::shared_ptr<State> shared() const { return state_; }
@@ -48,7 +58,14 @@ class Reply final : public grpc::ServerUnaryReactor {
     absl::MutexLock l(&s->mu);
     if (s->answered) return;
     s->answered = true;
-    s->reactor->Finish(fill(s->ctx, s->resp));
+    grpc::Status st = fill(s->ctx, s->resp);
+    if (s->stats != nullptr) {
+      s->stats->Record(s->method, st.error_code(),
+                       std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - s->arrived)
+                           .count());
+    }
+    s->reactor->Finish(std::move(st));
   }
   static void Answer(std::shared_ptr<State> s, grpc::Status st) {
     Answer(std::move(s), [&](auto*, auto*) { return st; });
