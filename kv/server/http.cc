@@ -12,6 +12,7 @@
 #include "httplib.h"
 #include "kv/server/internal/health.h"
 #include "kv/server/internal/node.h"
+#include "kv/server/internal/prometheus.h"
 
 namespace tally::kv::server {
 
@@ -88,17 +89,8 @@ void HostMetrics(std::string* out, const raft::host::HostStats& s) {
   const char* h = "tally_raft_log_write_seconds";
   Family(out, h, "histogram",
          "Raft log batch writes (every group's, sync included), in seconds.");
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < s.log_write_buckets.size(); ++i) {
-    cumulative += s.log_write_buckets[i];
-    const std::string le =
-        i < raft::host::kLogWriteBucketsMs.size()
-            ? absl::StrCat(raft::host::kLogWriteBucketsMs[i] / 1000)
-            : "+Inf";
-    absl::StrAppend(out, h, "_bucket{le=\"", le, "\"} ", cumulative, "\n");
-  }
-  absl::StrAppend(out, h, "_sum ", s.log_write_seconds, "\n", h, "_count ",
-                  s.log_writes, "\n");
+  AppendHistogram(out, h, "", raft::host::kLogWriteBucketsMs,
+                  s.log_write_buckets, s.log_write_seconds, s.log_writes);
 }
 
 }  // namespace
