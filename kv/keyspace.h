@@ -19,6 +19,12 @@ namespace tally::kv {
 //   'm' member id      Member (meta/, metadata group)
 //   't' member id      "" once the member was removed (meta/)
 //   'r' range start    RangeDescriptor (meta/)
+//   'l' lease id       LeaseRecord (lease/, metadata group)
+//   'e' expiry lease   "": leases by the log time they end (lease/)
+//   'k' lock name      LockRecord (lock/, metadata group)
+//   'h' lease name     "": the locks a lease holds or waits for (lock/)
+//   'o'                the last fence token issued (lock/)
+//   'f' key prefix     FenceRecord (kvstore/, data groups)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -28,6 +34,12 @@ enum class Space : char {
   kMember = 'm',
   kRemovedMember = 't',
   kRange = 'r',
+  kLease = 'l',
+  kLeaseExpiry = 'e',
+  kLock = 'k',
+  kLockOfLease = 'h',
+  kLastToken = 'o',
+  kFence = 'f',
 };
 
 // The keys of one group.

@@ -2,6 +2,7 @@
 #define TALLY_KV_MODULE_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "kv/batch.h"
 #include "kv/keyspace.h"
@@ -34,7 +35,7 @@ struct ApplyContext {
 // results and the same data, whatever the apply batches.
 //
 // Thread safety: Apply, OnLogTime, Committed and OnLeadership run on the
-// apply thread.
+// apply thread; Due on any.
 class Module {
  public:
   virtual ~Module() = default;
@@ -50,6 +51,14 @@ class Module {
   }
   // The apply pass's batch is written: notify what watches the module.
   virtual void Committed() {}
+  // Commands the group's leader should propose at log time `now`, such as
+  // the expiry of leases that are due. Apply decides again from the entry's
+  // own log time, so a stale or repeated proposal changes nothing. Reads
+  // applied state; any thread.
+  virtual std::vector<kvpb::Command> Due(int64_t now) const {
+    (void)now;
+    return {};
+  }
   // This node leads the group in `term` with every earlier term's entries
   // applied (`leading`), or no longer does
   // (raft::host::StateMachine::OnLeadership). The hook for work only a

@@ -24,8 +24,10 @@ StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
       clock_(std::move(clock)),
       kv_(engine, &keys_),
       meta_(engine, &keys_),
+      leases_(engine, &keys_),
+      locks_(engine, &keys_, &leases_),
       sessions_(&keys_),
-      modules_{&sessions_, &kv_, &meta_} {}
+      modules_{&sessions_, &kv_, &meta_, &leases_, &locks_} {}
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
     storage::Engine* engine, raft::host::GroupId group, MonotonicClock clock) {
@@ -79,6 +81,15 @@ void StateMachine::OnLeadership(raft::Term term, bool leading) {
     leading_term_ = leading ? term : 0;
   }
   for (Module* m : modules_) m->OnLeadership(term, leading);
+}
+
+std::vector<kvpb::Command> StateMachine::Due() const {
+  const int64_t now = ProposalTimeMs();
+  std::vector<kvpb::Command> out;
+  for (const Module* m : modules_) {
+    for (kvpb::Command& c : m->Due(now)) out.push_back(std::move(c));
+  }
+  return out;
 }
 
 raft::Term StateMachine::leading_term() const {

@@ -15,6 +15,8 @@
 #include "kv/keyspace.h"
 #include "kv/kvpb/kvpb.pb.h"
 #include "kv/kvstore/kvstore.h"
+#include "kv/lease/lease.h"
+#include "kv/lock/lock.h"
 #include "kv/meta/meta.h"
 #include "kv/module.h"
 #include "kv/session/session.h"
@@ -27,10 +29,10 @@ namespace tally::kv {
 // group): a dispatcher over modules (module.h). It owns the applied index,
 // the revision and log time (key space 'a', keyspace.h), writes each apply
 // pass as one engine batch with the applied index it covers, and hands each
-// command to its module: KvStore (kvstore/), Meta (meta/), and Sessions
-// (session/), which opens sessions and wraps any other module's command
-// that carries one. Writes are not synced (the raft log is), except by
-// Sync and Import.
+// command to its module: KvStore (kvstore/), Meta (meta/), Leases (lease/),
+// Locks (lock/), and Sessions (session/), which opens sessions and wraps any
+// other module's command that carries one. Writes are not synced (the raft log
+// is), except by Sync and Import.
 //
 // Everything Apply does is a function of the entries alone: the same entries
 // give the same results and the same data whatever the batching, and across
@@ -67,6 +69,9 @@ class StateMachine final : public raft::host::StateMachine {
   absl::Status Import(const raft::host::ChunkSource& source) override;
   // Tells every module.
   void OnLeadership(raft::Term term, bool leading) override;
+  // What the group's leader should propose now (Module::Due), at
+  // ProposalTimeMs.
+  std::vector<kvpb::Command> Due() const;
   // The term this node leads the group in, with every earlier term's
   // entries applied (OnLeadership); 0 when it does not.
   raft::Term leading_term() const;
@@ -80,9 +85,15 @@ class StateMachine final : public raft::host::StateMachine {
   // The modules, for reads of applied state.
   const KvStore& kv() const { return kv_; }
   const Meta& meta() const { return meta_; }
+  const Leases& leases() const { return leases_; }
+  const Locks& locks() const { return locks_; }
   // REQUIRES: called before the first Apply.
   void set_members_changed(Meta::MembersChanged fn) {
     meta_.set_members_changed(std::move(fn));
+  }
+  // REQUIRES: called before the first Apply.
+  void set_locks_granted(Locks::Granted fn) {
+    locks_.set_granted(std::move(fn));
   }
 
  private:
@@ -99,6 +110,8 @@ class StateMachine final : public raft::host::StateMachine {
   const MonotonicClock clock_;
   KvStore kv_;
   Meta meta_;
+  Leases leases_;
+  Locks locks_;
   Sessions sessions_;
   // Every module, in the order they are asked whether they handle a command.
   const std::vector<Module*> modules_;

@@ -15,6 +15,15 @@ inline constexpr char kSessionExpired[] = "session-expired";
 inline constexpr char kSessionWrongGroup[] = "session-wrong-group";
 // A learner to promote has not caught up yet; nothing changed.
 inline constexpr char kLearnerBehind[] = "learner-behind";
+// The lease has ended (expired or revoked) or never existed.
+inline constexpr char kReasonLeaseNotFound[] = "lease-not-found";
+// A lock release or wait under a token or request that does not hold it.
+inline constexpr char kReasonLockNotHeld[] = "lock-not-held";
+// A fenced write whose token is below the highest accepted for the key's
+// fence; nothing of it was applied.
+inline constexpr char kReasonFenceStale[] = "fence-stale";
+// A write to a fenced key without a fence token; nothing was applied.
+inline constexpr char kReasonFenceMissing[] = "fence-missing";
 
 }  // namespace tally::rpc
 

@@ -3,6 +3,9 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "rpc/reasons.h"
+
 namespace tally::kv {
 
 namespace {
@@ -55,11 +58,35 @@ bool Holds(const kvpb::Compare& c, const std::optional<kvpb::StoredValue>& v) {
 }  // namespace
 
 bool KvStore::Handles(const kvpb::Command& cmd) const {
-  return cmd.has_put() || cmd.has_delete_() || cmd.has_txn();
+  return cmd.has_put() || cmd.has_delete_() || cmd.has_txn() ||
+         cmd.has_fence_bind();
 }
 
 kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
                                    const kvpb::Command& cmd) {
+  if (cmd.has_fence_bind()) return Bind(ctx, cmd.fence_bind());
+  // The keys the command writes, for their fences; a transaction's
+  // compares decide which branch that is.
+  std::vector<const std::string*> writes;
+  bool txn_ok = true;
+  if (cmd.has_put()) {
+    writes.push_back(&cmd.put().key());
+  } else if (cmd.has_delete_()) {
+    writes.push_back(&cmd.delete_().key());
+  } else {
+    for (const kvpb::Compare& c : cmd.txn().compare()) {
+      txn_ok = txn_ok && Holds(c, Read(ctx.batch, c.key()));
+    }
+    for (const kvpb::TxnOp& op :
+         txn_ok ? cmd.txn().success() : cmd.txn().failure()) {
+      if (op.has_put()) writes.push_back(&op.put().key());
+      if (op.has_delete_()) writes.push_back(&op.delete_().key());
+    }
+  }
+  if (std::optional<kvpb::CommandResult> refused =
+          CheckFences(ctx.batch, writes, cmd.fence_token())) {
+    return *std::move(refused);
+  }
   kvpb::CommandResult r;
   kvpb::AppliedState& st = ctx.state;
   const int64_t rev = st.revision() + 1;
@@ -74,7 +101,7 @@ kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
     header = r.mutable_delete_()->mutable_header();
   } else {
     bool wrote = false;
-    Txn(ctx.batch, cmd.txn(), rev, r.mutable_txn(), &wrote);
+    Txn(ctx.batch, cmd.txn(), txn_ok, rev, r.mutable_txn(), &wrote);
     if (wrote) st.set_revision(rev);
     header = r.mutable_txn()->mutable_header();
   }
@@ -118,12 +145,8 @@ void KvStore::Delete(Batch& b, const kvpb::Delete& req,
   b.Delete(keys_->Key(Space::kData, req.key()));
 }
 
-void KvStore::Txn(Batch& b, const kvpb::Txn& txn, int64_t revision,
+void KvStore::Txn(Batch& b, const kvpb::Txn& txn, bool ok, int64_t revision,
                   kvpb::TxnResult* resp, bool* wrote) {
-  bool ok = true;
-  for (const kvpb::Compare& c : txn.compare()) {
-    ok = ok && Holds(c, Read(b, c.key()));
-  }
   resp->set_succeeded(ok);
   for (const kvpb::TxnOp& op : ok ? txn.success() : txn.failure()) {
     kvpb::TxnOpResult* out = resp->add_results();
@@ -141,6 +164,94 @@ void KvStore::Txn(Batch& b, const kvpb::Txn& txn, int64_t revision,
       }
     }
   }
+}
+
+std::optional<kvpb::CommandResult> KvStore::CheckFences(
+    Batch& b, const std::vector<const std::string*>& writes, uint64_t token) {
+  if (writes.empty()) return std::nullopt;
+  const std::string space = keys_->Key(Space::kFence);
+  struct Hit {
+    std::string prefix;
+    const std::string* key;
+    kvpb::FenceRecord rec;
+  };
+  std::vector<Hit> hits;
+  b.ForEach(space, [&](const std::string& k, const std::string& v) {
+    std::string prefix = k.substr(space.size());
+    for (const std::string* key : writes) {
+      if (!key->starts_with(prefix)) continue;
+      Hit h{std::move(prefix), key, {}};
+      if (!h.rec.ParseFromString(v)) {
+        b.Fail(absl::DataLossError("malformed fence record"));
+      }
+      hits.push_back(std::move(h));
+      return;
+    }
+  });
+  for (const Hit& h : hits) {
+    if (token == 0) {
+      return Refusal(
+          absl::StatusCode::kFailedPrecondition,
+          absl::StrCat("key \"", *h.key, "\" is fenced by lock \"",
+                       h.rec.lock(), "\" (prefix \"", h.prefix,
+                       "\"): a write to it must carry the lock's fence token"),
+          rpc::kReasonFenceMissing);
+    }
+    if (token < h.rec.floor()) {
+      return Refusal(
+          absl::StatusCode::kFailedPrecondition,
+          absl::StrCat("fence token ", token, " is stale for prefix \"",
+                       h.prefix, "\" (lock \"", h.rec.lock(), "\"): token ",
+                       h.rec.floor(), " was accepted; nothing was written"),
+          rpc::kReasonFenceStale);
+    }
+  }
+  for (Hit& h : hits) {
+    if (token > h.rec.floor()) {
+      h.rec.set_floor(token);
+      b.Put(space + h.prefix, h.rec.SerializeAsString());
+    }
+  }
+  return std::nullopt;
+}
+
+kvpb::CommandResult KvStore::Bind(ApplyContext& ctx,
+                                  const kvpb::FenceBind& req) {
+  const std::string key = keys_->Key(Space::kFence, req.prefix());
+  kvpb::FenceRecord rec;
+  if (std::optional<std::string> raw = ctx.batch.Read(key)) {
+    if (!rec.ParseFromString(*raw)) {
+      ctx.batch.Fail(absl::DataLossError("malformed fence record"));
+    }
+  }
+  kvpb::CommandResult r;
+  kvpb::FenceResult* out = r.mutable_fence();
+  out->set_previous_lock(rec.lock());
+  if (req.lock().empty()) {
+    ctx.batch.Delete(key);
+  } else {
+    // The floor stays: tokens only grow, whichever lock issues them.
+    rec.set_lock(req.lock());
+    ctx.batch.Put(key, rec.SerializeAsString());
+  }
+  kvpb::Applied* h = out->mutable_header();
+  h->set_revision(ctx.state.revision());
+  h->set_group(keys_->group());
+  h->set_raft_index(ctx.index);
+  return r;
+}
+
+absl::StatusOr<std::optional<kvpb::FenceRecord>> KvStore::Fence(
+    const std::string& prefix) const {
+  absl::StatusOr<std::optional<std::string>> raw =
+      engine_->Get(keys_->Key(Space::kFence, prefix));
+  if (!raw.ok()) return raw.status();
+  if (!raw->has_value()) return std::optional<kvpb::FenceRecord>();
+  kvpb::FenceRecord rec;
+  if (!rec.ParseFromString(**raw)) {
+    return absl::DataLossError("malformed fence record");
+  }
+  return std::optional<kvpb::FenceRecord>(rec);
 }
 
 absl::StatusOr<std::optional<kvpb::KeyValue>> KvStore::Get(

@@ -15,6 +15,13 @@ namespace tally::kv {
 // or else) within the shard, each write a new revision; and reads of what is
 // applied. Key space 'd'.
 //
+// Fence floors (key space 'f'): a key prefix bound to a lock (FenceBind)
+// takes only writes that carry a fence token (kvpb::Command.fence_token) no
+// lower than the highest it has accepted; a write or transaction with a
+// stale token or none is refused whole (FAILED_PRECONDITION, naming the
+// token accepted). Tokens come from the lock module of the metadata group
+// and grow across every lock, so a floor needs nothing but a comparison.
+//
 // Thread safety: Apply on the apply thread; reads from any thread.
 class KvStore final : public Module {
  public:
@@ -28,6 +35,9 @@ class KvStore final : public Module {
 
   absl::StatusOr<std::optional<kvpb::KeyValue>> Get(
       const std::string& key) const;
+  // The fence bound to exactly `prefix`, if any.
+  absl::StatusOr<std::optional<kvpb::FenceRecord>> Fence(
+      const std::string& prefix) const;
   // Keys in [start, end) (end empty: to the end), at most `limit`; `more` is
   // set when keys were left out.
   absl::StatusOr<std::vector<kvpb::KeyValue>> Range(const std::string& start,
@@ -40,8 +50,13 @@ class KvStore final : public Module {
   void Put(Batch& b, const kvpb::Put& req, int64_t revision,
            kvpb::PutResult* resp);
   void Delete(Batch& b, const kvpb::Delete& req, kvpb::DeleteResult* resp);
-  void Txn(Batch& b, const kvpb::Txn& txn, int64_t revision,
+  void Txn(Batch& b, const kvpb::Txn& txn, bool ok, int64_t revision,
            kvpb::TxnResult* resp, bool* wrote);
+  kvpb::CommandResult Bind(ApplyContext& ctx, const kvpb::FenceBind& req);
+  // A refusal if a fence of the written keys refuses `token` (0: none);
+  // otherwise raises their floors to it.
+  std::optional<kvpb::CommandResult> CheckFences(
+      Batch& b, const std::vector<const std::string*>& writes, uint64_t token);
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;

@@ -1,0 +1,247 @@
+// Leases, locks and fence floors through the dispatcher, as the log drives
+// them: every time below is log time carried by a command.
+
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kv/state_machine.h"
+#include "kv/storage/memory_engine.h"
+
+namespace tally::kv {
+namespace {
+
+class LeaseLockTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto sm = StateMachine::Open(&db_, 1);
+    ASSERT_TRUE(sm.ok());
+    sm_ = std::move(*sm);
+    sm_->set_locks_granted([this](const std::vector<Locks::Grant>& g) {
+      for (const auto& x : g) granted_.push_back(x);
+    });
+  }
+  kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms) {
+    cmd.set_time_ms(time_ms);
+    raft::Entry e{1, ++index_, raft::EntryType::kNormal,
+                  cmd.SerializeAsString()};
+    auto r = sm_->Apply({e});
+    EXPECT_TRUE(r.ok());
+    kvpb::CommandResult out;
+    out.ParseFromString(r->at(0));
+    return out;
+  }
+  uint64_t Grant(int64_t ttl_ms, int64_t at) {
+    kvpb::Command c;
+    c.mutable_lease_grant()->set_ttl_ms(ttl_ms);
+    return Apply(c, at).lease().id();
+  }
+  kvpb::CommandResult Renew(uint64_t id, int64_t at) {
+    kvpb::Command c;
+    c.mutable_lease_renew()->add_ids(id);
+    return Apply(c, at);
+  }
+  kvpb::CommandResult Expire(uint64_t id, int64_t at) {
+    kvpb::Command c;
+    c.mutable_lease_expire()->add_ids(id);
+    return Apply(c, at);
+  }
+  kvpb::CommandResult Acquire(const std::string& name, uint64_t lease,
+                              uint64_t request, int64_t wait_ms, int64_t at,
+                              bool cancel = false) {
+    kvpb::Command c;
+    kvpb::LockAcquire* a = c.mutable_lock_acquire();
+    a->set_name(name);
+    a->set_lease(lease);
+    a->set_request_id(request);
+    a->set_wait_ms(wait_ms);
+    a->set_cancel(cancel);
+    return Apply(c, at);
+  }
+  kvpb::CommandResult Release(const std::string& name, uint64_t token,
+                              int64_t at) {
+    kvpb::Command c;
+    c.mutable_lock_release()->set_name(name);
+    c.mutable_lock_release()->set_token(token);
+    return Apply(c, at);
+  }
+  kvpb::CommandResult FencedPut(const std::string& key, uint64_t token,
+                                int64_t at) {
+    kvpb::Command c;
+    c.mutable_put()->set_key(key);
+    c.mutable_put()->set_value("v" + std::to_string(token));
+    c.set_fence_token(token);
+    return Apply(c, at);
+  }
+  void Bind(const std::string& prefix, const std::string& lock) {
+    kvpb::Command c;
+    c.mutable_fence_bind()->set_prefix(prefix);
+    c.mutable_fence_bind()->set_lock(lock);
+    Apply(c, 0);
+  }
+
+  storage::MemoryEngine db_;
+  std::unique_ptr<StateMachine> sm_;
+  raft::Index index_ = 0;
+  std::vector<Locks::Grant> granted_;
+};
+
+TEST_F(LeaseLockTest, LeaseEndsOnlyByAnExpiryEntryAtOrAfterItsEnd) {
+  const uint64_t id = Grant(10'000, 1'000);
+  EXPECT_EQ(id, 1u);
+  // Nothing ends on its own: the record stays until an entry ends it.
+  ASSERT_TRUE(sm_->leases().Ending(10'999, 10)->empty());
+  EXPECT_EQ(*sm_->leases().Ending(11'000, 10), std::vector<uint64_t>{id});
+  // An expiry proposed early (a leader's clock ahead) ends nothing.
+  Expire(id, 10'500);
+  EXPECT_TRUE(sm_->leases().Get(id)->has_value());
+  // A renewal restarts the TTL from its own log time.
+  EXPECT_EQ(Renew(id, 10'600).lease_renew().remaining_ms().at(id), 10'000);
+  Expire(id, 11'000);
+  EXPECT_TRUE(sm_->leases().Get(id)->has_value());
+  Expire(id, 20'600);
+  EXPECT_FALSE(sm_->leases().Get(id)->has_value());
+  EXPECT_TRUE(sm_->leases().Ending(1'000'000, 10)->empty());
+}
+
+TEST_F(LeaseLockTest, RenewingALeaseThatIsDueEndsIt) {
+  const uint64_t id = Grant(5'000, 0);
+  EXPECT_EQ(Renew(id, 5'000).lease_renew().remaining_ms().at(id), 0);
+  EXPECT_FALSE(sm_->leases().Get(id)->has_value());
+}
+
+TEST_F(LeaseLockTest, TokensAreUniqueAndGrowAcrossLocks) {
+  const uint64_t lease = Grant(10'000, 0);
+  kvpb::CommandResult a = Acquire("a", lease, 1, 0, 1);
+  kvpb::CommandResult b = Acquire("b", lease, 2, 0, 2);
+  ASSERT_TRUE(a.lock().acquired());
+  ASSERT_TRUE(b.lock().acquired());
+  EXPECT_LT(a.lock().holder().token(), b.lock().holder().token());
+  ASSERT_FALSE(Release("a", a.lock().holder().token(), 3).error_code());
+  kvpb::CommandResult again = Acquire("a", lease, 3, 0, 4);
+  EXPECT_GT(again.lock().holder().token(), b.lock().holder().token());
+  EXPECT_EQ(again.lock().holder().generation(), 2u);
+}
+
+TEST_F(LeaseLockTest, RetriedAcquireGetsTheSameGrant) {
+  const uint64_t lease = Grant(10'000, 0);
+  kvpb::CommandResult first = Acquire("l", lease, 42, 0, 1);
+  kvpb::CommandResult retry = Acquire("l", lease, 42, 0, 2);
+  ASSERT_TRUE(retry.lock().acquired());
+  EXPECT_EQ(retry.lock().holder().token(), first.lock().holder().token());
+}
+
+TEST_F(LeaseLockTest, TryOnAHeldLockNamesTheHolderAndQueuesNothing) {
+  const uint64_t a = Grant(10'000, 0);
+  const uint64_t b = Grant(10'000, 0);
+  const uint64_t token = Acquire("l", a, 1, 0, 1).lock().holder().token();
+  kvpb::CommandResult r = Acquire("l", b, 2, 0, 2);
+  EXPECT_FALSE(r.lock().acquired());
+  EXPECT_EQ(r.lock().holder().token(), token);
+  EXPECT_EQ(sm_->locks().Get("l")->value().waiters_size(), 0);
+}
+
+TEST_F(LeaseLockTest, WaitersAreServedInOrderAndOnlyTheNextIsWoken) {
+  const uint64_t a = Grant(60'000, 0);
+  const uint64_t b = Grant(60'000, 0);
+  const uint64_t c = Grant(60'000, 0);
+  const uint64_t token = Acquire("l", a, 1, 0, 1).lock().holder().token();
+  EXPECT_EQ(Acquire("l", b, 2, 30'000, 2).lock().queued_at(), 1u);
+  EXPECT_EQ(Acquire("l", c, 3, 30'000, 3).lock().queued_at(), 2u);
+  // A retried wait keeps its place.
+  EXPECT_EQ(Acquire("l", b, 2, 30'000, 4).lock().queued_at(), 1u);
+  Release("l", token, 5);
+  ASSERT_EQ(granted_.size(), 1u);
+  EXPECT_EQ(granted_[0].holder.lease(), b);
+  EXPECT_EQ(granted_[0].holder.request_id(), 2u);
+  EXPECT_GT(granted_[0].holder.token(), token);
+}
+
+TEST_F(LeaseLockTest, LockPassesOnWhenItsHolderLeaseExpires) {
+  const uint64_t a = Grant(5'000, 0);
+  const uint64_t b = Grant(60'000, 0);
+  Acquire("l", a, 1, 0, 1);
+  Acquire("l", b, 2, 30'000, 2);
+  Expire(a, 5'000);
+  ASSERT_EQ(granted_.size(), 1u);
+  EXPECT_EQ(sm_->locks().Get("l")->value().holder().lease(), b);
+}
+
+TEST_F(LeaseLockTest, LockIsNeverGrantedToAnEndedLeaseOrAGivenUpWaiter) {
+  const uint64_t a = Grant(60'000, 0);
+  const uint64_t short_lived = Grant(2'000, 0);
+  const uint64_t impatient = Grant(60'000, 0);
+  const uint64_t c = Grant(60'000, 0);
+  const uint64_t token = Acquire("l", a, 1, 0, 1).lock().holder().token();
+  Acquire("l", short_lived, 2, 50'000, 2);
+  Acquire("l", impatient, 3, 1'000, 3);
+  Acquire("l", c, 4, 50'000, 4);
+  // At 3,000 the short lease is due (not yet ended by an entry) and the
+  // impatient waiter gave up at 1,003.
+  Release("l", token, 3'000);
+  EXPECT_EQ(sm_->locks().Get("l")->value().holder().lease(), c);
+  // A request under a lease that has ended is refused, nothing queued.
+  kvpb::CommandResult r = Acquire("m", short_lived, 5, 0, 3'001);
+  EXPECT_EQ(r.error_code(), static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(sm_->locks().Get("m")->has_value());
+}
+
+TEST_F(LeaseLockTest, CancelledWaitIsDroppedButAGrantThatCameFirstIsKept) {
+  const uint64_t a = Grant(60'000, 0);
+  const uint64_t b = Grant(60'000, 0);
+  const uint64_t token = Acquire("l", a, 1, 0, 1).lock().holder().token();
+  Acquire("l", b, 2, 30'000, 2);
+  EXPECT_FALSE(Acquire("l", b, 2, 0, 3, /*cancel=*/true).lock().acquired());
+  Release("l", token, 4);
+  EXPECT_FALSE(sm_->locks().Get("l")->value().has_holder());
+  // Granted, then the waiter's deadline passed: the cancel answers the grant.
+  Acquire("l", a, 5, 0, 5);
+  Acquire("l", b, 6, 30'000, 6);
+  Release("l", sm_->locks().Get("l")->value().holder().token(), 7);
+  EXPECT_TRUE(Acquire("l", b, 6, 0, 8, /*cancel=*/true).lock().acquired());
+}
+
+TEST_F(LeaseLockTest, ReleaseUnderAnotherTokenIsRefused) {
+  const uint64_t a = Grant(60'000, 0);
+  const uint64_t token = Acquire("l", a, 1, 0, 1).lock().holder().token();
+  kvpb::CommandResult r = Release("l", token + 1, 2);
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(r.error_message().find(std::to_string(token)), std::string::npos)
+      << r.error_message();
+  EXPECT_TRUE(sm_->locks().Get("l")->value().has_holder());
+}
+
+TEST_F(LeaseLockTest, FenceRefusesStaleAndMissingTokensAndAppliesNothing) {
+  Bind("acct/", "L");
+  EXPECT_EQ(FencedPut("acct/1", 7, 1).error_code(), 0);
+  EXPECT_EQ(FencedPut("acct/1", 7, 2).error_code(), 0);  // same holder again
+  kvpb::CommandResult stale = FencedPut("acct/1", 5, 3);
+  EXPECT_EQ(stale.error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(stale.error_message().find("token 7 was accepted"),
+            std::string::npos)
+      << stale.error_message();
+  EXPECT_EQ(stale.error_reason(), "fence-stale");
+  kvpb::CommandResult none = FencedPut("acct/1", 0, 4);
+  EXPECT_EQ(none.error_reason(), "fence-missing");
+  EXPECT_EQ(sm_->kv().Get("acct/1")->value().value(), "v7");
+  // Keys outside the prefix take any write.
+  EXPECT_EQ(FencedPut("other", 0, 5).error_code(), 0);
+  EXPECT_EQ(sm_->kv().Fence("acct/")->value().floor(), 7u);
+}
+
+TEST_F(LeaseLockTest, TransactionWithAStaleTokenWritesNothing) {
+  Bind("acct/", "L");
+  FencedPut("acct/1", 9, 1);
+  kvpb::Command c;
+  c.mutable_txn()->add_success()->mutable_put()->set_key("free");
+  c.mutable_txn()->add_success()->mutable_put()->set_key("acct/2");
+  c.set_fence_token(8);
+  EXPECT_EQ(Apply(c, 2).error_reason(), "fence-stale");
+  EXPECT_FALSE(sm_->kv().Get("free")->has_value());
+  EXPECT_FALSE(sm_->kv().Get("acct/2")->has_value());
+}
+
+}  // namespace
+}  // namespace tally::kv

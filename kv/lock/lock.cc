@@ -1,0 +1,224 @@
+#include "kv/lock/lock.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "kv/storage/leveldb_util.h"
+#include "rpc/reasons.h"
+
+namespace tally::kv {
+
+namespace {
+
+kvpb::CommandResult Answer(const ApplyContext& ctx, bool acquired,
+                           uint32_t queued_at, const kvpb::LockRecord& rec) {
+  kvpb::CommandResult r;
+  kvpb::LockResult* out = r.mutable_lock();
+  out->set_acquired(acquired);
+  out->set_queued_at(queued_at);
+  if (rec.has_holder()) *out->mutable_holder() = rec.holder();
+  kvpb::Applied* h = out->mutable_header();
+  h->set_revision(ctx.state.revision());
+  h->set_group(ctx.keys.group());
+  h->set_raft_index(ctx.index);
+  return r;
+}
+
+bool Involves(const kvpb::LockRecord& rec, uint64_t lease) {
+  if (rec.has_holder() && rec.holder().lease() == lease) return true;
+  return std::any_of(
+      rec.waiters().begin(), rec.waiters().end(),
+      [&](const kvpb::LockWaiter& w) { return w.lease() == lease; });
+}
+
+}  // namespace
+
+Locks::Locks(const storage::Engine* engine, const Keyspace* keys,
+             Leases* leases)
+    : engine_(engine), keys_(keys), leases_(leases) {
+  leases_->set_ended(
+      [this](ApplyContext& ctx, uint64_t id) { LeaseEnded(ctx, id); });
+}
+
+bool Locks::Handles(const kvpb::Command& cmd) const {
+  return cmd.has_lock_acquire() || cmd.has_lock_release();
+}
+
+std::string Locks::LeaseKey(uint64_t lease, const std::string& name) const {
+  std::string k = keys_->IdKey(Space::kLockOfLease, lease);
+  k.append(name);
+  return k;
+}
+
+std::optional<kvpb::LockRecord> Locks::Read(Batch& b, const std::string& name) {
+  std::optional<std::string> raw = b.Read(keys_->Key(Space::kLock, name));
+  if (!raw) return std::nullopt;
+  kvpb::LockRecord rec;
+  if (!rec.ParseFromString(*raw)) {
+    b.Fail(absl::DataLossError(absl::StrCat("malformed lock \"", name, "\"")));
+    return std::nullopt;
+  }
+  return rec;
+}
+
+void Locks::Write(Batch& b, const std::string& name,
+                  const kvpb::LockRecord& rec) {
+  b.Put(keys_->Key(Space::kLock, name), rec.SerializeAsString());
+}
+
+kvpb::CommandResult Locks::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
+  return cmd.has_lock_acquire() ? Acquire(ctx, cmd.lock_acquire())
+                                : Release(ctx, cmd.lock_release());
+}
+
+kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
+                                   const kvpb::LockAcquire& req) {
+  // First, because a lease found due ends here, and that may change this
+  // very lock.
+  if (!req.cancel() && !leases_->Live(ctx, req.lease())) {
+    return Refusal(absl::StatusCode::kNotFound,
+                   absl::StrCat("lease ", req.lease(),
+                                " not found (ended or never granted)"),
+                   rpc::kReasonLeaseNotFound);
+  }
+  kvpb::LockRecord rec =
+      Read(ctx.batch, req.name()).value_or(kvpb::LockRecord());
+  if (rec.has_holder() && rec.holder().request_id() == req.request_id()) {
+    return Answer(ctx, true, 0, rec);  // a retry of the request that got it
+  }
+  auto* waiters = rec.mutable_waiters();
+  auto w = std::find_if(waiters->begin(), waiters->end(),
+                        [&](const kvpb::LockWaiter& x) {
+                          return x.request_id() == req.request_id();
+                        });
+  if (req.cancel()) {
+    if (w != waiters->end()) {
+      const uint64_t lease = w->lease();
+      waiters->erase(w);
+      if (!Involves(rec, lease)) ctx.batch.Delete(LeaseKey(lease, req.name()));
+      Write(ctx.batch, req.name(), rec);
+    }
+    return Answer(ctx, false, 0, rec);
+  }
+  if (w != waiters->end()) {
+    return Answer(ctx, false, static_cast<uint32_t>(w - waiters->begin()) + 1,
+                  rec);
+  }
+  if (!rec.has_holder()) {
+    Take(ctx, req.name(), rec, req.lease(), req.request_id());
+    Write(ctx.batch, req.name(), rec);
+    return Answer(ctx, true, 0, rec);
+  }
+  if (req.wait_ms() <= 0) return Answer(ctx, false, 0, rec);
+  kvpb::LockWaiter* added = rec.add_waiters();
+  added->set_lease(req.lease());
+  added->set_request_id(req.request_id());
+  added->set_give_up_ms(ctx.state.log_time_ms() + req.wait_ms());
+  ctx.batch.Put(LeaseKey(req.lease(), req.name()), "");
+  Write(ctx.batch, req.name(), rec);
+  return Answer(ctx, false, static_cast<uint32_t>(rec.waiters_size()), rec);
+}
+
+kvpb::CommandResult Locks::Release(ApplyContext& ctx,
+                                   const kvpb::LockRelease& req) {
+  std::optional<kvpb::LockRecord> rec = Read(ctx.batch, req.name());
+  if (!rec || !rec->has_holder()) {
+    return Refusal(absl::StatusCode::kFailedPrecondition,
+                   absl::StrCat("lock \"", req.name(), "\" is not held"),
+                   rpc::kReasonLockNotHeld);
+  }
+  if (rec->holder().token() != req.token()) {
+    return Refusal(
+        absl::StatusCode::kFailedPrecondition,
+        absl::StrCat("lock \"", req.name(), "\" is held under token ",
+                     rec->holder().token(), ", not ", req.token()),
+        rpc::kReasonLockNotHeld);
+  }
+  const uint64_t lease = rec->holder().lease();
+  rec->clear_holder();
+  PassOn(ctx, req.name(), *rec);
+  if (!Involves(*rec, lease)) ctx.batch.Delete(LeaseKey(lease, req.name()));
+  Write(ctx.batch, req.name(), *rec);
+  return Answer(ctx, false, 0, *rec);
+}
+
+void Locks::Take(ApplyContext& ctx, const std::string& name,
+                 kvpb::LockRecord& rec, uint64_t lease, uint64_t request_id) {
+  const std::string last_key = keys_->Key(Space::kLastToken);
+  std::optional<std::string> last = ctx.batch.Read(last_key);
+  const uint64_t token = std::max<uint64_t>(
+      ctx.index,
+      last && last->size() == 8 ? storage::ReadBigEndian64(*last) + 1 : 0);
+  std::string encoded;
+  storage::AppendBigEndian64(&encoded, token);
+  ctx.batch.Put(last_key, std::move(encoded));
+  rec.set_generation(rec.generation() + 1);
+  kvpb::LockGrant* h = rec.mutable_holder();
+  h->set_lease(lease);
+  h->set_token(token);
+  h->set_generation(rec.generation());
+  h->set_request_id(request_id);
+  h->set_granted_ms(ctx.state.log_time_ms());
+  ctx.batch.Put(LeaseKey(lease, name), "");
+}
+
+void Locks::PassOn(ApplyContext& ctx, const std::string& name,
+                   kvpb::LockRecord& rec) {
+  auto* waiters = rec.mutable_waiters();
+  while (!rec.has_holder() && !waiters->empty()) {
+    const kvpb::LockWaiter w = waiters->Get(0);
+    waiters->erase(waiters->begin());
+    // IsLive, not Live: ending a lease here would change `rec` underneath.
+    // A due lease is skipped now and ended by its expiry entry.
+    if (w.give_up_ms() >= ctx.state.log_time_ms() &&
+        leases_->IsLive(ctx, w.lease())) {
+      Take(ctx, name, rec, w.lease(), w.request_id());
+      pending_.push_back({name, rec.holder()});
+    } else if (!Involves(rec, w.lease())) {
+      ctx.batch.Delete(LeaseKey(w.lease(), name));
+    }
+  }
+}
+
+void Locks::LeaseEnded(ApplyContext& ctx, uint64_t lease) {
+  const std::string prefix = keys_->IdKey(Space::kLockOfLease, lease);
+  ctx.batch.ForEach(prefix, [&](const std::string& key, const std::string&) {
+    const std::string name = key.substr(prefix.size());
+    ctx.batch.Delete(key);
+    std::optional<kvpb::LockRecord> rec = Read(ctx.batch, name);
+    if (!rec) return;
+    auto* waiters = rec->mutable_waiters();
+    waiters->erase(std::remove_if(waiters->begin(), waiters->end(),
+                                  [&](const kvpb::LockWaiter& w) {
+                                    return w.lease() == lease;
+                                  }),
+                   waiters->end());
+    if (rec->has_holder() && rec->holder().lease() == lease) {
+      rec->clear_holder();
+      PassOn(ctx, name, *rec);
+    }
+    Write(ctx.batch, name, *rec);
+  });
+}
+
+void Locks::Committed() {
+  if (pending_.empty()) return;
+  if (granted_) granted_(pending_);
+  pending_.clear();
+}
+
+absl::StatusOr<std::optional<kvpb::LockRecord>> Locks::Get(
+    const std::string& name) const {
+  absl::StatusOr<std::optional<std::string>> raw =
+      engine_->Get(keys_->Key(Space::kLock, name));
+  if (!raw.ok()) return raw.status();
+  if (!raw->has_value()) return std::optional<kvpb::LockRecord>();
+  kvpb::LockRecord rec;
+  if (!rec.ParseFromString(**raw)) {
+    return absl::DataLossError(absl::StrCat("malformed lock \"", name, "\""));
+  }
+  return std::optional<kvpb::LockRecord>(rec);
+}
+
+}  // namespace tally::kv

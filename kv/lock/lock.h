@@ -1,0 +1,80 @@
+#ifndef TALLY_KV_LOCK_LOCK_H_
+#define TALLY_KV_LOCK_LOCK_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kv/lease/lease.h"
+#include "kv/module.h"
+#include "kv/storage/engine.h"
+
+namespace tally::kv {
+
+// Locks held by leases, with fencing tokens. Key spaces 'k' (records), 'h'
+// (the locks of each lease) and 'o' (the last token issued).
+//
+// A grant's token is unique across every lock of the group and only grows:
+// the larger of the grant's raft index and the last token + 1. A lock is
+// granted only to a lease live at the grant's log time; waiters queue in
+// FIFO order and the lock passes to the first one still waiting with a live
+// lease when the holder releases it or its lease ends. Requests carry an id:
+// the same id again answers what the first attempt got, so a retry after a
+// lost answer neither queues twice nor loses a grant.
+//
+// Thread safety: Apply and Committed on the apply thread; reads from any
+// thread.
+class Locks final : public Module {
+ public:
+  // Not owned; `leases` tells this module when a lease ends.
+  Locks(const storage::Engine* engine, const Keyspace* keys, Leases* leases);
+
+  bool Handles(const kvpb::Command& cmd) const override;
+  kvpb::CommandResult Apply(ApplyContext& ctx,
+                            const kvpb::Command& cmd) override;
+  void Committed() override;
+
+  // A lock given to a waiter, with its request id in `holder`.
+  struct Grant {
+    std::string name;
+    kvpb::LockGrant holder;
+  };
+  // Called once an apply pass that granted locks to waiters is written.
+  // REQUIRES: set before the first Apply.
+  using Granted = std::function<void(const std::vector<Grant>&)>;
+  void set_granted(Granted fn) { granted_ = std::move(fn); }
+
+  // Reads of applied state: the lock's record, if it was ever taken.
+  absl::StatusOr<std::optional<kvpb::LockRecord>> Get(
+      const std::string& name) const;
+
+ private:
+  std::optional<kvpb::LockRecord> Read(Batch& b, const std::string& name);
+  void Write(Batch& b, const std::string& name, const kvpb::LockRecord& rec);
+  kvpb::CommandResult Acquire(ApplyContext& ctx, const kvpb::LockAcquire& req);
+  kvpb::CommandResult Release(ApplyContext& ctx, const kvpb::LockRelease& req);
+  // Gives a free lock to `lease` under a new token.
+  void Take(ApplyContext& ctx, const std::string& name, kvpb::LockRecord& rec,
+            uint64_t lease, uint64_t request_id);
+  // Passes a free lock to its first waiter still waiting with a live lease.
+  void PassOn(ApplyContext& ctx, const std::string& name,
+              kvpb::LockRecord& rec);
+  // Releases what `lease` holds and drops its waits.
+  void LeaseEnded(ApplyContext& ctx, uint64_t lease);
+  std::string LeaseKey(uint64_t lease, const std::string& name) const;
+
+  const storage::Engine* const engine_;
+  const Keyspace* const keys_;
+  Leases* const leases_;
+  Granted granted_;
+  // Grants to waiters in the pass being applied.
+  std::vector<Grant> pending_;
+};
+
+}  // namespace tally::kv
+
+#endif  // TALLY_KV_LOCK_LOCK_H_
