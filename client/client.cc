@@ -6,6 +6,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "client/internal/call.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/health.grpc.pb.h"
 #include "rpc/status.h"
@@ -14,16 +15,8 @@ namespace tally::client {
 
 namespace {
 
-using Clock = std::chrono::system_clock;
-constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
 // A membership change of every group: the server's own bound, and a bit.
 constexpr auto kMembershipTimeout = std::chrono::milliseconds(65000);
-
-bool Retryable(grpc::StatusCode c) {
-  return c == grpc::StatusCode::UNAVAILABLE ||
-         c == grpc::StatusCode::DEADLINE_EXCEEDED ||
-         c == grpc::StatusCode::RESOURCE_EXHAUSTED;
-}
 
 }  // namespace
 
@@ -53,65 +46,6 @@ std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
                                    args);
   }
   return ch;
-}
-
-template <typename Fn>
-absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
-                          std::chrono::milliseconds timeout,
-                          std::chrono::milliseconds attempt_timeout) {
-  if (timeout.count() == 0) timeout = options_.timeout;
-  if (attempt_timeout.count() == 0) attempt_timeout = kAttemptTimeout;
-  const auto deadline = Clock::now() + timeout;
-  static thread_local std::mt19937_64 rng(std::random_device{}());
-  std::string last_error = "no attempt made";
-  for (int attempt = 0;; ++attempt) {
-    std::string target;
-    {
-      absl::MutexLock l(&mu_);
-      auto it = leader_.find(group);
-      target = it != leader_.end()
-                   ? it->second
-                   : endpoints_[next_endpoint_ % endpoints_.size()];
-    }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::min(deadline, Clock::now() + attempt_timeout));
-    grpc::Status st = fn(Channel(target), ctx);
-    if (st.ok()) {
-      absl::MutexLock l(&mu_);
-      leader_[group] = target;
-      return absl::OkStatus();
-    }
-    last_error = absl::StrCat(target, ": ", st.error_message());
-    // An unknown outcome is retried only when a retry cannot apply twice.
-    if (!Retryable(st.error_code()) ||
-        (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-         !idempotent)) {
-      return rpc::FromGrpc(st, &ctx);
-    }
-    {
-      absl::MutexLock l(&mu_);
-      const auto& md = ctx.GetServerTrailingMetadata();
-      auto hint = md.find("tally-leader");
-      if (hint != md.end()) {
-        leader_[group] = std::string(hint->second.data(), hint->second.size());
-      } else {
-        leader_.erase(group);
-        ++next_endpoint_;
-      }
-    }
-    if (Clock::now() >= deadline) break;
-    // Full jitter: a random wait up to an exponentially growing cap.
-    const auto cap = std::min<std::chrono::milliseconds>(
-        options_.backoff_max,
-        options_.backoff_base * (1 << std::min(attempt, 10)));
-    std::uniform_int_distribution<int64_t> wait(0, cap.count());
-    auto sleep = std::chrono::milliseconds(wait(rng));
-    if (Clock::now() + sleep >= deadline) break;
-    std::this_thread::sleep_for(sleep);
-  }
-  return rpc::OutcomeUnknown(absl::StrCat(
-      "no answer within ", timeout.count(),
-      " ms; a write's outcome is unknown (last error: ", last_error, ")"));
 }
 
 absl::Status Client::Refresh() {
@@ -271,19 +205,23 @@ absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
 }
 
 absl::StatusOr<rpc::PutResponse> Client::Put(const std::string& key,
-                                             const std::string& value) {
+                                             const std::string& value,
+                                             uint64_t fence_token) {
   rpc::PutRequest req;
   req.set_key(key);
   req.set_value(value);
+  req.set_fence_token(fence_token);
   return Write<rpc::PutResponse>(
       key, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
         return stub.Put(ctx, r, resp);
       });
 }
 
-absl::StatusOr<rpc::DeleteResponse> Client::Delete(const std::string& key) {
+absl::StatusOr<rpc::DeleteResponse> Client::Delete(const std::string& key,
+                                                   uint64_t fence_token) {
   rpc::DeleteRequest req;
   req.set_key(key);
+  req.set_fence_token(fence_token);
   return Write<rpc::DeleteResponse>(
       key, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
         return stub.Delete(ctx, r, resp);
@@ -348,7 +286,7 @@ absl::StatusOr<std::vector<rpc::KeyValue>> Client::Scan(
 absl::StatusOr<rpc::StatusResponse> Client::Status(
     const std::string& endpoint) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(Clock::now() + options_.timeout);
+  ctx.set_deadline(internal::Clock::now() + options_.timeout);
   rpc::StatusResponse resp;
   grpc::Status st =
       rpc::Cluster::NewStub(Channel(endpoint))->Status(&ctx, {}, &resp);
@@ -358,7 +296,7 @@ absl::StatusOr<rpc::StatusResponse> Client::Status(
 
 absl::Status Client::Health(const std::string& endpoint) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(Clock::now() + options_.timeout);
+  ctx.set_deadline(internal::Clock::now() + options_.timeout);
   grpc::health::v1::HealthCheckResponse resp;
   grpc::Status st = grpc::health::v1::Health::NewStub(Channel(endpoint))
                         ->Check(&ctx, {}, &resp);

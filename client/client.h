@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "rpc/kv.grpc.pb.h"
+#include "rpc/lock.grpc.pb.h"
 
 namespace tally::client {
 
@@ -51,14 +52,41 @@ class Client {
 
   absl::StatusOr<rpc::GetResponse> Get(const std::string& key,
                                        rpc::ReadMode mode = rpc::LINEARIZABLE);
+  // `fence_token`: a lock's token, for keys under a fenced prefix
+  // (BindFence); FAILED_PRECONDITION naming the token accepted if stale.
   absl::StatusOr<rpc::PutResponse> Put(const std::string& key,
-                                       const std::string& value);
-  absl::StatusOr<rpc::DeleteResponse> Delete(const std::string& key);
+                                       const std::string& value,
+                                       uint64_t fence_token = 0);
+  absl::StatusOr<rpc::DeleteResponse> Delete(const std::string& key,
+                                             uint64_t fence_token = 0);
   // Keys in [start, end) across every shard, at most `limit` (0: all).
   absl::StatusOr<std::vector<rpc::KeyValue>> Scan(
       const std::string& start, const std::string& end, uint32_t limit,
       rpc::ReadMode mode = rpc::LINEARIZABLE);
   absl::StatusOr<rpc::TxnResponse> Txn(rpc::TxnRequest txn);
+
+  // Leases (rpc/lock.proto). A Grant whose answer is lost is not retried:
+  // the lease it may have made ends after its TTL.
+  absl::StatusOr<rpc::LeaseGrantResponse> GrantLease(
+      std::chrono::milliseconds ttl);
+  // The TTL restarted; 0 once the lease has ended.
+  absl::StatusOr<int64_t> KeepAlive(uint64_t lease);
+  absl::Status RevokeLease(uint64_t lease);
+  absl::StatusOr<rpc::LeaseTimeToLiveResponse> LeaseTimeToLive(uint64_t lease);
+  absl::StatusOr<rpc::LeaseListResponse> ListLeases();
+
+  // Locks. Acquire tries once (`wait` 0: acquired = false when held) or
+  // waits up to `wait` (DEADLINE_EXCEEDED without the lock); retried with
+  // the same request id, so a lost answer neither loses nor doubles a grant.
+  absl::StatusOr<rpc::AcquireResponse> Acquire(const std::string& name,
+                                               uint64_t lease,
+                                               std::chrono::milliseconds wait);
+  absl::Status Release(const std::string& name, uint64_t token);
+  absl::StatusOr<rpc::InspectResponse> Inspect(const std::string& name);
+  // Binds the keys under `prefix` to `lock` (empty: unbinds), in every
+  // shard. Sending it again completes one that failed part-way.
+  absl::StatusOr<rpc::BindFenceResponse> BindFence(const std::string& prefix,
+                                                   const std::string& lock);
 
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
   // The standard gRPC health check of one node: OK when it serves,
@@ -101,6 +129,8 @@ class Client {
   // The group to send a read to, or kAnyNode for a serializable one.
   absl::StatusOr<uint64_t> ReadTarget(const std::string& key,
                                       rpc::ReadMode mode);
+  // The metadata group (where leases and locks live).
+  absl::StatusOr<uint64_t> MetaGroup();
   // The metadata group, then the data groups, as the server names them.
   absl::StatusOr<std::vector<uint64_t>> AllGroups();
   // Sends a membership change of every group to any node.

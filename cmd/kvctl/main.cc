@@ -1,6 +1,4 @@
-// kvctl: the Tally command line. Exit codes: 0 ok; 1 key not found or
-// compare failed; 2 usage or invalid input; 3 unavailable or timed out;
-// 4 any other error.
+// kvctl: the Tally command line. Exit codes: cmd/kvctl/output.h.
 
 #include <iostream>
 #include <iterator>
@@ -12,35 +10,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/client.h"
-#include "google/protobuf/util/json_util.h"
+#include "cmd/kvctl/lock_commands.h"
+#include "cmd/kvctl/output.h"
 
 namespace {
 
 using tally::client::Client;
-
-std::string Json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.always_print_primitive_fields = true;
-  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok())
-    return "{}";
-  return out;
-}
-
-int Fail(const absl::Status& st) {
-  std::cerr << "kvctl: " << absl::StatusCodeToString(st.code()) << ": "
-            << st.message() << "\n";
-  switch (st.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      return 2;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-      return 3;
-    default:
-      return 4;
-  }
-}
+using tally::kvctl::Fail;
+using tally::kvctl::Json;
 
 // `s` for one column of a tab-separated line: backslash, tab, newline and
 // carriage return as \\, \t, \n and \r.
@@ -133,9 +110,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "kvctl " TALLY_VERSION);
   app.option_defaults()->always_capture_default();
   app.footer(
-      "Exit codes: 0 done; 1 not found, compare failed, or nothing deleted;\n"
-      "2 bad input (nothing applied); 3 unavailable, timed out or overloaded\n"
-      "(a write's outcome may be unknown: retry); 4 any other error.");
+      "Exit codes: 0 done; 1 not found, compare failed, nothing deleted, or\n"
+      "refused (stale fence token, lock not held, lease ended: nothing\n"
+      "applied); 2 bad input (nothing applied); 3 unavailable, timed out or\n"
+      "overloaded (a write's outcome may be unknown: retry); 4 any other\n"
+      "error. `kvctl lock NAME -- CMD` exits with CMD's exit code.");
   app.require_subcommand(1);
   app.fallthrough();
   std::string endpoints_flag, output = "table", read_mode = "linearizable";
@@ -213,7 +192,12 @@ int main(int argc, char** argv) {
   auto* transfer =
       leader->add_subcommand("transfer", "move leadership to NAME");
   transfer->add_option("name", name)->required();
-
+  uint64_t fence_token = 0;
+  for (auto* w : {put, del, cas, txn}) {
+    w->add_option("--fence-token", fence_token,
+                  "a lock's token, for keys under a fenced prefix");
+  }
+  tally::kvctl::LockCommands locks(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -235,12 +219,13 @@ int main(int argc, char** argv) {
                                         ? tally::rpc::SERIALIZABLE
                                         : tally::rpc::LINEARIZABLE;
 
+  if (std::optional<int> rc = locks.Run(c, json)) return *rc;
   if (*put) {
     if (put_value->count() == 0) {
       value.assign(std::istreambuf_iterator<char>(std::cin),
                    std::istreambuf_iterator<char>());
     }
-    auto r = c.Put(key, value);
+    auto r = c.Put(key, value, fence_token);
     if (!r.ok()) return Fail(r.status());
     std::cout << (json ? Json(*r) : "OK") << "\n";
   } else if ((*get && prefix) || *scan) {
@@ -268,7 +253,7 @@ int main(int argc, char** argv) {
     }
     return r->found() ? 0 : 1;
   } else if (*del) {
-    auto r = c.Delete(key);
+    auto r = c.Delete(key, fence_token);
     if (!r.ok()) return Fail(r.status());
     std::cout << (json ? Json(*r) : (r->deleted() ? "deleted" : "not found"))
               << "\n";
@@ -298,6 +283,7 @@ int main(int argc, char** argv) {
         *out->Add() = *op;
       }
     }
+    req.set_fence_token(fence_token);
     auto r = c.Txn(req);
     if (!r.ok()) return Fail(r.status());
     if (json) {

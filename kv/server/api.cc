@@ -46,7 +46,7 @@ static kvpb::TxnOp ToKv(const rpc::TxnOp& op) {
   return out;
 }
 
-static void ToApi(const kvpb::Applied& h, rpc::ResponseHeader* out) {
+void ToApi(const kvpb::Applied& h, rpc::ResponseHeader* out) {
   out->set_revision(h.revision());
   out->set_group(h.group());
   out->set_raft_index(h.raft_index());

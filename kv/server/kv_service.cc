@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kv/server/internal/api.h"
+#include "kv/server/internal/calls.h"
 #include "kv/server/internal/node.h"
 #include "kv/server/internal/reply.h"
 #include "rpc/kv.grpc.pb.h"
@@ -11,8 +12,6 @@ namespace tally::kv::server {
 
 namespace {
 
-using Clock = std::chrono::system_clock;
-constexpr auto kDefaultTimeout = std::chrono::seconds(5);
 constexpr uint32_t kMaxRangeLimit = 10000;
 
 class KvService final : public rpc::KV::CallbackService {
@@ -36,7 +35,7 @@ class KvService final : public rpc::KV::CallbackService {
            if (!kv.ok()) return rpc::ToGrpc(kv.status());
            out->set_found(kv->has_value());
            if (*kv) *out->mutable_kv() = ToApi(std::move(**kv));
-           Header(group, index, mode, out->mutable_header());
+           calls_.Header(group, index, mode, out->mutable_header());
            return grpc::Status::OK;
          });
     return reply;
@@ -76,7 +75,7 @@ class KvService final : public rpc::KV::CallbackService {
            for (auto& kv : *kvs) *out->add_kvs() = ToApi(std::move(kv));
            out->set_more(
                more || (clamped && out->kvs_size() < static_cast<int>(limit)));
-           Header(group, index, mode, out->mutable_header());
+           calls_.Header(group, index, mode, out->mutable_header());
            return grpc::Status::OK;
          });
     return reply;
@@ -92,6 +91,7 @@ class KvService final : public rpc::KV::CallbackService {
     kvpb::Command cmd;
     *cmd.mutable_put() = ToKv(*req);
     cmd.set_request_fingerprint(Fingerprint(cmd.put()));
+    cmd.set_fence_token(req->fence_token());
     *cmd.mutable_session() = ToKv(req->session());
     Write(reply, req->key(), std::move(cmd),
           [](kvpb::CommandResult& r, rpc::PutResponse* out) {
@@ -111,6 +111,7 @@ class KvService final : public rpc::KV::CallbackService {
     kvpb::Command cmd;
     *cmd.mutable_delete_() = ToKv(*req);
     cmd.set_request_fingerprint(Fingerprint(cmd.delete_()));
+    cmd.set_fence_token(req->fence_token());
     *cmd.mutable_session() = ToKv(req->session());
     Write(reply, req->key(), std::move(cmd),
           [](kvpb::CommandResult& r, rpc::DeleteResponse* out) {
@@ -135,7 +136,7 @@ class KvService final : public rpc::KV::CallbackService {
     }
     kvpb::Command cmd;
     cmd.mutable_open_session()->set_ttl_ms(node_->options.session_ttl_ms);
-    WriteToGroup(reply, req->group(), std::move(cmd),
+    calls_.Write(reply, req->group(), std::move(cmd),
                  [](kvpb::CommandResult& r, rpc::OpenSessionResponse* out) {
                    ToApi(std::move(*r.mutable_open_session()), out);
                  });
@@ -180,6 +181,7 @@ class KvService final : public rpc::KV::CallbackService {
     kvpb::Command cmd;
     *cmd.mutable_txn() = ToKv(*req);
     cmd.set_request_fingerprint(Fingerprint(cmd.txn()));
+    cmd.set_fence_token(req->fence_token());
     *cmd.mutable_session() = ToKv(req->session());
     Write(reply, *keys[0], std::move(cmd),
           [](kvpb::CommandResult& r, rpc::TxnResponse* out) {
@@ -190,7 +192,11 @@ class KvService final : public rpc::KV::CallbackService {
 
  private:
   static grpc::Status Invalid(const std::string& msg) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
+    return Calls::Invalid(msg);
+  }
+  template <typename Resp>
+  static grpc::ServerUnaryReactor* Finish(Reply<Resp>* reply, grpc::Status st) {
+    return Calls::Finish(reply, std::move(st));
   }
   grpc::Status CheckKey(const std::string& key) const {
     if (key.empty()) return Invalid("key must not be empty");
@@ -208,123 +214,21 @@ class KvService final : public rpc::KV::CallbackService {
     }
     return grpc::Status::OK;
   }
-  template <typename Resp>
-  static grpc::ServerUnaryReactor* Finish(Reply<Resp>* reply, grpc::Status st) {
-    Reply<Resp>::Answer(reply->shared(), std::move(st));
-    return reply;
-  }
-
-  // Answers DEADLINE_EXCEEDED if the call is still open at its deadline (at
-  // most kDefaultTimeout away).
-  template <typename Resp>
-  void Expire(Reply<Resp>* reply, const char* what) {
-    auto s = reply->shared();
-    const auto fallback = Clock::now() + kDefaultTimeout;
-    const auto d = s->ctx->deadline();
-    deadlines_.At(d < fallback ? d : fallback, [weak = std::weak_ptr(s), what] {
-      if (auto s = weak.lock()) {
-        Reply<Resp>::Answer(std::move(s), [what](auto* ctx, Resp*) {
-          return rpc::ToGrpc(
-              rpc::OutcomeUnknown(absl::StrCat(
-                  what,
-                  " did not finish in time; the outcome is unknown (retry "
-                  "with the same session to find out)")),
-              ctx);
-        });
-      }
-    });
-  }
-
-  void Header(uint64_t group, raft::Index index, rpc::ReadMode mode,
-              rpc::ResponseHeader* h) const {
-    h->set_group(group);
-    h->set_raft_index(index);
-    h->set_node(node_->id);
-    h->set_read_mode(mode);
-    h->set_revision(node_->Machine(group)->revision());
-  }
-
-  // Serves a read in `mode`: at once from what this node applied
-  // (serializable), else once a ReadIndex (or lease) check passes and this
-  // node applied its index; `serve(index, resp)` fills the response. A
-  // `scan` runs on the scan threads, whatever its mode.
-  template <typename Resp, typename Serve>
-  void Read(Reply<Resp>* reply, uint64_t group, rpc::ReadMode mode, bool scan,
-            Serve serve) {
-    auto s = reply->shared();
-    if (node_->Machine(group) == nullptr) {
-      Reply<Resp>::Answer(s, [&](auto* ctx, auto*) {
-        return node_->NotLeader(ctx, group,
-                                absl::UnavailableError("no replica here yet"));
-      });
-      return;
-    }
-    util::ThreadPool* pool = scan ? node_->scans.get() : node_->reads.get();
-    // Runs the read at `index` on `pool`, or refuses it if the pool is full.
-    auto post = [s, serve, pool](raft::Index index) {
-      bool posted = pool->Post([s, serve, index] {
-        Reply<Resp>::Answer(
-            s, [&](auto*, Resp* out) { return serve(index, out); });
-      });
-      if (!posted) {
-        Reply<Resp>::Answer(s, [](auto*, Resp*) {
-          return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              "too many reads waiting; back off and retry");
-        });
-      }
-    };
-    if (mode == rpc::SERIALIZABLE) {
-      const raft::Index applied = node_->Machine(group)->applied();
-      if (scan) {
-        post(applied);
-        return;
-      }
-      Reply<Resp>::Answer(
-          s, [&](auto*, Resp* out) { return serve(applied, out); });
-      return;
-    }
-    Expire(reply, "read");
-    // Called on the raft loop or the apply thread: the read itself (a scan
-    // of up to 10,000 keys) runs on the read or scan threads.
-    node_->ReadAsync(group, mode == rpc::LEASE,
-                     [this, s, group, post](absl::StatusOr<raft::Index> i) {
-                       if (i.ok()) {
-                         post(*i);
-                         return;
-                       }
-                       Reply<Resp>::Answer(s, [&](auto* ctx, Resp*) {
-                         return node_->Refuse(ctx, group, i.status());
-                       });
-                     });
-  }
-
-  // Proposes `cmd` to the range of `key`; `fill(result, resp)` turns the
-  // applied result into the response.
+  // Proposes `cmd` to the range of `key`.
   template <typename Resp, typename Fill>
   void Write(Reply<Resp>* reply, const std::string& key, kvpb::Command cmd,
              Fill fill) {
-    WriteToGroup(reply, node_->RangeFor(key).group(), std::move(cmd),
+    calls_.Write(reply, node_->RangeFor(key).group(), std::move(cmd),
                  std::move(fill));
   }
-  template <typename Resp, typename Fill>
-  void WriteToGroup(Reply<Resp>* reply, uint64_t group, kvpb::Command cmd,
-                    Fill fill) {
-    auto s = reply->shared();
-    Expire(reply, "write");
-    node_->WriteAsync(
-        group, std::move(cmd),
-        [this, s, group, fill](absl::StatusOr<kvpb::CommandResult> r) {
-          Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
-            if (!r.ok()) return node_->Refuse(ctx, group, r.status());
-            fill(*r, out);
-            out->mutable_header()->set_node(node_->id);
-            return grpc::Status::OK;
-          });
-        });
+  template <typename Resp, typename Serve>
+  void Read(Reply<Resp>* reply, uint64_t group, rpc::ReadMode mode, bool scan,
+            Serve serve) {
+    calls_.Read(reply, group, mode, scan, std::move(serve));
   }
 
   Node* const node_;
-  Deadlines deadlines_;
+  Calls calls_{node_};
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <future>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -43,6 +44,9 @@ constexpr int kScanNice = 19;
 constexpr char kLivenessService[] = "liveness";
 // How often the gRPC health status is brought up to date.
 constexpr absl::Duration kHealthEvery = absl::Milliseconds(250);
+// How often a leader looks for work due (lease expiries): a lease ends at
+// most this much after its time, plus a commit.
+constexpr absl::Duration kDutiesEvery = absl::Milliseconds(100);
 
 using raft::host::GroupId;
 
@@ -75,10 +79,11 @@ class ServerImpl final : public Server {
     if (down_) return;
     down_ = true;
     {
-      absl::MutexLock l(&health_mu_);
-      health_stop_ = true;
+      absl::MutexLock l(&stop_mu_);
+      stop_ = true;
     }
     if (health_thread_.joinable()) health_thread_.join();
+    if (duties_thread_.joinable()) duties_thread_.join();
     http_.reset();
     if (grpc_)
       grpc_->Shutdown(std::chrono::system_clock::now() +
@@ -100,14 +105,21 @@ class ServerImpl final : public Server {
   // the compose health checks and Kubernetes probes ask) from the groups'
   // state (health.h), logging each change.
   void WatchHealth();
+  // Every kDutiesEvery, proposes in each group this node leads what its
+  // modules find due (StateMachine::Due: lease expiries), one command per
+  // group in flight at a time.
+  void LeaderDuties();
+  // Waits up to `d` for Shutdown; true once it is called.
+  bool Stopping(absl::Duration d);
 
   Node node_;
-  std::unique_ptr<grpc::Service> kv_, cluster_;
+  std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_;
   std::unique_ptr<grpc::Server> grpc_;
   bool down_ = false;
-  absl::Mutex health_mu_;
-  bool health_stop_ ABSL_GUARDED_BY(health_mu_) = false;
+  absl::Mutex stop_mu_;
+  bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
   std::thread health_thread_;
+  std::thread duties_thread_;
   std::unique_ptr<HttpEndpoint> http_;
 };
 
@@ -257,6 +269,9 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
         ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
         if (g == kMetaGroup) {
           sm->set_members_changed([this] { RefreshDirectory(); });
+          sm->set_locks_granted([this](const std::vector<Locks::Grant>& g) {
+            node_.lock_waits.Granted(g);
+          });
         }
         return sm;
       });
@@ -278,6 +293,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
 
   kv_ = NewKvService(&node_);
   cluster_ = NewClusterService(&node_);
+  leases_ = NewLeaseService(&node_);
+  locks_ = NewLockService(&node_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder b;
@@ -300,6 +317,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   b.RegisterService(kv_.get());
   b.RegisterService(cluster_.get());
+  b.RegisterService(leases_.get());
+  b.RegisterService(locks_.get());
   b.RegisterService(node_.transport->service());
   grpc_ = b.BuildAndStart();
   if (!grpc_ || client_port == 0 || peer_port == 0) {
@@ -311,6 +330,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
                node_.id, o.client_address, o.peer_address,
                node_.layout.cluster_id());
   health_thread_ = std::thread([this] { WatchHealth(); });
+  duties_thread_ = std::thread([this] { LeaderDuties(); });
   if (!o.http_address.empty()) {
     ASSIGN_OR_RETURN(http_, HttpEndpoint::Start(o.http_address,
                                                 node_.host.get(), &node_.rpcs));
@@ -342,10 +362,41 @@ void ServerImpl::WatchHealth() {
       }
       last = why;
     }
-    absl::MutexLock l(&health_mu_);
-    if (health_mu_.AwaitWithTimeout(absl::Condition(&health_stop_),
-                                    kHealthEvery)) {
-      return;
+    if (Stopping(kHealthEvery)) return;
+  }
+}
+
+bool ServerImpl::Stopping(absl::Duration d) {
+  absl::MutexLock l(&stop_mu_);
+  return stop_mu_.AwaitWithTimeout(absl::Condition(&stop_), d);
+}
+
+void ServerImpl::LeaderDuties() {
+  // Groups with a proposal of theirs in flight.
+  auto busy = std::make_shared<std::pair<absl::Mutex, std::set<GroupId>>>();
+  while (!Stopping(kDutiesEvery)) {
+    for (const raft::host::GroupInfo& g : node_.host->Groups()) {
+      StateMachine* sm = node_.Machine(g.group);
+      if (g.role != raft::Role::kLeader || sm == nullptr ||
+          sm->leading_term() == 0) {
+        continue;
+      }
+      std::vector<kvpb::Command> due = sm->Due();
+      if (due.empty()) continue;
+      {
+        absl::MutexLock l(&busy->first);
+        if (!busy->second.insert(g.group).second) continue;
+      }
+      node_.WriteAsync(g.group, std::move(due.front()),
+                       [busy, group = g.group,
+                        id = node_.id](absl::StatusOr<kvpb::CommandResult> r) {
+                         if (!r.ok()) {
+                           spdlog::debug("[n={}] group {}: leader duty: {}", id,
+                                         group, r.status().ToString());
+                         }
+                         absl::MutexLock l(&busy->first);
+                         busy->second.erase(group);
+                       });
     }
   }
 }

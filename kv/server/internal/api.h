@@ -19,6 +19,7 @@ kvpb::RangeDescriptor ToKv(const rpc::RangeDescriptor& r);
 
 rpc::Member ToApi(const kvpb::Member& m);
 rpc::RangeDescriptor ToApi(const kvpb::RangeDescriptor& r);
+void ToApi(const kvpb::Applied& h, rpc::ResponseHeader* out);
 // Moves the key and value.
 rpc::KeyValue ToApi(kvpb::KeyValue&& kv);
 // The response's header gets what the state machine knows (revision,

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "kv/server/internal/group_registry.h"
+#include "kv/server/internal/lock_waits.h"
 #include "kv/server/internal/rpc_stats.h"
 #include "kv/server/server.h"
 #include "kv/state_machine.h"
@@ -51,6 +52,8 @@ struct Node {
   std::unique_ptr<util::ThreadPool> scans;
   // The client calls answered, for /metrics.
   RpcStats rpcs;
+  // Acquire calls waiting for a lock of the metadata group.
+  LockWaits lock_waits;
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
@@ -89,6 +92,8 @@ struct Node {
 uint64_t Fingerprint(const google::protobuf::Message& request);
 std::unique_ptr<grpc::Service> NewKvService(Node* node);
 std::unique_ptr<grpc::Service> NewClusterService(Node* node);
+std::unique_ptr<grpc::Service> NewLeaseService(Node* node);
+std::unique_ptr<grpc::Service> NewLockService(Node* node);
 
 }  // namespace tally::kv::server
 

@@ -1,0 +1,94 @@
+#ifndef TALLY_CLIENT_INTERNAL_CALL_H_
+#define TALLY_CLIENT_INTERNAL_CALL_H_
+
+// Client::Call, for the files that implement Client's calls.
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "grpcpp/grpcpp.h"
+#include "rpc/status.h"
+
+namespace tally::client {
+
+namespace internal {
+
+using Clock = std::chrono::system_clock;
+inline constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
+
+inline bool Retryable(grpc::StatusCode c) {
+  return c == grpc::StatusCode::UNAVAILABLE ||
+         c == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         c == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+}  // namespace internal
+
+template <typename Fn>
+absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
+                          std::chrono::milliseconds timeout,
+                          std::chrono::milliseconds attempt_timeout) {
+  if (timeout.count() == 0) timeout = options_.timeout;
+  if (attempt_timeout.count() == 0) attempt_timeout = internal::kAttemptTimeout;
+  const auto deadline = internal::Clock::now() + timeout;
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string last_error = "no attempt made";
+  for (int attempt = 0;; ++attempt) {
+    std::string target;
+    {
+      absl::MutexLock l(&mu_);
+      auto it = leader_.find(group);
+      target = it != leader_.end()
+                   ? it->second
+                   : endpoints_[next_endpoint_ % endpoints_.size()];
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(
+        std::min(deadline, internal::Clock::now() + attempt_timeout));
+    grpc::Status st = fn(Channel(target), ctx);
+    if (st.ok()) {
+      absl::MutexLock l(&mu_);
+      leader_[group] = target;
+      return absl::OkStatus();
+    }
+    last_error = absl::StrCat(target, ": ", st.error_message());
+    // An unknown outcome is retried only when a retry cannot apply twice.
+    if (!internal::Retryable(st.error_code()) ||
+        (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+         !idempotent)) {
+      return rpc::FromGrpc(st, &ctx);
+    }
+    {
+      absl::MutexLock l(&mu_);
+      const auto& md = ctx.GetServerTrailingMetadata();
+      auto hint = md.find("tally-leader");
+      if (hint != md.end()) {
+        leader_[group] = std::string(hint->second.data(), hint->second.size());
+      } else {
+        leader_.erase(group);
+        ++next_endpoint_;
+      }
+    }
+    if (internal::Clock::now() >= deadline) break;
+    // Full jitter: a random wait up to an exponentially growing cap.
+    const auto cap = std::min<std::chrono::milliseconds>(
+        options_.backoff_max,
+        options_.backoff_base * (1 << std::min(attempt, 10)));
+    std::uniform_int_distribution<int64_t> wait(0, cap.count());
+    auto sleep = std::chrono::milliseconds(wait(rng));
+    if (internal::Clock::now() + sleep >= deadline) break;
+    std::this_thread::sleep_for(sleep);
+  }
+  return rpc::OutcomeUnknown(absl::StrCat(
+      "no answer within ", timeout.count(),
+      " ms; a write's outcome is unknown (last error: ", last_error, ")"));
+}
+
+}  // namespace tally::client
+
+#endif  // TALLY_CLIENT_INTERNAL_CALL_H_

@@ -1,0 +1,37 @@
+#ifndef TALLY_CMD_KVCTL_LOCK_COMMANDS_H_
+#define TALLY_CMD_KVCTL_LOCK_COMMANDS_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "client/client.h"
+
+namespace tally::kvctl {
+
+// kvctl's lease, lock and fence commands.
+class LockCommands {
+ public:
+  // Adds the commands to `app`.
+  explicit LockCommands(CLI::App& app);
+  // Runs the command parsed, if it is one of these: its exit code.
+  std::optional<int> Run(client::Client& c, bool json);
+
+ private:
+  int RunLocked(client::Client& c);
+
+  CLI::App *lease_grant_, *lease_revoke_, *lease_keep_alive_, *lease_ttl_,
+      *lease_list_;
+  CLI::App *lock_, *lock_acquire_, *lock_release_, *lock_inspect_;
+  CLI::App *fence_bind_, *fence_unbind_;
+  std::string ttl_ = "10s", wait_, name_, prefix_, lock_name_;
+  uint64_t lease_ = 0, token_ = 0;
+  bool try_ = false, once_ = false;
+  std::string kill_after_ = "5s";
+  std::vector<std::string> command_;
+};
+
+}  // namespace tally::kvctl
+
+#endif  // TALLY_CMD_KVCTL_LOCK_COMMANDS_H_

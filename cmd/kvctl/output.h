@@ -1,0 +1,50 @@
+#ifndef TALLY_CMD_KVCTL_OUTPUT_H_
+#define TALLY_CMD_KVCTL_OUTPUT_H_
+
+#include <iostream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace tally::kvctl {
+
+// Exit codes (the --help footer says the same).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitNo = 1;
+inline constexpr int kExitBadInput = 2;
+inline constexpr int kExitUnavailable = 3;
+inline constexpr int kExitOther = 4;
+
+inline std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.always_print_primitive_fields = true;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok())
+    return "{}";
+  return out;
+}
+
+// Prints the error and returns its exit code.
+inline int Fail(const absl::Status& st) {
+  std::cerr << "kvctl: " << absl::StatusCodeToString(st.code()) << ": "
+            << st.message() << "\n";
+  switch (st.code()) {
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+      return kExitNo;
+    case absl::StatusCode::kInvalidArgument:
+      return kExitBadInput;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+      return kExitUnavailable;
+    default:
+      return kExitOther;
+  }
+}
+
+}  // namespace tally::kvctl
+
+#endif  // TALLY_CMD_KVCTL_OUTPUT_H_

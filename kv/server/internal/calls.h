@@ -1,0 +1,153 @@
+#ifndef TALLY_KV_SERVER_INTERNAL_CALLS_H_
+#define TALLY_KV_SERVER_INTERNAL_CALLS_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kv/server/internal/node.h"
+#include "kv/server/internal/reply.h"
+#include "rpc/kv.pb.h"
+#include "rpc/status.h"
+
+namespace tally::kv::server {
+
+// How the client services answer a unary call: a read of a group in a read
+// mode, or a write proposed to a group, each bounded by the call's deadline.
+//
+// Thread safety: thread-safe.
+class Calls {
+ public:
+  using Clock = std::chrono::system_clock;
+  // The longest a call waits for its operation when its deadline is later.
+  static constexpr auto kDefaultTimeout = std::chrono::seconds(5);
+
+  explicit Calls(Node* node) : node_(node) {}
+
+  static grpc::Status Invalid(const std::string& msg) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
+  }
+  template <typename Resp>
+  static grpc::ServerUnaryReactor* Finish(Reply<Resp>* reply, grpc::Status st) {
+    Reply<Resp>::Answer(reply->shared(), std::move(st));
+    return reply;
+  }
+
+  // The header of a read of `group` at `index`.
+  void Header(uint64_t group, raft::Index index, rpc::ReadMode mode,
+              rpc::ResponseHeader* h) const {
+    h->set_group(group);
+    h->set_raft_index(index);
+    h->set_node(node_->id);
+    h->set_read_mode(mode);
+    h->set_revision(node_->Machine(group)->revision());
+  }
+
+  // Answers DEADLINE_EXCEEDED if the call is still open at its deadline (at
+  // most kDefaultTimeout away).
+  template <typename Resp>
+  void Expire(Reply<Resp>* reply, const char* what) {
+    auto s = reply->shared();
+    const auto fallback = Clock::now() + kDefaultTimeout;
+    const auto d = s->ctx->deadline();
+    deadlines_.At(d < fallback ? d : fallback, [weak = std::weak_ptr(s), what] {
+      if (auto s = weak.lock()) {
+        Reply<Resp>::Answer(std::move(s), [what](auto* ctx, Resp*) {
+          return rpc::ToGrpc(
+              rpc::OutcomeUnknown(absl::StrCat(
+                  what,
+                  " did not finish in time; the outcome is unknown (retry "
+                  "with the same session to find out)")),
+              ctx);
+        });
+      }
+    });
+  }
+
+  // Serves a read in `mode`: at once from what this node applied
+  // (serializable), else once a ReadIndex (or lease) check passes and this
+  // node applied its index; `serve(index, resp)` fills the response. A
+  // `scan` runs on the scan threads, whatever its mode.
+  template <typename Resp, typename Serve>
+  void Read(Reply<Resp>* reply, uint64_t group, rpc::ReadMode mode, bool scan,
+            Serve serve) {
+    auto s = reply->shared();
+    if (node_->Machine(group) == nullptr) {
+      Reply<Resp>::Answer(s, [&](auto* ctx, auto*) {
+        return node_->NotLeader(ctx, group,
+                                absl::UnavailableError("no replica here yet"));
+      });
+      return;
+    }
+    util::ThreadPool* pool = scan ? node_->scans.get() : node_->reads.get();
+    // Runs the read at `index` on `pool`, or refuses it if the pool is full.
+    auto post = [s, serve, pool](raft::Index index) {
+      bool posted = pool->Post([s, serve, index] {
+        Reply<Resp>::Answer(
+            s, [&](auto*, Resp* out) { return serve(index, out); });
+      });
+      if (!posted) {
+        Reply<Resp>::Answer(s, [](auto*, Resp*) {
+          return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "too many reads waiting; back off and retry");
+        });
+      }
+    };
+    if (mode == rpc::SERIALIZABLE) {
+      const raft::Index applied = node_->Machine(group)->applied();
+      if (scan) {
+        post(applied);
+        return;
+      }
+      Reply<Resp>::Answer(
+          s, [&](auto*, Resp* out) { return serve(applied, out); });
+      return;
+    }
+    Expire(reply, "read");
+    // Called on the raft loop or the apply thread: the read itself (a scan
+    // of up to 10,000 keys) runs on the read or scan threads.
+    node_->ReadAsync(group, mode == rpc::LEASE,
+                     [this, s, group, post](absl::StatusOr<raft::Index> i) {
+                       if (i.ok()) {
+                         post(*i);
+                         return;
+                       }
+                       Reply<Resp>::Answer(s, [&](auto* ctx, Resp*) {
+                         return node_->Refuse(ctx, group, i.status());
+                       });
+                     });
+  }
+
+  // Proposes `cmd` to `group`; `fill(result, resp)` turns the applied
+  // result into the response.
+  template <typename Resp, typename Fill>
+  void Write(Reply<Resp>* reply, uint64_t group, kvpb::Command cmd, Fill fill) {
+    auto s = reply->shared();
+    Expire(reply, "write");
+    node_->WriteAsync(
+        group, std::move(cmd),
+        [this, s, group, fill](absl::StatusOr<kvpb::CommandResult> r) {
+          Reply<Resp>::Answer(s, [&](auto* ctx, Resp* out) {
+            if (!r.ok()) return node_->Refuse(ctx, group, r.status());
+            fill(*r, out);
+            out->mutable_header()->set_node(node_->id);
+            return grpc::Status::OK;
+          });
+        });
+  }
+
+  // Runs `fn` at `at` (on the timer thread).
+  void At(Clock::time_point at, std::function<void()> fn) {
+    deadlines_.At(at, std::move(fn));
+  }
+
+ private:
+  Node* const node_;
+  Deadlines deadlines_;
+};
+
+}  // namespace tally::kv::server
+
+#endif  // TALLY_KV_SERVER_INTERNAL_CALLS_H_

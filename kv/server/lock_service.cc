@@ -1,0 +1,530 @@
+// The lease and lock services. Leases and locks live in the metadata group;
+// a fence binding goes to every shard its prefix covers.
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kv/server/internal/api.h"
+#include "kv/server/internal/calls.h"
+#include "kv/server/internal/node.h"
+#include "kv/server/internal/reply.h"
+#include "rpc/lock.grpc.pb.h"
+
+namespace tally::kv::server {
+
+namespace {
+
+using Clock = std::chrono::system_clock;
+constexpr int64_t kMaxLeaseTtlMs = int64_t{30} * 24 * 3600 * 1000;
+constexpr size_t kMaxLockName = 256;
+constexpr size_t kMaxListed = 10000;
+// A wait ends this long before the call's deadline, so that its answer (the
+// lock, or DEADLINE_EXCEEDED once the wait is withdrawn) reaches the client.
+constexpr auto kWaitMargin = std::chrono::milliseconds(300);
+
+grpc::Status LeaseNotFound(uint64_t id) {
+  return grpc::Status(
+      grpc::StatusCode::NOT_FOUND,
+      absl::StrCat("lease ", id, " not found (ended or never granted)"));
+}
+
+grpc::Status CheckLockName(const std::string& name) {
+  if (name.empty()) return Calls::Invalid("lock name must not be empty");
+  if (name.size() > kMaxLockName) {
+    return Calls::Invalid(absl::StrCat("lock name of ", name.size(),
+                                       " bytes exceeds the ", kMaxLockName,
+                                       "-byte limit"));
+  }
+  return grpc::Status::OK;
+}
+
+rpc::LockHolder Holder(const kvpb::LockGrant& g, int64_t now_ms) {
+  rpc::LockHolder h;
+  h.set_lease(g.lease());
+  h.set_token(g.token());
+  h.set_generation(g.generation());
+  h.set_held_ms(std::max<int64_t>(0, now_ms - g.granted_ms()));
+  return h;
+}
+
+// One keep-alive stream: each request renews its lease through the log and
+// is answered with the TTL restarted (0: the lease has ended). The stream
+// ends with the first error (UNAVAILABLE naming the leader, when this node
+// does not lead the metadata group).
+class KeepAlive final
+    : public grpc::ServerBidiReactor<rpc::LeaseKeepAliveRequest,
+                                     rpc::LeaseKeepAliveResponse> {
+ public:
+  KeepAlive(grpc::CallbackServerContext* ctx, Node* node)
+      : ctx_(ctx), node_(node) {
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (!ok || finished_ || !error_.ok()) {
+        reads_done_ = true;
+        Step(l);
+        return;
+      }
+      ++renewing_;
+    }
+    const uint64_t id = req_.id();
+    kvpb::Command cmd;
+    cmd.mutable_lease_renew()->add_ids(id);
+    node_->WriteAsync(
+        kMetaGroup, std::move(cmd),
+        [this, id](absl::StatusOr<kvpb::CommandResult> r) {
+          absl::MutexLock l(&mu_);
+          --renewing_;
+          if (!r.ok()) {
+            if (error_.ok()) error_ = r.status();
+          } else {
+            rpc::LeaseKeepAliveResponse& out = queue_.emplace_back();
+            ToApi(r->lease_renew().header(), out.mutable_header());
+            out.mutable_header()->set_node(node_->id);
+            out.set_id(id);
+            auto it = r->lease_renew().remaining_ms().find(id);
+            out.set_ttl_ms(
+                it == r->lease_renew().remaining_ms().end() ? 0 : it->second);
+          }
+          Step(l);
+        });
+    StartRead(&req_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    queue_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      // The client is gone: nothing more can be sent.
+      queue_.clear();
+      reads_done_ = true;
+    }
+    Step(l);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Starts the next write, or finishes once nothing is in flight.
+  // REQUIRES: mu_ held (as `l`); the gRPC calls are made after unlocking.
+  void Step(absl::MutexLock& l) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    (void)l;
+    if (finished_ || writing_) return;
+    if (!queue_.empty()) {
+      writing_ = true;
+      const rpc::LeaseKeepAliveResponse* next = &queue_.front();
+      mu_.Unlock();
+      StartWrite(next);
+      mu_.Lock();
+      return;
+    }
+    if (renewing_ > 0) return;
+    if (!error_.ok() || reads_done_) {
+      finished_ = true;
+      grpc::Status st = error_.ok() ? grpc::Status::OK
+                                    : node_->Refuse(ctx_, kMetaGroup, error_);
+      mu_.Unlock();
+      Finish(st);
+      mu_.Lock();
+    }
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  Node* const node_;
+  rpc::LeaseKeepAliveRequest req_;
+  absl::Mutex mu_;
+  // Responses to send, the first one being written when `writing_`.
+  std::deque<rpc::LeaseKeepAliveResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  int renewing_ ABSL_GUARDED_BY(mu_) = 0;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+};
+
+class LeaseService final : public rpc::Leases::CallbackService {
+ public:
+  explicit LeaseService(Node* node) : node_(node) {}
+
+  grpc::ServerUnaryReactor* Grant(grpc::CallbackServerContext* ctx,
+                                  const rpc::LeaseGrantRequest* req,
+                                  rpc::LeaseGrantResponse* resp) override {
+    auto* reply = new Reply<rpc::LeaseGrantResponse>(ctx, resp, &node_->rpcs,
+                                                     "LeaseGrant");
+    const int64_t min = MinLeaseTtlMs(node_->options);
+    if (req->ttl_ms() < min) {
+      return Calls::Finish(
+          reply, Calls::Invalid(absl::StrCat(
+                     "lease TTL of ", req->ttl_ms(),
+                     " ms is below the minimum of ", min,
+                     " ms (twice the election timeout: a shorter lease "
+                     "could end during a leader election)")));
+    }
+    if (req->ttl_ms() > kMaxLeaseTtlMs) {
+      return Calls::Finish(
+          reply, Calls::Invalid(absl::StrCat("lease TTL of ", req->ttl_ms(),
+                                             " ms exceeds the maximum of ",
+                                             kMaxLeaseTtlMs, " ms (30 days)")));
+    }
+    kvpb::Command cmd;
+    cmd.mutable_lease_grant()->set_ttl_ms(req->ttl_ms());
+    calls_.Write(reply, kMetaGroup, std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::LeaseGrantResponse* out) {
+                   ToApi(r.lease().header(), out->mutable_header());
+                   out->set_id(r.lease().id());
+                   out->set_ttl_ms(r.lease().ttl_ms());
+                 });
+    return reply;
+  }
+
+  grpc::ServerBidiReactor<rpc::LeaseKeepAliveRequest,
+                          rpc::LeaseKeepAliveResponse>*
+  KeepAlive(grpc::CallbackServerContext* ctx) override {
+    return new class KeepAlive(ctx, node_);
+  }
+
+  grpc::ServerUnaryReactor* Revoke(grpc::CallbackServerContext* ctx,
+                                   const rpc::LeaseRevokeRequest* req,
+                                   rpc::LeaseRevokeResponse* resp) override {
+    auto* reply = new Reply<rpc::LeaseRevokeResponse>(ctx, resp, &node_->rpcs,
+                                                      "LeaseRevoke");
+    if (req->id() == 0) {
+      return Calls::Finish(reply, Calls::Invalid("lease id must be set"));
+    }
+    kvpb::Command cmd;
+    cmd.mutable_lease_revoke()->set_id(req->id());
+    calls_.Write(reply, kMetaGroup, std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::LeaseRevokeResponse* out) {
+                   ToApi(r.lease().header(), out->mutable_header());
+                 });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* TimeToLive(
+      grpc::CallbackServerContext* ctx, const rpc::LeaseTimeToLiveRequest* req,
+      rpc::LeaseTimeToLiveResponse* resp) override {
+    auto* reply = new Reply<rpc::LeaseTimeToLiveResponse>(
+        ctx, resp, &node_->rpcs, "LeaseTimeToLive");
+    if (req->id() == 0) {
+      return Calls::Finish(reply, Calls::Invalid("lease id must be set"));
+    }
+    calls_.Read(reply, kMetaGroup, rpc::LINEARIZABLE, /*scan=*/false,
+                [this, id = req->id()](raft::Index index,
+                                       rpc::LeaseTimeToLiveResponse* out) {
+                  const StateMachine* sm = node_->Machine(kMetaGroup);
+                  auto rec = sm->leases().Get(id);
+                  if (!rec.ok()) return rpc::ToGrpc(rec.status());
+                  const int64_t now = sm->ProposalTimeMs();
+                  if (!*rec || (*rec)->expires_ms() <= now) {
+                    return LeaseNotFound(id);
+                  }
+                  Fill(id, **rec, now, out);
+                  calls_.Header(kMetaGroup, index, rpc::LINEARIZABLE,
+                                out->mutable_header());
+                  return grpc::Status::OK;
+                });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx,
+                                 const rpc::LeaseListRequest*,
+                                 rpc::LeaseListResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::LeaseListResponse>(ctx, resp, &node_->rpcs, "LeaseList");
+    calls_.Read(reply, kMetaGroup, rpc::LINEARIZABLE, /*scan=*/true,
+                [this](raft::Index index, rpc::LeaseListResponse* out) {
+                  const StateMachine* sm = node_->Machine(kMetaGroup);
+                  auto leases = sm->leases().List(kMaxListed);
+                  if (!leases.ok()) return rpc::ToGrpc(leases.status());
+                  const int64_t now = sm->ProposalTimeMs();
+                  for (const auto& [id, rec] : *leases) {
+                    if (rec.expires_ms() > now) {
+                      Fill(id, rec, now, out->add_leases());
+                    }
+                  }
+                  calls_.Header(kMetaGroup, index, rpc::LINEARIZABLE,
+                                out->mutable_header());
+                  return grpc::Status::OK;
+                });
+    return reply;
+  }
+
+ private:
+  static int64_t MinLeaseTtlMs(const ServerOptions& o) {
+    return int64_t{2} * o.election_tick * o.tick_ms;
+  }
+  static void Fill(uint64_t id, const kvpb::LeaseRecord& rec, int64_t now,
+                   rpc::LeaseTimeToLiveResponse* out) {
+    out->set_id(id);
+    out->set_ttl_ms(rec.ttl_ms());
+    out->set_remaining_ms(rec.expires_ms() - now);
+  }
+
+  Node* const node_;
+  Calls calls_{node_};
+};
+
+class LockService final : public rpc::Locks::CallbackService {
+ public:
+  explicit LockService(Node* node) : node_(node) {}
+
+  grpc::ServerUnaryReactor* Acquire(grpc::CallbackServerContext* ctx,
+                                    const rpc::AcquireRequest* req,
+                                    rpc::AcquireResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::AcquireResponse>(ctx, resp, &node_->rpcs, "LockAcquire");
+    grpc::Status st = CheckLockName(req->name());
+    if (st.ok() && req->lease() == 0) {
+      st = Calls::Invalid("lease must be set: a lock is held by a lease");
+    }
+    if (st.ok() && req->request_id() == 0) {
+      st = Calls::Invalid(
+          "request_id must be set (random, the same for every retry)");
+    }
+    if (st.ok() && req->wait_ms() < 0) {
+      st = Calls::Invalid("wait_ms must not be negative");
+    }
+    if (!st.ok()) return Calls::Finish(reply, st);
+    auto s = reply->shared();
+    kvpb::Command cmd;
+    kvpb::LockAcquire* a = cmd.mutable_lock_acquire();
+    a->set_name(req->name());
+    a->set_lease(req->lease());
+    a->set_request_id(req->request_id());
+    if (req->wait_ms() == 0) {
+      calls_.Write(reply, kMetaGroup, std::move(cmd),
+                   [this](kvpb::CommandResult& r, rpc::AcquireResponse* out) {
+                     Fill(r.lock(), out);
+                   });
+      return reply;
+    }
+    // A wait: it ends before the call's deadline, so that its answer does.
+    const auto start = Clock::now();
+    const auto until =
+        std::min(start + std::chrono::milliseconds(req->wait_ms()),
+                 ctx->deadline() - kWaitMargin);
+    if (until <= start) {
+      return Calls::Finish(
+          reply, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                              "the call's deadline leaves no time to wait"));
+    }
+    a->set_wait_ms(
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - start)
+            .count());
+    const uint64_t id = req->request_id();
+    // Registered first: a grant applied right after the queueing finds it.
+    node_->lock_waits.Add(id, [this, s](const kvpb::LockGrant& g) {
+      Reply<rpc::AcquireResponse>::Answer(
+          s, [&](auto*, rpc::AcquireResponse* out) {
+            out->set_acquired(true);
+            *out->mutable_holder() = Holder(g, Now());
+            out->mutable_header()->set_node(node_->id);
+            return grpc::Status::OK;
+          });
+    });
+    kvpb::Command cancel = cmd;
+    cancel.mutable_lock_acquire()->set_cancel(true);
+    cancel.mutable_lock_acquire()->set_wait_ms(0);
+    node_->WriteAsync(
+        kMetaGroup, std::move(cmd),
+        [this, s, id, until, cancel = std::move(cancel),
+         wait_ms = req->wait_ms()](absl::StatusOr<kvpb::CommandResult> r) {
+          if (!r.ok() || r->lock().acquired()) {
+            node_->lock_waits.Remove(id);
+            Answer(s, r);
+            return;
+          }
+          // Queued: at `until`, withdraw the wait unless granted by then.
+          calls_.At(until, [this, s, id, cancel, wait_ms] {
+            if (!node_->lock_waits.Remove(id)) return;  // granted
+            node_->WriteAsync(
+                kMetaGroup, cancel,
+                [this, s, wait_ms, name = cancel.lock_acquire().name()](
+                    absl::StatusOr<kvpb::CommandResult> r) {
+                  if (r.ok() && !r->lock().acquired()) {
+                    Reply<rpc::AcquireResponse>::Answer(
+                        s, grpc::Status(
+                               grpc::StatusCode::DEADLINE_EXCEEDED,
+                               absl::StrCat("lock \"", name,
+                                            "\" not acquired within ", wait_ms,
+                                            " ms (or the call's deadline); "
+                                            "the wait is withdrawn")));
+                    return;
+                  }
+                  Answer(s, r);
+                });
+          });
+        });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
+                                    const rpc::ReleaseRequest* req,
+                                    rpc::ReleaseResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::ReleaseResponse>(ctx, resp, &node_->rpcs, "LockRelease");
+    grpc::Status st = CheckLockName(req->name());
+    if (st.ok() && req->token() == 0) {
+      st = Calls::Invalid("token must be set: the token of the grant");
+    }
+    if (!st.ok()) return Calls::Finish(reply, st);
+    kvpb::Command cmd;
+    cmd.mutable_lock_release()->set_name(req->name());
+    cmd.mutable_lock_release()->set_token(req->token());
+    calls_.Write(reply, kMetaGroup, std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::ReleaseResponse* out) {
+                   ToApi(r.lock().header(), out->mutable_header());
+                 });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* Inspect(grpc::CallbackServerContext* ctx,
+                                    const rpc::InspectRequest* req,
+                                    rpc::InspectResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::InspectResponse>(ctx, resp, &node_->rpcs, "LockInspect");
+    if (grpc::Status st = CheckLockName(req->name()); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
+    calls_.Read(reply, kMetaGroup, rpc::LINEARIZABLE, /*scan=*/false,
+                [this, name = req->name()](raft::Index index,
+                                           rpc::InspectResponse* out) {
+                  const StateMachine* sm = node_->Machine(kMetaGroup);
+                  auto rec = sm->locks().Get(name);
+                  if (!rec.ok()) return rpc::ToGrpc(rec.status());
+                  const int64_t now = sm->ProposalTimeMs();
+                  if (*rec) {
+                    out->set_generation((*rec)->generation());
+                    if ((*rec)->has_holder()) {
+                      const kvpb::LockGrant& g = (*rec)->holder();
+                      *out->mutable_holder() = Holder(g, now);
+                      auto lease = sm->leases().Get(g.lease());
+                      if (!lease.ok()) return rpc::ToGrpc(lease.status());
+                      if (*lease) {
+                        out->set_lease_remaining_ms(
+                            std::max<int64_t>(0, (*lease)->expires_ms() - now));
+                      }
+                    }
+                    for (const kvpb::LockWaiter& w : (*rec)->waiters()) {
+                      if (w.give_up_ms() >= now) out->add_waiters(w.lease());
+                    }
+                  }
+                  calls_.Header(kMetaGroup, index, rpc::LINEARIZABLE,
+                                out->mutable_header());
+                  return grpc::Status::OK;
+                });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* BindFence(grpc::CallbackServerContext* ctx,
+                                      const rpc::BindFenceRequest* req,
+                                      rpc::BindFenceResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::BindFenceResponse>(ctx, resp, &node_->rpcs, "BindFence");
+    grpc::Status st = grpc::Status::OK;
+    if (req->prefix().empty()) st = Calls::Invalid("prefix must not be empty");
+    if (st.ok() && !req->lock().empty()) st = CheckLockName(req->lock());
+    if (!st.ok()) return Calls::Finish(reply, st);
+    // Every shard whose range meets [prefix, end of prefix) (and is the one
+    // asked for).
+    const std::string& prefix = req->prefix();
+    std::vector<uint64_t> groups;
+    for (const auto& r : node_->layout.ranges()) {
+      const bool after_start = r.end().empty() || r.end() > prefix;
+      const bool before_end =
+          r.start() <= prefix || r.start().starts_with(prefix);
+      if (after_start && before_end &&
+          (req->group() == 0 || req->group() == r.group())) {
+        groups.push_back(r.group());
+      }
+    }
+    struct Pending {
+      absl::Mutex mu;
+      size_t left ABSL_GUARDED_BY(mu);
+      std::string previous ABSL_GUARDED_BY(mu);
+    };
+    if (groups.empty()) {
+      return Calls::Finish(
+          reply, Calls::Invalid(absl::StrCat("group ", req->group(),
+                                             " holds no key of the prefix")));
+    }
+    auto pending = std::make_shared<Pending>();
+    pending->left = groups.size();
+    auto s = reply->shared();
+    calls_.Expire(reply, "fence binding");
+    for (uint64_t group : groups) {
+      kvpb::Command cmd;
+      cmd.mutable_fence_bind()->set_prefix(prefix);
+      cmd.mutable_fence_bind()->set_lock(req->lock());
+      node_->WriteAsync(
+          group, std::move(cmd),
+          [this, s, pending, group](absl::StatusOr<kvpb::CommandResult> r) {
+            if (!r.ok()) {
+              Reply<rpc::BindFenceResponse>::Answer(s, [&](auto* ctx, auto*) {
+                return node_->Refuse(ctx, group, r.status());
+              });
+              return;
+            }
+            std::string previous;
+            {
+              absl::MutexLock l(&pending->mu);
+              if (!r->fence().previous_lock().empty()) {
+                pending->previous = r->fence().previous_lock();
+              }
+              if (--pending->left > 0) return;
+              previous = pending->previous;
+            }
+            Reply<rpc::BindFenceResponse>::Answer(
+                s, [&](auto*, rpc::BindFenceResponse* out) {
+                  ToApi(r->fence().header(), out->mutable_header());
+                  out->mutable_header()->set_node(node_->id);
+                  out->set_previous_lock(previous);
+                  return grpc::Status::OK;
+                });
+          });
+    }
+    return reply;
+  }
+
+ private:
+  int64_t Now() const { return node_->Machine(kMetaGroup)->ProposalTimeMs(); }
+  void Fill(const kvpb::LockResult& r, rpc::AcquireResponse* out) const {
+    ToApi(r.header(), out->mutable_header());
+    out->set_acquired(r.acquired());
+    if (r.has_holder()) *out->mutable_holder() = Holder(r.holder(), Now());
+  }
+  // Answers with an acquisition's result.
+  void Answer(std::shared_ptr<Reply<rpc::AcquireResponse>::State> s,
+              const absl::StatusOr<kvpb::CommandResult>& r) {
+    Reply<rpc::AcquireResponse>::Answer(
+        s, [&](auto* ctx, rpc::AcquireResponse* out) {
+          if (!r.ok()) return node_->Refuse(ctx, kMetaGroup, r.status());
+          Fill(r->lock(), out);
+          out->mutable_header()->set_node(node_->id);
+          return grpc::Status::OK;
+        });
+  }
+
+  Node* const node_;
+  Calls calls_{node_};
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewLeaseService(Node* node) {
+  return std::make_unique<LeaseService>(node);
+}
+
+std::unique_ptr<grpc::Service> NewLockService(Node* node) {
+  return std::make_unique<LockService>(node);
+}
+
+}  // namespace tally::kv::server

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Integration test: locks, leases and fence floors on a real three-node
+# cluster, driven with kvctl. Holder A (`kvctl lock ... -- sleep`) is
+# SIGSTOPped past its lease; B acquires with a higher token and writes under
+# the fence; A resumes: its command is stopped, and its fenced write is
+# refused naming B's token. Bounded in time; stops what it started.
+#   lock_test.sh BIN_DIR
+set -euo pipefail
+bin=$1
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir=$(mktemp -d /tmp/tally-lock.XXXXXX)
+export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 20000))
+b=$TALLY_PORT_BASE
+export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
+holder=
+cleanup() {
+  if [ -n "$holder" ]; then
+    kill -CONT -- "-$holder" 2>/dev/null || true
+    kill -9 -- "-$holder" 2>/dev/null || true
+  fi
+  "$root/deploy/local-cluster.sh" stop "$dir" >/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+kvctl() { "$bin/kvctl" "$@"; }
+fail() { echo "FAIL: $*"; for f in "$dir"/n*.log "$dir"/holder.out; do [ -f "$f" ] && { echo "== $f"; tail -n 20 "$f"; }; done; exit 1; }
+ok() { echo "ok: $*"; }
+
+"$root/deploy/local-cluster.sh" start "$dir" >/dev/null
+
+# Bad input: a clear error, exit 2, nothing granted.
+out=$(kvctl lease grant 100ms 2>&1) && fail "a 100 ms lease was granted"
+[[ "$out" == *"below the minimum of 1000 ms"* ]] || fail "short TTL: $out"
+out=$(kvctl lock acquire "" --lease 1 2>&1; echo "rc=$?")
+[[ "$out" == *"must not be empty"*"rc=2" ]] || fail "empty lock name: $out"
+out=$(kvctl lock acquire job --lease 999999 2>&1; echo "rc=$?")
+[[ "$out" == *"NOT_FOUND: lease 999999 not found"*"rc=1" ]] || fail "unknown lease: $out"
+ok "short TTL, empty lock name, unknown lease: clear errors"
+
+kvctl fence bind acct/ job >/dev/null
+out=$(kvctl put acct/balance 1 2>&1; echo "rc=$?")
+[[ "$out" == *"must carry the lock's fence token"*"rc=1" ]] || fail "unfenced write: $out"
+ok "a write to a fenced prefix without a token is refused"
+
+# A holds the lock with a 2 s lease and records its token.
+setsid "$bin/kvctl" lock job --ttl 2s -- \
+  sh -c 'echo "$TALLY_FENCE_TOKEN" > "$0/a.token"; exec sleep 60' "$dir" \
+  >"$dir/holder.out" 2>&1 &
+holder=$!
+for _ in $(seq 1 100); do [ -s "$dir/a.token" ] && break; sleep 0.05; done
+[ -s "$dir/a.token" ] || fail "A never got the lock"
+a=$(cat "$dir/a.token")
+kvctl put --fence-token "$a" acct/balance A1 >/dev/null || fail "A's first fenced write"
+ok "A holds the lock under token $a and writes under the fence"
+
+# A pauses past its lease (kvctl and its command alike).
+kill -STOP -- "-$holder"
+lease_b=$(kvctl lease grant 30s)
+start=$(date +%s%N)
+bt=$(kvctl lock acquire job --lease "$lease_b" --wait 10s) || fail "B did not get the lock"
+waited=$((($(date +%s%N) - start) / 1000000))
+[ "$bt" -gt "$a" ] || fail "B's token $bt is not above A's $a"
+kvctl put --fence-token "$bt" acct/balance B1 >/dev/null || fail "B's fenced write"
+ok "B acquired after ${waited} ms with token $bt > $a and wrote under the fence"
+
+kill -CONT -- "-$holder"
+rc=0
+wait "$holder" || rc=$?
+holder=
+[ "$rc" -ne 0 ] || fail "A's command ran on after the lock was lost"
+grep -q 'lost' "$dir/holder.out" || fail "A did not report the lost lock"
+ok "A resumed, saw the lock lost and stopped its command (exit $rc)"
+
+out=$(kvctl put --fence-token "$a" acct/balance A2 2>&1; echo "rc=$?")
+[[ "$out" == *"fence token $a is stale"*"token $bt was accepted"*"rc=1" ]] \
+  || fail "A's late write: $out"
+[ "$(kvctl get acct/balance)" = B1 ] || fail "the data shows A's write"
+ok "A's late fenced write is refused naming B's token $bt; the data shows only B's"
+
+out=$(kvctl lock release job "$a" 2>&1; echo "rc=$?")
+[[ "$out" == *"held under token $bt"*"rc=1" ]] || fail "A's release: $out"
+kvctl lock release job "$bt" >/dev/null || fail "B's release"
+[ "$(kvctl lock inspect job)" = free ] || fail "lock not free after B's release"
+ok "a stale release is refused; B's releases the lock"
+
+# `kvctl lock` exits with its command's code and releases the lock.
+rc=0
+kvctl lock job -- sh -c 'exit 7' || rc=$?
+[ "$rc" = 7 ] || fail "kvctl lock exit code $rc, not 7"
+[ "$(kvctl lock inspect job)" = free ] || fail "lock held after its command ended"
+ok "kvctl lock -- CMD exits with CMD's code and releases the lock"
+echo "PASS"
