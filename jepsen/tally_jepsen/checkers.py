@@ -158,6 +158,50 @@ def exactly_once(events):
     return out
 
 
+def fenced_lock(events):
+    """Every acquisition's token is unique; accepted fenced writes, in the
+    order the shard applied them (their revisions), carry non-decreasing
+    tokens: none was accepted with a token below one accepted before it.
+    Overlapping holds (a paused holder that still believes it holds the
+    lock) are reported, not failures: the fence is what protects the data."""
+    acquired = [(i, d) for i, d in hist.pairs(events, {"acquire"})
+                if d and d["type"] == "ok"]
+    anomalies = []
+    seen = {}
+    for inv, done in acquired:
+        t = done["value"]
+        if t in seen:
+            anomalies.append({"kind": "duplicate-token", "token": t,
+                              "op_indexes": [seen[t], inv["index"]]})
+        seen[t] = inv["index"]
+    writes = sorted(((d["value"], i["value"], i["index"])
+                     for i, d in hist.pairs(events, {"fenced-write"})
+                     if d and d["type"] == "ok"))
+    highest = 0
+    for revision, token, index in writes:
+        if token < highest:
+            anomalies.append({"kind": "stale-token-accepted", "token": token,
+                              "highest_before": highest, "revision": revision,
+                              "op_index": index})
+        highest = max(highest, token)
+    refused = sum(1 for _, d in hist.pairs(events, {"fenced-write"})
+                  if d and "is stale" in (d.get("error") or ""))
+    # Holds: from the grant's answer to the release's invocation.
+    holds = []
+    releases = {i["value"]: i["time"] for i, _ in hist.pairs(events, {"release"})}
+    end = max((e["time"] for e in events), default=0)
+    for inv, done in acquired:
+        holds.append((done["time"], releases.get(done["value"], end)))
+    holds.sort()
+    overlaps = sum(1 for a, b in zip(holds, holds[1:]) if b[0] < a[1])
+    out = {"checker": "fenced-lock", "valid": not anomalies,
+           "grants": len(acquired), "accepted_writes": len(writes),
+           "stale_writes_refused": refused, "mutual_exclusion_overlaps": overlaps,
+           "anomalies": anomalies[:50], "anomaly_count": len(anomalies)}
+    out.update(_counts(hist.pairs(events, {"acquire", "fenced-write", "release"})))
+    return out
+
+
 def for_workload(name, history_path, events, read_modes):
     if name == "register":
         return [linearizable(history_path, read_modes), staleness(events)]
@@ -165,4 +209,6 @@ def for_workload(name, history_path, events, read_modes):
         return [append_set(events)]
     if name == "exactly-once":
         return [exactly_once(events)]
+    if name == "lock":
+        return [fenced_lock(events)]
     raise ValueError(name)

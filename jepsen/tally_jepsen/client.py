@@ -17,6 +17,7 @@ import grpc
 from . import paths
 
 kv_pb2, cluster_pb2 = paths.import_protos()
+lock_pb2 = paths.import_lock_protos()
 
 OK, FAIL, INFO = "ok", "fail", "info"
 
@@ -43,6 +44,34 @@ _CLUSTER = {
     "TransferLeader": (cluster_pb2.TransferLeaderRequest,
                        cluster_pb2.TransferLeaderResponse),
 }
+_LEASES = {
+    "Grant": (lock_pb2.LeaseGrantRequest, lock_pb2.LeaseGrantResponse),
+    "Revoke": (lock_pb2.LeaseRevokeRequest, lock_pb2.LeaseRevokeResponse),
+    "TimeToLive": (lock_pb2.LeaseTimeToLiveRequest, lock_pb2.LeaseTimeToLiveResponse),
+}
+_LOCKS = {
+    "Acquire": (lock_pb2.AcquireRequest, lock_pb2.AcquireResponse),
+    "Release": (lock_pb2.ReleaseRequest, lock_pb2.ReleaseResponse),
+    "Inspect": (lock_pb2.InspectRequest, lock_pb2.InspectResponse),
+    "BindFence": (lock_pb2.BindFenceRequest, lock_pb2.BindFenceResponse),
+}
+_SERVICES = {"KV": _KV, "Cluster": _CLUSTER, "Leases": _LEASES, "Locks": _LOCKS}
+
+
+class _KeepAlive:
+    """Leases.KeepAlive as a unary call: one request on a fresh stream."""
+
+    def __init__(self, channel):
+        self._call = channel.stream_stream(
+            "/tally.rpc.Leases/KeepAlive",
+            request_serializer=lock_pb2.LeaseKeepAliveRequest.SerializeToString,
+            response_deserializer=lock_pb2.LeaseKeepAliveResponse.FromString)
+
+    def __call__(self, request, timeout):
+        responses = self._call(iter([request]), timeout=timeout)
+        for resp in responses:
+            return resp
+        raise RuntimeError("keep-alive stream ended without an answer")
 
 
 class Result:
@@ -106,11 +135,13 @@ class Connection:
                     ("grpc.max_reconnect_backoff_ms", 300),
                 ])
                 self._channels[node] = ch
-            table = _KV if service == "KV" else _CLUSTER
-            req, resp = table[method]
-            stub = ch.unary_unary(f"/tally.rpc.{service}/{method}",
-                                  request_serializer=req.SerializeToString,
-                                  response_deserializer=resp.FromString)
+            if (service, method) == ("Leases", "KeepAlive"):
+                stub = _KeepAlive(ch)
+            else:
+                req, resp = _SERVICES[service][method]
+                stub = ch.unary_unary(f"/tally.rpc.{service}/{method}",
+                                      request_serializer=req.SerializeToString,
+                                      response_deserializer=resp.FromString)
             self._stubs[key] = stub
         return stub
 

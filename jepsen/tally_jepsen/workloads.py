@@ -10,7 +10,7 @@ import time
 
 from . import client as tc
 from . import history as hist
-from .client import FAIL, INFO, OK, kv_pb2
+from .client import FAIL, INFO, OK, kv_pb2, lock_pb2
 
 OP_TIMEOUT = 2.0
 
@@ -360,5 +360,108 @@ class Durability(Append):
                     time.sleep(0.2)
 
 
+class Lock:
+    """Clients take one lock with short leases, write to a register bound to
+    it (a fence) with their token, and release it. Some clients pause past
+    their lease while holding it (no keep-alives), then write anyway: the
+    fence must refuse them once a successor has written.
+
+    History: "acquire" (value: the token), "fenced-write" (value: the token;
+    completion value: the shard revision of the write), "release"."""
+
+    name = "lock"
+    LOCK = "jepsen-lock"
+    KEY = b"fenced/register"
+    TTL_MS = 2000
+
+    def __init__(self, pause_chance=0.1, pause_for=3.0):
+        self.pause_chance = pause_chance
+        self.pause_for = pause_for
+
+    def _bind(self, ctx, node):
+        req = lock_pb2.BindFenceRequest(prefix=b"fenced/", lock=self.LOCK)
+        while not ctx.stop.is_set():
+            if ctx.conn.call(node, "BindFence", req, timeout=OP_TIMEOUT,
+                             service="Locks").type == OK:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def run(self, process, ctx):
+        rng = ctx.rng(process)
+        node = ctx.node_for(process)
+        if not self._bind(ctx, node):
+            return
+        lease = None
+        while not ctx.stop.is_set():
+            if lease is None:
+                r = ctx.conn.call(node, "Grant", lock_pb2.LeaseGrantRequest(ttl_ms=self.TTL_MS),
+                                  timeout=OP_TIMEOUT, service="Leases")
+                if r.type != OK:
+                    time.sleep(0.1)
+                    continue
+                lease = r.response.id
+            token = self._acquire(ctx, process, node, lease, rng)
+            if token is None:
+                lease = self._keep_alive(ctx, node, lease)
+                continue
+            for i in range(rng.randrange(1, 4)):
+                if rng.random() < self.pause_chance:
+                    # A client-side pause past the lease (a GC pause, a
+                    # stopped VM): it writes with its old token afterwards.
+                    time.sleep(self.pause_for)
+                    lease = None
+                elif lease is not None:
+                    lease = self._keep_alive(ctx, node, lease)
+                self._write(ctx, process, node, token, f"{process}:{token}:{i}")
+            req = lock_pb2.ReleaseRequest(name=self.LOCK, token=token)
+
+            def call(req=req):
+                r = ctx.conn.call(node, "Release", req, timeout=OP_TIMEOUT, service="Locks")
+                return r.type, token, r.node, r.error
+
+            record(ctx, process, "release", self.LOCK, token, call)
+
+    def _keep_alive(self, ctx, node, lease):
+        """The lease, or None once it has ended."""
+        r = ctx.conn.call(node, "KeepAlive", lock_pb2.LeaseKeepAliveRequest(id=lease),
+                          timeout=OP_TIMEOUT, service="Leases")
+        if r.type == OK and r.response.ttl_ms == 0:
+            return None
+        return lease
+
+    def _acquire(self, ctx, process, node, lease, rng):
+        req = lock_pb2.AcquireRequest(name=self.LOCK, lease=lease,
+                                      request_id=rng.getrandbits(63) + 1, wait_ms=1000)
+
+        def call():
+            r = ctx.conn.call(node, "Acquire", req, timeout=OP_TIMEOUT, service="Locks")
+            if r.type == OK and not r.response.acquired:
+                return FAIL, None, r.node, "held"
+            if r.type == INFO and r.error and "not acquired within" in r.error:
+                # The wait was withdrawn through the log: certainly not held.
+                return FAIL, None, r.node, r.error
+            if r.type != OK:
+                return r.type, None, r.node, r.error
+            return OK, r.response.holder.token, r.node, None
+
+        done = record(ctx, process, "acquire", self.LOCK, None, call)
+        return done["value"] if done["type"] == OK else None
+
+    def _write(self, ctx, process, node, token, value):
+        req = kv_pb2.PutRequest(key=self.KEY, value=value.encode(), fence_token=token)
+
+        def call():
+            r = ctx.conn.call(node, "Put", req, timeout=OP_TIMEOUT)
+            if r.type != OK:
+                return r.type, None, r.node, r.error
+            return OK, r.response.header.revision, r.node, None
+
+        record(ctx, process, "fenced-write", self.KEY.decode(), token, call)
+
+    def final(self, ctx):
+        pass
+
+
 WORKLOADS = {"register": Register, "set": Append, "exactly-once": ExactlyOnce,
-             "durability": Durability}
+             "durability": Durability, "lock": Lock}

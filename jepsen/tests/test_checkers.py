@@ -136,3 +136,23 @@ def test_exactly_once_checker_counts_applications():
     assert checkers.exactly_once(good)["valid"]
     twice = acked + op("final", "read-version", None, "ok", [2, 3], 4, 5)
     assert not checkers.exactly_once(twice)["valid"]
+
+
+def test_fenced_lock_checker_finds_stale_and_duplicate_tokens():
+    def op(p, f, v, ty, out, t0, t1):
+        return [dict(type="invoke", process=p, f=f, key="L", value=v, time=t0, index=t0),
+                dict(type=ty, process=p, f=f, key="L", value=out, time=t1)]
+    # A holds token 5, pauses; B gets 9 and writes (revision 11); A's write
+    # with 5 is refused. Holds overlap, which is information only.
+    good = (op(0, "acquire", None, "ok", 5, 0, 1) + op(0, "fenced-write", 5, "ok", 10, 2, 3)
+            + op(1, "acquire", None, "ok", 9, 4, 5) + op(1, "fenced-write", 9, "ok", 11, 6, 7)
+            + op(0, "fenced-write", 5, "fail", None, 8, 9))
+    v = checkers.fenced_lock(good)
+    assert v["valid"] and v["mutual_exclusion_overlaps"] == 1
+    # The same write accepted after B's: a stale token was accepted.
+    stale = good[:-2] + op(0, "fenced-write", 5, "ok", 12, 8, 9)
+    assert {a["kind"] for a in checkers.fenced_lock(stale)["anomalies"]} == \
+        {"stale-token-accepted"}
+    twice = good + op(2, "acquire", None, "ok", 9, 10, 11)
+    assert {a["kind"] for a in checkers.fenced_lock(twice)["anomalies"]} == \
+        {"duplicate-token"}

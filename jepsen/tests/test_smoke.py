@@ -1,6 +1,6 @@
 """The short runs `make test` includes: one partition, kill and pause
-schedule each on the register workload, and the proof that the checker can
-fail."""
+schedule each on the register workload, a lock run, and the proof that the
+checker can fail."""
 import pytest
 
 from tally_jepsen.client import OK, cluster_pb2, kv_pb2
@@ -17,6 +17,18 @@ def assert_valid(outcome):
 @pytest.mark.parametrize("nemesis", ["partition-leader", "kill-leader", "pause-one"])
 def test_register_smoke(jepsen, nemesis):
     assert_valid(jepsen("register", nemesis, duration=SMOKE_SECONDS))
+
+
+@pytest.mark.smoke
+def test_lock_fences_paused_holders_across_leader_kills(jepsen):
+    """Clients pause past their leases while holding the lock; the metadata
+    and data leaders are killed: no stale token is accepted, and the run
+    did see paused holders refused."""
+    outcome = jepsen("lock", "kill-leader", duration=SMOKE_SECONDS)
+    assert_valid(outcome)
+    v = outcome.verdicts[0]
+    assert v["grants"] > 0 and v["accepted_writes"] > 0, v
+    assert v["stale_writes_refused"] > 0, v
 
 
 @pytest.mark.smoke
