@@ -19,6 +19,8 @@
 #   bench/compare-etcd.sh            # about 25 minutes
 #   BENCH_DURATION=5 BENCH_SKIP_SCALE=1 bench/compare-etcd.sh
 #   BENCH_ROUNDS=1 bench/compare-etcd.sh
+#   BENCH_ONLY='^lock' bench/compare-etcd.sh   # only the workloads matching:
+#                                              # no ceilings, no scale runs
 #
 # Installs etcd-server and etcd-client from Debian when etcd is missing.
 # Everything runs under build/bench/<time>/ and only the processes this
@@ -152,6 +154,9 @@ workloads=(
   "get-256|--op get --clients 256"
   "serializable-get-256|--op get --read-mode serializable --clients 256"
   "mixed-256|--op mixed --read-ratio 0.9 --clients 256"
+  "lock-64|--op lock --clients 64"
+  "lock-hot-64|--op lock-hot --clients 64"
+  "keep-alive-10k|--op keep-alive --leases 10000 --lease-ttl 30 --clients 8"
 )
 
 # fsync latency of the disk the data dirs are on.
@@ -165,16 +170,21 @@ preload etcd "$etcd_endpoints"
 for round in $(seq 1 "$rounds"); do
   for w in "${workloads[@]}"; do
     label=${w%%|*}
+    [[ "$label" =~ ${BENCH_ONLY:-.} ]] || continue
     read -r -a opts <<<"${w#*|}"
     run "$label" tally "$tally_endpoints" "$tally_pids" "$round" "${opts[@]}"
     etcd_target=$etcd_endpoints
     [ "$endpoint_mode" = all ] || etcd_target=$(etcd_leader)
     run "$label" etcd "$etcd_target" "$etcd_pids" "$round" "${opts[@]}"
   done
-  run "lease-get-256" tally "$tally_endpoints" "$tally_pids" "$round" \
-    --op get --read-mode lease --clients 256
+  [ -n "${BENCH_ONLY:-}" ] || run "lease-get-256" tally "$tally_endpoints" \
+    "$tally_pids" "$round" --op get --read-mode lease --clients 256
 done
 cleanup
+if [ -n "${BENCH_ONLY:-}" ]; then
+  /usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" | tee "$work/report.md"
+  exit 0
+fi
 
 # Ceilings: no replication; reads from one node's applied state.
 start_tally 1 "$work/tally1"

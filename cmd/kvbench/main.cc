@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "cmd/kvbench/lock_bench.h"
 #include "cmd/kvbench/targets.h"
 #include "cmd/kvbench/workload.h"
 
@@ -63,6 +64,52 @@ double ProcessesCpuSeconds(const std::vector<int>& pids) {
     total += (utime + stime) / ticks;
   }
   return total;
+}
+
+// kvbench --op lock|lock-hot|keep-alive: acquire and release, or lease
+// keep-alives; one client per thread.
+int RunLocks(const std::string& target, std::vector<std::string> endpoints,
+             const std::string& op, int clients, double warmup, double duration,
+             const std::string& server_pids_text, int leases,
+             int64_t lease_ttl_s) {
+  std::vector<int> pids;
+  for (absl::string_view p :
+       absl::StrSplit(server_pids_text, ',', absl::SkipEmpty())) {
+    int pid = 0;
+    if (absl::SimpleAtoi(p, &pid)) pids.push_back(pid);
+  }
+  LockBenchOptions o;
+  o.target = target;
+  o.endpoints = std::move(endpoints);
+  o.clients = clients;
+  o.hot = op == "lock-hot";
+  o.warmup_s = warmup;
+  o.duration_s = duration;
+  o.lease_ttl_s = lease_ttl_s;
+  // CPU over the measured phase: sampled when it begins and ends.
+  double cpu[2] = {0, 0}, server[2] = {0, 0};
+  o.mark = [&](bool begin) {
+    cpu[begin ? 0 : 1] = CpuSeconds();
+    server[begin ? 0 : 1] = ProcessesCpuSeconds(pids);
+  };
+  absl::StatusOr<Summary> s =
+      op == "keep-alive" ? RunKeepAliveBench(o, leases) : RunLockBench(o);
+  if (!s.ok()) {
+    std::cerr << "kvbench: " << s.status().message() << "\n";
+    return 2;
+  }
+  std::printf(
+      "{\"target\":\"%s\",\"op\":\"%s\",\"read_mode\":\"-\",\"clients\":%d,"
+      "\"connections\":1,\"ops\":%llu,\"seconds\":%.2f,\"ops_per_sec\":%.0f,"
+      "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
+      "\"max_ms\":%.3f,\"errors\":%llu,\"retries\":0,"
+      "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
+      target.c_str(), op.c_str(), clients,
+      static_cast<unsigned long long>(s->ops), s->seconds,
+      s->seconds > 0 ? s->ops / s->seconds : 0.0, s->p50, s->p90, s->p99,
+      s->p999, s->max, static_cast<unsigned long long>(s->errors),
+      cpu[1] - cpu[0], pids.empty() ? 0.0 : server[1] - server[0]);
+  return s->ops > 0 ? 0 : 1;
 }
 
 struct Slot {
@@ -315,8 +362,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"tally", "etcd"}));
   app.add_option("--endpoints", endpoints, "host:port,... (client addresses)")
       ->required();
-  app.add_option("--op", w.op, "put, get, mixed, cas or scan")
-      ->check(CLI::IsMember({"put", "get", "mixed", "cas", "scan"}));
+  app.add_option("--op", w.op,
+                 "put, get, mixed, cas, scan, or lock / lock-hot (acquire and "
+                 "release: each client its own lock / one lock for all)")
+      ->check(CLI::IsMember({"put", "get", "mixed", "cas", "scan", "lock",
+                             "lock-hot", "keep-alive"}));
   app.add_option("--read-ratio", w.read_ratio, "mixed: the share of gets")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--read-mode", read_mode, "linearizable, lease, serializable")
@@ -340,6 +390,14 @@ int main(int argc, char** argv) {
   app.add_option("--scan-size", scan_size, "scan: keys read per request")
       ->check(CLI::Range(1, 10000));
   app.add_flag("--preload", preload, "write every key once before measuring");
+  int leases = 10000;
+  app.add_option("--leases", leases, "keep-alive: leases kept alive")
+      ->check(CLI::PositiveNumber);
+  int64_t lease_ttl_s = 30;
+  app.add_option("--lease-ttl", lease_ttl_s,
+                 "lock, keep-alive: lease TTL in seconds (kept alive every "
+                 "third of it)")
+      ->check(CLI::PositiveNumber);
   std::string server_pids_text;
   app.add_option("--server-pids", server_pids_text,
                  "pid,...: report these processes' CPU over the measured "
@@ -359,6 +417,10 @@ int main(int argc, char** argv) {
   o.read_mode = w.read_mode;
   o.timeout_ms = timeout_ms;
   o.scan_size = scan_size;
+  if (w.op.starts_with("lock") || w.op == "keep-alive") {
+    return RunLocks(target, o.endpoints, w.op, clients, warmup, duration,
+                    server_pids_text, leases, lease_ttl_s);
+  }
   auto t = target == "etcd" ? NewEtcdTarget(o) : NewTallyTarget(o);
   if (!t.ok()) {
     std::cerr << "kvbench: " << t.status().message() << "\n";

@@ -1,0 +1,296 @@
+#include "cmd/kvbench/lock_bench.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "bench/etcd_kv.grpc.pb.h"
+#include "bench/etcd_lock.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "client/client.h"
+#include "rpc/lock.grpc.pb.h"
+
+namespace tally::kvbench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One client's lock calls against one store.
+class Locker {
+ public:
+  virtual ~Locker() = default;
+  virtual absl::Status Grant(int64_t ttl_s) = 0;
+  // Acquires, then releases, `name`.
+  virtual absl::Status Cycle(const std::string& name) = 0;
+};
+
+class TallyLocker : public Locker {
+ public:
+  explicit TallyLocker(client::Client* c) : c_(c) {}
+  absl::Status Grant(int64_t ttl_s) override {
+    auto r = c_->GrantLease(std::chrono::seconds(ttl_s));
+    if (!r.ok()) return r.status();
+    lease_ = r->id();
+    return absl::OkStatus();
+  }
+  absl::Status Cycle(const std::string& name) override {
+    auto r = c_->Acquire(name, lease_, std::chrono::seconds(30));
+    if (!r.ok()) return r.status();
+    if (!r->acquired()) return absl::InternalError("not acquired");
+    return c_->Release(name, r->holder().token());
+  }
+
+ private:
+  client::Client* const c_;
+  uint64_t lease_ = 0;
+};
+
+class EtcdLocker : public Locker {
+ public:
+  explicit EtcdLocker(std::shared_ptr<grpc::Channel> ch)
+      : lease_stub_(etcdserverpb::Lease::NewStub(ch)),
+        lock_stub_(v3lockpb::Lock::NewStub(ch)) {}
+  absl::Status Grant(int64_t ttl_s) override {
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_ttl(ttl_s);
+    etcdserverpb::LeaseGrantResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    grpc::Status st = lease_stub_->LeaseGrant(&ctx, req, &resp);
+    if (!st.ok()) return absl::UnavailableError(st.error_message());
+    lease_ = resp.id();
+    return absl::OkStatus();
+  }
+  absl::Status Cycle(const std::string& name) override {
+    v3lockpb::LockRequest req;
+    req.set_name(name);
+    req.set_lease(lease_);
+    v3lockpb::LockResponse resp;
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+      grpc::Status st = lock_stub_->Lock(&ctx, req, &resp);
+      if (!st.ok()) return absl::UnavailableError(st.error_message());
+    }
+    v3lockpb::UnlockRequest un;
+    un.set_key(resp.key());
+    v3lockpb::UnlockResponse done;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    grpc::Status st = lock_stub_->Unlock(&ctx, un, &done);
+    if (!st.ok()) return absl::UnavailableError(st.error_message());
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_stub_;
+  std::unique_ptr<v3lockpb::Lock::Stub> lock_stub_;
+  int64_t lease_ = 0;
+};
+
+// Calls o.mark at `begin` and `end`.
+std::thread Marker(const LockBenchOptions& o, Clock::time_point begin,
+                   Clock::time_point end) {
+  return std::thread([&o, begin, end] {
+    std::this_thread::sleep_until(begin);
+    if (o.mark) o.mark(true);
+    std::this_thread::sleep_until(end);
+    if (o.mark) o.mark(false);
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o) {
+  std::unique_ptr<client::Client> tally;
+  if (o.target == "tally") {
+    client::ClientOptions co;
+    co.endpoints = o.endpoints;
+    co.timeout = std::chrono::seconds(30);
+    auto c = client::Client::Connect(co);
+    if (!c.ok()) return c.status();
+    tally = std::move(*c);
+  }
+  std::vector<std::unique_ptr<Locker>> lockers;
+  for (int i = 0; i < o.clients; ++i) {
+    if (tally) {
+      lockers.push_back(std::make_unique<TallyLocker>(tally.get()));
+    } else {
+      // The first endpoint: the script passes etcd's leader.
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("tally.kvbench.connection", i % 4);
+      lockers.push_back(std::make_unique<EtcdLocker>(grpc::CreateCustomChannel(
+          o.endpoints[0], grpc::InsecureChannelCredentials(), args)));
+    }
+    if (absl::Status st = lockers.back()->Grant(o.lease_ttl_s); !st.ok()) {
+      return absl::Status(st.code(),
+                          absl::StrCat("granting a lease: ", st.message()));
+    }
+  }
+  const Clock::time_point begin =
+      Clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(o.warmup_s * 1000));
+  const Clock::time_point end =
+      begin +
+      std::chrono::milliseconds(static_cast<int64_t>(o.duration_s * 1000));
+  std::thread marker = Marker(o, begin, end);
+  absl::Mutex mu;
+  std::vector<uint32_t> latencies;
+  uint64_t errors = 0;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < o.clients; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string name = o.hot ? "bench-hot" : absl::StrCat("bench-", i);
+      std::vector<uint32_t> mine;
+      uint64_t failed = 0;
+      while (true) {
+        const Clock::time_point start = Clock::now();
+        if (start >= end) break;
+        absl::Status st = lockers[i]->Cycle(name);
+        const Clock::time_point now = Clock::now();
+        if (start < begin || now > end) continue;
+        if (st.ok()) {
+          mine.push_back(static_cast<uint32_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(now - start)
+                  .count()));
+        } else {
+          ++failed;
+        }
+      }
+      absl::MutexLock l(&mu);
+      latencies.insert(latencies.end(), mine.begin(), mine.end());
+      errors += failed;
+    });
+  }
+  for (auto& t : threads) t.join();
+  marker.join();
+  return Summary::Of(&latencies, errors, o.duration_s);
+}
+
+absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
+                                          int leases) {
+  // Streams and leases: granted through the lockers, kept alive on one
+  // stream per client thread.
+  std::vector<int64_t> ids;
+  std::unique_ptr<client::Client> tally;
+  if (o.target == "tally") {
+    client::ClientOptions co;
+    co.endpoints = o.endpoints;
+    auto c = client::Client::Connect(co);
+    if (!c.ok()) return c.status();
+    tally = std::move(*c);
+  }
+  auto channel = [&](int i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("tally.kvbench.connection", i);
+    return grpc::CreateCustomChannel(o.endpoints[0],
+                                     grpc::InsecureChannelCredentials(), args);
+  };
+  auto etcd = etcdserverpb::Lease::NewStub(channel(0));
+  for (int i = 0; i < leases; ++i) {
+    if (tally) {
+      auto r = tally->GrantLease(std::chrono::seconds(o.lease_ttl_s));
+      if (!r.ok()) return r.status();
+      ids.push_back(static_cast<int64_t>(r->id()));
+    } else {
+      etcdserverpb::LeaseGrantRequest req;
+      req.set_ttl(o.lease_ttl_s);
+      etcdserverpb::LeaseGrantResponse resp;
+      grpc::ClientContext ctx;
+      grpc::Status st = etcd->LeaseGrant(&ctx, req, &resp);
+      if (!st.ok()) return absl::UnavailableError(st.error_message());
+      ids.push_back(resp.id());
+    }
+  }
+  // Tally's leader of the metadata group: the first endpoint that answers
+  // a keep-alive without a redirect (the script passes every endpoint).
+  std::string address = o.endpoints[0];
+  if (tally) {
+    auto status = tally->Ranges();
+    if (!status.ok()) return status.status();
+    auto leader = status->leaders().find(status->meta_group());
+    for (const auto& m : status->members()) {
+      if (leader != status->leaders().end() && m.id() == leader->second) {
+        address = m.client_address();
+      }
+    }
+  }
+  const auto period = std::chrono::milliseconds(o.lease_ttl_s * 1000 / 3);
+  const Clock::time_point begin =
+      Clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(o.warmup_s * 1000));
+  const Clock::time_point end =
+      begin +
+      std::chrono::milliseconds(static_cast<int64_t>(o.duration_s * 1000));
+  std::thread marker = Marker(o, begin, end);
+  absl::Mutex mu;
+  std::vector<uint32_t> latencies;
+  uint64_t errors = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.clients; ++t) {
+    threads.emplace_back([&, t] {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("tally.kvbench.connection", t);
+      auto ch = grpc::CreateCustomChannel(
+          address, grpc::InsecureChannelCredentials(), args);
+      std::vector<uint32_t> mine;
+      uint64_t failed = 0;
+      // This thread's leases, each renewed once per period, spread evenly.
+      std::vector<int64_t> own;
+      for (size_t i = t; i < ids.size(); i += o.clients) own.push_back(ids[i]);
+      const auto gap = period / std::max<size_t>(own.size(), 1);
+      grpc::ClientContext ctx;
+      auto tally_stub = rpc::Leases::NewStub(ch);
+      auto etcd_stub = etcdserverpb::Lease::NewStub(ch);
+      auto tally_stream = tally ? tally_stub->KeepAlive(&ctx) : nullptr;
+      auto etcd_stream = tally ? nullptr : etcd_stub->LeaseKeepAlive(&ctx);
+      Clock::time_point next = Clock::now();
+      for (size_t i = 0; Clock::now() < end; ++i, next += gap) {
+        std::this_thread::sleep_until(next);
+        const int64_t id = own[i % own.size()];
+        const Clock::time_point start = Clock::now();
+        bool ok;
+        if (tally) {
+          rpc::LeaseKeepAliveRequest req;
+          req.set_id(static_cast<uint64_t>(id));
+          rpc::LeaseKeepAliveResponse resp;
+          ok = tally_stream->Write(req) && tally_stream->Read(&resp) &&
+               resp.ttl_ms() > 0;
+        } else {
+          etcdserverpb::LeaseKeepAliveRequest req;
+          req.set_id(id);
+          etcdserverpb::LeaseKeepAliveResponse resp;
+          ok = etcd_stream->Write(req) && etcd_stream->Read(&resp) &&
+               resp.ttl() > 0;
+        }
+        const Clock::time_point now = Clock::now();
+        if (start < begin || now > end) continue;
+        if (ok) {
+          mine.push_back(static_cast<uint32_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(now - start)
+                  .count()));
+        } else {
+          ++failed;
+        }
+      }
+      ctx.TryCancel();
+      absl::MutexLock l(&mu);
+      latencies.insert(latencies.end(), mine.begin(), mine.end());
+      errors += failed;
+    });
+  }
+  for (auto& t : threads) t.join();
+  marker.join();
+  return Summary::Of(&latencies, errors, o.duration_s);
+}
+
+}  // namespace tally::kvbench
