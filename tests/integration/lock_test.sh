@@ -77,6 +77,14 @@ out=$(kvctl put --fence-token "$a" acct/balance A2 2>&1; echo "rc=$?")
 [ "$(kvctl get acct/balance)" = B1 ] || fail "the data shows A's write"
 ok "A's late fenced write is refused naming B's token $bt; the data shows only B's"
 
+# The same fence for a file outside the store (client::FenceGuard).
+guard() { TALLY_FENCE_TOKEN=$1 "$bin/fenced_file_example" "$dir/report.fence" "$dir/report.txt" "$2"; }
+guard "$bt" "from B" || fail "B's guarded file write"
+out=$(guard "$a" "from A" 2>&1; echo "rc=$?")
+[[ "$out" == *"token $bt was admitted"*"rc=1" ]] || fail "A's guarded write: $out"
+[ "$(cat "$dir/report.txt")" = "from B" ] || fail "the file shows A's line"
+ok "a file guarded by FenceGuard takes B's line and turns A's away"
+
 out=$(kvctl lock release job "$a" 2>&1; echo "rc=$?")
 [[ "$out" == *"held under token $bt"*"rc=1" ]] || fail "A's release: $out"
 kvctl lock release job "$bt" >/dev/null || fail "B's release"
