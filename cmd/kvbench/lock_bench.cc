@@ -9,8 +9,8 @@
 #include "absl/synchronization/mutex.h"
 #include "bench/etcd_kv.grpc.pb.h"
 #include "bench/etcd_lock.grpc.pb.h"
-#include "grpcpp/grpcpp.h"
 #include "client/client.h"
+#include "grpcpp/grpcpp.h"
 #include "rpc/lock.grpc.pb.h"
 
 namespace tally::kvbench {
@@ -94,16 +94,72 @@ class EtcdLocker : public Locker {
   int64_t lease_ = 0;
 };
 
-// Calls o.mark at `begin` and `end`.
-std::thread Marker(const LockBenchOptions& o, Clock::time_point begin,
-                   Clock::time_point end) {
-  return std::thread([&o, begin, end] {
-    std::this_thread::sleep_until(begin);
-    if (o.mark) o.mark(true);
-    std::this_thread::sleep_until(end);
-    if (o.mark) o.mark(false);
-  });
+// A channel of its own (no shared TCP connection) to `address`.
+std::shared_ptr<grpc::Channel> Channel(const std::string& address, int i) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("tally.kvbench.connection", i);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   args);
 }
+
+// The measured phase, from the warmup's end for the duration: calls o.mark
+// as it begins and ends, and keeps what completed within it.
+class Phase {
+ public:
+  explicit Phase(const LockBenchOptions& o)
+      : o_(o),
+        begin_(Clock::now() + std::chrono::milliseconds(
+                                  static_cast<int64_t>(o.warmup_s * 1000))),
+        end_(begin_ + std::chrono::milliseconds(
+                          static_cast<int64_t>(o.duration_s * 1000))),
+        marker_([this] {
+          std::this_thread::sleep_until(begin_);
+          if (o_.mark) o_.mark(true);
+          std::this_thread::sleep_until(end_);
+          if (o_.mark) o_.mark(false);
+        }) {}
+
+  bool over() const { return Clock::now() >= end_; }
+
+  // One client's record.
+  struct Log {
+    std::vector<uint32_t> latencies_us;
+    uint64_t errors = 0;
+  };
+  // Records an operation begun at `start` and done now, if it lies within
+  // the phase.
+  void Done(Clock::time_point start, bool ok, Log* log) const {
+    const Clock::time_point now = Clock::now();
+    if (start < begin_ || now > end_) return;
+    if (!ok) {
+      ++log->errors;
+      return;
+    }
+    log->latencies_us.push_back(static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now - start)
+            .count()));
+  }
+  void Add(const Log& log) {
+    absl::MutexLock l(&mu_);
+    all_.latencies_us.insert(all_.latencies_us.end(), log.latencies_us.begin(),
+                             log.latencies_us.end());
+    all_.errors += log.errors;
+  }
+  // After every client has added its log.
+  Summary Finish() {
+    marker_.join();
+    absl::MutexLock l(&mu_);
+    return Summary::Of(&all_.latencies_us, all_.errors, o_.duration_s);
+  }
+
+ private:
+  const LockBenchOptions& o_;
+  const Clock::time_point begin_, end_;
+  std::thread marker_;
+  absl::Mutex mu_;
+  Log all_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace
 
@@ -123,55 +179,29 @@ absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o) {
       lockers.push_back(std::make_unique<TallyLocker>(tally.get()));
     } else {
       // The first endpoint: the script passes etcd's leader.
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      args.SetInt("tally.kvbench.connection", i % 4);
-      lockers.push_back(std::make_unique<EtcdLocker>(grpc::CreateCustomChannel(
-          o.endpoints[0], grpc::InsecureChannelCredentials(), args)));
+      lockers.push_back(
+          std::make_unique<EtcdLocker>(Channel(o.endpoints[0], i % 4)));
     }
     if (absl::Status st = lockers.back()->Grant(o.lease_ttl_s); !st.ok()) {
       return absl::Status(st.code(),
                           absl::StrCat("granting a lease: ", st.message()));
     }
   }
-  const Clock::time_point begin =
-      Clock::now() +
-      std::chrono::milliseconds(static_cast<int64_t>(o.warmup_s * 1000));
-  const Clock::time_point end =
-      begin +
-      std::chrono::milliseconds(static_cast<int64_t>(o.duration_s * 1000));
-  std::thread marker = Marker(o, begin, end);
-  absl::Mutex mu;
-  std::vector<uint32_t> latencies;
-  uint64_t errors = 0;
+  Phase phase(o);
   std::vector<std::thread> threads;
   for (int i = 0; i < o.clients; ++i) {
     threads.emplace_back([&, i] {
       const std::string name = o.hot ? "bench-hot" : absl::StrCat("bench-", i);
-      std::vector<uint32_t> mine;
-      uint64_t failed = 0;
-      while (true) {
+      Phase::Log log;
+      while (!phase.over()) {
         const Clock::time_point start = Clock::now();
-        if (start >= end) break;
-        absl::Status st = lockers[i]->Cycle(name);
-        const Clock::time_point now = Clock::now();
-        if (start < begin || now > end) continue;
-        if (st.ok()) {
-          mine.push_back(static_cast<uint32_t>(
-              std::chrono::duration_cast<std::chrono::microseconds>(now - start)
-                  .count()));
-        } else {
-          ++failed;
-        }
+        phase.Done(start, lockers[i]->Cycle(name).ok(), &log);
       }
-      absl::MutexLock l(&mu);
-      latencies.insert(latencies.end(), mine.begin(), mine.end());
-      errors += failed;
+      phase.Add(log);
     });
   }
   for (auto& t : threads) t.join();
-  marker.join();
-  return Summary::Of(&latencies, errors, o.duration_s);
+  return phase.Finish();
 }
 
 absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
@@ -187,14 +217,7 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
     if (!c.ok()) return c.status();
     tally = std::move(*c);
   }
-  auto channel = [&](int i) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetInt("tally.kvbench.connection", i);
-    return grpc::CreateCustomChannel(o.endpoints[0],
-                                     grpc::InsecureChannelCredentials(), args);
-  };
-  auto etcd = etcdserverpb::Lease::NewStub(channel(0));
+  auto etcd = etcdserverpb::Lease::NewStub(Channel(o.endpoints[0], 0));
   for (int i = 0; i < leases; ++i) {
     if (tally) {
       auto r = tally->GrantLease(std::chrono::seconds(o.lease_ttl_s));
@@ -224,26 +247,12 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
     }
   }
   const auto period = std::chrono::milliseconds(o.lease_ttl_s * 1000 / 3);
-  const Clock::time_point begin =
-      Clock::now() +
-      std::chrono::milliseconds(static_cast<int64_t>(o.warmup_s * 1000));
-  const Clock::time_point end =
-      begin +
-      std::chrono::milliseconds(static_cast<int64_t>(o.duration_s * 1000));
-  std::thread marker = Marker(o, begin, end);
-  absl::Mutex mu;
-  std::vector<uint32_t> latencies;
-  uint64_t errors = 0;
+  Phase phase(o);
   std::vector<std::thread> threads;
   for (int t = 0; t < o.clients; ++t) {
     threads.emplace_back([&, t] {
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      args.SetInt("tally.kvbench.connection", t);
-      auto ch = grpc::CreateCustomChannel(
-          address, grpc::InsecureChannelCredentials(), args);
-      std::vector<uint32_t> mine;
-      uint64_t failed = 0;
+      auto ch = Channel(address, t);
+      Phase::Log log;
       // This thread's leases, each renewed once per period, spread evenly.
       std::vector<int64_t> own;
       for (size_t i = t; i < ids.size(); i += o.clients) own.push_back(ids[i]);
@@ -254,7 +263,7 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
       auto tally_stream = tally ? tally_stub->KeepAlive(&ctx) : nullptr;
       auto etcd_stream = tally ? nullptr : etcd_stub->LeaseKeepAlive(&ctx);
       Clock::time_point next = Clock::now();
-      for (size_t i = 0; Clock::now() < end; ++i, next += gap) {
+      for (size_t i = 0; !phase.over(); ++i, next += gap) {
         std::this_thread::sleep_until(next);
         const int64_t id = own[i % own.size()];
         const Clock::time_point start = Clock::now();
@@ -272,25 +281,14 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
           ok = etcd_stream->Write(req) && etcd_stream->Read(&resp) &&
                resp.ttl() > 0;
         }
-        const Clock::time_point now = Clock::now();
-        if (start < begin || now > end) continue;
-        if (ok) {
-          mine.push_back(static_cast<uint32_t>(
-              std::chrono::duration_cast<std::chrono::microseconds>(now - start)
-                  .count()));
-        } else {
-          ++failed;
-        }
+        phase.Done(start, ok, &log);
       }
       ctx.TryCancel();
-      absl::MutexLock l(&mu);
-      latencies.insert(latencies.end(), mine.begin(), mine.end());
-      errors += failed;
+      phase.Add(log);
     });
   }
   for (auto& t : threads) t.join();
-  marker.join();
-  return Summary::Of(&latencies, errors, o.duration_s);
+  return phase.Finish();
 }
 
 }  // namespace tally::kvbench
