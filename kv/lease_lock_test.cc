@@ -3,13 +3,41 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "kv/state_machine.h"
 #include "kv/storage/memory_engine.h"
+#include "util/status_macros.h"
 
 namespace tally::kv {
 namespace {
+
+// A memory engine that counts the iterators opened on it.
+class CountingEngine final : public storage::Engine {
+ public:
+  absl::StatusOr<std::optional<std::string>> Get(
+      std::string_view key) const override {
+    return inner_.Get(key);
+  }
+  absl::Status Write(const storage::WriteBatch& batch, bool sync) override {
+    return inner_.Write(batch, sync);
+  }
+  std::unique_ptr<storage::Iterator> NewIterator() const override {
+    ++iterators_;
+    return inner_.NewIterator();
+  }
+  std::unique_ptr<storage::Snapshot> GetSnapshot() const override {
+    return inner_.GetSnapshot();
+  }
+  // Iterators opened since the last call.
+  int TakeIterators() { return std::exchange(iterators_, 0); }
+
+ private:
+  storage::MemoryEngine inner_;
+  mutable int iterators_ = 0;
+};
 
 class LeaseLockTest : public ::testing::Test {
  protected:
@@ -80,7 +108,20 @@ class LeaseLockTest : public ::testing::Test {
     Apply(c, 0);
   }
 
-  storage::MemoryEngine db_;
+  // Installs this replica's state in `to`, as a snapshot.
+  absl::Status SendSnapshot(StateMachine* to) {
+    std::vector<raft::host::SnapshotChunk> chunks;
+    RETURN_IF_ERROR(sm_->Export(index_, [&](raft::host::SnapshotChunk c) {
+      chunks.push_back(std::move(c));
+      return absl::OkStatus();
+    }));
+    size_t next = 0;
+    return to->Import([&]() -> absl::StatusOr<raft::host::SnapshotChunk> {
+      return chunks.at(next++);
+    });
+  }
+
+  CountingEngine db_;
   std::unique_ptr<StateMachine> sm_;
   raft::Index index_ = 0;
   std::vector<Locks::Grant> granted_;
@@ -102,6 +143,42 @@ TEST_F(LeaseLockTest, LeaseEndsOnlyByAnExpiryEntryAtOrAfterItsEnd) {
   Expire(id, 20'600);
   EXPECT_FALSE(sm_->leases().Get(id)->has_value());
   EXPECT_TRUE(sm_->leases().Ending(1'000'000, 10)->empty());
+}
+
+TEST_F(LeaseLockTest, DueReadsTheStoreOnlyWhenALeaseMayBeDue) {
+  // Every group a leader leads is asked every 100 ms: a group without
+  // leases, or whose first lease ends later, must cost no store read.
+  const Leases& leases = sm_->leases();
+  EXPECT_TRUE(leases.Due(0).empty());  // after opening: unknown, so it looks
+  db_.TakeIterators();
+  EXPECT_TRUE(leases.Due(5'000).empty());
+  EXPECT_EQ(db_.TakeIterators(), 0);
+
+  const uint64_t id = Grant(10'000, 1'000);
+  db_.TakeIterators();
+  EXPECT_TRUE(leases.Due(5'000).empty());  // the end just written is known
+  EXPECT_TRUE(leases.Due(10'999).empty());
+  EXPECT_EQ(db_.TakeIterators(), 0);
+  ASSERT_EQ(leases.Due(11'000).size(), 1u);
+  // Still due until the expiry is applied: proposed again if it was lost.
+  ASSERT_EQ(leases.Due(11'100).size(), 1u);
+  Expire(id, 11'100);
+  EXPECT_TRUE(leases.Due(11'200).empty());
+  db_.TakeIterators();
+  EXPECT_TRUE(leases.Due(1'000'000).empty());
+  EXPECT_EQ(db_.TakeIterators(), 0);
+}
+
+TEST_F(LeaseLockTest, DueFindsLeasesThatArrivedWithASnapshot) {
+  storage::MemoryEngine other_db;
+  auto other = StateMachine::Open(&other_db, 1);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE((*other)->leases().Due(50'000).empty());  // none, known now
+  const uint64_t id = Grant(10'000, 1'000);
+  ASSERT_TRUE(SendSnapshot(other->get()).ok());
+  std::vector<kvpb::Command> due = (*other)->leases().Due(50'000);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].lease_expire().ids(0), id);
 }
 
 TEST_F(LeaseLockTest, RenewingALeaseThatIsDueEndsIt) {
@@ -133,7 +210,7 @@ TEST_F(LeaseLockTest, RetriedAcquireGetsTheSameGrant) {
 
 TEST_F(LeaseLockTest, TryOnAHeldLockNamesTheHolderAndQueuesNothing) {
   const uint64_t a = Grant(10'000, 0);
-  const uint64_t b = Grant(10'000, 0);
+  const uint64_t b = Grant(10'000, 1);
   const uint64_t token = Acquire("l", a, 1, 0, 1).lock().holder().token();
   kvpb::CommandResult r = Acquire("l", b, 2, 0, 2);
   EXPECT_FALSE(r.lock().acquired());
@@ -241,6 +318,40 @@ TEST_F(LeaseLockTest, TransactionWithAStaleTokenWritesNothing) {
   EXPECT_EQ(Apply(c, 2).error_reason(), "fence-stale");
   EXPECT_FALSE(sm_->kv().Get("free")->has_value());
   EXPECT_FALSE(sm_->kv().Get("acct/2")->has_value());
+}
+
+TEST_F(LeaseLockTest, WritesToAGroupWithoutFencesLookNoFenceUp) {
+  FencedPut("a", 0, 1);  // the first write finds out there are none
+  db_.TakeIterators();
+  for (int i = 0; i < 5; ++i) FencedPut("a", 0, 2);
+  EXPECT_EQ(db_.TakeIterators(), 0);
+  // A fence bound later, or unbound and bound again, is enforced at once.
+  Bind("a", "L");
+  EXPECT_EQ(FencedPut("a", 0, 3).error_reason(), "fence-missing");
+  Bind("a", "");
+  EXPECT_EQ(FencedPut("a", 0, 4).error_code(), 0);
+  Bind("a", "L");
+  EXPECT_EQ(FencedPut("a", 0, 5).error_reason(), "fence-missing");
+}
+
+TEST_F(LeaseLockTest, FenceThatArrivedWithASnapshotIsEnforced) {
+  storage::MemoryEngine other_db;
+  auto other = StateMachine::Open(&other_db, 1);
+  ASSERT_TRUE(other.ok());
+  auto put = [&](raft::Index index) {
+    kvpb::Command c;
+    c.mutable_put()->set_key("acct/1");
+    raft::Entry e{1, index, raft::EntryType::kNormal, c.SerializeAsString()};
+    auto r = (*other)->Apply({e});
+    EXPECT_TRUE(r.ok());
+    kvpb::CommandResult out;
+    out.ParseFromString(r->at(0));
+    return out;
+  };
+  EXPECT_EQ(put(1).error_code(), 0);  // no fences there yet
+  Bind("acct/", "L");
+  ASSERT_TRUE(SendSnapshot(other->get()).ok());
+  EXPECT_EQ(put(index_ + 1).error_reason(), "fence-missing");
 }
 
 }  // namespace

@@ -34,8 +34,8 @@ struct ApplyContext {
 // context and the stored state: every replica must end up with the same
 // results and the same data, whatever the apply batches.
 //
-// Thread safety: Apply, OnLogTime, Committed and OnLeadership run on the
-// apply thread; Due on any.
+// Thread safety: Apply, OnLogTime, Committed, Reloaded and OnLeadership run
+// on the apply thread; Due on any.
 class Module {
  public:
   virtual ~Module() = default;
@@ -51,6 +51,9 @@ class Module {
   }
   // The apply pass's batch is written: notify what watches the module.
   virtual void Committed() {}
+  // The group's whole state was replaced (a snapshot installed): forget
+  // anything derived from the stored state. Apply thread.
+  virtual void Reloaded() {}
   // Commands the group's leader should propose at log time `now`, such as
   // the expiry of leases that are due. Apply decides again from the entry's
   // own log time, so a stale or repeated proposal changes nothing. Reads

@@ -83,6 +83,7 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
     state_ = st;
     Rebase(st.log_time_ms());
   }
+  for (Module* m : modules_) m->Reloaded();
   spdlog::info("[g={}] installed snapshot at applied index {}: {} keys",
                keys_.group(), st.index(), keys);
   return absl::OkStatus();

@@ -168,7 +168,7 @@ void KvStore::Txn(Batch& b, const kvpb::Txn& txn, bool ok, int64_t revision,
 
 std::optional<kvpb::CommandResult> KvStore::CheckFences(
     Batch& b, const std::vector<const std::string*>& writes, uint64_t token) {
-  if (writes.empty()) return std::nullopt;
+  if (writes.empty() || fences_ == Fences::kNone) return std::nullopt;
   const std::string space = keys_->Key(Space::kFence);
   struct Hit {
     std::string prefix;
@@ -176,7 +176,9 @@ std::optional<kvpb::CommandResult> KvStore::CheckFences(
     kvpb::FenceRecord rec;
   };
   std::vector<Hit> hits;
+  bool any = false;
   b.ForEach(space, [&](const std::string& k, const std::string& v) {
+    any = true;
     std::string prefix = k.substr(space.size());
     for (const std::string* key : writes) {
       if (!key->starts_with(prefix)) continue;
@@ -188,6 +190,9 @@ std::optional<kvpb::CommandResult> KvStore::CheckFences(
       return;
     }
   });
+  // An apply pass that fails stops the node, so what this pass's batch
+  // holds is what the store will hold.
+  fences_ = any ? Fences::kSome : Fences::kNone;
   for (const Hit& h : hits) {
     if (token == 0) {
       return Refusal(
@@ -229,7 +234,9 @@ kvpb::CommandResult KvStore::Bind(ApplyContext& ctx,
   out->set_previous_lock(rec.lock());
   if (req.lock().empty()) {
     ctx.batch.Delete(key);
+    if (fences_ == Fences::kSome) fences_ = Fences::kUnknown;
   } else {
+    fences_ = Fences::kSome;
     // The floor stays: tokens only grow, whichever lock issues them.
     rec.set_lock(req.lock());
     ctx.batch.Put(key, rec.SerializeAsString());

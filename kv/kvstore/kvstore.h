@@ -32,6 +32,7 @@ class KvStore final : public Module {
   bool Handles(const kvpb::Command& cmd) const override;
   kvpb::CommandResult Apply(ApplyContext& ctx,
                             const kvpb::Command& cmd) override;
+  void Reloaded() override { fences_ = Fences::kUnknown; }
 
   absl::StatusOr<std::optional<kvpb::KeyValue>> Get(
       const std::string& key) const;
@@ -60,6 +61,10 @@ class KvStore final : public Module {
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
+  // Whether the group has fences at all, so that writes to a group without
+  // any skip the lookup (apply thread; unknown until a write looks).
+  enum class Fences { kUnknown, kNone, kSome };
+  Fences fences_ = Fences::kUnknown;
 };
 
 }  // namespace tally::kv

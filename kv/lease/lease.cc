@@ -1,5 +1,6 @@
 #include "kv/lease/lease.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -45,6 +46,22 @@ std::optional<kvpb::LeaseRecord> Leases::Read(Batch& b, uint64_t id) {
 void Leases::Write(Batch& b, uint64_t id, const kvpb::LeaseRecord& rec) {
   b.Put(keys_->IdKey(Space::kLease, id), rec.SerializeAsString());
   b.Put(ExpiryKey(rec.expires_ms(), id), "");
+  written_ = std::min(written_, rec.expires_ms());
+}
+
+void Leases::Committed() {
+  if (written_ == INT64_MAX) return;
+  absl::MutexLock l(&due_mu_);
+  next_due_ = std::min(next_due_, written_);
+  changed_ = true;
+  written_ = INT64_MAX;
+}
+
+void Leases::Reloaded() {
+  absl::MutexLock l(&due_mu_);
+  next_due_ = INT64_MIN;
+  changed_ = true;
+  written_ = INT64_MAX;
 }
 
 void Leases::End(ApplyContext& ctx, uint64_t id, const kvpb::LeaseRecord& rec) {
@@ -159,32 +176,52 @@ Leases::List(size_t limit) const {
 }
 
 std::vector<kvpb::Command> Leases::Due(int64_t now) const {
-  absl::StatusOr<std::vector<uint64_t>> ids =
-      Ending(now, kMaxExpiredPerCommand);
-  if (!ids.ok() || ids->empty()) return {};
+  {
+    absl::MutexLock l(&due_mu_);
+    if (now < next_due_) return {};
+    changed_ = false;
+  }
+  std::vector<uint64_t> ids;
+  int64_t next = INT64_MIN;
+  absl::Status s = Scan(now, kMaxExpiredPerCommand, &ids, &next);
+  {
+    // Until the expiry proposed here is applied, the leases it names are
+    // still due: look again next time (next_due_ stays at most `now`).
+    absl::MutexLock l(&due_mu_);
+    if (s.ok() && ids.empty() && !changed_) next_due_ = next;
+  }
+  if (!s.ok() || ids.empty()) return {};
   kvpb::Command cmd;
-  cmd.mutable_lease_expire()->mutable_ids()->Add(ids->begin(), ids->end());
+  cmd.mutable_lease_expire()->mutable_ids()->Add(ids.begin(), ids.end());
   return {std::move(cmd)};
 }
 
 absl::StatusOr<std::vector<uint64_t>> Leases::Ending(int64_t now,
                                                      size_t limit) const {
   std::vector<uint64_t> out;
+  int64_t next = 0;
+  if (absl::Status s = Scan(now, limit, &out, &next); !s.ok()) return s;
+  return out;
+}
+
+absl::Status Leases::Scan(int64_t now, size_t limit, std::vector<uint64_t>* ids,
+                          int64_t* next) const {
+  *next = INT64_MAX;
   const std::string prefix = keys_->Key(Space::kLeaseExpiry);
   std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
-  for (it->Seek(prefix);
-       it->Valid() && it->key().starts_with(prefix) && out.size() < limit;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
     std::string_view rest = it->key().substr(prefix.size());
     if (rest.size() != 16) return absl::DataLossError("malformed lease expiry");
-    if (static_cast<int64_t>(storage::ReadBigEndian64(rest.substr(0, 8))) >
-        now) {
+    const auto ends =
+        static_cast<int64_t>(storage::ReadBigEndian64(rest.substr(0, 8)));
+    if (ends > now || ids->size() == limit) {
+      *next = ends;
       break;
     }
-    out.push_back(storage::ReadBigEndian64(rest.substr(8)));
+    ids->push_back(storage::ReadBigEndian64(rest.substr(8)));
   }
-  if (!it->status().ok()) return it->status();
-  return out;
+  return it->status();
 }
 
 }  // namespace tally::kv

@@ -1,13 +1,16 @@
 #ifndef TALLY_KV_LEASE_LEASE_H_
 #define TALLY_KV_LEASE_LEASE_H_
 
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "kv/module.h"
 #include "kv/storage/engine.h"
 
@@ -61,18 +64,32 @@ class Leases final : public Module {
       size_t limit) const;
   // Up to `limit` leases that end at or before log time `now`.
   absl::StatusOr<std::vector<uint64_t>> Ending(int64_t now, size_t limit) const;
-  // A LeaseExpire of the leases due at `now`, if any.
+  // A LeaseExpire of the leases due at `now`, if any. Reads the store only
+  // when a lease may be due: a group without leases costs nothing here.
   std::vector<kvpb::Command> Due(int64_t now) const override;
+  void Committed() override;
+  void Reloaded() override;
 
  private:
   std::optional<kvpb::LeaseRecord> Read(Batch& b, uint64_t id);
   void Write(Batch& b, uint64_t id, const kvpb::LeaseRecord& rec);
   void End(ApplyContext& ctx, uint64_t id, const kvpb::LeaseRecord& rec);
   std::string ExpiryKey(int64_t expires_ms, uint64_t id) const;
+  // Up to `limit` leases that end at or before `now`, and the end of the
+  // first one after those (INT64_MAX if none).
+  absl::Status Scan(int64_t now, size_t limit, std::vector<uint64_t>* ids,
+                    int64_t* next) const;
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
   Ended ended_;
+  // The earliest end written by this apply pass (apply thread).
+  int64_t written_ = INT64_MAX;
+  // No lease ends before next_due_; unknown (INT64_MIN) after a restart or
+  // a snapshot. `changed_`: a pass was committed since Due last looked.
+  mutable absl::Mutex due_mu_;
+  mutable int64_t next_due_ ABSL_GUARDED_BY(due_mu_) = INT64_MIN;
+  mutable bool changed_ ABSL_GUARDED_BY(due_mu_) = false;
 };
 
 }  // namespace tally::kv
