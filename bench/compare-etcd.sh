@@ -21,6 +21,7 @@
 #   BENCH_ROUNDS=1 bench/compare-etcd.sh
 #   BENCH_ONLY='^lock' bench/compare-etcd.sh   # only the workloads matching:
 #                                              # no ceilings, no scale runs
+#   BENCH_ONLY='^idle' bench/compare-etcd.sh   # only the idle-ranges run
 #
 # Installs etcd-server and etcd-client from Debian when etcd is missing.
 # Everything runs under build/bench/<time>/ and only the processes this
@@ -163,6 +164,28 @@ workloads=(
 dd if=/dev/zero of="$work/fsync-probe" bs=4k count=500 oflag=dsync 2>"$work/fsync.txt" || true
 rm -f "$work/fsync-probe"
 
+splits() {  # splits <ranges>: split points of kvbench's 100k keys
+  local r=$1 i out=""
+  for i in $(seq 1 $((r - 1))); do out+="${out:+,}$(printf 'k%015d' $((100000 * i / r)))"; done
+  echo "$out"
+}
+
+# Idle ranges: CPU and memory of a cluster with nothing to do.
+idle() {
+  start_tally 3 "$work/tally3-idle" "$(splits "$idle_ranges")"
+  sleep 20  # elections settle and groups go quiet
+  local ticks c0 c1 rss p
+  ticks=$(getconf CLK_TCK)
+  cpu() { local s=0 p; for p in "${pids[@]}"; do
+    s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
+  c0=$(cpu); sleep 30; c1=$(cpu)
+  rss=0; for p in "${pids[@]}"; do rss=$((rss + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
+  /usr/bin/python3 -c "import json; print(json.dumps({'label': 'idle-$idle_ranges', \
+'cpu_percent_of_core': round(100.0 * ($c1 - $c0) / $ticks / 30, 2), 'rss_mb': round($rss / 1024)}))" \
+    >>"$results"
+  cleanup
+}
+
 start_tally 3 "$work/tally3"
 start_etcd "$work/etcd3"
 preload tally "$tally_endpoints"
@@ -182,6 +205,7 @@ for round in $(seq 1 "$rounds"); do
 done
 cleanup
 if [ -n "${BENCH_ONLY:-}" ]; then
+  if [[ "idle-$idle_ranges" =~ $BENCH_ONLY ]]; then idle; fi
   /usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" | tee "$work/report.md"
   exit 0
 fi
@@ -194,30 +218,13 @@ run "ceiling-serializable-get-256" tally "$tally_endpoints" "$tally_pids" 1 --op
   --read-mode serializable --clients 256
 cleanup
 
-splits() {  # splits <ranges>: split points of kvbench's 100k keys
-  local r=$1 i out=""
-  for i in $(seq 1 $((r - 1))); do out+="${out:+,}$(printf 'k%015d' $((100000 * i / r)))"; done
-  echo "$out"
-}
-
 if [ "${BENCH_SKIP_SCALE:-0}" != 1 ]; then
   for r in 1 8 64; do
     start_tally 3 "$work/tally3-r$r" "$(splits "$r")"
     run "ranges-$r-put-256" tally "$tally_endpoints" "$tally_pids" 1 --op put --clients 256
     cleanup
   done
-  # Idle ranges: CPU and memory of a cluster with nothing to do.
-  start_tally 3 "$work/tally3-idle" "$(splits "$idle_ranges")"
-  sleep 20  # elections settle and groups go quiet
-  ticks=$(getconf CLK_TCK)
-  cpu() { local s=0 p; for p in "${pids[@]}"; do
-    s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
-  c0=$(cpu); sleep 30; c1=$(cpu)
-  rss=0; for p in "${pids[@]}"; do rss=$((rss + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
-  /usr/bin/python3 -c "import json; print(json.dumps({'label': 'idle-$idle_ranges', \
-'cpu_percent_of_core': round(100.0 * ($c1 - $c0) / $ticks / 30, 2), 'rss_mb': round($rss / 1024)}))" \
-    >>"$results"
-  cleanup
+  idle
 fi
 
 /usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" | tee "$work/report.md"

@@ -163,7 +163,8 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
   }
   std::unique_ptr<HttpEndpoint> e(new HttpEndpoint());
   auto health = [host](const httplib::Request&, httplib::Response& res) {
-    std::optional<std::string> why = Unhealthy(host->Groups(), kMetaGroup);
+    std::optional<std::string> why =
+        Unhealthy(host->GroupAndFurthestBehind(kMetaGroup), kMetaGroup);
     res.status = why ? 503 : 200;
     res.set_content(why ? absl::StrCat("NOT_SERVING: ", *why, "\n")
                         : std::string("SERVING\n"),

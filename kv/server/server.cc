@@ -349,7 +349,7 @@ void ServerImpl::WatchHealth() {
   std::optional<std::string> last = kStarting;
   while (true) {
     std::optional<std::string> why =
-        Unhealthy(node_.host->Groups(), kMetaGroup);
+        Unhealthy(node_.host->GroupAndFurthestBehind(kMetaGroup), kMetaGroup);
     if (why != last) {
       health->SetServingStatus("", !why.has_value());
       if (why && last == kStarting) {
@@ -375,20 +375,19 @@ void ServerImpl::LeaderDuties() {
   // Groups with a proposal of theirs in flight.
   auto busy = std::make_shared<std::pair<absl::Mutex, std::set<GroupId>>>();
   while (!Stopping(kDutiesEvery)) {
-    for (const raft::host::GroupInfo& g : node_.host->Groups()) {
-      StateMachine* sm = node_.Machine(g.group);
-      if (g.role != raft::Role::kLeader || sm == nullptr ||
-          sm->leading_term() == 0) {
-        continue;
-      }
+    // The state machines, not the host's group list: that one copies every
+    // group's status, which with thousands of idle groups cost more than
+    // everything else an idle node does.
+    for (const auto& [group, sm] : node_.groups->All()) {
+      if (sm->leading_term() == 0) continue;
       std::vector<kvpb::Command> due = sm->Due();
       if (due.empty()) continue;
       {
         absl::MutexLock l(&busy->first);
-        if (!busy->second.insert(g.group).second) continue;
+        if (!busy->second.insert(group).second) continue;
       }
-      node_.WriteAsync(g.group, std::move(due.front()),
-                       [busy, group = g.group,
+      node_.WriteAsync(group, std::move(due.front()),
+                       [busy, group = group,
                         id = node_.id](absl::StatusOr<kvpb::CommandResult> r) {
                          if (!r.ok()) {
                            spdlog::debug("[n={}] group {}: leader duty: {}", id,

@@ -517,6 +517,23 @@ std::vector<GroupInfo> NodeHost::Groups() const {
   return out;
 }
 
+std::vector<GroupInfo> NodeHost::GroupAndFurthestBehind(GroupId group) const {
+  absl::MutexLock l(&mu_);
+  std::vector<GroupInfo> out;
+  const GroupInfo* behind = nullptr;
+  for (const auto& [id, info] : info_) {
+    if (id == group) {
+      out.push_back(info);
+    } else if (info.commit > info.applied &&
+               (behind == nullptr || info.commit - info.applied >
+                                         behind->commit - behind->applied)) {
+      behind = &info;
+    }
+  }
+  if (behind != nullptr) out.push_back(*behind);
+  return out;
+}
+
 absl::StatusOr<GroupInfo> NodeHost::Group(GroupId group) const {
   absl::MutexLock l(&mu_);
   auto it = info_.find(group);

@@ -197,6 +197,10 @@ class NodeHost final : public MessageHandler {
   // The last published state of each group.
   std::vector<GroupInfo> Groups() const;
   absl::StatusOr<GroupInfo> Group(GroupId group) const;
+  // What a health check needs, without copying every group's state: the
+  // state of `group` (if held) and of the group whose applies trail its
+  // commit index the furthest (if any does).
+  std::vector<GroupInfo> GroupAndFurthestBehind(GroupId group) const;
   NodeId id() const { return options_.id; }
 
  private:

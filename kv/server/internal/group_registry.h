@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -39,6 +40,14 @@ class GroupRegistry {
       sm = std::move(*opened);
     }
     return sm.get();
+  }
+  // Every state machine, by group.
+  std::vector<std::pair<raft::host::GroupId, StateMachine*>> All() const {
+    absl::MutexLock l(&mu_);
+    std::vector<std::pair<raft::host::GroupId, StateMachine*>> out;
+    out.reserve(machines_.size());
+    for (const auto& [group, sm] : machines_) out.emplace_back(group, sm.get());
+    return out;
   }
   // nullptr if this node does not hold the group.
   StateMachine* Find(raft::host::GroupId group) const {
