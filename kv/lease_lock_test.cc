@@ -153,12 +153,14 @@ TEST_F(LeaseLockTest, DueReadsTheStoreOnlyWhenALeaseMayBeDue) {
   db_.TakeIterators();
   EXPECT_TRUE(leases.Due(5'000).empty());
   EXPECT_EQ(db_.TakeIterators(), 0);
+  EXPECT_EQ(leases.NextDue(), INT64_MAX);  // nothing to ask about
 
   const uint64_t id = Grant(10'000, 1'000);
   db_.TakeIterators();
   EXPECT_TRUE(leases.Due(5'000).empty());  // the end just written is known
   EXPECT_TRUE(leases.Due(10'999).empty());
   EXPECT_EQ(db_.TakeIterators(), 0);
+  EXPECT_EQ(leases.NextDue(), 11'000);
   ASSERT_EQ(leases.Due(11'000).size(), 1u);
   // Still due until the expiry is applied: proposed again if it was lost.
   ASSERT_EQ(leases.Due(11'100).size(), 1u);

@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_MODULE_H_
 #define TALLY_KV_MODULE_H_
 
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -62,6 +63,10 @@ class Module {
     (void)now;
     return {};
   }
+  // The log time before which Due has nothing (INT64_MAX: nothing pending,
+  // INT64_MIN: unknown, ask). Asked of every group a node leads, ten times a
+  // second: must cost no more than an atomic load.
+  virtual int64_t NextDue() const { return INT64_MAX; }
   // This node leads the group in `term` with every earlier term's entries
   // applied (`leading`), or no longer does
   // (raft::host::StateMachine::OnLeadership). The hook for work only a

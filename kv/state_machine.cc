@@ -76,15 +76,30 @@ void StateMachine::Rebase(int64_t log_time) {
 }
 
 void StateMachine::OnLeadership(raft::Term term, bool leading) {
-  {
-    absl::MutexLock l(&mu_);
-    leading_term_ = leading ? term : 0;
-  }
+  leading_term_ = leading ? term : 0;
   for (Module* m : modules_) m->OnLeadership(term, leading);
+  MaybeDutiesPending();
+}
+
+int64_t StateMachine::NextDue() const {
+  int64_t next = INT64_MAX;
+  for (const Module* m : modules_) next = std::min(next, m->NextDue());
+  return next;
+}
+
+bool StateMachine::MayHaveDuties() const {
+  return leading_term_ != 0 && NextDue() != INT64_MAX;
+}
+
+void StateMachine::MaybeDutiesPending() {
+  if (duties_pending_ && MayHaveDuties()) duties_pending_();
 }
 
 std::vector<kvpb::Command> StateMachine::Due() const {
+  const int64_t next = NextDue();
+  if (next == INT64_MAX) return {};
   const int64_t now = ProposalTimeMs();
+  if (now < next) return {};
   std::vector<kvpb::Command> out;
   for (const Module* m : modules_) {
     for (kvpb::Command& c : m->Due(now)) out.push_back(std::move(c));
@@ -92,10 +107,7 @@ std::vector<kvpb::Command> StateMachine::Due() const {
   return out;
 }
 
-raft::Term StateMachine::leading_term() const {
-  absl::MutexLock l(&mu_);
-  return leading_term_;
-}
+raft::Term StateMachine::leading_term() const { return leading_term_; }
 
 raft::Index StateMachine::applied() const {
   absl::MutexLock l(&mu_);
@@ -168,6 +180,7 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
     Rebase(st.log_time_ms());
   }
   for (Module* m : modules_) m->Committed();
+  MaybeDutiesPending();
   return results;
 }
 

@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_STATE_MACHINE_H_
 #define TALLY_KV_STATE_MACHINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -72,6 +73,15 @@ class StateMachine final : public raft::host::StateMachine {
   // What the group's leader should propose now (Module::Due), at
   // ProposalTimeMs.
   std::vector<kvpb::Command> Due() const;
+  // Whether Due may have something: this node leads the group and a module
+  // has work pending or may have (Module::NextDue). Cheap.
+  bool MayHaveDuties() const;
+  // Called on the apply thread whenever MayHaveDuties may have turned true
+  // (leadership gained, an apply pass or a snapshot that left work
+  // pending). REQUIRES: set before the first Apply.
+  void set_duties_pending(std::function<void()> fn) {
+    duties_pending_ = std::move(fn);
+  }
   // The term this node leads the group in, with every earlier term's
   // entries applied (OnLeadership); 0 when it does not.
   raft::Term leading_term() const;
@@ -121,7 +131,13 @@ class StateMachine final : public raft::host::StateMachine {
   // ProposalTimeMs = base_log_ms_ + (clock_() - base_clock_ms_).
   int64_t base_log_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t base_clock_ms_ ABSL_GUARDED_BY(mu_) = 0;
-  raft::Term leading_term_ ABSL_GUARDED_BY(mu_) = 0;
+  // The earliest Module::NextDue.
+  int64_t NextDue() const;
+  // Tells duties_pending_ if there may be duties.
+  void MaybeDutiesPending();
+
+  std::atomic<raft::Term> leading_term_ = 0;
+  std::function<void()> duties_pending_;
 };
 
 }  // namespace tally::kv

@@ -84,6 +84,7 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
     Rebase(st.log_time_ms());
   }
   for (Module* m : modules_) m->Reloaded();
+  MaybeDutiesPending();
   spdlog::info("[g={}] installed snapshot at applied index {}: {} keys",
                keys_.group(), st.index(), keys);
   return absl::OkStatus();

@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_LEASE_LEASE_H_
 #define TALLY_KV_LEASE_LEASE_H_
 
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <functional>
@@ -67,6 +68,7 @@ class Leases final : public Module {
   // A LeaseExpire of the leases due at `now`, if any. Reads the store only
   // when a lease may be due: a group without leases costs nothing here.
   std::vector<kvpb::Command> Due(int64_t now) const override;
+  int64_t NextDue() const override { return next_due_hint_; }
   void Committed() override;
   void Reloaded() override;
 
@@ -90,6 +92,8 @@ class Leases final : public Module {
   mutable absl::Mutex due_mu_;
   mutable int64_t next_due_ ABSL_GUARDED_BY(due_mu_) = INT64_MIN;
   mutable bool changed_ ABSL_GUARDED_BY(due_mu_) = false;
+  // next_due_, readable without the mutex.
+  mutable std::atomic<int64_t> next_due_hint_ = INT64_MIN;
 };
 
 }  // namespace tally::kv

@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "kv/storage/leveldb_engine.h"
+#include "kv/storage/memory_engine.h"
 
 namespace tally::kv::server {
 namespace {
@@ -53,6 +54,41 @@ TEST(GroupRegistryTest, GroupsOpenWhileOtherThreadsLookThemUp) {
   EXPECT_FALSE(wrong.load()) << "a reader saw a group missing or mangled";
   db->reset();
   std::filesystem::remove_all(dir);
+}
+
+// The leader duties thread asks only WithDuties(), so a group must be there
+// whenever it leads with work pending: after winning an election, and after
+// an apply pass that grants a lease.
+TEST(GroupRegistryTest, GroupsWithLeaderDutiesAreListedUntilTheyHaveNone) {
+  storage::MemoryEngine db;
+  GroupRegistry registry(
+      [&](raft::host::GroupId g) { return StateMachine::Open(&db, g); });
+  StateMachine* a = *registry.GetOrOpen(1);
+  StateMachine* b = *registry.GetOrOpen(2);
+  (void)b;
+  auto listed = [&] {
+    std::vector<raft::host::GroupId> out;
+    for (const auto& [g, sm] : registry.WithDuties()) out.push_back(g);
+    return out;
+  };
+  EXPECT_TRUE(listed().empty());  // leading nothing
+  a->OnLeadership(3, true);
+  EXPECT_EQ(listed(), std::vector<raft::host::GroupId>{1});  // unknown: ask
+  EXPECT_TRUE(a->Due().empty());                             // no leases
+  registry.NoDuties(1);
+  EXPECT_TRUE(listed().empty());
+  kvpb::Command grant;
+  grant.mutable_lease_grant()->set_ttl_ms(5'000);
+  grant.set_time_ms(a->ProposalTimeMs());
+  ASSERT_TRUE(
+      a->Apply({{3, 1, raft::EntryType::kNormal, grant.SerializeAsString()}})
+          .ok());
+  EXPECT_EQ(listed(), std::vector<raft::host::GroupId>{1});
+  registry.NoDuties(1);  // still has a lease to expire: stays
+  EXPECT_EQ(listed(), std::vector<raft::host::GroupId>{1});
+  a->OnLeadership(3, false);
+  registry.NoDuties(1);
+  EXPECT_TRUE(listed().empty());
 }
 
 }  // namespace

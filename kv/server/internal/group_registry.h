@@ -38,16 +38,30 @@ class GroupRegistry {
         return opened.status();
       }
       sm = std::move(*opened);
+      StateMachine* raw = sm.get();
+      raw->set_duties_pending([this, group, raw] {
+        absl::MutexLock l(&mu_);
+        with_duties_.emplace(group, raw);
+      });
     }
     return sm.get();
   }
-  // Every state machine, by group.
-  std::vector<std::pair<raft::host::GroupId, StateMachine*>> All() const {
+  // The groups that may have leader duties (StateMachine::MayHaveDuties):
+  // with thousands of idle groups, only the few that lead and hold leases.
+  std::vector<std::pair<raft::host::GroupId, StateMachine*>> WithDuties()
+      const {
     absl::MutexLock l(&mu_);
-    std::vector<std::pair<raft::host::GroupId, StateMachine*>> out;
-    out.reserve(machines_.size());
-    for (const auto& [group, sm] : machines_) out.emplace_back(group, sm.get());
-    return out;
+    return {with_duties_.begin(), with_duties_.end()};
+  }
+  // Drops `group` from WithDuties until it may have duties again.
+  void NoDuties(raft::host::GroupId group) {
+    absl::MutexLock l(&mu_);
+    auto it = with_duties_.find(group);
+    // Asked under the mutex: a change that makes it true after this
+    // waits for the mutex to add the group back.
+    if (it != with_duties_.end() && !it->second->MayHaveDuties()) {
+      with_duties_.erase(it);
+    }
   }
   // nullptr if this node does not hold the group.
   StateMachine* Find(raft::host::GroupId group) const {
@@ -60,6 +74,8 @@ class GroupRegistry {
   const Opener open_;
   mutable absl::Mutex mu_;
   std::map<raft::host::GroupId, std::unique_ptr<StateMachine>> machines_
+      ABSL_GUARDED_BY(mu_);
+  std::map<raft::host::GroupId, StateMachine*> with_duties_
       ABSL_GUARDED_BY(mu_);
 };
 
