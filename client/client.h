@@ -78,11 +78,25 @@ class Client {
   // Locks. Acquire tries once (`wait` 0: acquired = false when held) or
   // waits up to `wait` (DEADLINE_EXCEEDED without the lock); retried with
   // the same request id, so a lost answer neither loses nor doubles a grant.
+  // `value`: what the holder proclaims (an election's candidate).
   absl::StatusOr<rpc::AcquireResponse> Acquire(const std::string& name,
                                                uint64_t lease,
-                                               std::chrono::milliseconds wait);
+                                               std::chrono::milliseconds wait,
+                                               const std::string& value = "");
   absl::Status Release(const std::string& name, uint64_t token);
   absl::StatusOr<rpc::InspectResponse> Inspect(const std::string& name);
+  // Replaces the value the holder of `name` proclaims (FAILED_PRECONDITION
+  // once `token` no longer holds it).
+  absl::Status Proclaim(const std::string& name, uint64_t token,
+                        const std::string& value);
+  // Calls `fn` with the holder of `name` (none: unset), then at each change
+  // of holder or value, until `fn` returns false. Moves to another node
+  // when the one it streams from fails, so it may skip an intermediate
+  // holder but never repeats one; ends early only on an error that a retry
+  // cannot mend.
+  absl::Status Observe(
+      const std::string& name,
+      const std::function<bool(const rpc::ObserveResponse&)>& fn);
   // Binds the keys under `prefix` to `lock` (empty: unbinds), in every
   // shard. Sending it again completes one that failed part-way.
   absl::StatusOr<rpc::BindFenceResponse> BindFence(const std::string& prefix,

@@ -93,7 +93,8 @@ absl::StatusOr<rpc::LeaseListResponse> Client::ListLeases() {
 }
 
 absl::StatusOr<rpc::AcquireResponse> Client::Acquire(
-    const std::string& name, uint64_t lease, std::chrono::milliseconds wait) {
+    const std::string& name, uint64_t lease, std::chrono::milliseconds wait,
+    const std::string& value) {
   absl::StatusOr<uint64_t> meta = MetaGroup();
   if (!meta.ok()) return meta.status();
   static thread_local std::mt19937_64 rng(std::random_device{}());
@@ -102,6 +103,7 @@ absl::StatusOr<rpc::AcquireResponse> Client::Acquire(
   req.set_lease(lease);
   req.set_request_id(rng() | 1);
   req.set_wait_ms(wait.count());
+  req.set_value(value);
   rpc::AcquireResponse resp;
   // A wait takes up to `wait`: each attempt may take that long, and more.
   const auto attempt = wait + internal::kAttemptTimeout;
@@ -126,6 +128,66 @@ absl::Status Client::Release(const std::string& name, uint64_t token) {
   return Call(*meta, false, [&](auto ch, auto& ctx) {
     return rpc::Locks::NewStub(ch)->Release(&ctx, req, &resp);
   });
+}
+
+absl::Status Client::Proclaim(const std::string& name, uint64_t token,
+                              const std::string& value) {
+  absl::StatusOr<uint64_t> meta = MetaGroup();
+  if (!meta.ok()) return meta.status();
+  rpc::ProclaimRequest req;
+  req.set_name(name);
+  req.set_token(token);
+  req.set_value(value);
+  rpc::ProclaimResponse resp;
+  // Proclaiming the same value twice is harmless.
+  return Call(*meta, true, [&](auto ch, auto& ctx) {
+    return rpc::Locks::NewStub(ch)->Proclaim(&ctx, req, &resp);
+  });
+}
+
+absl::Status Client::Observe(
+    const std::string& name,
+    const std::function<bool(const rpc::ObserveResponse&)>& fn) {
+  absl::StatusOr<uint64_t> meta = MetaGroup();
+  if (!meta.ok()) return meta.status();
+  rpc::ObserveRequest req;
+  req.set_name(name);
+  // What was delivered last, so that a new stream's first answer (the
+  // holder now) is not delivered twice.
+  std::optional<std::pair<uint64_t, std::string>> last;
+  bool delivered_once = false;
+  bool stop = false;
+  constexpr auto kForever = std::chrono::hours(24);
+  while (!stop) {
+    absl::Status st = Call(
+        *meta, true,
+        [&](auto ch, auto& ctx) {
+          auto reader = rpc::Locks::NewStub(ch)->Observe(&ctx, req);
+          rpc::ObserveResponse resp;
+          while (!stop && reader->Read(&resp)) {
+            std::optional<std::pair<uint64_t, std::string>> now;
+            if (resp.has_holder()) {
+              now.emplace(resp.holder().token(), resp.holder().value());
+            }
+            if (delivered_once && now == last) continue;
+            delivered_once = true;
+            last = now;
+            stop = !fn(resp);
+          }
+          if (stop) {
+            ctx.TryCancel();
+            reader->Finish();
+            return grpc::Status::OK;
+          }
+          grpc::Status s = reader->Finish();
+          return s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                       "the observe stream ended")
+                        : s;
+        },
+        kForever, kForever);
+    if (!st.ok() && !rpc::IsOutcomeUnknown(st)) return st;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<rpc::InspectResponse> Client::Inspect(const std::string& name) {

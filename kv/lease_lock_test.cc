@@ -2,6 +2,7 @@
 // them: every time below is log time carried by a command.
 
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,6 +85,26 @@ class LeaseLockTest : public ::testing::Test {
     a->set_request_id(request);
     a->set_wait_ms(wait_ms);
     a->set_cancel(cancel);
+    return Apply(c, at);
+  }
+  kvpb::CommandResult Campaign(const std::string& name, uint64_t lease,
+                               uint64_t request, const std::string& value,
+                               int64_t at) {
+    kvpb::Command c;
+    kvpb::LockAcquire* a = c.mutable_lock_acquire();
+    a->set_name(name);
+    a->set_lease(lease);
+    a->set_request_id(request);
+    a->set_wait_ms(60'000);
+    a->set_value(value);
+    return Apply(c, at);
+  }
+  kvpb::CommandResult Proclaim(const std::string& name, uint64_t token,
+                               const std::string& value, int64_t at) {
+    kvpb::Command c;
+    c.mutable_lock_proclaim()->set_name(name);
+    c.mutable_lock_proclaim()->set_token(token);
+    c.mutable_lock_proclaim()->set_value(value);
     return Apply(c, at);
   }
   kvpb::CommandResult Release(const std::string& name, uint64_t token,
@@ -289,6 +310,35 @@ TEST_F(LeaseLockTest, ReleaseUnderAnotherTokenIsRefused) {
   EXPECT_NE(r.error_message().find(std::to_string(token)), std::string::npos)
       << r.error_message();
   EXPECT_TRUE(sm_->locks().Get("l")->value().has_holder());
+}
+
+TEST_F(LeaseLockTest, ElectionLeaderProclaimsAndTheNextCandidateTakesOver) {
+  std::vector<std::set<std::string>> changes;
+  sm_->set_locks_changed(
+      [&](const std::set<std::string>& names) { changes.push_back(names); });
+  const uint64_t a = Grant(10'000, 0);
+  const uint64_t b = Grant(10'000, 1);
+  kvpb::CommandResult first = Campaign("svc", a, 1, "a:1", 1);
+  ASSERT_TRUE(first.lock().acquired());
+  EXPECT_EQ(first.lock().holder().value(), "a:1");
+  EXPECT_FALSE(Campaign("svc", b, 2, "b:1", 2).lock().acquired());
+  const uint64_t token = first.lock().holder().token();
+  EXPECT_TRUE(Proclaim("svc", token, "a:2", 3).lock().acquired());
+  EXPECT_EQ(sm_->locks().Get("svc")->value().holder().value(), "a:2");
+  // Only the leader proclaims.
+  EXPECT_EQ(Proclaim("svc", token + 1, "b:2", 4).error_reason(),
+            "lock-not-held");
+  // When the leader's lease ends, the next candidate leads with its value.
+  Expire(a, 10'000);
+  const kvpb::LockGrant next = sm_->locks().Get("svc")->value().holder();
+  EXPECT_EQ(next.lease(), b);
+  EXPECT_EQ(next.value(), "b:1");
+  EXPECT_GT(next.token(), token);
+  EXPECT_EQ(Proclaim("svc", token, "a:3", 10'001).error_reason(),
+            "lock-not-held");
+  // Every pass that changed the record said so, and only those.
+  EXPECT_EQ(changes.size(), 4u);
+  for (const auto& c : changes) EXPECT_EQ(c, std::set<std::string>{"svc"});
 }
 
 TEST_F(LeaseLockTest, FenceRefusesStaleAndMissingTokensAndAppliesNothing) {

@@ -105,6 +105,10 @@ class StateMachine final : public raft::host::StateMachine {
   void set_locks_granted(Locks::Granted fn) {
     locks_.set_granted(std::move(fn));
   }
+  // REQUIRES: called before the first Apply.
+  void set_locks_changed(Locks::Changed fn) {
+    locks_.set_changed(std::move(fn));
+  }
 
  private:
   StateMachine(storage::Engine* engine, raft::host::GroupId group,

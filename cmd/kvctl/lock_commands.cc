@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/election.h"
 #include "client/lock_session.h"
 #include "cmd/kvctl/output.h"
 
@@ -45,7 +46,8 @@ absl::StatusOr<milliseconds> ParseDuration(const std::string& s) {
 std::string Holder(const rpc::LockHolder& h) {
   return absl::StrCat("token ", h.token(), ", lease ", h.lease(),
                       ", generation ", h.generation(), ", held ", h.held_ms(),
-                      " ms");
+                      " ms",
+                      h.value().empty() ? "" : ", value \"" + h.value() + "\"");
 }
 
 // The signal kvctl lock received, to pass on to its command.
@@ -104,6 +106,18 @@ LockCommands::LockCommands(CLI::App& app) {
   lock_inspect_ = lock_->add_subcommand(
       "inspect", "lock NAME's holder, token, lease time left and waiters");
   lock_inspect_->add_option("name", name_)->required();
+
+  elect_ = app.add_subcommand(
+      "elect",
+      "kvctl elect NAME VALUE: campaign in election NAME as VALUE; once "
+      "elected, print the leader's token and lead until interrupted (then "
+      "resign) or until the lease is lost (exit 1). With --listen: print the "
+      "leader (VALUE TOKEN, or \"no leader\") now and at every change");
+  elect_->add_option("name", name_)->required();
+  elect_->add_option("value", value_);
+  elect_->add_flag("--listen", listen_, "observe instead of campaigning");
+  elect_->add_option("--ttl", ttl_, "the lease's TTL");
+  elect_->add_option("--wait", wait_, "give up after this long (default 1h)");
 
   auto* fence = app.add_subcommand(
       "fence", "fence floors: writes to a prefix must carry a lock's token");
@@ -216,7 +230,63 @@ std::optional<int> LockCommands::Run(client::Client& c, bool json) {
     return kExitOk;
   }
   if (*lock_) return RunLocked(c);
+  if (*elect_) return listen_ ? Listen(c, json) : RunElected(c, json);
   return std::nullopt;
+}
+
+int LockCommands::Listen(client::Client& c, bool json) {
+  absl::Status st = c.Observe(name_, [&](const rpc::ObserveResponse& r) {
+    if (json) {
+      std::cout << Json(r) << std::endl;
+    } else if (r.has_holder()) {
+      std::cout << r.holder().value() << "\t" << r.holder().token()
+                << std::endl;
+    } else {
+      std::cout << "no leader" << std::endl;
+    }
+    return true;
+  });
+  if (!st.ok()) return Fail(st);
+  return kExitOk;
+}
+
+int LockCommands::RunElected(client::Client& c, bool json) {
+  if (value_.empty()) {
+    std::cerr << "kvctl: usage: kvctl elect NAME VALUE (or --listen)\n";
+    return kExitBadInput;
+  }
+  auto ttl = ParseDuration(ttl_);
+  if (!ttl.ok()) return Fail(ttl.status());
+  auto wait = ParseDuration(wait_.empty() ? "1h" : wait_);
+  if (!wait.ok()) return Fail(wait.status());
+  client::LockSession::Options o;
+  o.ttl = *ttl;
+  auto session = client::LockSession::Open(&c, o);
+  if (!session.ok()) return Fail(session.status());
+  client::Election election(&c, session->get(), name_);
+  auto token = election.Campaign(value_, *wait);
+  if (!token.ok()) return Fail(token.status());
+  // Leading: an interrupt or TERM resigns, so that the next candidate
+  // leads at once rather than after the lease's TTL.
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  if (json) {
+    std::cout << "{\"name\": \"" << name_ << "\", \"token\": " << *token << "}"
+              << std::endl;
+  } else {
+    std::cout << "elected: " << name_ << " = " << value_ << ", token " << *token
+              << std::endl;
+  }
+  while (g_signal == 0 && !(*session)->lost()) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  if ((*session)->lost()) {
+    std::cerr << "kvctl: leadership of \"" << name_ << "\" lost (lease "
+              << (*session)->lease() << " not confirmed alive)\n";
+    return kExitNo;
+  }
+  if (absl::Status st = election.Resign(); !st.ok()) return Fail(st);
+  return kExitOk;
 }
 
 int LockCommands::RunLocked(client::Client& c) {

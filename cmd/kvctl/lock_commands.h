@@ -10,7 +10,7 @@
 
 namespace tally::kvctl {
 
-// kvctl's lease, lock and fence commands.
+// kvctl's lease, lock, election and fence commands.
 class LockCommands {
  public:
   // Adds the commands to `app`.
@@ -20,14 +20,16 @@ class LockCommands {
 
  private:
   int RunLocked(client::Client& c);
+  int RunElected(client::Client& c, bool json);
+  int Listen(client::Client& c, bool json);
 
   CLI::App *lease_grant_, *lease_revoke_, *lease_keep_alive_, *lease_ttl_,
       *lease_list_;
   CLI::App *lock_, *lock_acquire_, *lock_release_, *lock_inspect_;
-  CLI::App *fence_bind_, *fence_unbind_;
-  std::string ttl_ = "10s", wait_, name_, prefix_, lock_name_;
+  CLI::App *fence_bind_, *fence_unbind_, *elect_;
+  std::string ttl_ = "10s", wait_, name_, prefix_, lock_name_, value_;
   uint64_t lease_ = 0, token_ = 0;
-  bool try_ = false, once_ = false;
+  bool try_ = false, once_ = false, listen_ = false;
   std::string kill_after_ = "5s";
   std::vector<std::string> command_;
 };

@@ -42,7 +42,8 @@ Locks::Locks(const storage::Engine* engine, const Keyspace* keys,
 }
 
 bool Locks::Handles(const kvpb::Command& cmd) const {
-  return cmd.has_lock_acquire() || cmd.has_lock_release();
+  return cmd.has_lock_acquire() || cmd.has_lock_release() ||
+         cmd.has_lock_proclaim();
 }
 
 std::string Locks::LeaseKey(uint64_t lease, const std::string& name) const {
@@ -65,11 +66,13 @@ std::optional<kvpb::LockRecord> Locks::Read(Batch& b, const std::string& name) {
 void Locks::Write(Batch& b, const std::string& name,
                   const kvpb::LockRecord& rec) {
   b.Put(keys_->Key(Space::kLock, name), rec.SerializeAsString());
+  changed_.insert(name);
 }
 
 kvpb::CommandResult Locks::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
-  return cmd.has_lock_acquire() ? Acquire(ctx, cmd.lock_acquire())
-                                : Release(ctx, cmd.lock_release());
+  if (cmd.has_lock_acquire()) return Acquire(ctx, cmd.lock_acquire());
+  if (cmd.has_lock_release()) return Release(ctx, cmd.lock_release());
+  return Proclaim(ctx, cmd.lock_proclaim());
 }
 
 kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
@@ -106,7 +109,7 @@ kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
                   rec);
   }
   if (!rec.has_holder()) {
-    Take(ctx, req.name(), rec, req.lease(), req.request_id());
+    Take(ctx, req.name(), rec, req.lease(), req.request_id(), req.value());
     Write(ctx.batch, req.name(), rec);
     return Answer(ctx, true, 0, rec);
   }
@@ -115,26 +118,38 @@ kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
   added->set_lease(req.lease());
   added->set_request_id(req.request_id());
   added->set_give_up_ms(ctx.state.log_time_ms() + req.wait_ms());
+  added->set_value(req.value());
   ctx.batch.Put(LeaseKey(req.lease(), req.name()), "");
   Write(ctx.batch, req.name(), rec);
   return Answer(ctx, false, static_cast<uint32_t>(rec.waiters_size()), rec);
 }
 
+std::optional<kvpb::LockRecord> Locks::Held(Batch& b, const std::string& name,
+                                            uint64_t token,
+                                            kvpb::CommandResult* refusal) {
+  std::optional<kvpb::LockRecord> rec = Read(b, name);
+  if (!rec || !rec->has_holder()) {
+    *refusal = Refusal(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("lock \"", name, "\" is not held"),
+                       rpc::kReasonLockNotHeld);
+    return std::nullopt;
+  }
+  if (rec->holder().token() != token) {
+    *refusal = Refusal(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("lock \"", name, "\" is held under token ",
+                                    rec->holder().token(), ", not ", token),
+                       rpc::kReasonLockNotHeld);
+    return std::nullopt;
+  }
+  return rec;
+}
+
 kvpb::CommandResult Locks::Release(ApplyContext& ctx,
                                    const kvpb::LockRelease& req) {
-  std::optional<kvpb::LockRecord> rec = Read(ctx.batch, req.name());
-  if (!rec || !rec->has_holder()) {
-    return Refusal(absl::StatusCode::kFailedPrecondition,
-                   absl::StrCat("lock \"", req.name(), "\" is not held"),
-                   rpc::kReasonLockNotHeld);
-  }
-  if (rec->holder().token() != req.token()) {
-    return Refusal(
-        absl::StatusCode::kFailedPrecondition,
-        absl::StrCat("lock \"", req.name(), "\" is held under token ",
-                     rec->holder().token(), ", not ", req.token()),
-        rpc::kReasonLockNotHeld);
-  }
+  kvpb::CommandResult refusal;
+  std::optional<kvpb::LockRecord> rec =
+      Held(ctx.batch, req.name(), req.token(), &refusal);
+  if (!rec) return refusal;
   const uint64_t lease = rec->holder().lease();
   rec->clear_holder();
   PassOn(ctx, req.name(), *rec);
@@ -143,8 +158,29 @@ kvpb::CommandResult Locks::Release(ApplyContext& ctx,
   return Answer(ctx, false, 0, *rec);
 }
 
+kvpb::CommandResult Locks::Proclaim(ApplyContext& ctx,
+                                    const kvpb::LockProclaim& req) {
+  kvpb::CommandResult refusal;
+  std::optional<kvpb::LockRecord> rec =
+      Held(ctx.batch, req.name(), req.token(), &refusal);
+  if (!rec) return refusal;
+  // A holder whose lease is due has lost the lock, even before the expiry
+  // entry says so.
+  if (!leases_->IsLive(ctx, rec->holder().lease())) {
+    return Refusal(
+        absl::StatusCode::kFailedPrecondition,
+        absl::StrCat("lock \"", req.name(), "\": the lease of token ",
+                     req.token(), " has ended"),
+        rpc::kReasonLockNotHeld);
+  }
+  rec->mutable_holder()->set_value(req.value());
+  Write(ctx.batch, req.name(), *rec);
+  return Answer(ctx, true, 0, *rec);
+}
+
 void Locks::Take(ApplyContext& ctx, const std::string& name,
-                 kvpb::LockRecord& rec, uint64_t lease, uint64_t request_id) {
+                 kvpb::LockRecord& rec, uint64_t lease, uint64_t request_id,
+                 const std::string& value) {
   const std::string last_key = keys_->Key(Space::kLastToken);
   std::optional<std::string> last = ctx.batch.Read(last_key);
   const uint64_t token = std::max<uint64_t>(
@@ -160,6 +196,7 @@ void Locks::Take(ApplyContext& ctx, const std::string& name,
   h->set_generation(rec.generation());
   h->set_request_id(request_id);
   h->set_granted_ms(ctx.state.log_time_ms());
+  h->set_value(value);
   ctx.batch.Put(LeaseKey(lease, name), "");
 }
 
@@ -173,7 +210,7 @@ void Locks::PassOn(ApplyContext& ctx, const std::string& name,
     // A due lease is skipped now and ended by its expiry entry.
     if (w.give_up_ms() >= ctx.state.log_time_ms() &&
         leases_->IsLive(ctx, w.lease())) {
-      Take(ctx, name, rec, w.lease(), w.request_id());
+      Take(ctx, name, rec, w.lease(), w.request_id(), w.value());
       pending_.push_back({name, rec.holder()});
     } else if (!Involves(rec, w.lease())) {
       ctx.batch.Delete(LeaseKey(w.lease(), name));
@@ -203,9 +240,10 @@ void Locks::LeaseEnded(ApplyContext& ctx, uint64_t lease) {
 }
 
 void Locks::Committed() {
-  if (pending_.empty()) return;
-  if (granted_) granted_(pending_);
+  if (!pending_.empty() && granted_) granted_(pending_);
   pending_.clear();
+  if (!changed_.empty() && changed_fn_) changed_fn_(changed_);
+  changed_.clear();
 }
 
 absl::StatusOr<std::optional<kvpb::LockRecord>> Locks::Get(

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,9 @@ namespace tally::kv {
 // the same id again answers what the first attempt got, so a retry after a
 // lost answer neither queues twice nor loses a grant.
 //
+// A holder may proclaim a value (given with Acquire, changed by Proclaim):
+// leader election is a lock whose holder proclaims who it is.
+//
 // Thread safety: Apply and Committed on the apply thread; reads from any
 // thread.
 class Locks final : public Module {
@@ -47,6 +51,10 @@ class Locks final : public Module {
   // REQUIRES: set before the first Apply.
   using Granted = std::function<void(const std::vector<Grant>&)>;
   void set_granted(Granted fn) { granted_ = std::move(fn); }
+  // Called once an apply pass is written, with the locks whose records it
+  // changed (holder, value or waiters). REQUIRES: set before the first Apply.
+  using Changed = std::function<void(const std::set<std::string>&)>;
+  void set_changed(Changed fn) { changed_fn_ = std::move(fn); }
 
   // Reads of applied state: the lock's record, if it was ever taken.
   absl::StatusOr<std::optional<kvpb::LockRecord>> Get(
@@ -57,9 +65,15 @@ class Locks final : public Module {
   void Write(Batch& b, const std::string& name, const kvpb::LockRecord& rec);
   kvpb::CommandResult Acquire(ApplyContext& ctx, const kvpb::LockAcquire& req);
   kvpb::CommandResult Release(ApplyContext& ctx, const kvpb::LockRelease& req);
+  kvpb::CommandResult Proclaim(ApplyContext& ctx,
+                               const kvpb::LockProclaim& req);
+  // The lock's record if `token` holds it; otherwise nullopt and `refusal`.
+  std::optional<kvpb::LockRecord> Held(Batch& b, const std::string& name,
+                                       uint64_t token,
+                                       kvpb::CommandResult* refusal);
   // Gives a free lock to `lease` under a new token.
   void Take(ApplyContext& ctx, const std::string& name, kvpb::LockRecord& rec,
-            uint64_t lease, uint64_t request_id);
+            uint64_t lease, uint64_t request_id, const std::string& value);
   // Passes a free lock to its first waiter still waiting with a live lease.
   void PassOn(ApplyContext& ctx, const std::string& name,
               kvpb::LockRecord& rec);
@@ -71,8 +85,10 @@ class Locks final : public Module {
   const Keyspace* const keys_;
   Leases* const leases_;
   Granted granted_;
-  // Grants to waiters in the pass being applied.
+  Changed changed_fn_;
+  // Grants to waiters, and locks changed, in the pass being applied.
   std::vector<Grant> pending_;
+  std::set<std::string> changed_;
 };
 
 }  // namespace tally::kv

@@ -19,6 +19,7 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 constexpr size_t kMaxLockName = 256;
+constexpr size_t kMaxLockValue = 64 * 1024;
 // A wait ends this long before the call's deadline, so that its answer (the
 // lock, or DEADLINE_EXCEEDED once the wait is withdrawn) reaches the client.
 constexpr auto kWaitMargin = std::chrono::milliseconds(300);
@@ -33,14 +34,106 @@ grpc::Status CheckLockName(const std::string& name) {
   return grpc::Status::OK;
 }
 
+grpc::Status CheckLockValue(const std::string& value) {
+  if (value.size() > kMaxLockValue) {
+    return Calls::Invalid(absl::StrCat("value of ", value.size(),
+                                       " bytes exceeds the ", kMaxLockValue,
+                                       "-byte limit"));
+  }
+  return grpc::Status::OK;
+}
+
 rpc::LockHolder Holder(const kvpb::LockGrant& g, int64_t now_ms) {
   rpc::LockHolder h;
   h.set_lease(g.lease());
   h.set_token(g.token());
   h.set_generation(g.generation());
   h.set_held_ms(std::max<int64_t>(0, now_ms - g.granted_ms()));
+  h.set_value(g.value());
   return h;
 }
+
+// One Observe stream: the lock's holder as this node has applied it, sent
+// at the start and again whenever the holder or its value changes. One
+// write in flight; changes during it are folded into the next.
+class Observer final : public grpc::ServerWriteReactor<rpc::ObserveResponse> {
+ public:
+  Observer(Node* node, std::string name) : node_(node), name_(std::move(name)) {
+    node_->lock_observers.Add(this, name_, [this] { Send(); });
+    Send();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    writing_ = false;
+    if (!ok) return Stop(grpc::Status::CANCELLED);
+    if (std::exchange(again_, false)) SendLocked();
+  }
+  void OnCancel() override {
+    absl::MutexLock l(&mu_);
+    Stop(grpc::Status::CANCELLED);
+  }
+  void OnDone() override {
+    node_->lock_observers.Remove(this, name_);
+    delete this;
+  }
+
+ private:
+  void Send() {
+    absl::MutexLock l(&mu_);
+    SendLocked();
+  }
+  void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    if (writing_) {
+      again_ = true;
+      return;
+    }
+    const StateMachine* sm = node_->Machine(kMetaGroup);
+    if (sm == nullptr) {
+      return Stop(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "this node holds no metadata group yet"));
+    }
+    const raft::Index index = sm->applied();
+    absl::StatusOr<std::optional<kvpb::LockRecord>> rec =
+        sm->locks().Get(name_);
+    if (!rec.ok()) return Stop(rpc::ToGrpc(rec.status()));
+    std::optional<kvpb::LockGrant> holder;
+    if (*rec && (*rec)->has_holder()) holder = (*rec)->holder();
+    if (sent_once_ && Same(holder, last_)) return;
+    sent_once_ = true;
+    last_ = holder;
+    resp_.Clear();
+    if (holder) *resp_.mutable_holder() = Holder(*holder, sm->ProposalTimeMs());
+    rpc::ResponseHeader* h = resp_.mutable_header();
+    h->set_group(kMetaGroup);
+    h->set_raft_index(index);
+    h->set_node(node_->id);
+    h->set_read_mode(rpc::SERIALIZABLE);
+    h->set_revision(sm->revision());
+    writing_ = true;
+    StartWrite(&resp_);
+  }
+  static bool Same(const std::optional<kvpb::LockGrant>& a,
+                   const std::optional<kvpb::LockGrant>& b) {
+    if (!a || !b) return !a && !b;
+    return a->token() == b->token() && a->value() == b->value();
+  }
+  void Stop(grpc::Status st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (std::exchange(finished_, true)) return;
+    Finish(std::move(st));
+  }
+
+  Node* const node_;
+  const std::string name_;
+  absl::Mutex mu_;
+  rpc::ObserveResponse resp_ ABSL_GUARDED_BY(mu_);
+  std::optional<kvpb::LockGrant> last_ ABSL_GUARDED_BY(mu_);
+  bool sent_once_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool again_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 class LockService final : public rpc::Locks::CallbackService {
  public:
@@ -62,6 +155,7 @@ class LockService final : public rpc::Locks::CallbackService {
     if (st.ok() && req->wait_ms() < 0) {
       st = Calls::Invalid("wait_ms must not be negative");
     }
+    if (st.ok()) st = CheckLockValue(req->value());
     if (!st.ok()) return Calls::Finish(reply, st);
     auto s = reply->shared();
     kvpb::Command cmd;
@@ -69,6 +163,7 @@ class LockService final : public rpc::Locks::CallbackService {
     a->set_name(req->name());
     a->set_lease(req->lease());
     a->set_request_id(req->request_id());
+    a->set_value(req->value());
     if (req->wait_ms() == 0) {
       calls_.Write(reply, kMetaGroup, std::move(cmd),
                    [this](kvpb::CommandResult& r, rpc::AcquireResponse* out) {
@@ -154,6 +249,43 @@ class LockService final : public rpc::Locks::CallbackService {
                    ToApi(r.lock().header(), out->mutable_header());
                  });
     return reply;
+  }
+
+  grpc::ServerUnaryReactor* Proclaim(grpc::CallbackServerContext* ctx,
+                                     const rpc::ProclaimRequest* req,
+                                     rpc::ProclaimResponse* resp) override {
+    auto* reply = new Reply<rpc::ProclaimResponse>(ctx, resp, &node_->rpcs,
+                                                   "LockProclaim");
+    grpc::Status st = CheckLockName(req->name());
+    if (st.ok() && req->token() == 0) {
+      st = Calls::Invalid("token must be set: the token of the grant");
+    }
+    if (st.ok()) st = CheckLockValue(req->value());
+    if (!st.ok()) return Calls::Finish(reply, st);
+    kvpb::Command cmd;
+    kvpb::LockProclaim* p = cmd.mutable_lock_proclaim();
+    p->set_name(req->name());
+    p->set_token(req->token());
+    p->set_value(req->value());
+    calls_.Write(reply, kMetaGroup, std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::ProclaimResponse* out) {
+                   ToApi(r.lock().header(), out->mutable_header());
+                 });
+    return reply;
+  }
+
+  grpc::ServerWriteReactor<rpc::ObserveResponse>* Observe(
+      grpc::CallbackServerContext* ctx,
+      const rpc::ObserveRequest* req) override {
+    (void)ctx;
+    if (grpc::Status st = CheckLockName(req->name()); !st.ok()) {
+      struct Refused : grpc::ServerWriteReactor<rpc::ObserveResponse> {
+        explicit Refused(grpc::Status st) { Finish(std::move(st)); }
+        void OnDone() override { delete this; }
+      };
+      return new Refused(st);
+    }
+    return new Observer(node_, req->name());
   }
 
   grpc::ServerUnaryReactor* Inspect(grpc::CallbackServerContext* ctx,

@@ -272,6 +272,9 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
           sm->set_locks_granted([this](const std::vector<Locks::Grant>& g) {
             node_.lock_waits.Granted(g);
           });
+          sm->set_locks_changed([this](const std::set<std::string>& names) {
+            node_.lock_observers.Changed(names);
+          });
         }
         return sm;
       });

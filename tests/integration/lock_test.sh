@@ -3,7 +3,9 @@
 # cluster, driven with kvctl. Holder A (`kvctl lock ... -- sleep`) is
 # SIGSTOPped past its lease; B acquires with a higher token and writes under
 # the fence; A resumes: its command is stopped, and its fenced write is
-# refused naming B's token. Bounded in time; stops what it started.
+# refused naming B's token. Then leader election (`kvctl elect`): a paused
+# leader is succeeded by the next candidate, an observer sees each leader in
+# turn. Bounded in time; stops what it started.
 #   lock_test.sh BIN_DIR
 set -euo pipefail
 bin=$1
@@ -13,17 +15,19 @@ export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 20000))
 b=$TALLY_PORT_BASE
 export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 holder=
+others=()
 cleanup() {
   if [ -n "$holder" ]; then
     kill -CONT -- "-$holder" 2>/dev/null || true
     kill -9 -- "-$holder" 2>/dev/null || true
   fi
+  for p in "${others[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
   "$root/deploy/local-cluster.sh" stop "$dir" >/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
 kvctl() { "$bin/kvctl" "$@"; }
-fail() { echo "FAIL: $*"; for f in "$dir"/n*.log "$dir"/holder.out; do [ -f "$f" ] && { echo "== $f"; tail -n 20 "$f"; }; done; exit 1; }
+fail() { echo "FAIL: $*"; for f in "$dir"/n*.log "$dir"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 20 "$f"; }; done; exit 1; }
 ok() { echo "ok: $*"; }
 
 "$root/deploy/local-cluster.sh" start "$dir" >/dev/null
@@ -97,4 +101,38 @@ kvctl lock job -- sh -c 'exit 7' || rc=$?
 [ "$rc" = 7 ] || fail "kvctl lock exit code $rc, not 7"
 [ "$(kvctl lock inspect job)" = free ] || fail "lock held after its command ended"
 ok "kvctl lock -- CMD exits with CMD's code and releases the lock"
+
+# Leader election: alpha leads; beta waits; alpha pauses past its lease and
+# beta takes over with a higher token; an observer sees every change.
+out=$(kvctl elect svc 2>&1; echo "rc=$?")
+[[ "$out" == *"usage"*"rc=2" ]] || fail "elect without a value: $out"
+"$bin/kvctl" elect svc --listen >"$dir/listen.out" 2>&1 &
+others+=($!)
+for _ in $(seq 1 100); do grep -q "no leader" "$dir/listen.out" && break; sleep 0.05; done
+"$bin/kvctl" elect svc alpha --ttl 2s >"$dir/alpha.out" 2>&1 &
+alpha=$!; others+=("$alpha")
+for _ in $(seq 1 100); do grep -q elected "$dir/alpha.out" && break; sleep 0.05; done
+grep -q "elected: svc = alpha" "$dir/alpha.out" || fail "alpha was not elected"
+ta=$(sed -n 's/.*token //p' "$dir/alpha.out")
+"$bin/kvctl" elect svc beta --ttl 30s >"$dir/beta.out" 2>&1 &
+beta=$!; others+=("$beta")
+sleep 1
+grep -q elected "$dir/beta.out" && fail "beta was elected while alpha leads"
+[[ "$(kvctl lock inspect svc)" == *"value \"alpha\""* ]] || fail "inspect does not show alpha"
+kill -STOP "$alpha"
+for _ in $(seq 1 200); do grep -q elected "$dir/beta.out" && break; sleep 0.05; done
+grep -q "elected: svc = beta" "$dir/beta.out" || fail "beta was not elected after alpha paused"
+tb=$(sed -n 's/.*token //p' "$dir/beta.out")
+[ "$tb" -gt "$ta" ] || fail "beta's token $tb is not above alpha's $ta"
+kill -CONT "$alpha"
+rc=0; wait "$alpha" || rc=$?
+[ "$rc" = 1 ] && grep -q "lost" "$dir/alpha.out" || fail "alpha did not report its lost leadership (exit $rc)"
+ok "alpha (token $ta) paused past its lease; beta leads with token $tb; alpha exits 1"
+kill -TERM "$beta"
+rc=0; wait "$beta" || rc=$?
+[ "$rc" = 0 ] || fail "beta exited $rc after TERM"
+for _ in $(seq 1 100); do [ "$(tail -n 1 "$dir/listen.out")" = "no leader" ] && [ "$(wc -l <"$dir/listen.out")" -ge 4 ] && break; sleep 0.05; done
+expected=$(printf 'no leader\nalpha\t%s\nbeta\t%s\nno leader' "$ta" "$tb")
+[ "$(cat "$dir/listen.out")" = "$expected" ] || fail "the observer saw: $(cat "$dir/listen.out")"
+ok "beta resigned on TERM; the observer saw: no leader, alpha, beta, no leader"
 echo "PASS"

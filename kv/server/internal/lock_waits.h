@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -48,6 +50,43 @@ class LockWaits {
  private:
   absl::Mutex mu_;
   std::map<uint64_t, Done> waits_ ABSL_GUARDED_BY(mu_);
+};
+
+// The Observe streams of this node, by lock name: each is poked when an
+// apply pass changes its lock's record.
+//
+// Thread safety: thread-safe. `Changed` runs on the apply thread; a poke
+// runs under this registry's mutex and must not block.
+class LockObservers {
+ public:
+  using Poke = std::function<void()>;
+
+  // Until Remove(`id`), `poke` runs at every change of lock `name`.
+  void Add(const void* id, const std::string& name, Poke poke) {
+    absl::MutexLock l(&mu_);
+    observers_[name][id] = std::move(poke);
+  }
+  // After it returns, the observer's poke no longer runs.
+  void Remove(const void* id, const std::string& name) {
+    absl::MutexLock l(&mu_);
+    auto it = observers_.find(name);
+    if (it == observers_.end()) return;
+    it->second.erase(id);
+    if (it->second.empty()) observers_.erase(it);
+  }
+  void Changed(const std::set<std::string>& names) {
+    absl::MutexLock l(&mu_);
+    for (const std::string& name : names) {
+      auto it = observers_.find(name);
+      if (it == observers_.end()) continue;
+      for (auto& [id, poke] : it->second) poke();
+    }
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, std::map<const void*, Poke>> observers_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tally::kv::server

@@ -52,8 +52,10 @@ struct Node {
   std::unique_ptr<util::ThreadPool> scans;
   // The client calls answered, for /metrics.
   RpcStats rpcs;
-  // Acquire calls waiting for a lock of the metadata group.
+  // Acquire calls waiting for a lock of the metadata group, and Observe
+  // streams watching one.
   LockWaits lock_waits;
+  LockObservers lock_observers;
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
