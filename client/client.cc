@@ -206,11 +206,13 @@ absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
 
 absl::StatusOr<rpc::PutResponse> Client::Put(const std::string& key,
                                              const std::string& value,
-                                             uint64_t fence_token) {
+                                             uint64_t fence_token,
+                                             uint64_t lease) {
   rpc::PutRequest req;
   req.set_key(key);
   req.set_value(value);
   req.set_fence_token(fence_token);
+  req.set_lease(lease);
   return Write<rpc::PutResponse>(
       key, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
         return stub.Put(ctx, r, resp);

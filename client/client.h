@@ -54,9 +54,11 @@ class Client {
                                        rpc::ReadMode mode = rpc::LINEARIZABLE);
   // `fence_token`: a lock's token, for keys under a fenced prefix
   // (BindFence); FAILED_PRECONDITION naming the token accepted if stale.
+  // `lease`: the key is deleted when that lease ends (NOT_FOUND if it has).
   absl::StatusOr<rpc::PutResponse> Put(const std::string& key,
                                        const std::string& value,
-                                       uint64_t fence_token = 0);
+                                       uint64_t fence_token = 0,
+                                       uint64_t lease = 0);
   absl::StatusOr<rpc::DeleteResponse> Delete(const std::string& key,
                                              uint64_t fence_token = 0);
   // Keys in [start, end) across every shard, at most `limit` (0: all).

@@ -25,6 +25,7 @@ namespace tally::kv {
 //   'h' lease name     "": the locks a lease holds or waits for (lock/)
 //   'o'                the last fence token issued (lock/)
 //   'f' key prefix     FenceRecord (kvstore/, data groups)
+//   'g' lease key      "": the keys attached to a lease (kvstore/)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -40,6 +41,7 @@ enum class Space : char {
   kLockOfLease = 'h',
   kLastToken = 'o',
   kFence = 'f',
+  kKeyOfLease = 'g',
 };
 
 // The keys of one group.

@@ -406,5 +406,47 @@ TEST_F(LeaseLockTest, FenceThatArrivedWithASnapshotIsEnforced) {
   EXPECT_EQ(put(index_ + 1).error_reason(), "fence-missing");
 }
 
+TEST_F(LeaseLockTest, KeysOfAnEndedLeaseAreDeletedByTheLeadersProposal) {
+  std::set<uint64_t> ended;
+  sm_->set_lease_ended([&](uint64_t id) { return ended.count(id) > 0; });
+  auto put = [&](const std::string& key, uint64_t lease) {
+    kvpb::Command c;
+    c.mutable_put()->set_key(key);
+    c.mutable_put()->set_value("v");
+    c.mutable_put()->set_lease(lease);
+    return Apply(c, 1);
+  };
+  const KvStore& kv = sm_->kv();
+  EXPECT_TRUE(kv.Due(0).empty());  // unknown at first: looks, finds none
+  EXPECT_EQ(kv.NextDue(), INT64_MAX);
+  put("a", 7);
+  put("b", 7);
+  put("c", 8);
+  put("b", 0);  // put again without the lease: no longer attached
+  EXPECT_EQ(kv.Get("a")->value().lease(), 7u);
+  EXPECT_EQ(kv.NextDue(), INT64_MIN);
+  EXPECT_TRUE(kv.Due(0).empty());  // nothing has ended yet
+  ended.insert(7);
+  std::vector<kvpb::Command> due = kv.Due(0);
+  ASSERT_EQ(due.size(), 1u);
+  ASSERT_EQ(due[0].lease_keys_end().leases_size(), 1);
+  EXPECT_EQ(due[0].lease_keys_end().leases(0), 7u);
+  put("a2", 7);  // attached after the proposal: that entry takes it too
+  const int64_t before = sm_->revision();
+  EXPECT_TRUE(Apply(due[0], 2).delete_().deleted());
+  EXPECT_EQ(sm_->revision(), before + 1);
+  EXPECT_FALSE(kv.Get("a")->has_value());
+  EXPECT_FALSE(kv.Get("a2")->has_value());
+  EXPECT_TRUE(kv.Get("b")->has_value());
+  EXPECT_TRUE(kv.Get("c")->has_value());
+  ended.insert(8);
+  due = kv.Due(0);
+  ASSERT_EQ(due.size(), 1u);
+  Apply(due[0], 3);
+  EXPECT_FALSE(kv.Get("c")->has_value());
+  EXPECT_TRUE(kv.Due(0).empty());  // none attached any more
+  EXPECT_EQ(kv.NextDue(), INT64_MAX);
+}
+
 }  // namespace
 }  // namespace tally::kv

@@ -105,6 +105,11 @@ class StateMachine final : public raft::host::StateMachine {
   void set_locks_granted(Locks::Granted fn) {
     locks_.set_granted(std::move(fn));
   }
+  // How the group learns that a lease of its keys has ended (the metadata
+  // group's applied state). REQUIRES: called before the first Apply.
+  void set_lease_ended(KvStore::LeaseEnded fn) {
+    kv_.set_lease_ended(std::move(fn));
+  }
   // REQUIRES: called before the first Apply.
   void set_locks_changed(Locks::Changed fn) {
     locks_.set_changed(std::move(fn));

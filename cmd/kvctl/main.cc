@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
   put->add_option("key", key)->required();
   auto* put_value =
       put->add_option("value", value, "omitted: read from standard input");
+  uint64_t put_lease = 0;
+  put->add_option("--lease", put_lease,
+                  "attach the key to lease ID: deleted when the lease ends");
   auto* get = app.add_subcommand(
       "get",
       "print KEY's value (exit 1 if absent), or with --prefix every "
@@ -225,7 +228,7 @@ int main(int argc, char** argv) {
       value.assign(std::istreambuf_iterator<char>(std::cin),
                    std::istreambuf_iterator<char>());
     }
-    auto r = c.Put(key, value, fence_token);
+    auto r = c.Put(key, value, fence_token, put_lease);
     if (!r.ok()) return Fail(r.status());
     std::cout << (json ? Json(*r) : "OK") << "\n";
   } else if ((*get && prefix) || *scan) {

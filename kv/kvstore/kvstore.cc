@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kv/storage/leveldb_util.h"
 #include "rpc/reasons.h"
 
 namespace tally::kv {
@@ -17,6 +18,7 @@ kvpb::KeyValue ToKeyValue(const std::string& key, const kvpb::StoredValue& v) {
   kv.set_create_revision(v.create_revision());
   kv.set_mod_revision(v.mod_revision());
   kv.set_version(v.version());
+  kv.set_lease(v.lease());
   return kv;
 }
 
@@ -59,12 +61,21 @@ bool Holds(const kvpb::Compare& c, const std::optional<kvpb::StoredValue>& v) {
 
 bool KvStore::Handles(const kvpb::Command& cmd) const {
   return cmd.has_put() || cmd.has_delete_() || cmd.has_txn() ||
-         cmd.has_fence_bind();
+         cmd.has_fence_bind() || cmd.has_lease_keys_end();
+}
+
+std::string KvStore::LeaseKey(uint64_t lease, const std::string& key) const {
+  std::string k = keys_->IdKey(Space::kKeyOfLease, lease);
+  k.append(key);
+  return k;
 }
 
 kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
                                    const kvpb::Command& cmd) {
   if (cmd.has_fence_bind()) return Bind(ctx, cmd.fence_bind());
+  if (cmd.has_lease_keys_end()) {
+    return EndLeaseKeys(ctx, cmd.lease_keys_end());
+  }
   // The keys the command writes, for their fences; a transaction's
   // compares decide which branch that is.
   std::vector<const std::string*> writes;
@@ -131,18 +142,105 @@ void KvStore::Put(Batch& b, const kvpb::Put& req, int64_t revision,
   v.set_create_revision(prev ? prev->create_revision() : revision);
   v.set_mod_revision(revision);
   v.set_version(prev ? prev->version() + 1 : 1);
+  v.set_lease(req.lease());
   if (prev) {
     resp->set_had_prev(true);
     *resp->mutable_prev() = ToKeyValue(req.key(), *prev);
+    if (prev->lease() != 0 && prev->lease() != req.lease()) {
+      b.Delete(LeaseKey(prev->lease(), req.key()));
+    }
+  }
+  if (req.lease() != 0) {
+    b.Put(LeaseKey(req.lease(), req.key()), "");
+    attached_in_pass_ = true;
   }
   b.Put(keys_->Key(Space::kData, req.key()), v.SerializeAsString());
 }
 
 void KvStore::Delete(Batch& b, const kvpb::Delete& req,
                      kvpb::DeleteResult* resp) {
-  if (!Read(b, req.key())) return;
+  std::optional<kvpb::StoredValue> prev = Read(b, req.key());
+  if (!prev) return;
   resp->set_deleted(true);
   b.Delete(keys_->Key(Space::kData, req.key()));
+  if (prev->lease() != 0) b.Delete(LeaseKey(prev->lease(), req.key()));
+}
+
+kvpb::CommandResult KvStore::EndLeaseKeys(ApplyContext& ctx,
+                                          const kvpb::LeaseKeysEnd& req) {
+  kvpb::CommandResult r;
+  kvpb::DeleteResult* out = r.mutable_delete_();
+  for (uint64_t lease : req.leases()) {
+    const std::string prefix = keys_->IdKey(Space::kKeyOfLease, lease);
+    ctx.batch.ForEach(prefix, [&](const std::string& k, const std::string&) {
+      ctx.batch.Delete(k);
+      const std::string key = k.substr(prefix.size());
+      std::optional<kvpb::StoredValue> v = Read(ctx.batch, key);
+      // Put again since without this lease: no longer the lease's to end.
+      if (!v || v->lease() != lease) return;
+      ctx.batch.Delete(keys_->Key(Space::kData, key));
+      out->set_deleted(true);
+    });
+  }
+  if (out->deleted()) ctx.state.set_revision(ctx.state.revision() + 1);
+  kvpb::Applied* h = out->mutable_header();
+  h->set_revision(ctx.state.revision());
+  h->set_group(keys_->group());
+  h->set_raft_index(ctx.index);
+  return r;
+}
+
+void KvStore::Committed() {
+  if (!std::exchange(attached_in_pass_, false)) return;
+  absl::MutexLock l(&attach_mu_);
+  ++attach_passes_;
+  attached_ = Attached::kSome;
+}
+
+void KvStore::Reloaded() {
+  fences_ = Fences::kUnknown;
+  absl::MutexLock l(&attach_mu_);
+  ++attach_passes_;
+  attached_ = Attached::kUnknown;
+}
+
+std::vector<kvpb::Command> KvStore::Due(int64_t now) const {
+  (void)now;
+  if (!lease_ended_ || attached_ == Attached::kNone) return {};
+  constexpr size_t kMaxLeasesPerCommand = 100;
+  uint64_t passes = 0;
+  {
+    absl::MutexLock l(&attach_mu_);
+    passes = attach_passes_;
+  }
+  const std::string space = keys_->Key(Space::kKeyOfLease);
+  kvpb::Command cmd;
+  bool any = false;
+  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
+  // One step per lease: its keys are skipped with a seek.
+  for (it->Seek(space); it->Valid() && it->key().starts_with(space);) {
+    any = true;
+    std::string_view rest = it->key().substr(space.size());
+    if (rest.size() < 8) return {};  // malformed: left to the apply to see
+    const uint64_t lease = storage::ReadBigEndian64(rest.substr(0, 8));
+    if (lease_ended_(lease)) {
+      cmd.mutable_lease_keys_end()->add_leases(lease);
+      if (cmd.lease_keys_end().leases_size() ==
+          static_cast<int>(kMaxLeasesPerCommand)) {
+        break;
+      }
+    }
+    if (lease == UINT64_MAX) break;
+    it->Seek(keys_->IdKey(Space::kKeyOfLease, lease + 1));
+  }
+  if (!it->status().ok()) return {};
+  if (!any) {
+    // None attached, unless a pass written since the look began did.
+    absl::MutexLock l(&attach_mu_);
+    if (attach_passes_ == passes) attached_ = Attached::kNone;
+  }
+  if (!cmd.has_lease_keys_end()) return {};
+  return {std::move(cmd)};
 }
 
 void KvStore::Txn(Batch& b, const kvpb::Txn& txn, bool ok, int64_t revision,

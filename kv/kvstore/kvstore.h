@@ -1,11 +1,16 @@
 #ifndef TALLY_KV_KVSTORE_KVSTORE_H_
 #define TALLY_KV_KVSTORE_KVSTORE_H_
 
+#include <atomic>
+#include <climits>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "kv/module.h"
 #include "kv/storage/engine.h"
 
@@ -22,6 +27,12 @@ namespace tally::kv {
 // token accepted). Tokens come from the lock module of the metadata group
 // and grow across every lock, so a floor needs nothing but a comparison.
 //
+// Keys attached to a lease (key space 'g' indexes them by lease): leases
+// live in the metadata group, so no entry here can see one end. The group's
+// leader asks (Due) which of its keys' leases the metadata group has ended
+// and proposes LeaseKeysEnd; the entry deletes the keys still attached to
+// them. An ended lease never comes back, so a stale answer only delays.
+//
 // Thread safety: Apply on the apply thread; reads from any thread.
 class KvStore final : public Module {
  public:
@@ -32,7 +43,17 @@ class KvStore final : public Module {
   bool Handles(const kvpb::Command& cmd) const override;
   kvpb::CommandResult Apply(ApplyContext& ctx,
                             const kvpb::Command& cmd) override;
-  void Reloaded() override { fences_ = Fences::kUnknown; }
+  void Reloaded() override;
+  void Committed() override;
+  // LeaseKeysEnd of the leases of this group's keys that have ended, if any.
+  std::vector<kvpb::Command> Due(int64_t now) const override;
+  int64_t NextDue() const override {
+    return attached_ == Attached::kNone ? INT64_MAX : INT64_MIN;
+  }
+  // Whether lease `id` has ended (the metadata group's applied state says
+  // so; false when it cannot tell yet). REQUIRES: set before the first Due.
+  using LeaseEnded = std::function<bool(uint64_t id)>;
+  void set_lease_ended(LeaseEnded fn) { lease_ended_ = std::move(fn); }
 
   absl::StatusOr<std::optional<kvpb::KeyValue>> Get(
       const std::string& key) const;
@@ -54,6 +75,9 @@ class KvStore final : public Module {
   void Txn(Batch& b, const kvpb::Txn& txn, bool ok, int64_t revision,
            kvpb::TxnResult* resp, bool* wrote);
   kvpb::CommandResult Bind(ApplyContext& ctx, const kvpb::FenceBind& req);
+  kvpb::CommandResult EndLeaseKeys(ApplyContext& ctx,
+                                   const kvpb::LeaseKeysEnd& req);
+  std::string LeaseKey(uint64_t lease, const std::string& key) const;
   // A refusal if a fence of the written keys refuses `token` (0: none);
   // otherwise raises their floors to it.
   std::optional<kvpb::CommandResult> CheckFences(
@@ -65,6 +89,16 @@ class KvStore final : public Module {
   // any skip the lookup (apply thread; unknown until a write looks).
   enum class Fences { kUnknown, kNone, kSome };
   Fences fences_ = Fences::kUnknown;
+  // Whether any key is attached to a lease (read without the mutex by
+  // NextDue). `attach_passes_` counts the committed passes that attached
+  // keys (or replaced the state), so that a Due that found none can tell
+  // whether one raced with it.
+  enum class Attached { kUnknown, kNone, kSome };
+  mutable absl::Mutex attach_mu_;
+  mutable std::atomic<Attached> attached_ = Attached::kUnknown;
+  uint64_t attach_passes_ ABSL_GUARDED_BY(attach_mu_) = 0;
+  bool attached_in_pass_ = false;  // apply thread
+  LeaseEnded lease_ended_;
 };
 
 }  // namespace tally::kv

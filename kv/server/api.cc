@@ -72,6 +72,7 @@ kvpb::Put ToKv(const rpc::PutRequest& req) {
   kvpb::Put out;
   out.set_key(req.key());
   out.set_value(req.value());
+  out.set_lease(req.lease());
   return out;
 }
 
@@ -130,6 +131,7 @@ rpc::KeyValue ToApi(kvpb::KeyValue&& kv) {
   out.set_create_revision(kv.create_revision());
   out.set_mod_revision(kv.mod_revision());
   out.set_version(kv.version());
+  out.set_lease(kv.lease());
   return out;
 }
 

@@ -87,6 +87,7 @@ class KvService final : public rpc::KV::CallbackService {
     auto* reply = new Reply<rpc::PutResponse>(ctx, resp, &node_->rpcs, "Put");
     grpc::Status st = CheckKey(req->key());
     if (st.ok()) st = CheckValue(req->value());
+    if (st.ok()) st = CheckLease(req->lease());
     if (!st.ok()) return Finish(reply, st);
     kvpb::Command cmd;
     *cmd.mutable_put() = ToKv(*req);
@@ -153,9 +154,9 @@ class KvService final : public rpc::KV::CallbackService {
       for (const rpc::TxnOp& op : *ops) {
         if (op.has_put()) {
           keys.push_back(&op.put().key());
-          if (grpc::Status st = CheckValue(op.put().value()); !st.ok()) {
-            return Finish(reply, st);
-          }
+          grpc::Status st = CheckValue(op.put().value());
+          if (st.ok()) st = CheckLease(op.put().lease());
+          if (!st.ok()) return Finish(reply, st);
         } else if (op.has_delete_()) {
           keys.push_back(&op.delete_().key());
         } else if (op.has_get()) {
@@ -193,6 +194,34 @@ class KvService final : public rpc::KV::CallbackService {
  private:
   static grpc::Status Invalid(const std::string& msg) {
     return Calls::Invalid(msg);
+  }
+  // A key is attached only to a lease that lives. One that ends right after
+  // this check is fine: its keys are deleted with the others.
+  grpc::Status CheckLease(uint64_t lease) const {
+    if (lease == 0) return grpc::Status::OK;
+    const LeaseKnown known = LeaseState(*node_, lease);
+    if (known == LeaseKnown::kLive) return grpc::Status::OK;
+    auto not_found = [&](const std::string& why) {
+      return grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("lease ", lease, " not found (", why, ")"));
+    };
+    if (known == LeaseKnown::kEnded) return not_found("ended or never granted");
+    // Not applied here yet. A lease's id is the index of its grant: if this
+    // replica's log holds that index, the answer is moments away; if not,
+    // the lease was never granted, unless this replica lags (then the
+    // client may retry; nothing was written).
+    absl::StatusOr<raft::host::GroupInfo> meta = node_->host->Group(kMetaGroup);
+    if (meta.ok() && lease > meta->last_index) {
+      return not_found(absl::StrCat(
+          "not granted as far as this node knows: its log of the metadata "
+          "group ends at index ",
+          meta->last_index));
+    }
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("lease ", lease,
+                     " is not applied on this node yet; retry"));
   }
   template <typename Resp>
   static grpc::ServerUnaryReactor* Finish(Reply<Resp>* reply, grpc::Status st) {

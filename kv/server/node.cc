@@ -40,6 +40,16 @@ StateMachine* Node::Machine(raft::host::GroupId group) const {
   return groups->Find(group);
 }
 
+LeaseKnown LeaseState(const Node& node, uint64_t id) {
+  const StateMachine* meta = node.Machine(kMetaGroup);
+  // Applied first: a lease granted at or below it is in the replica unless
+  // it has ended.
+  if (meta == nullptr || meta->applied() < id) return LeaseKnown::kUnknown;
+  absl::StatusOr<std::optional<kvpb::LeaseRecord>> rec = meta->leases().Get(id);
+  if (!rec.ok()) return LeaseKnown::kUnknown;
+  return rec->has_value() ? LeaseKnown::kLive : LeaseKnown::kEnded;
+}
+
 void Node::WriteAsync(raft::host::GroupId group, kvpb::Command cmd,
                       WriteDone done) {
   // Log time, not the wall clock: see StateMachine::ProposalTimeMs.

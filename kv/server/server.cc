@@ -267,6 +267,9 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   node_.groups = std::make_unique<GroupRegistry>(
       [this](GroupId g) -> absl::StatusOr<std::unique_ptr<StateMachine>> {
         ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
+        sm->set_lease_ended([this](uint64_t id) {
+          return LeaseState(node_, id) == LeaseKnown::kEnded;
+        });
         if (g == kMetaGroup) {
           sm->set_members_changed([this] { RefreshDirectory(); });
           sm->set_locks_granted([this](const std::vector<Locks::Grant>& g) {

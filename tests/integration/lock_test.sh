@@ -3,7 +3,8 @@
 # cluster, driven with kvctl. Holder A (`kvctl lock ... -- sleep`) is
 # SIGSTOPped past its lease; B acquires with a higher token and writes under
 # the fence; A resumes: its command is stopped, and its fenced write is
-# refused naming B's token. Then leader election (`kvctl elect`): a paused
+# refused naming B's token. Keys attached to a lease go when it ends. Then
+# leader election (`kvctl elect`): a paused
 # leader is succeeded by the next candidate, an observer sees each leader in
 # turn. Bounded in time; stops what it started.
 #   lock_test.sh BIN_DIR
@@ -101,6 +102,26 @@ kvctl lock job -- sh -c 'exit 7' || rc=$?
 [ "$rc" = 7 ] || fail "kvctl lock exit code $rc, not 7"
 [ "$(kvctl lock inspect job)" = free ] || fail "lock held after its command ended"
 ok "kvctl lock -- CMD exits with CMD's code and releases the lock"
+
+# Keys attached to a lease go when it ends: expired (no keep-alive) or
+# revoked. Leases live in the metadata group, the keys in a data shard.
+out=$(kvctl put --lease 999999 svc/x 1 2>&1; echo "rc=$?")
+[[ "$out" == *"lease 999999 not found"*"rc=1" ]] || fail "put with an unknown lease: $out"
+short=$(kvctl lease grant 1s)
+long=$(kvctl lease grant 60s)
+kvctl put --lease "$short" svc/short 1 >/dev/null || fail "put with lease $short"
+kvctl put --lease "$long" svc/long 1 >/dev/null || fail "put with lease $long"
+kvctl put svc/plain 1 >/dev/null
+start=$(date +%s%N)
+for _ in $(seq 1 100); do kvctl get svc/short >/dev/null 2>&1 || break; sleep 0.05; done
+gone=$((($(date +%s%N) - start) / 1000000))
+kvctl get svc/short >/dev/null 2>&1 && fail "svc/short outlived its 1 s lease"
+kvctl get svc/long >/dev/null || fail "svc/long went with another lease"
+kvctl lease revoke "$long" >/dev/null
+for _ in $(seq 1 40); do kvctl get svc/long >/dev/null 2>&1 || break; sleep 0.05; done
+kvctl get svc/long >/dev/null 2>&1 && fail "svc/long outlived its revoked lease"
+kvctl get svc/plain >/dev/null || fail "svc/plain (no lease) was deleted"
+ok "keys go with their lease: expired (${gone} ms after the put, 1 s TTL) or revoked"
 
 # Leader election: alpha leads; beta waits; alpha pauses past its lease and
 # beta takes over with a higher token; an observer sees every change.

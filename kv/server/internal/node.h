@@ -89,6 +89,13 @@ struct Node {
       std::chrono::system_clock::time_point deadline);
 };
 
+// What this node's replica of the metadata group says of lease `id`:
+// live, ended (or never granted: an id is the index of its grant, so a
+// replica that has applied that index and holds no such lease knows), or
+// unknown yet (the replica has not applied that far, or holds no replica).
+enum class LeaseKnown { kLive, kEnded, kUnknown };
+LeaseKnown LeaseState(const Node& node, uint64_t id);
+
 // A hash of a client request, the same for the same request on every build:
 // a session's retry must carry the same one (kvpb::Command).
 uint64_t Fingerprint(const google::protobuf::Message& request);
