@@ -2,6 +2,7 @@
 // to every shard its prefix covers.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,7 @@ class Observer final : public grpc::ServerWriteReactor<rpc::ObserveResponse> {
     absl::MutexLock l(&mu_);
     writing_ = false;
     if (!ok) return Stop(grpc::Status::CANCELLED);
+    if (stop_) return Stop(*stop_);
     if (std::exchange(again_, false)) SendLocked();
   }
   void OnCancel() override {
@@ -84,7 +86,7 @@ class Observer final : public grpc::ServerWriteReactor<rpc::ObserveResponse> {
     SendLocked();
   }
   void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
+    if (finished_ || stop_) return;
     if (writing_) {
       again_ = true;
       return;
@@ -119,8 +121,14 @@ class Observer final : public grpc::ServerWriteReactor<rpc::ObserveResponse> {
     if (!a || !b) return !a && !b;
     return a->token() == b->token() && a->value() == b->value();
   }
+  // Finishes the stream, once its write in flight (if any) is done.
   void Stop(grpc::Status st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (std::exchange(finished_, true)) return;
+    if (finished_) return;
+    if (writing_) {
+      if (!stop_) stop_ = std::move(st);
+      return;
+    }
+    finished_ = true;
     Finish(std::move(st));
   }
 
@@ -133,6 +141,7 @@ class Observer final : public grpc::ServerWriteReactor<rpc::ObserveResponse> {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool again_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> stop_ ABSL_GUARDED_BY(mu_);
 };
 
 class LockService final : public rpc::Locks::CallbackService {
