@@ -206,7 +206,7 @@ void KvStore::Reloaded() {
 
 std::vector<kvpb::Command> KvStore::Due(int64_t now) const {
   (void)now;
-  if (!lease_ended_ || attached_ == Attached::kNone) return {};
+  if (attached_ == Attached::kNone) return {};
   constexpr size_t kMaxLeasesPerCommand = 100;
   uint64_t passes = 0;
   {
@@ -223,7 +223,7 @@ std::vector<kvpb::Command> KvStore::Due(int64_t now) const {
     std::string_view rest = it->key().substr(space.size());
     if (rest.size() < 8) return {};  // malformed: left to the apply to see
     const uint64_t lease = storage::ReadBigEndian64(rest.substr(0, 8));
-    if (lease_ended_(lease)) {
+    if (lease_ended_ && lease_ended_(lease)) {
       cmd.mutable_lease_keys_end()->add_leases(lease);
       if (cmd.lease_keys_end().leases_size() ==
           static_cast<int>(kMaxLeasesPerCommand)) {
