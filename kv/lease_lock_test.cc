@@ -322,6 +322,9 @@ TEST_F(LeaseLockTest, ElectionLeaderProclaimsAndTheNextCandidateTakesOver) {
   ASSERT_TRUE(first.lock().acquired());
   EXPECT_EQ(first.lock().holder().value(), "a:1");
   EXPECT_FALSE(Campaign("svc", b, 2, "b:1", 2).lock().acquired());
+  EXPECT_EQ(*sm_->leases().Count(), 2u);
+  EXPECT_EQ(sm_->locks().Count()->held, 1u);
+  EXPECT_EQ(sm_->locks().Count()->waiting, 1u);
   const uint64_t token = first.lock().holder().token();
   EXPECT_TRUE(Proclaim("svc", token, "a:2", 3).lock().acquired());
   EXPECT_EQ(sm_->locks().Get("svc")->value().holder().value(), "a:2");

@@ -177,6 +177,18 @@ Leases::List(size_t limit) const {
   return out;
 }
 
+absl::StatusOr<size_t> Leases::Count() const {
+  size_t n = 0;
+  const std::string prefix = keys_->Key(Space::kLease);
+  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    ++n;
+  }
+  if (!it->status().ok()) return it->status();
+  return n;
+}
+
 std::vector<kvpb::Command> Leases::Due(int64_t now) const {
   {
     absl::MutexLock l(&due_mu_);

@@ -63,6 +63,8 @@ class Leases final : public Module {
   // Every lease, by id, at most `limit`.
   absl::StatusOr<std::vector<std::pair<uint64_t, kvpb::LeaseRecord>>> List(
       size_t limit) const;
+  // How many leases live (or are due and not yet ended).
+  absl::StatusOr<size_t> Count() const;
   // Up to `limit` leases that end at or before log time `now`.
   absl::StatusOr<std::vector<uint64_t>> Ending(int64_t now, size_t limit) const;
   // A LeaseExpire of the leases due at `now`, if any. Reads the store only

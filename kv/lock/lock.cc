@@ -246,6 +246,24 @@ void Locks::Committed() {
   changed_.clear();
 }
 
+absl::StatusOr<Locks::Counts> Locks::Count() const {
+  Counts c;
+  const std::string prefix = keys_->Key(Space::kLock);
+  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    kvpb::LockRecord rec;
+    if (!rec.ParseFromArray(it->value().data(),
+                            static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("malformed lock record");
+    }
+    c.held += rec.has_holder();
+    c.waiting += rec.waiters_size();
+  }
+  if (!it->status().ok()) return it->status();
+  return c;
+}
+
 absl::StatusOr<std::optional<kvpb::LockRecord>> Locks::Get(
     const std::string& name) const {
   absl::StatusOr<std::optional<std::string>> raw =

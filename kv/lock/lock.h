@@ -56,6 +56,12 @@ class Locks final : public Module {
   using Changed = std::function<void(const std::set<std::string>&)>;
   void set_changed(Changed fn) { changed_fn_ = std::move(fn); }
 
+  // Locks held, and waits queued, across every lock.
+  struct Counts {
+    size_t held = 0;
+    size_t waiting = 0;
+  };
+  absl::StatusOr<Counts> Count() const;
   // Reads of applied state: the lock's record, if it was ever taken.
   absl::StatusOr<std::optional<kvpb::LockRecord>> Get(
       const std::string& name) const;

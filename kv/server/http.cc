@@ -96,7 +96,8 @@ void HostMetrics(std::string* out, const raft::host::HostStats& s) {
 }  // namespace
 
 std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
-                          bool serving, const raft::host::HostStats& stats) {
+                          bool serving, const raft::host::HostStats& stats,
+                          const std::optional<ModuleStats>& modules) {
   std::string out;
   Family(&out, "tally_serving", "gauge",
          "1 when the node can serve (what /health and gRPC health say).");
@@ -139,6 +140,25 @@ std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
     }
   }
   HostMetrics(&out, stats);
+  if (modules) {
+    const struct {
+      const char* name;
+      const char* help;
+      size_t value;
+    } module_gauges[] = {
+        {"tally_leases", "Leases in the metadata group (this replica).",
+         modules->leases},
+        {"tally_locks_held", "Locks held (this replica of the metadata group).",
+         modules->locks_held},
+        {"tally_lock_waiters",
+         "Waits queued for locks (this replica of the metadata group).",
+         modules->lock_waiters},
+    };
+    for (const auto& g : module_gauges) {
+      Family(&out, g.name, "gauge", g.help);
+      absl::StrAppend(&out, g.name, " ", g.value, "\n");
+    }
+  }
   ProcessMetrics(&out);
   return out;
 }
@@ -152,7 +172,7 @@ HttpEndpoint::~HttpEndpoint() {
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
     const std::string& address, raft::host::NodeHost* host,
-    const RpcStats* rpcs) {
+    const RpcStats* rpcs, std::function<std::optional<ModuleStats>()> modules) {
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos ||
@@ -175,12 +195,12 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
   e->server_->Get("/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("SERVING\n", "text/plain");
   });
-  e->server_->Get("/metrics", [host, rpcs](const httplib::Request&,
-                                           httplib::Response& res) {
+  e->server_->Get("/metrics", [host, rpcs, modules](const httplib::Request&,
+                                                    httplib::Response& res) {
     const std::vector<raft::host::GroupInfo> groups = host->Groups();
     res.set_content(
         RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value(),
-                      host->Stats()) +
+                      host->Stats(), modules()) +
             rpcs->Render(),
         "text/plain; version=0.0.4");
   });

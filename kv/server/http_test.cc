@@ -56,6 +56,13 @@ TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
   }
   EXPECT_NE(RenderMetrics({}, false, {}).find("tally_serving 0\n"),
             std::string::npos);
+  EXPECT_EQ(m.find("tally_leases"), std::string::npos);  // no replica: none
+  const std::string with_modules =
+      RenderMetrics({meta}, true, counters.Get(), ModuleStats{3, 1, 2});
+  for (const char* line : {"# TYPE tally_leases gauge\ntally_leases 3\n",
+                           "tally_locks_held 1\n", "tally_lock_waiters 2\n"}) {
+    EXPECT_NE(with_modules.find(line), std::string::npos) << line;
+  }
 }
 
 TEST(MetricsTest, ClientCallsByMethodAndCode) {

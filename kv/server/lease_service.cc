@@ -117,23 +117,28 @@ class KeepAlive final
       ++renewing_;
     }
     const uint64_t id = req_.id();
-    renewals_->Renew(
-        id, [this, id](const absl::StatusOr<kvpb::CommandResult>& r) {
-          absl::MutexLock l(&mu_);
-          --renewing_;
-          if (!r.ok()) {
-            if (error_.ok()) error_ = r.status();
-          } else {
-            rpc::LeaseKeepAliveResponse& out = queue_.emplace_back();
-            ToApi(r->lease_renew().header(), out.mutable_header());
-            out.mutable_header()->set_node(node_->id);
-            out.set_id(id);
-            auto it = r->lease_renew().remaining_ms().find(id);
-            out.set_ttl_ms(
-                it == r->lease_renew().remaining_ms().end() ? 0 : it->second);
-          }
-          Step(l);
-        });
+    const auto arrived = std::chrono::steady_clock::now();
+    renewals_->Renew(id, [this, id, arrived](
+                             const absl::StatusOr<kvpb::CommandResult>& r) {
+      node_->rpcs.Record("LeaseKeepAlive", static_cast<int>(r.status().code()),
+                         std::chrono::duration<double>(
+                             std::chrono::steady_clock::now() - arrived)
+                             .count());
+      absl::MutexLock l(&mu_);
+      --renewing_;
+      if (!r.ok()) {
+        if (error_.ok()) error_ = r.status();
+      } else {
+        rpc::LeaseKeepAliveResponse& out = queue_.emplace_back();
+        ToApi(r->lease_renew().header(), out.mutable_header());
+        out.mutable_header()->set_node(node_->id);
+        out.set_id(id);
+        auto it = r->lease_renew().remaining_ms().find(id);
+        out.set_ttl_ms(
+            it == r->lease_renew().remaining_ms().end() ? 0 : it->second);
+      }
+      Step(l);
+    });
     StartRead(&req_);
   }
 

@@ -338,8 +338,17 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   health_thread_ = std::thread([this] { WatchHealth(); });
   duties_thread_ = std::thread([this] { LeaderDuties(); });
   if (!o.http_address.empty()) {
-    ASSIGN_OR_RETURN(http_, HttpEndpoint::Start(o.http_address,
-                                                node_.host.get(), &node_.rpcs));
+    auto modules = [this]() -> std::optional<ModuleStats> {
+      const StateMachine* meta = node_.Machine(kMetaGroup);
+      if (meta == nullptr) return std::nullopt;
+      absl::StatusOr<size_t> leases = meta->leases().Count();
+      absl::StatusOr<Locks::Counts> locks = meta->locks().Count();
+      if (!leases.ok() || !locks.ok()) return std::nullopt;
+      return ModuleStats{*leases, locks->held, locks->waiting};
+    };
+    ASSIGN_OR_RETURN(http_,
+                     HttpEndpoint::Start(o.http_address, node_.host.get(),
+                                         &node_.rpcs, std::move(modules)));
     spdlog::info("[n={}] serving HTTP (health, metrics) on {}", node_.id,
                  o.http_address);
   }

@@ -1,7 +1,9 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_HTTP_H_
 #define TALLY_KV_SERVER_INTERNAL_HTTP_H_
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,13 +24,22 @@ namespace tally::kv::server {
 //   GET /live            200 while the process serves
 //   GET /metrics         the Prometheus text format (RenderMetrics, then
 //                        the client calls: RpcStats)
+// What the metadata group holds, as this node's replica has applied it.
+struct ModuleStats {
+  size_t leases = 0;
+  size_t locks_held = 0;
+  size_t lock_waiters = 0;
+};
+
 class HttpEndpoint {
  public:
-  // Listens on `address` (host:port) and serves `host`'s state and the
-  // client calls counted in `rpcs`. Both must outlive the endpoint.
+  // Listens on `address` (host:port) and serves `host`'s state, the client
+  // calls counted in `rpcs` and what `modules` reports (nullopt: no
+  // replica of the metadata group here yet). All must outlive the endpoint.
   static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(
       const std::string& address, raft::host::NodeHost* host,
-      const RpcStats* rpcs);
+      const RpcStats* rpcs,
+      std::function<std::optional<ModuleStats>()> modules);
   // Stops serving and joins.
   ~HttpEndpoint();
   HttpEndpoint(const HttpEndpoint&) = delete;
@@ -42,9 +53,12 @@ class HttpEndpoint {
 
 // The metrics, in the Prometheus text format: health, each group's raft
 // state as this node sees it, the host's counters and raft log write
-// latency, and the process's CPU, memory and open files.
-std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
-                          bool serving, const raft::host::HostStats& stats);
+// latency, leases and locks (if `modules`), and the process's CPU, memory
+// and open files.
+std::string RenderMetrics(
+    const std::vector<raft::host::GroupInfo>& groups, bool serving,
+    const raft::host::HostStats& stats,
+    const std::optional<ModuleStats>& modules = std::nullopt);
 
 }  // namespace tally::kv::server
 
