@@ -153,9 +153,12 @@ absl::Status Client::Observe(
   rpc::ObserveRequest req;
   req.set_name(name);
   // What was delivered last, so that a new stream's first answer (the
-  // holder now) is not delivered twice.
+  // holder now) is not delivered twice; and the applied index it was read
+  // at, so that a node further behind than the last one never takes the
+  // observer back in time.
   std::optional<std::pair<uint64_t, std::string>> last;
   bool delivered_once = false;
+  uint64_t seen_index = 0;
   bool stop = false;
   constexpr auto kForever = std::chrono::hours(24);
   while (!stop) {
@@ -165,6 +168,8 @@ absl::Status Client::Observe(
           auto reader = rpc::Locks::NewStub(ch)->Observe(&ctx, req);
           rpc::ObserveResponse resp;
           while (!stop && reader->Read(&resp)) {
+            if (resp.header().raft_index() < seen_index) continue;
+            seen_index = resp.header().raft_index();
             std::optional<std::pair<uint64_t, std::string>> now;
             if (resp.has_holder()) {
               now.emplace(resp.holder().token(), resp.holder().value());

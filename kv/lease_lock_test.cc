@@ -328,6 +328,12 @@ TEST_F(LeaseLockTest, ElectionLeaderProclaimsAndTheNextCandidateTakesOver) {
   const uint64_t token = first.lock().holder().token();
   EXPECT_TRUE(Proclaim("svc", token, "a:2", 3).lock().acquired());
   EXPECT_EQ(sm_->locks().Get("svc")->value().holder().value(), "a:2");
+  // What Observe sends: the record with the index it is from.
+  auto at = sm_->LockAt("svc");
+  ASSERT_TRUE(at.ok());
+  EXPECT_EQ(at->first, index_);
+  EXPECT_EQ(at->second->holder().value(), "a:2");
+  EXPECT_FALSE(sm_->LockAt("other")->second.has_value());
   // Only the leader proclaims.
   EXPECT_EQ(Proclaim("svc", token + 1, "b:2", 4).error_reason(),
             "lock-not-held");

@@ -107,6 +107,27 @@ std::vector<kvpb::Command> StateMachine::Due() const {
   return out;
 }
 
+absl::StatusOr<std::pair<raft::Index, std::optional<kvpb::LockRecord>>>
+StateMachine::LockAt(const std::string& name) const {
+  // The applied state is written in the same batch as the data it covers.
+  std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
+  absl::StatusOr<std::optional<std::string>> applied =
+      snap->Get(keys_.Key(Space::kApplied));
+  if (!applied.ok()) return applied.status();
+  kvpb::AppliedState st;
+  if (*applied && !st.ParseFromString(**applied)) {
+    return absl::DataLossError("malformed applied state");
+  }
+  absl::StatusOr<std::optional<std::string>> raw =
+      snap->Get(keys_.Key(Space::kLock, name));
+  if (!raw.ok()) return raw.status();
+  std::optional<kvpb::LockRecord> rec;
+  if (*raw && !rec.emplace().ParseFromString(**raw)) {
+    return absl::DataLossError(absl::StrCat("malformed lock \"", name, "\""));
+  }
+  return std::make_pair(st.index(), std::move(rec));
+}
+
 raft::Term StateMachine::leading_term() const { return leading_term_; }
 
 raft::Index StateMachine::applied() const {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -97,6 +98,10 @@ class StateMachine final : public raft::host::StateMachine {
   const Meta& meta() const { return meta_; }
   const Leases& leases() const { return leases_; }
   const Locks& locks() const { return locks_; }
+  // Lock `name`'s record (nullopt: never taken) and the applied index it
+  // is from, read from one snapshot of the store.
+  absl::StatusOr<std::pair<raft::Index, std::optional<kvpb::LockRecord>>>
+  LockAt(const std::string& name) const;
   // REQUIRES: called before the first Apply.
   void set_members_changed(Meta::MembersChanged fn) {
     meta_.set_members_changed(std::move(fn));

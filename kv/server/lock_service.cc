@@ -96,12 +96,13 @@ class Observer final : public grpc::ServerWriteReactor<rpc::ObserveResponse> {
       return Stop(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                "this node holds no metadata group yet"));
     }
-    const raft::Index index = sm->applied();
-    absl::StatusOr<std::optional<kvpb::LockRecord>> rec =
-        sm->locks().Get(name_);
-    if (!rec.ok()) return Stop(rpc::ToGrpc(rec.status()));
+    // The record with the index it is from: the client orders what it sees
+    // by that index across nodes.
+    auto at = sm->LockAt(name_);
+    if (!at.ok()) return Stop(rpc::ToGrpc(at.status()));
+    const auto& [index, rec] = *at;
     std::optional<kvpb::LockGrant> holder;
-    if (*rec && (*rec)->has_holder()) holder = (*rec)->holder();
+    if (rec && rec->has_holder()) holder = rec->holder();
     if (sent_once_ && Same(holder, last_)) return;
     sent_once_ = true;
     last_ = holder;

@@ -47,7 +47,8 @@ class GroupRegistry {
     return sm.get();
   }
   // The groups that may have leader duties (StateMachine::MayHaveDuties):
-  // with thousands of idle groups, only the few that lead and hold leases.
+  // with thousands of idle groups, only the few that lead and hold leases
+  // or keys attached to leases.
   std::vector<std::pair<raft::host::GroupId, StateMachine*>> WithDuties()
       const {
     absl::MutexLock l(&mu_);
