@@ -157,7 +157,7 @@ workloads=(
   "mixed-256|--op mixed --read-ratio 0.9 --clients 256"
   "lock-64|--op lock --clients 64"
   "lock-hot-64|--op lock-hot --clients 64"
-  "keep-alive-10k|--op keep-alive --leases 10000 --lease-ttl 30 --clients 8"
+  "keep-alive-10k|--op keep-alive --leases 10000 --lease-ttl 30 --clients 64"
 )
 
 # fsync latency of the disk the data dirs are on.
