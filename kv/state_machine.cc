@@ -118,14 +118,10 @@ StateMachine::LockAt(const std::string& name) const {
   if (*applied && !st.ParseFromString(**applied)) {
     return absl::DataLossError("malformed applied state");
   }
-  absl::StatusOr<std::optional<std::string>> raw =
-      snap->Get(keys_.Key(Space::kLock, name));
-  if (!raw.ok()) return raw.status();
-  std::optional<kvpb::LockRecord> rec;
-  if (*raw && !rec.emplace().ParseFromString(**raw)) {
-    return absl::DataLossError(absl::StrCat("malformed lock \"", name, "\""));
-  }
-  return std::make_pair(st.index(), std::move(rec));
+  absl::StatusOr<std::optional<kvpb::LockRecord>> rec =
+      locks_.Get(name, snap.get());
+  if (!rec.ok()) return rec.status();
+  return std::make_pair(st.index(), *std::move(rec));
 }
 
 raft::Term StateMachine::leading_term() const { return leading_term_; }

@@ -52,8 +52,7 @@ void Leases::Write(Batch& b, uint64_t id, const kvpb::LeaseRecord& rec) {
 void Leases::Committed() {
   if (written_ == INT64_MAX) return;
   absl::MutexLock l(&due_mu_);
-  next_due_ = std::min(next_due_, written_);
-  next_due_hint_ = next_due_;
+  next_due_ = std::min(next_due_.load(), written_);
   changed_ = true;
   written_ = INT64_MAX;
 }
@@ -61,7 +60,6 @@ void Leases::Committed() {
 void Leases::Reloaded() {
   absl::MutexLock l(&due_mu_);
   next_due_ = INT64_MIN;
-  next_due_hint_ = next_due_;
   changed_ = true;
   written_ = INT64_MAX;
 }
@@ -202,10 +200,7 @@ std::vector<kvpb::Command> Leases::Due(int64_t now) const {
     // Until the expiry proposed here is applied, the leases it names are
     // still due: look again next time (next_due_ stays at most `now`).
     absl::MutexLock l(&due_mu_);
-    if (s.ok() && ids.empty() && !changed_) {
-      next_due_ = next;
-      next_due_hint_ = next;
-    }
+    if (s.ok() && ids.empty() && !changed_) next_due_ = next;
   }
   if (!s.ok() || ids.empty()) return {};
   kvpb::Command cmd;

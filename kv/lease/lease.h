@@ -70,7 +70,7 @@ class Leases final : public Module {
   // A LeaseExpire of the leases due at `now`, if any. Reads the store only
   // when a lease may be due: a group without leases costs nothing here.
   std::vector<kvpb::Command> Due(int64_t now) const override;
-  int64_t NextDue() const override { return next_due_hint_; }
+  int64_t NextDue() const override { return next_due_; }
   void Committed() override;
   void Reloaded() override;
 
@@ -91,11 +91,10 @@ class Leases final : public Module {
   int64_t written_ = INT64_MAX;
   // No lease ends before next_due_; unknown (INT64_MIN) after a restart or
   // a snapshot. `changed_`: a pass was committed since Due last looked.
+  // Both change under the mutex; next_due_ is read without it (NextDue).
   mutable absl::Mutex due_mu_;
-  mutable int64_t next_due_ ABSL_GUARDED_BY(due_mu_) = INT64_MIN;
+  mutable std::atomic<int64_t> next_due_ = INT64_MIN;
   mutable bool changed_ ABSL_GUARDED_BY(due_mu_) = false;
-  // next_due_, readable without the mutex.
-  mutable std::atomic<int64_t> next_due_hint_ = INT64_MIN;
 };
 
 }  // namespace tally::kv

@@ -265,9 +265,10 @@ absl::StatusOr<Locks::Counts> Locks::Count() const {
 }
 
 absl::StatusOr<std::optional<kvpb::LockRecord>> Locks::Get(
-    const std::string& name) const {
+    const std::string& name, const storage::Snapshot* snapshot) const {
+  const std::string key = keys_->Key(Space::kLock, name);
   absl::StatusOr<std::optional<std::string>> raw =
-      engine_->Get(keys_->Key(Space::kLock, name));
+      snapshot != nullptr ? snapshot->Get(key) : engine_->Get(key);
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<kvpb::LockRecord>();
   kvpb::LockRecord rec;

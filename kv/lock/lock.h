@@ -63,8 +63,10 @@ class Locks final : public Module {
   };
   absl::StatusOr<Counts> Count() const;
   // Reads of applied state: the lock's record, if it was ever taken.
+  // Read from `snapshot` of the store if given.
   absl::StatusOr<std::optional<kvpb::LockRecord>> Get(
-      const std::string& name) const;
+      const std::string& name,
+      const storage::Snapshot* snapshot = nullptr) const;
 
  private:
   std::optional<kvpb::LockRecord> Read(Batch& b, const std::string& name);
