@@ -135,7 +135,7 @@ run() {  # run <label> <target> <endpoints> <server pids> <round> kvbench option
   echo "bench: $label ($target, round $round)" >&2
   "$bin/kvbench" --target "$target" --endpoints "$endpoints" --duration "$duration" \
     --warmup "$warmup" --key-size 16 --value-size 256 --keys 100000 \
-    ${server_pids:+--server-pids "$server_pids"} "$@" 2>/dev/null |
+    ${server_pids:+--server-pids "$server_pids"} "$@" 2>>"$work/kvbench.err" |
     sed "s/^{/{\"label\":\"$label\",\"round\":$round,\"endpoints\":\"$endpoint_mode\",/" >>"$results"
 }
 
