@@ -63,13 +63,21 @@ int64_t StateMachine::log_time_ms() const {
   return state_.log_time_ms();
 }
 
-void StateMachine::Rebase(int64_t log_time) {
-  // Only forward: a leader's own proposals never move the base (they carry
-  // this very projection), so its log time advances at its clock's rate and
-  // loses nothing to commit latency. Another proposer ahead of the
-  // projection (a previous leader) moves it.
+void StateMachine::Rebase(int64_t before, int64_t log_time) {
+  // A leader only moves the base forward (to a previous leader's entries
+  // ahead of it): its own proposals carry this very projection, so its log
+  // time advances at its clock's rate and loses nothing to commit latency.
+  // Any other node follows the log: from the last entry that moved log
+  // time, its time plus the node's own clock since, never a base of its own
+  // that ran ahead while the group stood still (it stayed up while a quorum
+  // was down). Elected with such a base, it would jump log time forward and
+  // end leases early. Entries that leave log time where it was (the empty
+  // entry of a new term, a proposer behind) say nothing of the time now.
   const int64_t now = clock_();
-  if (log_time > base_log_ms_ + (now - base_clock_ms_)) {
+  const bool move = leading_term_ != 0
+                        ? log_time > base_log_ms_ + (now - base_clock_ms_)
+                        : log_time > before;
+  if (move) {
     base_log_ms_ = log_time;
     base_clock_ms_ = now;
   }
@@ -193,8 +201,9 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
   }
   {
     absl::MutexLock l(&mu_);
+    const int64_t before = state_.log_time_ms();
     state_ = st;
-    Rebase(st.log_time_ms());
+    Rebase(before, st.log_time_ms());
   }
   for (Module* m : modules_) m->Committed();
   MaybeDutiesPending();

@@ -126,8 +126,11 @@ class StateMachine final : public raft::host::StateMachine {
 
   // Runs one command against the pass's batch.
   kvpb::CommandResult Execute(ApplyContext& ctx, const kvpb::Command& cmd);
-  // Moves the base of ProposalTimeMs to `log_time` if that is ahead of it.
-  void Rebase(int64_t log_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the base of ProposalTimeMs to `log_time`, just applied (log time
+  // was `before`): on a follower if log time moved, on a leader if it is
+  // ahead of the base.
+  void Rebase(int64_t before, int64_t log_time)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   storage::Engine* const engine_;
   const Keyspace keys_;

@@ -80,8 +80,9 @@ absl::Status StateMachine::Import(const raft::host::ChunkSource& source) {
   RETURN_IF_ERROR(engine_->Write(wb, /*sync=*/true));
   {
     absl::MutexLock l(&mu_);
+    const int64_t before = state_.log_time_ms();
     state_ = st;
-    Rebase(st.log_time_ms());
+    Rebase(before, st.log_time_ms());
   }
   for (Module* m : modules_) m->Reloaded();
   MaybeDutiesPending();

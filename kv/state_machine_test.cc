@@ -195,7 +195,8 @@ TEST_F(StateMachineTest, ProposalTimeFollowsTheMonotonicClockNotTheLog) {
           ->Apply({{1, 1, raft::EntryType::kNormal, c.SerializeAsString()}})
           .ok());
   EXPECT_EQ((*sm)->ProposalTimeMs(), 90'000);
-  // Its own proposals, applied later, do not hold it back.
+  // A leader's own proposals, applied later, do not hold it back.
+  (*sm)->OnLeadership(2, true);
   c.set_time_ms(90'000);
   now += 200;
   ASSERT_TRUE(
@@ -203,6 +204,39 @@ TEST_F(StateMachineTest, ProposalTimeFollowsTheMonotonicClockNotTheLog) {
           ->Apply({{1, 2, raft::EntryType::kNormal, c.SerializeAsString()}})
           .ok());
   EXPECT_EQ((*sm)->ProposalTimeMs(), 90'200);
+}
+
+// A node that stayed up while the rest of its group was down (no quorum, so
+// log time stood still) had let its own projection run on; elected after
+// the others came back and renewed leases at the log's time, it jumped log
+// time forward by the downtime and ended those leases at once. The host
+// simulation's lock clients found it (seed 140: a lease renewed 30 ms
+// before a leadership transfer, ended by the new leader's first expiry).
+TEST_F(StateMachineTest, ElectedFollowerContinuesTheLogTimeNotItsOwnClock) {
+  int64_t now = 1'000'000;
+  auto sm = StateMachine::Open(db_.get(), 7, [&] { return now; });
+  ASSERT_TRUE(sm.ok());
+  now += 5'000;  // up, while the group made no progress
+  kvpb::Command c = Put("k", "v");
+  c.set_time_ms(1'000);  // the log's time, proposed by the leader
+  ASSERT_TRUE(
+      (*sm)
+          ->Apply({{1, 1, raft::EntryType::kNormal, c.SerializeAsString()}})
+          .ok());
+  EXPECT_EQ((*sm)->ProposalTimeMs(), 1'000);
+  // An entry that leaves log time where it was (here one without a time,
+  // as a new term's empty entry) says nothing of the time now: it must not
+  // hold the projection back either.
+  now += 4'000;
+  c.set_time_ms(0);
+  ASSERT_TRUE(
+      (*sm)
+          ->Apply({{2, 2, raft::EntryType::kNormal, c.SerializeAsString()}})
+          .ok());
+  EXPECT_EQ((*sm)->ProposalTimeMs(), 5'000);
+  (*sm)->OnLeadership(2, true);
+  now += 60;
+  EXPECT_EQ((*sm)->ProposalTimeMs(), 5'060);
 }
 
 TEST_F(StateMachineTest, RemovedMemberIdCannotComeBack) {

@@ -53,7 +53,8 @@ void World::Invoke(int c) {
     return;
   }
   op.reg.kind = RegisterOp::Kind::kRead;
-  const bool lease = random_.Chance(0.5);
+  const bool lease =
+      options_.defect != Defect::kClockDriftBeyondBound && random_.Chance(0.5);
   Trace(absl::StrCat("c", c, " op", id, " read ", KeyName(op.key), " at n",
                      n->id, lease ? " (lease)" : ""));
   n->host->ReadIndex(
@@ -146,6 +147,7 @@ void World::Settle() {
     DeliverDue();
     RunNodes();
     TimeOutOps();
+    if (step_ % (kStepsPerTick * kDutiesEveryTicks) == 0) LeaderDuties();
     if (result_.violation) return;
     // Clients keep going until each group took a write, then stop, so
     // that the replicas can catch up with a log that stands still.

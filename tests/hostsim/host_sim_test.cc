@@ -41,6 +41,9 @@ TEST(HostSimulationTest, ClientsGetAnswersWhileNodesCrashAndMembersChange) {
   EXPECT_GT(total.transfers, 3u);
   EXPECT_GT(total.leaderships, 10u);
   EXPECT_GT(total.snapshots_fetched, 3u);
+  // Lock clients held the lock, and paused (past their leases at times).
+  EXPECT_GT(total.locks_held, 10u);
+  EXPECT_GT(total.lock_pauses, 3u);
 }
 
 // A voter added straight into a joint configuration (voters (2 4)&&(1 2))

@@ -20,6 +20,8 @@ std::string_view DefectName(Defect d) {
       return "leader-skips-sync";
     case Defect::kReadBeforeApplied:
       return "read-before-applied";
+    case Defect::kClockDriftBeyondBound:
+      return "clock-drift-beyond-bound";
   }
   return "?";
 }
@@ -37,12 +39,15 @@ HostSimCounts& HostSimCounts::operator+=(const HostSimCounts& o) {
   transfers += o.transfers;
   leaderships += o.leaderships;
   unchecked_keys += o.unchecked_keys;
+  locks_held += o.locks_held;
+  lock_pauses += o.lock_pauses;
   return *this;
 }
 
 std::optional<Defect> ParseDefect(std::string_view name) {
-  for (Defect d : {Defect::kNone, Defect::kDiskForgetsSynced,
-                   Defect::kLeaderSkipsSync, Defect::kReadBeforeApplied}) {
+  for (Defect d :
+       {Defect::kNone, Defect::kDiskForgetsSynced, Defect::kLeaderSkipsSync,
+        Defect::kReadBeforeApplied, Defect::kClockDriftBeyondBound}) {
     if (DefectName(d) == name) return d;
   }
   return std::nullopt;
@@ -50,7 +55,7 @@ std::optional<Defect> ParseDefect(std::string_view name) {
 
 namespace internal {
 
-Plan DrawPlan(util::SeededRandom& r, int nodes) {
+Plan DrawPlan(util::SeededRandom& r, int nodes, Defect defect) {
   Plan p;
   p.nodes = nodes != 0 ? nodes : (r.Chance(0.5) ? 3 : 5);
   const double drops[] = {0, 0.01, 0.05, 0.2};
@@ -76,6 +81,9 @@ Plan DrawPlan(util::SeededRandom& r, int nodes) {
   p.transfer = transfers[r.Uniform(2)];
   p.voters = p.conf_change > 0 && p.nodes == 5 ? 3 : p.nodes;
   p.drift = drifts[r.Uniform(2)];
+  const double lock_pauses[] = {0, 0.01, 0.03};
+  p.lock_pause = lock_pauses[r.Uniform(3)];
+  if (defect == Defect::kClockDriftBeyondBound) p.drift = 0.3;
   return p;
 }
 
@@ -453,6 +461,10 @@ HostSimResult World::Run() {
   for (int c = 0; c < kClients; ++c) {
     clients_[c].target = 1 + random_.Uniform(nodes_.size());
   }
+  lock_clients_.resize(kLockClients);
+  for (LockClient& lc : lock_clients_) {
+    lc.target = 1 + random_.Uniform(nodes_.size());
+  }
 
   const uint64_t fault_steps = options_.ticks * kStepsPerTick;
   for (step_ = 1; step_ <= fault_steps && !result_.violation; ++step_) {
@@ -460,7 +472,9 @@ HostSimResult World::Run() {
     if (step_ % kStepsPerTick == 0) {
       FaultsForTick();
       ClientsAct();
+      LockClientsAct();
     }
+    if (step_ % (kStepsPerTick * kDutiesEveryTicks) == 0) LeaderDuties();
     for (auto& n : nodes_) {
       if (!n->up && step_ >= n->restart_at) {
         Trace(absl::StrCat("restart n", n->id));
@@ -476,6 +490,7 @@ HostSimResult World::Run() {
   if (!result_.violation) Settle();
   result_.counts.ticks = step_ / kStepsPerTick;
   if (!result_.violation) CheckReplicasAgree();
+  if (!result_.violation) CheckHolds();
   // Checked even after another violation: the history tells more.
   if (!result_.violation) CheckHistory();
   for (auto& n : nodes_) n->up = false;

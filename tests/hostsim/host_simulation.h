@@ -19,8 +19,14 @@ enum class Defect : uint8_t {
   // A linearizable read is answered before the state machine has applied
   // the read index (HostOptions::Defects::read_before_applied).
   kReadBeforeApplied,
+  // The nodes' clocks run up to 30% apart, beyond the 2% that lock holders
+  // allow for (client::LockSession): a fast leader ends a lease while its
+  // holder still counts on it. (Reads use ReadIndex only in this mode, so
+  // that what is caught is the lock clients' violation.)
+  kClockDriftBeyondBound,
 };
-// "none", "disk-forgets-synced", "leader-skips-sync", "read-before-applied".
+// "none", "disk-forgets-synced", "leader-skips-sync", "read-before-applied",
+// "clock-drift-beyond-bound".
 std::string_view DefectName(Defect d);
 std::optional<Defect> ParseDefect(std::string_view name);
 
@@ -53,6 +59,9 @@ struct HostSimCounts {
   // Keys whose history was too tangled for the linearizability search's
   // bound: neither passed nor failed.
   uint64_t unchecked_keys = 0;
+  // Grants of the lock that a lock client held, and pauses of lock clients.
+  uint64_t locks_held = 0;
+  uint64_t lock_pauses = 0;
 
   HostSimCounts& operator+=(const HostSimCounts& o);
 };
@@ -70,7 +79,10 @@ struct HostSimResult {
 // network and disk: messages delayed, lost, duplicated and reordered,
 // partitions, pauses, crashes that lose every unsynced write. Clients put
 // and read registers through the hosts; their history must be
-// linearizable, and once faults stop, the cluster must make progress and
+// linearizable. Lock clients hold a lock under leases kept alive, pausing
+// past them at times; no two may ever believe they hold it at once, and
+// tokens must grow (the leader ends leases as kv/server's leader duties
+// do). Once faults stop, the cluster must make progress and
 // every replica must hold the same data. A state machine told that its
 // node leads (StateMachine::OnLeadership) must have applied every entry
 // committed in earlier terms, and no two in one term. Everything follows

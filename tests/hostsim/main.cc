@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_option("--defect", defect_name,
                  "Plant a defect: none, disk-forgets-synced, "
-                 "leader-skips-sync, read-before-applied")
+                 "leader-skips-sync, read-before-applied, "
+                 "clock-drift-beyond-bound")
       ->capture_default_str();
   app.add_flag("--expect-violation", expect_violation,
                "Succeed only if some seed breaks a rule (stops at the first)");
@@ -191,11 +192,13 @@ int main(int argc, char** argv) {
               " partitions=%" PRIu64 " pauses=%" PRIu64 " snapshots=%" PRIu64
               " conf_changes=%" PRIu64 " transfers=%" PRIu64
               " leaderships=%" PRIu64 " unchecked_keys=%" PRIu64
+              " locks_held=%" PRIu64 " lock_pauses=%" PRIu64
               " violations=%" PRIu64 " elapsed_s=%.1f\n",
               done, total.ticks, total.acked_writes, total.acked_reads,
               total.unknown, total.crashes, total.partitions, total.pauses,
               total.snapshots_fetched, total.conf_changes, total.transfers,
-              total.leaderships, total.unchecked_keys, violations, elapsed);
+              total.leaderships, total.unchecked_keys, total.locks_held,
+              total.lock_pauses, violations, elapsed);
   if (expect_violation) {
     if (violations == 0) {
       std::printf(

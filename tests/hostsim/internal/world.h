@@ -55,6 +55,22 @@ inline constexpr size_t kMaxInFlight = 200'000;
 // The bound on the linearizability search per key.
 inline constexpr size_t kMaxSearchStates = 2'000'000;
 
+// Lock clients (host_sim_locks.cc): each keeps a lease of its own alive and
+// now and then holds the lock kLockName of group kLockGroup, pausing at
+// times past its lease.
+inline constexpr int kLockClients = 3;
+inline constexpr GroupId kLockGroup = kGroups[0];
+inline constexpr char kLockName[] = "lock";
+inline constexpr int64_t kLeaseTtlMs = 1000;
+// The holder's reckoning of its lease, as client::LockSession's defaults:
+// valid until the send time of the last confirmed keep-alive + TTL x (1 -
+// drift) - margin.
+inline constexpr double kHolderDrift = 0.02;
+inline constexpr int64_t kHolderMarginMs = 100;
+// How often a leader proposes the commands its state machines find due
+// (leases ended), as kv/server's leader duties do.
+inline constexpr uint64_t kDutiesEveryTicks = 10;
+
 inline GroupId GroupOf(int key) { return kGroups[key % 2]; }
 inline std::string KeyName(int key) { return absl::StrCat("k", key); }
 
@@ -75,19 +91,20 @@ struct Plan {
   int voters = 3;
   double conf_change = 0;  // per tick, that a group's leader changes members
   double transfer = 0;     // per tick, that a group's leader hands over
+  double lock_pause = 0;   // per tick, that a lock client stops running
 
   std::string Describe() const {
-    return absl::StrCat("nodes=", nodes, " voters=", voters, " drop=", drop,
-                        " dup=", duplicate, " delay<=", max_delay_steps,
-                        "steps crash=", crash, " partition=", partition,
-                        " pause=", pause, " client=", client,
-                        " apply<=", apply_rate, " drift=", drift,
-                        " confchange=", conf_change, " transfer=", transfer);
+    return absl::StrCat(
+        "nodes=", nodes, " voters=", voters, " drop=", drop, " dup=", duplicate,
+        " delay<=", max_delay_steps, "steps crash=", crash,
+        " partition=", partition, " pause=", pause, " client=", client,
+        " apply<=", apply_rate, " drift=", drift, " confchange=", conf_change,
+        " transfer=", transfer, " lockpause=", lock_pause);
   }
 };
 
 // The fault rates of one run, from its seed; `nodes` 0 lets it choose.
-Plan DrawPlan(util::SeededRandom& r, int nodes);
+Plan DrawPlan(util::SeededRandom& r, int nodes, Defect defect);
 
 // A node's steady clock: the world's time at the node's rate.
 class SimClock final : public raft::host::Clock {
@@ -200,6 +217,37 @@ struct Client {
   NodeId target = 1;
 };
 
+// A lock client, as a service holding a lock through client::LockSession.
+struct LockClient {
+  NodeId target = 1;
+  // One request at a time; `request` numbers them, and an answer to one the
+  // client gave up on is ignored.
+  bool busy = false;
+  uint64_t request = 0;
+  uint64_t give_up_step = 0;
+  int64_t paused_until_us = 0;
+  uint64_t lease = 0;  // 0: none
+  // The holder's reckoning: the lease is valid until then (world time).
+  int64_t valid_until_us = 0;
+  int64_t renew_at_us = 0;
+  // The Acquire being tried: its request id is kept across retries.
+  uint64_t acquire_id = 0;
+  uint64_t token = 0;  // held, 0: not
+  size_t hold = 0;     // its entry in the holds, while held
+  int64_t release_at_us = 0;
+  // A release sent and not yet answered (sent again after a timeout).
+  uint64_t releasing = 0;
+};
+
+// A time a client believed it held the lock: from the grant's answer until
+// its release was sent or its lease ceased to be valid by its reckoning.
+struct Hold {
+  int client = 0;
+  uint64_t token = 0;
+  int64_t from_us = 0;
+  int64_t until_us = INT64_MAX;  // open
+};
+
 struct Packet {
   NodeId from = 0;
   NodeId to = 0;
@@ -209,7 +257,9 @@ struct Packet {
 class World {
  public:
   explicit World(const HostSimOptions& o)
-      : options_(o), random_(o.seed), plan_(DrawPlan(random_, o.nodes)) {}
+      : options_(o),
+        random_(o.seed),
+        plan_(DrawPlan(random_, o.nodes, o.defect)) {}
 
   HostSimResult Run();
 
@@ -254,6 +304,17 @@ class World {
   std::vector<Node*> Members(GroupId g);
   void CheckReplicasAgree();
 
+  // host_sim_locks.cc.
+  void LeaderDuties();
+  void LockClientsAct();
+  // Sends `cmd` to the client's node; the answer goes to LockAnswered.
+  void LockInvoke(int c, kvpb::Command cmd);
+  void LockAnswered(int c, const kvpb::Command& cmd, int64_t sent_us,
+                    const absl::StatusOr<kvpb::CommandResult>& r);
+  void EndHold(LockClient& lc, int64_t at_us);
+  // No two clients believed they held the lock at once; tokens grew.
+  void CheckHolds();
+
   const HostSimOptions options_;
   util::SeededRandom random_;
   const Plan plan_;
@@ -282,6 +343,12 @@ class World {
     std::map<raft::Term, std::pair<NodeId, Index>> leaders;
   };
   std::map<GroupId, Ledger> ledger_;
+
+  std::vector<LockClient> lock_clients_;
+  std::vector<Hold> holds_;
+  uint64_t next_request_id_ = 0;
+  // Groups (per node) with a leader duty in flight.
+  std::set<std::pair<NodeId, GroupId>> duties_in_flight_;
 };
 
 }  // namespace tally::hostsim::internal
