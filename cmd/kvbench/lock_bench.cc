@@ -221,7 +221,11 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
   for (int i = 0; i < leases; ++i) {
     if (tally) {
       auto r = tally->GrantLease(std::chrono::seconds(o.lease_ttl_s));
-      if (!r.ok()) return r.status();
+      if (!r.ok()) {
+        return absl::Status(r.status().code(),
+                            absl::StrCat("granting lease ", i + 1, " of ",
+                                         leases, ": ", r.status().message()));
+      }
       ids.push_back(static_cast<int64_t>(r->id()));
     } else {
       etcdserverpb::LeaseGrantRequest req;
@@ -229,7 +233,11 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
       etcdserverpb::LeaseGrantResponse resp;
       grpc::ClientContext ctx;
       grpc::Status st = etcd->LeaseGrant(&ctx, req, &resp);
-      if (!st.ok()) return absl::UnavailableError(st.error_message());
+      if (!st.ok()) {
+        return absl::UnavailableError(absl::StrCat("granting lease ", i + 1,
+                                                   " of ", leases, ": ",
+                                                   st.error_message()));
+      }
       ids.push_back(resp.id());
     }
   }
@@ -285,6 +293,19 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
       }
       ctx.TryCancel();
       phase.Add(log);
+      // The leases go with the run: left to expire, they would end while
+      // the next run (of either store, on the same cores) measures.
+      for (int64_t id : own) {
+        if (tally) {
+          (void)tally->RevokeLease(static_cast<uint64_t>(id));
+        } else {
+          etcdserverpb::LeaseRevokeRequest req;
+          req.set_id(id);
+          etcdserverpb::LeaseRevokeResponse resp;
+          grpc::ClientContext revoke_ctx;
+          (void)etcd_stub->LeaseRevoke(&revoke_ctx, req, &resp);
+        }
+      }
     });
   }
   for (auto& t : threads) t.join();
