@@ -85,9 +85,12 @@ class ServerImpl final : public Server {
     if (health_thread_.joinable()) health_thread_.join();
     if (duties_thread_.joinable()) duties_thread_.join();
     http_.reset();
-    if (grpc_)
-      grpc_->Shutdown(std::chrono::system_clock::now() +
-                      std::chrono::seconds(2));
+    for (grpc::Server* server : {grpc_.get(), peer_grpc_.get()}) {
+      if (server != nullptr) {
+        server->Shutdown(std::chrono::system_clock::now() +
+                         std::chrono::seconds(2));
+      }
+    }
     if (node_.host) node_.host->Stop();
     node_.reads.reset();  // answers what the host's stop failed
     node_.scans.reset();
@@ -114,7 +117,8 @@ class ServerImpl final : public Server {
 
   Node node_;
   std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_;
-  std::unique_ptr<grpc::Server> grpc_;
+  // Clients' and peers' (the raft transport).
+  std::unique_ptr<grpc::Server> grpc_, peer_grpc_;
   bool down_ = false;
   absl::Mutex stop_mu_;
   bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
@@ -303,31 +307,45 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   locks_ = NewLockService(&node_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder b;
-  int client_port = 0, peer_port = 0;
-  b.AddListeningPort(o.client_address, grpc::InsecureServerCredentials(),
-                     &client_port);
-  b.AddListeningPort(o.peer_address, grpc::InsecureServerCredentials(),
-                     &peer_port);
-  b.SetMaxReceiveMessageSize(64 << 20);
-  // The server pings every connection too: a peer cut off by a partition
+  // Clients and peers have servers of their own, for their keepalives
+  // differ. Each server pings its connections and closes one whose ping
+  // goes unanswered.
+  //
+  // Peers, every 2 s with 2 s to answer: a peer cut off by a partition
   // (packets dropped, no reset) ends its incoming stream within seconds,
   // which wakes the quiet groups it led (GrpcTransport reports it
   // unreachable) so that they elect another leader without waiting for
   // client traffic. Peers ping as often (rpc/grpc_transport.cc); allow it.
-  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
-  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
-  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                       1000);
-  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  b.RegisterService(kv_.get());
-  b.RegisterService(cluster_.get());
-  b.RegisterService(leases_.get());
-  b.RegisterService(locks_.get());
-  b.RegisterService(node_.transport->service());
-  grpc_ = b.BuildAndStart();
-  if (!grpc_ || client_port == 0 || peer_port == 0) {
+  //
+  // Clients, every 30 s with 20 s to answer: a client on gRPC's synchronous
+  // C++ API answers a ping only while one of its calls waits or when its
+  // backup poller wakes (every 5 s), so pinged like a peer, a client that
+  // paused between messages had its connection, and the streams open on
+  // it, closed under it ("keepalive watchdog timeout").
+  auto listen = [](grpc::ServerBuilder& b, const std::string& address,
+                   int* port, int ping_ms, int answer_ms) {
+    b.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+    b.SetMaxReceiveMessageSize(64 << 20);
+    b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ping_ms);
+    b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, answer_ms);
+    b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                         1000);
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  };
+  int client_port = 0, peer_port = 0;
+  grpc::ServerBuilder clients;
+  listen(clients, o.client_address, &client_port, 30'000, 20'000);
+  clients.RegisterService(kv_.get());
+  clients.RegisterService(cluster_.get());
+  clients.RegisterService(leases_.get());
+  clients.RegisterService(locks_.get());
+  grpc_ = clients.BuildAndStart();
+  grpc::ServerBuilder peers;
+  listen(peers, o.peer_address, &peer_port, 2'000, 2'000);
+  peers.RegisterService(node_.transport->service());
+  peer_grpc_ = peers.BuildAndStart();
+  if (!grpc_ || !peer_grpc_ || client_port == 0 || peer_port == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", o.client_address, " and ", o.peer_address,
         " (in use, or not an address of this machine?)"));
