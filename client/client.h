@@ -73,6 +73,10 @@ class Client {
       std::chrono::milliseconds ttl);
   // The TTL restarted; 0 once the lease has ended.
   absl::StatusOr<int64_t> KeepAlive(uint64_t lease);
+  // Several leases (at most 1,000) in one message: each one's TTL restarted
+  // (0: ended), in the same order.
+  absl::StatusOr<std::vector<int64_t>> KeepAlive(
+      const std::vector<uint64_t>& leases);
   absl::Status RevokeLease(uint64_t lease);
   absl::StatusOr<rpc::LeaseTimeToLiveResponse> LeaseTimeToLive(uint64_t lease);
   absl::StatusOr<rpc::LeaseListResponse> ListLeases();
@@ -139,6 +143,8 @@ class Client {
                     std::chrono::milliseconds timeout = {},
                     std::chrono::milliseconds attempt_timeout = {});
   absl::Status Refresh();
+  absl::StatusOr<rpc::LeaseKeepAliveResponse> KeepAlive(
+      const rpc::LeaseKeepAliveRequest& req);
   // The group of the range holding `key`, from the range map (fetched when
   // there is none); never a guess.
   absl::StatusOr<uint64_t> GroupFor(const std::string& key);

@@ -3,6 +3,7 @@
 
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "client/internal/call.h"
 
@@ -36,10 +37,31 @@ absl::StatusOr<rpc::LeaseGrantResponse> Client::GrantLease(
 }
 
 absl::StatusOr<int64_t> Client::KeepAlive(uint64_t lease) {
-  absl::StatusOr<uint64_t> meta = MetaGroup();
-  if (!meta.ok()) return meta.status();
   rpc::LeaseKeepAliveRequest req;
   req.set_id(lease);
+  absl::StatusOr<rpc::LeaseKeepAliveResponse> resp = KeepAlive(req);
+  if (!resp.ok()) return resp.status();
+  return resp->ttl_ms();
+}
+
+absl::StatusOr<std::vector<int64_t>> Client::KeepAlive(
+    const std::vector<uint64_t>& leases) {
+  rpc::LeaseKeepAliveRequest req;
+  req.mutable_ids()->Add(leases.begin(), leases.end());
+  absl::StatusOr<rpc::LeaseKeepAliveResponse> resp = KeepAlive(req);
+  if (!resp.ok()) return resp.status();
+  if (resp->ttls_ms_size() != static_cast<int>(leases.size())) {
+    return absl::InternalError(absl::StrCat("keep-alive of ", leases.size(),
+                                            " leases answered for ",
+                                            resp->ttls_ms_size()));
+  }
+  return std::vector<int64_t>(resp->ttls_ms().begin(), resp->ttls_ms().end());
+}
+
+absl::StatusOr<rpc::LeaseKeepAliveResponse> Client::KeepAlive(
+    const rpc::LeaseKeepAliveRequest& req) {
+  absl::StatusOr<uint64_t> meta = MetaGroup();
+  if (!meta.ok()) return meta.status();
   rpc::LeaseKeepAliveResponse resp;
   // Renewing twice is harmless: retried on any unknown outcome.
   absl::Status st = Call(*meta, true, [&](auto ch, auto& ctx) {
@@ -53,7 +75,7 @@ absl::StatusOr<int64_t> Client::KeepAlive(uint64_t lease) {
                    : st;
   });
   if (!st.ok()) return st;
-  return resp.ttl_ms();
+  return resp;
 }
 
 absl::Status Client::RevokeLease(uint64_t lease) {

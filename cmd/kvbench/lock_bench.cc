@@ -127,18 +127,20 @@ class Phase {
     std::vector<uint32_t> latencies_us;
     uint64_t errors = 0;
   };
-  // Records an operation begun at `start` and done now, if it lies within
-  // the phase.
-  void Done(Clock::time_point start, bool ok, Log* log) const {
+  // Records `n` operations begun at `start` and done now, if they lie
+  // within the phase.
+  void Done(Clock::time_point start, bool ok, Log* log, size_t n = 1) const {
     const Clock::time_point now = Clock::now();
     if (start < begin_ || now > end_) return;
     if (!ok) {
-      ++log->errors;
+      log->errors += n;
       return;
     }
-    log->latencies_us.push_back(static_cast<uint32_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(now - start)
-            .count()));
+    log->latencies_us.insert(
+        log->latencies_us.end(), n,
+        static_cast<uint32_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(now - start)
+                .count()));
   }
   void Add(const Log& log) {
     absl::MutexLock l(&mu_);
@@ -206,6 +208,10 @@ absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o) {
 
 absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
                                           int leases) {
+  if (o.target != "tally" && o.keep_alive_batch != 1) {
+    return absl::InvalidArgumentError(
+        "--keep-alive-batch: etcd's keep-alive names one lease");
+  }
   // Streams and leases: granted through the lockers, kept alive on one
   // stream per client thread.
   std::vector<int64_t> ids;
@@ -261,35 +267,55 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
     threads.emplace_back([&, t] {
       auto ch = Channel(address, t);
       Phase::Log log;
-      // This thread's leases, each renewed once per period, spread evenly.
+      // This thread's leases, each renewed once per period, spread evenly,
+      // `batch` to a message.
       std::vector<int64_t> own;
       for (size_t i = t; i < ids.size(); i += o.clients) own.push_back(ids[i]);
-      const auto gap = period / std::max<size_t>(own.size(), 1);
+      if (own.empty()) return;
+      const size_t batch =
+          std::min(own.size(), static_cast<size_t>(o.keep_alive_batch));
+      const auto gap = period / ((own.size() + batch - 1) / batch);
       grpc::ClientContext ctx;
       auto tally_stub = rpc::Leases::NewStub(ch);
       auto etcd_stub = etcdserverpb::Lease::NewStub(ch);
       auto tally_stream = tally ? tally_stub->KeepAlive(&ctx) : nullptr;
       auto etcd_stream = tally ? nullptr : etcd_stub->LeaseKeepAlive(&ctx);
-      Clock::time_point next = Clock::now();
-      for (size_t i = 0; !phase.over(); ++i, next += gap) {
+      // Clients start spread over one gap, as independent ones would.
+      Clock::time_point next = Clock::now() + gap * t / o.clients;
+      // Each message the next `batch` leases (fewer at the end of the list).
+      for (size_t first = 0; !phase.over(); next += gap) {
         std::this_thread::sleep_until(next);
-        const int64_t id = own[i % own.size()];
+        const size_t end = std::min(first + batch, own.size());
+        const size_t n = end - first;
         const Clock::time_point start = Clock::now();
         bool ok;
         if (tally) {
           rpc::LeaseKeepAliveRequest req;
-          req.set_id(static_cast<uint64_t>(id));
+          for (size_t k = first; k < end; ++k) {
+            const auto id = static_cast<uint64_t>(own[k]);
+            if (batch == 1) {
+              req.set_id(id);
+            } else {
+              req.add_ids(id);
+            }
+          }
           rpc::LeaseKeepAliveResponse resp;
-          ok = tally_stream->Write(req) && tally_stream->Read(&resp) &&
-               resp.ttl_ms() > 0;
+          ok = tally_stream->Write(req) && tally_stream->Read(&resp);
+          if (batch == 1) {
+            ok = ok && resp.ttl_ms() > 0;
+          } else {
+            for (int64_t ttl : resp.ttls_ms()) ok = ok && ttl > 0;
+            ok = ok && resp.ttls_ms_size() == static_cast<int>(n);
+          }
         } else {
           etcdserverpb::LeaseKeepAliveRequest req;
-          req.set_id(id);
+          req.set_id(own[first]);
           etcdserverpb::LeaseKeepAliveResponse resp;
           ok = etcd_stream->Write(req) && etcd_stream->Read(&resp) &&
                resp.ttl() > 0;
         }
-        phase.Done(start, ok, &log);
+        phase.Done(start, ok, &log, n);
+        first = end == own.size() ? 0 : end;
       }
       ctx.TryCancel();
       phase.Add(log);

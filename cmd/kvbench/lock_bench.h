@@ -18,6 +18,8 @@ struct LockBenchOptions {
   bool hot = false;
   double warmup_s = 2, duration_s = 10;
   int64_t lease_ttl_s = 60;
+  // keep-alive: leases per message (Tally only; etcd's take one).
+  int keep_alive_batch = 1;
   // Called when the measured phase begins (true) and ends (false).
   std::function<void(bool)> mark;
 };
@@ -27,8 +29,8 @@ struct LockBenchOptions {
 absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o);
 
 // `leases` leases of `lease_ttl_s`, each kept alive every third of its TTL
-// by `clients` threads, one keep-alive stream each. One operation is one
-// keep-alive answered.
+// by `clients` threads, one keep-alive stream each, `keep_alive_batch`
+// leases per message. One operation is one lease's keep-alive answered.
 absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
                                           int leases);
 

@@ -68,24 +68,15 @@ double ProcessesCpuSeconds(const std::vector<int>& pids) {
 
 // kvbench --op lock|lock-hot|keep-alive: acquire and release, or lease
 // keep-alives; one client per thread.
-int RunLocks(const std::string& target, std::vector<std::string> endpoints,
-             const std::string& op, int clients, double warmup, double duration,
-             const std::string& server_pids_text, int leases,
-             int64_t lease_ttl_s) {
+int RunLocks(LockBenchOptions o, const std::string& op,
+             const std::string& server_pids_text, int leases) {
   std::vector<int> pids;
   for (absl::string_view p :
        absl::StrSplit(server_pids_text, ',', absl::SkipEmpty())) {
     int pid = 0;
     if (absl::SimpleAtoi(p, &pid)) pids.push_back(pid);
   }
-  LockBenchOptions o;
-  o.target = target;
-  o.endpoints = std::move(endpoints);
-  o.clients = clients;
   o.hot = op == "lock-hot";
-  o.warmup_s = warmup;
-  o.duration_s = duration;
-  o.lease_ttl_s = lease_ttl_s;
   // CPU over the measured phase: sampled when it begins and ends.
   double cpu[2] = {0, 0}, server[2] = {0, 0};
   o.mark = [&](bool begin) {
@@ -104,7 +95,7 @@ int RunLocks(const std::string& target, std::vector<std::string> endpoints,
       "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
       "\"max_ms\":%.3f,\"errors\":%llu,\"retries\":0,"
       "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
-      target.c_str(), op.c_str(), clients,
+      o.target.c_str(), op.c_str(), o.clients,
       static_cast<unsigned long long>(s->ops), s->seconds,
       s->seconds > 0 ? s->ops / s->seconds : 0.0, s->p50, s->p90, s->p99,
       s->p999, s->max, static_cast<unsigned long long>(s->errors),
@@ -398,6 +389,11 @@ int main(int argc, char** argv) {
                  "lock, keep-alive: lease TTL in seconds (kept alive every "
                  "third of it)")
       ->check(CLI::PositiveNumber);
+  int keep_alive_batch = 1;
+  app.add_option("--keep-alive-batch", keep_alive_batch,
+                 "keep-alive (Tally): leases per message, each client's due "
+                 "together (Client::KeepAlive of several)")
+      ->check(CLI::Range(1, 1000));
   std::string server_pids_text;
   app.add_option("--server-pids", server_pids_text,
                  "pid,...: report these processes' CPU over the measured "
@@ -418,8 +414,15 @@ int main(int argc, char** argv) {
   o.timeout_ms = timeout_ms;
   o.scan_size = scan_size;
   if (w.op.starts_with("lock") || w.op == "keep-alive") {
-    return RunLocks(target, o.endpoints, w.op, clients, warmup, duration,
-                    server_pids_text, leases, lease_ttl_s);
+    LockBenchOptions lo;
+    lo.target = target;
+    lo.endpoints = o.endpoints;
+    lo.clients = clients;
+    lo.warmup_s = warmup;
+    lo.duration_s = duration;
+    lo.lease_ttl_s = lease_ttl_s;
+    lo.keep_alive_batch = keep_alive_batch;
+    return RunLocks(std::move(lo), w.op, server_pids_text, leases);
   }
   auto t = target == "etcd" ? NewEtcdTarget(o) : NewTallyTarget(o);
   if (!t.ok()) {

@@ -39,15 +39,18 @@ class Renewals {
   using Done = std::function<void(const absl::StatusOr<kvpb::CommandResult>&)>;
   Renewals(Node* node, Calls* calls) : node_(node), calls_(calls) {}
 
-  void Renew(uint64_t id, Done done) {
+  // Renews `ids` (at most kMaxBatch) in the next batch.
+  void Renew(std::vector<uint64_t> ids, Done done) {
     absl::MutexLock l(&mu_);
-    pending_.emplace_back(id, std::move(done));
+    pending_.emplace_back(std::move(ids), std::move(done));
     Schedule();
   }
 
- private:
   static constexpr size_t kMaxBatch = kMaxExpiredPerCommand;
+
+ private:
   static constexpr auto kCollect = std::chrono::milliseconds(50);
+  using Request = std::pair<std::vector<uint64_t>, Done>;
 
   // Flushes pending keep-alives after kCollect, unless one is set or a
   // batch is in flight (its completion schedules the next).
@@ -62,21 +65,26 @@ class Renewals {
   }
 
   void Flush() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const size_t n = std::min(pending_.size(), kMaxBatch);
-    auto batch = std::make_shared<std::vector<std::pair<uint64_t, Done>>>(
+    // Whole requests, up to kMaxBatch leases.
+    size_t n = 0, leases = 0;
+    while (n < pending_.size() &&
+           (n == 0 || leases + pending_[n].first.size() <= kMaxBatch)) {
+      leases += pending_[n++].first.size();
+    }
+    auto batch = std::make_shared<std::vector<Request>>(
         std::make_move_iterator(pending_.begin()),
         std::make_move_iterator(pending_.begin() + n));
     pending_.erase(pending_.begin(), pending_.begin() + n);
     in_flight_ = true;
     kvpb::Command cmd;
-    for (const auto& [id, done] : *batch) {
-      cmd.mutable_lease_renew()->add_ids(id);
+    for (const auto& [ids, done] : *batch) {
+      cmd.mutable_lease_renew()->mutable_ids()->Add(ids.begin(), ids.end());
     }
     // Proposed outside the lock: a refusal may answer on this thread.
     mu_.Unlock();
     node_->WriteAsync(kMetaGroup, std::move(cmd),
                       [this, batch](absl::StatusOr<kvpb::CommandResult> r) {
-                        for (auto& [id, done] : *batch) done(r);
+                        for (auto& [ids, done] : *batch) done(r);
                         absl::MutexLock l(&mu_);
                         in_flight_ = false;
                         Schedule();
@@ -87,7 +95,7 @@ class Renewals {
   Node* const node_;
   Calls* const calls_;
   absl::Mutex mu_;
-  std::vector<std::pair<uint64_t, Done>> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<Request> pending_ ABSL_GUARDED_BY(mu_);
   bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -114,12 +122,20 @@ class KeepAlive final
         Step(l);
         return;
       }
+      if (absl::Status bad = Check(req_); !bad.ok()) {
+        error_ = std::move(bad);
+        reads_done_ = true;
+        Step(l);
+        return;
+      }
       ++renewing_;
     }
-    const uint64_t id = req_.id();
+    const bool many = req_.ids_size() > 0;
+    std::vector<uint64_t> ids(req_.ids().begin(), req_.ids().end());
+    if (!many) ids.push_back(req_.id());
     const auto arrived = std::chrono::steady_clock::now();
-    renewals_->Renew(id, [this, id, arrived](
-                             const absl::StatusOr<kvpb::CommandResult>& r) {
+    renewals_->Renew(ids, [this, ids, many, arrived](
+                              const absl::StatusOr<kvpb::CommandResult>& r) {
       node_->rpcs.Record("LeaseKeepAlive", static_cast<int>(r.status().code()),
                          std::chrono::duration<double>(
                              std::chrono::steady_clock::now() - arrived)
@@ -132,10 +148,17 @@ class KeepAlive final
         rpc::LeaseKeepAliveResponse& out = queue_.emplace_back();
         ToApi(r->lease_renew().header(), out.mutable_header());
         out.mutable_header()->set_node(node_->id);
-        out.set_id(id);
-        auto it = r->lease_renew().remaining_ms().find(id);
-        out.set_ttl_ms(
-            it == r->lease_renew().remaining_ms().end() ? 0 : it->second);
+        const auto& remaining = r->lease_renew().remaining_ms();
+        for (uint64_t id : ids) {
+          auto it = remaining.find(id);
+          const int64_t ttl = it == remaining.end() ? 0 : it->second;
+          if (many) {
+            out.add_ttls_ms(ttl);
+          } else {
+            out.set_id(id);
+            out.set_ttl_ms(ttl);
+          }
+        }
       }
       Step(l);
     });
@@ -157,6 +180,19 @@ class KeepAlive final
   void OnDone() override { delete this; }
 
  private:
+  static absl::Status Check(const rpc::LeaseKeepAliveRequest& req) {
+    if (req.ids_size() > 0 && req.id() != 0) {
+      return absl::InvalidArgumentError(
+          "a keep-alive names one lease in id or several in ids, not both");
+    }
+    if (static_cast<size_t>(req.ids_size()) > Renewals::kMaxBatch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a keep-alive names at most ", Renewals::kMaxBatch,
+                       " leases, not ", req.ids_size()));
+    }
+    return absl::OkStatus();
+  }
+
   // Starts the next write, or finishes once nothing is in flight.
   // REQUIRES: mu_ held (as `l`); the gRPC calls are made after unlocking.
   void Step(absl::MutexLock& l) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

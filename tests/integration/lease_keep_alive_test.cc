@@ -1,4 +1,7 @@
-// Keep-alive streams on a real cluster.
+// Keep-alives of several leases in one message, on a real cluster: each
+// lease named gets its TTL restarted (0 for one that ended), they outlive
+// their TTL while kept alive that way, and malformed requests are refused
+// with INVALID_ARGUMENT by any node.
 
 #include <chrono>
 #include <thread>
@@ -30,6 +33,38 @@ class LeaseKeepAliveTest : public ::testing::Test {
 };
 testing::TestCluster* LeaseKeepAliveTest::cluster_ = nullptr;
 bool LeaseKeepAliveTest::started_ = false;
+
+TEST_F(LeaseKeepAliveTest, SeveralLeasesInOneMessage) {
+  auto c = client::Client::Connect(cluster_->ClientOptions());
+  ASSERT_TRUE(c.ok()) << c.status();
+  client::Client& client = **c;
+
+  std::vector<uint64_t> leases;
+  for (int i = 0; i < 3; ++i) {
+    auto l = client.GrantLease(milliseconds(2'000));
+    ASSERT_TRUE(l.ok()) << l.status();
+    leases.push_back(l->id());
+  }
+  ASSERT_TRUE(client.RevokeLease(leases[2]).ok());
+
+  // Kept alive together for twice their TTL: the live ones stay, the
+  // revoked one answers 0 each time.
+  const auto until = std::chrono::steady_clock::now() + milliseconds(4'000);
+  while (std::chrono::steady_clock::now() < until) {
+    absl::StatusOr<std::vector<int64_t>> ttls = client.KeepAlive(leases);
+    ASSERT_TRUE(ttls.ok()) << ttls.status();
+    ASSERT_EQ(ttls->size(), 3u);
+    EXPECT_EQ((*ttls)[0], 2'000);
+    EXPECT_EQ((*ttls)[1], 2'000);
+    EXPECT_EQ((*ttls)[2], 0);
+    std::this_thread::sleep_for(milliseconds(500));
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto ttl = client.LeaseTimeToLive(leases[i]);
+    ASSERT_TRUE(ttl.ok()) << ttl.status();
+    EXPECT_GT(ttl->remaining_ms(), 0);
+  }
+}
 
 // A keep-alive stream that stays quiet between messages for longer than the
 // server's ping period: a client on gRPC's synchronous API answers pings
@@ -64,6 +99,40 @@ TEST_F(LeaseKeepAliveTest, QuietStreamOutlivesTheServersPings) {
   }
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(LeaseKeepAliveTest, MalformedKeepAlivesAreRefused) {
+  // Any node checks the request before it looks for the leader.
+  auto stub = rpc::Leases::NewStub(grpc::CreateChannel(
+      cluster_->ClientOptions().endpoints.front(),
+      grpc::InsecureChannelCredentials()));
+  auto send = [&](const rpc::LeaseKeepAliveRequest& req) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(5'000));
+    auto stream = stub->KeepAlive(&ctx);
+    stream->Write(req);
+    stream->WritesDone();
+    rpc::LeaseKeepAliveResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    return stream->Finish();
+  };
+
+  rpc::LeaseKeepAliveRequest both;
+  both.set_id(1);
+  both.add_ids(2);
+  grpc::Status st = send(both);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("not both"), std::string::npos)
+      << st.error_message();
+
+  rpc::LeaseKeepAliveRequest many;
+  for (uint64_t id = 1; id <= 1'001; ++id) many.add_ids(id);
+  st = send(many);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("at most 1000 leases, not 1001"),
+            std::string::npos)
+      << st.error_message();
 }
 
 }  // namespace
