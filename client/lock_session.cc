@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/time/time.h"
-
 namespace tally::client {
 
 absl::StatusOr<std::unique_ptr<LockSession>> LockSession::Open(
@@ -15,11 +13,32 @@ absl::StatusOr<std::unique_ptr<LockSession>> LockSession::Open(
   if (!lease.ok()) return lease.status();
   std::unique_ptr<LockSession> s(new LockSession(
       client, std::move(options), lease->id(), Steady::time_point{}));
+  Steady::time_point valid_until;
   {
     absl::MutexLock l(&s->mu_);
-    s->valid_until_ = s->ValidUntil(sent, lease->ttl_ms());
+    valid_until = s->valid_until_ = s->ValidUntil(sent, lease->ttl_ms());
   }
-  s->thread_ = std::thread([p = s.get()] { p->KeepAlive(); });
+  if (s->options_.keeper == nullptr) {
+    s->own_keeper_ = std::make_unique<LeaseKeeper>(client);
+  }
+  s->keeper_ = s->own_keeper_ ? s->own_keeper_.get() : s->options_.keeper;
+  LockSession* p = s.get();
+  s->keeper_->Add(p->lease_, p->options_.ttl, sent, valid_until,
+                  {.renewed =
+                       [p](Steady::time_point sent, int64_t ttl_ms) {
+                         absl::MutexLock l(&p->mu_);
+                         p->valid_until_ = std::max(
+                             p->valid_until_, p->ValidUntil(sent, ttl_ms));
+                         return p->valid_until_;
+                       },
+                   .lost =
+                       [p] {
+                         {
+                           absl::MutexLock l(&p->mu_);
+                           p->lost_ = true;
+                         }
+                         if (p->options_.on_lost) p->options_.on_lost();
+                       }});
   return s;
 }
 
@@ -31,11 +50,8 @@ LockSession::LockSession(Client* client, Options options, uint64_t lease,
       valid_until_(valid_until) {}
 
 LockSession::~LockSession() {
-  {
-    absl::MutexLock l(&mu_);
-    stop_ = true;
-  }
-  if (thread_.joinable()) thread_.join();
+  keeper_->Remove(lease_);
+  own_keeper_.reset();
   (void)client_->RevokeLease(lease_);
 }
 
@@ -51,39 +67,6 @@ LockSession::Steady::time_point LockSession::ValidUntil(Steady::time_point sent,
 bool LockSession::lost() const {
   absl::MutexLock l(&mu_);
   return lost_ || Steady::now() >= valid_until_;
-}
-
-void LockSession::KeepAlive() {
-  const auto every = options_.ttl / 3;
-  // After a failed keep-alive, try again sooner.
-  const auto retry = std::max(options_.ttl / 20, std::chrono::milliseconds(50));
-  auto next = Steady::now() + every;
-  while (true) {
-    {
-      absl::MutexLock l(&mu_);
-      const auto wake = std::min(next, valid_until_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_),
-                           absl::FromChrono(wake - Steady::now()));
-      if (stop_) return;
-      if (Steady::now() >= valid_until_) break;
-      if (Steady::now() < next) continue;
-    }
-    const Steady::time_point sent = Steady::now();
-    absl::StatusOr<int64_t> ttl = client_->KeepAlive(lease_);
-    if (ttl.ok() && *ttl == 0) break;  // the lease has ended
-    if (ttl.ok()) {
-      absl::MutexLock l(&mu_);
-      valid_until_ = std::max(valid_until_, ValidUntil(sent, *ttl));
-      next = sent + every;
-    } else {
-      next = Steady::now() + retry;
-    }
-  }
-  {
-    absl::MutexLock l(&mu_);
-    lost_ = true;
-  }
-  if (options_.on_lost) options_.on_lost();
 }
 
 absl::StatusOr<rpc::AcquireResponse> LockSession::Acquire(

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "client/client.h"
+#include "client/lease_keeper.h"
 
 namespace tally::client {
 
@@ -35,6 +36,10 @@ class LockSession {
     std::chrono::milliseconds margin{100};
     // Runs on the keep-alive thread when the lease is lost.
     std::function<void()> on_lost;
+    // Keeps the lease alive; sessions sharing one send one keep-alive for
+    // all their leases due together. Null: one of the session's own. Must
+    // outlive the session.
+    LeaseKeeper* keeper = nullptr;
   };
 
   // Grants a lease and starts keeping it alive (every third of its TTL).
@@ -56,18 +61,17 @@ class LockSession {
   using Steady = std::chrono::steady_clock;
   LockSession(Client* client, Options options, uint64_t lease,
               Steady::time_point valid_until);
-  void KeepAlive();
   // The end of validity for a TTL confirmed by a request sent at `sent`.
   Steady::time_point ValidUntil(Steady::time_point sent, int64_t ttl_ms) const;
 
   Client* const client_;
   const Options options_;
   const uint64_t lease_;
+  std::unique_ptr<LeaseKeeper> own_keeper_;
+  LeaseKeeper* keeper_ = nullptr;
   mutable absl::Mutex mu_;
   Steady::time_point valid_until_ ABSL_GUARDED_BY(mu_);
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
 };
 
 }  // namespace tally::client

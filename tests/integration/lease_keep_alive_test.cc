@@ -3,11 +3,13 @@
 // their TTL while kept alive that way, and malformed requests are refused
 // with INVALID_ARGUMENT by any node.
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 #include <vector>
 
 #include "client/client.h"
+#include "client/lease_keeper.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "rpc/lock.grpc.pb.h"
@@ -66,6 +68,52 @@ TEST_F(LeaseKeepAliveTest, SeveralLeasesInOneMessage) {
   }
 }
 
+// A LeaseKeeper keeps many leases alive past their TTL, tells of one that
+// ended on the server, and stops renewing one removed.
+TEST_F(LeaseKeepAliveTest, KeeperKeepsManyLeasesAlive) {
+  using Steady = std::chrono::steady_clock;
+  auto c = client::Client::Connect(cluster_->ClientOptions());
+  ASSERT_TRUE(c.ok()) << c.status();
+  client::Client& client = **c;
+  constexpr int kLeases = 40;
+  constexpr auto kTtl = milliseconds(2'000);
+  std::vector<uint64_t> leases;
+  std::atomic<int> renewed = 0, lost = 0;
+  {
+    client::LeaseKeeper keeper(&client);
+    for (int i = 0; i < kLeases; ++i) {
+      const Steady::time_point sent = Steady::now();
+      auto l = client.GrantLease(kTtl);
+      ASSERT_TRUE(l.ok()) << l.status();
+      leases.push_back(l->id());
+      keeper.Add(l->id(), kTtl, sent, sent + kTtl,
+                 {.renewed =
+                      [&](Steady::time_point sent, int64_t ttl_ms) {
+                        ++renewed;
+                        return sent + milliseconds(ttl_ms);
+                      },
+                  .lost = [&] { ++lost; }});
+    }
+    ASSERT_TRUE(client.RevokeLease(leases[0]).ok());
+    std::this_thread::sleep_for(kTtl * 2.5);
+    EXPECT_EQ(lost.load(), 1);  // the revoked one
+    // Each live lease renewed at least twice in 2.5 TTLs.
+    EXPECT_GE(renewed.load(), 2 * (kLeases - 1));
+    for (int i = 1; i < kLeases; ++i) {
+      auto ttl = client.LeaseTimeToLive(leases[i]);
+      ASSERT_TRUE(ttl.ok()) << "lease " << i << ": " << ttl.status();
+    }
+    keeper.Remove(leases[1]);
+    const int before = renewed.load();
+    std::this_thread::sleep_for(kTtl + milliseconds(1'000));
+    EXPECT_GT(renewed.load(), before);  // the others still are
+    EXPECT_FALSE(client.LeaseTimeToLive(leases[1]).ok())
+        << "a removed lease was kept alive";
+    EXPECT_TRUE(client.LeaseTimeToLive(leases[2]).ok());
+  }
+  EXPECT_EQ(lost.load(), 1);
+}
+
 // A keep-alive stream that stays quiet between messages for longer than the
 // server's ping period: a client on gRPC's synchronous API answers pings
 // only while a call of its waits, or every 5 s. With clients pinged as
@@ -103,9 +151,9 @@ TEST_F(LeaseKeepAliveTest, QuietStreamOutlivesTheServersPings) {
 
 TEST_F(LeaseKeepAliveTest, MalformedKeepAlivesAreRefused) {
   // Any node checks the request before it looks for the leader.
-  auto stub = rpc::Leases::NewStub(grpc::CreateChannel(
-      cluster_->ClientOptions().endpoints.front(),
-      grpc::InsecureChannelCredentials()));
+  auto stub = rpc::Leases::NewStub(
+      grpc::CreateChannel(cluster_->ClientOptions().endpoints.front(),
+                          grpc::InsecureChannelCredentials()));
   auto send = [&](const rpc::LeaseKeepAliveRequest& req) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(5'000));
