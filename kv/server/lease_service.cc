@@ -100,11 +100,11 @@ class Renewals {
   bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// One keep-alive stream: each request renews its lease through the log
-// (batched with other streams' by Renewals) and is answered with the TTL
-// restarted (0: the lease has ended). The stream ends with the first error
-// (UNAVAILABLE naming the leader, when this node does not lead the metadata
-// group).
+// One keep-alive stream: each request renews its lease (or leases) through
+// the log (batched with other streams' by Renewals) and is answered with
+// the TTL restarted (0: the lease has ended). The stream ends with the first
+// error (UNAVAILABLE naming the leader, when this node does not lead the
+// metadata group; INVALID_ARGUMENT for a malformed request).
 class KeepAlive final
     : public grpc::ServerBidiReactor<rpc::LeaseKeepAliveRequest,
                                      rpc::LeaseKeepAliveResponse> {
