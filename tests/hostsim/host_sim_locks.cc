@@ -50,6 +50,9 @@ std::string Describe(const kvpb::Command& cmd) {
   if (cmd.has_lock_release()) {
     return absl::StrCat("release of token ", cmd.lock_release().token());
   }
+  if (cmd.has_put()) {
+    return absl::StrCat("fenced write with token ", cmd.fence_token());
+  }
   return cmd.ShortDebugString();
 }
 
@@ -78,17 +81,19 @@ void World::LeaderDuties() {
 
 void World::LockClientsAct() {
   const int64_t now = now_us_;
-  for (int c = 0; c < kLockClients; ++c) {
+  for (int c = 0; c < static_cast<int>(lock_clients_.size()); ++c) {
     LockClient& lc = lock_clients_[c];
     if (lc.lease != 0 && now >= lc.valid_until_us) {
       // The lease may have ended on the server: so may the lock.
       Trace(absl::StrCat("lc", c, " counts lease ", lc.lease, " as lost"));
+      const uint64_t stale = lc.token;
       if (lc.token != 0) EndHold(lc, lc.valid_until_us);
       lc = LockClient{.target = lc.target,
                       .busy = lc.busy,
                       .request = lc.request,
                       .give_up_step = lc.give_up_step,
-                      .paused_until_us = lc.paused_until_us};
+                      .paused_until_us = lc.paused_until_us,
+                      .stale = stale};
     }
     if (now < lc.paused_until_us) continue;
     if (random_.Chance(plan_.lock_pause)) {
@@ -108,15 +113,37 @@ void World::LockClientsAct() {
       lc.target = 1 + random_.Uniform(nodes_.size());
     }
     kvpb::Command cmd;
-    if (lc.lease == 0) {
+    GroupId group = kLockGroup;
+    auto fenced_write = [&](uint64_t token) {
+      group = kFenceGroup;
+      cmd.mutable_put()->set_key(kFencedKey);
+      cmd.mutable_put()->set_value(absl::StrCat(token));
+      cmd.set_fence_token(token);
+    };
+    if (lc.stale != 0 && fence_bound_) {
+      // Back from a pause past its lease, a holder that does not look at
+      // its lease first finishes the write it was making.
+      fenced_write(lc.stale);
+      lc.stale = 0;
+    } else if (lc.lease == 0) {
+      lc.stale = 0;
       cmd.mutable_lease_grant()->set_ttl_ms(kLeaseTtlMs);
     } else if (now >= lc.renew_at_us) {
       cmd.mutable_lease_renew()->add_ids(lc.lease);
     } else if (lc.releasing != 0) {
       cmd.mutable_lock_release()->set_name(kLockName);
       cmd.mutable_lock_release()->set_token(lc.releasing);
+    } else if (lc.token != 0 && now < lc.release_at_us) {
+      if (!fence_bound_) {
+        group = kFenceGroup;
+        cmd.mutable_fence_bind()->set_prefix(kFencePrefix);
+        cmd.mutable_fence_bind()->set_lock(kLockName);
+      } else if (random_.Chance(0.3)) {
+        fenced_write(lc.token);
+      } else {
+        continue;
+      }
     } else if (lc.token != 0) {
-      if (now < lc.release_at_us) continue;
       // It stops using the lock as it asks to release it.
       lc.releasing = lc.token;
       EndHold(lc, now);
@@ -131,18 +158,18 @@ void World::LockClientsAct() {
     } else {
       continue;
     }
-    LockInvoke(c, std::move(cmd));
+    LockInvoke(c, group, std::move(cmd));
   }
 }
 
-void World::LockInvoke(int c, kvpb::Command cmd) {
+void World::LockInvoke(int c, GroupId g, kvpb::Command cmd) {
   LockClient& lc = lock_clients_[c];
   Node& n = node(lc.target);
   if (!Running(n)) {
     lc.target = 1 + random_.Uniform(nodes_.size());
     return;  // could not connect; tries again later
   }
-  auto sm = n.machines.find(kLockGroup);
+  auto sm = n.machines.find(g);
   cmd.set_time_ms(sm == n.machines.end() ? 0 : sm->second->ProposalTimeMs());
   lc.busy = true;
   const uint64_t request = ++lc.request;
@@ -152,7 +179,7 @@ void World::LockInvoke(int c, kvpb::Command cmd) {
                      " at n", n.id, " (log time ", cmd.time_ms(), ")"));
   const std::string data = cmd.SerializeAsString();
   n.host->Propose(
-      kLockGroup, data,
+      g, data,
       [this, c, request, sent_us,
        cmd = std::move(cmd)](absl::StatusOr<raft::host::Applied> a) {
         LockClient& lc = lock_clients_[c];
@@ -179,6 +206,10 @@ void World::LockAnswered(int c, const kvpb::Command& cmd, int64_t sent_us,
   Trace(absl::StrCat("lc", c, " ", Describe(cmd), ": ",
                      r.ok() ? r->ShortDebugString() : r.status().ToString()));
   if (!r.ok()) {
+    if (cmd.has_put() && absl::IsFailedPrecondition(r.status())) {
+      ++result_.counts.stale_writes_refused;
+      return;
+    }
     if (cmd.has_lock_release() && absl::IsFailedPrecondition(r.status())) {
       lc.releasing = 0;  // not held under that token any more
       return;
@@ -192,7 +223,8 @@ void World::LockAnswered(int c, const kvpb::Command& cmd, int64_t sent_us,
     // Follow the answering node's leader hint, as a client does.
     Node& n = node(lc.target);
     if (n.up && n.host != nullptr) {
-      absl::StatusOr<raft::host::GroupInfo> info = n.host->Group(kLockGroup);
+      absl::StatusOr<raft::host::GroupInfo> info = n.host->Group(
+          cmd.has_put() || cmd.has_fence_bind() ? kFenceGroup : kLockGroup);
       if (info.ok() && info->leader != raft::kNoNode &&
           info->leader != lc.target) {
         lc.target = info->leader;
@@ -232,6 +264,13 @@ void World::LockAnswered(int c, const kvpb::Command& cmd, int64_t sent_us,
                        "until ", Seconds(lc.valid_until_us), ")"));
   } else if (cmd.has_lock_release()) {
     lc.releasing = 0;
+  } else if (cmd.has_fence_bind()) {
+    fence_bound_ = true;
+  } else if (cmd.has_put()) {
+    ++result_.counts.fenced_writes;
+    fenced_.push_back(FencedWrite{.client = c,
+                                  .token = cmd.fence_token(),
+                                  .index = r->put().header().raft_index()});
   }
 }
 
@@ -267,6 +306,24 @@ void World::CheckHolds() {
                                kLockName, " with token ", b.token, " at ",
                                Seconds(b.from_us), ", after lc", a.client,
                                " held it with token ", a.token));
+    }
+  }
+}
+
+void World::CheckFencedWrites() {
+  std::vector<FencedWrite> writes = fenced_;
+  std::sort(writes.begin(), writes.end(),
+            [](const FencedWrite& a, const FencedWrite& b) {
+              return a.index < b.index;
+            });
+  for (size_t i = 1; i < writes.size(); ++i) {
+    const FencedWrite& a = writes[i - 1];
+    const FencedWrite& b = writes[i];
+    if (b.token < a.token) {
+      return Fail(absl::StrCat("fence: ", kFencedKey, " took lc", b.client,
+                               "'s write with token ", b.token, " at index ",
+                               b.index, " after lc", a.client, "'s with token ",
+                               a.token, " at index ", a.index));
     }
   }
 }

@@ -41,6 +41,8 @@ HostSimCounts& HostSimCounts::operator+=(const HostSimCounts& o) {
   unchecked_keys += o.unchecked_keys;
   locks_held += o.locks_held;
   lock_pauses += o.lock_pauses;
+  fenced_writes += o.fenced_writes;
+  stale_writes_refused += o.stale_writes_refused;
   return *this;
 }
 
@@ -55,7 +57,8 @@ std::optional<Defect> ParseDefect(std::string_view name) {
 
 namespace internal {
 
-Plan DrawPlan(util::SeededRandom& r, int nodes, Defect defect) {
+Plan DrawPlan(util::SeededRandom& r, const HostSimOptions& o) {
+  const int nodes = o.nodes;
   Plan p;
   p.nodes = nodes != 0 ? nodes : (r.Chance(0.5) ? 3 : 5);
   const double drops[] = {0, 0.01, 0.05, 0.2};
@@ -81,9 +84,11 @@ Plan DrawPlan(util::SeededRandom& r, int nodes, Defect defect) {
   p.transfer = transfers[r.Uniform(2)];
   p.voters = p.conf_change > 0 && p.nodes == 5 ? 3 : p.nodes;
   p.drift = drifts[r.Uniform(2)];
-  const double lock_pauses[] = {0, 0.01, 0.03};
-  p.lock_pause = lock_pauses[r.Uniform(3)];
-  if (defect == Defect::kClockDriftBeyondBound) p.drift = 0.3;
+  if (o.lock_clients) {
+    const double lock_pauses[] = {0, 0.01, 0.03};
+    p.lock_pause = lock_pauses[r.Uniform(3)];
+  }
+  if (o.defect == Defect::kClockDriftBeyondBound) p.drift = 0.3;
   return p;
 }
 
@@ -461,9 +466,11 @@ HostSimResult World::Run() {
   for (int c = 0; c < kClients; ++c) {
     clients_[c].target = 1 + random_.Uniform(nodes_.size());
   }
-  lock_clients_.resize(kLockClients);
-  for (LockClient& lc : lock_clients_) {
-    lc.target = 1 + random_.Uniform(nodes_.size());
+  if (options_.lock_clients) {
+    lock_clients_.resize(kLockClients);
+    for (LockClient& lc : lock_clients_) {
+      lc.target = 1 + random_.Uniform(nodes_.size());
+    }
   }
 
   const uint64_t fault_steps = options_.ticks * kStepsPerTick;
@@ -491,6 +498,7 @@ HostSimResult World::Run() {
   result_.counts.ticks = step_ / kStepsPerTick;
   if (!result_.violation) CheckReplicasAgree();
   if (!result_.violation) CheckHolds();
+  if (!result_.violation) CheckFencedWrites();
   // Checked even after another violation: the history tells more.
   if (!result_.violation) CheckHistory();
   for (auto& n : nodes_) n->up = false;

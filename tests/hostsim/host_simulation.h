@@ -39,6 +39,10 @@ struct HostSimOptions {
   Defect defect = Defect::kNone;
   // Print every event (and the hosts' logs) to stdout.
   bool trace = false;
+  // Lock clients (and their fenced writes) run alongside the register
+  // clients. Off, a seed runs as it did before they were added (the
+  // regression seeds of host_sim_test).
+  bool lock_clients = true;
 };
 
 // What a run did: plain numbers, summed over runs.
@@ -62,6 +66,9 @@ struct HostSimCounts {
   // Grants of the lock that a lock client held, and pauses of lock clients.
   uint64_t locks_held = 0;
   uint64_t lock_pauses = 0;
+  // Writes under the lock's fence: accepted, and refused for a stale token.
+  uint64_t fenced_writes = 0;
+  uint64_t stale_writes_refused = 0;
 
   HostSimCounts& operator+=(const HostSimCounts& o);
 };
@@ -80,12 +87,13 @@ struct HostSimResult {
 // partitions, pauses, crashes that lose every unsynced write. Clients put
 // and read registers through the hosts; their history must be
 // linearizable. Lock clients hold a lock under leases kept alive, pausing
-// past them at times; no two may ever believe they hold it at once, and
-// tokens must grow (the leader ends leases as kv/server's leader duties
-// do). Once faults stop, the cluster must make progress and
-// every replica must hold the same data. A state machine told that its
-// node leads (StateMachine::OnLeadership) must have applied every entry
-// committed in earlier terms, and no two in one term. Everything follows
+// past them at times, and write under its fence (in the other group); no
+// two may ever believe they hold it at once, tokens must grow, and the
+// fenced writes accepted must carry tokens that never go down (the leader ends
+// leases as kv/server's leader duties do). Once faults stop, the cluster must
+// make progress and every replica must hold the same data. A state machine told
+// that its node leads (StateMachine::OnLeadership) must have applied every
+// entry committed in earlier terms, and no two in one term. Everything follows
 // from the seed.
 HostSimResult RunHostSimulation(const HostSimOptions& options);
 

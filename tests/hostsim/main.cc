@@ -187,18 +187,19 @@ int main(int argc, char** argv) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  std::printf("host_sim: seeds=%" PRIu64 " ticks=%" PRIu64 " writes=%" PRIu64
-              " reads=%" PRIu64 " unknown=%" PRIu64 " crashes=%" PRIu64
-              " partitions=%" PRIu64 " pauses=%" PRIu64 " snapshots=%" PRIu64
-              " conf_changes=%" PRIu64 " transfers=%" PRIu64
-              " leaderships=%" PRIu64 " unchecked_keys=%" PRIu64
-              " locks_held=%" PRIu64 " lock_pauses=%" PRIu64
-              " violations=%" PRIu64 " elapsed_s=%.1f\n",
-              done, total.ticks, total.acked_writes, total.acked_reads,
-              total.unknown, total.crashes, total.partitions, total.pauses,
-              total.snapshots_fetched, total.conf_changes, total.transfers,
-              total.leaderships, total.unchecked_keys, total.locks_held,
-              total.lock_pauses, violations, elapsed);
+  std::printf(
+      "host_sim: seeds=%" PRIu64 " ticks=%" PRIu64 " writes=%" PRIu64
+      " reads=%" PRIu64 " unknown=%" PRIu64 " crashes=%" PRIu64
+      " partitions=%" PRIu64 " pauses=%" PRIu64 " snapshots=%" PRIu64
+      " conf_changes=%" PRIu64 " transfers=%" PRIu64 " leaderships=%" PRIu64
+      " unchecked_keys=%" PRIu64 " locks_held=%" PRIu64 " lock_pauses=%" PRIu64
+      " fenced_writes=%" PRIu64 " stale_writes_refused=%" PRIu64
+      " violations=%" PRIu64 " elapsed_s=%.1f\n",
+      done, total.ticks, total.acked_writes, total.acked_reads, total.unknown,
+      total.crashes, total.partitions, total.pauses, total.snapshots_fetched,
+      total.conf_changes, total.transfers, total.leaderships,
+      total.unchecked_keys, total.locks_held, total.lock_pauses,
+      total.fenced_writes, total.stale_writes_refused, violations, elapsed);
   if (expect_violation) {
     if (violations == 0) {
       std::printf(

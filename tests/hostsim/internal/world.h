@@ -61,6 +61,11 @@ inline constexpr size_t kMaxSearchStates = 2'000'000;
 inline constexpr int kLockClients = 3;
 inline constexpr GroupId kLockGroup = kGroups[0];
 inline constexpr char kLockName[] = "lock";
+// Holders write kFencedKey with their token; its prefix is bound to the lock
+// in another group than the lock's.
+inline constexpr GroupId kFenceGroup = kGroups[1];
+inline constexpr char kFencePrefix[] = "f/";
+inline constexpr char kFencedKey[] = "f/x";
 inline constexpr int64_t kLeaseTtlMs = 1000;
 // The holder's reckoning of its lease, as client::LockSession's defaults:
 // valid until the send time of the last confirmed keep-alive + TTL x (1 -
@@ -103,8 +108,8 @@ struct Plan {
   }
 };
 
-// The fault rates of one run, from its seed; `nodes` 0 lets it choose.
-Plan DrawPlan(util::SeededRandom& r, int nodes, Defect defect);
+// The fault rates of one run, from its seed; `o.nodes` 0 lets it choose.
+Plan DrawPlan(util::SeededRandom& r, const HostSimOptions& o);
 
 // A node's steady clock: the world's time at the node's rate.
 class SimClock final : public raft::host::Clock {
@@ -237,6 +242,16 @@ struct LockClient {
   int64_t release_at_us = 0;
   // A release sent and not yet answered (sent again after a timeout).
   uint64_t releasing = 0;
+  // The token of a hold lost (lease no longer valid): a paused holder may
+  // still finish the fenced write it was making with it.
+  uint64_t stale = 0;
+};
+
+// A fenced write the store accepted, at its raft index in kFenceGroup.
+struct FencedWrite {
+  int client = 0;
+  uint64_t token = 0;
+  raft::Index index = 0;
 };
 
 // A time a client believed it held the lock: from the grant's answer until
@@ -257,9 +272,7 @@ struct Packet {
 class World {
  public:
   explicit World(const HostSimOptions& o)
-      : options_(o),
-        random_(o.seed),
-        plan_(DrawPlan(random_, o.nodes, o.defect)) {}
+      : options_(o), random_(o.seed), plan_(DrawPlan(random_, o)) {}
 
   HostSimResult Run();
 
@@ -307,13 +320,17 @@ class World {
   // host_sim_locks.cc.
   void LeaderDuties();
   void LockClientsAct();
-  // Sends `cmd` to the client's node; the answer goes to LockAnswered.
-  void LockInvoke(int c, kvpb::Command cmd);
+  // Sends `cmd` for group `g` to the client's node; the answer goes to
+  // LockAnswered.
+  void LockInvoke(int c, GroupId g, kvpb::Command cmd);
   void LockAnswered(int c, const kvpb::Command& cmd, int64_t sent_us,
                     const absl::StatusOr<kvpb::CommandResult>& r);
   void EndHold(LockClient& lc, int64_t at_us);
   // No two clients believed they held the lock at once; tokens grew.
   void CheckHolds();
+  // The fenced writes accepted, in log order, carry tokens that never go
+  // down.
+  void CheckFencedWrites();
 
   const HostSimOptions options_;
   util::SeededRandom random_;
@@ -346,6 +363,8 @@ class World {
 
   std::vector<LockClient> lock_clients_;
   std::vector<Hold> holds_;
+  std::vector<FencedWrite> fenced_;
+  bool fence_bound_ = false;
   uint64_t next_request_id_ = 0;
   // Groups (per node) with a leader duty in flight.
   std::set<std::pair<NodeId, GroupId>> duties_in_flight_;
