@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -68,11 +69,13 @@ LockCommands::LockCommands(CLI::App& app) {
       "revoke", "end lease ID now (exit 1 if it has ended)");
   lease_keep_alive_ = lease->add_subcommand(
       "keep-alive",
-      "keep lease ID alive until interrupted (exit 1 once it has ended)");
+      "keep leases ID... alive, with one message for all, until interrupted "
+      "(exit 1 once one has ended)");
+  lease_keep_alive_->add_option("ids", leases_, "at most 1000")->required();
   lease_keep_alive_->add_flag("--once", once_, "renew once and exit");
   lease_ttl_ = lease->add_subcommand(
       "ttl", "lease ID's TTL and time left (exit 1 if it has ended)");
-  for (auto* c : {lease_revoke_, lease_keep_alive_, lease_ttl_}) {
+  for (auto* c : {lease_revoke_, lease_ttl_}) {
     c->add_option("id", lease_)->required();
   }
   lease_list_ = lease->add_subcommand("list", "every live lease: ID TTL LEFT");
@@ -148,23 +151,32 @@ std::optional<int> LockCommands::Run(client::Client& c, bool json) {
     return kExitOk;
   }
   if (*lease_keep_alive_) {
-    auto ttl = c.LeaseTimeToLive(lease_);
-    if (!ttl.ok()) return Fail(ttl.status());
+    // Renewed every third of the shortest TTL among them.
+    int64_t shortest_ms = INT64_MAX;
+    for (uint64_t id : leases_) {
+      auto ttl = c.LeaseTimeToLive(id);
+      if (!ttl.ok()) return Fail(ttl.status());
+      shortest_ms = std::min(shortest_ms, ttl->ttl_ms());
+    }
     while (true) {
-      auto left = c.KeepAlive(lease_);
+      auto left = c.KeepAlive(leases_);
       if (!left.ok()) {
-        // Kept trying within the client's timeout: the lease may still
-        // live, but this process cannot vouch for it.
+        // Kept trying within the client's timeout: the leases may still
+        // live, but this process cannot vouch for them.
         return Fail(left.status());
       }
-      if (*left == 0) {
-        std::cerr << "kvctl: lease " << lease_ << " has ended\n";
-        return kExitNo;
+      int rc = kExitOk;
+      for (size_t i = 0; i < leases_.size(); ++i) {
+        if ((*left)[i] == 0) {
+          std::cerr << "kvctl: lease " << leases_[i] << " has ended\n";
+          rc = kExitNo;
+        } else {
+          std::cout << "lease " << leases_[i] << " kept alive, TTL "
+                    << (*left)[i] << " ms" << std::endl;
+        }
       }
-      std::cout << "lease " << lease_ << " kept alive, TTL " << *left << " ms"
-                << std::endl;
-      if (once_) return kExitOk;
-      std::this_thread::sleep_for(milliseconds(ttl->ttl_ms() / 3));
+      if (rc != kExitOk || once_) return rc;
+      std::this_thread::sleep_for(milliseconds(shortest_ms / 3));
     }
   }
   if (*lease_ttl_) {

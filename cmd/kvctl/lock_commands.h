@@ -29,6 +29,7 @@ class LockCommands {
   CLI::App *fence_bind_, *fence_unbind_, *elect_;
   std::string ttl_ = "10s", wait_, name_, prefix_, lock_name_, value_;
   uint64_t lease_ = 0, token_ = 0;
+  std::vector<uint64_t> leases_;
   bool try_ = false, once_ = false, listen_ = false;
   std::string kill_after_ = "5s";
   std::vector<std::string> command_;

@@ -42,6 +42,24 @@ out=$(kvctl lock acquire job --lease 999999 2>&1; echo "rc=$?")
 [[ "$out" == *"NOT_FOUND: lease 999999 not found"*"rc=1" ]] || fail "unknown lease: $out"
 ok "short TTL, empty lock name, unknown lease: clear errors"
 
+# Several leases kept alive together, past their TTL; one that ends is named.
+l1=$(kvctl lease grant 2s)
+l2=$(kvctl lease grant 2s)
+kvctl lease keep-alive "$l1" "$l2" >"$dir/keep.out" 2>&1 &
+keeper=$!
+others+=("$keeper")
+sleep 3
+kvctl lease ttl "$l1" >/dev/null || fail "lease $l1 ended while kept alive"
+kvctl lease ttl "$l2" >/dev/null || fail "lease $l2 ended while kept alive"
+grep -q "lease $l2 kept alive, TTL 2000 ms" "$dir/keep.out" || fail "keep-alive output: $(cat "$dir/keep.out")"
+kvctl lease revoke "$l2" >/dev/null
+wait "$keeper" && fail "keep-alive went on after lease $l2 ended"
+grep -q "lease $l2 has ended" "$dir/keep.out" || fail "ended lease not named: $(cat "$dir/keep.out")"
+out=$(kvctl lease keep-alive --once "$l1" 2>&1) || fail "keep-alive --once: $out"
+[ "$out" = "lease $l1 kept alive, TTL 2000 ms" ] || fail "keep-alive --once: $out"
+kvctl lease revoke "$l1" >/dev/null
+ok "kvctl lease keep-alive keeps several leases alive; names one that ended"
+
 kvctl fence bind acct/ job >/dev/null
 out=$(kvctl put acct/balance 1 2>&1; echo "rc=$?")
 [[ "$out" == *"must carry the lock's fence token"*"rc=1" ]] || fail "unfenced write: $out"
