@@ -3,10 +3,10 @@
 # cluster, driven with kvctl. Holder A (`kvctl lock ... -- sleep`) is
 # SIGSTOPped past its lease; B acquires with a higher token and writes under
 # the fence; A resumes: its command is stopped, and its fenced write is
-# refused naming B's token. Keys attached to a lease go when it ends. Then
-# leader election (`kvctl elect`): a paused
-# leader is succeeded by the next candidate, an observer sees each leader in
-# turn. Bounded in time; stops what it started.
+# refused naming B's token. Keys attached to a lease go when it ends;
+# several leases are kept alive by one kvctl. Then leader election (`kvctl
+# elect`): a paused leader is succeeded by the next candidate, an observer
+# sees each leader in turn. Bounded in time; stops what it started.
 #   lock_test.sh BIN_DIR
 set -euo pipefail
 bin=$1
