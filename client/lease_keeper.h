@@ -46,7 +46,9 @@ class LeaseKeeper {
   void Add(uint64_t lease, std::chrono::milliseconds ttl,
            Steady::time_point sent, Steady::time_point valid_until,
            Callbacks callbacks);
-  // Stops keeping `lease` alive; no callback of it runs once this returns.
+  // Stops keeping `lease` alive; no callback of it runs once this returns
+  // (so it may wait for a keep-alive call in flight, up to the client's
+  // timeout).
   void Remove(uint64_t lease);
 
  private:
