@@ -6,7 +6,7 @@ set -euo pipefail
 bin=$1
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir=$(mktemp -d /tmp/tally-it.XXXXXX)
-export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 20000))
+export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 12000))  # below the ephemeral ports
 b=$TALLY_PORT_BASE
 export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 cluster() { "$root/deploy/local-cluster.sh" "$1" "$dir" >/dev/null; }

@@ -25,7 +25,10 @@ TestCluster::TestCluster(std::string initial_ranges, std::string kvd_args)
       kvd_args_(std::move(kvd_args)) {
   char tmpl[] = "/tmp/tally-it-XXXXXX";
   dir_ = mkdtemp(tmpl);
-  port_base_ = 20000 + std::random_device{}() % 20000;
+  // Below Linux's ephemeral ports (32768 and up), which outgoing
+  // connections, the cluster's own included, may hold: the nodes use
+  // base+1..base+203.
+  port_base_ = 20000 + std::random_device{}() % 12000;
 }
 
 TestCluster::~TestCluster() {
