@@ -9,7 +9,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin=${TALLY_BIN:-$root/build/bin}
 project=tally-compose-test-$$
-base=$((27000 + RANDOM % 2000))
+# Apart from the integration tests' bases (20000-31999), which may run alongside.
+base=$((12000 + RANDOM % 2000))
 export TALLY_PORT_1=$((base + 1)) TALLY_PORT_2=$((base + 2)) TALLY_PORT_3=$((base + 3))
 export TALLY_HTTP_PORT_1=$((base + 201)) TALLY_HTTP_PORT_2=$((base + 202)) \
   TALLY_HTTP_PORT_3=$((base + 203))
@@ -63,8 +64,11 @@ echo "ok: three healthy containers"
 for i in 1 2 3; do
   port_var=TALLY_HTTP_PORT_$i
   [ "$(curl -s "http://127.0.0.1:${!port_var}/health")" = SERVING ] || fail "kvd$i HTTP /health"
-  curl -s "http://127.0.0.1:${!port_var}/metrics" | grep -q '^tally_serving 1$' ||
-    fail "kvd$i HTTP /metrics"
+  # Read whole, then matched (under pipefail, `curl | grep -q` fails if grep
+  # exits before curl's last write); a failure says what came back.
+  metrics=$(curl -s "http://127.0.0.1:${!port_var}/metrics") || true
+  grep -q '^tally_serving 1$' <<<"$metrics" ||
+    fail "kvd$i HTTP /metrics: $(grep '^tally_serving' <<<"$metrics" || echo "no tally_serving line in ${#metrics} bytes")"
 done
 echo "ok: HTTP health and metrics of every container"
 

@@ -61,8 +61,11 @@ for i in 1 2 3; do
   done
   [ "$(curl -s "$http/health")" = SERVING ] || fail "n$i /health: $(curl -s "$http/health")"
   [ "$(curl -s "$http/live")" = SERVING ] || fail "n$i /live"
-  curl -s "$http/metrics" | grep -q '^tally_raft_has_leader{group="1"} 1$' ||
-    fail "n$i /metrics: $(curl -s "$http/metrics" | head -20)"
+  # Read whole, then matched (under pipefail, `curl | grep -q` fails if grep
+  # exits before curl's last write).
+  metrics=$(curl -s "$http/metrics") || true
+  grep -q '^tally_raft_has_leader{group="1"} 1$' <<<"$metrics" ||
+    fail "n$i /metrics: $(head -20 <<<"$metrics")"
 done
 ok "HTTP /health, /live and /metrics on every node"
 
