@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "kv/leader_duties.h"
 #include "kv/server/internal/api.h"
 #include "kv/server/internal/health.h"
 #include "kv/server/internal/http.h"
@@ -405,33 +406,24 @@ bool ServerImpl::Stopping(absl::Duration d) {
 }
 
 void ServerImpl::LeaderDuties() {
-  // Groups with a proposal of theirs in flight.
-  auto busy = std::make_shared<std::pair<absl::Mutex, std::set<GroupId>>>();
+  kv::LeaderDuties duties([this](GroupId group, kvpb::Command cmd,
+                                 std::function<void()> done) {
+    node_.WriteAsync(group, std::move(cmd),
+                     [done = std::move(done), group,
+                      id = node_.id](absl::StatusOr<kvpb::CommandResult> r) {
+                       if (!r.ok()) {
+                         spdlog::debug("[n={}] group {}: leader duty: {}", id,
+                                       group, r.status().ToString());
+                       }
+                       done();
+                     });
+  });
   while (!Stopping(kDutiesEvery)) {
     // Only the groups that may have duties: with thousands of idle groups,
     // walking them all ten times a second cost more than everything else
     // an idle node does.
-    for (const auto& [group, sm] : node_.groups->WithDuties()) {
-      std::vector<kvpb::Command> due;
-      if (sm->leading_term() != 0) due = sm->Due();
-      if (due.empty()) {
-        node_.groups->NoDuties(group);
-        continue;
-      }
-      {
-        absl::MutexLock l(&busy->first);
-        if (!busy->second.insert(group).second) continue;
-      }
-      node_.WriteAsync(group, std::move(due.front()),
-                       [busy, group = group,
-                        id = node_.id](absl::StatusOr<kvpb::CommandResult> r) {
-                         if (!r.ok()) {
-                           spdlog::debug("[n={}] group {}: leader duty: {}", id,
-                                         group, r.status().ToString());
-                         }
-                         absl::MutexLock l(&busy->first);
-                         busy->second.erase(group);
-                       });
+    for (GroupId group : duties.Run(node_.groups->WithDuties())) {
+      node_.groups->NoDuties(group);
     }
   }
 }

@@ -141,6 +141,7 @@ void World::Settle() {
   const uint64_t start = step_;
   const uint64_t first_event = events_;
   uint64_t stable_steps = 0;
+  bool leases_checked = false;
   while (step_ - start < kLivenessTicks * kStepsPerTick) {
     ++step_;
     now_us_ += kStepUs;
@@ -149,6 +150,23 @@ void World::Settle() {
     TimeOutOps();
     if (step_ % (kStepsPerTick * kDutiesEveryTicks) == 0) LeaderDuties();
     if (result_.violation) return;
+    // The lock clients went quiet with the faults: their leases must end.
+    const std::optional<std::vector<uint64_t>> leases = LiveLeases();
+    if (!leases_checked && step_ - start >= kLeasesEndTicks * kStepsPerTick) {
+      leases_checked = true;
+      if (!leases) {
+        return Fail(absl::StrCat("no leader of group ", kLockGroup, " ",
+                                 kLeasesEndTicks,
+                                 " ticks after faults stopped"));
+      }
+      if (!leases->empty()) {
+        return Fail(absl::StrCat("lease ", leases->front(), " (of ",
+                                 leases->size(), " live) outlived its ",
+                                 kLeaseTtlMs, " ms TTL: its client went ",
+                                 "quiet when faults stopped ", kLeasesEndTicks,
+                                 " ticks ago and the leader never ended it"));
+      }
+    }
     // Clients keep going until each group took a write, then stop, so
     // that the replicas can catch up with a log that stands still.
     for (int c = 0; c < kClients; ++c) {
@@ -174,6 +192,7 @@ void World::Settle() {
       }
     }
     for (const Client& cl : clients_) same = same && !cl.busy;
+    same = same && leases && leases->empty();
     stable_steps = same ? stable_steps + 1 : 0;
     if (stable_steps >= kStableTicks * kStepsPerTick) return;
   }
@@ -208,6 +227,20 @@ void World::CheckHistory() {
                                check.violation->message));
     }
   }
+}
+
+std::optional<std::vector<uint64_t>> World::LiveLeases() {
+  raft::host::GroupInfo info;
+  Node* leader = Leader(kLockGroup, &info);
+  if (leader == nullptr) return std::nullopt;
+  auto m = leader->machines.find(kLockGroup);
+  if (m == leader->machines.end()) return std::nullopt;
+  absl::StatusOr<std::vector<std::pair<uint64_t, kvpb::LeaseRecord>>> all =
+      m->second->leases().List(kLockClients * 100);
+  if (!all.ok()) return std::nullopt;
+  std::vector<uint64_t> out;
+  for (const auto& [id, rec] : *all) out.push_back(id);
+  return out;
 }
 
 std::vector<Node*> World::Members(GroupId g) {

@@ -61,21 +61,9 @@ std::string Describe(const kvpb::Command& cmd) {
 void World::LeaderDuties() {
   for (auto& n : nodes_) {
     if (!Running(*n)) continue;
-    for (auto& [g, sm] : n->machines) {
-      const std::pair<NodeId, GroupId> key(n->id, g);
-      if (sm->leading_term() == 0 || duties_in_flight_.count(key)) continue;
-      std::vector<kvpb::Command> due = sm->Due();
-      if (due.empty()) continue;
-      kvpb::Command& cmd = due.front();
-      cmd.set_time_ms(sm->ProposalTimeMs());
-      Trace(absl::StrCat("n", n->id, " g", g,
-                         " leader duty: ", cmd.ShortDebugString()));
-      duties_in_flight_.insert(key);
-      n->host->Propose(g, cmd.SerializeAsString(),
-                       [this, key](absl::StatusOr<raft::host::Applied>) {
-                         duties_in_flight_.erase(key);
-                       });
-    }
+    std::vector<std::pair<GroupId, kv::StateMachine*>> groups;
+    for (auto& [g, sm] : n->machines) groups.emplace_back(g, sm.get());
+    n->duties->Run(groups);
   }
 }
 

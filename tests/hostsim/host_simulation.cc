@@ -235,6 +235,17 @@ absl::Status World::Boot(Node& n) {
         auto w = std::make_unique<WatchedMachine>(this, raw, np->id, g);
         return (np->watched[g] = std::move(w)).get();
       });
+  // As kvd's duties thread: the state machine's due commands, at its log
+  // time.
+  n.duties = std::make_unique<kv::LeaderDuties>(
+      [this, np](GroupId g, kvpb::Command cmd, std::function<void()> done) {
+        cmd.set_time_ms(np->machines.at(g)->ProposalTimeMs());
+        Trace(absl::StrCat("n", np->id, " g", g,
+                           " leader duty: ", cmd.ShortDebugString()));
+        np->host->Propose(g, cmd.SerializeAsString(),
+                          [done = std::move(done)](
+                              absl::StatusOr<raft::host::Applied>) { done(); });
+      });
   absl::Status st = n.host->Start();
   n.up = st.ok();
   return st;

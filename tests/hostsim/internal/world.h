@@ -12,12 +12,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kv/leader_duties.h"
 #include "kv/state_machine.h"
 #include "kv/storage/log_store.h"
 #include "kv/storage/memory_engine.h"
@@ -72,6 +74,10 @@ inline constexpr int64_t kLeaseTtlMs = 1000;
 // drift) - margin.
 inline constexpr double kHolderDrift = 0.02;
 inline constexpr int64_t kHolderMarginMs = 100;
+// Once faults stop, the lock clients go quiet: every lease must have ended
+// within this many ticks (the TTL, a failover's extension by up to an
+// election timeout, the duties' period, and margin).
+inline constexpr uint64_t kLeasesEndTicks = kLeaseTtlMs / kTickMs + 100;
 // How often a leader proposes the commands its state machines find due
 // (leases ended), as kv/server's leader duties do.
 inline constexpr uint64_t kDutiesEveryTicks = 10;
@@ -198,6 +204,7 @@ struct Node {
   std::map<GroupId, std::unique_ptr<WatchedMachine>> watched;
   FetchQueue fetches;
   std::unique_ptr<raft::host::NodeHost> host;
+  std::unique_ptr<kv::LeaderDuties> duties;
   // Each state machine's applied index, as last seen in this incarnation.
   std::map<GroupId, Index> last_applied;
   // Messages that arrived while paused, delivered on waking.
@@ -316,6 +323,8 @@ class World {
   // without a leader.
   std::vector<Node*> Members(GroupId g);
   void CheckReplicasAgree();
+  // The leases live at kLockGroup's leader; nullopt without a leader.
+  std::optional<std::vector<uint64_t>> LiveLeases();
 
   // host_sim_locks.cc.
   void LeaderDuties();
@@ -366,8 +375,6 @@ class World {
   std::vector<FencedWrite> fenced_;
   bool fence_bound_ = false;
   uint64_t next_request_id_ = 0;
-  // Groups (per node) with a leader duty in flight.
-  std::set<std::pair<NodeId, GroupId>> duties_in_flight_;
 };
 
 }  // namespace tally::hostsim::internal
