@@ -26,6 +26,9 @@ namespace tally::kv {
 //   'o'                the last fence token issued (lock/)
 //   'f' key prefix     FenceRecord (kvstore/, data groups)
 //   'g' lease key      "": the keys attached to a lease (kvstore/)
+//   'i' scope \0 key   IdemRecord (idem/, data groups)
+//   'j' time scope \0 key
+//                      "": idempotency records by when they go (idem/)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -42,6 +45,8 @@ enum class Space : char {
   kLastToken = 'o',
   kFence = 'f',
   kKeyOfLease = 'g',
+  kIdem = 'i',
+  kIdemReap = 'j',
 };
 
 // The keys of one group.

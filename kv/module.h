@@ -22,6 +22,14 @@ struct ApplyContext {
   // Applied so far, this entry's log time included. A module that changes
   // user-visible data sets the revision (state.revision() + 1).
   kvpb::AppliedState& state;
+
+  // Fills a result's header: the revision, group and index it was applied
+  // at.
+  void Header(kvpb::Applied* h) const {
+    h->set_revision(state.revision());
+    h->set_group(keys.group());
+    h->set_raft_index(index);
+  }
 };
 
 // One feature of the replicated state machine: the commands it runs and

@@ -26,8 +26,9 @@ StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
       meta_(engine, &keys_),
       leases_(engine, &keys_),
       locks_(engine, &keys_, &leases_),
+      idem_(engine, &keys_),
       sessions_(&keys_),
-      modules_{&sessions_, &kv_, &meta_, &leases_, &locks_} {}
+      modules_{&sessions_, &kv_, &meta_, &leases_, &locks_, &idem_} {}
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
     storage::Engine* engine, raft::host::GroupId group, MonotonicClock clock) {

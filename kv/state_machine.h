@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "kv/keyspace.h"
 #include "kv/kvpb/kvpb.pb.h"
+#include "kv/idem/idem.h"
 #include "kv/kvstore/kvstore.h"
 #include "kv/lease/lease.h"
 #include "kv/lock/lock.h"
@@ -98,6 +99,7 @@ class StateMachine final : public raft::host::StateMachine {
   const Meta& meta() const { return meta_; }
   const Leases& leases() const { return leases_; }
   const Locks& locks() const { return locks_; }
+  const Idempotency& idempotency() const { return idem_; }
   // Lock `name`'s record (nullopt: never taken) and the applied index it
   // is from, read from one snapshot of the store.
   absl::StatusOr<std::pair<raft::Index, std::optional<kvpb::LockRecord>>>
@@ -139,6 +141,7 @@ class StateMachine final : public raft::host::StateMachine {
   Meta meta_;
   Leases leases_;
   Locks locks_;
+  Idempotency idem_;
   Sessions sessions_;
   // Every module, in the order they are asked whether they handle a command.
   const std::vector<Module*> modules_;

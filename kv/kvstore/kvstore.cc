@@ -116,9 +116,7 @@ kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
     if (wrote) st.set_revision(rev);
     header = r.mutable_txn()->mutable_header();
   }
-  header->set_revision(st.revision());
-  header->set_group(keys_->group());
-  header->set_raft_index(ctx.index);
+  ctx.Header(header);
   return r;
 }
 
@@ -183,10 +181,7 @@ kvpb::CommandResult KvStore::EndLeaseKeys(ApplyContext& ctx,
     });
   }
   if (out->deleted()) ctx.state.set_revision(ctx.state.revision() + 1);
-  kvpb::Applied* h = out->mutable_header();
-  h->set_revision(ctx.state.revision());
-  h->set_group(keys_->group());
-  h->set_raft_index(ctx.index);
+  ctx.Header(out->mutable_header());
   return r;
 }
 
@@ -339,10 +334,7 @@ kvpb::CommandResult KvStore::Bind(ApplyContext& ctx,
     rec.set_lock(req.lock());
     ctx.batch.Put(key, rec.SerializeAsString());
   }
-  kvpb::Applied* h = out->mutable_header();
-  h->set_revision(ctx.state.revision());
-  h->set_group(keys_->group());
-  h->set_raft_index(ctx.index);
+  ctx.Header(out->mutable_header());
   return r;
 }
 

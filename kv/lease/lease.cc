@@ -10,16 +10,6 @@
 
 namespace tally::kv {
 
-namespace {
-
-void SetHeader(const ApplyContext& ctx, kvpb::Applied* h) {
-  h->set_revision(ctx.state.revision());
-  h->set_group(ctx.keys.group());
-  h->set_raft_index(ctx.index);
-}
-
-}  // namespace
-
 bool Leases::Handles(const kvpb::Command& cmd) const {
   return cmd.has_lease_grant() || cmd.has_lease_renew() ||
          cmd.has_lease_revoke() || cmd.has_lease_expire();
@@ -99,7 +89,7 @@ kvpb::CommandResult Leases::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
     out->set_id(ctx.index);
     out->set_ttl_ms(rec.ttl_ms());
     out->set_remaining_ms(rec.ttl_ms());
-    SetHeader(ctx, out->mutable_header());
+    ctx.Header(out->mutable_header());
   } else if (cmd.has_lease_renew()) {
     kvpb::LeaseRenewResult* out = r.mutable_lease_renew();
     for (uint64_t id : cmd.lease_renew().ids()) {
@@ -113,7 +103,7 @@ kvpb::CommandResult Leases::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
       Write(ctx.batch, id, *rec);
       (*out->mutable_remaining_ms())[id] = rec->ttl_ms();
     }
-    SetHeader(ctx, out->mutable_header());
+    ctx.Header(out->mutable_header());
   } else if (cmd.has_lease_revoke()) {
     const uint64_t id = cmd.lease_revoke().id();
     std::optional<kvpb::LeaseRecord> rec = Live(ctx, id);
@@ -127,7 +117,7 @@ kvpb::CommandResult Leases::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
     kvpb::LeaseResult* out = r.mutable_lease();
     out->set_id(id);
     out->set_ttl_ms(rec->ttl_ms());
-    SetHeader(ctx, out->mutable_header());
+    ctx.Header(out->mutable_header());
   } else {
     kvpb::LeaseRenewResult* out = r.mutable_lease_renew();
     for (uint64_t id : cmd.lease_expire().ids()) {
@@ -137,7 +127,7 @@ kvpb::CommandResult Leases::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
         (*out->mutable_remaining_ms())[id] = 0;
       }
     }
-    SetHeader(ctx, out->mutable_header());
+    ctx.Header(out->mutable_header());
   }
   return r;
 }

@@ -18,10 +18,7 @@ kvpb::CommandResult Answer(const ApplyContext& ctx, bool acquired,
   out->set_acquired(acquired);
   out->set_queued_at(queued_at);
   if (rec.has_holder()) *out->mutable_holder() = rec.holder();
-  kvpb::Applied* h = out->mutable_header();
-  h->set_revision(ctx.state.revision());
-  h->set_group(ctx.keys.group());
-  h->set_raft_index(ctx.index);
+  ctx.Header(out->mutable_header());
   return r;
 }
 

@@ -65,9 +65,7 @@ kvpb::CommandResult Sessions::Apply(ApplyContext& ctx,
   kvpb::OpenSessionResult* out = r.mutable_open_session();
   out->set_client_id(ctx.index);
   out->set_ttl_ms(rec.ttl_ms());
-  out->mutable_header()->set_revision(ctx.state.revision());
-  out->mutable_header()->set_group(keys_->group());
-  out->mutable_header()->set_raft_index(ctx.index);
+  ctx.Header(out->mutable_header());
   return r;
 }
 
