@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "rpc/cluster.grpc.pb.h"
+#include "rpc/idem.grpc.pb.h"
 #include "rpc/kv.grpc.pb.h"
 #include "rpc/lock.grpc.pb.h"
 
@@ -107,6 +108,28 @@ class Client {
   // shard. Sending it again completes one that failed part-way.
   absl::StatusOr<rpc::BindFenceResponse> BindFence(const std::string& prefix,
                                                    const std::string& lock);
+
+  // Idempotency keys (rpc/idem.proto), sent to the leader of the shard
+  // holding scope + key and retried on unknown outcomes: Begin with its
+  // attempt id (one is drawn if unset), so a lost answer still gives the
+  // caller its token; Complete, Fail and Renew with the token. A retried
+  // retryable Fail may answer FAILED_PRECONDITION "not-claimed": the record
+  // is gone either way.
+  absl::StatusOr<rpc::IdemBeginResponse> IdemBegin(rpc::IdemBeginRequest req);
+  absl::StatusOr<rpc::IdemFinishResponse> IdemComplete(
+      const std::string& scope, const std::string& key, uint64_t token,
+      const std::string& response);
+  absl::StatusOr<rpc::IdemFinishResponse> IdemFail(const std::string& scope,
+                                                   const std::string& key,
+                                                   uint64_t token,
+                                                   bool retryable,
+                                                   const std::string& response);
+  absl::StatusOr<rpc::IdemRenewResponse> IdemRenew(
+      const std::string& scope, const std::string& key, uint64_t token,
+      std::chrono::milliseconds claim_ttl);
+  absl::StatusOr<rpc::IdemGetResponse> IdemGet(
+      const std::string& scope, const std::string& key,
+      rpc::ReadMode mode = rpc::LINEARIZABLE);
 
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
   // The standard gRPC health check of one node: OK when it serves,

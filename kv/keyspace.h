@@ -26,9 +26,9 @@ namespace tally::kv {
 //   'o'                the last fence token issued (lock/)
 //   'f' key prefix     FenceRecord (kvstore/, data groups)
 //   'g' lease key      "": the keys attached to a lease (kvstore/)
-//   'i' scope \0 key   IdemRecord (idem/, data groups)
+//   'i' scope \0 key   IdemRecord (idempotency/, data groups)
 //   'j' time scope \0 key
-//                      "": idempotency records by when they go (idem/)
+//                      "": idempotency records by when they go (idempotency/)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {

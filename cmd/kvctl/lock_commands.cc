@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "client/election.h"
 #include "client/lock_session.h"
+#include "cmd/kvctl/duration.h"
 #include "cmd/kvctl/output.h"
 
 namespace tally::kvctl {
@@ -22,27 +23,6 @@ namespace tally::kvctl {
 namespace {
 
 using std::chrono::milliseconds;
-
-// "500ms", "10s", "2m", "1h"; a bare number is seconds.
-absl::StatusOr<milliseconds> ParseDuration(const std::string& s) {
-  static const std::pair<const char*, int64_t> kUnits[] = {
-      {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}};
-  for (const auto& [unit, ms] : kUnits) {
-    if (s.size() > strlen(unit) && s.ends_with(unit)) {
-      int64_t n = 0;
-      if (absl::SimpleAtoi(s.substr(0, s.size() - strlen(unit)), &n) &&
-          n >= 0) {
-        return milliseconds(n * ms);
-      }
-    }
-  }
-  int64_t n = 0;
-  if (absl::SimpleAtoi(s, &n) && n >= 0) return milliseconds(n * 1000);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "\"", s,
-      "\" is not a duration (e.g. 500ms, 10s, 2m; a bare number is "
-      "seconds)"));
-}
 
 std::string Holder(const rpc::LockHolder& h) {
   return absl::StrCat("token ", h.token(), ", lease ", h.lease(),

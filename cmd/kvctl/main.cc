@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/client.h"
+#include "cmd/kvctl/idem_commands.h"
 #include "cmd/kvctl/lock_commands.h"
 #include "cmd/kvctl/output.h"
 
@@ -201,6 +202,7 @@ int main(int argc, char** argv) {
                   "a lock's token, for keys under a fenced prefix");
   }
   tally::kvctl::LockCommands locks(app);
+  tally::kvctl::IdemCommands idem(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -223,6 +225,7 @@ int main(int argc, char** argv) {
                                         : tally::rpc::LINEARIZABLE;
 
   if (std::optional<int> rc = locks.Run(c, json)) return *rc;
+  if (std::optional<int> rc = idem.Run(c, json)) return *rc;
   if (*put) {
     if (put_value->count() == 0) {
       value.assign(std::istreambuf_iterator<char>(std::cin),

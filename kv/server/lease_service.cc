@@ -240,7 +240,7 @@ class LeaseService final : public rpc::Leases::CallbackService {
                                   rpc::LeaseGrantResponse* resp) override {
     auto* reply = new Reply<rpc::LeaseGrantResponse>(ctx, resp, &node_->rpcs,
                                                      "LeaseGrant");
-    const int64_t min = MinLeaseTtlMs(node_->options);
+    const int64_t min = MinTtlMs(node_->options);
     if (req->ttl_ms() < min) {
       return Calls::Finish(
           reply, Calls::Invalid(absl::StrCat(
@@ -339,9 +339,6 @@ class LeaseService final : public rpc::Leases::CallbackService {
   }
 
  private:
-  static int64_t MinLeaseTtlMs(const ServerOptions& o) {
-    return int64_t{2} * o.election_tick * o.tick_ms;
-  }
   static void Fill(uint64_t id, const kvpb::LeaseRecord& rec, int64_t now,
                    rpc::LeaseTimeToLiveResponse* out) {
     out->set_id(id);

@@ -40,6 +40,10 @@ StateMachine* Node::Machine(raft::host::GroupId group) const {
   return groups->Find(group);
 }
 
+int64_t MinTtlMs(const ServerOptions& o) {
+  return int64_t{2} * o.election_tick * o.tick_ms;
+}
+
 LeaseKnown LeaseState(const Node& node, uint64_t id) {
   const StateMachine* meta = node.Machine(kMetaGroup);
   // Applied first: a lease granted at or below it is in the replica unless

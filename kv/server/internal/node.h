@@ -103,6 +103,10 @@ std::unique_ptr<grpc::Service> NewKvService(Node* node);
 std::unique_ptr<grpc::Service> NewClusterService(Node* node);
 std::unique_ptr<grpc::Service> NewLeaseService(Node* node);
 std::unique_ptr<grpc::Service> NewLockService(Node* node);
+std::unique_ptr<grpc::Service> NewIdemService(Node* node);
+
+// The shortest lease or idempotency claim: twice the election timeout.
+int64_t MinTtlMs(const ServerOptions& o);
 
 }  // namespace tally::kv::server
 

@@ -1,5 +1,5 @@
-#ifndef TALLY_KV_IDEM_IDEM_H_
-#define TALLY_KV_IDEM_IDEM_H_
+#ifndef TALLY_KV_IDEMPOTENCY_IDEMPOTENCY_H_
+#define TALLY_KV_IDEMPOTENCY_IDEMPOTENCY_H_
 
 #include <atomic>
 #include <climits>
@@ -83,10 +83,12 @@ class Idempotency final : public Module {
   kvpb::CommandResult Finish(ApplyContext& ctx, const kvpb::IdemFinish& req);
   kvpb::CommandResult Renew(ApplyContext& ctx, const kvpb::IdemRenew& req);
   kvpb::CommandResult Reap(ApplyContext& ctx, const kvpb::IdemReap& req);
-  // The record if `token` owns it; otherwise nullopt and `refusal`.
+  // The record if `token` owns it (or finished it, if `finished_is_fine`);
+  // otherwise nullopt and `refusal`.
   std::optional<kvpb::IdemRecord> Owned(ApplyContext& ctx,
                                         std::string_view scope,
                                         std::string_view key, uint64_t token,
+                                        bool finished_is_fine,
                                         kvpb::CommandResult* refusal);
 
   const storage::Engine* const engine_;
@@ -102,4 +104,4 @@ class Idempotency final : public Module {
 
 }  // namespace tally::kv
 
-#endif  // TALLY_KV_IDEM_IDEM_H_
+#endif  // TALLY_KV_IDEMPOTENCY_IDEMPOTENCY_H_

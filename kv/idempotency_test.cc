@@ -40,6 +40,10 @@ class IdemTest : public ::testing::Test {
   }
   kvpb::CommandResult Begin(const std::string& key, uint64_t fingerprint,
                             int64_t at) {
+    return Begin(key, std::to_string(fingerprint), at);
+  }
+  kvpb::CommandResult Begin(const std::string& key,
+                            const std::string& fingerprint, int64_t at) {
     kvpb::Command c;
     kvpb::IdemBegin* b = c.mutable_idem_begin();
     b->set_scope(kScope);
@@ -109,7 +113,7 @@ TEST_F(IdemTest, ADifferentRequestUnderTheSameKeyIsAMismatch) {
   Begin("order-1", 7, 1'000);
   kvpb::CommandResult r = Begin("order-1", 8, 1'100);
   EXPECT_EQ(r.idem().outcome(), Outcome::MISMATCH);
-  EXPECT_EQ(r.idem().record().fingerprint(), 7u);
+  EXPECT_EQ(r.idem().record().fingerprint(), "7");
   EXPECT_EQ(r.idem().record().created_ms(), 1'000);
 }
 
@@ -137,10 +141,28 @@ TEST_F(IdemTest, AStaleOwnerCannotFinishAfterATakeover) {
                 .error_code(),
             0);
   EXPECT_EQ(Begin("order-1", 7, 8'000).idem().record().response(), "second");
-  // Finished: even the owner's own token finishes nothing again.
-  EXPECT_EQ(Finish("order-1", second, Finished::COMPLETED, "again", 8'100)
-                .error_reason(),
-            "stale-token");
+  // Repeated (its answer was lost): the record as stored, unchanged.
+  r = Finish("order-1", second, Finished::COMPLETED, "again", 8'100);
+  ASSERT_EQ(r.error_code(), 0);
+  EXPECT_EQ(r.idem().record().response(), "second");
+  EXPECT_EQ(Renew("order-1", second, 8'200).error_reason(), "stale-token");
+}
+
+TEST_F(IdemTest, ARepeatedBeginOfTheSameAttemptGetsItsTokenBack) {
+  kvpb::Command c;
+  kvpb::IdemBegin* b = c.mutable_idem_begin();
+  b->set_scope(kScope);
+  b->set_key("k");
+  b->set_fingerprint("f");
+  b->set_ttl_ms(kTtl);
+  b->set_retention_ms(kRetention);
+  b->set_attempt_id(99);
+  const uint64_t token = Apply(c, 1'000).idem().record().token();
+  kvpb::CommandResult r = Apply(c, 1'100);
+  EXPECT_EQ(r.idem().outcome(), Outcome::STARTED);
+  EXPECT_EQ(r.idem().record().token(), token);
+  b->set_attempt_id(100);  // another attempt waits
+  EXPECT_EQ(Apply(c, 1'200).idem().outcome(), Outcome::IN_PROGRESS);
 }
 
 TEST_F(IdemTest, RenewKeepsTheClaim) {

@@ -1,4 +1,4 @@
-#include "kv/idem/idem.h"
+#include "kv/idempotency/idempotency.h"
 
 #include <algorithm>
 #include <memory>
@@ -135,6 +135,7 @@ kvpb::CommandResult Idempotency::Begin(ApplyContext& ctx,
   const int64_t now = ctx.state.log_time_ms();
   kvpb::CommandResult r;
   Result* out = r.mutable_idem();
+  out->set_log_time_ms(now);
   std::optional<Record> rec =
       Read(ctx.batch, RecordKey(req.scope(), req.key()));
   std::optional<int64_t> old_reap;
@@ -144,6 +145,11 @@ kvpb::CommandResult Idempotency::Begin(ApplyContext& ctx,
       out->set_outcome(Result::MISMATCH);
     } else if (rec->state() != Record::IN_PROGRESS) {
       out->set_outcome(Result::FINISHED);
+    } else if (req.attempt_id() != 0 && rec->attempt_id() == req.attempt_id()) {
+      out->set_outcome(Result::STARTED);  // a repeat: its answer was lost
+      *out->mutable_record() = *std::move(rec);
+      ctx.Header(out->mutable_header());
+      return r;
     } else if (rec->claim_ends_ms() > now) {
       out->set_outcome(Result::IN_PROGRESS);
       out->set_retry_after_ms(rec->claim_ends_ms() - now);
@@ -162,6 +168,7 @@ kvpb::CommandResult Idempotency::Begin(ApplyContext& ctx,
   started.set_claim_ends_ms(now + req.ttl_ms());
   started.set_retention_ms(rec ? rec->retention_ms() : req.retention_ms());
   started.set_attempts((rec ? rec->attempts() : 0) + 1);
+  started.set_attempt_id(req.attempt_id());
   Write(ctx, req.scope(), req.key(), started, old_reap);
   out->set_outcome(Result::STARTED);
   *out->mutable_record() = std::move(started);
@@ -172,6 +179,7 @@ kvpb::CommandResult Idempotency::Begin(ApplyContext& ctx,
 std::optional<Record> Idempotency::Owned(ApplyContext& ctx,
                                          std::string_view scope,
                                          std::string_view key, uint64_t token,
+                                         bool finished_is_fine,
                                          kvpb::CommandResult* refusal) {
   std::optional<Record> rec = Read(ctx.batch, RecordKey(scope, key));
   if (!rec) {
@@ -182,7 +190,8 @@ std::optional<Record> Idempotency::Owned(ApplyContext& ctx,
                        "not-claimed");
     return std::nullopt;
   }
-  if (rec->state() != Record::IN_PROGRESS || rec->token() != token) {
+  if (rec->token() != token ||
+      (rec->state() != Record::IN_PROGRESS && !finished_is_fine)) {
     *refusal = Refusal(
         absl::StatusCode::kFailedPrecondition,
         absl::StrCat("token ", token, " no longer owns ", Describe(scope, key),
@@ -197,12 +206,16 @@ std::optional<Record> Idempotency::Owned(ApplyContext& ctx,
 kvpb::CommandResult Idempotency::Finish(ApplyContext& ctx,
                                         const kvpb::IdemFinish& req) {
   kvpb::CommandResult r;
-  std::optional<Record> rec =
-      Owned(ctx, req.scope(), req.key(), req.token(), &r);
+  std::optional<Record> rec = Owned(ctx, req.scope(), req.key(), req.token(),
+                                    /*finished_is_fine=*/true, &r);
   if (!rec) return r;
   Result* out = r.mutable_idem();
   out->set_outcome(Result::OK);
-  if (req.outcome() == kvpb::IdemFinish::FAILED_RETRYABLE) {
+  out->set_log_time_ms(ctx.state.log_time_ms());
+  if (rec->state() != Record::IN_PROGRESS) {
+    // Finished under this very token: a repeat whose answer was lost gets
+    // the record as stored.
+  } else if (req.outcome() == kvpb::IdemFinish::FAILED_RETRYABLE) {
     Remove(ctx, req.scope(), req.key(), *rec);
   } else {
     const int64_t old_reap = rec->reap_at_ms();
@@ -221,8 +234,8 @@ kvpb::CommandResult Idempotency::Finish(ApplyContext& ctx,
 kvpb::CommandResult Idempotency::Renew(ApplyContext& ctx,
                                        const kvpb::IdemRenew& req) {
   kvpb::CommandResult r;
-  std::optional<Record> rec =
-      Owned(ctx, req.scope(), req.key(), req.token(), &r);
+  std::optional<Record> rec = Owned(ctx, req.scope(), req.key(), req.token(),
+                                    /*finished_is_fine=*/false, &r);
   if (!rec) return r;
   // A claim that ran out with nobody taking over is still the owner's.
   const int64_t now = ctx.state.log_time_ms();
@@ -231,6 +244,7 @@ kvpb::CommandResult Idempotency::Renew(ApplyContext& ctx,
   Write(ctx, req.scope(), req.key(), *rec, old_reap);
   Result* out = r.mutable_idem();
   out->set_outcome(Result::OK);
+  out->set_log_time_ms(now);
   *out->mutable_record() = *std::move(rec);
   ctx.Header(out->mutable_header());
   return r;

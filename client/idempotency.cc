@@ -1,0 +1,99 @@
+// Client calls of rpc/idem.proto: idempotency records, in the shard holding
+// scope + key.
+
+#include <random>
+
+#include "client/client.h"
+#include "client/internal/call.h"
+
+namespace tally::client {
+
+absl::StatusOr<rpc::IdemBeginResponse> Client::IdemBegin(
+    rpc::IdemBeginRequest req) {
+  absl::StatusOr<uint64_t> group = GroupFor(req.scope() + req.key());
+  if (!group.ok()) return group.status();
+  while (req.attempt_id() == 0) {
+    static thread_local std::mt19937_64 rng(std::random_device{}());
+    req.set_attempt_id(rng());
+  }
+  rpc::IdemBeginResponse resp;
+  absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+    return rpc::Idempotency::NewStub(ch)->Begin(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::IdemFinishResponse> Client::IdemComplete(
+    const std::string& scope, const std::string& key, uint64_t token,
+    const std::string& response) {
+  absl::StatusOr<uint64_t> group = GroupFor(scope + key);
+  if (!group.ok()) return group.status();
+  rpc::IdemCompleteRequest req;
+  req.set_scope(scope);
+  req.set_key(key);
+  req.set_token(token);
+  req.set_response(response);
+  rpc::IdemFinishResponse resp;
+  absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+    return rpc::Idempotency::NewStub(ch)->Complete(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::IdemFinishResponse> Client::IdemFail(
+    const std::string& scope, const std::string& key, uint64_t token,
+    bool retryable, const std::string& response) {
+  absl::StatusOr<uint64_t> group = GroupFor(scope + key);
+  if (!group.ok()) return group.status();
+  rpc::IdemFailRequest req;
+  req.set_scope(scope);
+  req.set_key(key);
+  req.set_token(token);
+  req.set_retryable(retryable);
+  req.set_response(response);
+  rpc::IdemFinishResponse resp;
+  absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+    return rpc::Idempotency::NewStub(ch)->Fail(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::IdemRenewResponse> Client::IdemRenew(
+    const std::string& scope, const std::string& key, uint64_t token,
+    std::chrono::milliseconds claim_ttl) {
+  absl::StatusOr<uint64_t> group = GroupFor(scope + key);
+  if (!group.ok()) return group.status();
+  rpc::IdemRenewRequest req;
+  req.set_scope(scope);
+  req.set_key(key);
+  req.set_token(token);
+  req.set_claim_ttl_ms(claim_ttl.count());
+  rpc::IdemRenewResponse resp;
+  absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+    return rpc::Idempotency::NewStub(ch)->Renew(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::IdemGetResponse> Client::IdemGet(const std::string& scope,
+                                                     const std::string& key,
+                                                     rpc::ReadMode mode) {
+  absl::StatusOr<uint64_t> group = ReadTarget(scope + key, mode);
+  if (!group.ok()) return group.status();
+  rpc::IdemGetRequest req;
+  req.set_scope(scope);
+  req.set_key(key);
+  req.set_read_mode(mode);
+  rpc::IdemGetResponse resp;
+  absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+    return rpc::Idempotency::NewStub(ch)->Get(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+}  // namespace tally::client
