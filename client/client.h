@@ -116,9 +116,12 @@ class Client {
   // retryable Fail may answer FAILED_PRECONDITION "not-claimed": the record
   // is gone either way.
   absl::StatusOr<rpc::IdemBeginResponse> IdemBegin(rpc::IdemBeginRequest req);
+  // `effects`: puts and deletes of the record's shard, committed with the
+  // completion or not at all (IdemCompleteRequest).
   absl::StatusOr<rpc::IdemFinishResponse> IdemComplete(
       const std::string& scope, const std::string& key, uint64_t token,
-      const std::string& response);
+      const std::string& response, const std::vector<rpc::TxnOp>& effects = {},
+      uint64_t fence_token = 0);
   absl::StatusOr<rpc::IdemFinishResponse> IdemFail(const std::string& scope,
                                                    const std::string& key,
                                                    uint64_t token,

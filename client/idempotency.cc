@@ -26,7 +26,8 @@ absl::StatusOr<rpc::IdemBeginResponse> Client::IdemBegin(
 
 absl::StatusOr<rpc::IdemFinishResponse> Client::IdemComplete(
     const std::string& scope, const std::string& key, uint64_t token,
-    const std::string& response) {
+    const std::string& response, const std::vector<rpc::TxnOp>& effects,
+    uint64_t fence_token) {
   absl::StatusOr<uint64_t> group = GroupFor(scope + key);
   if (!group.ok()) return group.status();
   rpc::IdemCompleteRequest req;
@@ -34,6 +35,8 @@ absl::StatusOr<rpc::IdemFinishResponse> Client::IdemComplete(
   req.set_key(key);
   req.set_token(token);
   req.set_response(response);
+  req.mutable_effects()->Add(effects.begin(), effects.end());
+  req.set_fence_token(fence_token);
   rpc::IdemFinishResponse resp;
   absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
     return rpc::Idempotency::NewStub(ch)->Complete(&ctx, req, &resp);

@@ -9,7 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin=${TALLY_BIN:-$root/build/bin}
 project=tally-compose-test-$$
-# Apart from the integration tests' bases (20000-31999), which may run alongside.
+# Apart from the integration tests' port bases (20000-31999).
 base=$((12000 + RANDOM % 2000))
 export TALLY_PORT_1=$((base + 1)) TALLY_PORT_2=$((base + 2)) TALLY_PORT_3=$((base + 3))
 export TALLY_HTTP_PORT_1=$((base + 201)) TALLY_HTTP_PORT_2=$((base + 202)) \

@@ -247,6 +247,69 @@ TEST_F(IdemTest, TheLeaderReapsRecordsPastTheirRetention) {
   EXPECT_EQ(Finish("c", c, Finished::COMPLETED, "y", 200'002).error_code(), 0);
 }
 
+// Exactly-once local effects: the owner's writes and its completion commit
+// in one entry, or neither does.
+TEST_F(IdemTest, ACompletionCommitsItsEffectsInTheSameEntryOrNotAtAll) {
+  auto complete = [&](const std::string& key, uint64_t token,
+                      const std::string& value, uint64_t fence, int64_t at) {
+    kvpb::Command c;
+    kvpb::IdemFinish* f = c.mutable_idem_finish();
+    f->set_scope(kScope);
+    f->set_key(key);
+    f->set_token(token);
+    f->set_response("ok");
+    kvpb::Put* put = f->mutable_effects()->add_success()->mutable_put();
+    put->set_key("acct/" + key);
+    put->set_value(value);
+    f->mutable_effects()->add_success()->mutable_delete_()->set_key("tmp");
+    f->set_fence_token(fence);
+    return Apply(c, at);
+  };
+  auto value = [&](const std::string& key) -> std::string {
+    auto kv = sm_->kv().Get(key);
+    return kv.ok() && kv->has_value() ? (*kv)->value() : "<none>";
+  };
+  kvpb::Command tmp;
+  tmp.mutable_put()->set_key("tmp");
+  tmp.mutable_put()->set_value("x");
+  Apply(tmp, 900);
+
+  const uint64_t first = Begin("o1", 1, 1'000).idem().record().token();
+  const uint64_t second =
+      Begin("o1", 1, 1'000 + kTtl).idem().record().token();  // takeover
+  const int64_t revision = sm_->revision();
+  kvpb::CommandResult r = complete("o1", first, "stale", 0, 7'000);
+  EXPECT_EQ(r.error_reason(), "stale-token");
+  EXPECT_EQ(value("acct/o1"), "<none>");
+  EXPECT_EQ(value("tmp"), "x");
+  EXPECT_EQ(sm_->revision(), revision);
+
+  r = complete("o1", second, "charged", 0, 7'100);
+  ASSERT_EQ(r.error_code(), 0) << r.error_message();
+  EXPECT_EQ(r.idem().record().state(), kvpb::IdemRecord::COMPLETED);
+  EXPECT_EQ(value("acct/o1"), "charged");
+  EXPECT_EQ(value("tmp"), "<none>");
+  EXPECT_GT(r.idem().header().revision(), revision);
+
+  // A fenced prefix: a stale fence token refuses the whole completion.
+  kvpb::Command bind;
+  bind.mutable_fence_bind()->set_prefix("acct/");
+  bind.mutable_fence_bind()->set_lock("payouts");
+  Apply(bind, 7'200);
+  const uint64_t t2 = Begin("o2", 1, 7'300).idem().record().token();
+  kvpb::Command fenced;
+  fenced.mutable_put()->set_key("acct/x");
+  fenced.set_fence_token(50);
+  ASSERT_EQ(Apply(fenced, 7'400).error_code(), 0);
+  r = complete("o2", t2, "late", 40, 7'500);
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(value("acct/o2"), "<none>");
+  EXPECT_EQ(Begin("o2", 1, 7'600).idem().outcome(), Outcome::IN_PROGRESS);
+  ASSERT_EQ(complete("o2", t2, "paid", 50, 7'700).error_code(), 0);
+  EXPECT_EQ(value("acct/o2"), "paid");
+}
+
 TEST_F(IdemTest, ListPagesThroughAScope) {
   for (const char* k : {"o-1", "o-2", "o-3", "p-1"}) Begin(k, 1, 1'000);
   auto page = sm_->idempotency().List(kScope, "o-", "", 2);

@@ -26,7 +26,7 @@ StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
       meta_(engine, &keys_),
       leases_(engine, &keys_),
       locks_(engine, &keys_, &leases_),
-      idem_(engine, &keys_),
+      idem_(engine, &keys_, &kv_),
       sessions_(&keys_),
       modules_{&sessions_, &kv_, &meta_, &leases_, &locks_, &idem_} {}
 

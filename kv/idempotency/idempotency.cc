@@ -215,6 +215,23 @@ kvpb::CommandResult Idempotency::Finish(ApplyContext& ctx,
   if (rec->state() != Record::IN_PROGRESS) {
     // Finished under this very token: a repeat whose answer was lost gets
     // the record as stored.
+  } else if (req.outcome() == kvpb::IdemFinish::COMPLETED &&
+             req.effects().success_size() > 0) {
+    if (req.effects().compare_size() > 0 || req.effects().failure_size() > 0) {
+      return Refusal(absl::StatusCode::kInvalidArgument,
+                     "a completion's effects are writes only, no compares");
+    }
+    // The effects first: refused (a stale fence token), nothing is written.
+    kvpb::Command effects;
+    *effects.mutable_txn() = req.effects();
+    effects.set_fence_token(req.fence_token());
+    kvpb::CommandResult applied = kv_->Apply(ctx, effects);
+    if (applied.error_code() != 0) return applied;
+    const int64_t old_reap = rec->reap_at_ms();
+    rec->set_state(Record::COMPLETED);
+    rec->set_finished_ms(ctx.state.log_time_ms());
+    rec->set_response(req.response());
+    Write(ctx, req.scope(), req.key(), *rec, old_reap);
   } else if (req.outcome() == kvpb::IdemFinish::FAILED_RETRYABLE) {
     Remove(ctx, req.scope(), req.key(), *rec);
   } else {

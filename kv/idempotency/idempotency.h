@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kv/kvstore/kvstore.h"
 #include "kv/module.h"
 #include "kv/storage/engine.h"
 
@@ -39,15 +40,17 @@ inline constexpr size_t kMaxReapedPerCommand = 1000;
 // every later Begin with its stored response; a retryable failure removes
 // the record, so nothing transient is cached. A record goes `retention_ms`
 // after it finished (or after its last claim ran out), proposed by the
-// leader (Due) and decided again at the entry's log time.
+// leader (Due) and decided again at the entry's log time. A completion may
+// carry KV writes of the shard (effects), applied by KvStore in the same
+// entry: the owner's work and its record commit together or not at all.
 //
 // Thread safety: Apply and Committed on the apply thread; reads from any
 // thread.
 class Idempotency final : public Module {
  public:
-  // Neither is owned.
-  Idempotency(const storage::Engine* engine, const Keyspace* keys)
-      : engine_(engine), keys_(keys) {}
+  // None is owned; `kv` applies a completion's effects.
+  Idempotency(const storage::Engine* engine, const Keyspace* keys, KvStore* kv)
+      : engine_(engine), keys_(keys), kv_(kv) {}
 
   // INVALID_ARGUMENT naming what is wrong with a scope or key.
   static absl::Status CheckName(std::string_view scope, std::string_view key);
@@ -93,6 +96,7 @@ class Idempotency final : public Module {
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
+  KvStore* const kv_;
 
   // As Leases: no record goes before next_due_ (INT64_MIN: unknown).
   mutable absl::Mutex due_mu_;

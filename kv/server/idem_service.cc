@@ -130,8 +130,13 @@ class IdemService final : public rpc::Idempotency::CallbackService {
                                      rpc::IdemFinishResponse* resp) override {
     auto* reply = new Reply<rpc::IdemFinishResponse>(ctx, resp, &node_->rpcs,
                                                      "IdemComplete");
+    kvpb::IdemFinish effects;
+    if (grpc::Status st = Effects(*req, &effects); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     return Finish(reply, req->scope(), req->key(), req->token(),
-                  kvpb::IdemFinish::COMPLETED, req->response());
+                  kvpb::IdemFinish::COMPLETED, req->response(),
+                  std::move(effects));
   }
 
   grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx,
@@ -209,11 +214,53 @@ class IdemService final : public rpc::Idempotency::CallbackService {
     return node_->RangeFor(scope + key).group();
   }
 
+  // A completion's effects, checked (writes only, within the record's
+  // shard, no leases, sizes), into `out`.
+  grpc::Status Effects(const rpc::IdemCompleteRequest& req,
+                       kvpb::IdemFinish* out) const {
+    if (req.effects().empty()) return grpc::Status::OK;
+    const uint64_t group = Group(req.scope(), req.key());
+    rpc::TxnRequest txn;
+    for (const rpc::TxnOp& op : req.effects()) {
+      const std::string* key = nullptr;
+      if (op.has_put()) {
+        key = &op.put().key();
+        if (op.put().lease() != 0) {
+          return Calls::Invalid("a completion's effects attach no leases");
+        }
+        if (op.put().value().size() > node_->options.max_value_bytes) {
+          return Calls::Invalid(absl::StrCat(
+              "value of ", op.put().value().size(), " bytes exceeds the ",
+              node_->options.max_value_bytes, "-byte limit"));
+        }
+      } else if (op.has_delete_()) {
+        key = &op.delete_().key();
+      } else {
+        return Calls::Invalid("a completion's effects are puts and deletes");
+      }
+      if (key->empty() || key->size() > node_->options.max_key_bytes) {
+        return Calls::Invalid(absl::StrCat("an effect's key must be 1 to ",
+                                           node_->options.max_key_bytes,
+                                           " bytes"));
+      }
+      if (node_->RangeFor(*key).group() != group) {
+        return Calls::Invalid(absl::StrCat(
+            "effect key \"", *key, "\" is in another shard than the record ",
+            "(the one holding \"", req.scope(), req.key(), "\")"));
+      }
+      *txn.add_success() = op;
+    }
+    *out->mutable_effects() = ToKv(txn);
+    out->set_fence_token(req.fence_token());
+    return grpc::Status::OK;
+  }
+
   grpc::ServerUnaryReactor* Finish(Reply<rpc::IdemFinishResponse>* reply,
                                    const std::string& scope,
                                    const std::string& key, uint64_t token,
                                    kvpb::IdemFinish::Outcome outcome,
-                                   const std::string& response) {
+                                   const std::string& response,
+                                   kvpb::IdemFinish effects = {}) {
     grpc::Status st = CheckName(scope, key);
     if (st.ok()) st = CheckToken(token);
     if (st.ok() && response.size() > kMaxIdemResponseBytes) {
@@ -224,6 +271,7 @@ class IdemService final : public rpc::Idempotency::CallbackService {
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     kvpb::IdemFinish* f = cmd.mutable_idem_finish();
+    *f = std::move(effects);
     f->set_scope(scope);
     f->set_key(key);
     f->set_token(token);

@@ -93,4 +93,25 @@ rc=0; kvctl idem run pay/ k3 --cache-failure -- sh -c 'echo declined; exit 7' >/
 rc=0; out=$(kvctl idem run pay/ k3 --cache-failure -- sh -c 'echo declined; exit 7') || rc=$?
 [ "$rc" = 1 ] && [ "$out" = declined ] || fail "cached failure: rc=$rc out=$out"
 ok "failures: retried unless --cache-failure, then replayed with exit 1"
+
+# The order example: the charge is a write committed with the completion.
+# Killed (SIGKILL) after claiming the order, then again after completing it:
+# the order is charged exactly once and every attempt answers the same.
+order() { "$bin/idempotency_key_example" "$KVCTL_ENDPOINTS" o-9 "$@"; }
+rc=0; order 10EUR --crash-before-complete 2>/dev/null || rc=$?
+[ "$rc" = 137 ] || fail "the example was not killed before completing (exit $rc)"
+[ -z "$(kvctl get --prefix orders/o-9/charge/)" ] || fail "charged before completing"
+rc=0; out=$(order 10EUR 2>&1) || rc=$?
+[ "$rc" = 3 ] && [[ "$out" == *"being charged elsewhere"* ]] || fail "retry during the dead claim: rc=$rc $out"
+sleep 2.2  # the dead process's claim runs out
+rc=0; order 10EUR --crash-after-complete >/dev/null 2>&1 || rc=$?
+[ "$rc" = 137 ] || fail "the example was not killed after completing (exit $rc)"
+first=$(order 10EUR) || fail "retry after the completion"
+[[ "$first" == "charged 10EUR for order o-9 (token "*") (replayed)" ]] || fail "replay: $first"
+[ "$(order 10EUR)" = "$first" ] || fail "a second replay differs"
+charges=$(kvctl get --prefix orders/o-9/charge/ | grep -c 10EUR || true)
+[ "$charges" = 1 ] || fail "order o-9 was charged $charges times: $(kvctl get --prefix orders/o-9/charge/)"
+rc=0; order 20EUR 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "another amount under the same order: exit $rc"
+ok "the order example, killed before and after completing, charged once: $first"
 echo "PASS"
