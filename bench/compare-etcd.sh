@@ -158,6 +158,7 @@ workloads=(
   "lock-64|--op lock --clients 64"
   "lock-hot-64|--op lock-hot --clients 64"
   "keep-alive-10k|--op keep-alive --leases 10000 --lease-ttl 30 --clients 64"
+  "idem-256|--op idem --clients 256"
 )
 
 # fsync latency of the disk the data dirs are on.

@@ -11,6 +11,7 @@
 #include "bench/etcd_lock.grpc.pb.h"
 #include "client/client.h"
 #include "grpcpp/grpcpp.h"
+#include "rpc/idem.grpc.pb.h"
 #include "rpc/lock.grpc.pb.h"
 
 namespace tally::kvbench {
@@ -198,6 +199,76 @@ absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o) {
       while (!phase.over()) {
         const Clock::time_point start = Clock::now();
         phase.Done(start, lockers[i]->Cycle(name).ok(), &log);
+      }
+      phase.Add(log);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return phase.Finish();
+}
+
+absl::StatusOr<Summary> RunIdemBench(const LockBenchOptions& o) {
+  std::unique_ptr<client::Client> tally;
+  if (o.target == "tally") {
+    client::ClientOptions co;
+    co.endpoints = o.endpoints;
+    co.timeout = std::chrono::seconds(30);
+    auto c = client::Client::Connect(co);
+    if (!c.ok()) return c.status();
+    tally = std::move(*c);
+  }
+  // Keys of this run only: a rerun against the same cluster claims afresh.
+  const std::string run = absl::StrCat(
+      std::chrono::system_clock::now().time_since_epoch().count(), "/");
+  const std::string response(64, 'r');
+  Phase phase(o);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < o.clients; ++i) {
+    threads.emplace_back([&, i] {
+      std::unique_ptr<etcdserverpb::KV::Stub> etcd;
+      if (!tally)
+        etcd = etcdserverpb::KV::NewStub(Channel(o.endpoints[0], i % 4));
+      Phase::Log log;
+      for (uint64_t n = 0; !phase.over(); ++n) {
+        const std::string key = absl::StrCat(run, i, "-", n);
+        const Clock::time_point start = Clock::now();
+        bool ok = false;
+        if (tally) {
+          rpc::IdemBeginRequest req;
+          req.set_scope("bench/");
+          req.set_key(key);
+          req.set_fingerprint("f");
+          req.set_retention_ms(600'000);
+          auto b = tally->IdemBegin(req);
+          ok = b.ok() && b->outcome() == rpc::IdemBeginResponse::STARTED &&
+               tally->IdemComplete("bench/", key, b->token(), response).ok();
+        } else {
+          const std::string k = "idem/bench/" + key;
+          etcdserverpb::TxnRequest txn;
+          auto* cmp = txn.add_compare();
+          cmp->set_key(k);
+          cmp->set_target(etcdserverpb::Compare::CREATE);
+          cmp->set_result(etcdserverpb::Compare::EQUAL);
+          cmp->set_create_revision(0);
+          auto* put = txn.add_success()->mutable_request_put();
+          put->set_key(k);
+          put->set_value("in-progress");
+          etcdserverpb::TxnResponse tr;
+          grpc::ClientContext c1;
+          c1.set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(30));
+          if (etcd->Txn(&c1, txn, &tr).ok() && tr.succeeded()) {
+            etcdserverpb::PutRequest done;
+            done.set_key(k);
+            done.set_value(response);
+            etcdserverpb::PutResponse pr;
+            grpc::ClientContext c2;
+            c2.set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::seconds(30));
+            ok = etcd->Put(&c2, done, &pr).ok();
+          }
+        }
+        phase.Done(start, ok, &log);
       }
       phase.Add(log);
     });

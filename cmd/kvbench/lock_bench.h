@@ -28,6 +28,12 @@ struct LockBenchOptions {
 // long as it takes), release. One operation is the pair.
 absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o);
 
+// Each client (a thread) loops over keys of its own: claims one and stores
+// a 64-byte response. Tally: Idempotency.Begin, then Complete. etcd: a
+// transaction that creates the key if absent (the claim), then a put of the
+// response. One operation is the pair.
+absl::StatusOr<Summary> RunIdemBench(const LockBenchOptions& o);
+
 // `leases` leases of `lease_ttl_s`, each kept alive every third of its TTL
 // by `clients` threads, one keep-alive stream each, `keep_alive_batch`
 // leases per message. One operation is one lease's keep-alive answered.

@@ -66,8 +66,8 @@ double ProcessesCpuSeconds(const std::vector<int>& pids) {
   return total;
 }
 
-// kvbench --op lock|lock-hot|keep-alive: acquire and release, or lease
-// keep-alives; one client per thread.
+// kvbench --op lock|lock-hot|keep-alive|idem: acquire and release, lease
+// keep-alives, or idempotency claims and completions; one client per thread.
 int RunLocks(LockBenchOptions o, const std::string& op,
              const std::string& server_pids_text, int leases) {
   std::vector<int> pids;
@@ -83,8 +83,9 @@ int RunLocks(LockBenchOptions o, const std::string& op,
     cpu[begin ? 0 : 1] = CpuSeconds();
     server[begin ? 0 : 1] = ProcessesCpuSeconds(pids);
   };
-  absl::StatusOr<Summary> s =
-      op == "keep-alive" ? RunKeepAliveBench(o, leases) : RunLockBench(o);
+  absl::StatusOr<Summary> s = op == "keep-alive" ? RunKeepAliveBench(o, leases)
+                              : op == "idem"     ? RunIdemBench(o)
+                                                 : RunLockBench(o);
   if (!s.ok()) {
     std::cerr << "kvbench: " << s.status().message() << "\n";
     return 2;
@@ -354,10 +355,11 @@ int main(int argc, char** argv) {
   app.add_option("--endpoints", endpoints, "host:port,... (client addresses)")
       ->required();
   app.add_option("--op", w.op,
-                 "put, get, mixed, cas, scan, or lock / lock-hot (acquire and "
-                 "release: each client its own lock / one lock for all)")
+                 "put, get, mixed, cas, scan, lock / lock-hot (acquire and "
+                 "release: each client its own lock / one lock for all), "
+                 "keep-alive, or idem (claim a key and store a response)")
       ->check(CLI::IsMember({"put", "get", "mixed", "cas", "scan", "lock",
-                             "lock-hot", "keep-alive"}));
+                             "lock-hot", "keep-alive", "idem"}));
   app.add_option("--read-ratio", w.read_ratio, "mixed: the share of gets")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--read-mode", read_mode, "linearizable, lease, serializable")
@@ -413,7 +415,7 @@ int main(int argc, char** argv) {
   o.read_mode = w.read_mode;
   o.timeout_ms = timeout_ms;
   o.scan_size = scan_size;
-  if (w.op.starts_with("lock") || w.op == "keep-alive") {
+  if (w.op.starts_with("lock") || w.op == "keep-alive" || w.op == "idem") {
     LockBenchOptions lo;
     lo.target = target;
     lo.endpoints = o.endpoints;

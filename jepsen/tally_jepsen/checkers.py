@@ -202,6 +202,69 @@ def fenced_lock(events):
     return out
 
 
+def idempotency(events):
+    """Per key: at most one owner's Complete succeeded (one token); the
+    final record is completed with that owner's response exactly when it
+    did, or when a Complete of unknown outcome took effect; the effects
+    committed with completions are exactly the completing owner's, one; every
+    replay returned the stored response. Stale completions refused are
+    counted (the paused owners)."""
+    anomalies = []
+    completed = collections.defaultdict(set)  # key -> tokens completed (ok)
+    replays = collections.defaultdict(set)  # key -> responses replayed
+    refused = 0
+    for inv, done in hist.pairs(events, {"begin", "complete"}):
+        if not done:
+            continue
+        if inv["f"] == "complete":
+            if done["type"] == "ok":
+                completed[inv["key"]].add(inv["value"])
+            elif "no longer owns" in (done.get("error") or ""):
+                refused += 1
+        elif done["type"] == "ok" and done["value"][0] == "FINISHED":
+            replays[inv["key"]].add(done["value"][1])
+    finals = {}
+    for inv, done in hist.pairs(events, {"read-record", "read-effects"}):
+        if done and done["type"] == "ok":
+            finals[(inv["key"], inv["f"])] = done["value"]
+    keys = {k for k, _ in finals} | set(completed) | set(replays)
+    for key in sorted(keys):
+        rec = finals.get((key, "read-record"), "unread")
+        effects = finals.get((key, "read-effects"), "unread")
+        if rec == "unread" or effects == "unread":
+            anomalies.append({"kind": "final-read-failed", "key": key})
+            continue
+        tokens = completed.get(key, set())
+        if len(tokens) > 1:
+            anomalies.append({"kind": "completed-twice", "key": key,
+                              "tokens": sorted(tokens)})
+        done_token = None
+        if rec is not None and rec[0] == "IDEM_COMPLETED":
+            done_token = int(rec[1].rsplit(":", 1)[1])
+            if tokens and tokens != {done_token}:
+                anomalies.append({"kind": "stored-response-not-the-completer", "key": key,
+                                  "stored": rec[1], "completed": sorted(tokens)})
+            bad = replays.get(key, set()) - {rec[1]}
+            if bad:
+                anomalies.append({"kind": "replay-differs", "key": key,
+                                  "stored": rec[1], "replayed": sorted(bad)})
+        elif tokens or replays.get(key):
+            anomalies.append({"kind": "completion-lost", "key": key, "record": rec,
+                              "completed": sorted(tokens)})
+        expected = [done_token] if done_token is not None else []
+        if effects != expected:
+            anomalies.append({"kind": "effects-not-exactly-once", "key": key,
+                              "effects": effects, "expected": expected})
+    out = {"checker": "idempotency", "valid": not anomalies, "keys": len(keys),
+           "completed": sum(len(t) for t in completed.values()),
+           "replays": sum(1 for _, d in hist.pairs(events, {"begin"})
+                          if d and d["type"] == "ok" and d["value"][0] == "FINISHED"),
+           "stale_completions_refused": refused,
+           "anomalies": anomalies[:50], "anomaly_count": len(anomalies)}
+    out.update(_counts(hist.pairs(events, {"begin", "complete"})))
+    return out
+
+
 def for_workload(name, history_path, events, read_modes):
     if name == "register":
         return [linearizable(history_path, read_modes), staleness(events)]
@@ -211,4 +274,6 @@ def for_workload(name, history_path, events, read_modes):
         return [exactly_once(events)]
     if name == "lock":
         return [fenced_lock(events)]
+    if name == "idempotency":
+        return [idempotency(events)]
     raise ValueError(name)

@@ -18,6 +18,7 @@ from . import paths
 
 kv_pb2, cluster_pb2 = paths.import_protos()
 lock_pb2 = paths.import_lock_protos()
+idem_pb2 = paths.import_idem_protos()
 
 OK, FAIL, INFO = "ok", "fail", "info"
 
@@ -55,7 +56,13 @@ _LOCKS = {
     "Inspect": (lock_pb2.InspectRequest, lock_pb2.InspectResponse),
     "BindFence": (lock_pb2.BindFenceRequest, lock_pb2.BindFenceResponse),
 }
-_SERVICES = {"KV": _KV, "Cluster": _CLUSTER, "Leases": _LEASES, "Locks": _LOCKS}
+_IDEM = {
+    "Begin": (idem_pb2.IdemBeginRequest, idem_pb2.IdemBeginResponse),
+    "Complete": (idem_pb2.IdemCompleteRequest, idem_pb2.IdemFinishResponse),
+    "Get": (idem_pb2.IdemGetRequest, idem_pb2.IdemGetResponse),
+}
+_SERVICES = {"KV": _KV, "Cluster": _CLUSTER, "Leases": _LEASES, "Locks": _LOCKS,
+             "Idempotency": _IDEM}
 
 
 class _KeepAlive:

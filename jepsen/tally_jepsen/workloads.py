@@ -10,7 +10,7 @@ import time
 
 from . import client as tc
 from . import history as hist
-from .client import FAIL, INFO, OK, kv_pb2, lock_pb2
+from .client import FAIL, INFO, OK, idem_pb2, kv_pb2, lock_pb2
 
 OP_TIMEOUT = 2.0
 
@@ -463,5 +463,109 @@ class Lock:
         pass
 
 
+class Idempotency:
+    """Many clients retry the same few idempotency keys (a new handful every
+    few seconds). The one whose Begin starts it completes with an effect, a
+    put of its own committed with the completion, and a response naming its
+    token; some owners pause past their claim first, so a retry takes over
+    and their late Complete must be refused. Every other Begin finds the key
+    in progress or replays the stored response.
+
+    History: "begin" (completion value: [outcome, token or stored
+    response]), "complete" (invoke value: the token; completion value: the
+    stored response); finally "read-record" and "read-effects" per key."""
+
+    name = "idempotency"
+    SCOPE = "jepsen-idem/"
+    CLAIM_MS = 1000
+    _OUTCOMES = {v: k for k, v in idem_pb2.IdemBeginResponse.Outcome.items()}
+
+    def __init__(self, keys=4, epoch_s=3.0, pause_chance=0.15, pause_for=1.6):
+        self.keys = keys
+        self.epoch_s = epoch_s
+        self.pause_chance = pause_chance
+        self.pause_for = pause_for
+        self.used = set()
+
+    def run(self, process, ctx):
+        rng = ctx.rng(process)
+        node = ctx.node_for(process)
+        while not ctx.stop.is_set():
+            key = f"e{int(time.monotonic() / self.epoch_s)}-k{rng.randrange(self.keys)}"
+            self.used.add(key)
+            req = idem_pb2.IdemBeginRequest(scope=self.SCOPE, key=key.encode(),
+                                            fingerprint=b"same request",
+                                            claim_ttl_ms=self.CLAIM_MS,
+                                            attempt_id=rng.getrandbits(63) + 1)
+
+            def call(req=req):
+                r = ctx.conn.call(node, "Begin", req, timeout=OP_TIMEOUT,
+                                  service="Idempotency")
+                if r.type != OK:
+                    return r.type, None, r.node, r.error
+                outcome = self._OUTCOMES[r.response.outcome]
+                if outcome == "STARTED":
+                    return OK, [outcome, r.response.token], r.node, None
+                if outcome == "FINISHED":
+                    return OK, [outcome, r.response.record.response.decode()], r.node, None
+                return OK, [outcome, r.response.retry_after_ms], r.node, None
+
+            done = record(ctx, process, "begin", key, None, call)
+            if done["type"] != OK:
+                continue
+            outcome, value = done["value"]
+            if outcome == "STARTED":
+                if rng.random() < self.pause_chance:
+                    time.sleep(self.pause_for)  # past the claim: a retry takes over
+                self._complete(ctx, process, node, key, value)
+            elif outcome == "IN_PROGRESS":
+                time.sleep(min(value, 200) / 1000)
+
+    def _complete(self, ctx, process, node, key, token):
+        effect = kv_pb2.TxnOp(put=kv_pb2.PutRequest(
+            key=f"{self.SCOPE}{key}/effect/{token}".encode(), value=str(process).encode()))
+        req = idem_pb2.IdemCompleteRequest(scope=self.SCOPE, key=key.encode(), token=token,
+                                           response=f"{process}:{token}".encode(),
+                                           effects=[effect])
+
+        def call():
+            r = ctx.conn.call(node, "Complete", req, timeout=OP_TIMEOUT,
+                              service="Idempotency")
+            if r.type != OK:
+                return r.type, None, r.node, r.error
+            return OK, r.response.record.response.decode(), r.node, None
+
+        record(ctx, process, "complete", key, token, call)
+
+    def final(self, ctx):
+        for key in sorted(self.used):
+            prefix = f"{self.SCOPE}{key}/effect/".encode()
+            reads = [
+                ("read-record", "Idempotency", "Get",
+                 idem_pb2.IdemGetRequest(scope=self.SCOPE, key=key.encode()),
+                 lambda resp: ([idem_pb2.IdemState.Name(resp.record.state),
+                                resp.record.response.decode()] if resp.found else None)),
+                ("read-effects", "KV", "Range",
+                 kv_pb2.RangeRequest(start=prefix, end=prefix[:-1] + b"0"),
+                 lambda resp: sorted(int(kv.key[len(prefix):]) for kv in resp.kvs)),
+            ]
+            for f, service, method, req, value_of in reads:
+                for attempt in range(100):
+                    node = ctx.nodes[attempt % len(ctx.nodes)]
+
+                    def call(service=service, method=method, req=req, value_of=value_of,
+                             node=node):
+                        r = ctx.conn.call(node, method, req, timeout=OP_TIMEOUT,
+                                          service=service)
+                        if r.type != OK:
+                            return r.type, None, r.node, r.error
+                        return OK, value_of(r.response), r.node, None
+
+                    if record(ctx, "final", f, key, None, call,
+                              {"final": True})["type"] == OK:
+                        break
+                    time.sleep(0.2)
+
+
 WORKLOADS = {"register": Register, "set": Append, "exactly-once": ExactlyOnce,
-             "durability": Durability, "lock": Lock}
+             "durability": Durability, "lock": Lock, "idempotency": Idempotency}

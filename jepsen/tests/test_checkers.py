@@ -156,3 +156,38 @@ def test_fenced_lock_checker_finds_stale_and_duplicate_tokens():
     twice = good + op(2, "acquire", None, "ok", 9, 10, 11)
     assert {a["kind"] for a in checkers.fenced_lock(twice)["anomalies"]} == \
         {"duplicate-token"}
+
+
+def test_idempotency_checker_finds_double_completions_and_effects():
+    def op(p, f, key, v, ty, out, t0, error=None):
+        done = dict(type=ty, process=p, f=f, key=key, value=out, time=t0 + 1)
+        if error:
+            done["error"] = error
+        return [dict(type="invoke", process=p, f=f, key=key, value=v, time=t0, index=t0), done]
+
+    def final(key, record, effects, t0):
+        return (op("final", "read-record", key, None, "ok", record, t0)
+                + op("final", "read-effects", key, None, "ok", effects, t0 + 2))
+    # A owns k under 5, pauses; B takes over under 9 and completes; A's
+    # Complete is refused; C replays B's response.
+    good = (op(0, "begin", "k", None, "ok", ["STARTED", 5], 0)
+            + op(1, "begin", "k", None, "ok", ["STARTED", 9], 2)
+            + op(1, "complete", "k", 9, "ok", "1:9", 4)
+            + op(0, "complete", "k", 5, "fail", None, 6,
+                 error="FAILED_PRECONDITION: token 5 no longer owns ...")
+            + op(2, "begin", "k", None, "ok", ["FINISHED", "1:9"], 8)
+            + final("k", ["IDEM_COMPLETED", "1:9"], [9], 10))
+    v = checkers.idempotency(good)
+    assert v["valid"] and v["stale_completions_refused"] == 1 and v["replays"] == 1, v
+    # A's late Complete accepted as well, its effect committed too.
+    twice = (good[:6] + op(0, "complete", "k", 5, "ok", "0:5", 6) + good[8:-4]
+             + final("k", ["IDEM_COMPLETED", "1:9"], [5, 9], 10))
+    assert {a["kind"] for a in checkers.idempotency(twice)["anomalies"]} == \
+        {"completed-twice", "stored-response-not-the-completer", "effects-not-exactly-once"}
+    # A replay that does not match what is stored.
+    odd = good[:8] + op(2, "begin", "k", None, "ok", ["FINISHED", "0:5"], 8) + good[10:]
+    assert {a["kind"] for a in checkers.idempotency(odd)["anomalies"]} == {"replay-differs"}
+    # A completion acknowledged, then gone.
+    lost = good[:-4] + final("k", None, [], 10)
+    assert {a["kind"] for a in checkers.idempotency(lost)["anomalies"]} == \
+        {"completion-lost"}

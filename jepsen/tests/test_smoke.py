@@ -32,6 +32,18 @@ def test_lock_fences_paused_holders_across_leader_kills(jepsen):
 
 
 @pytest.mark.smoke
+def test_idempotency_keys_complete_once_across_leader_kills(jepsen):
+    """Clients retry the same keys; owners pause past their claims; leaders
+    are killed: every key completed at most once, its effect committed once,
+    every replay the stored response, and paused owners were refused."""
+    outcome = jepsen("idempotency", "kill-leader", duration=SMOKE_SECONDS)
+    assert_valid(outcome)
+    v = outcome.verdicts[0]
+    assert v["completed"] > 0 and v["replays"] > 0, v
+    assert v["stale_completions_refused"] > 0, v
+
+
+@pytest.mark.smoke
 def test_serializable_reads_checked_as_linearizable_are_stale(jepsen):
     """Serializable reads from a cut-off follower are allowed to be stale;
     checked as linearizable they must be reported, or the checker is blind."""
