@@ -133,6 +133,14 @@ class Client {
   absl::StatusOr<rpc::IdemGetResponse> IdemGet(
       const std::string& scope, const std::string& key,
       rpc::ReadMode mode = rpc::LINEARIZABLE);
+  // Every record of `scope` whose key starts with `key_prefix`, from every
+  // shard, in key order; at most `limit` (0: no limit).
+  absl::StatusOr<std::vector<rpc::IdemListEntry>> IdemList(
+      const std::string& scope, const std::string& key_prefix, size_t limit = 0,
+      rpc::ReadMode mode = rpc::LINEARIZABLE);
+  // Removes the record, whatever its state; false if there was none.
+  absl::StatusOr<bool> IdemPurge(const std::string& scope,
+                                 const std::string& key);
 
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
   // The standard gRPC health check of one node: OK when it serves,

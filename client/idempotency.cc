@@ -1,6 +1,7 @@
 // Client calls of rpc/idem.proto: idempotency records, in the shard holding
 // scope + key.
 
+#include <algorithm>
 #include <random>
 
 #include "client/client.h"
@@ -97,6 +98,58 @@ absl::StatusOr<rpc::IdemGetResponse> Client::IdemGet(const std::string& scope,
   });
   if (!st.ok()) return st;
   return resp;
+}
+
+absl::StatusOr<std::vector<rpc::IdemListEntry>> Client::IdemList(
+    const std::string& scope, const std::string& key_prefix, size_t limit,
+    rpc::ReadMode mode) {
+  absl::StatusOr<std::vector<uint64_t>> groups = AllGroups();
+  if (!groups.ok()) return groups.status();
+  std::vector<rpc::IdemListEntry> out;
+  // The data groups (the first is the metadata group's).
+  for (size_t i = 1; i < groups->size(); ++i) {
+    rpc::IdemListRequest req;
+    req.set_scope(scope);
+    req.set_key_prefix(key_prefix);
+    req.set_group((*groups)[i]);
+    req.set_read_mode(mode);
+    // Each shard's first `limit` keys hold the first `limit` of all.
+    size_t from_group = 0;
+    for (bool more = true; more && (limit == 0 || from_group < limit);) {
+      rpc::IdemListResponse resp;
+      absl::Status st =
+          Call(mode == rpc::SERIALIZABLE ? kAnyNode : (*groups)[i], true,
+               [&](auto ch, auto& ctx) {
+                 return rpc::Idempotency::NewStub(ch)->List(&ctx, req, &resp);
+               });
+      if (!st.ok()) return st;
+      for (rpc::IdemListEntry& e : *resp.mutable_records()) {
+        out.push_back(std::move(e));
+        ++from_group;
+      }
+      more = resp.more() && !resp.records().empty();
+      if (more) req.set_after(resp.records().rbegin()->key());
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.key() < b.key(); });
+  if (limit != 0 && out.size() > limit) out.resize(limit);
+  return out;
+}
+
+absl::StatusOr<bool> Client::IdemPurge(const std::string& scope,
+                                       const std::string& key) {
+  absl::StatusOr<uint64_t> group = GroupFor(scope + key);
+  if (!group.ok()) return group.status();
+  rpc::IdemPurgeRequest req;
+  req.set_scope(scope);
+  req.set_key(key);
+  rpc::IdemPurgeResponse resp;
+  absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+    return rpc::Idempotency::NewStub(ch)->Purge(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.found();
 }
 
 }  // namespace tally::client

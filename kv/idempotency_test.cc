@@ -310,6 +310,21 @@ TEST_F(IdemTest, ACompletionCommitsItsEffectsInTheSameEntryOrNotAtAll) {
   EXPECT_EQ(value("acct/o2"), "paid");
 }
 
+TEST_F(IdemTest, APurgeRemovesARecordWhateverItsState) {
+  const uint64_t token = Begin("k", 1, 1'000).idem().record().token();
+  kvpb::Command purge;
+  kvpb::IdemRef* ref = purge.mutable_idem_reap()->add_refs();
+  ref->set_scope(kScope);
+  ref->set_key("k");
+  purge.mutable_idem_reap()->set_purge(true);
+  EXPECT_EQ(Apply(purge, 1'100).idem().removed(), 1u);
+  EXPECT_EQ(
+      Finish("k", token, Finished::COMPLETED, "late", 1'200).error_reason(),
+      "not-claimed");
+  EXPECT_EQ(Apply(purge, 1'300).idem().removed(), 0u);
+  EXPECT_EQ(Begin("k", 2, 1'400).idem().outcome(), Outcome::STARTED);
+}
+
 TEST_F(IdemTest, ListPagesThroughAScope) {
   for (const char* k : {"o-1", "o-2", "o-3", "p-1"}) Begin(k, 1, 1'000);
   auto page = sm_->idempotency().List(kScope, "o-", "", 2);

@@ -48,6 +48,18 @@ std::string FingerprintOf(const std::vector<std::string>& argv) {
   return std::string(reinterpret_cast<char*>(out), n);
 }
 
+// STATE, attempts, age, claim left (in progress) and expiry, tab-separated.
+std::string Summary(const rpc::IdemRecord& rec) {
+  std::string out =
+      absl::StrCat(rpc::IdemState_Name(rec.state()).substr(5), "\tattempts ",
+                   rec.attempts(), "\tage ", rec.age_ms(), " ms");
+  if (rec.state() == rpc::IDEM_IN_PROGRESS) {
+    absl::StrAppend(&out, "\tclaim left ", rec.claim_remaining_ms(), " ms");
+  }
+  absl::StrAppend(&out, "\texpires in ", rec.expires_in_ms(), " ms");
+  return out;
+}
+
 // The signal kvctl received, to pass on to its command.
 std::atomic<int> g_signal{0};
 void OnSignal(int sig) { g_signal = sig; }
@@ -87,6 +99,17 @@ IdemCommands::IdemCommands(CLI::App& app) {
       "get", "KEY's record: state, attempts, age, time left (exit 1 if none)");
   get_->add_option("scope", scope_)->required();
   get_->add_option("key", key_)->required();
+  list_ = idem->add_subcommand(
+      "list", "SCOPE's records, every shard's: KEY STATE attempts age expiry");
+  list_->add_option("scope", scope_)->required();
+  list_->add_option("--prefix", prefix_, "only keys starting with this");
+  list_->add_option("--limit", limit_, "at most this many (0: all)");
+  purge_ = idem->add_subcommand(
+      "purge",
+      "remove KEY's record whatever its state: the next run starts afresh, "
+      "an owner in progress can no longer complete (exit 1 if none)");
+  purge_->add_option("scope", scope_)->required();
+  purge_->add_option("key", key_)->required();
 }
 
 std::optional<int> IdemCommands::Run(client::Client& c, bool json) {
@@ -99,15 +122,28 @@ std::optional<int> IdemCommands::Run(client::Client& c, bool json) {
     } else if (!r->found()) {
       std::cerr << "kvctl: no record of " << Describe(scope_, key_) << "\n";
     } else {
-      const rpc::IdemRecord& rec = r->record();
-      std::cout << rpc::IdemState_Name(rec.state()).substr(5) << "\tattempts "
-                << rec.attempts() << "\tage " << rec.age_ms() << " ms";
-      if (rec.state() == rpc::IDEM_IN_PROGRESS) {
-        std::cout << "\tclaim left " << rec.claim_remaining_ms() << " ms";
-      }
-      std::cout << "\texpires in " << rec.expires_in_ms() << " ms\n";
+      std::cout << Summary(r->record()) << "\n";
     }
     return r->found() ? kExitOk : kExitNo;
+  }
+  if (*list_) {
+    auto r = c.IdemList(scope_, prefix_, limit_);
+    if (!r.ok()) return Fail(r.status());
+    for (const rpc::IdemListEntry& e : *r) {
+      std::cout << (json ? Json(e) : e.key() + "\t" + Summary(e.record()))
+                << "\n";
+    }
+    return kExitOk;
+  }
+  if (*purge_) {
+    auto r = c.IdemPurge(scope_, key_);
+    if (!r.ok()) return Fail(r.status());
+    if (!*r) {
+      std::cerr << "kvctl: no record of " << Describe(scope_, key_) << "\n";
+      return kExitNo;
+    }
+    std::cout << "OK\n";
+    return kExitOk;
   }
   return std::nullopt;
 }

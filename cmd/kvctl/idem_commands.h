@@ -11,7 +11,7 @@
 namespace tally::kvctl {
 
 // kvctl's idempotency-key commands: `idem run SCOPE KEY -- CMD` runs CMD at
-// most once per key and replays its output; `idem get SCOPE KEY`.
+// most once per key and replays its output; `idem get|list|purge`.
 class IdemCommands {
  public:
   // Adds the commands to `app`.
@@ -22,8 +22,9 @@ class IdemCommands {
  private:
   int RunOnce(client::Client& c);
 
-  CLI::App *run_, *get_;
-  std::string scope_, key_, fingerprint_;
+  CLI::App *run_, *get_, *list_, *purge_;
+  std::string scope_, key_, fingerprint_, prefix_;
+  size_t limit_ = 0;
   std::string claim_ttl_ = "30s", retention_ = "24h", kill_after_ = "5s";
   bool cache_failure_ = false;
   std::vector<std::string> command_;

@@ -270,15 +270,18 @@ kvpb::CommandResult Idempotency::Renew(ApplyContext& ctx,
 kvpb::CommandResult Idempotency::Reap(ApplyContext& ctx,
                                       const kvpb::IdemReap& req) {
   const int64_t now = ctx.state.log_time_ms();
+  uint32_t removed = 0;
   for (const kvpb::IdemRef& ref : req.refs()) {
     std::optional<Record> rec =
         Read(ctx.batch, RecordKey(ref.scope(), ref.key()));
-    if (rec && rec->reap_at_ms() <= now) {
+    if (rec && (req.purge() || rec->reap_at_ms() <= now)) {
       Remove(ctx, ref.scope(), ref.key(), *rec);
+      ++removed;
     }
   }
   kvpb::CommandResult r;
   r.mutable_idem()->set_outcome(Result::OK);
+  r.mutable_idem()->set_removed(removed);
   ctx.Header(r.mutable_idem()->mutable_header());
   return r;
 }

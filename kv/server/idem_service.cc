@@ -22,6 +22,7 @@ constexpr size_t kMaxFingerprintBytes = 64;
 constexpr int64_t kDefaultClaimTtlMs = 30'000;
 constexpr int64_t kMaxClaimTtlMs = 24LL * 3600 * 1000;
 constexpr int64_t kDefaultRetentionMs = 24LL * 3600 * 1000;
+constexpr uint32_t kMaxListLimit = 1000;
 
 grpc::Status CheckName(const std::string& scope, const std::string& key) {
   absl::Status s = Idempotency::CheckName(scope, key);
@@ -206,6 +207,71 @@ class IdemService final : public rpc::Idempotency::CallbackService {
                   calls_.Header(group, index, mode, out->mutable_header());
                   return grpc::Status::OK;
                 });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx,
+                                 const rpc::IdemListRequest* req,
+                                 rpc::IdemListResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::IdemListResponse>(ctx, resp, &node_->rpcs, "IdemList");
+    grpc::Status st = CheckName(req->scope(), "-");
+    bool data_group = false;
+    for (const auto& r : node_->layout.ranges()) {
+      data_group = data_group || r.group() == req->group();
+    }
+    if (st.ok() && !data_group) {
+      st = Calls::Invalid(
+          absl::StrCat("no shard has group ", req->group(),
+                       "; the Ranges call names the shards' groups"));
+    }
+    if (!st.ok()) return Calls::Finish(reply, st);
+    const uint32_t limit = req->limit() == 0 || req->limit() > kMaxListLimit
+                               ? kMaxListLimit
+                               : req->limit();
+    const uint64_t group = req->group();
+    const rpc::ReadMode mode = req->read_mode();
+    calls_.Read(reply, group, mode, /*scan=*/true,
+                [this, group, mode, limit, scope = req->scope(),
+                 prefix = req->key_prefix(), after = req->after()](
+                    raft::Index index, rpc::IdemListResponse* out) {
+                  const StateMachine* sm = node_->Machine(group);
+                  // One more than asked: whether more follow.
+                  auto recs =
+                      sm->idempotency().List(scope, prefix, after, limit + 1);
+                  if (!recs.ok()) return rpc::ToGrpc(recs.status());
+                  const int64_t now = sm->ProposalTimeMs();
+                  for (size_t i = 0; i < recs->size() && i < limit; ++i) {
+                    rpc::IdemListEntry* e = out->add_records();
+                    e->set_key((*recs)[i].first);
+                    *e->mutable_record() = RecordToApi((*recs)[i].second, now);
+                    e->mutable_record()->clear_token();
+                  }
+                  out->set_more(recs->size() > limit);
+                  calls_.Header(group, index, mode, out->mutable_header());
+                  return grpc::Status::OK;
+                });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* Purge(grpc::CallbackServerContext* ctx,
+                                  const rpc::IdemPurgeRequest* req,
+                                  rpc::IdemPurgeResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::IdemPurgeResponse>(ctx, resp, &node_->rpcs, "IdemPurge");
+    if (grpc::Status st = CheckName(req->scope(), req->key()); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
+    kvpb::Command cmd;
+    kvpb::IdemRef* ref = cmd.mutable_idem_reap()->add_refs();
+    ref->set_scope(req->scope());
+    ref->set_key(req->key());
+    cmd.mutable_idem_reap()->set_purge(true);
+    calls_.Write(reply, Group(req->scope(), req->key()), std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::IdemPurgeResponse* out) {
+                   ToApi(r.idem().header(), out->mutable_header());
+                   out->set_found(r.idem().removed() > 0);
+                 });
     return reply;
   }
 

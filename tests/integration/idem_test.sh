@@ -5,7 +5,8 @@
 # over and completes; A resumes and its Complete is refused naming B's
 # token; every later run prints B's stored output. Then replays, a
 # fingerprint mismatch, a retry while one runs, failures retryable and
-# cached, and bad input. Bounded in time; stops what it started.
+# cached, listing and purging, bad input, and the order example killed
+# halfway. Bounded in time; stops what it started.
 #   idem_test.sh BIN_DIR
 set -euo pipefail
 bin=$1
@@ -13,6 +14,8 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir=$(mktemp -d /tmp/tally-idem.XXXXXX)
 export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 12000))  # below the ephemeral ports
 b=$TALLY_PORT_BASE
+# Two data shards: pay/k2 in the first, pay/k3 and on in the second.
+export TALLY_INITIAL_RANGES=pay/k3
 export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 owner=
 cleanup() {
@@ -93,6 +96,18 @@ rc=0; kvctl idem run pay/ k3 --cache-failure -- sh -c 'echo declined; exit 7' >/
 rc=0; out=$(kvctl idem run pay/ k3 --cache-failure -- sh -c 'echo declined; exit 7') || rc=$?
 [ "$rc" = 1 ] && [ "$out" = declined ] || fail "cached failure: rc=$rc out=$out"
 ok "failures: retried unless --cache-failure, then replayed with exit 1"
+
+# Listing a scope gathers both shards; an operator's purge lets the key run
+# again.
+out=$(kvctl idem list pay/)
+[ "$(cut -f1,2 <<<"$out")" = "$(printf 'k2\tCOMPLETED\nk3\tFAILED\norder-7\tCOMPLETED')" ] ||
+  fail "idem list: $out"
+[ "$(kvctl idem list pay/ --prefix k --limit 1 | cut -f1)" = k2 ] || fail "idem list --prefix --limit"
+kvctl idem purge pay/ k2 >/dev/null || fail "purge"
+out=$(kvctl idem purge pay/ k2 2>&1; echo "rc=$?")
+[[ "$out" == *"no record"*"rc=1" ]] || fail "second purge: $out"
+[ "$(kvctl idem run pay/ k2 -- echo anew)" = anew ] || fail "a purged key did not run again"
+ok "idem list shows the scope's records; a purged key runs again"
 
 # The order example: the charge is a write committed with the completion.
 # Killed (SIGKILL) after claiming the order, then again after completing it:
