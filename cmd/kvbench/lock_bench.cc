@@ -164,18 +164,22 @@ class Phase {
   Log all_ ABSL_GUARDED_BY(mu_);
 };
 
+// A client of Tally's, or nullptr when the target is etcd.
+absl::StatusOr<std::unique_ptr<client::Client>> ConnectTally(
+    const LockBenchOptions& o) {
+  if (o.target != "tally") return nullptr;
+  client::ClientOptions co;
+  co.endpoints = o.endpoints;
+  co.timeout = std::chrono::seconds(30);
+  return client::Client::Connect(co);
+}
+
 }  // namespace
 
 absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o) {
-  std::unique_ptr<client::Client> tally;
-  if (o.target == "tally") {
-    client::ClientOptions co;
-    co.endpoints = o.endpoints;
-    co.timeout = std::chrono::seconds(30);
-    auto c = client::Client::Connect(co);
-    if (!c.ok()) return c.status();
-    tally = std::move(*c);
-  }
+  absl::StatusOr<std::unique_ptr<client::Client>> connected = ConnectTally(o);
+  if (!connected.ok()) return connected.status();
+  std::unique_ptr<client::Client> tally = std::move(*connected);
   std::vector<std::unique_ptr<Locker>> lockers;
   for (int i = 0; i < o.clients; ++i) {
     if (tally) {
@@ -208,15 +212,9 @@ absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o) {
 }
 
 absl::StatusOr<Summary> RunIdemBench(const LockBenchOptions& o) {
-  std::unique_ptr<client::Client> tally;
-  if (o.target == "tally") {
-    client::ClientOptions co;
-    co.endpoints = o.endpoints;
-    co.timeout = std::chrono::seconds(30);
-    auto c = client::Client::Connect(co);
-    if (!c.ok()) return c.status();
-    tally = std::move(*c);
-  }
+  absl::StatusOr<std::unique_ptr<client::Client>> connected = ConnectTally(o);
+  if (!connected.ok()) return connected.status();
+  std::unique_ptr<client::Client> tally = std::move(*connected);
   // Keys of this run only: a rerun against the same cluster claims afresh.
   const std::string run = absl::StrCat(
       std::chrono::system_clock::now().time_since_epoch().count(), "/");
@@ -286,14 +284,9 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
   // Streams and leases: granted through the lockers, kept alive on one
   // stream per client thread.
   std::vector<int64_t> ids;
-  std::unique_ptr<client::Client> tally;
-  if (o.target == "tally") {
-    client::ClientOptions co;
-    co.endpoints = o.endpoints;
-    auto c = client::Client::Connect(co);
-    if (!c.ok()) return c.status();
-    tally = std::move(*c);
-  }
+  absl::StatusOr<std::unique_ptr<client::Client>> connected = ConnectTally(o);
+  if (!connected.ok()) return connected.status();
+  std::unique_ptr<client::Client> tally = std::move(*connected);
   auto etcd = etcdserverpb::Lease::NewStub(Channel(o.endpoints[0], 0));
   for (int i = 0; i < leases; ++i) {
     if (tally) {

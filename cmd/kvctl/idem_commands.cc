@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "cmd/kvctl/child.h"
 #include "cmd/kvctl/duration.h"
 #include "cmd/kvctl/output.h"
 
@@ -59,10 +60,6 @@ std::string Summary(const rpc::IdemRecord& rec) {
   absl::StrAppend(&out, "\texpires in ", rec.expires_in_ms(), " ms");
   return out;
 }
-
-// The signal kvctl received, to pass on to its command.
-std::atomic<int> g_signal{0};
-void OnSignal(int sig) { g_signal = sig; }
 
 }  // namespace
 
@@ -230,30 +227,14 @@ int IdemCommands::RunOnce(client::Client& c) {
     stop_renewing();
     return Fail(absl::InternalError(absl::StrCat("pipe: ", strerror(errno))));
   }
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
-  signal(SIGHUP, OnSignal);
-  const pid_t child = fork();
-  if (child < 0) {
+  CatchSignals();
+  absl::StatusOr<pid_t> spawned = Spawn(
+      command_, {{"TALLY_IDEM_TOKEN", absl::StrCat(token)}}, out[1], out[0]);
+  if (!spawned.ok()) {
     stop_renewing();
-    return Fail(absl::InternalError(absl::StrCat("fork: ", strerror(errno))));
+    return Fail(spawned.status());
   }
-  if (child == 0) {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    dup2(out[1], STDOUT_FILENO);
-    close(out[0]);
-    close(out[1]);
-    setenv("TALLY_IDEM_TOKEN", absl::StrCat(token).c_str(), 1);
-    std::vector<char*> argv;
-    for (std::string& a : command_) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    std::cerr << "kvctl: cannot run " << command_[0] << ": " << strerror(errno)
-              << "\n";
-    _exit(127);
-  }
+  const pid_t child = *spawned;
   close(out[1]);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   std::string output;
@@ -278,7 +259,7 @@ int IdemCommands::RunOnce(client::Client& c) {
       std::this_thread::sleep_for(milliseconds(20));
     }
     if (!exited) exited = waitpid(child, &status, WNOHANG) == child;
-    if (int sig = g_signal.exchange(0); sig != 0 && !exited) kill(child, sig);
+    if (int sig = TakeSignal(); sig != 0 && !exited) kill(child, sig);
     if (why_lost.empty() && !exited) {
       why_lost = lost();
       if (!why_lost.empty()) {

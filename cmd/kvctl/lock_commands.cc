@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "client/election.h"
 #include "client/lock_session.h"
+#include "cmd/kvctl/child.h"
 #include "cmd/kvctl/duration.h"
 #include "cmd/kvctl/output.h"
 
@@ -30,10 +31,6 @@ std::string Holder(const rpc::LockHolder& h) {
                       " ms",
                       h.value().empty() ? "" : ", value \"" + h.value() + "\"");
 }
-
-// The signal kvctl lock received, to pass on to its command.
-std::atomic<int> g_signal{0};
-void OnSignal(int sig) { g_signal = sig; }
 
 }  // namespace
 
@@ -260,8 +257,7 @@ int LockCommands::RunElected(client::Client& c, bool json) {
   if (!token.ok()) return Fail(token.status());
   // Leading: an interrupt or TERM resigns, so that the next candidate
   // leads at once rather than after the lease's TTL.
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
+  CatchSignals();
   if (json) {
     std::cout << "{\"name\": \"" << name_ << "\", \"token\": " << *token << "}"
               << std::endl;
@@ -269,7 +265,7 @@ int LockCommands::RunElected(client::Client& c, bool json) {
     std::cout << "elected: " << name_ << " = " << value_ << ", token " << *token
               << std::endl;
   }
-  while (g_signal == 0 && !(*session)->lost()) {
+  while (!SignalCaught() && !(*session)->lost()) {
     std::this_thread::sleep_for(milliseconds(20));
   }
   if ((*session)->lost()) {
@@ -309,33 +305,18 @@ int LockCommands::RunLocked(client::Client& c) {
   const uint64_t token = grant->holder().token();
   // kvctl outlives its command: an interrupt or TERM goes to the command,
   // and kvctl releases the lock once it has exited.
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
-  signal(SIGHUP, OnSignal);
-  const pid_t child = fork();
-  if (child < 0) {
-    return Fail(absl::InternalError(absl::StrCat("fork: ", strerror(errno))));
-  }
-  if (child == 0) {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    setenv("TALLY_FENCE_TOKEN", absl::StrCat(token).c_str(), 1);
-    setenv("TALLY_LOCK_NAME", lock_name_.c_str(), 1);
-    setenv("TALLY_LEASE", absl::StrCat((*session)->lease()).c_str(), 1);
-    std::vector<char*> argv;
-    for (std::string& a : command_) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    std::cerr << "kvctl: cannot run " << command_[0] << ": " << strerror(errno)
-              << "\n";
-    _exit(127);
-  }
+  CatchSignals();
+  absl::StatusOr<pid_t> spawned =
+      Spawn(command_, {{"TALLY_FENCE_TOKEN", absl::StrCat(token)},
+                       {"TALLY_LOCK_NAME", lock_name_},
+                       {"TALLY_LEASE", absl::StrCat((*session)->lease())}});
+  if (!spawned.ok()) return Fail(spawned.status());
+  const pid_t child = *spawned;
   int status = 0;
   bool lost = false;
   std::chrono::steady_clock::time_point kill_at;
   while (waitpid(child, &status, WNOHANG) == 0) {
-    if (int sig = g_signal.exchange(0); sig != 0) kill(child, sig);
+    if (int sig = TakeSignal(); sig != 0) kill(child, sig);
     if (!lost && (*session)->lost()) {
       lost = true;
       std::cerr << "kvctl: lock \"" << lock_name_ << "\" lost (lease "

@@ -154,6 +154,8 @@ kvpb::CommandResult Idempotency::Begin(ApplyContext& ctx,
       out->set_outcome(Result::IN_PROGRESS);
       out->set_retry_after_ms(rec->claim_ends_ms() - now);
     }
+    // Still STARTED (the default): the owner's claim ran out, taken over
+    // below.
     if (out->outcome() != Result::STARTED) {
       *out->mutable_record() = *std::move(rec);
       ctx.Header(out->mutable_header());
