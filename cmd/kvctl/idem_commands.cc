@@ -49,6 +49,72 @@ std::string FingerprintOf(const std::vector<std::string>& argv) {
   return std::string(reinterpret_cast<char*>(out), n);
 }
 
+// An owner's claim, renewed every third of its TTL on a thread of its own
+// until Stop (or destruction).
+class Claim {
+ public:
+  // `sent`: when the Begin that started it was sent.
+  Claim(client::Client* c, std::string scope, std::string key, uint64_t token,
+        milliseconds ttl, SteadyClock::time_point sent)
+      : c_(c),
+        scope_(std::move(scope)),
+        key_(std::move(key)),
+        token_(token),
+        ttl_(ttl),
+        holds_until_(HoldsUntil(sent)),
+        renewer_([this] { Renew(); }) {}
+  ~Claim() { Stop(); }
+
+  // Why the claim is lost, or "" while it holds: a renewal was refused, or
+  // none was confirmed in time.
+  std::string Lost() {
+    absl::MutexLock l(&mu_);
+    if (lost_.empty() && SteadyClock::now() >= holds_until_) {
+      lost_ = "no renewal confirmed within the claim's TTL";
+    }
+    return lost_;
+  }
+  void Stop() {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    if (renewer_.joinable()) renewer_.join();
+  }
+
+ private:
+  SteadyClock::time_point HoldsUntil(SteadyClock::time_point sent) const {
+    return sent + ttl_ - kMargin -
+           std::chrono::duration_cast<milliseconds>(ttl_ * kDrift);
+  }
+  void Renew() {
+    absl::MutexLock l(&mu_);
+    while (!stop_ && lost_.empty()) {
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::FromChrono(ttl_ / 3));
+      if (stop_) break;
+      mu_.Unlock();
+      const auto sent = SteadyClock::now();
+      auto r = c_->IdemRenew(scope_, key_, token_, ttl_);
+      mu_.Lock();
+      if (r.ok()) {
+        holds_until_ = HoldsUntil(sent);
+      } else if (absl::IsFailedPrecondition(r.status())) {
+        lost_ = std::string(r.status().message());
+      }
+    }
+  }
+
+  client::Client* const c_;
+  const std::string scope_, key_;
+  const uint64_t token_;
+  const milliseconds ttl_;
+  absl::Mutex mu_;
+  SteadyClock::time_point holds_until_ ABSL_GUARDED_BY(mu_);
+  std::string lost_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread renewer_;
+};
+
 // STATE, attempts, age, claim left (in progress) and expiry, tab-separated.
 std::string Summary(const rpc::IdemRecord& rec) {
   std::string out =
@@ -184,56 +250,15 @@ int IdemCommands::RunOnce(client::Client& c) {
   }
   const uint64_t token = begun->token();
 
-  // The claim, renewed every third of its TTL on a thread of its own.
-  absl::Mutex mu;
-  auto holds_until = sent + *ttl - kMargin -
-                     std::chrono::duration_cast<milliseconds>(*ttl * kDrift);
-  std::string lost_why;
-  bool stop = false;
-  std::thread renewer([&] {
-    absl::MutexLock l(&mu);
-    while (!stop && lost_why.empty()) {
-      mu.AwaitWithTimeout(absl::Condition(&stop), absl::FromChrono(*ttl / 3));
-      if (stop) break;
-      mu.Unlock();
-      const auto at = SteadyClock::now();
-      auto r = c.IdemRenew(scope_, key_, token, *ttl);
-      mu.Lock();
-      if (r.ok()) {
-        holds_until = at + *ttl - kMargin -
-                      std::chrono::duration_cast<milliseconds>(*ttl * kDrift);
-      } else if (absl::IsFailedPrecondition(r.status())) {
-        lost_why = std::string(r.status().message());
-      }
-    }
-  });
-  auto lost = [&]() -> std::string {
-    absl::MutexLock l(&mu);
-    if (lost_why.empty() && SteadyClock::now() >= holds_until) {
-      lost_why = "no renewal confirmed within the claim's TTL";
-    }
-    return lost_why;
-  };
-  auto stop_renewing = [&] {
-    {
-      absl::MutexLock l(&mu);
-      stop = true;
-    }
-    renewer.join();
-  };
-
+  Claim claim(&c, scope_, key_, token, *ttl, sent);
   int out[2];
   if (pipe(out) != 0) {
-    stop_renewing();
     return Fail(absl::InternalError(absl::StrCat("pipe: ", strerror(errno))));
   }
   CatchSignals();
   absl::StatusOr<pid_t> spawned = Spawn(
       command_, {{"TALLY_IDEM_TOKEN", absl::StrCat(token)}}, out[1], out[0]);
-  if (!spawned.ok()) {
-    stop_renewing();
-    return Fail(spawned.status());
-  }
+  if (!spawned.ok()) return Fail(spawned.status());
   const pid_t child = *spawned;
   close(out[1]);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
@@ -261,7 +286,7 @@ int IdemCommands::RunOnce(client::Client& c) {
     if (!exited) exited = waitpid(child, &status, WNOHANG) == child;
     if (int sig = TakeSignal(); sig != 0 && !exited) kill(child, sig);
     if (why_lost.empty() && !exited) {
-      why_lost = lost();
+      why_lost = claim.Lost();
       if (!why_lost.empty()) {
         std::cerr << "kvctl: the claim on " << Describe(scope_, key_)
                   << " is lost (" << why_lost << "); stopping the command\n";
@@ -274,7 +299,7 @@ int IdemCommands::RunOnce(client::Client& c) {
     }
   }
   close(out[0]);
-  stop_renewing();
+  claim.Stop();
   if (!why_lost.empty()) return kExitNo;
   const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   const int code =
