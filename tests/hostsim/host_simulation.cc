@@ -43,6 +43,9 @@ HostSimCounts& HostSimCounts::operator+=(const HostSimCounts& o) {
   lock_pauses += o.lock_pauses;
   fenced_writes += o.fenced_writes;
   stale_writes_refused += o.stale_writes_refused;
+  idem_completed += o.idem_completed;
+  idem_replays += o.idem_replays;
+  idem_stale_refused += o.idem_stale_refused;
   return *this;
 }
 
@@ -479,6 +482,10 @@ HostSimResult World::Run() {
   }
   if (options_.lock_clients) {
     lock_clients_.resize(kLockClients);
+    idem_clients_.resize(kIdemClients);
+    for (IdemClient& ic : idem_clients_) {
+      ic.target = 1 + random_.Uniform(nodes_.size());
+    }
     for (LockClient& lc : lock_clients_) {
       lc.target = 1 + random_.Uniform(nodes_.size());
     }
@@ -491,6 +498,7 @@ HostSimResult World::Run() {
       FaultsForTick();
       ClientsAct();
       LockClientsAct();
+      IdemClientsAct();
     }
     if (step_ % (kStepsPerTick * kDutiesEveryTicks) == 0) LeaderDuties();
     for (auto& n : nodes_) {
@@ -510,6 +518,7 @@ HostSimResult World::Run() {
   if (!result_.violation) CheckReplicasAgree();
   if (!result_.violation) CheckHolds();
   if (!result_.violation) CheckFencedWrites();
+  if (!result_.violation && options_.lock_clients) CheckIdempotency();
   // Checked even after another violation: the history tells more.
   if (!result_.violation) CheckHistory();
   for (auto& n : nodes_) n->up = false;

@@ -39,9 +39,9 @@ struct HostSimOptions {
   Defect defect = Defect::kNone;
   // Print every event (and the hosts' logs) to stdout.
   bool trace = false;
-  // Lock clients (and their fenced writes) run alongside the register
-  // clients. Off, a seed runs as it did before they were added (the
-  // regression seeds of host_sim_test).
+  // Lock clients (and their fenced writes) and idempotency clients run
+  // alongside the register clients. Off, a seed runs as it did before they
+  // were added (the regression seeds of host_sim_test).
   bool lock_clients = true;
 };
 
@@ -69,6 +69,11 @@ struct HostSimCounts {
   // Writes under the lock's fence: accepted, and refused for a stale token.
   uint64_t fenced_writes = 0;
   uint64_t stale_writes_refused = 0;
+  // Idempotency keys: completions accepted, replays of a stored response,
+  // and completions of owners taken over, refused.
+  uint64_t idem_completed = 0;
+  uint64_t idem_replays = 0;
+  uint64_t idem_stale_refused = 0;
 
   HostSimCounts& operator+=(const HostSimCounts& o);
 };
@@ -90,8 +95,12 @@ struct HostSimResult {
 // past them at times, and write under its fence (in the other group); no
 // two may ever believe they hold it at once, tokens must grow, and the
 // fenced writes accepted must carry tokens that never go down (the leader ends
-// leases as kv/server's leader duties do). Once faults stop, the cluster must
-// make progress and every replica must hold the same data. A state machine told
+// leases as kv/server's leader duties do, with kv::LeaderDuties).
+// Idempotency clients race for keys and complete them with an effect; per
+// key one owner's completion at most, its response and effect stored, every
+// replay that response. Once faults stop, the cluster must make progress,
+// every replica must hold the same data, and the leases of the clients
+// gone quiet must end. A state machine told
 // that its node leads (StateMachine::OnLeadership) must have applied every
 // entry committed in earlier terms, and no two in one term. Everything follows
 // from the seed.

@@ -194,12 +194,14 @@ int main(int argc, char** argv) {
       " conf_changes=%" PRIu64 " transfers=%" PRIu64 " leaderships=%" PRIu64
       " unchecked_keys=%" PRIu64 " locks_held=%" PRIu64 " lock_pauses=%" PRIu64
       " fenced_writes=%" PRIu64 " stale_writes_refused=%" PRIu64
-      " violations=%" PRIu64 " elapsed_s=%.1f\n",
+      " idem_completed=%" PRIu64 " idem_replays=%" PRIu64
+      " idem_stale_refused=%" PRIu64 " violations=%" PRIu64 " elapsed_s=%.1f\n",
       done, total.ticks, total.acked_writes, total.acked_reads, total.unknown,
       total.crashes, total.partitions, total.pauses, total.snapshots_fetched,
       total.conf_changes, total.transfers, total.leaderships,
       total.unchecked_keys, total.locks_held, total.lock_pauses,
-      total.fenced_writes, total.stale_writes_refused, violations, elapsed);
+      total.fenced_writes, total.stale_writes_refused, total.idem_completed,
+      total.idem_replays, total.idem_stale_refused, violations, elapsed);
   if (expect_violation) {
     if (violations == 0) {
       std::printf(

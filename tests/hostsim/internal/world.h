@@ -74,6 +74,18 @@ inline constexpr int64_t kLeaseTtlMs = 1000;
 // drift) - margin.
 inline constexpr double kHolderDrift = 0.02;
 inline constexpr int64_t kHolderMarginMs = 100;
+// Idempotency clients (host_sim_idem.cc): each retries Begin on one of
+// kIdemKeys keys of kIdemGroup (new ones every kIdemKeyEpochMs); an owner
+// renews its claim, completes with an effect, and pauses at times past the
+// claim.
+inline constexpr int kIdemClients = 3;
+inline constexpr int kIdemKeys = 3;
+inline constexpr GroupId kIdemGroup = kGroups[1];
+inline constexpr char kIdemScope[] = "s/";
+inline constexpr int64_t kIdemClaimMs = 1000;
+// Keys change every this often (3 at a time).
+inline constexpr int64_t kIdemKeyEpochMs = 3000;
+
 // Once faults stop, the lock clients go quiet: every lease must have ended
 // within this many ticks (the TTL, a failover's extension by up to an
 // election timeout, the duties' period, and margin).
@@ -254,6 +266,18 @@ struct LockClient {
   uint64_t stale = 0;
 };
 
+struct IdemClient {
+  NodeId target = 1;
+  bool busy = false;
+  uint64_t request = 0;
+  uint64_t give_up_step = 0;
+  int64_t paused_until_us = 0;
+  std::string key;     // the key it begins or owns
+  uint64_t token = 0;  // owned under, 0: not an owner
+  int64_t renew_at_us = 0;
+  int64_t finish_at_us = 0;
+};
+
 // A fenced write the store accepted, at its raft index in kFenceGroup.
 struct FencedWrite {
   int client = 0;
@@ -341,6 +365,16 @@ class World {
   // down.
   void CheckFencedWrites();
 
+  // host_sim_idem.cc.
+  void IdemClientsAct();
+  void IdemInvoke(int c, kvpb::Command cmd);
+  // `r`: null when the command was not applied (or its outcome is unknown).
+  void IdemAnswered(int c, const kvpb::Command& cmd, int64_t sent_us,
+                    const kvpb::CommandResult* r);
+  // Per key: one owner's completion at most; the stored response and the
+  // single effect are that owner's; every replay returned the response.
+  void CheckIdempotency();
+
   const HostSimOptions options_;
   util::SeededRandom random_;
   const Plan plan_;
@@ -371,6 +405,11 @@ class World {
   std::map<GroupId, Ledger> ledger_;
 
   std::vector<LockClient> lock_clients_;
+  std::vector<IdemClient> idem_clients_;
+  // Completions accepted (key, token) and responses replayed (key, response).
+  std::set<std::string> idem_keys_;  // every key begun
+  std::set<std::pair<std::string, uint64_t>> idem_completed_;
+  std::vector<std::pair<std::string, std::string>> idem_replays_;
   std::vector<Hold> holds_;
   std::vector<FencedWrite> fenced_;
   bool fence_bound_ = false;
