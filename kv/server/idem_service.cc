@@ -68,9 +68,7 @@ class IdemService final : public rpc::Idempotency::CallbackService {
     auto* reply =
         new Reply<rpc::IdemBeginResponse>(ctx, resp, &node_->rpcs, "IdemBegin");
     grpc::Status st = CheckName(req->scope(), req->key());
-    const int64_t min_ttl = MinTtlMs(node_->options);
-    const int64_t ttl =
-        req->claim_ttl_ms() == 0 ? kDefaultClaimTtlMs : req->claim_ttl_ms();
+    const int64_t ttl = ClaimTtl(req->claim_ttl_ms());
     const int64_t retention =
         req->retention_ms() == 0 ? kDefaultRetentionMs : req->retention_ms();
     if (st.ok() && req->fingerprint().size() > kMaxFingerprintBytes) {
@@ -78,11 +76,7 @@ class IdemService final : public rpc::Idempotency::CallbackService {
           "fingerprint of ", req->fingerprint().size(), " bytes exceeds the ",
           kMaxFingerprintBytes, "-byte limit"));
     }
-    if (st.ok() && (ttl < min_ttl || ttl > kMaxClaimTtlMs)) {
-      st = Calls::Invalid(absl::StrCat(
-          "claim TTL of ", ttl, " ms is outside ", min_ttl, " ms (twice the ",
-          "election timeout) to ", kMaxClaimTtlMs, " ms (one day)"));
-    }
+    if (st.ok()) st = CheckClaimTtl(ttl);
     if (st.ok() && (retention < 0 || retention > kMaxIdemRetentionMs)) {
       st = Calls::Invalid(absl::StrCat("retention of ", retention,
                                        " ms is outside 0 to ",
@@ -158,13 +152,8 @@ class IdemService final : public rpc::Idempotency::CallbackService {
         new Reply<rpc::IdemRenewResponse>(ctx, resp, &node_->rpcs, "IdemRenew");
     grpc::Status st = CheckName(req->scope(), req->key());
     if (st.ok()) st = CheckToken(req->token());
-    const int64_t min_ttl = MinTtlMs(node_->options);
-    const int64_t ttl =
-        req->claim_ttl_ms() == 0 ? kDefaultClaimTtlMs : req->claim_ttl_ms();
-    if (st.ok() && (ttl < min_ttl || ttl > kMaxClaimTtlMs)) {
-      st = Calls::Invalid(absl::StrCat("claim TTL of ", ttl, " ms is outside ",
-                                       min_ttl, " to ", kMaxClaimTtlMs, " ms"));
-    }
+    const int64_t ttl = ClaimTtl(req->claim_ttl_ms());
+    if (st.ok()) st = CheckClaimTtl(ttl);
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     kvpb::IdemRenew* r = cmd.mutable_idem_renew();
@@ -276,6 +265,19 @@ class IdemService final : public rpc::Idempotency::CallbackService {
   }
 
  private:
+  // The claim TTL asked for, or the default.
+  static int64_t ClaimTtl(int64_t asked) {
+    return asked == 0 ? kDefaultClaimTtlMs : asked;
+  }
+  grpc::Status CheckClaimTtl(int64_t ttl) const {
+    const int64_t min = MinTtlMs(node_->options);
+    if (ttl >= min && ttl <= kMaxClaimTtlMs) return grpc::Status::OK;
+    return Calls::Invalid(absl::StrCat("claim TTL of ", ttl, " ms is outside ",
+                                       min,
+                                       " ms (twice the election timeout) to ",
+                                       kMaxClaimTtlMs, " ms (one day)"));
+  }
+
   uint64_t Group(const std::string& scope, const std::string& key) const {
     return node_->RangeFor(scope + key).group();
   }
