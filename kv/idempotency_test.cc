@@ -335,6 +335,11 @@ TEST_F(IdemTest, ListPagesThroughAScope) {
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->size(), 1u);
   EXPECT_EQ((*page)[0].first, "o-3");
+  // An `after` below the prefix starts at the prefix.
+  page = sm_->idempotency().List(kScope, "p-", "a", 10);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].first, "p-1");
 }
 
 }  // namespace

@@ -362,7 +362,8 @@ absl::StatusOr<std::vector<std::pair<std::string, Record>>> Idempotency::List(
   const std::string base = RecordKey(scope, "");
   const std::string prefix = base + std::string(key_prefix);
   std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
-  it->Seek(after.empty() ? prefix : base + std::string(after));
+  // From the prefix, or past `after` if that lies beyond it.
+  it->Seek(std::max(prefix, base + std::string(after)));
   for (; it->Valid() && it->key().starts_with(prefix) && out.size() < limit;
        it->Next()) {
     std::string key(it->key().substr(base.size()));
