@@ -115,7 +115,9 @@ int main(int argc, char** argv) {
       "refused (stale fence token, lock not held, lease ended: nothing\n"
       "applied); 2 bad input (nothing applied); 3 unavailable, timed out or\n"
       "overloaded (a write's outcome may be unknown: retry); 4 any other\n"
-      "error. `kvctl lock NAME -- CMD` exits with CMD's exit code.");
+      "error. `kvctl lock NAME -- CMD` and `kvctl idem run` exit with CMD's\n"
+      "exit code (idem run: 2 if the key was used for another request, 3\n"
+      "while another run holds it).");
   app.require_subcommand(1);
   app.fallthrough();
   std::string endpoints_flag, output = "table", read_mode = "linearizable";
