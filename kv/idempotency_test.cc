@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "kv/state_machine.h"
+#include "kv/state_machine_testing.h"
 #include "kv/storage/memory_engine.h"
 
 namespace tally::kv {
@@ -29,14 +30,7 @@ class IdemTest : public ::testing::Test {
   }
   kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms) {
     now_ms_ = time_ms;  // the proposer's clock
-    cmd.set_time_ms(time_ms);
-    raft::Entry e{1, ++index_, raft::EntryType::kNormal,
-                  cmd.SerializeAsString()};
-    auto r = sm_->Apply({e});
-    EXPECT_TRUE(r.ok());
-    kvpb::CommandResult out;
-    out.ParseFromString(r->at(0));
-    return out;
+    return ApplyNext(*sm_, &index_, std::move(cmd), time_ms);
   }
   kvpb::CommandResult Begin(const std::string& key, uint64_t fingerprint,
                             int64_t at) {

@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "kv/state_machine.h"
+#include "kv/state_machine_testing.h"
 #include "kv/storage/memory_engine.h"
 #include "util/status_macros.h"
 
@@ -51,14 +52,7 @@ class LeaseLockTest : public ::testing::Test {
     });
   }
   kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms) {
-    cmd.set_time_ms(time_ms);
-    raft::Entry e{1, ++index_, raft::EntryType::kNormal,
-                  cmd.SerializeAsString()};
-    auto r = sm_->Apply({e});
-    EXPECT_TRUE(r.ok());
-    kvpb::CommandResult out;
-    out.ParseFromString(r->at(0));
-    return out;
+    return ApplyNext(*sm_, &index_, std::move(cmd), time_ms);
   }
   uint64_t Grant(int64_t ttl_ms, int64_t at) {
     kvpb::Command c;

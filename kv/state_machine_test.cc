@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "gtest/gtest.h"
+#include "kv/state_machine_testing.h"
 #include "kv/storage/leveldb_engine.h"
 #include "kv/storage/memory_engine.h"
 #include "kv/storage/testing/power_loss_env.h"
@@ -53,14 +54,7 @@ class StateMachineTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms = 0) {
-    cmd.set_time_ms(time_ms);
-    raft::Entry e{1, ++index_, raft::EntryType::kNormal,
-                  cmd.SerializeAsString()};
-    auto r = sm_->Apply({e});
-    EXPECT_TRUE(r.ok());
-    kvpb::CommandResult out;
-    out.ParseFromString(r->at(0));
-    return out;
+    return ApplyNext(*sm_, &index_, std::move(cmd), time_ms);
   }
   static kvpb::Command Put(std::string k, std::string v, uint64_t client = 0,
                            uint64_t seq = 0) {
