@@ -29,6 +29,8 @@ namespace tally::kv {
 //   'i' scope \0 key   IdemRecord (idempotency/, data groups)
 //   'j' time scope \0 key
 //                      "": idempotency records by when they go (idempotency/)
+//   'q' saga id        SagaRecord (saga/, data groups)
+//   'u' time saga id   "": sagas by when something is due (saga/)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -47,6 +49,8 @@ enum class Space : char {
   kKeyOfLease = 'g',
   kIdem = 'i',
   kIdemReap = 'j',
+  kSaga = 'q',
+  kSagaDue = 'u',
 };
 
 // The keys of one group.

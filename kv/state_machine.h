@@ -22,6 +22,7 @@
 #include "kv/lock/lock.h"
 #include "kv/meta/meta.h"
 #include "kv/module.h"
+#include "kv/saga/saga.h"
 #include "kv/session/session.h"
 #include "kv/storage/engine.h"
 #include "raft/host/interfaces.h"
@@ -100,6 +101,7 @@ class StateMachine final : public raft::host::StateMachine {
   const Leases& leases() const { return leases_; }
   const Locks& locks() const { return locks_; }
   const Idempotency& idempotency() const { return idem_; }
+  const Sagas& sagas() const { return sagas_; }
   // Lock `name`'s record (nullopt: never taken) and the applied index it
   // is from, read from one snapshot of the store.
   absl::StatusOr<std::pair<raft::Index, std::optional<kvpb::LockRecord>>>
@@ -142,6 +144,7 @@ class StateMachine final : public raft::host::StateMachine {
   Leases leases_;
   Locks locks_;
   Idempotency idem_;
+  Sagas sagas_;
   Sessions sessions_;
   // Every module, in the order they are asked whether they handle a command.
   const std::vector<Module*> modules_;
