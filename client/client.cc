@@ -155,40 +155,6 @@ void Client::ForgetSession(uint64_t group, uint64_t client_id) {
   if (sessions_[group].client_id == client_id) sessions_[group] = {};
 }
 
-template <typename Resp, typename Req, typename Rpc>
-absl::StatusOr<Resp> Client::Write(const std::string& key, Req& req, Rpc rpc) {
-  for (int round = 0;; ++round) {
-    // Each shard keeps its own session table: sequences count per group.
-    absl::StatusOr<uint64_t> group = GroupFor(key);
-    if (!group.ok()) return group.status();
-    absl::StatusOr<rpc::Session> session = NextSession(*group);
-    if (!session.ok()) return session.status();
-    *req.mutable_session() = *session;
-    Resp resp;
-    int attempts = 0;
-    absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
-      ++attempts;
-      return rpc(*rpc::KV::NewStub(ch), &ctx, req, &resp);
-    });
-    // Whatever the outcome, this sequence is not sent again.
-    Done(*session);
-    if (st.ok()) return resp;
-    const bool expired = rpc::HasReason(st, rpc::kSessionExpired);
-    const bool moved = rpc::HasReason(st, rpc::kSessionWrongGroup);
-    if (!expired && !moved) return st;
-    if (expired) ForgetSession(*group, session->client_id());
-    if (moved) Refresh().IgnoreError();
-    // The refusal proves this attempt was not applied; an earlier attempt
-    // whose answer was lost may have been, before the session ended.
-    if (attempts > 1) {
-      return rpc::OutcomeUnknown(absl::StrCat(
-          "the write's outcome is unknown: it was retried and then refused (",
-          st.message(), ")"));
-    }
-    if (round > 0) return st;  // refused twice: certainly not applied
-  }
-}
-
 absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
                                              rpc::ReadMode mode) {
   rpc::GetRequest req;

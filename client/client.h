@@ -16,6 +16,7 @@
 #include "rpc/idem.grpc.pb.h"
 #include "rpc/kv.grpc.pb.h"
 #include "rpc/lock.grpc.pb.h"
+#include "rpc/saga.grpc.pb.h"
 
 namespace tally::client {
 
@@ -142,6 +143,25 @@ class Client {
   absl::StatusOr<bool> IdemPurge(const std::string& scope,
                                  const std::string& key);
 
+  // Saga state (rpc/saga.proto), in the shard holding the saga's id.
+  // Create and Transition are exactly-once writes (a session); a
+  // Transition refused with "version-changed" or "stale-token" changed
+  // nothing. SagaRunner (client/saga_runner.h) drives these for a
+  // coordinator; kvctl's saga commands for an operator.
+  absl::StatusOr<rpc::SagaCreateResponse> SagaCreate(
+      rpc::SagaCreateRequest req);
+  absl::StatusOr<rpc::SagaTransitionResponse> SagaTransition(
+      rpc::SagaTransitionRequest req);
+  // NOT_FOUND if there is no such saga.
+  absl::StatusOr<rpc::SagaRecord> SagaGet(
+      const std::string& id, rpc::ReadMode mode = rpc::LINEARIZABLE);
+  // The sagas of every shard in `states` (none: all) unchanged for at least
+  // `idle`, in id order; at most `limit` (0: no limit).
+  absl::StatusOr<std::vector<rpc::SagaRecord>> SagaList(
+      const std::vector<rpc::SagaState>& states,
+      std::chrono::milliseconds idle = {}, size_t limit = 0,
+      rpc::ReadMode mode = rpc::LINEARIZABLE);
+
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
   // The standard gRPC health check of one node: OK when it serves,
   // UNAVAILABLE otherwise.
@@ -197,8 +217,10 @@ class Client {
   void Done(const rpc::Session& session);
   // Drops the group's session if it is still `client_id`.
   void ForgetSession(uint64_t group, uint64_t client_id);
-  // Sends a write with the next session sequence of the key's group.
-  template <typename Resp, typename Req, typename Rpc>
+  // Sends a write with the next session sequence of the key's group;
+  // `rpc(stub, ctx, req, resp)` with a stub of `Service`.
+  template <typename Resp, typename Service = rpc::KV, typename Req,
+            typename Rpc>
   absl::StatusOr<Resp> Write(const std::string& key, Req& req, Rpc rpc);
 
   const ClientOptions options_;

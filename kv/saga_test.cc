@@ -121,7 +121,10 @@ TEST_F(SagaTest, CreateIsDeduplicatedByFingerprint) {
   EXPECT_EQ(again.saga().outcome(), kvpb::SagaResult::EXISTS);
   EXPECT_EQ(again.saga().record().version(), 3u);  // the existing one
   kvpb::CommandResult other = Create(Definition(), "another request");
-  EXPECT_EQ(other.saga().outcome(), kvpb::SagaResult::MISMATCH);
+  EXPECT_EQ(other.error_code(),
+            static_cast<int>(absl::StatusCode::kAlreadyExists));
+  EXPECT_NE(other.error_message().find("exists for another request"),
+            std::string::npos);
   EXPECT_EQ(Get().version(), 3u);
 }
 

@@ -24,6 +24,15 @@ inline constexpr char kReasonLockNotHeld[] = "lock-not-held";
 inline constexpr char kReasonFenceStale[] = "fence-stale";
 // A write to a fenced key without a fence token; nothing was applied.
 inline constexpr char kReasonFenceMissing[] = "fence-missing";
+// An idempotency owner, or a saga coordinator, whose token was overtaken by
+// a later one; nothing was applied.
+inline constexpr char kReasonStaleToken[] = "stale-token";
+// A saga transition decided on a version that is no longer the saga's;
+// nothing was applied.
+inline constexpr char kReasonVersionChanged[] = "version-changed";
+// A saga transition that the saga's state does not allow (no step to run,
+// another step next, no incident to resolve); nothing was applied.
+inline constexpr char kReasonSagaState[] = "saga-state";
 
 }  // namespace tally::rpc
 

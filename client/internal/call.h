@@ -1,7 +1,8 @@
 #ifndef TALLY_CLIENT_INTERNAL_CALL_H_
 #define TALLY_CLIENT_INTERNAL_CALL_H_
 
-// Client::Call, for the files that implement Client's calls.
+// Client::Call and Client::Write, for the files that implement Client's
+// calls.
 
 #include <algorithm>
 #include <chrono>
@@ -87,6 +88,40 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
   return rpc::OutcomeUnknown(absl::StrCat(
       "no answer within ", timeout.count(),
       " ms; a write's outcome is unknown (last error: ", last_error, ")"));
+}
+
+template <typename Resp, typename Service, typename Req, typename Rpc>
+absl::StatusOr<Resp> Client::Write(const std::string& key, Req& req, Rpc rpc) {
+  for (int round = 0;; ++round) {
+    // Each shard keeps its own session table: sequences count per group.
+    absl::StatusOr<uint64_t> group = GroupFor(key);
+    if (!group.ok()) return group.status();
+    absl::StatusOr<rpc::Session> session = NextSession(*group);
+    if (!session.ok()) return session.status();
+    *req.mutable_session() = *session;
+    Resp resp;
+    int attempts = 0;
+    absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+      ++attempts;
+      return rpc(*Service::NewStub(ch), &ctx, req, &resp);
+    });
+    // Whatever the outcome, this sequence is not sent again.
+    Done(*session);
+    if (st.ok()) return resp;
+    const bool expired = rpc::HasReason(st, rpc::kSessionExpired);
+    const bool moved = rpc::HasReason(st, rpc::kSessionWrongGroup);
+    if (!expired && !moved) return st;
+    if (expired) ForgetSession(*group, session->client_id());
+    if (moved) Refresh().IgnoreError();
+    // The refusal proves this attempt was not applied; an earlier attempt
+    // whose answer was lost may have been, before the session ended.
+    if (attempts > 1) {
+      return rpc::OutcomeUnknown(absl::StrCat(
+          "the write's outcome is unknown: it was retried and then refused (",
+          st.message(), ")"));
+    }
+    if (round > 0) return st;  // refused twice: certainly not applied
+  }
 }
 
 }  // namespace tally::client

@@ -1,7 +1,6 @@
 #include "cmd/kvctl/idem_commands.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "client/fingerprint.h"
 #include "cmd/kvctl/child.h"
 #include "cmd/kvctl/duration.h"
 #include "cmd/kvctl/output.h"
@@ -43,10 +43,7 @@ std::string Describe(const std::string& scope, const std::string& key) {
 std::string FingerprintOf(const std::vector<std::string>& argv) {
   std::string line;
   for (const std::string& a : argv) line.append(a.data(), a.size() + 1);
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(line.data(), line.size(), out, &n, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<char*>(out), n);
+  return client::Fingerprint(line);
 }
 
 // An owner's claim, renewed every third of its TTL on a thread of its own

@@ -343,9 +343,15 @@ kvpb::CommandResult Sagas::Create(ApplyContext& ctx,
   kvpb::SagaResult* out = r.mutable_saga();
   out->set_log_time_ms(now);
   if (std::optional<Record> rec = Read(ctx.batch, req.id())) {
-    out->set_outcome(rec->fingerprint() == req.fingerprint()
-                         ? kvpb::SagaResult::EXISTS
-                         : kvpb::SagaResult::MISMATCH);
+    if (rec->fingerprint() != req.fingerprint()) {
+      return Refusal(absl::StatusCode::kAlreadyExists,
+                     absl::StrCat(Describe(req.id()),
+                                  " exists for another request (another "
+                                  "fingerprint), created at log time ",
+                                  rec->created_ms(), " ms"),
+                     "mismatch");
+    }
+    out->set_outcome(kvpb::SagaResult::EXISTS);
     *out->mutable_record() = *std::move(rec);
     ctx.Header(out->mutable_header());
     return r;

@@ -117,7 +117,7 @@ class ServerImpl final : public Server {
   bool Stopping(absl::Duration d);
 
   Node node_;
-  std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_, idem_;
+  std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_, idem_, sagas_;
   // Clients' and peers' (the raft transport).
   std::unique_ptr<grpc::Server> grpc_, peer_grpc_;
   bool down_ = false;
@@ -307,6 +307,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   leases_ = NewLeaseService(&node_);
   locks_ = NewLockService(&node_);
   idem_ = NewIdemService(&node_);
+  sagas_ = NewSagaService(&node_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   // Clients and peers have servers of their own, for their keepalives
@@ -343,6 +344,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   clients.RegisterService(leases_.get());
   clients.RegisterService(locks_.get());
   clients.RegisterService(idem_.get());
+  clients.RegisterService(sagas_.get());
   grpc_ = clients.BuildAndStart();
   grpc::ServerBuilder peers;
   listen(peers, o.peer_address, &peer_port, 2'000, 2'000);

@@ -104,6 +104,7 @@ std::unique_ptr<grpc::Service> NewClusterService(Node* node);
 std::unique_ptr<grpc::Service> NewLeaseService(Node* node);
 std::unique_ptr<grpc::Service> NewLockService(Node* node);
 std::unique_ptr<grpc::Service> NewIdemService(Node* node);
+std::unique_ptr<grpc::Service> NewSagaService(Node* node);
 
 // The shortest lease or idempotency claim: twice the election timeout.
 int64_t MinTtlMs(const ServerOptions& o);
