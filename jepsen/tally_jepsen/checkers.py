@@ -265,6 +265,55 @@ def idempotency(events):
     return out
 
 
+def saga(events, steps=("reserve", "charge", "ship")):
+    """Per saga: it ended done or compensated, done exactly when its
+    shipping did not fail; no step's work (nor its undoing) committed twice;
+    a done saga's steps each committed once and none undone; a compensated
+    one's undoings exactly the steps that committed. Coordinators killed,
+    paused, and refused afterwards are counted."""
+    anomalies = []
+    finals = {}
+    for inv, done in hist.pairs(events, {"read-saga", "read-effects"}):
+        if done and done["type"] == "ok":
+            finals[(inv["key"], inv["f"])] = (done["value"], inv.get("fail_ship"))
+    ids = sorted({k for k, _ in finals})
+    states = collections.Counter()
+    for saga_id in ids:
+        state, fail_ship = finals.get((saga_id, "read-saga"), ("unread", None))
+        effects, _ = finals.get((saga_id, "read-effects"), ("unread", None))
+        if state == "unread" or effects == "unread":
+            anomalies.append({"kind": "final-read-failed", "saga": saga_id})
+            continue
+        states[state] += 1
+        want = "SAGA_COMPENSATED" if fail_ship else "SAGA_DONE"
+        if state != want:
+            anomalies.append({"kind": "wrong-end", "saga": saga_id, "state": state,
+                              "expected": want})
+        twice = {p: n for p, n in effects.items() if n > 1}
+        if twice:
+            anomalies.append({"kind": "applied-twice", "saga": saga_id, "effects": twice})
+        for s in steps:
+            did, undid = effects.get(s, 0), effects.get(f"{s}/undo", 0)
+            if state == "SAGA_DONE" and (did, undid) != (1, 0):
+                anomalies.append({"kind": "done-but-not-once", "saga": saga_id, "step": s,
+                                  "effects": effects})
+            if state == "SAGA_COMPENSATED" and undid != did:
+                anomalies.append({"kind": "not-compensated", "saga": saga_id, "step": s,
+                                  "effects": effects})
+    coordinators = hist.pairs(events, {"run"})
+    out = {"checker": "saga", "valid": not anomalies and bool(ids), "sagas": len(ids),
+           "done": states["SAGA_DONE"], "compensated": states["SAGA_COMPENSATED"],
+           "coordinators_killed": sum(1 for inv, _ in coordinators if inv["value"] == "kill"),
+           "coordinators_paused": sum(1 for inv, _ in coordinators if inv["value"] == "pause"),
+           "paused_coordinators_refused": sum(
+               1 for inv, done in coordinators
+               if inv["value"] == "pause" and done and "another coordinator" in
+               (done.get("error") or "")),
+           "anomalies": anomalies[:50], "anomaly_count": len(anomalies)}
+    out.update(_counts(coordinators))
+    return out
+
+
 def for_workload(name, history_path, events, read_modes):
     if name == "register":
         return [linearizable(history_path, read_modes), staleness(events)]
@@ -276,4 +325,6 @@ def for_workload(name, history_path, events, read_modes):
         return [fenced_lock(events)]
     if name == "idempotency":
         return [idempotency(events)]
+    if name == "saga":
+        return [saga(events)]
     raise ValueError(name)

@@ -19,6 +19,7 @@ from . import paths
 kv_pb2, cluster_pb2 = paths.import_protos()
 lock_pb2 = paths.import_lock_protos()
 idem_pb2 = paths.import_idem_protos()
+saga_pb2 = paths.import_saga_protos()
 
 OK, FAIL, INFO = "ok", "fail", "info"
 
@@ -61,8 +62,11 @@ _IDEM = {
     "Complete": (idem_pb2.IdemCompleteRequest, idem_pb2.IdemFinishResponse),
     "Get": (idem_pb2.IdemGetRequest, idem_pb2.IdemGetResponse),
 }
+_SAGAS = {
+    "Get": (saga_pb2.SagaGetRequest, saga_pb2.SagaGetResponse),
+}
 _SERVICES = {"KV": _KV, "Cluster": _CLUSTER, "Leases": _LEASES, "Locks": _LOCKS,
-             "Idempotency": _IDEM}
+             "Idempotency": _IDEM, "Sagas": _SAGAS}
 
 
 class _KeepAlive:

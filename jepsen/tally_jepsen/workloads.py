@@ -6,11 +6,15 @@ after the faults have healed, to read back the final state.
 """
 import itertools
 import random
+import signal
+import subprocess
+import threading
 import time
 
 from . import client as tc
 from . import history as hist
-from .client import FAIL, INFO, OK, idem_pb2, kv_pb2, lock_pb2
+from . import paths
+from .client import FAIL, INFO, OK, idem_pb2, kv_pb2, lock_pb2, saga_pb2
 
 OP_TIMEOUT = 2.0
 
@@ -567,5 +571,145 @@ class Idempotency:
                     time.sleep(0.2)
 
 
+class Saga:
+    """Orders placed by sagas of three steps (reserve, charge, ship), each
+    coordinated by a process of its own: examples/saga_order.cc, which runs
+    the client library's SagaRunner. In a third of them shipping fails for
+    good and the saga compensates. Coordinators are killed (kill -9) at
+    random moments, after which another one resumes the saga; or paused
+    past their lease (SIGSTOP) while another takes the saga over, and then
+    continued, when the saga's fence must refuse them. Finally every saga is
+    resumed until it ends, and its record and the effects its steps
+    committed (one key per step run, saga/ID/STEP[/undo]/effect/TOKEN) are
+    read back.
+
+    History: "run" (a coordinator creating the saga or resuming it; invoke
+    value: the fault done to it; completion value: the state it printed, or
+    info when it was killed, replaced or could not tell), "read-saga" and
+    "read-effects" per saga at the end."""
+
+    name = "saga"
+    STEPS = ("reserve", "charge", "ship")
+    LOCK_TTL_MS = 1500
+
+    def __init__(self, kill_chance=0.3, pause_chance=0.15, pause_for=2.5, fail_chance=0.3):
+        self.kill_chance = kill_chance
+        self.pause_chance = pause_chance
+        self.pause_for = pause_for
+        self.fail_chance = fail_chance
+        self.sagas = {}  # id -> whether shipping fails
+
+    def _command(self, ctx, f, saga_id, rng):
+        endpoints = ",".join(ctx.cluster.node(n).client_address for n in ctx.nodes)
+        cmd = [paths.SAGA_COORDINATOR, endpoints, f, saga_id,
+               "--step-ms", str(rng.randrange(20, 150)),
+               "--lock-ttl-ms", str(self.LOCK_TTL_MS)]
+        return cmd + (["--fail-ship"] if self.sagas[saga_id] else [])
+
+    @staticmethod
+    def _ended(p):
+        """How a coordinator process ended, as (type, value, node, error)."""
+        try:
+            out, err = p.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            return INFO, None, None, "coordinator still running after 90 s"
+        if p.returncode in (0, 5):  # ended, or an incident
+            return OK, out.strip().rsplit(" ", 1)[-1], None, None
+        if p.returncode == -signal.SIGKILL:
+            return INFO, None, None, "killed"
+        return INFO, None, None, f"exit {p.returncode}: {err.strip()[-300:]}"
+
+    def _coordinate(self, ctx, process, f, saga_id, rng, faults=True):
+        """Runs one coordinator, perhaps killing or pausing it; its
+        completion."""
+        fault = None
+        if faults:
+            r = rng.random()
+            fault = ("kill" if r < self.kill_chance else
+                     "pause" if r < self.kill_chance + self.pause_chance else None)
+        cmd = self._command(ctx, f, saga_id, rng)
+
+        def call():
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            if fault == "kill":
+                time.sleep(rng.uniform(0.05, 0.6))
+                p.kill()
+            elif fault == "pause":
+                time.sleep(rng.uniform(0.05, 0.5))
+                p.send_signal(signal.SIGSTOP)
+                # Another coordinator takes the saga over once the paused
+                # one's lease ends.
+                taker = threading.Thread(target=self._coordinate, daemon=True,
+                                         args=(ctx, f"{process}-takeover", "run",
+                                               saga_id, random.Random(rng.random()), False))
+                taker.start()
+                time.sleep(self.pause_for)
+                p.send_signal(signal.SIGCONT)
+                taker.join(timeout=120)
+            return self._ended(p)
+
+        return record(ctx, process, f, saga_id, fault, call)
+
+    def run(self, process, ctx):
+        rng = ctx.rng(process)
+        for n in itertools.count():
+            if ctx.stop.is_set():
+                return
+            saga_id = f"p{process}-o{n}"
+            self.sagas[saga_id] = rng.random() < self.fail_chance
+            done = self._coordinate(ctx, process, "run", saga_id, rng)
+            for _ in range(5):
+                if done["type"] == OK or ctx.stop.is_set():
+                    break
+                # Creates the saga if the first never did, else resumes it.
+                done = self._coordinate(ctx, process, "run", saga_id, rng)
+
+    def final(self, ctx):
+        rng = random.Random(f"{ctx.seed}/final")
+        for saga_id in sorted(self.sagas):
+            for _ in range(10):
+                if self._coordinate(ctx, "final", "run", saga_id, rng,
+                                    faults=False)["type"] == OK:
+                    break
+                time.sleep(0.5)
+            prefix = f"saga/{saga_id}/".encode()
+
+            def effects(resp, prefix=prefix):
+                counts = {}
+                for kv in resp.kvs:
+                    phase = kv.key[len(prefix):].decode().split("/effect/")[0]
+                    counts[phase] = counts.get(phase, 0) + 1
+                return counts
+
+            reads = [
+                ("read-saga", "Sagas", "Get", saga_pb2.SagaGetRequest(id=saga_id),
+                 lambda resp: (saga_pb2.SagaState.Name(resp.record.state)
+                               if resp.found else None)),
+                ("read-effects", "KV", "Range",
+                 kv_pb2.RangeRequest(start=prefix, end=prefix[:-1] + b"0"), effects),
+            ]
+            for f, service, method, req, value_of in reads:
+                for attempt in range(100):
+                    node = ctx.nodes[attempt % len(ctx.nodes)]
+
+                    def call(service=service, method=method, req=req, value_of=value_of,
+                             node=node):
+                        r = ctx.conn.call(node, method, req, timeout=OP_TIMEOUT,
+                                          service=service)
+                        if r.type != OK:
+                            return r.type, None, r.node, r.error
+                        return OK, value_of(r.response), r.node, None
+
+                    if record(ctx, "final", f, saga_id, None, call,
+                              {"final": True, "fail_ship": self.sagas[saga_id]}
+                              )["type"] == OK:
+                        break
+                    time.sleep(0.2)
+
+
 WORKLOADS = {"register": Register, "set": Append, "exactly-once": ExactlyOnce,
-             "durability": Durability, "lock": Lock, "idempotency": Idempotency}
+             "durability": Durability, "lock": Lock, "idempotency": Idempotency,
+             "saga": Saga}

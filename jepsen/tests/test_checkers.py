@@ -191,3 +191,38 @@ def test_idempotency_checker_finds_double_completions_and_effects():
     lost = good[:-4] + final("k", None, [], 10)
     assert {a["kind"] for a in checkers.idempotency(lost)["anomalies"]} == \
         {"completion-lost"}
+
+
+def test_saga_checker_finds_sagas_applied_twice_or_left_undone():
+    def op(p, f, key, v, ty, out, t0, error=None, **extra):
+        done = dict(type=ty, process=p, f=f, key=key, value=out, time=t0 + 1)
+        if error:
+            done["error"] = error
+        inv = dict(type="invoke", process=p, f=f, key=key, value=v, time=t0, index=t0)
+        inv.update(extra)
+        return [inv, done]
+
+    def final(key, state, effects, fail_ship, t0):
+        return (op("final", "read-saga", key, None, "ok", state, t0, fail_ship=fail_ship)
+                + op("final", "read-effects", key, None, "ok", effects, t0 + 2,
+                     fail_ship=fail_ship))
+    did = {"reserve": 1, "charge": 1, "ship": 1}
+    undone = {"reserve": 1, "charge": 1, "reserve/undo": 1, "charge/undo": 1}
+    # s1's coordinator is paused, another takes over, the first is refused;
+    # s2's shipping fails and it compensates.
+    good = (op(0, "run", "s1", "pause", "info", None, 0,
+               error="exit 6: ABORTED: another coordinator took saga \"s1\" over")
+            + op("0-takeover", "run", "s1", None, "ok", "DONE", 1)
+            + op(1, "run", "s2", "kill", "info", None, 4, error="killed")
+            + op(1, "run", "s2", None, "ok", "COMPENSATED", 6)
+            + final("s1", "SAGA_DONE", did, False, 10)
+            + final("s2", "SAGA_COMPENSATED", undone, True, 14))
+    v = checkers.saga(good)
+    assert v["valid"] and v["paused_coordinators_refused"] == 1, v
+    assert v["coordinators_killed"] == 1 and v["compensated"] == 1, v
+    # A step run twice; a saga left running; a compensation that missed one.
+    bad = (final("s1", "SAGA_DONE", dict(did, charge=2), False, 0)
+           + final("s2", "SAGA_RUNNING", {"reserve": 1}, False, 4)
+           + final("s3", "SAGA_COMPENSATED", dict(undone, **{"charge/undo": 0}), True, 8))
+    assert {a["kind"] for a in checkers.saga(bad)["anomalies"]} == \
+        {"applied-twice", "done-but-not-once", "wrong-end", "not-compensated"}

@@ -44,6 +44,18 @@ def test_idempotency_keys_complete_once_across_leader_kills(jepsen):
 
 
 @pytest.mark.smoke
+def test_sagas_end_done_or_compensated_with_coordinators_killed(jepsen):
+    """Saga coordinators are killed and paused past their lease while
+    leaders are killed: every saga ends done or compensated, no step's work
+    is committed twice, and paused coordinators are refused once replaced."""
+    outcome = jepsen("saga", "kill-leader", duration=SMOKE_SECONDS)
+    assert_valid(outcome)
+    v = outcome.verdicts[0]
+    assert v["done"] > 0 and v["compensated"] > 0, v
+    assert v["coordinators_killed"] > 0 and v["coordinators_paused"] > 0, v
+
+
+@pytest.mark.smoke
 def test_serializable_reads_checked_as_linearizable_are_stale(jepsen):
     """Serializable reads from a cut-off follower are allowed to be stale;
     checked as linearizable they must be reported, or the checker is blind."""
