@@ -9,7 +9,7 @@ CMAKE_FLAGS ?=
 # `make build WERROR=OFF` to only warn.
 WERROR ?= ON
 
-.PHONY: all deps configure build test cluster cluster-stop sim tsan jepsen bench microbench format lint clean
+.PHONY: all deps configure build test install cluster cluster-stop sim tsan jepsen bench microbench format lint clean
 
 all: build
 
@@ -26,6 +26,12 @@ build: configure
 # and the dependency check on the raft core.
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# libtally.so, its headers (include/tally/), a CMake package (find_package(
+# Tally)) and a pkg-config file, under PREFIX.
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 # Three kvd nodes on 127.0.0.1 in the background (data in .tally-cluster);
 # `make cluster-stop` stops them.

@@ -146,7 +146,7 @@ class Client {
   // Saga state (rpc/saga.proto), in the shard holding the saga's id.
   // Create and Transition are exactly-once writes (a session); a
   // Transition refused with "version-changed" or "stale-token" changed
-  // nothing. SagaRunner (client/saga_runner.h) drives these for a
+  // nothing. SagaRunner (tally/saga.h) drives these for a
   // coordinator; kvctl's saga commands for an operator.
   absl::StatusOr<rpc::SagaCreateResponse> SagaCreate(
       rpc::SagaCreateRequest req);

@@ -1,5 +1,3 @@
-#include "client/saga_runner.h"
-
 #include <algorithm>
 #include <exception>
 #include <memory>
@@ -8,15 +6,24 @@
 #include <thread>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/client.h"
 #include "client/fingerprint.h"
+#include "client/internal/writes.h"
 #include "client/lock_session.h"
 #include "rpc/reasons.h"
 #include "rpc/status.h"
+#include "tally/saga.h"
 
-namespace tally::client {
+namespace tally {
 
-StepResult StepResult::Ok(std::string output, std::vector<rpc::TxnOp> effects) {
+using client::Fingerprint;
+using client::LockSession;
+namespace internal = client::internal;
+
+StepResult StepResult::Ok(std::string output, std::vector<Write> effects) {
   return {kOk, std::move(output), std::move(effects)};
 }
 StepResult StepResult::Retry(std::string error) {
@@ -46,12 +53,38 @@ rpc::SagaDefinition ToApi(const SagaDefinition& d) {
   for (const SagaStep& s : d.steps) {
     rpc::SagaStepDef* def = out.add_steps();
     def->set_name(s.name);
-    def->set_kind(s.kind);
+    def->set_kind(s.kind == StepKind::kPivot       ? rpc::STEP_PIVOT
+                  : s.kind == StepKind::kRetriable ? rpc::STEP_RETRIABLE
+                                                   : rpc::STEP_COMPENSABLE);
     def->set_timeout_ms(s.timeout.count());
     def->set_max_attempts(s.max_attempts);
   }
   return out;
 }
+
+PhaseStatus FromApi(const rpc::SagaPhase& p) {
+  return {static_cast<PhaseState>(p.state()), p.attempts(), p.output(),
+          p.error()};
+}
+
+SagaStatus FromApi(const rpc::SagaRecord& r) {
+  SagaStatus out;
+  out.id = r.id();
+  out.definition = r.definition();
+  out.state = static_cast<SagaState>(r.state());
+  out.version = r.version();
+  for (const rpc::SagaStep& s : r.steps()) {
+    out.steps.push_back(
+        {s.name(), FromApi(s.forward()), FromApi(s.compensation())});
+  }
+  out.reason = r.reason();
+  out.incident = r.incident();
+  return out;
+}
+
+static_assert(static_cast<int>(SagaState::kIncident) == rpc::SAGA_INCIDENT);
+static_assert(static_cast<int>(PhaseState::kMarkedDone) ==
+              rpc::PHASE_MARKED_DONE);
 
 // Full jitter: uniform in [0, min(max, base * 2^failures)].
 milliseconds Backoff(const SagaStep& s, uint32_t failures) {
@@ -67,7 +100,7 @@ milliseconds Backoff(const SagaStep& s, uint32_t failures) {
 // One saga driven by this process under its lock.
 class Coordinator {
  public:
-  Coordinator(Client* client, const SagaRunner::Options& options,
+  Coordinator(client::Client* client, const SagaRunner::Options& options,
               const SagaDefinition& def, std::string id, LockSession* lock,
               uint64_t token)
       : client_(client),
@@ -146,7 +179,7 @@ class Coordinator {
       }
       return r.status();
     }
-    if (options_.on_transition) options_.on_transition(r->record());
+    if (options_.on_transition) options_.on_transition(FromApi(r->record()));
     return std::move(*r->mutable_record());
   }
 
@@ -219,11 +252,11 @@ class Coordinator {
       }
       absl::Status finished;
       if (result.kind == StepResult::kOk) {
-        finished =
-            client_
-                ->IdemComplete(ctx.idem_scope, ctx.idem_key, ctx.idem_token,
-                               result.output, result.effects)
-                .status();
+        finished = client_
+                       ->IdemComplete(ctx.idem_scope, ctx.idem_key,
+                                      ctx.idem_token, result.output,
+                                      internal::ToTxnOps(result.effects))
+                       .status();
       } else {
         const bool retryable = result.kind == StepResult::kRetryable;
         finished = client_
@@ -248,7 +281,7 @@ class Coordinator {
     }
   }
 
-  Client* const client_;
+  client::Client* const client_;
   const SagaRunner::Options& options_;
   const SagaDefinition& def_;
   const std::string id_;
@@ -258,8 +291,75 @@ class Coordinator {
 
 }  // namespace
 
+const char* Name(SagaState s) {
+  switch (s) {
+    case SagaState::kRunning:
+      return "running";
+    case SagaState::kCompensating:
+      return "compensating";
+    case SagaState::kDone:
+      return "done";
+    case SagaState::kCompensated:
+      return "compensated";
+    default:
+      return "incident";
+  }
+}
+
+struct SagaRunner::Impl {
+  client::Client* client;
+  Options options;
+  absl::Mutex mu;
+  std::map<std::string, SagaDefinition> definitions ABSL_GUARDED_BY(mu);
+
+  const SagaDefinition* Find(const std::string& name) {
+    absl::MutexLock l(&mu);
+    auto it = definitions.find(name);
+    return it == definitions.end() ? nullptr : &it->second;
+  }
+
+  // Drives the existing saga `id` to its end under its lock.
+  absl::StatusOr<rpc::SagaRecord> Run(const std::string& id,
+                                      milliseconds lock_wait) {
+    absl::StatusOr<rpc::SagaRecord> rec = client->SagaGet(id);
+    if (!rec.ok() || Ended(*rec)) return rec;
+    const SagaDefinition* def = Find(rec->definition());
+    bool same = def != nullptr &&
+                def->steps.size() == static_cast<size_t>(rec->steps_size());
+    for (int i = 0; same && i < rec->steps_size(); ++i) {
+      same = def->steps[i].name == rec->steps(i).name();
+    }
+    if (!same) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "saga \"", id, "\" is of definition \"", rec->definition(),
+          "\", which this runner has not registered with the same steps"));
+    }
+    LockSession::Options lo;
+    lo.ttl = options.lock_ttl;
+    absl::StatusOr<std::unique_ptr<LockSession>> lock =
+        LockSession::Open(client, lo);
+    if (!lock.ok()) return lock.status();
+    absl::StatusOr<rpc::AcquireResponse> grant =
+        (*lock)->Acquire(absl::StrCat("saga/", id), lock_wait);
+    if (grant.ok() && !grant->acquired()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("saga \"", id,
+                       "\" is being run by another coordinator (its lock "
+                       "is held under token ",
+                       grant->holder().token(), ")"));
+    }
+    if (!grant.ok()) return grant.status();
+    // Ends with the lock session: the lease is revoked, the lock released.
+    return Coordinator(client, options, *def, id, lock->get(),
+                       grant->holder().token())
+        .Drive();
+  }
+};
+
 SagaRunner::SagaRunner(Client* client, Options options)
-    : client_(client), options_(std::move(options)) {}
+    : impl_(new Impl{&client->internal(), std::move(options)}) {}
+
+SagaRunner::~SagaRunner() = default;
 
 absl::Status SagaRunner::Register(SagaDefinition definition) {
   if (definition.name.empty()) {
@@ -271,13 +371,13 @@ absl::Status SagaRunner::Register(SagaDefinition definition) {
     if (!s.action) {
       return absl::InvalidArgumentError(absl::StrCat(which, ": no action"));
     }
-    if (s.kind == rpc::STEP_COMPENSABLE && !s.compensation) {
+    if (s.kind == StepKind::kCompensable && !s.compensation) {
       return absl::InvalidArgumentError(absl::StrCat(
           which,
           ": a compensable step without compensation; give it one, or make "
           "it the pivot or a retriable step after the pivot"));
     }
-    if (s.kind != rpc::STEP_COMPENSABLE && s.compensation) {
+    if (s.kind != StepKind::kCompensable && s.compensation) {
       return absl::InvalidArgumentError(absl::StrCat(
           which,
           ": the pivot and the steps after it are never undone; drop "
@@ -288,22 +388,16 @@ absl::Status SagaRunner::Register(SagaDefinition definition) {
           which, ": backoff needs 0 < backoff_base <= backoff_max"));
     }
   }
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&impl_->mu);
   const std::string name = definition.name;
-  definitions_[name] = std::move(definition);
+  impl_->definitions[name] = std::move(definition);
   return absl::OkStatus();
 }
 
-const SagaDefinition* SagaRunner::Find(const std::string& name) const {
-  absl::MutexLock l(&mu_);
-  auto it = definitions_.find(name);
-  return it == definitions_.end() ? nullptr : &it->second;
-}
-
-absl::StatusOr<rpc::SagaRecord> SagaRunner::Run(const std::string& definition,
-                                                const std::string& id,
-                                                const std::string& input) {
-  const SagaDefinition* def = Find(definition);
+absl::StatusOr<SagaStatus> SagaRunner::Run(const std::string& definition,
+                                           const std::string& id,
+                                           const std::string& input) {
+  const SagaDefinition* def = impl_->Find(definition);
   if (def == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("no saga definition \"", definition, "\" registered"));
@@ -313,61 +407,28 @@ absl::StatusOr<rpc::SagaRecord> SagaRunner::Run(const std::string& definition,
   *req.mutable_definition() = ToApi(*def);
   req.set_input(input);
   req.set_fingerprint(Fingerprint(absl::StrCat(definition, "\n", input)));
-  req.set_deadline_ms(options_.deadline.count());
-  req.set_retention_ms(options_.retention.count());
-  absl::StatusOr<rpc::SagaCreateResponse> created = client_->SagaCreate(req);
+  req.set_deadline_ms(impl_->options.deadline.count());
+  req.set_retention_ms(impl_->options.retention.count());
+  absl::StatusOr<rpc::SagaCreateResponse> created =
+      impl_->client->SagaCreate(req);
   if (!created.ok()) return created.status();
-  return Run(id, options_.lock_wait);
+  return Resume(id);
 }
 
-absl::StatusOr<rpc::SagaRecord> SagaRunner::Resume(const std::string& id) {
-  return Run(id, options_.lock_wait);
-}
-
-absl::StatusOr<rpc::SagaRecord> SagaRunner::Run(const std::string& id,
-                                                milliseconds lock_wait) {
-  absl::StatusOr<rpc::SagaRecord> rec = client_->SagaGet(id);
-  if (!rec.ok() || Ended(*rec)) return rec;
-  const SagaDefinition* def = Find(rec->definition());
-  bool same = def != nullptr &&
-              def->steps.size() == static_cast<size_t>(rec->steps_size());
-  for (int i = 0; same && i < rec->steps_size(); ++i) {
-    same = def->steps[i].name == rec->steps(i).name();
-  }
-  if (!same) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "saga \"", id, "\" is of definition \"", rec->definition(),
-        "\", which this runner has not registered with the same steps"));
-  }
-  LockSession::Options lo;
-  lo.ttl = options_.lock_ttl;
-  absl::StatusOr<std::unique_ptr<LockSession>> lock =
-      LockSession::Open(client_, lo);
-  if (!lock.ok()) return lock.status();
-  absl::StatusOr<rpc::AcquireResponse> grant =
-      (*lock)->Acquire(absl::StrCat("saga/", id), lock_wait);
-  if (grant.ok() && !grant->acquired()) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("saga \"", id,
-                     "\" is being run by another coordinator (its lock "
-                     "is held under token ",
-                     grant->holder().token(), ")"));
-  }
-  if (!grant.ok()) return grant.status();
-  // Ends with the lock session: the lease is revoked, the lock released.
-  return Coordinator(client_, options_, *def, id, lock->get(),
-                     grant->holder().token())
-      .Drive();
+absl::StatusOr<SagaStatus> SagaRunner::Resume(const std::string& id) {
+  absl::StatusOr<rpc::SagaRecord> r = impl_->Run(id, impl_->options.lock_wait);
+  if (!r.ok()) return r.status();
+  return FromApi(*r);
 }
 
 absl::StatusOr<size_t> SagaRunner::ResumeAll(milliseconds idle) {
-  absl::StatusOr<std::vector<rpc::SagaRecord>> sagas =
-      client_->SagaList({rpc::SAGA_RUNNING, rpc::SAGA_COMPENSATING}, idle);
+  absl::StatusOr<std::vector<rpc::SagaRecord>> sagas = impl_->client->SagaList(
+      {rpc::SAGA_RUNNING, rpc::SAGA_COMPENSATING}, idle);
   if (!sagas.ok()) return sagas.status();
   size_t ended = 0;
   for (const rpc::SagaRecord& r : *sagas) {
-    if (Find(r.definition()) == nullptr) continue;
-    absl::StatusOr<rpc::SagaRecord> out = Run(r.id(), milliseconds(0));
+    if (impl_->Find(r.definition()) == nullptr) continue;
+    absl::StatusOr<rpc::SagaRecord> out = impl_->Run(r.id(), milliseconds(0));
     if (out.ok()) {
       ++ended;
     } else if (out.status().code() != absl::StatusCode::kDeadlineExceeded &&
@@ -378,4 +439,10 @@ absl::StatusOr<size_t> SagaRunner::ResumeAll(milliseconds idle) {
   return ended;
 }
 
-}  // namespace tally::client
+absl::StatusOr<SagaStatus> SagaRunner::Get(const std::string& id) {
+  absl::StatusOr<rpc::SagaRecord> r = impl_->client->SagaGet(id);
+  if (!r.ok()) return r.status();
+  return FromApi(*r);
+}
+
+}  // namespace tally

@@ -36,17 +36,18 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "client/client.h"
-#include "client/saga_runner.h"
+#include "tally/client.h"
+#include "tally/saga.h"
 
 namespace {
 
-using tally::client::SagaStep;
-using tally::client::StepContext;
-using tally::client::StepResult;
+using tally::SagaStep;
+using tally::StepContext;
+using tally::StepResult;
 
 struct Flags {
   std::string input = "3 shirts";
@@ -66,14 +67,13 @@ StepResult Work(const StepContext& ctx, const Flags& flags,
         << " attempt " << ctx.attempt << std::endl;
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(flags.step_ms));
-  tally::rpc::TxnOp op;
-  op.mutable_put()->set_key(
-      absl::StrCat(ctx.idem_scope, ctx.idem_key, "/effect/", ctx.idem_token));
-  op.mutable_put()->set_value(what);
-  return StepResult::Ok(what, {op});
+  tally::Write effect{
+      absl::StrCat(ctx.idem_scope, ctx.idem_key, "/effect/", ctx.idem_token),
+      what};
+  return StepResult::Ok(what, {effect});
 }
 
-tally::client::SagaDefinition Order(const Flags& flags) {
+tally::SagaDefinition Order(const Flags& flags) {
   auto step = [&flags](std::string name, std::string done, std::string undone) {
     SagaStep s;
     s.name = name;
@@ -92,7 +92,7 @@ tally::client::SagaDefinition Order(const Flags& flags) {
     };
     return s;
   };
-  tally::client::SagaDefinition order{
+  tally::SagaDefinition order{
       "order",
       {step("reserve", "stock reserved", "stock released"),
        step("charge", "card charged", "card refunded"),
@@ -100,7 +100,7 @@ tally::client::SagaDefinition Order(const Flags& flags) {
   if (flags.charge_is_pivot) {
     // Not undone once done; the cluster refuses a compensable step after
     // it (ship), as it should.
-    order.steps[1].kind = tally::rpc::STEP_PIVOT;
+    order.steps[1].kind = tally::StepKind::kPivot;
     order.steps[1].compensation = nullptr;
   }
   return order;
@@ -116,14 +116,14 @@ int Usage(const char* argv0) {
   return 2;
 }
 
-int Report(const absl::StatusOr<tally::rpc::SagaRecord>& r) {
+int Report(const absl::StatusOr<tally::SagaStatus>& r) {
   if (!r.ok()) {
     std::cerr << r.status() << "\n";
     return r.status().code() == absl::StatusCode::kAborted ? 6 : 1;
   }
-  std::cout << "saga " << r->id() << ": "
-            << tally::rpc::SagaState_Name(r->state()).substr(5) << "\n";
-  return r->state() == tally::rpc::SAGA_INCIDENT ? 5 : 0;
+  std::cout << "saga " << r->id << ": " << absl::AsciiStrToUpper(Name(r->state))
+            << "\n";
+  return r->state == tally::SagaState::kIncident ? 5 : 0;
 }
 
 }  // namespace
@@ -167,21 +167,21 @@ int main(int argc, char** argv) {
       return Usage(argv[0]);
     }
   }
-  tally::client::ClientOptions opts;
+  tally::ClientOptions opts;
   opts.endpoints = absl::StrSplit(argv[1], ',', absl::SkipEmpty());
-  auto c = tally::client::Client::Connect(opts);
+  auto c = tally::Client::Connect(opts);
   if (!c.ok()) {
     std::cerr << c.status() << "\n";
     return 1;
   }
 
-  tally::client::SagaRunner::Options ro;
+  tally::SagaRunner::Options ro;
   ro.lock_ttl = std::chrono::milliseconds(flags.lock_ttl_ms);
   ro.claim_ttl = std::chrono::seconds(2);
-  ro.on_transition = [&flags](const tally::rpc::SagaRecord& r) {
-    for (const auto& s : r.steps()) {
-      if (s.name() == flags.crash_after &&
-          s.forward().state() == tally::rpc::PHASE_SUCCEEDED) {
+  ro.on_transition = [&flags](const tally::SagaStatus& r) {
+    for (const tally::StepStatus& s : r.steps) {
+      if (s.name == flags.crash_after &&
+          s.forward.state == tally::PhaseState::kSucceeded) {
         raise(SIGKILL);
       }
     }
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
       raise(SIGKILL);
     }
   };
-  tally::client::SagaRunner runner(c->get(), ro);
+  tally::SagaRunner runner(c->get(), ro);
   if (absl::Status st = runner.Register(Order(flags)); !st.ok()) {
     std::cerr << st << "\n";
     return 1;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix (cmake --install), checks that
+# the installed headers name no generated Protobuf or gRPC header, builds a
+# service out of tree with find_package(Tally) (tests/install) and runs it
+# against a node embedded in its own process, then builds a program with
+# pkg-config alone. Bounded in time; removes what it made.
+#   test-install.sh BUILD_DIR
+set -euo pipefail
+build=$1
+here="$(cd "$(dirname "$0")" && pwd)"
+tmp=$(mktemp -d /tmp/tally-install.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+[ -f "$tmp/prefix/include/tally/tally.h" ] || fail "no include/tally/tally.h installed"
+ls "$tmp"/prefix/lib*/libtally.so* >/dev/null 2>&1 || fail "no libtally.so installed"
+if grep -rn -E '#include ".*(\.pb\.h|grpc)' "$tmp/prefix/include"; then
+  fail "installed headers include generated Protobuf or gRPC headers (above)"
+fi
+echo "ok: installed $(cd "$tmp/prefix" && find . -type f | sort | tr '\n' ' ')"
+
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+cmake -S "$here" -B "$tmp/consumer" "${gen[@]}" "${launcher[@]}" \
+  -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_BUILD_TYPE=Release >"$tmp/configure.log" 2>&1 ||
+  { cat "$tmp/configure.log"; fail "configuring the consumer"; }
+cmake --build "$tmp/consumer" -j 2 >"$tmp/build.log" 2>&1 ||
+  { tail -n 40 "$tmp/build.log"; fail "building the consumer"; }
+echo "ok: built with find_package(Tally)"
+
+port=$((20000 + RANDOM % 12000))  # below the ephemeral ports
+timeout 60 "$tmp/consumer/embedded_service" "$tmp/data" "$port" "$((port + 1))" ||
+  fail "the embedded service"
+out=$("$tmp/consumer/saga_order" 2>&1 || true)
+[[ "$out" == usage:* ]] || fail "the saga example built out of tree: $out"
+
+pc="$tmp/prefix/$(cd "$tmp/prefix" && ls -d lib*/pkgconfig | head -n 1)"
+cat >"$tmp/pc.cc" <<'CC'
+#include "tally/tally.h"
+int main() { return tally::Name(tally::SagaState::kDone)[0] == 'd' ? 0 : 1; }
+CC
+# shellcheck disable=SC2046
+g++ -std=c++20 "$tmp/pc.cc" -o "$tmp/pc" $(PKG_CONFIG_PATH="$pc" pkg-config --cflags --libs tally) ||
+  fail "building with pkg-config"
+LD_LIBRARY_PATH="$(dirname "$pc")" "$tmp/pc" || fail "the pkg-config build"
+echo "ok: built and ran with pkg-config tally"
+echo PASS
