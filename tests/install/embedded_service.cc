@@ -1,12 +1,14 @@
 // A service with a Tally node in its own process (EmbeddedNode), using
 // leases, a fencing-token lock, an idempotency key and a saga through the
-// installed API.
-//   embedded_service DATA_DIR CLIENT_PORT PEER_PORT
+// installed API. The node is a cluster of its own, or member ID of the
+// cluster INITIAL_CLUSTER ("1=127.0.0.1:7101,2=...": peer addresses).
+//   embedded_service DATA_DIR CLIENT_PORT PEER_PORT [ID INITIAL_CLUSTER]
 // Prints what it did and "OK", or what went wrong (exit 1).
 
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include "tally/tally.h"
@@ -23,15 +25,23 @@ void Check(bool ok, const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::cerr << "usage: " << argv[0] << " DATA_DIR CLIENT_PORT PEER_PORT\n";
+  if (argc != 4 && argc != 6) {
+    std::cerr << "usage: " << argv[0]
+              << " DATA_DIR CLIENT_PORT PEER_PORT [ID INITIAL_CLUSTER]\n";
     return 2;
   }
   tally::EmbeddedNodeOptions o;
   o.data_dir = argv[1];
   o.client_address = std::string("127.0.0.1:") + argv[2];
   o.peer_address = std::string("127.0.0.1:") + argv[3];
-  o.tick = std::chrono::milliseconds(20);
+  if (argc == 6) {
+    o.id = std::stoull(argv[4]);
+    std::stringstream members(argv[5]);
+    for (std::string m; std::getline(members, m, ',');) {
+      const size_t eq = m.find('=');
+      o.initial_cluster[std::stoull(m.substr(0, eq))] = m.substr(eq + 1);
+    }
+  }
   auto node = tally::EmbeddedNode::Start(o);
   if (!node.ok()) {
     std::cerr << "start: " << node.status() << "\n";

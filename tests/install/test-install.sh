@@ -33,7 +33,27 @@ echo "ok: built with find_package(Tally)"
 
 port=$((20000 + RANDOM % 12000))  # below the ephemeral ports
 timeout 60 "$tmp/consumer/embedded_service" "$tmp/data" "$port" "$((port + 1))" ||
-  fail "the embedded service"
+  fail "the embedded service, a cluster of its own"
+echo "ok: an embedded node alone"
+
+# The embedded node as member 1 of a cluster with two kvd processes (the
+# installed ones), which then serve what it wrote after it has stopped.
+peers="1=127.0.0.1:$((port + 11)),2=127.0.0.1:$((port + 12)),3=127.0.0.1:$((port + 13))"
+kvds=()
+stop_kvds() { for p in "${kvds[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+trap 'stop_kvds; rm -rf "$tmp"' EXIT
+for i in 2 3; do
+  "$tmp/prefix/bin/kvd" --name "n$i" --data-dir "$tmp/kvd$i" \
+    --listen-client "127.0.0.1:$((port + 20 + i))" --listen-peer "127.0.0.1:$((port + 10 + i))" \
+    --initial-cluster "n1=127.0.0.1:$((port + 11)),n2=127.0.0.1:$((port + 12)),n3=127.0.0.1:$((port + 13))" \
+    >"$tmp/kvd$i.log" 2>&1 &
+  kvds+=($!)
+done
+timeout 60 "$tmp/consumer/embedded_service" "$tmp/member" "$((port + 21))" "$((port + 11))" 1 "$peers" ||
+  { tail -n 5 "$tmp"/kvd*.log; fail "the embedded service, a member of a cluster"; }
+out=$("$tmp/prefix/bin/kvctl" --endpoints "127.0.0.1:$((port + 22)),127.0.0.1:$((port + 23))" get greeting)
+[ "$out" = hello ] || fail "the kvd members do not serve what the embedded member wrote: $out"
+echo "ok: an embedded node as a member of a cluster with two kvd processes"
 out=$("$tmp/consumer/saga_order" 2>&1 || true)
 [[ "$out" == usage:* ]] || fail "the saga example built out of tree: $out"
 
