@@ -21,17 +21,8 @@ constexpr char kScope[] = "payments/";
 constexpr int64_t kTtl = 5'000;
 constexpr int64_t kRetention = 60'000;
 
-class IdemTest : public ::testing::Test {
+class IdemTest : public ModuleTest {
  protected:
-  void SetUp() override {
-    auto sm = StateMachine::Open(&db_, 2, [this] { return now_ms_; });
-    ASSERT_TRUE(sm.ok());
-    sm_ = std::move(*sm);
-  }
-  kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms) {
-    now_ms_ = time_ms;  // the proposer's clock
-    return ApplyNext(*sm_, &index_, std::move(cmd), time_ms);
-  }
   kvpb::CommandResult Begin(const std::string& key, uint64_t fingerprint,
                             int64_t at) {
     return Begin(key, std::to_string(fingerprint), at);
@@ -68,17 +59,6 @@ class IdemTest : public ::testing::Test {
     c.mutable_idem_renew()->set_ttl_ms(kTtl);
     return Apply(c, at);
   }
-  // Proposes what the leader finds due at `at`, as the leader duties do.
-  void RunDuties(int64_t at) {
-    now_ms_ = at;
-    sm_->OnLeadership(1, true);
-    for (kvpb::Command& c : sm_->Due()) Apply(std::move(c), at);
-  }
-
-  storage::MemoryEngine db_;
-  int64_t now_ms_ = 0;
-  std::unique_ptr<StateMachine> sm_;
-  raft::Index index_ = 0;
 };
 
 TEST_F(IdemTest, FirstBeginStartsAndLaterOnesReplayTheStoredResponse) {

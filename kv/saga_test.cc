@@ -37,17 +37,8 @@ kvpb::SagaDefinition Definition(uint32_t attempts = 2, int64_t timeout_ms = 0) {
   return d;
 }
 
-class SagaTest : public ::testing::Test {
+class SagaTest : public ModuleTest {
  protected:
-  void SetUp() override {
-    auto sm = StateMachine::Open(&db_, 2, [this] { return now_ms_; });
-    ASSERT_TRUE(sm.ok());
-    sm_ = std::move(*sm);
-  }
-  kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms) {
-    now_ms_ = time_ms;
-    return ApplyNext(*sm_, &index_, std::move(cmd), time_ms);
-  }
   kvpb::CommandResult Create(const kvpb::SagaDefinition& def,
                              const std::string& fingerprint = "fp",
                              int64_t deadline_ms = 0, int64_t at = 0) {
@@ -88,16 +79,6 @@ class SagaTest : public ::testing::Test {
     EXPECT_TRUE(r.ok() && r->has_value());
     return r.ok() && r->has_value() ? **r : Record();
   }
-  void RunDuties(int64_t at) {
-    now_ms_ = at;
-    sm_->OnLeadership(1, true);
-    for (kvpb::Command& c : sm_->Due()) Apply(std::move(c), at);
-  }
-
-  storage::MemoryEngine db_;
-  int64_t now_ms_ = 0;
-  std::unique_ptr<StateMachine> sm_;
-  raft::Index index_ = 0;
 };
 
 TEST_F(SagaTest, RunsEveryStepForwardToDone) {

@@ -2,10 +2,12 @@
 #define TALLY_KV_STATE_MACHINE_TESTING_H_
 
 #include <cstdint>
+#include <memory>
 #include <utility>
 
 #include "gtest/gtest.h"
 #include "kv/state_machine.h"
+#include "kv/storage/memory_engine.h"
 
 namespace tally::kv {
 
@@ -21,6 +23,33 @@ inline kvpb::CommandResult ApplyNext(StateMachine& sm, raft::Index* index,
   if (r.ok()) out.ParseFromString(r->at(0));
   return out;
 }
+
+// For tests of a module: a data group (2) over an in-memory engine, driven
+// command by command, each carrying its log time.
+class ModuleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto sm = StateMachine::Open(&db_, 2, [this] { return now_ms_; });
+    ASSERT_TRUE(sm.ok());
+    sm_ = std::move(*sm);
+  }
+  // Applies `cmd`, proposed at log time `time_ms`, as the next entry.
+  kvpb::CommandResult Apply(kvpb::Command cmd, int64_t time_ms) {
+    now_ms_ = time_ms;  // the proposer's clock
+    return ApplyNext(*sm_, &index_, std::move(cmd), time_ms);
+  }
+  // Proposes what the leader finds due at `at`, as the leader duties do.
+  void RunDuties(int64_t at) {
+    now_ms_ = at;
+    sm_->OnLeadership(1, true);
+    for (kvpb::Command& c : sm_->Due()) Apply(std::move(c), at);
+  }
+
+  storage::MemoryEngine db_;
+  int64_t now_ms_ = 0;
+  std::unique_ptr<StateMachine> sm_;
+  raft::Index index_ = 0;
+};
 
 }  // namespace tally::kv
 

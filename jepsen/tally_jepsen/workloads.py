@@ -57,6 +57,25 @@ def record(ctx, process, f, key, value, call, extra=None, node=None):
     return done
 
 
+def read_back(ctx, f, key, service, method, req, value_of, extra=None):
+    """A final read (after the faults healed) of `key` by process "final",
+    from one node after another until one answers (at most 100 tries);
+    value_of(response) is its value."""
+    for attempt in range(100):
+        node = ctx.nodes[attempt % len(ctx.nodes)]
+
+        def call(node=node):
+            r = ctx.conn.call(node, method, req, timeout=OP_TIMEOUT, service=service)
+            if r.type != OK:
+                return r.type, None, r.node, r.error
+            return OK, value_of(r.response), r.node, None
+
+        if record(ctx, "final", f, key, None, call,
+                  dict({"final": True}, **(extra or {})))["type"] == OK:
+            return
+        time.sleep(0.2)
+
+
 class Register:
     """Read, write and compare-and-set on rotating keys, unique values.
 
@@ -554,21 +573,7 @@ class Idempotency:
                  lambda resp: sorted(int(kv.key[len(prefix):]) for kv in resp.kvs)),
             ]
             for f, service, method, req, value_of in reads:
-                for attempt in range(100):
-                    node = ctx.nodes[attempt % len(ctx.nodes)]
-
-                    def call(service=service, method=method, req=req, value_of=value_of,
-                             node=node):
-                        r = ctx.conn.call(node, method, req, timeout=OP_TIMEOUT,
-                                          service=service)
-                        if r.type != OK:
-                            return r.type, None, r.node, r.error
-                        return OK, value_of(r.response), r.node, None
-
-                    if record(ctx, "final", f, key, None, call,
-                              {"final": True})["type"] == OK:
-                        break
-                    time.sleep(0.2)
+                read_back(ctx, f, key, service, method, req, value_of)
 
 
 class Saga:
@@ -692,22 +697,8 @@ class Saga:
                  kv_pb2.RangeRequest(start=prefix, end=prefix[:-1] + b"0"), effects),
             ]
             for f, service, method, req, value_of in reads:
-                for attempt in range(100):
-                    node = ctx.nodes[attempt % len(ctx.nodes)]
-
-                    def call(service=service, method=method, req=req, value_of=value_of,
-                             node=node):
-                        r = ctx.conn.call(node, method, req, timeout=OP_TIMEOUT,
-                                          service=service)
-                        if r.type != OK:
-                            return r.type, None, r.node, r.error
-                        return OK, value_of(r.response), r.node, None
-
-                    if record(ctx, "final", f, saga_id, None, call,
-                              {"final": True, "fail_ship": self.sagas[saga_id]}
-                              )["type"] == OK:
-                        break
-                    time.sleep(0.2)
+                read_back(ctx, f, saga_id, service, method, req, value_of,
+                          {"fail_ship": self.sagas[saga_id]})
 
 
 WORKLOADS = {"register": Register, "set": Append, "exactly-once": ExactlyOnce,

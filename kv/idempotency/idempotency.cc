@@ -71,12 +71,10 @@ std::string Idempotency::RecordKey(std::string_view scope,
 
 std::string Idempotency::ReapKey(int64_t at_ms, std::string_view scope,
                                  std::string_view key) const {
-  std::string k = keys_->Key(Space::kIdemReap);
-  storage::AppendBigEndian64(&k, static_cast<uint64_t>(at_ms));
-  k.append(scope);
-  k.push_back('\0');
-  k.append(key);
-  return k;
+  std::string name(scope);
+  name.push_back('\0');
+  name.append(key);
+  return reaps_.Key(at_ms, name);
 }
 
 bool Idempotency::Handles(const kvpb::Command& cmd) const {
@@ -104,7 +102,7 @@ void Idempotency::Write(ApplyContext& ctx, std::string_view scope,
   }
   ctx.batch.Put(ReapKey(rec.reap_at_ms(), scope, key), "");
   ctx.batch.Put(RecordKey(scope, key), rec.SerializeAsString());
-  written_ = std::min(written_, rec.reap_at_ms());
+  reaps_.Wrote(rec.reap_at_ms());
 }
 
 void Idempotency::Remove(ApplyContext& ctx, std::string_view scope,
@@ -288,55 +286,16 @@ kvpb::CommandResult Idempotency::Reap(ApplyContext& ctx,
   return r;
 }
 
-void Idempotency::Committed() {
-  if (written_ == INT64_MAX) return;
-  absl::MutexLock l(&due_mu_);
-  next_due_ = std::min(next_due_.load(), written_);
-  changed_ = true;
-  written_ = INT64_MAX;
-}
-
-void Idempotency::Reloaded() {
-  absl::MutexLock l(&due_mu_);
-  next_due_ = INT64_MIN;
-  changed_ = true;
-  written_ = INT64_MAX;
-}
-
 std::vector<kvpb::Command> Idempotency::Due(int64_t now) const {
-  {
-    absl::MutexLock l(&due_mu_);
-    if (now < next_due_) return {};
-    changed_ = false;
-  }
   kvpb::IdemReap reap;
-  int64_t next = INT64_MAX;
-  const std::string prefix = keys_->Key(Space::kIdemReap);
-  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
-       it->Next()) {
-    std::string_view rest = it->key().substr(prefix.size());
-    const size_t nul = rest.find('\0', 8);
-    if (rest.size() < 8 || nul == std::string_view::npos) {
-      return {};  // malformed: left for a repair, not reaped blindly
-    }
-    const auto at = static_cast<int64_t>(storage::ReadBigEndian64(rest));
-    if (at > now ||
-        static_cast<size_t>(reap.refs_size()) == kMaxReapedPerCommand) {
-      next = at;
-      break;
-    }
+  for (const std::string& name : reaps_.Due(now, kMaxReapedPerCommand)) {
+    const size_t nul = name.find('\0');
+    if (nul == std::string::npos) return {};  // malformed: left for a repair
     kvpb::IdemRef* ref = reap.add_refs();
-    ref->set_scope(std::string(rest.substr(8, nul - 8)));
-    ref->set_key(std::string(rest.substr(nul + 1)));
+    ref->set_scope(name.substr(0, nul));
+    ref->set_key(name.substr(nul + 1));
   }
-  const bool ok = it->status().ok();
-  {
-    // Until the reap proposed here is applied, its records are still due.
-    absl::MutexLock l(&due_mu_);
-    if (ok && reap.refs().empty() && !changed_) next_due_ = next;
-  }
-  if (!ok || reap.refs().empty()) return {};
+  if (reap.refs().empty()) return {};
   kvpb::Command cmd;
   *cmd.mutable_idem_reap() = std::move(reap);
   return {std::move(cmd)};

@@ -1,7 +1,6 @@
 #ifndef TALLY_KV_IDEMPOTENCY_IDEMPOTENCY_H_
 #define TALLY_KV_IDEMPOTENCY_IDEMPOTENCY_H_
 
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <optional>
@@ -9,10 +8,9 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "kv/due_index.h"
 #include "kv/kvstore/kvstore.h"
 #include "kv/module.h"
 #include "kv/storage/engine.h"
@@ -50,7 +48,10 @@ class Idempotency final : public Module {
  public:
   // None is owned; `kv` applies a completion's effects.
   Idempotency(const storage::Engine* engine, const Keyspace* keys, KvStore* kv)
-      : engine_(engine), keys_(keys), kv_(kv) {}
+      : engine_(engine),
+        keys_(keys),
+        kv_(kv),
+        reaps_(engine, keys->Key(Space::kIdemReap)) {}
 
   // INVALID_ARGUMENT naming what is wrong with a scope or key.
   static absl::Status CheckName(std::string_view scope, std::string_view key);
@@ -58,10 +59,10 @@ class Idempotency final : public Module {
   bool Handles(const kvpb::Command& cmd) const override;
   kvpb::CommandResult Apply(ApplyContext& ctx,
                             const kvpb::Command& cmd) override;
-  void Committed() override;
-  void Reloaded() override;
+  void Committed() override { reaps_.Committed(); }
+  void Reloaded() override { reaps_.Reloaded(); }
   std::vector<kvpb::Command> Due(int64_t now) const override;
-  int64_t NextDue() const override { return next_due_; }
+  int64_t NextDue() const override { return reaps_.next(); }
 
   // Reads of applied state.
   absl::StatusOr<std::optional<kvpb::IdemRecord>> Get(
@@ -97,13 +98,8 @@ class Idempotency final : public Module {
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
   KvStore* const kv_;
-
-  // As Leases: no record goes before next_due_ (INT64_MIN: unknown).
-  mutable absl::Mutex due_mu_;
-  mutable std::atomic<int64_t> next_due_ = INT64_MIN;
-  mutable bool changed_ ABSL_GUARDED_BY(due_mu_) = false;
-  // The earliest reap time written in the pass being applied.
-  int64_t written_ = INT64_MAX;
+  // Records by when they go ('j').
+  DueIndex reaps_;
 };
 
 }  // namespace tally::kv

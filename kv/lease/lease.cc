@@ -16,10 +16,9 @@ bool Leases::Handles(const kvpb::Command& cmd) const {
 }
 
 std::string Leases::ExpiryKey(int64_t expires_ms, uint64_t id) const {
-  std::string k = keys_->Key(Space::kLeaseExpiry);
-  storage::AppendBigEndian64(&k, static_cast<uint64_t>(expires_ms));
-  storage::AppendBigEndian64(&k, id);
-  return k;
+  std::string name;
+  storage::AppendBigEndian64(&name, id);
+  return ends_.Key(expires_ms, name);
 }
 
 std::optional<kvpb::LeaseRecord> Leases::Read(Batch& b, uint64_t id) {
@@ -36,22 +35,7 @@ std::optional<kvpb::LeaseRecord> Leases::Read(Batch& b, uint64_t id) {
 void Leases::Write(Batch& b, uint64_t id, const kvpb::LeaseRecord& rec) {
   b.Put(keys_->IdKey(Space::kLease, id), rec.SerializeAsString());
   b.Put(ExpiryKey(rec.expires_ms(), id), "");
-  written_ = std::min(written_, rec.expires_ms());
-}
-
-void Leases::Committed() {
-  if (written_ == INT64_MAX) return;
-  absl::MutexLock l(&due_mu_);
-  next_due_ = std::min(next_due_.load(), written_);
-  changed_ = true;
-  written_ = INT64_MAX;
-}
-
-void Leases::Reloaded() {
-  absl::MutexLock l(&due_mu_);
-  next_due_ = INT64_MIN;
-  changed_ = true;
-  written_ = INT64_MAX;
+  ends_.Wrote(rec.expires_ms());
 }
 
 void Leases::End(ApplyContext& ctx, uint64_t id, const kvpb::LeaseRecord& rec) {
@@ -177,53 +161,36 @@ absl::StatusOr<size_t> Leases::Count() const {
   return n;
 }
 
-std::vector<kvpb::Command> Leases::Due(int64_t now) const {
-  {
-    absl::MutexLock l(&due_mu_);
-    if (now < next_due_) return {};
-    changed_ = false;
-  }
+namespace {
+
+// Lease ids from the names of their index entries.
+absl::StatusOr<std::vector<uint64_t>> Ids(
+    const std::vector<std::string>& names) {
   std::vector<uint64_t> ids;
-  int64_t next = INT64_MIN;
-  absl::Status s = Scan(now, kMaxExpiredPerCommand, &ids, &next);
-  {
-    // Until the expiry proposed here is applied, the leases it names are
-    // still due: look again next time (next_due_ stays at most `now`).
-    absl::MutexLock l(&due_mu_);
-    if (s.ok() && ids.empty() && !changed_) next_due_ = next;
+  for (const std::string& n : names) {
+    if (n.size() != 8) return absl::DataLossError("malformed lease expiry");
+    ids.push_back(storage::ReadBigEndian64(n));
   }
-  if (!s.ok() || ids.empty()) return {};
+  return ids;
+}
+
+}  // namespace
+
+std::vector<kvpb::Command> Leases::Due(int64_t now) const {
+  absl::StatusOr<std::vector<uint64_t>> ids =
+      Ids(ends_.Due(now, kMaxExpiredPerCommand));
+  if (!ids.ok() || ids->empty()) return {};
   kvpb::Command cmd;
-  cmd.mutable_lease_expire()->mutable_ids()->Add(ids.begin(), ids.end());
+  cmd.mutable_lease_expire()->mutable_ids()->Add(ids->begin(), ids->end());
   return {std::move(cmd)};
 }
 
 absl::StatusOr<std::vector<uint64_t>> Leases::Ending(int64_t now,
                                                      size_t limit) const {
-  std::vector<uint64_t> out;
+  std::vector<std::string> names;
   int64_t next = 0;
-  if (absl::Status s = Scan(now, limit, &out, &next); !s.ok()) return s;
-  return out;
-}
-
-absl::Status Leases::Scan(int64_t now, size_t limit, std::vector<uint64_t>* ids,
-                          int64_t* next) const {
-  *next = INT64_MAX;
-  const std::string prefix = keys_->Key(Space::kLeaseExpiry);
-  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
-       it->Next()) {
-    std::string_view rest = it->key().substr(prefix.size());
-    if (rest.size() != 16) return absl::DataLossError("malformed lease expiry");
-    const auto ends =
-        static_cast<int64_t>(storage::ReadBigEndian64(rest.substr(0, 8)));
-    if (ends > now || ids->size() == limit) {
-      *next = ends;
-      break;
-    }
-    ids->push_back(storage::ReadBigEndian64(rest.substr(8)));
-  }
-  return it->status();
+  if (absl::Status s = ends_.Scan(now, limit, &names, &next); !s.ok()) return s;
+  return Ids(names);
 }
 
 }  // namespace tally::kv

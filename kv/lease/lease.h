@@ -1,7 +1,6 @@
 #ifndef TALLY_KV_LEASE_LEASE_H_
 #define TALLY_KV_LEASE_LEASE_H_
 
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <functional>
@@ -9,9 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "kv/due_index.h"
 #include "kv/module.h"
 #include "kv/storage/engine.h"
 
@@ -40,7 +38,9 @@ class Leases final : public Module {
  public:
   // Neither is owned.
   Leases(const storage::Engine* engine, const Keyspace* keys)
-      : engine_(engine), keys_(keys) {}
+      : engine_(engine),
+        keys_(keys),
+        ends_(engine, keys->Key(Space::kLeaseExpiry)) {}
 
   bool Handles(const kvpb::Command& cmd) const override;
   kvpb::CommandResult Apply(ApplyContext& ctx,
@@ -70,31 +70,21 @@ class Leases final : public Module {
   // A LeaseExpire of the leases due at `now`, if any. Reads the store only
   // when a lease may be due: a group without leases costs nothing here.
   std::vector<kvpb::Command> Due(int64_t now) const override;
-  int64_t NextDue() const override { return next_due_; }
-  void Committed() override;
-  void Reloaded() override;
+  int64_t NextDue() const override { return ends_.next(); }
+  void Committed() override { ends_.Committed(); }
+  void Reloaded() override { ends_.Reloaded(); }
 
  private:
   std::optional<kvpb::LeaseRecord> Read(Batch& b, uint64_t id);
   void Write(Batch& b, uint64_t id, const kvpb::LeaseRecord& rec);
   void End(ApplyContext& ctx, uint64_t id, const kvpb::LeaseRecord& rec);
   std::string ExpiryKey(int64_t expires_ms, uint64_t id) const;
-  // Up to `limit` leases that end at or before `now`, and the end of the
-  // first one after those (INT64_MAX if none).
-  absl::Status Scan(int64_t now, size_t limit, std::vector<uint64_t>* ids,
-                    int64_t* next) const;
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
   Ended ended_;
-  // The earliest end written by this apply pass (apply thread).
-  int64_t written_ = INT64_MAX;
-  // No lease ends before next_due_; unknown (INT64_MIN) after a restart or
-  // a snapshot. `changed_`: a pass was committed since Due last looked.
-  // Both change under the mutex; next_due_ is read without it (NextDue).
-  mutable absl::Mutex due_mu_;
-  mutable std::atomic<int64_t> next_due_ = INT64_MIN;
-  mutable bool changed_ ABSL_GUARDED_BY(due_mu_) = false;
+  // Leases by when they end ('e').
+  DueIndex ends_;
 };
 
 }  // namespace tally::kv

@@ -280,13 +280,6 @@ std::string Sagas::RecordKey(std::string_view id) const {
   return keys_->Key(Space::kSaga, id);
 }
 
-std::string Sagas::DueKey(int64_t at_ms, std::string_view id) const {
-  std::string k = keys_->Key(Space::kSagaDue);
-  storage::AppendBigEndian64(&k, static_cast<uint64_t>(at_ms));
-  k.append(id);
-  return k;
-}
-
 bool Sagas::Handles(const kvpb::Command& cmd) const {
   return cmd.has_saga_create() || cmd.has_saga_transition() ||
          cmd.has_saga_tick();
@@ -307,11 +300,11 @@ void Sagas::Write(ApplyContext& ctx, std::string_view id, Record& rec,
                   int64_t old_due) {
   rec.set_due_ms(DueAt(rec));
   if (old_due != 0 && old_due != rec.due_ms()) {
-    ctx.batch.Delete(DueKey(old_due, id));
+    ctx.batch.Delete(due_.Key(old_due, id));
   }
   if (rec.due_ms() != 0) {
-    ctx.batch.Put(DueKey(rec.due_ms(), id), "");
-    written_ = std::min(written_, rec.due_ms());
+    ctx.batch.Put(due_.Key(rec.due_ms(), id), "");
+    due_.Wrote(rec.due_ms());
   }
   ctx.batch.Put(RecordKey(id), rec.SerializeAsString());
 }
@@ -507,7 +500,7 @@ kvpb::CommandResult Sagas::Tick(ApplyContext& ctx, const kvpb::SagaTick& req) {
     const int64_t old_due = rec->due_ms();
     if ((rec->state() == Record::DONE || rec->state() == Record::COMPENSATED) &&
         rec->finished_ms() + rec->retention_ms() <= now) {
-      ctx.batch.Delete(DueKey(old_due, id));
+      ctx.batch.Delete(due_.Key(old_due, id));
       ctx.batch.Delete(RecordKey(id));
       ++removed;
       continue;
@@ -525,51 +518,11 @@ kvpb::CommandResult Sagas::Tick(ApplyContext& ctx, const kvpb::SagaTick& req) {
   return r;
 }
 
-void Sagas::Committed() {
-  if (written_ == INT64_MAX) return;
-  absl::MutexLock l(&due_mu_);
-  next_due_ = std::min(next_due_.load(), written_);
-  changed_ = true;
-  written_ = INT64_MAX;
-}
-
-void Sagas::Reloaded() {
-  absl::MutexLock l(&due_mu_);
-  next_due_ = INT64_MIN;
-  changed_ = true;
-  written_ = INT64_MAX;
-}
-
 std::vector<kvpb::Command> Sagas::Due(int64_t now) const {
-  {
-    absl::MutexLock l(&due_mu_);
-    if (now < next_due_) return {};
-    changed_ = false;
-  }
-  kvpb::SagaTick tick;
-  int64_t next = INT64_MAX;
-  const std::string prefix = keys_->Key(Space::kSagaDue);
-  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
-       it->Next()) {
-    std::string_view rest = it->key().substr(prefix.size());
-    if (rest.size() <= 8) return {};  // malformed: left for a repair
-    const auto at = static_cast<int64_t>(storage::ReadBigEndian64(rest));
-    if (at > now || static_cast<size_t>(tick.ids_size()) == kMaxSagasPerTick) {
-      next = at;
-      break;
-    }
-    tick.add_ids(std::string(rest.substr(8)));
-  }
-  const bool ok = it->status().ok();
-  {
-    // Until the tick proposed here is applied, its sagas are still due.
-    absl::MutexLock l(&due_mu_);
-    if (ok && tick.ids().empty() && !changed_) next_due_ = next;
-  }
-  if (!ok || tick.ids().empty()) return {};
+  std::vector<std::string> ids = due_.Due(now, kMaxSagasPerTick);
+  if (ids.empty()) return {};
   kvpb::Command cmd;
-  *cmd.mutable_saga_tick() = std::move(tick);
+  cmd.mutable_saga_tick()->mutable_ids()->Add(ids.begin(), ids.end());
   return {std::move(cmd)};
 }
 

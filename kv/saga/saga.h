@@ -1,7 +1,6 @@
 #ifndef TALLY_KV_SAGA_SAGA_H_
 #define TALLY_KV_SAGA_SAGA_H_
 
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <functional>
@@ -11,10 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "kv/due_index.h"
 #include "kv/module.h"
 #include "kv/storage/engine.h"
 
@@ -58,7 +56,9 @@ class Sagas final : public Module {
  public:
   // None is owned.
   Sagas(const storage::Engine* engine, const Keyspace* keys)
-      : engine_(engine), keys_(keys) {}
+      : engine_(engine),
+        keys_(keys),
+        due_(engine, keys->Key(Space::kSagaDue)) {}
 
   // INVALID_ARGUMENT naming what is wrong.
   static absl::Status CheckId(std::string_view id);
@@ -76,10 +76,10 @@ class Sagas final : public Module {
   bool Handles(const kvpb::Command& cmd) const override;
   kvpb::CommandResult Apply(ApplyContext& ctx,
                             const kvpb::Command& cmd) override;
-  void Committed() override;
-  void Reloaded() override;
+  void Committed() override { due_.Committed(); }
+  void Reloaded() override { due_.Reloaded(); }
   std::vector<kvpb::Command> Due(int64_t now) const override;
-  int64_t NextDue() const override { return next_due_; }
+  int64_t NextDue() const override { return due_.next(); }
 
   // Reads of applied state.
   absl::StatusOr<std::optional<kvpb::SagaRecord>> Get(
@@ -92,7 +92,6 @@ class Sagas final : public Module {
 
  private:
   std::string RecordKey(std::string_view id) const;
-  std::string DueKey(int64_t at_ms, std::string_view id) const;
   std::optional<kvpb::SagaRecord> Read(Batch& b, std::string_view id);
   // Writes `rec` with its due time recomputed, moving its index entry.
   void Write(ApplyContext& ctx, std::string_view id, kvpb::SagaRecord& rec,
@@ -104,13 +103,8 @@ class Sagas final : public Module {
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
-
-  // As Idempotency: nothing is due before next_due_ (INT64_MIN: unknown).
-  mutable absl::Mutex due_mu_;
-  mutable std::atomic<int64_t> next_due_ = INT64_MIN;
-  mutable bool changed_ ABSL_GUARDED_BY(due_mu_) = false;
-  // The earliest due time written in the pass being applied.
-  int64_t written_ = INT64_MAX;
+  // Sagas by when something is due ('u').
+  DueIndex due_;
 };
 
 }  // namespace tally::kv
