@@ -81,7 +81,7 @@ class SagaTest : public ModuleTest {
   }
 };
 
-TEST_F(SagaTest, RunsEveryStepForwardToDone) {
+TEST_F(SagaTest, RunsEveryStepForwardUntilDone) {
   ASSERT_EQ(Create(Definition()).saga().outcome(), kvpb::SagaResult::OK);
   for (uint32_t i = 0; i < 3; ++i) {
     EXPECT_EQ(Get().state(), Record::RUNNING);
