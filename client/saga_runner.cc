@@ -272,7 +272,7 @@ class Coordinator {
                                   retryable, result.output)
                        .status();
         // A retried retryable Fail finds the record gone: failed either way.
-        if (retryable && rpc::HasReason(finished, "not-claimed")) {
+        if (retryable && rpc::HasReason(finished, rpc::kReasonNotClaimed)) {
           finished = absl::OkStatus();
         }
       }

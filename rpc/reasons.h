@@ -27,6 +27,11 @@ inline constexpr char kReasonFenceMissing[] = "fence-missing";
 // An idempotency owner, or a saga coordinator, whose token was overtaken by
 // a later one; nothing was applied.
 inline constexpr char kReasonStaleToken[] = "stale-token";
+// An idempotency owner's Finish or Renew of a key not claimed (anymore):
+// it failed retryably, was reaped, or never began.
+inline constexpr char kReasonNotClaimed[] = "not-claimed";
+// A saga created again for another request (another fingerprint).
+inline constexpr char kReasonMismatch[] = "mismatch";
 // A saga transition decided on a version that is no longer the saga's;
 // nothing was applied.
 inline constexpr char kReasonVersionChanged[] = "version-changed";

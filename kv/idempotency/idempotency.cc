@@ -6,7 +6,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "kv/storage/leveldb_util.h"
+#include "rpc/reasons.h"
 
 namespace tally::kv {
 namespace {
@@ -187,7 +187,7 @@ std::optional<Record> Idempotency::Owned(ApplyContext& ctx,
                        absl::StrCat(Describe(scope, key),
                                     " is not claimed (it failed retryably, "
                                     "was reaped, or never began)"),
-                       "not-claimed");
+                       rpc::kReasonNotClaimed);
     return std::nullopt;
   }
   if (rec->token() != token ||
@@ -197,7 +197,7 @@ std::optional<Record> Idempotency::Owned(ApplyContext& ctx,
         absl::StrCat("token ", token, " no longer owns ", Describe(scope, key),
                      ": it is ", StateName(rec->state()), " under token ",
                      rec->token()),
-        "stale-token");
+        rpc::kReasonStaleToken);
     return std::nullopt;
   }
   return rec;

@@ -7,7 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "kv/storage/leveldb_util.h"
+#include "rpc/reasons.h"
 
 namespace tally::kv {
 namespace {
@@ -342,7 +342,7 @@ kvpb::CommandResult Sagas::Create(ApplyContext& ctx,
                                   " exists for another request (another "
                                   "fingerprint), created at log time ",
                                   rec->created_ms(), " ms"),
-                     "mismatch");
+                     rpc::kReasonMismatch);
     }
     out->set_outcome(kvpb::SagaResult::EXISTS);
     *out->mutable_record() = *std::move(rec);
@@ -386,14 +386,14 @@ kvpb::CommandResult Sagas::Transition(ApplyContext& ctx,
         absl::StrCat("lock token ", req.fence_token(),
                      " is below the fence of ", Describe(req.id()), " (",
                      rec->fence(), "): another coordinator took it over"),
-        "stale-token");
+        rpc::kReasonStaleToken);
   }
   if (req.version() != rec->version()) {
     return Refusal(
         absl::StatusCode::kFailedPrecondition,
         absl::StrCat(Describe(req.id()), " is at version ", rec->version(),
                      ", not ", req.version(), ": read it again"),
-        "version-changed");
+        rpc::kReasonVersionChanged);
   }
   if (req.output().size() > kMaxSagaOutputBytes ||
       req.error().size() > kMaxSagaOutputBytes) {
@@ -411,7 +411,7 @@ kvpb::CommandResult Sagas::Transition(ApplyContext& ctx,
         absl::StrCat(
             Describe(req.id()), " is ", StateName(rec->state()),
             coordinator ? ": no step to run" : ": no incident to resolve"),
-        "saga-state");
+        rpc::kReasonSagaState);
   }
   if (!at || !(*at == want)) {
     return Refusal(
@@ -419,7 +419,7 @@ kvpb::CommandResult Sagas::Transition(ApplyContext& ctx,
         absl::StrCat(Describe(req.id()), " is at ",
                      at ? StepName(*rec, *at) : "no step", ", not step ",
                      req.step(), req.compensation() ? " (compensation)" : ""),
-        "saga-state");
+        rpc::kReasonSagaState);
   }
   const int64_t now = ctx.state.log_time_ms();
   Phase* ph = PhaseAt(*rec, want);
@@ -438,7 +438,7 @@ kvpb::CommandResult Sagas::Transition(ApplyContext& ctx,
             absl::StatusCode::kFailedPrecondition,
             absl::StrCat(StepName(*rec, want), " of ", Describe(req.id()),
                          " has no attempt running"),
-            "saga-state");
+            rpc::kReasonSagaState);
       }
       ph->set_token(req.token());
       if (req.action() == T::FAIL) {
