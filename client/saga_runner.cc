@@ -37,9 +37,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// As the cluster's default for a saga (rpc/saga.proto).
-constexpr milliseconds kDefaultRetention = std::chrono::hours(7 * 24);
-
 bool Ended(const rpc::SagaRecord& r) {
   return r.state() == rpc::SAGA_DONE || r.state() == rpc::SAGA_COMPENSATED ||
          r.state() == rpc::SAGA_INCIDENT;
@@ -221,9 +218,7 @@ class Coordinator {
     begin.set_claim_ttl_ms(options_.claim_ttl.count());
     // Kept as long as the saga is: a step resumed within that time is
     // never run again once done.
-    begin.set_retention_ms(options_.retention.count() > 0
-                               ? options_.retention.count()
-                               : kDefaultRetention.count());
+    begin.set_retention_ms(rec.retention_ms());
     for (;;) {
       if (lock_->lost()) return Lost();
       absl::StatusOr<rpc::IdemBeginResponse> begun = client_->IdemBegin(begin);
