@@ -1,5 +1,8 @@
 #include "crdt/codec.h"
 
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
 namespace tally::crdt {
 
 namespace codec_internal {
@@ -127,7 +130,15 @@ absl::StatusOr<proto::Envelope> Open(const std::string& data,
 std::string Seal(proto::Envelope& e, proto::Type type) {
   e.set_version(kEncodingVersion);
   e.set_type(type);
-  return e.SerializeAsString();
+  // Deterministic: map entries in key order, so that equal states encode
+  // to equal bytes (replicas compare digests of encodings).
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  e.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
 }
 
 }  // namespace codec_internal
