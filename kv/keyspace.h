@@ -31,6 +31,8 @@ namespace tally::kv {
 //                      "": idempotency records by when they go (idempotency/)
 //   'q' saga id        SagaRecord (saga/, data groups)
 //   'u' time saga id   "": sagas by when something is due (saga/)
+//   'c' table name     CrdtTable: a CRDT table's schema (crdt_table/,
+//                      metadata group; the rows live outside raft)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -51,6 +53,7 @@ enum class Space : char {
   kIdemReap = 'j',
   kSaga = 'q',
   kSagaDue = 'u',
+  kCrdtTable = 'c',
 };
 
 // The keys of one group.

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kv/crdt_table/schema.h"
 #include "kv/idempotency/idempotency.h"
 #include "kv/keyspace.h"
 #include "kv/kvpb/kvpb.pb.h"
@@ -102,6 +103,7 @@ class StateMachine final : public raft::host::StateMachine {
   const Locks& locks() const { return locks_; }
   const Idempotency& idempotency() const { return idem_; }
   const Sagas& sagas() const { return sagas_; }
+  const CrdtSchema& crdt_schema() const { return crdt_schema_; }
   // Lock `name`'s record (nullopt: never taken) and the applied index it
   // is from, read from one snapshot of the store.
   absl::StatusOr<std::pair<raft::Index, std::optional<kvpb::LockRecord>>>
@@ -145,6 +147,7 @@ class StateMachine final : public raft::host::StateMachine {
   Locks locks_;
   Idempotency idem_;
   Sagas sagas_;
+  CrdtSchema crdt_schema_;
   Sessions sessions_;
   // Every module, in the order they are asked whether they handle a command.
   const std::vector<Module*> modules_;

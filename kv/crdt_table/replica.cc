@@ -1,0 +1,898 @@
+#include "kv/crdt_table/replica.h"
+
+#include <random>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "crdt/codec.h"
+#include "kv/crdt_table/schema.h"
+#include "kv/storage/leveldb_util.h"
+#include "util/hash.h"
+
+namespace tally::kv {
+
+namespace {
+
+using crdt::Causal;
+using crdt::DotContext;
+using crdt::DotSet;
+using crdt::FlagStore;
+using crdt::RegisterStore;
+
+// Keys of the replica's engine:
+//   "Mreplica"   the replica id (8 bytes, big-endian)
+//   "Mhlc"       the hybrid clock's persisted limit (ms, 8 bytes)
+//   'V' table(8) bucket(2) row length(4) row, then the entry within the row:
+//     column \0 's'          a column's state
+//     column \0 'c'          a set's causal context
+//     column \0 'e' element  one element of a set: the dots that added it
+constexpr char kReplicaKey[] = "Mreplica";
+constexpr char kHlcKey[] = "Mhlc";
+constexpr char kRows = 'V';
+constexpr char kState = 's';
+constexpr char kContext = 'c';
+constexpr char kElement = 'e';
+// How far ahead of the wall clock the persisted hybrid-clock limit is set.
+constexpr int64_t kHlcWindowMs = 10'000;
+// Remote hybrid timestamps further ahead than this are not followed.
+constexpr int64_t kHlcMaxOffsetMs = 60'000;
+
+std::string Be(uint64_t v, int bytes) {
+  std::string out(bytes, '\0');
+  for (int i = bytes - 1; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v);
+  return out;
+}
+uint64_t ReadBe(std::string_view in, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    v = (v << 8) | static_cast<unsigned char>(in[at + i]);
+  }
+  return v;
+}
+
+std::string TablePrefix(uint64_t table) {
+  return std::string(1, kRows) + Be(table, 8);
+}
+std::string BucketPrefix(uint64_t table, uint32_t bucket) {
+  return TablePrefix(table) + Be(bucket, 2);
+}
+std::string RowPrefix(uint64_t table, const std::string& row) {
+  return BucketPrefix(table, CrdtReplica::BucketOf(row)) + Be(row.size(), 4) +
+         row;
+}
+std::string Entry(const std::string& column, char kind,
+                  const std::string& element = "") {
+  std::string e = column;
+  e.push_back('\0');
+  e.push_back(kind);
+  e.append(element);
+  return e;
+}
+
+struct KeyParts {
+  uint64_t table = 0;
+  std::string row;
+  std::string_view entry;  // within the row
+};
+// nullopt for a key that is not a row's entry.
+std::optional<KeyParts> ParseKey(std::string_view key) {
+  constexpr size_t kHead = 1 + 8 + 2 + 4;
+  if (key.size() < kHead || key[0] != kRows) return std::nullopt;
+  const uint64_t len = ReadBe(key, 11, 4);
+  if (key.size() < kHead + len) return std::nullopt;
+  KeyParts p;
+  p.table = ReadBe(key, 1, 8);
+  p.row = std::string(key.substr(kHead, len));
+  p.entry = key.substr(kHead + len);
+  return p;
+}
+
+struct EntryParts {
+  std::string column;
+  char kind = 0;
+  std::string element;
+};
+std::optional<EntryParts> ParseEntry(std::string_view e) {
+  const size_t nul = e.find('\0');
+  if (nul == std::string_view::npos || nul + 1 >= e.size()) return std::nullopt;
+  EntryParts p{std::string(e.substr(0, nul)), e[nul + 1],
+               std::string(e.substr(nul + 2))};
+  if ((p.kind == kElement) == false && !p.element.empty()) return std::nullopt;
+  if (p.kind != kState && p.kind != kContext && p.kind != kElement) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+uint64_t Mix(uint64_t x) {  // splitmix64's finalizer
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+// What an entry adds to its bucket's digest (XOR: updated in place).
+uint64_t EntryHash(std::string_view key, std::string_view value) {
+  return Mix(util::Fnv1a64(key) ^ Mix(util::Fnv1a64(value) + 1));
+}
+
+const kvpb::CrdtColumn* FindColumn(const kvpb::CrdtTable& t,
+                                   const std::string& name) {
+  for (const kvpb::CrdtColumn& c : t.columns()) {
+    if (c.name() == name) return &c;
+  }
+  return nullptr;
+}
+
+// A set element's or a set context's stored form: dots and a context.
+Causal<FlagStore> DotsOf(const DotSet& dots) {
+  Causal<FlagStore> c;
+  c.store = dots;
+  crdt::CollectDots(dots, &c.context);
+  return c;
+}
+
+bool IsSet(kvpb::CrdtColumnType t) { return t == kvpb::CRDT_AW_SET; }
+
+absl::Status Refuse(const std::string& column, kvpb::CrdtColumnType type,
+                    const char* use) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "column ", column, " is a ", CrdtTypeName(type), ": use ", use));
+}
+
+// Whether `op` fits its column; the column's type.
+absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
+                                             const CrdtOp& op) {
+  const kvpb::CrdtColumn* c = FindColumn(t, op.column);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("CRDT table ", t.name(), " has no column ", op.column));
+  }
+  const kvpb::CrdtColumnType type = c->type();
+  switch (type) {
+    case kvpb::CRDT_G_COUNTER:
+      if (op.kind != CrdtOp::kIncrement) return Refuse(op.column, type, "incr");
+      if (op.amount <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "column ", op.column,
+            " is a g_counter, which only grows: increment by a positive "
+            "amount (a pn_counter also decrements)"));
+      }
+      break;
+    case kvpb::CRDT_PN_COUNTER:
+      if (op.kind != CrdtOp::kIncrement) return Refuse(op.column, type, "incr");
+      if (op.amount == INT64_MIN) {
+        return absl::InvalidArgumentError("increment out of range");
+      }
+      break;
+    case kvpb::CRDT_LWW_REGISTER:
+    case kvpb::CRDT_MV_REGISTER:
+      if (op.kind != CrdtOp::kSet) return Refuse(op.column, type, "set");
+      if (op.value.size() > kMaxCrdtValueBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("value of ", op.value.size(), " bytes exceeds the ",
+                         kMaxCrdtValueBytes, "-byte limit"));
+      }
+      if (type == kvpb::CRDT_LWW_REGISTER && !op.context.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "column ", op.column,
+            " is an lww_register: the last write wins, it takes no context"));
+      }
+      break;
+    case kvpb::CRDT_EW_FLAG:
+      if (op.kind != CrdtOp::kEnable && op.kind != CrdtOp::kDisable) {
+        return Refuse(op.column, type, "enable or disable");
+      }
+      break;
+    case kvpb::CRDT_AW_SET:
+      if (op.kind != CrdtOp::kAdd && op.kind != CrdtOp::kRemove) {
+        return Refuse(op.column, type, "add or remove");
+      }
+      if (op.elements.empty()) {
+        return absl::InvalidArgumentError("no elements given");
+      }
+      for (const std::string& e : op.elements) {
+        if (e.size() > kMaxCrdtElementBytes) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("element of ", e.size(), " bytes exceeds the ",
+                           kMaxCrdtElementBytes, "-byte limit"));
+        }
+      }
+      break;
+    default:
+      return absl::DataLossError(
+          absl::StrCat("column ", op.column, " has an unknown type"));
+  }
+  return type;
+}
+
+// Decodes a stored or received value of a column (state or entry).
+template <typename T>
+absl::StatusOr<T> DecodeOr(const std::optional<std::string>& v,
+                           absl::StatusOr<T> (*decode)(const std::string&)) {
+  if (!v) return T{};
+  return decode(*v);
+}
+
+}  // namespace
+
+size_t CrdtRowChange::bytes() const {
+  size_t n = row.size() + 16;
+  for (const auto& [k, v] : entries) n += k.size() + v.size() + 4;
+  return n;
+}
+
+uint32_t CrdtReplica::BucketOf(const std::string& row) {
+  return static_cast<uint32_t>(Mix(util::Fnv1a64(row)) % kCrdtBuckets);
+}
+
+CrdtReplica::CrdtReplica(storage::Engine* engine, const clocks::Clock* clock)
+    : engine_(engine), clock_(clock), hlc_(clock, kHlcMaxOffsetMs) {}
+
+absl::StatusOr<std::unique_ptr<CrdtReplica>> CrdtReplica::Open(
+    storage::Engine* engine, const clocks::Clock* clock) {
+  std::unique_ptr<CrdtReplica> r(new CrdtReplica(engine, clock));
+  if (absl::Status s = r->Load(); !s.ok()) return s;
+  return r;
+}
+
+absl::Status CrdtReplica::Load() {
+  absl::MutexLock l(&mu_);
+  storage::WriteBatch b;
+  absl::StatusOr<std::optional<std::string>> id = engine_->Get(kReplicaKey);
+  if (!id.ok()) return id.status();
+  if (id->has_value() && (*id)->size() == 8) {
+    id_ = ReadBe(**id, 0, 8);
+  } else {
+    std::random_device rd;
+    while (id_ == 0) {
+      id_ = ((uint64_t{rd()} << 32) | rd()) >> 1;  // 63 bits: short varints
+    }
+    b.Put(kReplicaKey, Be(id_, 8));
+  }
+  absl::StatusOr<std::optional<std::string>> limit = engine_->Get(kHlcKey);
+  if (!limit.ok()) return limit.status();
+  const int64_t persisted = limit->has_value() && (*limit)->size() == 8
+                                ? static_cast<int64_t>(ReadBe(**limit, 0, 8))
+                                : 0;
+  hlc_.Restore(persisted);
+  const int64_t next = std::max(clock_->NowMillis(), persisted) + kHlcWindowMs;
+  hlc_.SetLimit(next);
+  b.Put(kHlcKey, Be(static_cast<uint64_t>(next), 8));
+  if (absl::Status s = engine_->Write(b, /*sync=*/true); !s.ok()) return s;
+
+  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
+  const std::string rows(1, kRows);
+  for (it->Seek(rows); it->Valid() && it->key().starts_with(rows); it->Next()) {
+    std::optional<KeyParts> p = ParseKey(it->key());
+    if (!p) {
+      return absl::DataLossError("malformed key in the CRDT replica's store");
+    }
+    std::vector<uint64_t>& d = digests_[p->table];
+    if (d.empty()) d.resize(kCrdtBuckets);
+    d[BucketOf(p->row)] ^= EntryHash(it->key(), it->value());
+    ++stats_.entries;
+    stats_.bytes += it->key().size() + it->value().size();
+    std::optional<EntryParts> e = ParseEntry(p->entry);
+    if (e && e->kind == kElement) {
+      ++stats_.elements;
+      stats_.element_bytes += e->element.size();
+    }
+  }
+  return it->status();
+}
+
+absl::StatusOr<std::optional<std::string>> CrdtReplica::ReadLocked(
+    const std::string& key) const {
+  auto it = overlay_.find(key);
+  if (it != overlay_.end()) return it->second.second;
+  return engine_->Get(key);
+}
+
+absl::StatusOr<std::map<std::string, std::string>> CrdtReplica::ScanLocked(
+    const std::string& prefix) const {
+  std::map<std::string, std::string> out;
+  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    out.emplace(std::string(it->key()), std::string(it->value()));
+  }
+  if (!it->status().ok()) return it->status();
+  for (auto o = overlay_.lower_bound(prefix);
+       o != overlay_.end() && o->first.starts_with(prefix); ++o) {
+    if (o->second.second) {
+      out[o->first] = *o->second.second;
+    } else {
+      out.erase(o->first);
+    }
+  }
+  return out;
+}
+
+void CrdtReplica::StageLocked(const std::string& key,
+                              std::optional<std::string> value,
+                              const std::optional<std::string>& old) {
+  if (value == old) return;
+  std::optional<KeyParts> p = ParseKey(key);
+  if (p) {
+    std::vector<uint64_t>& d = digests_[p->table];
+    if (d.empty()) d.resize(kCrdtBuckets);
+    uint64_t& h = d[BucketOf(p->row)];
+    std::optional<EntryParts> e = ParseEntry(p->entry);
+    const bool element = e && e->kind == kElement;
+    if (old) {
+      h ^= EntryHash(key, *old);
+      --stats_.entries;
+      stats_.bytes -= key.size() + old->size();
+      if (element) {
+        --stats_.elements;
+        stats_.element_bytes -= e->element.size();
+      }
+    }
+    if (value) {
+      h ^= EntryHash(key, *value);
+      ++stats_.entries;
+      stats_.bytes += key.size() + value->size();
+      if (element) {
+        ++stats_.elements;
+        stats_.element_bytes += e->element.size();
+      }
+    }
+  }
+  if (value) {
+    pending_.Put(key, *value);
+  } else {
+    pending_.Delete(key);
+  }
+  overlay_[key] = {staged_ + 1, std::move(value)};
+}
+
+absl::Status CrdtReplica::CommitLocked() {
+  if (!pending_.empty() || !overlay_.empty()) {
+    // Everything staged by this call has sequence staged_ + 1.
+    bool staged_here = !pending_.empty();
+    if (staged_here) ++staged_;
+  }
+  const uint64_t target = staged_;
+  while (durable_ < target && broken_.ok()) {
+    if (writing_) {
+      auto done = [this, target] {
+        mu_.AssertReaderHeld();
+        return !writing_ || durable_ >= target || !broken_.ok();
+      };
+      mu_.Await(absl::Condition(&done));
+      continue;
+    }
+    writing_ = true;
+    storage::WriteBatch batch = std::move(pending_);
+    pending_ = storage::WriteBatch();
+    const uint64_t upto = staged_;
+    mu_.Unlock();
+    absl::Status s = engine_->Write(batch, /*sync=*/true);
+    mu_.Lock();
+    writing_ = false;
+    if (!s.ok()) {
+      broken_ = absl::Status(
+          s.code(), absl::StrCat("CRDT replica store write failed (restart "
+                                 "the node once the cause is fixed): ",
+                                 s.message()));
+      break;
+    }
+    durable_ = upto;
+    std::erase_if(overlay_,
+                  [upto](const auto& kv) { return kv.second.first <= upto; });
+  }
+  return broken_;
+}
+
+absl::StatusOr<clocks::HlcTimestamp> CrdtReplica::NowLocked() {
+  absl::StatusOr<clocks::HlcTimestamp> ts = hlc_.Now();
+  if (ts.ok()) return ts;
+  // Past the persisted limit: raise it, durably before any use (it is
+  // staged with the write that uses the timestamp).
+  const int64_t next =
+      std::max(clock_->NowMillis(), hlc_.last().physical_ms) + kHlcWindowMs;
+  absl::StatusOr<std::optional<std::string>> old = ReadLocked(kHlcKey);
+  if (!old.ok()) return old.status();
+  StageLocked(kHlcKey, Be(static_cast<uint64_t>(next), 8), *old);
+  hlc_.SetLimit(next);
+  return hlc_.Now();
+}
+
+absl::StatusOr<CrdtRowChange> CrdtReplica::Update(
+    const kvpb::CrdtTable& table, const std::string& row,
+    const std::vector<CrdtOp>& ops) {
+  if (row.empty() || row.size() > kMaxCrdtRowBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a row key must be 1 to ", kMaxCrdtRowBytes, " bytes"));
+  }
+  if (ops.empty()) return absl::InvalidArgumentError("no operations given");
+  // Checked in full before anything is staged: all or none.
+  std::vector<kvpb::CrdtColumnType> types;
+  std::vector<std::optional<DotContext>> contexts;
+  size_t elements = 0;
+  for (const CrdtOp& op : ops) {
+    absl::StatusOr<kvpb::CrdtColumnType> t = CheckOp(table, op);
+    if (!t.ok()) return t.status();
+    types.push_back(*t);
+    elements += op.elements.size();
+    contexts.emplace_back();
+    if (*t == kvpb::CRDT_MV_REGISTER && !op.context.empty()) {
+      absl::StatusOr<Causal<RegisterStore>> c =
+          crdt::DecodeMVRegister(op.context);
+      if (!c.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "context of column ", op.column,
+            " is not one this store gave out: ", c.status().message()));
+      }
+      contexts.back() = c->context;
+    }
+  }
+  if (elements > kMaxCrdtOpElements) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "at most ", kMaxCrdtOpElements, " elements in one update"));
+  }
+
+  absl::MutexLock l(&mu_);
+  if (!broken_.ok()) return broken_;
+  const std::string prefix = RowPrefix(table.id(), row);
+  CrdtRowChange change;
+  change.table = table.id();
+  change.row = row;
+  // Stages one entry of the row: its new stored value, and what to ship.
+  auto stage = [&](const std::string& entry, std::optional<std::string> value,
+                   const std::optional<std::string>& old, std::string delta) {
+    StageLocked(prefix + entry, std::move(value), old);
+    change.entries.emplace_back(entry, std::move(delta));
+  };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const CrdtOp& op = ops[i];
+    const std::string state_entry = Entry(op.column, kState);
+    absl::StatusOr<std::optional<std::string>> old =
+        ReadLocked(prefix + state_entry);
+    if (!old.ok()) return old.status();
+    switch (types[i]) {
+      case kvpb::CRDT_G_COUNTER: {
+        absl::StatusOr<crdt::GCounter> c =
+            DecodeOr<crdt::GCounter>(*old, crdt::DecodeGCounter);
+        if (!c.ok()) return c.status();
+        crdt::GCounter d = c->Increment(id_, static_cast<uint64_t>(op.amount));
+        stage(state_entry, crdt::Encode(*c), *old, crdt::Encode(d));
+        break;
+      }
+      case kvpb::CRDT_PN_COUNTER: {
+        absl::StatusOr<crdt::PNCounter> c =
+            DecodeOr<crdt::PNCounter>(*old, crdt::DecodePNCounter);
+        if (!c.ok()) return c.status();
+        if (op.amount == 0) break;
+        crdt::PNCounter d = c->Add(id_, op.amount);
+        stage(state_entry, crdt::Encode(*c), *old, crdt::Encode(d));
+        break;
+      }
+      case kvpb::CRDT_LWW_REGISTER: {
+        absl::StatusOr<crdt::LwwRegister> r =
+            DecodeOr<crdt::LwwRegister>(*old, crdt::DecodeLwwRegister);
+        if (!r.ok()) return r.status();
+        absl::StatusOr<clocks::HlcTimestamp> ts = NowLocked();
+        if (!ts.ok()) return ts.status();
+        crdt::LwwRegister d = r->Set(*ts, id_, op.value);
+        stage(state_entry, crdt::Encode(*r), *old, crdt::Encode(d));
+        break;
+      }
+      case kvpb::CRDT_MV_REGISTER: {
+        absl::StatusOr<Causal<RegisterStore>> r =
+            DecodeOr<Causal<RegisterStore>>(*old, crdt::DecodeMVRegister);
+        if (!r.ok()) return r.status();
+        Causal<RegisterStore> d;
+        if (contexts[i]) d.context = *contexts[i];
+        uint64_t max = r->context.Max(id_);
+        if (contexts[i]) max = std::max(max, contexts[i]->Max(id_));
+        for (const auto& [dot, v] : r->store) {
+          if (dot.replica == id_) max = std::max(max, dot.counter);
+        }
+        for (const crdt::Dot& dot : r->context.cloud()) {
+          if (dot.replica == id_) max = std::max(max, dot.counter);
+        }
+        const crdt::Dot dot{id_, max + 1};
+        d.store.emplace(dot, op.value);
+        d.context.Insert(dot);
+        r->Merge(d);
+        stage(state_entry, crdt::Encode(*r), *old, crdt::Encode(d));
+        break;
+      }
+      case kvpb::CRDT_EW_FLAG: {
+        absl::StatusOr<Causal<FlagStore>> f =
+            DecodeOr<Causal<FlagStore>>(*old, crdt::DecodeEWFlag);
+        if (!f.ok()) return f.status();
+        Causal<FlagStore> d =
+            op.kind == CrdtOp::kEnable
+                ? crdt::EnableDelta(f->store, f->context, id_)
+                : crdt::DisableDelta(f->store, f->context, id_);
+        if (op.kind == CrdtOp::kDisable && f->store.empty()) break;
+        f->Merge(d);
+        stage(state_entry, crdt::Encode(*f), *old, crdt::Encode(d));
+        break;
+      }
+      case kvpb::CRDT_AW_SET: {
+        const std::string ctx_entry = Entry(op.column, kContext);
+        absl::StatusOr<std::optional<std::string>> old_ctx =
+            ReadLocked(prefix + ctx_entry);
+        if (!old_ctx.ok()) return old_ctx.status();
+        absl::StatusOr<Causal<FlagStore>> ctx =
+            DecodeOr<Causal<FlagStore>>(*old_ctx, crdt::DecodeEWFlag);
+        if (!ctx.ok()) return ctx.status();
+        bool context_changed = false;
+        for (const std::string& element : op.elements) {
+          const std::string entry = Entry(op.column, kElement, element);
+          absl::StatusOr<std::optional<std::string>> old_el =
+              ReadLocked(prefix + entry);
+          if (!old_el.ok()) return old_el.status();
+          absl::StatusOr<Causal<FlagStore>> el =
+              DecodeOr<Causal<FlagStore>>(*old_el, crdt::DecodeEWFlag);
+          if (!el.ok()) return el.status();
+          if (op.kind == CrdtOp::kAdd) {
+            // One new dot replaces the element's old ones.
+            Causal<FlagStore> d = crdt::NewEvent(el->store, ctx->context, id_);
+            ctx->context.Merge(d.context);
+            context_changed = true;
+            stage(entry, crdt::Encode(DotsOf(d.store)), *old_el,
+                  crdt::Encode(d));
+          } else if (!el->store.empty()) {
+            // Removes the adds seen here; a concurrent add elsewhere stays.
+            stage(entry, std::nullopt, *old_el,
+                  crdt::Encode(crdt::RemoveAll(el->store)));
+          }
+        }
+        if (context_changed) {
+          StageLocked(prefix + ctx_entry, crdt::Encode(*ctx), *old_ctx);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (absl::Status s = CommitLocked(); !s.ok()) return s;
+  return change;
+}
+
+absl::Status CrdtReplica::Merge(const kvpb::CrdtTable& table,
+                                const CrdtRowChange& change) {
+  absl::MutexLock l(&mu_);
+  if (!broken_.ok()) return broken_;
+  if (absl::Status s = MergeLocked(table, change); !s.ok()) return s;
+  return CommitLocked();
+}
+
+absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
+                                      const CrdtRowChange& change) {
+  if (change.table != table.id()) {
+    return absl::InvalidArgumentError("change of another table");
+  }
+  if (change.row.empty() || change.row.size() > kMaxCrdtRowBytes) {
+    return absl::InvalidArgumentError("malformed row key");
+  }
+  // Decoded and checked in full before anything is staged.
+  struct Decoded {
+    EntryParts at;
+    kvpb::CrdtColumnType type;
+    crdt::GCounter g;
+    crdt::PNCounter pn;
+    crdt::LwwRegister lww;
+    Causal<RegisterStore> mv;
+    Causal<FlagStore> dots;  // flags, set elements and set contexts
+  };
+  std::vector<Decoded> in;
+  // Per set column: the sender's context (full states) and its elements.
+  std::map<std::string, DotContext> set_contexts;
+  std::map<std::string, std::map<std::string, const Decoded*>> set_elements;
+  in.reserve(change.entries.size());
+  for (const auto& [entry, value] : change.entries) {
+    std::optional<EntryParts> at = ParseEntry(entry);
+    if (!at) return absl::InvalidArgumentError("malformed entry key");
+    const kvpb::CrdtColumn* col = FindColumn(table, at->column);
+    if (col == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CRDT table ", table.name(), " has no column ", at->column));
+    }
+    Decoded d{*at, col->type(), {}, {}, {}, {}, {}};
+    if (IsSet(col->type()) != (at->kind != kState)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entry does not fit column ", at->column, " (a ",
+                       CrdtTypeName(col->type()), ")"));
+    }
+    absl::Status s;
+    switch (col->type()) {
+      case kvpb::CRDT_G_COUNTER: {
+        auto v = crdt::DecodeGCounter(value);
+        s = v.status();
+        if (v.ok()) d.g = *v;
+        break;
+      }
+      case kvpb::CRDT_PN_COUNTER: {
+        auto v = crdt::DecodePNCounter(value);
+        s = v.status();
+        if (v.ok()) d.pn = *v;
+        break;
+      }
+      case kvpb::CRDT_LWW_REGISTER: {
+        auto v = crdt::DecodeLwwRegister(value);
+        s = v.status();
+        if (v.ok()) d.lww = *v;
+        break;
+      }
+      case kvpb::CRDT_MV_REGISTER: {
+        auto v = crdt::DecodeMVRegister(value);
+        s = v.status();
+        if (v.ok()) d.mv = *v;
+        break;
+      }
+      default: {
+        auto v = crdt::DecodeEWFlag(value);
+        s = v.status();
+        if (v.ok()) d.dots = *v;
+        break;
+      }
+    }
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "entry of column ", at->column, " does not decode: ", s.message()));
+    }
+    in.push_back(std::move(d));
+  }
+  for (const Decoded& d : in) {
+    if (d.at.kind == kContext) set_contexts[d.at.column] = d.dots.context;
+    if (d.at.kind == kElement) set_elements[d.at.column][d.at.element] = &d;
+  }
+
+  const std::string prefix = RowPrefix(table.id(), change.row);
+  for (const Decoded& d : in) {
+    if (d.at.kind != kState) continue;
+    const std::string key = prefix + Entry(d.at.column, kState);
+    absl::StatusOr<std::optional<std::string>> old = ReadLocked(key);
+    if (!old.ok()) return old.status();
+    std::string merged;
+    switch (d.type) {
+      case kvpb::CRDT_G_COUNTER: {
+        auto v = DecodeOr<crdt::GCounter>(*old, crdt::DecodeGCounter);
+        if (!v.ok()) return v.status();
+        v->Merge(d.g);
+        merged = crdt::Encode(*v);
+        break;
+      }
+      case kvpb::CRDT_PN_COUNTER: {
+        auto v = DecodeOr<crdt::PNCounter>(*old, crdt::DecodePNCounter);
+        if (!v.ok()) return v.status();
+        v->Merge(d.pn);
+        merged = crdt::Encode(*v);
+        break;
+      }
+      case kvpb::CRDT_LWW_REGISTER: {
+        auto v = DecodeOr<crdt::LwwRegister>(*old, crdt::DecodeLwwRegister);
+        if (!v.ok()) return v.status();
+        v->Merge(d.lww);
+        // Later local writes order after what was seen (a timestamp too far
+        // ahead is merged all the same, but not followed).
+        (void)hlc_.Update(d.lww.timestamp());
+        merged = crdt::Encode(*v);
+        break;
+      }
+      case kvpb::CRDT_MV_REGISTER: {
+        auto v = DecodeOr<Causal<RegisterStore>>(*old, crdt::DecodeMVRegister);
+        if (!v.ok()) return v.status();
+        v->Merge(d.mv);
+        merged = crdt::Encode(*v);
+        break;
+      }
+      default: {
+        auto v = DecodeOr<Causal<FlagStore>>(*old, crdt::DecodeEWFlag);
+        if (!v.ok()) return v.status();
+        v->Merge(d.dots);
+        merged = crdt::Encode(*v);
+        break;
+      }
+    }
+    StageLocked(key, std::move(merged), *old);
+  }
+
+  // Sets: each element joined against the column's context as it was here
+  // (ca) and the sender's (cb): a dot survives if both sides have it, or if
+  // one has it and the other has not seen it. A delta names only the
+  // elements it changed (its context, their dots); a full state names
+  // every element, so an element here that the sender has seen and no
+  // longer holds goes.
+  std::set<std::string> set_columns;
+  for (const auto& [c, els] : set_elements) set_columns.insert(c);
+  for (const auto& [c, ctx] : set_contexts) set_columns.insert(c);
+  for (const std::string& column : set_columns) {
+    const std::string ctx_key = prefix + Entry(column, kContext);
+    absl::StatusOr<std::optional<std::string>> old_ctx = ReadLocked(ctx_key);
+    if (!old_ctx.ok()) return old_ctx.status();
+    absl::StatusOr<Causal<FlagStore>> ca =
+        DecodeOr<Causal<FlagStore>>(*old_ctx, crdt::DecodeEWFlag);
+    if (!ca.ok()) return ca.status();
+    DotContext merged = ca->context;
+    const auto& remote = set_elements[column];
+    std::map<std::string, std::optional<std::string>> local;
+    if (change.full) {
+      absl::StatusOr<std::map<std::string, std::string>> all =
+          ScanLocked(prefix + Entry(column, kElement));
+      if (!all.ok()) return all.status();
+      for (auto& [k, v] : *all) local.emplace(k, std::move(v));
+    }
+    for (const auto& [element, d] : remote) {
+      const std::string key = prefix + Entry(column, kElement, element);
+      if (local.contains(key)) continue;
+      absl::StatusOr<std::optional<std::string>> v = ReadLocked(key);
+      if (!v.ok()) return v.status();
+      local.emplace(key, *std::move(v));
+    }
+    static const Causal<FlagStore> kNone;
+    const DotContext* cb_full =
+        set_contexts.contains(column) ? &set_contexts[column] : nullptr;
+    const size_t element_at = (prefix + Entry(column, kElement)).size();
+    for (const auto& [key, old] : local) {
+      auto r = remote.find(key.substr(element_at));
+      if (r == remote.end() && !change.full) continue;
+      const Causal<FlagStore>& b = r == remote.end() ? kNone : r->second->dots;
+      const DotContext& cb = change.full && cb_full ? *cb_full : b.context;
+      absl::StatusOr<Causal<FlagStore>> a =
+          DecodeOr<Causal<FlagStore>>(old, crdt::DecodeEWFlag);
+      if (!a.ok()) return a.status();
+      DotSet dots = a->store;
+      crdt::JoinDots(dots, ca->context, b.store, cb);
+      merged.Merge(b.context);
+      StageLocked(key,
+                  dots.empty() ? std::nullopt
+                               : std::optional(crdt::Encode(DotsOf(dots))),
+                  old);
+    }
+    if (cb_full) merged.Merge(*cb_full);
+    Causal<FlagStore> next;
+    next.context = merged;
+    std::optional<std::string> encoded;
+    if (!merged.empty()) encoded = crdt::Encode(next);
+    StageLocked(ctx_key, std::move(encoded), *old_ctx);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
+    const kvpb::CrdtTable& table, const std::string& row) const {
+  const std::string prefix = RowPrefix(table.id(), row);
+  std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
+  std::unique_ptr<storage::Iterator> it = snap->NewIterator();
+  std::map<std::string, CrdtValue> out;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    std::optional<EntryParts> at = ParseEntry(it->key().substr(prefix.size()));
+    if (!at) return absl::DataLossError("malformed key in the CRDT store");
+    const kvpb::CrdtColumn* col = FindColumn(table, at->column);
+    if (col == nullptr) continue;  // not in this table's schema
+    const std::string value(it->value());
+    CrdtValue& v = out[at->column];
+    v.column = at->column;
+    v.type = col->type();
+    absl::Status s;
+    switch (col->type()) {
+      case kvpb::CRDT_G_COUNTER: {
+        auto c = crdt::DecodeGCounter(value);
+        s = c.status();
+        if (c.ok()) v.count = static_cast<int64_t>(c->Value());
+        break;
+      }
+      case kvpb::CRDT_PN_COUNTER: {
+        auto c = crdt::DecodePNCounter(value);
+        s = c.status();
+        if (c.ok()) v.count = c->Value();
+        break;
+      }
+      case kvpb::CRDT_LWW_REGISTER: {
+        auto r = crdt::DecodeLwwRegister(value);
+        s = r.status();
+        if (r.ok() && r->is_set()) {
+          v.values = {r->value()};
+          v.timestamp = r->timestamp().Pack();
+          v.writer = r->replica();
+        }
+        break;
+      }
+      case kvpb::CRDT_MV_REGISTER: {
+        auto r = crdt::DecodeMVRegister(value);
+        s = r.status();
+        if (r.ok()) {
+          for (const auto& [dot, val] : r->store) v.values.push_back(val);
+          Causal<RegisterStore> ctx;
+          ctx.context = r->context;
+          v.context = crdt::Encode(ctx);
+        }
+        break;
+      }
+      case kvpb::CRDT_EW_FLAG: {
+        auto f = crdt::DecodeEWFlag(value);
+        s = f.status();
+        if (f.ok()) v.enabled = !f->store.empty();
+        break;
+      }
+      case kvpb::CRDT_AW_SET:
+        if (at->kind == kElement) v.values.push_back(at->element);
+        break;
+      default:
+        break;
+    }
+    if (!s.ok()) {
+      return absl::DataLossError(absl::StrCat("stored state of column ",
+                                              at->column, ": ", s.message()));
+    }
+  }
+  if (!it->status().ok()) return it->status();
+  std::vector<CrdtValue> values;
+  for (auto& [c, v] : out) values.push_back(std::move(v));
+  return values;
+}
+
+std::vector<uint64_t> CrdtReplica::Digest(uint64_t table) const {
+  absl::MutexLock l(&mu_);
+  auto it = digests_.find(table);
+  if (it == digests_.end()) return std::vector<uint64_t>(kCrdtBuckets);
+  return it->second;
+}
+
+uint64_t CrdtReplica::Root(uint64_t table) const {
+  absl::MutexLock l(&mu_);
+  auto it = digests_.find(table);
+  if (it == digests_.end()) return 0;
+  uint64_t h = 0;
+  for (size_t i = 0; i < it->second.size(); ++i) {
+    h ^= Mix(it->second[i] + i);
+  }
+  return h;
+}
+
+std::vector<uint64_t> CrdtReplica::Tables() const {
+  absl::MutexLock l(&mu_);
+  std::vector<uint64_t> out;
+  for (const auto& [t, d] : digests_) out.push_back(t);
+  return out;
+}
+
+absl::StatusOr<std::vector<CrdtRowChange>> CrdtReplica::Rows(
+    uint64_t table, const std::vector<uint32_t>& buckets, size_t max_bytes,
+    bool* more) const {
+  *more = false;
+  std::vector<CrdtRowChange> out;
+  size_t bytes = 0;
+  std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
+  for (uint32_t bucket : buckets) {
+    if (bucket >= kCrdtBuckets) {
+      return absl::InvalidArgumentError("no such digest bucket");
+    }
+    if (bytes >= max_bytes) {
+      *more = true;
+      break;
+    }
+    const std::string prefix = BucketPrefix(table, bucket);
+    std::unique_ptr<storage::Iterator> it = snap->NewIterator();
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+         it->Next()) {
+      std::optional<KeyParts> p = ParseKey(it->key());
+      if (!p) return absl::DataLossError("malformed key in the CRDT store");
+      if (out.empty() || out.back().row != p->row ||
+          out.back().table != table || !out.back().full) {
+        out.push_back(CrdtRowChange{table, p->row, true, {}});
+      }
+      out.back().entries.emplace_back(std::string(p->entry),
+                                      std::string(it->value()));
+      bytes += it->key().size() + it->value().size();
+    }
+    if (!it->status().ok()) return it->status();
+  }
+  return out;
+}
+
+CrdtReplica::Stats CrdtReplica::stats() const {
+  absl::MutexLock l(&mu_);
+  return stats_;
+}
+
+}  // namespace tally::kv

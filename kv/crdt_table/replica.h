@@ -1,0 +1,197 @@
+#ifndef TALLY_KV_CRDT_TABLE_REPLICA_H_
+#define TALLY_KV_CRDT_TABLE_REPLICA_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "clocks/clock.h"
+#include "clocks/hybrid_logical_clock.h"
+#include "crdt/dot_context.h"
+#include "kv/kvpb/kvpb.pb.h"
+#include "kv/storage/engine.h"
+
+namespace tally::kv {
+
+// Limits on what a client writes into a CRDT table.
+inline constexpr size_t kMaxCrdtRowBytes = 1024;
+inline constexpr size_t kMaxCrdtElementBytes = 4096;
+inline constexpr size_t kMaxCrdtValueBytes = 64 * 1024;
+inline constexpr size_t kMaxCrdtOpElements = 1000;
+// Rows are spread over this many digest buckets per table (anti-entropy
+// compares buckets, then sends the rows of those that differ).
+inline constexpr uint32_t kCrdtBuckets = 1024;
+
+// One operation on one column of a row.
+struct CrdtOp {
+  enum Kind { kIncrement, kSet, kEnable, kDisable, kAdd, kRemove };
+  Kind kind = kIncrement;
+  std::string column;
+  // kIncrement: a g_counter's must be positive; a pn_counter's not zero.
+  int64_t amount = 0;
+  // kSet: the register's new value.
+  std::string value;
+  // kSet on an mv_register: the context the writer read (CrdtValue::context);
+  // the write replaces exactly the siblings it names. Empty: a blind write,
+  // which adds a sibling.
+  std::string context;
+  // kAdd, kRemove: elements of a set.
+  std::vector<std::string> elements;
+};
+
+// What a row holds in one column, as read.
+struct CrdtValue {
+  std::string column;
+  kvpb::CrdtColumnType type = kvpb::CRDT_UNKNOWN;
+  // Counters.
+  int64_t count = 0;
+  // lww_register: its value (none if never set); mv_register: the siblings,
+  // in dot order; set: the elements, in byte order.
+  std::vector<std::string> values;
+  // flag.
+  bool enabled = false;
+  // lww_register: the winning write's hybrid timestamp (packed) and replica.
+  uint64_t timestamp = 0;
+  uint64_t writer = 0;
+  // mv_register: the causal context to pass back with the next write.
+  std::string context;
+};
+
+// A change of one row as it travels between replicas: stored entries,
+// keyed within the row (a column's state, a set's causal context, or one
+// element of a set), each a crdt/ encoding. A delta (full = false) carries
+// what an update changed; a full state (anti-entropy) every entry of the
+// row, so that what the sender removed is removed here too.
+struct CrdtRowChange {
+  uint64_t table = 0;
+  std::string row;
+  bool full = false;
+  std::vector<std::pair<std::string, std::string>> entries;
+
+  size_t bytes() const;
+};
+
+// One node's replica of every CRDT table (crdt_table/schema.h has their
+// schemas), in an engine of its own. Updates are applied here and made
+// durable before they return, without a consensus round: a node cut off
+// from the others keeps accepting writes, and replicas converge by
+// merging each other's changes (Merge) in any order, any number of times.
+//
+// Storage: every column of a row is one key, except that a set keeps each
+// element at a key of its own (with the dots that added it) next to one
+// causal context for the column: adding or removing an element reads and
+// writes that element and the context, never the whole set. Keys are the
+// table id, a digest bucket (a hash of the row), the row and the column,
+// so anti-entropy reads the rows of one bucket with one scan.
+//
+// Durability: concurrent updates and merges share one synced engine write
+// (group commit); each returns once its writes are durable.
+//
+// Thread safety: thread-safe.
+class CrdtReplica {
+ public:
+  // `engine` and `clock` are not owned. A new engine gets a new random
+  // replica id: a node whose disk was wiped comes back as a new replica.
+  static absl::StatusOr<std::unique_ptr<CrdtReplica>> Open(
+      storage::Engine* engine, const clocks::Clock* clock);
+
+  clocks::ReplicaId id() const { return id_; }
+
+  // Applies `ops` to `row` of `table`, all or none; durable on return. The
+  // delta to send to the other replicas. INVALID_ARGUMENT (nothing applied)
+  // for an operation that does not fit its column's type or the limits,
+  // NOT_FOUND for an unknown column.
+  absl::StatusOr<CrdtRowChange> Update(const kvpb::CrdtTable& table,
+                                       const std::string& row,
+                                       const std::vector<CrdtOp>& ops);
+  // Merges another replica's change; durable on return. INVALID_ARGUMENT
+  // (nothing merged) for an entry that does not decode, or whose column is
+  // unknown or of another type.
+  absl::Status Merge(const kvpb::CrdtTable& table, const CrdtRowChange& change);
+
+  // The row's columns that hold something.
+  absl::StatusOr<std::vector<CrdtValue>> Read(const kvpb::CrdtTable& table,
+                                              const std::string& row) const;
+
+  // Digests of a table: per bucket, a hash of every entry in it (zero for
+  // an empty bucket); equal replicas have equal digests.
+  std::vector<uint64_t> Digest(uint64_t table) const;
+  // One hash of a table's digest: equal replicas have equal roots.
+  uint64_t Root(uint64_t table) const;
+  // The tables this replica holds rows of.
+  std::vector<uint64_t> Tables() const;
+  // The full state of every row of `table` in `buckets`, up to about
+  // `max_bytes`; `*more` is set when rows were left out.
+  absl::StatusOr<std::vector<CrdtRowChange>> Rows(
+      uint64_t table, const std::vector<uint32_t>& buckets, size_t max_bytes,
+      bool* more) const;
+
+  struct Stats {
+    // Stored entries and their bytes (keys and values).
+    uint64_t entries = 0;
+    uint64_t bytes = 0;
+    // Set elements present, and the bytes of the elements themselves.
+    uint64_t elements = 0;
+    uint64_t element_bytes = 0;
+  };
+  Stats stats() const;
+
+  static uint32_t BucketOf(const std::string& row);
+
+ private:
+  CrdtReplica(storage::Engine* engine, const clocks::Clock* clock);
+  struct Staging;
+
+  absl::Status Load();
+  // Reads a key as staged (not yet durable) or stored.
+  absl::StatusOr<std::optional<std::string>> ReadLocked(
+      const std::string& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every staged or stored key under `prefix`, with its value.
+  absl::StatusOr<std::map<std::string, std::string>> ScanLocked(
+      const std::string& prefix) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stages a write (nullopt: a delete) for the next group commit.
+  void StageLocked(const std::string& key, std::optional<std::string> value,
+                   const std::optional<std::string>& old)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until everything staged so far is durable, writing it if no one
+  // else is.
+  absl::Status CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A hybrid timestamp for an LWW write, raising the persisted limit when
+  // needed.
+  absl::StatusOr<clocks::HlcTimestamp> NowLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MergeLocked(const kvpb::CrdtTable& table,
+                           const CrdtRowChange& change)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  storage::Engine* const engine_;
+  const clocks::Clock* const clock_;
+  clocks::ReplicaId id_ = 0;
+
+  mutable absl::Mutex mu_;
+  clocks::HybridLogicalClock hlc_ ABSL_GUARDED_BY(mu_);
+  // Writes staged and not yet durable: the sequence of the commit that
+  // staged each, and its value (nullopt: deleted).
+  std::map<std::string, std::pair<uint64_t, std::optional<std::string>>>
+      overlay_ ABSL_GUARDED_BY(mu_);
+  storage::WriteBatch pending_ ABSL_GUARDED_BY(mu_);
+  uint64_t staged_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t durable_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // A failed engine write: the replica refuses everything after it (the
+  // digests and staged state no longer match the disk; restart the node).
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::vector<uint64_t>> digests_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tally::kv
+
+#endif  // TALLY_KV_CRDT_TABLE_REPLICA_H_

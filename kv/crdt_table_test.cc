@@ -1,0 +1,356 @@
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "clocks/clock.h"
+#include "gtest/gtest.h"
+#include "kv/crdt_table/replica.h"
+#include "kv/crdt_table/schema.h"
+#include "kv/state_machine_testing.h"
+#include "kv/storage/memory_engine.h"
+
+namespace tally::kv {
+namespace {
+
+kvpb::CrdtTable Table() {
+  kvpb::CrdtTable t;
+  t.set_name("carts");
+  t.set_id(7);
+  auto col = [&](const char* name, kvpb::CrdtColumnType type) {
+    kvpb::CrdtColumn* c = t.add_columns();
+    c->set_name(name);
+    c->set_type(type);
+  };
+  col("views", kvpb::CRDT_G_COUNTER);
+  col("stock", kvpb::CRDT_PN_COUNTER);
+  col("owner", kvpb::CRDT_LWW_REGISTER);
+  col("note", kvpb::CRDT_MV_REGISTER);
+  col("vip", kvpb::CRDT_EW_FLAG);
+  col("items", kvpb::CRDT_AW_SET);
+  return t;
+}
+
+CrdtOp Incr(const std::string& column, int64_t n) {
+  CrdtOp op;
+  op.kind = CrdtOp::kIncrement;
+  op.column = column;
+  op.amount = n;
+  return op;
+}
+CrdtOp Elements(CrdtOp::Kind kind, std::vector<std::string> elements) {
+  CrdtOp op;
+  op.kind = kind;
+  op.column = "items";
+  op.elements = std::move(elements);
+  return op;
+}
+CrdtOp Set(const std::string& column, const std::string& value,
+           const std::string& context = "") {
+  CrdtOp op;
+  op.kind = CrdtOp::kSet;
+  op.column = column;
+  op.value = value;
+  op.context = context;
+  return op;
+}
+CrdtOp Flag(bool enable) {
+  CrdtOp op;
+  op.kind = enable ? CrdtOp::kEnable : CrdtOp::kDisable;
+  op.column = "vip";
+  return op;
+}
+
+// Replicas, each over its own in-memory engine.
+class CrdtReplicaTest : public ::testing::Test {
+ protected:
+  CrdtReplica& Open(int i) {
+    auto r = CrdtReplica::Open(&engines_[i], &clock_);
+    EXPECT_TRUE(r.ok()) << r.status();
+    replicas_[i] = std::move(*r);
+    return *replicas_[i];
+  }
+  void SetUp() override {
+    for (int i = 0; i < 3; ++i) Open(i);
+  }
+  CrdtRowChange Update(int i, const std::string& row, std::vector<CrdtOp> ops) {
+    auto c = replicas_[i]->Update(table_, row, ops);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : CrdtRowChange{};
+  }
+  void Merge(int i, const CrdtRowChange& c) {
+    absl::Status s = replicas_[i]->Merge(table_, c);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  CrdtValue Value(int i, const std::string& row, const std::string& column) {
+    auto values = replicas_[i]->Read(table_, row);
+    EXPECT_TRUE(values.ok()) << values.status();
+    for (const CrdtValue& v : *values) {
+      if (v.column == column) return v;
+    }
+    return {};
+  }
+  // Anti-entropy from `from` into `to`: the rows of every bucket whose
+  // digest differs, as full states.
+  size_t Sync(int from, int to) {
+    std::vector<uint64_t> a = replicas_[from]->Digest(table_.id());
+    std::vector<uint64_t> b = replicas_[to]->Digest(table_.id());
+    std::vector<uint32_t> differ;
+    for (uint32_t i = 0; i < kCrdtBuckets; ++i) {
+      if (a[i] != b[i]) differ.push_back(i);
+    }
+    bool more = false;
+    auto rows = replicas_[from]->Rows(table_.id(), differ, 1 << 30, &more);
+    EXPECT_TRUE(rows.ok());
+    for (const CrdtRowChange& c : *rows) Merge(to, c);
+    return differ.size();
+  }
+
+  clocks::ManualClock clock_{1'000'000};
+  storage::MemoryEngine engines_[3];
+  std::unique_ptr<CrdtReplica> replicas_[3];
+  kvpb::CrdtTable table_ = Table();
+};
+
+TEST_F(CrdtReplicaTest, CountersAddUpWhateverTheOrderAndRepeats) {
+  std::vector<CrdtRowChange> deltas;
+  for (int i = 0; i < 3; ++i) {
+    deltas.push_back(Update(i, "r", {Incr("views", i + 1), Incr("stock", -2)}));
+    deltas.push_back(Update(i, "r", {Incr("views", 10)}));
+  }
+  std::mt19937 rng(1);
+  for (int to = 0; to < 3; ++to) {
+    std::vector<CrdtRowChange> order = deltas;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (const CrdtRowChange& c : order) {
+      Merge(to, c);
+      Merge(to, c);  // a duplicate changes nothing
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Value(i, "r", "views").count, 36);
+    EXPECT_EQ(Value(i, "r", "stock").count, -6);
+    EXPECT_EQ(replicas_[i]->Root(table_.id()), replicas_[0]->Root(table_.id()));
+  }
+}
+
+TEST_F(CrdtReplicaTest, SetAddWinsAndARemoveTakesOnlyWhatItSaw) {
+  CrdtRowChange add =
+      Update(0, "cart", {Elements(CrdtOp::kAdd, {"apple", "pear"})});
+  Merge(1, add);
+  // Concurrently: 1 removes apple, 0 adds apple again.
+  CrdtRowChange remove =
+      Update(1, "cart", {Elements(CrdtOp::kRemove, {"apple"})});
+  CrdtRowChange readd = Update(0, "cart", {Elements(CrdtOp::kAdd, {"apple"})});
+  Merge(0, remove);
+  Merge(1, readd);
+  for (int i : {0, 1}) {
+    EXPECT_EQ(Value(i, "cart", "items").values,
+              (std::vector<std::string>{"apple", "pear"}));
+  }
+  // A remove that saw every add wins.
+  Merge(0, Update(1, "cart", {Elements(CrdtOp::kRemove, {"apple"})}));
+  EXPECT_EQ(Value(0, "cart", "items").values,
+            (std::vector<std::string>{"pear"}));
+  // A delta names only the element it changed.
+  CrdtRowChange one = Update(0, "cart", {Elements(CrdtOp::kAdd, {"plum"})});
+  ASSERT_EQ(one.entries.size(), 1u);
+  EXPECT_NE(one.entries[0].first.find("plum"), std::string::npos);
+}
+
+TEST_F(CrdtReplicaTest, AntiEntropyRepairsLostDeltasRemovalsIncluded) {
+  for (int k = 0; k < 200; ++k) {
+    const std::string row = "row" + std::to_string(k);
+    Update(0, row, {Elements(CrdtOp::kAdd, {"a", "b"}), Incr("views", 1)});
+  }
+  EXPECT_GT(Sync(0, 1), 100u);
+  // Deltas lost: 1 removes b from every row, 0 adds c; neither hears.
+  for (int k = 0; k < 200; ++k) {
+    const std::string row = "row" + std::to_string(k);
+    Update(1, row, {Elements(CrdtOp::kRemove, {"b"})});
+    Update(0, row, {Elements(CrdtOp::kAdd, {"c"}), Incr("views", 1)});
+  }
+  Sync(0, 1);
+  Sync(1, 0);
+  EXPECT_EQ(Sync(0, 1), 0u);
+  EXPECT_EQ(replicas_[0]->Digest(table_.id()),
+            replicas_[1]->Digest(table_.id()));
+  for (int i : {0, 1}) {
+    EXPECT_EQ(Value(i, "row7", "items").values,
+              (std::vector<std::string>{"a", "c"}));
+    EXPECT_EQ(Value(i, "row7", "views").count, 2);
+  }
+}
+
+TEST_F(CrdtReplicaTest, MultiValueRegisterKeepsConcurrentWritesAsSiblings) {
+  Merge(1, Update(0, "r", {Set("note", "v1")}));
+  CrdtValue read = Value(1, "r", "note");
+  ASSERT_EQ(read.values, std::vector<std::string>{"v1"});
+  CrdtRowChange a = Update(0, "r", {Set("note", "from0", read.context)});
+  CrdtRowChange b = Update(1, "r", {Set("note", "from1", read.context)});
+  Merge(0, b);
+  Merge(1, a);
+  for (int i : {0, 1}) {
+    std::vector<std::string> v = Value(i, "r", "note").values;
+    std::sort(v.begin(), v.end());
+    EXPECT_EQ(v, (std::vector<std::string>{"from0", "from1"}));
+  }
+  // A blind write adds a sibling; a write with the context replaces all it saw.
+  Merge(1, Update(0, "r", {Set("note", "blind")}));
+  EXPECT_EQ(Value(1, "r", "note").values.size(), 3u);
+  const std::string seen = Value(1, "r", "note").context;
+  Merge(0, Update(1, "r", {Set("note", "resolved", seen)}));
+  EXPECT_EQ(Value(0, "r", "note").values, std::vector<std::string>{"resolved"});
+}
+
+TEST_F(CrdtReplicaTest, LastWriterWinsAndEnableWins) {
+  CrdtRowChange first = Update(0, "r", {Set("owner", "ann"), Flag(true)});
+  clock_.Advance(5);
+  CrdtRowChange second = Update(1, "r", {Set("owner", "bob")});
+  Merge(1, first);
+  Merge(0, second);
+  // Concurrent enable (0) and disable of what 1 saw: enabled.
+  CrdtRowChange disable = Update(1, "r", {Flag(false)});
+  CrdtRowChange enable = Update(0, "r", {Flag(true)});
+  Merge(0, disable);
+  Merge(1, enable);
+  for (int i : {0, 1}) {
+    EXPECT_EQ(Value(i, "r", "owner").values, std::vector<std::string>{"bob"});
+    EXPECT_TRUE(Value(i, "r", "vip").enabled);
+  }
+}
+
+TEST_F(CrdtReplicaTest, BadInputAppliesNothing) {
+  Update(0, "r", {Incr("views", 1)});
+  const uint64_t root = replicas_[0]->Root(table_.id());
+  auto refused = [&](std::vector<CrdtOp> ops, absl::StatusCode code,
+                     const std::string& says) {
+    auto r = replicas_[0]->Update(table_, "r", ops);
+    EXPECT_EQ(r.status().code(), code) << r.status();
+    EXPECT_NE(r.status().message().find(says), std::string::npos) << r.status();
+  };
+  refused({Incr("views", 5), Elements(CrdtOp::kAdd, {"x"}), Incr("items", 1)},
+          absl::StatusCode::kInvalidArgument, "is a set: use add or remove");
+  refused({Incr("views", -1)}, absl::StatusCode::kInvalidArgument,
+          "only grows");
+  refused({Incr("nope", 1)}, absl::StatusCode::kNotFound, "has no column nope");
+  refused({Elements(CrdtOp::kAdd, {std::string(5000, 'x')})},
+          absl::StatusCode::kInvalidArgument, "4096-byte limit");
+  refused({Set("note", "v", "garbage")}, absl::StatusCode::kInvalidArgument,
+          "context");
+  refused({Set("owner", "v", "ctx")}, absl::StatusCode::kInvalidArgument,
+          "takes no context");
+  EXPECT_EQ(replicas_[0]->Root(table_.id()), root);
+  EXPECT_EQ(Value(0, "r", "views").count, 1);
+
+  // A corrupted change from a peer is refused whole.
+  CrdtRowChange c = Update(1, "r", {Incr("views", 3), Incr("stock", 1)});
+  CrdtRowChange bad = c;
+  bad.entries[1].second = "\x01\x02garbage";
+  EXPECT_EQ(replicas_[0]->Merge(table_, bad).code(),
+            absl::StatusCode::kInvalidArgument);
+  CrdtRowChange wrong = c;
+  wrong.entries[0].first = std::string("items\0s", 7);
+  EXPECT_EQ(replicas_[0]->Merge(table_, wrong).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(replicas_[0]->Root(table_.id()), root);
+}
+
+TEST_F(CrdtReplicaTest, UpdatesAreDurableAndTheIdAndDigestsSurviveARestart) {
+  const clocks::ReplicaId id = replicas_[0]->id();
+  for (int k = 0; k < 50; ++k) {
+    Update(0, "r" + std::to_string(k), {Elements(CrdtOp::kAdd, {"e"})});
+  }
+  const uint64_t root = replicas_[0]->Root(table_.id());
+  EXPECT_EQ(engines_[0].unsynced_writes(), 0u);
+  engines_[0].Crash();
+  Open(0);
+  EXPECT_EQ(replicas_[0]->id(), id);
+  EXPECT_EQ(replicas_[0]->Root(table_.id()), root);
+  EXPECT_EQ(replicas_[0]->stats().elements, 50u);
+  // A wiped store is a new replica: its dots never collide with the old.
+  storage::MemoryEngine fresh;
+  auto other = CrdtReplica::Open(&fresh, &clock_);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE((*other)->id(), id);
+}
+
+TEST_F(CrdtReplicaTest, ConcurrentUpdatesShareSyncsAndLoseNothing) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 200; ++k) {
+        auto r = replicas_[0]->Update(
+            table_, "hot",
+            {Incr("views", 1), Elements(CrdtOp::kAdd, {std::to_string(t)})});
+        ASSERT_TRUE(r.ok());
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(Value(0, "hot", "views").count, 1600);
+  EXPECT_EQ(Value(0, "hot", "items").values.size(), 8u);
+}
+
+using CrdtSchemaTest = ModuleTest;
+
+kvpb::Command CreateCmd(
+    const std::string& name,
+    std::vector<std::pair<std::string, kvpb::CrdtColumnType>> cols) {
+  kvpb::Command cmd;
+  cmd.mutable_crdt_table_create()->set_name(name);
+  for (auto& [n, t] : cols) {
+    kvpb::CrdtColumn* c = cmd.mutable_crdt_table_create()->add_columns();
+    c->set_name(n);
+    c->set_type(t);
+  }
+  return cmd;
+}
+
+TEST_F(CrdtSchemaTest, TablesAreCreatedAlteredAndDroppedAndTypesNeverChange) {
+  kvpb::CommandResult r =
+      Apply(CreateCmd("carts", {{"items", kvpb::CRDT_AW_SET}}), 100);
+  ASSERT_EQ(r.error_code(), 0) << r.error_message();
+  const uint64_t id = r.crdt_table().table().id();
+  EXPECT_EQ(id, index_);
+  EXPECT_EQ(
+      Apply(CreateCmd("carts", {{"x", kvpb::CRDT_EW_FLAG}}), 101).error_code(),
+      static_cast<int>(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(Apply(CreateCmd("Bad name", {{"x", kvpb::CRDT_EW_FLAG}}), 101)
+                .error_code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(Apply(CreateCmd("t2", {{"x", kvpb::CRDT_EW_FLAG},
+                                   {"x", kvpb::CRDT_AW_SET}}),
+                  101)
+                .error_code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(
+      Apply(CreateCmd("t3", {{"x", kvpb::CRDT_UNKNOWN}}), 101).error_code(),
+      static_cast<int>(absl::StatusCode::kInvalidArgument));
+
+  kvpb::Command alter;
+  alter.mutable_crdt_table_alter()->set_name("carts");
+  kvpb::CrdtColumn* c = alter.mutable_crdt_table_alter()->add_add_columns();
+  c->set_name("items");
+  c->set_type(kvpb::CRDT_G_COUNTER);
+  r = Apply(alter, 102);
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(r.error_message().find("never changes"), std::string::npos);
+  c->set_name("views");
+  ASSERT_EQ(Apply(alter, 103).error_code(), 0);
+  auto t = sm_->crdt_schema().Get("carts");
+  ASSERT_TRUE(t.ok() && t->has_value());
+  EXPECT_EQ((*t)->columns_size(), 2);
+  EXPECT_EQ((*t)->id(), id);
+
+  kvpb::Command drop;
+  drop.set_crdt_table_drop("carts");
+  ASSERT_EQ(Apply(drop, 104).error_code(), 0);
+  EXPECT_EQ(Apply(drop, 105).error_code(),
+            static_cast<int>(absl::StatusCode::kNotFound));
+  r = Apply(CreateCmd("carts", {{"items", kvpb::CRDT_AW_SET}}), 106);
+  EXPECT_GT(r.crdt_table().table().id(), id);  // starts empty
+}
+
+}  // namespace
+}  // namespace tally::kv
