@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "rpc/cluster.grpc.pb.h"
+#include "rpc/crdt.grpc.pb.h"
 #include "rpc/idem.grpc.pb.h"
 #include "rpc/kv.grpc.pb.h"
 #include "rpc/lock.grpc.pb.h"
@@ -161,6 +162,26 @@ class Client {
       const std::vector<rpc::SagaState>& states,
       std::chrono::milliseconds idle = {}, size_t limit = 0,
       rpc::ReadMode mode = rpc::LINEARIZABLE);
+
+  // CRDT tables (rpc/crdt.proto). Schema changes go through the metadata
+  // group (a lost answer is not retried: sending it again says whether it
+  // was applied). Updates and reads are answered by one node: the first
+  // endpoint until it fails, then the next. An Update is sent once: on
+  // UNAVAILABLE or DEADLINE_EXCEEDED its outcome is unknown (an increment
+  // sent again could count twice), and the next call goes to another node.
+  absl::StatusOr<rpc::CrdtTable> CrdtCreateTable(
+      const std::string& name, const std::vector<rpc::CrdtColumn>& columns);
+  absl::StatusOr<rpc::CrdtTable> CrdtAlterTable(
+      const std::string& name, const std::vector<rpc::CrdtColumn>& add);
+  absl::Status CrdtDropTable(const std::string& name);
+  absl::StatusOr<std::vector<rpc::CrdtTable>> CrdtTables();
+  absl::StatusOr<rpc::CrdtUpdateResponse> CrdtUpdate(
+      const rpc::CrdtUpdateRequest& req);
+  absl::StatusOr<rpc::CrdtGetResponse> CrdtGet(
+      const std::string& table, const std::string& row,
+      rpc::CrdtReadMode mode = rpc::CRDT_LOCAL);
+  absl::StatusOr<rpc::CrdtStatusResponse> CrdtStatus(
+      const std::string& endpoint);
 
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
   // The standard gRPC health check of one node: OK when it serves,

@@ -17,7 +17,9 @@ constexpr size_t kMaxQueuedMessages = 10000;
 constexpr auto kReconnectDelay = std::chrono::milliseconds(200);
 constexpr auto kSnapshotDeadline = std::chrono::minutes(30);
 
-std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
+}  // namespace
+
+std::shared_ptr<grpc::Channel> DialPeer(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -28,8 +30,6 @@ std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                    args);
 }
-
-}  // namespace
 
 // One peer node: a queue and a thread that keeps a stream open to it.
 class GrpcTransport::Peer {
@@ -80,7 +80,7 @@ class GrpcTransport::Peer {
         std::this_thread::sleep_for(kReconnectDelay);
         continue;
       }
-      auto stub = RaftTransport::NewStub(Dial(address));
+      auto stub = RaftTransport::NewStub(DialPeer(address));
       auto ctx = std::make_unique<grpc::ClientContext>();
       BatchAck ack;
       {
@@ -267,7 +267,7 @@ absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
   if (address.empty()) {
     return absl::UnavailableError(absl::StrCat("no address for node ", from));
   }
-  auto stub = RaftTransport::NewStub(Dial(address));
+  auto stub = RaftTransport::NewStub(DialPeer(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + kSnapshotDeadline);
   {

@@ -17,6 +17,11 @@
 
 namespace tally::rpc {
 
+// A channel to another node's peer port: large messages, pings every 2 s
+// (a peer cut off without a reset is noticed within seconds), and
+// reconnects at most 500 ms apart once it is back.
+std::shared_ptr<grpc::Channel> DialPeer(const std::string& address);
+
 // Raft traffic between nodes over gRPC: one long-lived client stream per
 // peer node carries the messages of every group in batches; snapshots are
 // pulled by the receiver as a server stream of chunks.

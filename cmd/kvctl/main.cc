@@ -13,6 +13,7 @@
 #include "cmd/kvctl/idem_commands.h"
 #include "cmd/kvctl/lock_commands.h"
 #include "cmd/kvctl/output.h"
+#include "cmd/kvctl/crdt_commands.h"
 #include "cmd/kvctl/saga_commands.h"
 
 namespace {
@@ -207,6 +208,7 @@ int main(int argc, char** argv) {
   tally::kvctl::LockCommands locks(app);
   tally::kvctl::IdemCommands idem(app);
   tally::kvctl::SagaCommands sagas(app);
+  tally::kvctl::CrdtCommands crdts(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -231,6 +233,7 @@ int main(int argc, char** argv) {
   if (std::optional<int> rc = locks.Run(c, json)) return *rc;
   if (std::optional<int> rc = idem.Run(c, json)) return *rc;
   if (std::optional<int> rc = sagas.Run(c, json)) return *rc;
+  if (std::optional<int> rc = crdts.Run(c, json)) return *rc;
   if (*put) {
     if (put_value->count() == 0) {
       value.assign(std::istreambuf_iterator<char>(std::cin),

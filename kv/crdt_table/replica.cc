@@ -348,11 +348,8 @@ void CrdtReplica::StageLocked(const std::string& key,
 }
 
 absl::Status CrdtReplica::CommitLocked() {
-  if (!pending_.empty() || !overlay_.empty()) {
-    // Everything staged by this call has sequence staged_ + 1.
-    bool staged_here = !pending_.empty();
-    if (staged_here) ++staged_;
-  }
+  // What was staged since the last commit has sequence staged_ + 1.
+  if (!pending_.empty()) ++staged_;
   const uint64_t target = staged_;
   while (durable_ < target && broken_.ok()) {
     if (writing_) {
@@ -562,6 +559,22 @@ absl::Status CrdtReplica::Merge(const kvpb::CrdtTable& table,
   if (!broken_.ok()) return broken_;
   if (absl::Status s = MergeLocked(table, change); !s.ok()) return s;
   return CommitLocked();
+}
+
+std::vector<absl::Status> CrdtReplica::MergeAll(
+    const std::vector<Incoming>& changes) {
+  absl::MutexLock l(&mu_);
+  std::vector<absl::Status> out;
+  out.reserve(changes.size());
+  for (const Incoming& in : changes) {
+    out.push_back(broken_.ok() ? MergeLocked(*in.table, *in.change) : broken_);
+  }
+  if (absl::Status s = CommitLocked(); !s.ok()) {
+    for (absl::Status& st : out) {
+      if (st.ok()) st = s;
+    }
+  }
+  return out;
 }
 
 absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,

@@ -115,6 +115,13 @@ class CrdtReplica {
   // (nothing merged) for an entry that does not decode, or whose column is
   // unknown or of another type.
   absl::Status Merge(const kvpb::CrdtTable& table, const CrdtRowChange& change);
+  // Several changes, each merged or refused on its own, made durable by
+  // one synced write; the status of each, in order.
+  struct Incoming {
+    const kvpb::CrdtTable* table;
+    const CrdtRowChange* change;
+  };
+  std::vector<absl::Status> MergeAll(const std::vector<Incoming>& changes);
 
   // The row's columns that hold something.
   absl::StatusOr<std::vector<CrdtValue>> Read(const kvpb::CrdtTable& table,

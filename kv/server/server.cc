@@ -92,6 +92,7 @@ class ServerImpl final : public Server {
                          std::chrono::seconds(2));
       }
     }
+    if (node_.crdt) node_.crdt->Stop();
     if (node_.host) node_.host->Stop();
     node_.reads.reset();  // answers what the host's stop failed
     node_.scans.reset();
@@ -117,7 +118,8 @@ class ServerImpl final : public Server {
   bool Stopping(absl::Duration d);
 
   Node node_;
-  std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_, idem_, sagas_;
+  std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_, idem_, sagas_,
+      crdt_;
   // Clients' and peers' (the raft transport).
   std::unique_ptr<grpc::Server> grpc_, peer_grpc_;
   bool down_ = false;
@@ -301,6 +303,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   // first reaches out, and catches up by snapshot.
   RETURN_IF_ERROR(node_.host->Start());
   RefreshDirectory();
+  ASSIGN_OR_RETURN(node_.crdt,
+                   CrdtReplication::Start(&node_, o.data_dir + "/crdt"));
 
   kv_ = NewKvService(&node_);
   cluster_ = NewClusterService(&node_);
@@ -308,6 +312,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   locks_ = NewLockService(&node_);
   idem_ = NewIdemService(&node_);
   sagas_ = NewSagaService(&node_);
+  crdt_ = NewCrdtService(&node_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   // Clients and peers have servers of their own, for their keepalives
@@ -345,10 +350,12 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   clients.RegisterService(locks_.get());
   clients.RegisterService(idem_.get());
   clients.RegisterService(sagas_.get());
+  clients.RegisterService(crdt_.get());
   grpc_ = clients.BuildAndStart();
   grpc::ServerBuilder peers;
   listen(peers, o.peer_address, &peer_port, 2'000, 2'000);
   peers.RegisterService(node_.transport->service());
+  peers.RegisterService(node_.crdt->peer_service());
   peer_grpc_ = peers.BuildAndStart();
   if (!grpc_ || !peer_grpc_ || client_port == 0 || peer_port == 0) {
     return absl::UnavailableError(absl::StrCat(

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "kv/server/internal/crdt_replication.h"
 #include "kv/server/internal/group_registry.h"
 #include "kv/server/internal/lock_waits.h"
 #include "kv/server/internal/rpc_stats.h"
@@ -56,6 +57,8 @@ struct Node {
   // streams watching one.
   LockWaits lock_waits;
   LockObservers lock_observers;
+  // This node's replica of the CRDT tables, and its replication.
+  std::unique_ptr<CrdtReplication> crdt;
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
@@ -105,6 +108,7 @@ std::unique_ptr<grpc::Service> NewLeaseService(Node* node);
 std::unique_ptr<grpc::Service> NewLockService(Node* node);
 std::unique_ptr<grpc::Service> NewIdemService(Node* node);
 std::unique_ptr<grpc::Service> NewSagaService(Node* node);
+std::unique_ptr<grpc::Service> NewCrdtService(Node* node);
 
 // The shortest lease or idempotency claim: twice the election timeout.
 int64_t MinTtlMs(const ServerOptions& o);

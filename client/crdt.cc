@@ -1,0 +1,115 @@
+// Client calls of rpc/crdt.proto.
+
+#include "client/client.h"
+#include "client/internal/call.h"
+
+namespace tally::client {
+
+absl::StatusOr<rpc::CrdtTable> Client::CrdtCreateTable(
+    const std::string& name, const std::vector<rpc::CrdtColumn>& columns) {
+  absl::StatusOr<uint64_t> meta = MetaGroup();
+  if (!meta.ok()) return meta.status();
+  rpc::CrdtCreateTableRequest req;
+  req.set_name(name);
+  for (const rpc::CrdtColumn& c : columns) *req.add_columns() = c;
+  rpc::CrdtTableResponse resp;
+  absl::Status st = Call(*meta, false, [&](auto ch, auto& ctx) {
+    return rpc::Crdt::NewStub(ch)->CreateTable(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return std::move(*resp.mutable_table());
+}
+
+absl::StatusOr<rpc::CrdtTable> Client::CrdtAlterTable(
+    const std::string& name, const std::vector<rpc::CrdtColumn>& add) {
+  absl::StatusOr<uint64_t> meta = MetaGroup();
+  if (!meta.ok()) return meta.status();
+  rpc::CrdtAlterTableRequest req;
+  req.set_name(name);
+  for (const rpc::CrdtColumn& c : add) *req.add_add_columns() = c;
+  rpc::CrdtTableResponse resp;
+  absl::Status st = Call(*meta, false, [&](auto ch, auto& ctx) {
+    return rpc::Crdt::NewStub(ch)->AlterTable(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return std::move(*resp.mutable_table());
+}
+
+absl::Status Client::CrdtDropTable(const std::string& name) {
+  absl::StatusOr<uint64_t> meta = MetaGroup();
+  if (!meta.ok()) return meta.status();
+  rpc::CrdtDropTableRequest req;
+  req.set_name(name);
+  rpc::CrdtTableResponse resp;
+  return Call(*meta, false, [&](auto ch, auto& ctx) {
+    return rpc::Crdt::NewStub(ch)->DropTable(&ctx, req, &resp);
+  });
+}
+
+absl::StatusOr<std::vector<rpc::CrdtTable>> Client::CrdtTables() {
+  rpc::CrdtTablesResponse resp;
+  absl::Status st = Call(kAnyNode, true, [&](auto ch, auto& ctx) {
+    return rpc::Crdt::NewStub(ch)->Tables(&ctx, rpc::CrdtTablesRequest(),
+                                          &resp);
+  });
+  if (!st.ok()) return st;
+  return std::vector<rpc::CrdtTable>(resp.tables().begin(),
+                                     resp.tables().end());
+}
+
+absl::StatusOr<rpc::CrdtUpdateResponse> Client::CrdtUpdate(
+    const rpc::CrdtUpdateRequest& req) {
+  std::string target;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = leader_.find(kAnyNode);
+    target = it != leader_.end()
+                 ? it->second
+                 : endpoints_[next_endpoint_ % endpoints_.size()];
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(internal::Clock::now() + options_.timeout);
+  rpc::CrdtUpdateResponse resp;
+  grpc::Status st =
+      rpc::Crdt::NewStub(Channel(target))->Update(&ctx, req, &resp);
+  if (st.ok()) {
+    absl::MutexLock l(&mu_);
+    leader_[kAnyNode] = target;
+    return resp;
+  }
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    absl::MutexLock l(&mu_);
+    leader_.erase(kAnyNode);
+    ++next_endpoint_;
+  }
+  return rpc::FromGrpc(st, &ctx);
+}
+
+absl::StatusOr<rpc::CrdtGetResponse> Client::CrdtGet(const std::string& table,
+                                                     const std::string& row,
+                                                     rpc::CrdtReadMode mode) {
+  rpc::CrdtGetRequest req;
+  req.set_table(table);
+  req.set_row(row);
+  req.set_mode(mode);
+  rpc::CrdtGetResponse resp;
+  absl::Status st = Call(kAnyNode, true, [&](auto ch, auto& ctx) {
+    return rpc::Crdt::NewStub(ch)->Get(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::CrdtStatusResponse> Client::CrdtStatus(
+    const std::string& endpoint) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(internal::Clock::now() + options_.timeout);
+  rpc::CrdtStatusResponse resp;
+  grpc::Status st = rpc::Crdt::NewStub(Channel(endpoint))
+                        ->Status(&ctx, rpc::CrdtStatusRequest(), &resp);
+  if (!st.ok()) return rpc::FromGrpc(st, &ctx);
+  return resp;
+}
+
+}  // namespace tally::client

@@ -1,0 +1,256 @@
+#include "cmd/kvctl/crdt_commands.h"
+
+#include <iostream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cmd/kvctl/output.h"
+
+namespace tally::kvctl {
+namespace {
+
+constexpr const char* kTypes =
+    "g_counter, pn_counter, lww_register, mv_register, flag or set";
+
+// "g_counter", ...: the enum's name without its prefix.
+std::string Name(rpc::CrdtType t) {
+  return absl::AsciiStrToLower(rpc::CrdtType_Name(t).substr(5));
+}
+
+absl::StatusOr<std::vector<rpc::CrdtColumn>> ParseColumns(
+    const std::vector<std::string>& specs) {
+  std::vector<rpc::CrdtColumn> out;
+  for (const std::string& spec : specs) {
+    const size_t colon = spec.find(':');
+    rpc::CrdtType type = rpc::CRDT_TYPE_UNKNOWN;
+    if (colon == std::string::npos ||
+        !rpc::CrdtType_Parse(
+            "CRDT_" + absl::AsciiStrToUpper(spec.substr(colon + 1)), &type) ||
+        type == rpc::CRDT_TYPE_UNKNOWN) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "column \"", spec, "\" must be NAME:TYPE, TYPE one of ", kTypes));
+    }
+    rpc::CrdtColumn c;
+    c.set_name(spec.substr(0, colon));
+    c.set_type(type);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::string Quoted(const std::string& s) {
+  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
+}
+
+// COLUMN<tab>TYPE<tab>VALUE; an mv_register's context on a line of its own.
+void Print(const rpc::CrdtValue& v) {
+  std::string value;
+  switch (v.type()) {
+    case rpc::CRDT_G_COUNTER:
+    case rpc::CRDT_PN_COUNTER:
+      value = absl::StrCat(v.count());
+      break;
+    case rpc::CRDT_FLAG:
+      value = v.enabled() ? "enabled" : "disabled";
+      break;
+    case rpc::CRDT_SET: {
+      std::vector<std::string> q;
+      for (const std::string& e : v.values()) q.push_back(Quoted(e));
+      value = absl::StrCat("{", absl::StrJoin(q, ", "), "}");
+      break;
+    }
+    default: {
+      std::vector<std::string> q;
+      for (const std::string& e : v.values()) q.push_back(Quoted(e));
+      value = q.empty() ? "(unset)" : absl::StrJoin(q, " | ");
+      if (v.values_size() > 1) absl::StrAppend(&value, "  (siblings)");
+      break;
+    }
+  }
+  std::cout << v.column() << "\t" << Name(v.type()) << "\t" << value << "\n";
+  if (v.type() == rpc::CRDT_MV_REGISTER && !v.context().empty()) {
+    std::cout << "  context: " << absl::Base64Escape(v.context()) << "\n";
+  }
+}
+
+}  // namespace
+
+CrdtCommands::CrdtCommands(CLI::App& app) {
+  auto* crdt = app.add_subcommand(
+      "crdt",
+      "CRDT tables: rows writable on any node, even one cut off from the "
+      "others, merged as replicas meet");
+  crdt->require_subcommand(1);
+  create_ =
+      crdt->add_subcommand("create", "create TABLE with columns NAME:TYPE (" +
+                                         std::string(kTypes) + ")");
+  alter_ = crdt->add_subcommand(
+      "alter",
+      "add columns NAME:TYPE to TABLE (a column's type never changes)");
+  for (auto* c : {create_, alter_}) {
+    c->add_option("table", table_)->required();
+    c->add_option("columns", columns_)->required();
+  }
+  drop_ = crdt->add_subcommand("drop", "drop TABLE and its rows");
+  drop_->add_option("table", table_)->required();
+  tables_ = crdt->add_subcommand("tables", "every table and its columns");
+  incr_ = crdt->add_subcommand(
+      "incr", "add N (default 1; negative for a pn_counter) to a counter");
+  add_ = crdt->add_subcommand("add", "add elements to a set");
+  remove_ = crdt->add_subcommand(
+      "remove", "remove elements from a set (the adds this node has seen)");
+  set_ = crdt->add_subcommand(
+      "set",
+      "write a register; for an mv_register pass the context of a read "
+      "(--context) to replace the siblings it showed");
+  enable_ = crdt->add_subcommand("enable", "enable a flag");
+  disable_ = crdt->add_subcommand("disable", "disable a flag");
+  get_ = crdt->add_subcommand(
+      "get", "print a row: COLUMN TYPE VALUE (exit 1 if it holds nothing)");
+  for (auto* c : {incr_, add_, remove_, set_, enable_, disable_, get_}) {
+    c->add_option("table", table_)->required();
+    c->add_option("row", row_)->required();
+  }
+  for (auto* c : {incr_, add_, remove_, set_, enable_, disable_}) {
+    c->add_option("column", column_)->required();
+  }
+  incr_->add_option("n", amount_, "how much (default 1)");
+  for (auto* c : {add_, remove_}) {
+    c->add_option("elements", elements_)->required();
+  }
+  set_->add_option("value", value_)->required();
+  set_->add_option("--context", context_,
+                   "an mv_register's context, as `crdt get` printed it");
+  get_->add_flag("--majority", majority_,
+                 "merge the row from a majority of the nodes first");
+  status_ = crdt->add_subcommand(
+      "status",
+      "each endpoint's replica: size, and per peer the deltas pending, "
+      "sent and dropped and the last anti-entropy round");
+}
+
+int CrdtCommands::Update(client::Client& c, rpc::CrdtOp op, bool json) {
+  rpc::CrdtUpdateRequest req;
+  req.set_table(table_);
+  req.set_row(row_);
+  op.set_column(column_);
+  *req.add_ops() = std::move(op);
+  auto r = c.CrdtUpdate(req);
+  if (!r.ok()) return Fail(r.status());
+  std::cout << (json ? Json(*r) : absl::StrCat("OK (n", r->node(), ")"))
+            << "\n";
+  return kExitOk;
+}
+
+std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
+  if (*create_ || *alter_) {
+    auto cols = ParseColumns(columns_);
+    if (!cols.ok()) return Fail(cols.status());
+    auto r = *create_ ? c.CrdtCreateTable(table_, *cols)
+                      : c.CrdtAlterTable(table_, *cols);
+    if (!r.ok()) return Fail(r.status());
+    std::cout << (json ? Json(*r) : "OK") << "\n";
+    return kExitOk;
+  }
+  if (*drop_) {
+    absl::Status st = c.CrdtDropTable(table_);
+    if (!st.ok()) return Fail(st);
+    std::cout << "OK\n";
+    return kExitOk;
+  }
+  if (*tables_) {
+    auto r = c.CrdtTables();
+    if (!r.ok()) return Fail(r.status());
+    for (const rpc::CrdtTable& t : *r) {
+      if (json) {
+        std::cout << Json(t) << "\n";
+        continue;
+      }
+      std::vector<std::string> cols;
+      for (const rpc::CrdtColumn& col : t.columns()) {
+        cols.push_back(absl::StrCat(col.name(), ":", Name(col.type())));
+      }
+      std::cout << t.name() << "\t" << absl::StrJoin(cols, " ") << "\n";
+    }
+    return kExitOk;
+  }
+  rpc::CrdtOp op;
+  if (*incr_) {
+    op.set_kind(rpc::CrdtOp::INCREMENT);
+    op.set_amount(amount_);
+    return Update(c, op, json);
+  }
+  if (*add_ || *remove_) {
+    op.set_kind(*add_ ? rpc::CrdtOp::ADD : rpc::CrdtOp::REMOVE);
+    for (const std::string& e : elements_) op.add_elements(e);
+    return Update(c, op, json);
+  }
+  if (*set_) {
+    op.set_kind(rpc::CrdtOp::SET);
+    op.set_value(value_);
+    std::string context;
+    if (!context_.empty() && !absl::Base64Unescape(context_, &context)) {
+      return Fail(absl::InvalidArgumentError(
+          "--context is not base64 (pass it as `crdt get` printed it)"));
+    }
+    op.set_context(context);
+    return Update(c, op, json);
+  }
+  if (*enable_ || *disable_) {
+    op.set_kind(*enable_ ? rpc::CrdtOp::ENABLE : rpc::CrdtOp::DISABLE);
+    return Update(c, op, json);
+  }
+  if (*get_) {
+    auto r = c.CrdtGet(table_, row_,
+                       majority_ ? rpc::CRDT_MAJORITY : rpc::CRDT_LOCAL);
+    if (!r.ok()) return Fail(r.status());
+    if (json) {
+      std::cout << Json(*r) << "\n";
+    } else {
+      for (const rpc::CrdtValue& v : r->values()) Print(v);
+    }
+    return r->values().empty() ? kExitNo : kExitOk;
+  }
+  if (*status_) {
+    int rc = kExitOk;
+    for (const std::string& ep : c.endpoints()) {
+      auto r = c.CrdtStatus(ep);
+      if (!r.ok()) {
+        std::cout << ep << "\t" << r.status().message() << "\n";
+        rc = kExitUnavailable;
+        continue;
+      }
+      if (json) {
+        std::cout << Json(*r) << "\n";
+        continue;
+      }
+      std::cout << "n" << r->node() << " (" << ep << ") replica "
+                << absl::StrCat(absl::Hex(r->replica())) << ": " << r->entries()
+                << " entries, " << r->bytes() << " bytes, " << r->elements()
+                << " set elements; refused changes " << r->refused_changes()
+                << "\n";
+      for (const rpc::CrdtPeerStatus& p : r->peers()) {
+        std::cout << "  n" << p.node() << "\t"
+                  << (p.in_sync() ? "in sync"
+                                  : absl::StrCat(p.differing_buckets(),
+                                                 " buckets differ"))
+                  << ", last sync "
+                  << (p.last_sync_ago_ms() < 0
+                          ? std::string("never")
+                          : absl::StrCat(p.last_sync_ago_ms() / 1000.0,
+                                         " s ago"))
+                  << "; deltas pending " << p.pending_deltas() << ", sent "
+                  << p.sent_deltas() << ", dropped " << p.dropped_deltas()
+                  << "; pulled " << p.rows_pulled() << " rows";
+        if (!p.last_error().empty()) std::cout << "; " << p.last_error();
+        std::cout << "\n";
+      }
+    }
+    return rc;
+  }
+  return std::nullopt;
+}
+
+}  // namespace tally::kvctl

@@ -1,0 +1,37 @@
+#ifndef TALLY_CMD_KVCTL_CRDT_COMMANDS_H_
+#define TALLY_CMD_KVCTL_CRDT_COMMANDS_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "client/client.h"
+
+namespace tally::kvctl {
+
+// kvctl's CRDT table commands: `crdt create|alter|drop|tables` for schemas,
+// `crdt incr|add|remove|set|enable|disable` to write a row on the node
+// asked (even one cut off from the others), `crdt get` to read one, and
+// `crdt status` for each node's replication.
+class CrdtCommands {
+ public:
+  // Adds the commands to `app`.
+  explicit CrdtCommands(CLI::App& app);
+  // Runs the command parsed, if it is one of these: its exit code.
+  std::optional<int> Run(client::Client& c, bool json);
+
+ private:
+  int Update(client::Client& c, rpc::CrdtOp op, bool json);
+
+  CLI::App *create_, *alter_, *drop_, *tables_, *incr_, *add_, *remove_, *set_,
+      *enable_, *disable_, *get_, *status_;
+  std::string table_, row_, column_, value_, context_;
+  std::vector<std::string> columns_, elements_;
+  int64_t amount_ = 1;
+  bool majority_ = false;
+};
+
+}  // namespace tally::kvctl
+
+#endif  // TALLY_CMD_KVCTL_CRDT_COMMANDS_H_

@@ -1,0 +1,542 @@
+#include "kv/server/internal/crdt_replication.h"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kv/server/internal/node.h"
+#include "kv/storage/leveldb_engine.h"
+#include "rpc/grpc_transport.h"
+#include "spdlog/spdlog.h"
+
+namespace tally::kv::server {
+
+namespace {
+
+using Clock = std::chrono::system_clock;
+
+// Threads that run client updates and reads (each waits for a synced
+// write, which concurrent ones share), and the calls that may wait for one.
+constexpr int kWorkers = 16;
+constexpr size_t kMaxQueuedCalls = 10000;
+// Deltas waiting for one peer before new ones are dropped (anti-entropy
+// repairs what they carried), and what one push carries at most.
+constexpr size_t kMaxQueuedDeltas = 100'000;
+constexpr size_t kMaxPushChanges = 1000;
+constexpr size_t kMaxPushBytes = 4 << 20;
+// Anti-entropy: how often, how many buckets one pull asks for, and the
+// bytes of rows one answer carries at most.
+constexpr absl::Duration kSyncEvery = absl::Seconds(1);
+constexpr size_t kBucketsPerPull = 64;
+constexpr size_t kMaxPullBytes = 16 << 20;
+constexpr auto kPeerCallTimeout = std::chrono::seconds(5);
+// Refused changes are logged at most this often.
+constexpr auto kRefusalLogEvery = std::chrono::seconds(10);
+
+rpc::CrdtRowChange ToWire(const kvpb::CrdtTable& t, const CrdtRowChange& c) {
+  rpc::CrdtRowChange w;
+  w.set_table(t.name());
+  w.set_table_id(c.table);
+  w.set_row(c.row);
+  w.set_full(c.full);
+  for (const auto& [k, v] : c.entries) {
+    w.add_entry_keys(k);
+    w.add_entry_values(v);
+  }
+  return w;
+}
+
+CrdtRowChange FromWire(const rpc::CrdtRowChange& w) {
+  CrdtRowChange c;
+  c.table = w.table_id();
+  c.row = w.row();
+  c.full = w.full();
+  for (int i = 0; i < w.entry_keys_size() && i < w.entry_values_size(); ++i) {
+    c.entries.emplace_back(w.entry_keys(i), w.entry_values(i));
+  }
+  return c;
+}
+
+}  // namespace
+
+struct CrdtReplication::Peer {
+  explicit Peer(uint64_t id) : id(id) {}
+  const uint64_t id;
+  absl::Mutex mu;
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  std::string address ABSL_GUARDED_BY(mu);
+  std::shared_ptr<rpc::CrdtPeer::Stub> stub ABSL_GUARDED_BY(mu);
+  std::deque<std::shared_ptr<const rpc::CrdtRowChange>> queue
+      ABSL_GUARDED_BY(mu);
+  uint64_t sent ABSL_GUARDED_BY(mu) = 0;
+  uint64_t dropped ABSL_GUARDED_BY(mu) = 0;
+  std::optional<std::chrono::steady_clock::time_point> last_sync
+      ABSL_GUARDED_BY(mu);
+  uint32_t differing ABSL_GUARDED_BY(mu) = 0;
+  bool in_sync ABSL_GUARDED_BY(mu) = false;
+  uint64_t rows_pulled ABSL_GUARDED_BY(mu) = 0;
+  uint64_t bytes_pulled ABSL_GUARDED_BY(mu) = 0;
+  std::string last_error ABSL_GUARDED_BY(mu);
+  std::thread pusher;
+
+  // The stub for `addr`, made anew when the peer moved.
+  std::shared_ptr<rpc::CrdtPeer::Stub> Stub(const std::string& addr) {
+    absl::MutexLock l(&mu);
+    if (addr != address || !stub) {
+      address = addr;
+      stub = rpc::CrdtPeer::NewStub(rpc::DialPeer(addr));
+    }
+    return stub;
+  }
+};
+
+class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
+ public:
+  explicit PeerService(CrdtReplication* r) : r_(r) {}
+
+  grpc::Status Push(grpc::ServerContext*, const rpc::CrdtPushRequest* req,
+                    rpc::CrdtPushResponse* resp) override {
+    if (grpc::Status st = Check(req->cluster_id(), req->from_node());
+        !st.ok()) {
+      return st;
+    }
+    const uint32_t refused = r_->MergeFrom(req->from_node(), req->changes());
+    resp->set_refused(refused);
+    resp->set_merged(req->changes_size() - refused);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Digest(grpc::ServerContext*, const rpc::CrdtDigestRequest* req,
+                      rpc::CrdtDigestResponse* resp) override {
+    if (grpc::Status st = Check(req->cluster_id(), req->from_node());
+        !st.ok()) {
+      return st;
+    }
+    for (const rpc::CrdtTableRoot& t : req->tables()) {
+      absl::StatusOr<kvpb::CrdtTable> mine = r_->Table(t.table());
+      if (!mine.ok() || mine->id() != t.table_id()) continue;
+      if (r_->replica_->Root(t.table_id()) == t.root()) continue;
+      rpc::CrdtTableDigest* d = resp->add_tables();
+      d->set_table(t.table());
+      d->set_table_id(t.table_id());
+      for (uint64_t h : r_->replica_->Digest(t.table_id())) d->add_buckets(h);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Rows(grpc::ServerContext*, const rpc::CrdtRowsRequest* req,
+                    rpc::CrdtRowsResponse* resp) override {
+    if (grpc::Status st = Check(req->cluster_id(), req->from_node());
+        !st.ok()) {
+      return st;
+    }
+    absl::StatusOr<kvpb::CrdtTable> t = r_->Table(req->table());
+    if (!t.ok() || t->id() != req->table_id()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("no CRDT table ", req->table(),
+                                       " with id ", req->table_id(), " here"));
+    }
+    if (req->one_row()) {
+      std::vector<uint32_t> bucket = {CrdtReplica::BucketOf(req->row())};
+      bool more = false;
+      absl::StatusOr<std::vector<CrdtRowChange>> rows =
+          r_->replica_->Rows(t->id(), bucket, kMaxPullBytes, &more);
+      if (!rows.ok()) return rpc::ToGrpc(rows.status());
+      for (const CrdtRowChange& c : *rows) {
+        if (c.row == req->row()) *resp->add_changes() = ToWire(*t, c);
+      }
+      return grpc::Status::OK;
+    }
+    std::vector<uint32_t> buckets(req->buckets().begin(), req->buckets().end());
+    bool more = false;
+    absl::StatusOr<std::vector<CrdtRowChange>> rows = r_->replica_->Rows(
+        t->id(), buckets,
+        std::min<uint64_t>(req->max_bytes() ? req->max_bytes() : kMaxPullBytes,
+                           kMaxPullBytes),
+        &more);
+    if (!rows.ok()) return rpc::ToGrpc(rows.status());
+    for (const CrdtRowChange& c : *rows) *resp->add_changes() = ToWire(*t, c);
+    resp->set_more(more);
+    return grpc::Status::OK;
+  }
+
+ private:
+  // Only members of this cluster, never one that was removed.
+  grpc::Status Check(const std::string& cluster, uint64_t from) const {
+    Node* node = r_->node_;
+    if (cluster != node->layout.cluster_id()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("CRDT change from cluster ", cluster,
+                                       ", not ", node->layout.cluster_id()));
+    }
+    StateMachine* meta = node->Machine(kMetaGroup);
+    if (node->directory.Peer(from).empty() || meta == nullptr ||
+        meta->meta().WasRemoved(from)) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          absl::StrCat("n", from, " is not a member"));
+    }
+    {
+      absl::MutexLock l(&r_->mu_);
+      if (r_->stop_) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  CrdtReplication* const r_;
+};
+
+CrdtReplication::CrdtReplication(Node* node,
+                                 std::unique_ptr<storage::Engine> engine)
+    : node_(node), engine_(std::move(engine)) {}
+
+absl::StatusOr<std::unique_ptr<CrdtReplication>> CrdtReplication::Start(
+    Node* node, const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<storage::LevelDBEngine>> engine =
+      storage::LevelDBEngine::Open(dir);
+  if (!engine.ok()) return engine.status();
+  std::unique_ptr<CrdtReplication> r(
+      new CrdtReplication(node, *std::move(engine)));
+  absl::StatusOr<std::unique_ptr<CrdtReplica>> replica =
+      CrdtReplica::Open(r->engine_.get(), &r->clock_);
+  if (!replica.ok()) return replica.status();
+  r->replica_ = *std::move(replica);
+  r->workers_ = std::make_unique<util::ThreadPool>(kWorkers, kMaxQueuedCalls);
+  r->service_ = std::make_unique<PeerService>(r.get());
+  r->RefreshPeers();
+  r->sync_thread_ = std::thread([p = r.get()] { p->SyncLoop(); });
+  spdlog::info("[n={}] CRDT replica {:x}: {} entries", node->id,
+               r->replica_->id(), r->replica_->stats().entries);
+  return r;
+}
+
+CrdtReplication::~CrdtReplication() { Stop(); }
+
+void CrdtReplication::Stop() {
+  std::vector<Peer*> peers;
+  {
+    absl::MutexLock l(&mu_);
+    if (stop_) return;
+    stop_ = true;
+    for (auto& [id, p] : peers_) peers.push_back(p.get());
+  }
+  for (Peer* p : peers) {
+    absl::MutexLock l(&p->mu);
+    p->stop = true;
+  }
+  if (sync_thread_.joinable()) sync_thread_.join();
+  for (Peer* p : peers) {
+    if (p->pusher.joinable()) p->pusher.join();
+  }
+  workers_.reset();
+}
+
+grpc::Service* CrdtReplication::peer_service() { return service_.get(); }
+
+absl::StatusOr<kvpb::CrdtTable> CrdtReplication::Table(
+    const std::string& name) const {
+  StateMachine* meta = node_->Machine(kMetaGroup);
+  if (meta == nullptr) {
+    return absl::UnavailableError(
+        "this node has no replica of the metadata group yet");
+  }
+  absl::StatusOr<std::optional<kvpb::CrdtTable>> t =
+      meta->crdt_schema().Get(name);
+  if (!t.ok()) return t.status();
+  if (!t->has_value()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no CRDT table ", name,
+        " (create it with kvctl crdt create; a table just created may take "
+        "a moment to reach every node)"));
+  }
+  return **t;
+}
+
+void CrdtReplication::RefreshPeers() {
+  std::map<raft::NodeId, std::string> known = node_->directory.Peers();
+  absl::MutexLock l(&mu_);
+  if (stop_) return;
+  for (const auto& [id, addr] : known) {
+    if (id == node_->id || peers_.contains(id)) continue;
+    auto p = std::make_unique<Peer>(id);
+    Peer* raw = p.get();
+    peers_.emplace(id, std::move(p));
+    raw->pusher = std::thread([this, raw] { PushLoop(raw); });
+  }
+}
+
+CrdtReplication::Peer* CrdtReplication::FindPeer(uint64_t id) const {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second.get();
+}
+
+void CrdtReplication::Spread(const kvpb::CrdtTable& table,
+                             const CrdtRowChange& change) {
+  if (change.entries.empty()) return;
+  auto wire = std::make_shared<const rpc::CrdtRowChange>(ToWire(table, change));
+  absl::MutexLock l(&mu_);
+  for (auto& [id, p] : peers_) {
+    absl::MutexLock pl(&p->mu);
+    if (p->queue.size() >= kMaxQueuedDeltas) {
+      ++p->dropped;
+    } else {
+      p->queue.push_back(wire);
+    }
+  }
+}
+
+void CrdtReplication::PushLoop(Peer* p) {
+  while (true) {
+    rpc::CrdtPushRequest req;
+    {
+      absl::MutexLock l(&p->mu);
+      auto ready = [p] {
+        p->mu.AssertReaderHeld();
+        return p->stop || !p->queue.empty();
+      };
+      p->mu.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
+      if (p->stop) return;
+      size_t bytes = 0;
+      while (!p->queue.empty() &&
+             req.changes_size() < static_cast<int>(kMaxPushChanges) &&
+             bytes < kMaxPushBytes) {
+        bytes += p->queue.front()->ByteSizeLong();
+        *req.add_changes() = *p->queue.front();
+        p->queue.pop_front();
+      }
+    }
+    if (req.changes_size() == 0) continue;
+    req.set_cluster_id(node_->layout.cluster_id());
+    req.set_from_node(node_->id);
+    const std::string addr = node_->directory.Peer(p->id);
+    grpc::Status st(grpc::StatusCode::UNAVAILABLE, "address unknown");
+    rpc::CrdtPushResponse resp;
+    if (!addr.empty()) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Clock::now() + kPeerCallTimeout);
+      st = p->Stub(addr)->Push(&ctx, req, &resp);
+    }
+    absl::MutexLock l(&p->mu);
+    if (st.ok()) {
+      p->sent += req.changes_size();
+    } else {
+      // Anti-entropy brings over what these carried.
+      p->dropped += req.changes_size();
+      p->last_error = absl::StrCat("push: ", st.error_message());
+    }
+  }
+}
+
+bool CrdtReplication::Stopping(absl::Duration d) {
+  absl::MutexLock l(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&stop_), d);
+}
+
+void CrdtReplication::SyncLoop() {
+  while (!Stopping(kSyncEvery)) {
+    RefreshPeers();
+    std::vector<Peer*> peers;
+    {
+      absl::MutexLock l(&mu_);
+      for (auto& [id, p] : peers_) peers.push_back(p.get());
+    }
+    for (Peer* p : peers) SyncWith(p);
+  }
+}
+
+void CrdtReplication::SyncWith(Peer* p) {
+  StateMachine* meta = node_->Machine(kMetaGroup);
+  const std::string addr = node_->directory.Peer(p->id);
+  if (meta == nullptr || addr.empty()) return;
+  absl::StatusOr<std::vector<kvpb::CrdtTable>> tables =
+      meta->crdt_schema().List();
+  if (!tables.ok() || tables->empty()) return;
+  std::shared_ptr<rpc::CrdtPeer::Stub> stub = p->Stub(addr);
+  rpc::CrdtDigestRequest req;
+  req.set_cluster_id(node_->layout.cluster_id());
+  req.set_from_node(node_->id);
+  std::map<std::string, const kvpb::CrdtTable*> by_name;
+  for (const kvpb::CrdtTable& t : *tables) {
+    rpc::CrdtTableRoot* r = req.add_tables();
+    r->set_table(t.name());
+    r->set_table_id(t.id());
+    r->set_root(replica_->Root(t.id()));
+    by_name[t.name()] = &t;
+  }
+  rpc::CrdtDigestResponse digests;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Clock::now() + kPeerCallTimeout);
+  grpc::Status st = stub->Digest(&ctx, req, &digests);
+  uint32_t differing = 0;
+  uint64_t rows = 0, bytes = 0;
+  for (const rpc::CrdtTableDigest& d : digests.tables()) {
+    if (!st.ok()) break;
+    auto t = by_name.find(d.table());
+    if (t == by_name.end() || t->second->id() != d.table_id() ||
+        d.buckets_size() != static_cast<int>(kCrdtBuckets)) {
+      continue;
+    }
+    const std::vector<uint64_t> mine = replica_->Digest(d.table_id());
+    std::vector<uint32_t> differ;
+    for (uint32_t i = 0; i < kCrdtBuckets; ++i) {
+      if (mine[i] != d.buckets(i)) differ.push_back(i);
+    }
+    differing += differ.size();
+    for (size_t at = 0; at < differ.size() && st.ok(); at += kBucketsPerPull) {
+      rpc::CrdtRowsRequest pull;
+      pull.set_cluster_id(node_->layout.cluster_id());
+      pull.set_from_node(node_->id);
+      pull.set_table(d.table());
+      pull.set_table_id(d.table_id());
+      for (size_t i = at; i < std::min(differ.size(), at + kBucketsPerPull);
+           ++i) {
+        pull.add_buckets(differ[i]);
+      }
+      pull.set_max_bytes(kMaxPullBytes);
+      rpc::CrdtRowsResponse got;
+      grpc::ClientContext pctx;
+      pctx.set_deadline(Clock::now() + kPeerCallTimeout);
+      st = stub->Rows(&pctx, pull, &got);
+      if (!st.ok()) break;
+      rows += got.changes_size();
+      bytes += got.ByteSizeLong();
+      MergeFrom(p->id, got.changes());
+    }
+  }
+  absl::MutexLock l(&p->mu);
+  p->rows_pulled += rows;
+  p->bytes_pulled += bytes;
+  if (st.ok()) {
+    p->last_sync = std::chrono::steady_clock::now();
+    p->differing = differing;
+    p->in_sync = differing == 0;
+    p->last_error.clear();
+  } else {
+    p->in_sync = false;
+    p->last_error = absl::StrCat("anti-entropy: ", st.error_message());
+  }
+}
+
+uint32_t CrdtReplication::MergeFrom(
+    uint64_t from,
+    const google::protobuf::RepeatedPtrField<rpc::CrdtRowChange>& changes) {
+  std::map<std::string, std::optional<kvpb::CrdtTable>> tables;
+  std::vector<CrdtRowChange> decoded;
+  std::vector<const kvpb::CrdtTable*> of;
+  decoded.reserve(changes.size());
+  uint32_t refused = 0;
+  std::string why;
+  for (const rpc::CrdtRowChange& w : changes) {
+    auto [it, fresh] = tables.try_emplace(w.table());
+    if (fresh) {
+      absl::StatusOr<kvpb::CrdtTable> t = Table(w.table());
+      if (t.ok()) it->second = *t;
+    }
+    if (!it->second || it->second->id() != w.table_id() ||
+        w.entry_keys_size() != w.entry_values_size()) {
+      ++refused;
+      why = absl::StrCat("table ", w.table(), " (id ", w.table_id(),
+                         ") unknown here or the change is malformed");
+      continue;
+    }
+    decoded.push_back(FromWire(w));
+    of.push_back(&*it->second);
+  }
+  std::vector<CrdtReplica::Incoming> in;
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    in.push_back({of[i], &decoded[i]});
+  }
+  for (const absl::Status& s : replica_->MergeAll(in)) {
+    if (!s.ok()) {
+      ++refused;
+      why = s.ToString();
+    }
+  }
+  if (refused > 0) {
+    absl::MutexLock l(&mu_);
+    refused_ += refused;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_log_ >= kRefusalLogEvery) {
+      last_refusal_log_ = now;
+      spdlog::warn("[n={}] CRDT: refused {} change(s) from n{} ({} in all): {}",
+                   node_->id, refused, from, refused_, why);
+    }
+  }
+  return refused;
+}
+
+absl::StatusOr<uint32_t> CrdtReplication::MergeFromMajority(
+    const kvpb::CrdtTable& table, const std::string& row,
+    Clock::time_point deadline) {
+  std::vector<Peer*> peers;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, p] : peers_) peers.push_back(p.get());
+  }
+  const uint32_t majority = static_cast<uint32_t>(peers.size() + 1) / 2 + 1;
+  uint32_t merged = 1;  // this node
+  for (Peer* p : peers) {
+    if (merged >= majority) break;
+    const std::string addr = node_->directory.Peer(p->id);
+    if (addr.empty()) continue;
+    rpc::CrdtRowsRequest req;
+    req.set_cluster_id(node_->layout.cluster_id());
+    req.set_from_node(node_->id);
+    req.set_table(table.name());
+    req.set_table_id(table.id());
+    req.set_row(row);
+    req.set_one_row(true);
+    rpc::CrdtRowsResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(
+        std::min(deadline, Clock::now() + std::chrono::seconds(1)));
+    if (!p->Stub(addr)->Rows(&ctx, req, &resp).ok()) continue;
+    if (MergeFrom(p->id, resp.changes()) == 0) ++merged;
+  }
+  if (merged < majority) {
+    return absl::UnavailableError(
+        absl::StrCat("a majority read needs ", majority, " of ",
+                     peers.size() + 1, " nodes; only ", merged, " answered"));
+  }
+  return merged;
+}
+
+rpc::CrdtStatusResponse CrdtReplication::Status() const {
+  rpc::CrdtStatusResponse out;
+  out.set_node(node_->id);
+  out.set_replica(replica_->id());
+  const CrdtReplica::Stats s = replica_->stats();
+  out.set_entries(s.entries);
+  out.set_bytes(s.bytes);
+  out.set_elements(s.elements);
+  out.set_element_bytes(s.element_bytes);
+  absl::MutexLock l(&mu_);
+  out.set_refused_changes(refused_);
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, p] : peers_) {
+    absl::MutexLock pl(&p->mu);
+    rpc::CrdtPeerStatus* ps = out.add_peers();
+    ps->set_node(id);
+    ps->set_pending_deltas(p->queue.size());
+    ps->set_sent_deltas(p->sent);
+    ps->set_dropped_deltas(p->dropped);
+    ps->set_last_sync_ago_ms(
+        p->last_sync ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                           now - *p->last_sync)
+                           .count()
+                     : -1);
+    ps->set_differing_buckets(p->differing);
+    ps->set_in_sync(p->in_sync);
+    ps->set_rows_pulled(p->rows_pulled);
+    ps->set_bytes_pulled(p->bytes_pulled);
+    ps->set_last_error(p->last_error);
+  }
+  return out;
+}
+
+}  // namespace tally::kv::server

@@ -1,0 +1,271 @@
+// The CRDT table service: schemas through the metadata group; updates and
+// reads answered by this node's replica (internal/crdt_replication.h).
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kv/crdt_table/schema.h"
+#include "kv/server/internal/api.h"
+#include "kv/server/internal/calls.h"
+#include "kv/server/internal/crdt_replication.h"
+#include "kv/server/internal/node.h"
+#include "kv/server/internal/reply.h"
+#include "rpc/crdt.grpc.pb.h"
+
+namespace tally::kv::server {
+
+namespace {
+
+static_assert(rpc::CRDT_G_COUNTER == static_cast<int>(kvpb::CRDT_G_COUNTER));
+static_assert(rpc::CRDT_PN_COUNTER == static_cast<int>(kvpb::CRDT_PN_COUNTER));
+static_assert(rpc::CRDT_LWW_REGISTER ==
+              static_cast<int>(kvpb::CRDT_LWW_REGISTER));
+static_assert(rpc::CRDT_MV_REGISTER ==
+              static_cast<int>(kvpb::CRDT_MV_REGISTER));
+static_assert(rpc::CRDT_FLAG == static_cast<int>(kvpb::CRDT_EW_FLAG));
+static_assert(rpc::CRDT_SET == static_cast<int>(kvpb::CRDT_AW_SET));
+
+using Columns = google::protobuf::RepeatedPtrField<kvpb::CrdtColumn>;
+
+Columns ToKv(const google::protobuf::RepeatedPtrField<rpc::CrdtColumn>& in) {
+  Columns out;
+  for (const rpc::CrdtColumn& c : in) {
+    kvpb::CrdtColumn* k = out.Add();
+    k->set_name(c.name());
+    k->set_type(static_cast<kvpb::CrdtColumnType>(c.type()));
+  }
+  return out;
+}
+
+rpc::CrdtTable ToApi(const kvpb::CrdtTable& t) {
+  rpc::CrdtTable out;
+  out.set_name(t.name());
+  out.set_id(t.id());
+  for (const kvpb::CrdtColumn& c : t.columns()) {
+    rpc::CrdtColumn* a = out.add_columns();
+    a->set_name(c.name());
+    a->set_type(static_cast<rpc::CrdtType>(c.type()));
+  }
+  out.set_created_ms(t.created_ms());
+  out.set_version(t.version());
+  return out;
+}
+
+CrdtOp FromApi(const rpc::CrdtOp& in) {
+  CrdtOp op;
+  switch (in.kind()) {
+    case rpc::CrdtOp::SET:
+      op.kind = CrdtOp::kSet;
+      break;
+    case rpc::CrdtOp::ENABLE:
+      op.kind = CrdtOp::kEnable;
+      break;
+    case rpc::CrdtOp::DISABLE:
+      op.kind = CrdtOp::kDisable;
+      break;
+    case rpc::CrdtOp::ADD:
+      op.kind = CrdtOp::kAdd;
+      break;
+    case rpc::CrdtOp::REMOVE:
+      op.kind = CrdtOp::kRemove;
+      break;
+    default:
+      op.kind = CrdtOp::kIncrement;
+      break;
+  }
+  op.column = in.column();
+  op.amount = in.amount();
+  op.value = in.value();
+  op.context = in.context();
+  op.elements.assign(in.elements().begin(), in.elements().end());
+  return op;
+}
+
+rpc::CrdtValue ToApi(CrdtValue&& v) {
+  rpc::CrdtValue out;
+  out.set_column(v.column);
+  out.set_type(static_cast<rpc::CrdtType>(v.type));
+  out.set_count(v.count);
+  for (std::string& s : v.values) out.add_values(std::move(s));
+  out.set_enabled(v.enabled);
+  out.set_timestamp(v.timestamp);
+  out.set_writer(v.writer);
+  out.set_context(std::move(v.context));
+  return out;
+}
+
+grpc::Status Check(const absl::Status& s) { return rpc::ToGrpc(s); }
+
+class CrdtService final : public rpc::Crdt::CallbackService {
+ public:
+  explicit CrdtService(Node* node) : node_(node), calls_(node) {}
+
+  grpc::ServerUnaryReactor* CreateTable(grpc::CallbackServerContext* ctx,
+                                        const rpc::CrdtCreateTableRequest* req,
+                                        rpc::CrdtTableResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtTableResponse>(ctx, resp, &node_->rpcs,
+                                                    "CrdtCreateTable");
+    kvpb::Command cmd;
+    cmd.mutable_crdt_table_create()->set_name(req->name());
+    *cmd.mutable_crdt_table_create()->mutable_columns() = ToKv(req->columns());
+    absl::Status s = CrdtSchema::CheckName("table", req->name());
+    if (s.ok()) {
+      s = CrdtSchema::CheckColumns(cmd.crdt_table_create().columns(), {});
+    }
+    if (!s.ok()) return Calls::Finish(reply, Check(s));
+    return WriteSchema(reply, std::move(cmd));
+  }
+
+  grpc::ServerUnaryReactor* AlterTable(grpc::CallbackServerContext* ctx,
+                                       const rpc::CrdtAlterTableRequest* req,
+                                       rpc::CrdtTableResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtTableResponse>(ctx, resp, &node_->rpcs,
+                                                    "CrdtAlterTable");
+    kvpb::Command cmd;
+    cmd.mutable_crdt_table_alter()->set_name(req->name());
+    *cmd.mutable_crdt_table_alter()->mutable_add_columns() =
+        ToKv(req->add_columns());
+    absl::Status s = CrdtSchema::CheckName("table", req->name());
+    if (s.ok()) {
+      s = CrdtSchema::CheckColumns(cmd.crdt_table_alter().add_columns(), {});
+    }
+    if (!s.ok()) return Calls::Finish(reply, Check(s));
+    return WriteSchema(reply, std::move(cmd));
+  }
+
+  grpc::ServerUnaryReactor* DropTable(grpc::CallbackServerContext* ctx,
+                                      const rpc::CrdtDropTableRequest* req,
+                                      rpc::CrdtTableResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtTableResponse>(ctx, resp, &node_->rpcs,
+                                                    "CrdtDropTable");
+    if (absl::Status s = CrdtSchema::CheckName("table", req->name()); !s.ok()) {
+      return Calls::Finish(reply, Check(s));
+    }
+    kvpb::Command cmd;
+    cmd.set_crdt_table_drop(req->name());
+    return WriteSchema(reply, std::move(cmd));
+  }
+
+  grpc::ServerUnaryReactor* Tables(grpc::CallbackServerContext* ctx,
+                                   const rpc::CrdtTablesRequest*,
+                                   rpc::CrdtTablesResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtTablesResponse>(ctx, resp, &node_->rpcs,
+                                                     "CrdtTables");
+    StateMachine* meta = node_->Machine(kMetaGroup);
+    if (meta == nullptr) {
+      return Calls::Finish(
+          reply, Check(absl::UnavailableError(
+                     "this node has no replica of the metadata group yet")));
+    }
+    absl::StatusOr<std::vector<kvpb::CrdtTable>> tables =
+        meta->crdt_schema().List();
+    if (!tables.ok()) return Calls::Finish(reply, Check(tables.status()));
+    for (const kvpb::CrdtTable& t : *tables) *resp->add_tables() = ToApi(t);
+    resp->set_node(node_->id);
+    return Calls::Finish(reply, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* Update(grpc::CallbackServerContext* ctx,
+                                   const rpc::CrdtUpdateRequest* req,
+                                   rpc::CrdtUpdateResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtUpdateResponse>(ctx, resp, &node_->rpcs,
+                                                     "CrdtUpdate");
+    CrdtReplication* crdt = node_->crdt.get();
+    Run(reply, [this, crdt, req](rpc::CrdtUpdateResponse* out) {
+      absl::StatusOr<kvpb::CrdtTable> t = crdt->Table(req->table());
+      if (!t.ok()) return Check(t.status());
+      std::vector<CrdtOp> ops;
+      for (const rpc::CrdtOp& op : req->ops()) ops.push_back(FromApi(op));
+      absl::StatusOr<CrdtRowChange> change =
+          crdt->replica().Update(*t, req->row(), ops);
+      if (!change.ok()) return Check(change.status());
+      crdt->Spread(*t, *change);
+      out->set_node(node_->id);
+      out->set_replica(crdt->replica().id());
+      return grpc::Status::OK;
+    });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx,
+                                const rpc::CrdtGetRequest* req,
+                                rpc::CrdtGetResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::CrdtGetResponse>(ctx, resp, &node_->rpcs, "CrdtGet");
+    CrdtReplication* crdt = node_->crdt.get();
+    const auto deadline =
+        std::min(ctx->deadline(), Calls::Clock::now() + Calls::kDefaultTimeout);
+    Run(reply, [this, crdt, req, deadline](rpc::CrdtGetResponse* out) {
+      absl::StatusOr<kvpb::CrdtTable> t = crdt->Table(req->table());
+      if (!t.ok()) return Check(t.status());
+      if (req->row().empty() || req->row().size() > kMaxCrdtRowBytes) {
+        return Calls::Invalid(absl::StrCat("a row key must be 1 to ",
+                                           kMaxCrdtRowBytes, " bytes"));
+      }
+      if (req->mode() == rpc::CRDT_MAJORITY) {
+        absl::StatusOr<uint32_t> n =
+            crdt->MergeFromMajority(*t, req->row(), deadline);
+        if (!n.ok()) return Check(n.status());
+        out->set_merged_from(*n);
+      }
+      absl::StatusOr<std::vector<CrdtValue>> values =
+          crdt->replica().Read(*t, req->row());
+      if (!values.ok()) return Check(values.status());
+      for (CrdtValue& v : *values) *out->add_values() = ToApi(std::move(v));
+      out->set_node(node_->id);
+      return grpc::Status::OK;
+    });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
+                                   const rpc::CrdtStatusRequest*,
+                                   rpc::CrdtStatusResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtStatusResponse>(ctx, resp, &node_->rpcs,
+                                                     "CrdtStatus");
+    *resp = node_->crdt->Status();
+    return Calls::Finish(reply, grpc::Status::OK);
+  }
+
+ private:
+  grpc::ServerUnaryReactor* WriteSchema(Reply<rpc::CrdtTableResponse>* reply,
+                                        kvpb::Command cmd) {
+    calls_.Write(reply, kMetaGroup, std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::CrdtTableResponse* out) {
+                   server::ToApi(r.crdt_table().header(),
+                                 out->mutable_header());
+                   *out->mutable_table() = ToApi(r.crdt_table().table());
+                 });
+    return reply;
+  }
+
+  // Runs `fn` on the CRDT worker threads (it waits for a synced write);
+  // RESOURCE_EXHAUSTED when too many calls wait already.
+  template <typename Resp, typename Fn>
+  void Run(Reply<Resp>* reply, Fn fn) {
+    auto s = reply->shared();
+    bool posted = node_->crdt->workers().Post([s, fn] {
+      Reply<Resp>::Answer(s, [&](auto*, Resp* out) { return fn(out); });
+    });
+    if (!posted) {
+      Reply<Resp>::Answer(s, [](auto*, Resp*) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "too many CRDT calls waiting; back off and retry");
+      });
+    }
+  }
+
+  Node* const node_;
+  Calls calls_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewCrdtService(Node* node) {
+  return std::make_unique<CrdtService>(node);
+}
+
+}  // namespace tally::kv::server

@@ -1,0 +1,98 @@
+#ifndef TALLY_KV_SERVER_INTERNAL_CRDT_REPLICATION_H_
+#define TALLY_KV_SERVER_INTERNAL_CRDT_REPLICATION_H_
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "clocks/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "kv/crdt_table/replica.h"
+#include "kv/storage/engine.h"
+#include "rpc/crdt.grpc.pb.h"
+#include "util/thread_pool.h"
+
+namespace tally::kv::server {
+
+struct Node;
+
+// This node's CRDT replica (kv/crdt_table/replica.h) and how it converges
+// with the others': the delta of every local update is pushed to each peer
+// (batched per peer, from a bounded queue), and every second each peer's
+// digests are compared with ours and the rows of the buckets that differ
+// are pulled and merged (anti-entropy), which repairs whatever a dropped
+// delta, a partition or a restart left out. Both run on the peer port
+// (CrdtPeer in rpc/crdt.proto).
+//
+// A change is refused, counted and logged, never merged, when it comes
+// from a node that is not a member, names a table this node does not know
+// (or one dropped and created again), or does not decode.
+//
+// Thread safety: thread-safe.
+class CrdtReplication {
+ public:
+  // Opens (or creates) the replica's store at `dir`.
+  static absl::StatusOr<std::unique_ptr<CrdtReplication>> Start(
+      Node* node, const std::string& dir);
+  ~CrdtReplication();
+  // Stops pushing and syncing; the peer service refuses from then on.
+  void Stop();
+
+  CrdtReplica& replica() { return *replica_; }
+  // Where client updates and reads run (their engine writes are synced).
+  util::ThreadPool& workers() { return *workers_; }
+  grpc::Service* peer_service();
+
+  // Table `name` as this node's replica of the metadata group has it:
+  // NOT_FOUND naming it, UNAVAILABLE before this node has that replica.
+  absl::StatusOr<kvpb::CrdtTable> Table(const std::string& name) const;
+  // Queues a local update's delta for every peer.
+  void Spread(const kvpb::CrdtTable& table, const CrdtRowChange& change);
+  // Merges `row` as a majority of the nodes hold it (this one included)
+  // into this replica; how many nodes that was. UNAVAILABLE without a
+  // majority by `deadline`.
+  absl::StatusOr<uint32_t> MergeFromMajority(
+      const kvpb::CrdtTable& table, const std::string& row,
+      std::chrono::system_clock::time_point deadline);
+  rpc::CrdtStatusResponse Status() const;
+
+ private:
+  class PeerService;
+  struct Peer;
+
+  CrdtReplication(Node* node, std::unique_ptr<storage::Engine> engine);
+  // Creates the peers the directory knows and we do not yet.
+  void RefreshPeers();
+  Peer* FindPeer(uint64_t id) const;
+  void PushLoop(Peer* p);
+  void SyncLoop();
+  void SyncWith(Peer* p);
+  // Merges changes from `from`; how many were refused.
+  uint32_t MergeFrom(
+      uint64_t from,
+      const google::protobuf::RepeatedPtrField<rpc::CrdtRowChange>& changes);
+  bool Stopping(absl::Duration d);
+
+  Node* const node_;
+  std::unique_ptr<storage::Engine> engine_;
+  clocks::SystemClock clock_;
+  std::unique_ptr<CrdtReplica> replica_;
+  std::unique_ptr<util::ThreadPool> workers_;
+  std::unique_ptr<PeerService> service_;
+
+  mutable absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<uint64_t, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+  uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point last_refusal_log_ ABSL_GUARDED_BY(mu_);
+  std::thread sync_thread_;
+};
+
+}  // namespace tally::kv::server
+
+#endif  // TALLY_KV_SERVER_INTERNAL_CRDT_REPLICATION_H_

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Integration test: CRDT tables on a real three-node cluster, driven with
+# kvctl. Writes on every node converge; a node killed with -9 misses
+# deltas (a removal among them) and catches up by anti-entropy after its
+# restart, resurrecting nothing; a node alone, with the other two down and
+# no raft leader anywhere, keeps accepting writes, which reach the others
+# once they are back; bad input gets clear errors and changes nothing; a
+# table dropped and created again starts empty. Bounded in time; stops
+# what it started.
+#   crdt_test.sh BIN_DIR
+set -euo pipefail
+bin=$1
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir=$(mktemp -d /tmp/tally-crdt.XXXXXX)
+export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 12000))  # below the ephemeral ports
+b=$TALLY_PORT_BASE
+export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
+cleanup() {
+  "$root/deploy/local-cluster.sh" stop "$dir" >/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+kvctl() { "$bin/kvctl" "$@"; }
+on() { local n=$1; shift; "$bin/kvctl" --endpoints "127.0.0.1:$((b + n))" "$@"; }
+fail() { echo "FAIL: $*"; for f in "$dir"/n*.log; do echo "== $f"; tail -n 20 "$f"; done; exit 1; }
+ok() { echo "ok: $*"; }
+# Waits up to $1 seconds for every node's anti-entropy to find its peers'
+# digests equal to its own (`crdt status`), then checks that rows $2..
+# read the same on every node; prints the seconds until they were in sync.
+converge() {
+  local limit=$1; shift
+  local start=$SECONDS
+  while true; do
+    if [ "$(kvctl crdt status 2>/dev/null | grep -c $'\tin sync')" = 6 ]; then
+      local took=$((SECONDS - start)) same=1
+      for row in "$@"; do
+        local r1 r2 r3
+        r1=$(on 1 crdt get carts "$row" 2>&1; echo "rc=$?")
+        r2=$(on 2 crdt get carts "$row" 2>&1; echo "rc=$?")
+        r3=$(on 3 crdt get carts "$row" 2>&1; echo "rc=$?")
+        [ "$r1" = "$r2" ] && [ "$r2" = "$r3" ] || same=0
+      done
+      [ $same = 1 ] && { echo "$took"; return 0; }
+    fi
+    [ $((SECONDS - start)) -ge "$limit" ] && return 1
+    sleep 0.2
+  done
+}
+kill9() { kill -9 "$(cat "$dir/n$1.pid")"; }
+
+"$root/deploy/local-cluster.sh" start "$dir" >/dev/null
+
+# Bad input: clear errors, exit codes, nothing created.
+out=$(kvctl crdt create carts items:blob 2>&1; echo "rc=$?")
+[[ "$out" == *"must be NAME:TYPE"*"rc=2" ]] || fail "unknown type: $out"
+out=$(kvctl crdt create Carts items:set 2>&1; echo "rc=$?")
+[[ "$out" == *"table name \"Carts\" must be"*"rc=2" ]] || fail "bad name: $out"
+kvctl crdt create carts items:set views:g_counter stock:pn_counter \
+  note:mv_register owner:lww_register vip:flag >/dev/null || fail "create"
+out=$(kvctl crdt alter carts items:g_counter 2>&1; echo "rc=$?")
+[[ "$out" == *"column items is a set; a column's type never changes"*"rc=1" ]] ||
+  fail "type change: $out"
+out=$(on 1 crdt incr carts alice items 2>&1; echo "rc=$?")
+[[ "$out" == *"column items is a set: use add or remove"*"rc=2" ]] || fail "wrong op: $out"
+out=$(on 1 crdt add carts alice items "$(head -c 5000 /dev/zero | tr '\0' x)" 2>&1; echo "rc=$?")
+[[ "$out" == *"4096-byte limit"*"rc=2" ]] || fail "oversized element: $out"
+out=$(on 1 crdt incr carts alice views -1 2>&1; echo "rc=$?")
+[[ "$out" == *"only grows"*"rc=2" ]] || fail "g_counter decrement: $out"
+out=$(on 1 crdt add nosuch alice items x 2>&1; echo "rc=$?")
+[[ "$out" == *"no CRDT table nosuch"*"rc=1" ]] || fail "unknown table: $out"
+out=$(on 1 crdt get carts alice 2>&1; echo "rc=$?")
+[[ "$out" == *"rc=1" ]] || fail "a row after bad input: $out"
+ok "bad names, types, operations and sizes: clear errors, nothing written"
+
+# Every node writes; every node sees it all.
+for n in 1 2 3; do
+  on $n crdt add carts alice items "from-n$n" >/dev/null
+  on $n crdt incr carts alice views $n >/dev/null
+  on $n crdt incr carts alice stock -$n >/dev/null
+  on $n crdt set carts alice note "note-n$n" >/dev/null
+done
+on 1 crdt enable carts alice vip >/dev/null
+secs=$(converge 10 alice) || fail "no convergence in 10 s: $(kvctl crdt status 2>&1)"
+out=$(on 3 crdt get carts alice)
+[[ "$out" == *'items	set	{"from-n1", "from-n2", "from-n3"}'* ]] || fail "set: $out"
+[[ "$out" == *"views	g_counter	6"* && "$out" == *"stock	pn_counter	-6"* ]] || fail "counters: $out"
+[[ "$out" == *"vip	flag	enabled"* ]] || fail "flag: $out"
+ok "writes on every node converged in ${secs} s"
+
+# Concurrent siblings of an mv_register, resolved with the context read.
+[[ "$out" == *"(siblings)"* ]] || fail "no siblings: $out"
+ctx=$(on 2 crdt get carts alice | sed -n 's/^  context: //p')
+on 2 crdt set carts alice note resolved --context "$ctx" >/dev/null
+converge 10 alice >/dev/null || fail "no convergence after resolving"
+[[ "$(on 1 crdt get carts alice)" == *'note	mv_register	"resolved"'$'\n'* ]] ||
+  fail "resolved: $(on 1 crdt get carts alice)"
+ok "mv_register siblings resolved by a write with the context read"
+
+# n3 is killed; n1 removes what n3 holds and both others write more.
+kill9 3
+on 1 crdt remove carts alice items from-n3 >/dev/null
+rows=()
+for k in $(seq 1 30); do
+  on $((k % 2 + 1)) crdt add carts "row$k" items "a$k" "b$k" >/dev/null
+  on $((k % 2 + 1)) crdt incr carts "row$k" views 2 >/dev/null
+  rows+=("row$k")
+done
+"$root/deploy/local-cluster.sh" start "$dir" >/dev/null
+secs=$(converge 20 alice "${rows[@]}") || fail "n3 did not catch up in 20 s"
+out=$(on 3 crdt get carts alice)
+[[ "$out" == *'items	set	{"from-n1", "from-n2"}'* ]] || fail "n3 resurrected an element: $out"
+[[ "$(on 3 crdt get carts row17)" == *"views	g_counter	2"* ]] || fail "row17 on n3"
+st=$(on 1 crdt status)
+[[ "$st" == *"n3	in sync"* ]] || fail "status after catching up: $st"
+ok "n3, killed with -9, caught up by anti-entropy in ${secs} s; the removal held"
+
+# n3 alone (no raft leader anywhere) keeps accepting writes.
+kill9 1
+kill9 2
+out=$(on 3 crdt incr carts alone views 7 2>&1) || fail "a lone node refused a write: $out"
+on 3 crdt add carts alone items solo >/dev/null || fail "a lone node refused an add"
+out=$(on 3 crdt create other x:set 2>&1; echo "rc=$?")
+[[ "$out" == *"rc=3" ]] || fail "a schema change without a majority: $out"
+"$root/deploy/local-cluster.sh" start "$dir" >/dev/null
+secs=$(converge 20 alone) || fail "the lone node's writes did not spread"
+out=$(on 1 crdt get carts alone 2>&1 || true)
+[[ "$out" == *"views	g_counter	7"* ]] || fail "alone on n1: $out; n3: $(on 3 crdt get carts alone 2>&1)"
+ok "writes on a node alone were accepted and reached the others in ${secs} s"
+
+# A majority read merges the row from a majority first.
+out=$(on 2 -o json crdt get carts alice --majority)
+[[ "$out" == *'"mergedFrom":2'* || "$out" == *'"mergedFrom":3'* ]] || fail "majority read: $out"
+ok "a majority read merged the row from a majority"
+
+# Dropped and created again: empty.
+kvctl crdt drop carts >/dev/null
+out=$(on 1 crdt get carts alice 2>&1; echo "rc=$?")
+[[ "$out" == *"no CRDT table carts"*"rc=1" ]] || fail "dropped: $out"
+kvctl crdt create carts items:set >/dev/null
+sleep 0.5
+out=$(on 2 crdt get carts alice 2>&1; echo "rc=$?")
+[[ "$out" == *"rc=1" ]] || fail "a table created again is not empty: $out"
+ok "a table dropped and created again starts empty"
