@@ -314,6 +314,81 @@ def saga(events, steps=("reserve", "charge", "ship")):
     return out
 
 
+def crdt(events):
+    """CRDT rows after healing: every node read the same (the replicas
+    converged, within the recorded seconds); each counter is the sum of
+    the acknowledged increments plus some of those whose outcome is
+    unknown; each set holds every acknowledged add not removed, no element
+    whose remove was acknowledged, and nothing never added."""
+    anomalies = []
+    ps = hist.pairs(events, {"incr", "add", "remove"})
+    by_row = collections.defaultdict(lambda: {"acked": 0, "unknown": [], "added": set(),
+                                              "maybe_added": set(), "removed": set(),
+                                              "maybe_removed": set()})
+    for inv, done in ps:
+        r = by_row[inv["key"]]
+        t = done["type"] if done else "info"
+        if inv["f"] == "incr":
+            if t == "ok":
+                r["acked"] += inv["value"]
+            elif t == "info":
+                r["unknown"].append(inv["value"])
+        elif inv["f"] == "add":
+            (r["added"] if t == "ok" else r["maybe_added"] if t == "info" else set()).add(
+                inv["value"])
+        elif inv["f"] == "remove":
+            (r["removed"] if t == "ok" else r["maybe_removed"] if t == "info" else set()).add(
+                inv["value"])
+    converged = None
+    for inv, done in hist.pairs(events, {"converged"}):
+        if done and done["type"] == "ok":
+            converged = done["value"]
+        else:
+            anomalies.append({"kind": "not-converged",
+                              "error": done.get("error") if done else None})
+    finals = collections.defaultdict(dict)
+    for inv, done in hist.pairs(events, {"final-read"}):
+        if done and done["type"] == "ok":
+            finals[inv["key"]][inv.get("from_node")] = done["value"]
+        else:
+            anomalies.append({"kind": "final-read-failed", "row": inv["key"],
+                              "node": inv.get("from_node")})
+    for row, spec in sorted(by_row.items()):
+        reads = finals.get(row, {})
+        if not reads:
+            anomalies.append({"kind": "no-final-read", "row": row})
+            continue
+        values = list(reads.values())
+        if any(v != values[0] for v in values):
+            anomalies.append({"kind": "replicas-differ", "row": row, "reads": reads})
+        value = values[0]
+        lo = spec["acked"] + sum(a for a in spec["unknown"] if a < 0)
+        hi = spec["acked"] + sum(a for a in spec["unknown"] if a > 0)
+        if not lo <= value["count"] <= hi:
+            anomalies.append({"kind": "wrong-count", "row": row, "count": value["count"],
+                              "acked": spec["acked"], "unknown": spec["unknown"]})
+        present = set(value["set"])
+        lost = spec["added"] - spec["removed"] - spec["maybe_removed"] - present
+        if lost:
+            anomalies.append({"kind": "lost-add", "row": row, "elements": sorted(lost)})
+        back = spec["removed"] & present
+        if back:
+            anomalies.append({"kind": "removed-but-present", "row": row,
+                              "elements": sorted(back)})
+        phantom = present - spec["added"] - spec["maybe_added"]
+        if phantom:
+            anomalies.append({"kind": "never-added", "row": row,
+                              "elements": sorted(phantom)})
+    out = {"checker": "crdt", "valid": not anomalies and bool(by_row),
+           "rows": len(by_row), "converged_after_s": converged,
+           "acked_increments": sum(1 for i, d in ps if i["f"] == "incr" and d and
+                                   d["type"] == "ok"),
+           "unknown_increments": sum(len(r["unknown"]) for r in by_row.values()),
+           "anomalies": anomalies[:50], "anomaly_count": len(anomalies)}
+    out.update(_counts(ps))
+    return out
+
+
 def for_workload(name, history_path, events, read_modes):
     if name == "register":
         return [linearizable(history_path, read_modes), staleness(events)]
@@ -327,4 +402,6 @@ def for_workload(name, history_path, events, read_modes):
         return [idempotency(events)]
     if name == "saga":
         return [saga(events)]
+    if name == "crdt":
+        return [crdt(events)]
     raise ValueError(name)

@@ -20,6 +20,7 @@ kv_pb2, cluster_pb2 = paths.import_protos()
 lock_pb2 = paths.import_lock_protos()
 idem_pb2 = paths.import_idem_protos()
 saga_pb2 = paths.import_saga_protos()
+crdt_pb2 = paths.import_crdt_protos()
 
 OK, FAIL, INFO = "ok", "fail", "info"
 
@@ -65,8 +66,13 @@ _IDEM = {
 _SAGAS = {
     "Get": (saga_pb2.SagaGetRequest, saga_pb2.SagaGetResponse),
 }
+_CRDT = {
+    "CreateTable": (crdt_pb2.CrdtCreateTableRequest, crdt_pb2.CrdtTableResponse),
+    "Update": (crdt_pb2.CrdtUpdateRequest, crdt_pb2.CrdtUpdateResponse),
+    "Get": (crdt_pb2.CrdtGetRequest, crdt_pb2.CrdtGetResponse),
+}
 _SERVICES = {"KV": _KV, "Cluster": _CLUSTER, "Leases": _LEASES, "Locks": _LOCKS,
-             "Idempotency": _IDEM, "Sagas": _SAGAS}
+             "Idempotency": _IDEM, "Sagas": _SAGAS, "Crdt": _CRDT}
 
 
 class _KeepAlive:

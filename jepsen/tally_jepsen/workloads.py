@@ -14,7 +14,7 @@ import time
 from . import client as tc
 from . import history as hist
 from . import paths
-from .client import FAIL, INFO, OK, idem_pb2, kv_pb2, lock_pb2, saga_pb2
+from .client import FAIL, INFO, OK, crdt_pb2, idem_pb2, kv_pb2, lock_pb2, saga_pb2
 
 OP_TIMEOUT = 2.0
 
@@ -701,6 +701,116 @@ class Saga:
                           {"fail_ship": self.sagas[saga_id]})
 
 
+class Crdt:
+    """CRDT table writes on whichever node a client is bound to, also on a
+    node cut off from the others (no consensus round): increments of a
+    pn_counter, adds of unique elements to a set and removes of elements
+    this client added. Finally, once the faults have healed, every node's
+    replica of every row is read until all agree (the seconds that took
+    are recorded), and those final rows are checked.
+
+    History: "incr" (value: the amount), "add" and "remove" (value: the
+    element) per row; "converged" (value: seconds after healing until
+    every node read the same); "final-read" per row and node (value:
+    {"count", "set"})."""
+
+    name = "crdt"
+    TABLE = "jepsen"
+    ROWS = 4
+    CONVERGE_WITHIN = 60.0
+
+    def __init__(self):
+        self.created = threading.Event()
+        self.creating = threading.Lock()
+
+    def _create(self, ctx, node):
+        with self.creating:
+            while not self.created.is_set() and not ctx.stop.is_set():
+                req = crdt_pb2.CrdtCreateTableRequest(name=self.TABLE, columns=[
+                    crdt_pb2.CrdtColumn(name="count", type=crdt_pb2.CRDT_PN_COUNTER),
+                    crdt_pb2.CrdtColumn(name="items", type=crdt_pb2.CRDT_SET)])
+                r = ctx.conn.call(node, "CreateTable", req, timeout=OP_TIMEOUT,
+                                  service="Crdt")
+                if r.type == OK or (r.error and "already exists" in r.error):
+                    self.created.set()
+                else:
+                    node = ctx.nodes[(ctx.nodes.index(node) + 1) % len(ctx.nodes)]
+                    time.sleep(0.2)
+
+    def _update(self, ctx, process, node, f, row, value, op):
+        req = crdt_pb2.CrdtUpdateRequest(table=self.TABLE, row=row.encode(), ops=[op])
+
+        def call():
+            r = ctx.conn.call(node, "Update", req, timeout=OP_TIMEOUT, service="Crdt")
+            return r.type, None, r.node, r.error
+
+        return record(ctx, process, f, row, value, call)
+
+    def run(self, process, ctx):
+        rng = ctx.rng(process)
+        node = ctx.node_for(process)
+        self._create(ctx, node)
+        # A table just created reaches each node's replica of the metadata
+        # group a moment later.
+        added = []  # elements of this client acknowledged and not removed
+        for n in itertools.count():
+            if ctx.stop.is_set():
+                return
+            row = f"r{rng.randrange(self.ROWS)}"
+            r = rng.random()
+            if r < 0.4:
+                amount = rng.choice([1, 2, 3, -1, -2])
+                self._update(ctx, process, node, "incr", row, amount, crdt_pb2.CrdtOp(
+                    kind=crdt_pb2.CrdtOp.INCREMENT, column="count", amount=amount))
+            elif r < 0.8 or not added:
+                e = f"p{process}-{n}"
+                done = self._update(ctx, process, node, "add", row, e, crdt_pb2.CrdtOp(
+                    kind=crdt_pb2.CrdtOp.ADD, column="items", elements=[e.encode()]))
+                if done["type"] == OK:
+                    added.append((row, e))
+            else:
+                row, e = added.pop(rng.randrange(len(added)))
+                self._update(ctx, process, node, "remove", row, e, crdt_pb2.CrdtOp(
+                    kind=crdt_pb2.CrdtOp.REMOVE, column="items", elements=[e.encode()]))
+            time.sleep(0.005)
+
+    def _read(self, ctx, node, row):
+        r = ctx.conn.call(node, "Get", crdt_pb2.CrdtGetRequest(table=self.TABLE,
+                                                               row=row.encode()),
+                          timeout=OP_TIMEOUT, service="Crdt")
+        if r.type != OK:
+            return None
+        out = {"count": 0, "set": []}
+        for v in r.response.values:
+            if v.column == "count":
+                out["count"] = v.count
+            elif v.column == "items":
+                out["set"] = sorted(e.decode() for e in v.values)
+        return out
+
+    def final(self, ctx):
+        rows = [f"r{i}" for i in range(self.ROWS)]
+        start = time.monotonic()
+        inv = ctx.history.invoke("final", "converged")
+        reads = {}
+        while time.monotonic() - start < self.CONVERGE_WITHIN:
+            reads = {(row, node): self._read(ctx, node, row)
+                     for row in rows for node in ctx.nodes}
+            if (None not in reads.values() and
+                    all(len({str(reads[(row, n)]) for n in ctx.nodes}) == 1 for row in rows)):
+                ctx.history.complete(inv, OK, round(time.monotonic() - start, 2))
+                break
+            time.sleep(0.2)
+        else:
+            ctx.history.complete(inv, FAIL, None,
+                                 error=f"replicas differ after {self.CONVERGE_WITHIN} s")
+        for (row, node), value in sorted(reads.items()):
+            i = ctx.history.invoke("final", "final-read", row, None, final=True,
+                                   from_node=f"n{node}")
+            ctx.history.complete(i, OK if value is not None else FAIL, value,
+                                 node=f"n{node}")
+
+
 WORKLOADS = {"register": Register, "set": Append, "exactly-once": ExactlyOnce,
              "durability": Durability, "lock": Lock, "idempotency": Idempotency,
-             "saga": Saga}
+             "saga": Saga, "crdt": Crdt}

@@ -56,6 +56,19 @@ def test_sagas_end_done_or_compensated_with_coordinators_killed(jepsen):
 
 
 @pytest.mark.smoke
+@pytest.mark.parametrize("nemesis", ["partition-one", "kill-minority"])
+def test_crdt_writes_on_every_node_converge(jepsen, nemesis):
+    """Clients write CRDT rows on the node they are bound to, the cut-off
+    or killed one included: every node converges after healing, counters
+    add up to the acknowledged increments (plus unknown ones), sets keep
+    every acknowledged add not removed and no acknowledged removal."""
+    outcome = jepsen("crdt", nemesis, duration=SMOKE_SECONDS)
+    assert_valid(outcome)
+    v = outcome.verdicts[0]
+    assert v["acked_increments"] > 0 and v["converged_after_s"] is not None, v
+
+
+@pytest.mark.smoke
 def test_serializable_reads_checked_as_linearizable_are_stale(jepsen):
     """Serializable reads from a cut-off follower are allowed to be stale;
     checked as linearizable they must be reported, or the checker is blind."""
