@@ -242,6 +242,8 @@ class Driver {
       s->op = Op::kCas;
     } else if (w_.op == "scan") {
       s->op = Op::kScan;
+    } else if (w_.op == "crdt-incr") {
+      s->op = Op::kCrdtIncr;
     } else if (w_.op == "mixed") {
       s->op = std::uniform_real_distribution<double>(0, 1)(*rng) < w_.read_ratio
                   ? Op::kGet
@@ -357,9 +359,10 @@ int main(int argc, char** argv) {
   app.add_option("--op", w.op,
                  "put, get, mixed, cas, scan, lock / lock-hot (acquire and "
                  "release: each client its own lock / one lock for all), "
-                 "keep-alive, or idem (claim a key and store a response)")
+                 "keep-alive, idem (claim a key and store a response), or "
+                 "crdt-incr (increment a CRDT counter on any node; Tally only)")
       ->check(CLI::IsMember({"put", "get", "mixed", "cas", "scan", "lock",
-                             "lock-hot", "keep-alive", "idem"}));
+                             "lock-hot", "keep-alive", "idem", "crdt-incr"}));
   app.add_option("--read-ratio", w.read_ratio, "mixed: the share of gets")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--read-mode", read_mode, "linearizable, lease, serializable")
@@ -415,6 +418,11 @@ int main(int argc, char** argv) {
   o.read_mode = w.read_mode;
   o.timeout_ms = timeout_ms;
   o.scan_size = scan_size;
+  o.crdt = w.op == "crdt-incr";
+  if (o.crdt && target != "tally") {
+    std::cerr << "kvbench: --op crdt-incr: only Tally has CRDT tables\n";
+    return 2;
+  }
   if (w.op.starts_with("lock") || w.op == "keep-alive" || w.op == "idem") {
     LockBenchOptions lo;
     lo.target = target;

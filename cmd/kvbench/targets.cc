@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/etcd_kv.grpc.pb.h"
 #include "client/client.h"
+#include "rpc/crdt.grpc.pb.h"
 #include "rpc/kv.grpc.pb.h"
 
 namespace tally::kvbench {
@@ -82,8 +84,64 @@ class TallyTarget : public Target {
     return absl::OkStatus();
   }
 
+  // The table crdt-incr writes to (a row per key, a g_counter), created if
+  // missing and waited for until every endpoint knows it.
+  absl::Status CreateCrdtTable() {
+    client::ClientOptions co;
+    co.endpoints = o_.endpoints;
+    auto c = client::Client::Connect(co);
+    if (!c.ok()) return c.status();
+    rpc::CrdtColumn col;
+    col.set_name("n");
+    col.set_type(rpc::CRDT_G_COUNTER);
+    auto t = (*c)->CrdtCreateTable(kCrdtTable, {col});
+    if (!t.ok() && !absl::IsAlreadyExists(t.status())) return t.status();
+    for (const std::string& e : o_.endpoints) {
+      for (int i = 0;; ++i) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(2));
+        rpc::CrdtGetRequest req;
+        req.set_table(kCrdtTable);
+        req.set_row("probe");
+        rpc::CrdtGetResponse resp;
+        grpc::Status st =
+            rpc::Crdt::NewStub(Channels(e, 1)[0])->Get(&ctx, req, &resp);
+        if (st.ok()) break;
+        if (i == 50) {
+          return absl::UnavailableError(absl::StrCat(e, " does not know table ",
+                                                     kCrdtTable, ": ",
+                                                     st.error_message()));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      auto& v = crdt_stubs_[e];
+      for (auto& ch : Channels(e, o_.connections)) {
+        v.push_back(rpc::Crdt::NewStub(ch));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   Call* Start(Op op, const std::string& key, const std::string& value,
               size_t slot, grpc::CompletionQueue* cq) override {
+    if (op == Op::kCrdtIncr) {
+      // Any node takes a CRDT write: the endpoints in turn.
+      auto& v = crdt_stubs_.at(o_.endpoints[slot % o_.endpoints.size()]);
+      rpc::Crdt::Stub* stub = v[(slot / o_.endpoints.size()) % v.size()].get();
+      rpc::CrdtUpdateRequest req;
+      req.set_table(kCrdtTable);
+      req.set_row(key);
+      rpc::CrdtOp* inc = req.add_ops();
+      inc->set_kind(rpc::CrdtOp::INCREMENT);
+      inc->set_column("n");
+      inc->set_amount(1);
+      return Launch<rpc::CrdtUpdateResponse>(
+          [&](auto* ctx, auto* q) {
+            return stub->PrepareAsyncUpdate(ctx, req, q);
+          },
+          o_.timeout_ms, cq);
+    }
     const uint64_t group = GroupFor(key);
     const bool local_read = (op == Op::kGet || op == Op::kScan) &&
                             o_.read_mode == ReadMode::kSerializable;
@@ -127,6 +185,8 @@ class TallyTarget : public Target {
             },
             o_.timeout_ms, cq, group);
       }
+      case Op::kCrdtIncr:
+        break;
       case Op::kCas: {
         rpc::TxnRequest req;
         rpc::Compare* cmp = req.add_compare();
@@ -193,7 +253,12 @@ class TallyTarget : public Target {
     return v[slot % v.size()].get();
   }
 
+  static constexpr char kCrdtTable[] = "kvbench";
+
   const TargetOptions o_;
+  // By endpoint (crdt-incr).
+  std::map<std::string, std::vector<std::unique_ptr<rpc::Crdt::Stub>>>
+      crdt_stubs_;
   std::vector<rpc::RangeDescriptor> ranges_;
   absl::Mutex mu_;
   std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);
@@ -248,6 +313,8 @@ class EtcdTarget : public Target {
             },
             o_.timeout_ms, cq);
       }
+      case Op::kCrdtIncr:  // etcd has nothing like it (refused in main)
+        break;
       case Op::kCas: {
         etcdserverpb::TxnRequest req;
         etcdserverpb::Compare* cmp = req.add_compare();
@@ -284,6 +351,9 @@ absl::StatusOr<std::unique_ptr<Target>> NewTallyTarget(
     const TargetOptions& options) {
   auto t = std::make_unique<TallyTarget>(options);
   if (absl::Status s = t->Init(); !s.ok()) return s;
+  if (options.crdt) {
+    if (absl::Status s = t->CreateCrdtTable(); !s.ok()) return s;
+  }
   return t;
 }
 

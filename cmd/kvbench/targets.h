@@ -44,6 +44,9 @@ struct TargetOptions {
   int timeout_ms = 5000;
   // Scans: keys read from the chosen key on.
   uint32_t scan_size = 1000;
+  // Tally: create the CRDT table that crdt-incr writes (and wait for every
+  // endpoint to know it).
+  bool crdt = false;
 };
 
 // Tally: each key's range and its leader from the cluster's routing table

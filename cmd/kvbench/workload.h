@@ -8,11 +8,13 @@
 
 namespace tally::kvbench {
 
-enum class Op : uint8_t { kPut, kGet, kCas, kScan };
+// kCrdtIncr: an increment of a CRDT counter (Tally only), sent to the
+// endpoints in turn, not to a leader.
+enum class Op : uint8_t { kPut, kGet, kCas, kScan, kCrdtIncr };
 enum class ReadMode : uint8_t { kLinearizable, kLease, kSerializable };
 
 struct Workload {
-  std::string op = "put";   // put, get, mixed, cas, scan
+  std::string op = "put";   // put, get, mixed, cas, scan, crdt-incr
   double read_ratio = 0.9;  // mixed: the share of gets
   ReadMode read_mode = ReadMode::kLinearizable;
   size_t key_size = 16;

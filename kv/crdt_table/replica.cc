@@ -2,8 +2,10 @@
 
 #include <random>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "crdt/codec.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/storage/leveldb_util.h"
@@ -233,7 +235,18 @@ absl::StatusOr<std::unique_ptr<CrdtReplica>> CrdtReplica::Open(
     storage::Engine* engine, const clocks::Clock* clock) {
   std::unique_ptr<CrdtReplica> r(new CrdtReplica(engine, clock));
   if (absl::Status s = r->Load(); !s.ok()) return s;
+  r->committer_ = std::thread([p = r.get()] { p->CommitLoop(); });
   return r;
+}
+
+CrdtReplica::~CrdtReplica() { Close(); }
+
+void CrdtReplica::Close() {
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = true;
+  }
+  if (committer_.joinable()) committer_.join();
 }
 
 absl::Status CrdtReplica::Load() {
@@ -347,39 +360,48 @@ void CrdtReplica::StageLocked(const std::string& key,
   overlay_[key] = {staged_ + 1, std::move(value)};
 }
 
-absl::Status CrdtReplica::CommitLocked() {
-  // What was staged since the last commit has sequence staged_ + 1.
+void CrdtReplica::EnqueueLocked(std::function<void(absl::Status)> done) {
+  // What was staged since the last enqueue has sequence staged_ + 1.
   if (!pending_.empty()) ++staged_;
-  const uint64_t target = staged_;
-  while (durable_ < target && broken_.ok()) {
-    if (writing_) {
-      auto done = [this, target] {
-        mu_.AssertReaderHeld();
-        return !writing_ || durable_ >= target || !broken_.ok();
-      };
-      mu_.Await(absl::Condition(&done));
-      continue;
-    }
-    writing_ = true;
+  waiters_.push_back({staged_, std::move(done)});
+}
+
+void CrdtReplica::CommitLoop() {
+  absl::MutexLock l(&mu_);
+  while (true) {
+    auto ready = [this] {
+      mu_.AssertReaderHeld();
+      return stop_ || !waiters_.empty();
+    };
+    mu_.Await(absl::Condition(&ready));
+    if (stop_ && waiters_.empty()) return;
     storage::WriteBatch batch = std::move(pending_);
     pending_ = storage::WriteBatch();
     const uint64_t upto = staged_;
-    mu_.Unlock();
-    absl::Status s = engine_->Write(batch, /*sync=*/true);
-    mu_.Lock();
-    writing_ = false;
-    if (!s.ok()) {
-      broken_ = absl::Status(
-          s.code(), absl::StrCat("CRDT replica store write failed (restart "
-                                 "the node once the cause is fixed): ",
-                                 s.message()));
-      break;
+    const bool sync = std::exchange(need_sync_, false);
+    if (!batch.empty() && broken_.ok()) {
+      mu_.Unlock();
+      absl::Status s = engine_->Write(batch, sync);
+      mu_.Lock();
+      if (!s.ok()) {
+        broken_ = absl::Status(
+            s.code(), absl::StrCat("CRDT replica store write failed (restart "
+                                   "the node once the cause is fixed): ",
+                                   s.message()));
+      }
     }
-    durable_ = upto;
     std::erase_if(overlay_,
                   [upto](const auto& kv) { return kv.second.first <= upto; });
+    std::vector<std::function<void(absl::Status)>> done;
+    while (!waiters_.empty() && waiters_.front().seq <= upto) {
+      done.push_back(std::move(waiters_.front().done));
+      waiters_.pop_front();
+    }
+    const absl::Status status = broken_;
+    mu_.Unlock();
+    for (auto& fn : done) fn(status);
+    mu_.Lock();
   }
-  return broken_;
 }
 
 absl::StatusOr<clocks::HlcTimestamp> CrdtReplica::NowLocked() {
@@ -399,6 +421,26 @@ absl::StatusOr<clocks::HlcTimestamp> CrdtReplica::NowLocked() {
 absl::StatusOr<CrdtRowChange> CrdtReplica::Update(
     const kvpb::CrdtTable& table, const std::string& row,
     const std::vector<CrdtOp>& ops) {
+  absl::StatusOr<CrdtRowChange> out;
+  absl::Notification done;
+  UpdateAsync(table, row, ops, [&](absl::StatusOr<CrdtRowChange> r) {
+    out = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+void CrdtReplica::UpdateAsync(const kvpb::CrdtTable& table,
+                              const std::string& row,
+                              const std::vector<CrdtOp>& ops, UpdateDone done) {
+  absl::StatusOr<CrdtRowChange> staged = StageUpdate(table, row, ops, done);
+  if (!staged.ok()) done(staged.status());
+}
+
+absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
+    const kvpb::CrdtTable& table, const std::string& row,
+    const std::vector<CrdtOp>& ops, UpdateDone& done) {
   if (row.empty() || row.size() > kMaxCrdtRowBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("a row key must be 1 to ", kMaxCrdtRowBytes, " bytes"));
@@ -549,29 +591,45 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::Update(
         break;
     }
   }
-  if (absl::Status s = CommitLocked(); !s.ok()) return s;
+  need_sync_ = true;  // acknowledged once on disk
+  EnqueueLocked([change, done = std::move(done)](absl::Status s) {
+    if (s.ok()) {
+      done(change);
+    } else {
+      done(s);
+    }
+  });
   return change;
 }
 
 absl::Status CrdtReplica::Merge(const kvpb::CrdtTable& table,
                                 const CrdtRowChange& change) {
-  absl::MutexLock l(&mu_);
-  if (!broken_.ok()) return broken_;
-  if (absl::Status s = MergeLocked(table, change); !s.ok()) return s;
-  return CommitLocked();
+  return MergeAll({{&table, &change}}).front();
 }
 
 std::vector<absl::Status> CrdtReplica::MergeAll(
     const std::vector<Incoming>& changes) {
-  absl::MutexLock l(&mu_);
   std::vector<absl::Status> out;
   out.reserve(changes.size());
-  for (const Incoming& in : changes) {
-    out.push_back(broken_.ok() ? MergeLocked(*in.table, *in.change) : broken_);
+  absl::Status written;
+  absl::Notification done;
+  {
+    absl::MutexLock l(&mu_);
+    for (const Incoming& in : changes) {
+      out.push_back(broken_.ok() ? MergeLocked(*in.table, *in.change)
+                                 : broken_);
+    }
+    // Written, not synced: the sender holds the change durably, and
+    // anti-entropy brings back whatever a crash here loses.
+    EnqueueLocked([&](absl::Status s) {
+      written = s;
+      done.Notify();
+    });
   }
-  if (absl::Status s = CommitLocked(); !s.ok()) {
+  done.WaitForNotification();
+  if (!written.ok()) {
     for (absl::Status& st : out) {
-      if (st.ok()) st = s;
+      if (st.ok()) st = written;
     }
   }
   return out;

@@ -2,10 +2,13 @@
 #define TALLY_KV_CRDT_TABLE_REPLICA_H_
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -91,8 +94,11 @@ struct CrdtRowChange {
 // table id, a digest bucket (a hash of the row), the row and the column,
 // so anti-entropy reads the rows of one bucket with one scan.
 //
-// Durability: concurrent updates and merges share one synced engine write
-// (group commit); each returns once its writes are durable.
+// Durability: a commit thread writes what concurrent updates and merges
+// staged as one engine write, synced if it holds an update (group commit);
+// an update is acknowledged once on disk. Merges are written unsynced: the
+// sender holds the change durably, and anti-entropy brings back whatever
+// a crash here loses.
 //
 // Thread safety: thread-safe.
 class CrdtReplica {
@@ -111,6 +117,15 @@ class CrdtReplica {
   absl::StatusOr<CrdtRowChange> Update(const kvpb::CrdtTable& table,
                                        const std::string& row,
                                        const std::vector<CrdtOp>& ops);
+  // Update, answered through `done` (on the commit thread once durable,
+  // or on the caller's at once when refused).
+  using UpdateDone = std::function<void(absl::StatusOr<CrdtRowChange>)>;
+  void UpdateAsync(const kvpb::CrdtTable& table, const std::string& row,
+                   const std::vector<CrdtOp>& ops, UpdateDone done);
+  ~CrdtReplica();
+  // Writes what is staged, answers every waiting update and merge, and
+  // stops the commit thread; nothing may be called after it.
+  void Close();
   // Merges another replica's change; durable on return. INVALID_ARGUMENT
   // (nothing merged) for an entry that does not decode, or whose column is
   // unknown or of another type.
@@ -163,13 +178,22 @@ class CrdtReplica {
   // Every staged or stored key under `prefix`, with its value.
   absl::StatusOr<std::map<std::string, std::string>> ScanLocked(
       const std::string& prefix) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks and stages an update; on success `done` (moved from) is called
+  // once it is durable.
+  absl::StatusOr<CrdtRowChange> StageUpdate(const kvpb::CrdtTable& table,
+                                            const std::string& row,
+                                            const std::vector<CrdtOp>& ops,
+                                            UpdateDone& done);
   // Stages a write (nullopt: a delete) for the next group commit.
   void StageLocked(const std::string& key, std::optional<std::string> value,
                    const std::optional<std::string>& old)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Waits until everything staged so far is durable, writing it if no one
-  // else is.
-  absl::Status CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls `done` (on the commit thread) once everything staged so far is
+  // written, with the write's status.
+  void EnqueueLocked(std::function<void(absl::Status)> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The commit thread: writes what was staged, then answers its waiters.
+  void CommitLoop();
   // A hybrid timestamp for an LWW write, raising the persisted limit when
   // needed.
   absl::StatusOr<clocks::HlcTimestamp> NowLocked()
@@ -190,8 +214,15 @@ class CrdtReplica {
       overlay_ ABSL_GUARDED_BY(mu_);
   storage::WriteBatch pending_ ABSL_GUARDED_BY(mu_);
   uint64_t staged_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t durable_ ABSL_GUARDED_BY(mu_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Whether the next write must be synced (it holds an update).
+  bool need_sync_ ABSL_GUARDED_BY(mu_) = false;
+  struct Waiter {
+    uint64_t seq;
+    std::function<void(absl::Status)> done;
+  };
+  std::deque<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread committer_;
   // A failed engine write: the replica refuses everything after it (the
   // digests and staged state no longer match the disk; restart the node).
   absl::Status broken_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -99,6 +100,10 @@ bool CrdtSchema::Handles(const kvpb::Command& cmd) const {
          cmd.has_crdt_table_drop();
 }
 
+void CrdtSchema::Committed() {
+  if (std::exchange(changed_, false)) generation_.fetch_add(1);
+}
+
 kvpb::CommandResult CrdtSchema::Apply(ApplyContext& ctx,
                                       const kvpb::Command& cmd) {
   Batch& b = ctx.batch;
@@ -144,10 +149,12 @@ kvpb::CommandResult CrdtSchema::Apply(ApplyContext& ctx,
     }
   } else {
     b.Delete(key);
+    changed_ = true;
     return Result(ctx, t);
   }
   t.set_version(ctx.index);
   b.Put(key, t.SerializeAsString());
+  changed_ = true;
   return Result(ctx, t);
 }
 

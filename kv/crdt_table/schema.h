@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_CRDT_TABLE_SCHEMA_H_
 #define TALLY_KV_CRDT_TABLE_SCHEMA_H_
 
+#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +38,12 @@ class CrdtSchema final : public Module {
   bool Handles(const kvpb::Command& cmd) const override;
   kvpb::CommandResult Apply(ApplyContext& ctx,
                             const kvpb::Command& cmd) override;
+  void Committed() override;
+  void Reloaded() override { generation_.fetch_add(1); }
+
+  // Grows after every change of a schema is stored: what was read before
+  // is still current while it stays the same.
+  uint64_t generation() const { return generation_.load(); }
 
   // nullopt if there is no such table.
   absl::StatusOr<std::optional<kvpb::CrdtTable>> Get(
@@ -56,6 +63,8 @@ class CrdtSchema final : public Module {
  private:
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
+  bool changed_ = false;  // by the apply pass in progress
+  std::atomic<uint64_t> generation_{0};
 };
 
 // "g_counter", "pn_counter", "lww_register", "mv_register", "flag", "set".

@@ -233,6 +233,7 @@ void CrdtReplication::Stop() {
     if (p->pusher.joinable()) p->pusher.join();
   }
   workers_.reset();
+  replica_->Close();  // answers the updates still waiting
 }
 
 grpc::Service* CrdtReplication::peer_service() { return service_.get(); }
@@ -244,9 +245,23 @@ absl::StatusOr<kvpb::CrdtTable> CrdtReplication::Table(
     return absl::UnavailableError(
         "this node has no replica of the metadata group yet");
   }
+  const uint64_t generation = meta->crdt_schema().generation();
+  {
+    absl::MutexLock l(&tables_mu_);
+    if (tables_generation_ != generation) {
+      tables_.clear();
+      tables_generation_ = generation;
+    }
+    auto it = tables_.find(name);
+    if (it != tables_.end()) return it->second;
+  }
   absl::StatusOr<std::optional<kvpb::CrdtTable>> t =
       meta->crdt_schema().Get(name);
   if (!t.ok()) return t.status();
+  if (t->has_value()) {
+    absl::MutexLock l(&tables_mu_);
+    if (tables_generation_ == generation) tables_.emplace(name, **t);
+  }
   if (!t->has_value()) {
     return absl::NotFoundError(absl::StrCat(
         "no CRDT table ", name,

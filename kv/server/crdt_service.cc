@@ -174,19 +174,24 @@ class CrdtService final : public rpc::Crdt::CallbackService {
     auto* reply = new Reply<rpc::CrdtUpdateResponse>(ctx, resp, &node_->rpcs,
                                                      "CrdtUpdate");
     CrdtReplication* crdt = node_->crdt.get();
-    Run(reply, [this, crdt, req](rpc::CrdtUpdateResponse* out) {
-      absl::StatusOr<kvpb::CrdtTable> t = crdt->Table(req->table());
-      if (!t.ok()) return Check(t.status());
-      std::vector<CrdtOp> ops;
-      for (const rpc::CrdtOp& op : req->ops()) ops.push_back(FromApi(op));
-      absl::StatusOr<CrdtRowChange> change =
-          crdt->replica().Update(*t, req->row(), ops);
-      if (!change.ok()) return Check(change.status());
-      crdt->Spread(*t, *change);
-      out->set_node(node_->id);
-      out->set_replica(crdt->replica().id());
-      return grpc::Status::OK;
-    });
+    absl::StatusOr<kvpb::CrdtTable> t = crdt->Table(req->table());
+    if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
+    std::vector<CrdtOp> ops;
+    for (const rpc::CrdtOp& op : req->ops()) ops.push_back(FromApi(op));
+    // Answered once durable, on the replica's commit thread.
+    crdt->replica().UpdateAsync(
+        *t, req->row(), ops,
+        [crdt, table = *t, node = node_->id, replica = crdt->replica().id(),
+         s = reply->shared()](absl::StatusOr<CrdtRowChange> change) {
+          if (change.ok()) crdt->Spread(table, *change);
+          Reply<rpc::CrdtUpdateResponse>::Answer(
+              s, [&](auto*, rpc::CrdtUpdateResponse* out) {
+                if (!change.ok()) return Check(change.status());
+                out->set_node(node);
+                out->set_replica(replica);
+                return grpc::Status::OK;
+              });
+        });
     return reply;
   }
 
@@ -242,7 +247,7 @@ class CrdtService final : public rpc::Crdt::CallbackService {
     return reply;
   }
 
-  // Runs `fn` on the CRDT worker threads (it waits for a synced write);
+  // Runs `fn` on the CRDT worker threads (it may wait for other nodes);
   // RESOURCE_EXHAUSTED when too many calls wait already.
   template <typename Resp, typename Fn>
   void Run(Reply<Resp>* reply, Fn fn) {

@@ -91,6 +91,12 @@ class CrdtReplication {
   uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point last_refusal_log_ ABSL_GUARDED_BY(mu_);
   std::thread sync_thread_;
+  // Schemas read, by name, and the schema generation they were read at
+  // (CrdtSchema::generation): every update looks its table up.
+  mutable absl::Mutex tables_mu_;
+  mutable uint64_t tables_generation_ ABSL_GUARDED_BY(tables_mu_) = 0;
+  mutable std::map<std::string, kvpb::CrdtTable> tables_
+      ABSL_GUARDED_BY(tables_mu_);
 };
 
 }  // namespace tally::kv::server
