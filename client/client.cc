@@ -32,6 +32,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   return c;
 }
 
+std::string Client::Target(uint64_t group) {
+  absl::MutexLock l(&mu_);
+  auto it = leader_.find(group);
+  return it != leader_.end() ? it->second
+                             : endpoints_[next_endpoint_ % endpoints_.size()];
+}
+
 std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
   absl::MutexLock l(&mu_);
   auto& ch = channels_[address];

@@ -266,6 +266,9 @@ class Client {
   size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::shared_ptr<grpc::Channel> Channel(const std::string& address);
+  // Where to send a call of `group`: its leader if known, else the endpoint
+  // whose turn it is.
+  std::string Target(uint64_t group);
 };
 
 }  // namespace tally::client

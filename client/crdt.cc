@@ -59,14 +59,7 @@ absl::StatusOr<std::vector<rpc::CrdtTable>> Client::CrdtTables() {
 
 absl::StatusOr<rpc::CrdtUpdateResponse> Client::CrdtUpdate(
     const rpc::CrdtUpdateRequest& req) {
-  std::string target;
-  {
-    absl::MutexLock l(&mu_);
-    auto it = leader_.find(kAnyNode);
-    target = it != leader_.end()
-                 ? it->second
-                 : endpoints_[next_endpoint_ % endpoints_.size()];
-  }
+  const std::string target = Target(kAnyNode);
   grpc::ClientContext ctx;
   ctx.set_deadline(internal::Clock::now() + options_.timeout);
   rpc::CrdtUpdateResponse resp;

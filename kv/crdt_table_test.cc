@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <random>
 #include <thread>
+#include <unordered_set>
 
 #include "clocks/clock.h"
 #include "gtest/gtest.h"
@@ -98,8 +99,7 @@ class CrdtReplicaTest : public ::testing::Test {
     for (uint32_t i = 0; i < kCrdtBuckets; ++i) {
       if (a[i] != b[i]) differ.push_back(i);
     }
-    bool more = false;
-    auto rows = replicas_[from]->Rows(table_.id(), differ, 1 << 30, &more);
+    auto rows = replicas_[from]->RowsNotIn(table_.id(), differ, {});
     EXPECT_TRUE(rows.ok());
     for (const CrdtRowChange& c : *rows) Merge(to, c);
     return differ.size();

@@ -40,14 +40,7 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
   static thread_local std::mt19937_64 rng(std::random_device{}());
   std::string last_error = "no attempt made";
   for (int attempt = 0;; ++attempt) {
-    std::string target;
-    {
-      absl::MutexLock l(&mu_);
-      auto it = leader_.find(group);
-      target = it != leader_.end()
-                   ? it->second
-                   : endpoints_[next_endpoint_ % endpoints_.size()];
-    }
+    const std::string target = Target(group);
     grpc::ClientContext ctx;
     ctx.set_deadline(
         std::min(deadline, internal::Clock::now() + attempt_timeout));

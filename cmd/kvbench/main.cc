@@ -229,7 +229,7 @@ class Driver {
     if (preload_) {
       const uint64_t k = next_key_++;
       if (k >= w_.keys) return false;
-      s->op = Op::kPut;
+      s->op = w_.op == "crdt-incr" ? Op::kCrdtIncr : Op::kPut;
       s->key = KeyName(k, w_.key_size);
       return true;
     }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "clocks/varint.h"
 #include "crdt/codec.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/storage/leveldb_util.h"
@@ -24,10 +25,15 @@ using crdt::RegisterStore;
 // Keys of the replica's engine:
 //   "Mreplica"   the replica id (8 bytes, big-endian)
 //   "Mhlc"       the hybrid clock's persisted limit (ms, 8 bytes)
-//   'V' table(8) bucket(2) row length(4) row, then the entry within the row:
-//     column \0 's'          a column's state
-//     column \0 'c'          a set's causal context
+//   'V' table(varint) bucket(2) row length(varint) row, then the entry
+//   within the row:
+//     column \0 's'          a column's state (a crdt/ encoding)
+//     column \0 'c'          a set's causal context (a crdt/ encoding)
 //     column \0 'e' element  one element of a set: the dots that added it
+//                            (EncodeDots; the smallest form, as there is
+//                            one such key per element)
+// Varints are prefix-free, so a table's or a row's prefix is never the
+// prefix of another's.
 constexpr char kReplicaKey[] = "Mreplica";
 constexpr char kHlcKey[] = "Mhlc";
 constexpr char kRows = 'V';
@@ -53,14 +59,17 @@ uint64_t ReadBe(std::string_view in, size_t at, int bytes) {
 }
 
 std::string TablePrefix(uint64_t table) {
-  return std::string(1, kRows) + Be(table, 8);
+  std::string p(1, kRows);
+  clocks::PutVarint(&p, table);
+  return p;
 }
 std::string BucketPrefix(uint64_t table, uint32_t bucket) {
   return TablePrefix(table) + Be(bucket, 2);
 }
 std::string RowPrefix(uint64_t table, const std::string& row) {
-  return BucketPrefix(table, CrdtReplica::BucketOf(row)) + Be(row.size(), 4) +
-         row;
+  std::string p = BucketPrefix(table, CrdtReplica::BucketOf(row));
+  clocks::PutVarint(&p, row.size());
+  return p + row;
 }
 std::string Entry(const std::string& column, char kind,
                   const std::string& element = "") {
@@ -78,15 +87,63 @@ struct KeyParts {
 };
 // nullopt for a key that is not a row's entry.
 std::optional<KeyParts> ParseKey(std::string_view key) {
-  constexpr size_t kHead = 1 + 8 + 2 + 4;
-  if (key.size() < kHead || key[0] != kRows) return std::nullopt;
-  const uint64_t len = ReadBe(key, 11, 4);
-  if (key.size() < kHead + len) return std::nullopt;
+  if (key.empty() || key[0] != kRows) return std::nullopt;
+  const std::string k(key);
+  size_t at = 1;
   KeyParts p;
-  p.table = ReadBe(key, 1, 8);
-  p.row = std::string(key.substr(kHead, len));
-  p.entry = key.substr(kHead + len);
+  uint64_t len = 0;
+  if (!clocks::GetVarint(k, &at, &p.table) || at + 2 > k.size()) {
+    return std::nullopt;
+  }
+  at += 2;  // the bucket
+  if (!clocks::GetVarint(k, &at, &len) || k.size() - at < len) {
+    return std::nullopt;
+  }
+  p.row = k.substr(at, len);
+  p.entry = key.substr(at + len);
   return p;
+}
+
+// A set element's stored form: a version (1), the number of dots, then
+// each dot's replica and counter, as varints, in dot order.
+std::string EncodeDots(const DotSet& dots) {
+  std::string out(1, '\x01');
+  clocks::PutVarint(&out, dots.size());
+  for (const crdt::Dot& d : dots) {
+    clocks::PutVarint(&out, d.replica);
+    clocks::PutVarint(&out, d.counter);
+  }
+  return out;
+}
+absl::StatusOr<DotSet> DecodeDots(const std::string& in) {
+  auto bad = [](const char* why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("set element does not decode: ", why));
+  };
+  if (in.empty() || in[0] != '\x01') return bad("unknown version");
+  size_t at = 1;
+  uint64_t n = 0;
+  if (!clocks::GetVarint(in, &at, &n) || n == 0 || n > in.size()) {
+    return bad("bad count");
+  }
+  DotSet out;
+  for (uint64_t i = 0; i < n; ++i) {
+    crdt::Dot d;
+    if (!clocks::GetVarint(in, &at, &d.replica) ||
+        !clocks::GetVarint(in, &at, &d.counter) || d.replica == 0 ||
+        d.counter == 0) {
+      return bad("bad dot");
+    }
+    if (!out.empty() && !(*out.rbegin() < d)) return bad("dots out of order");
+    out.insert(d);
+  }
+  if (at != in.size()) return bad("trailing bytes");
+  return out;
+}
+// A stored element's dots (none when absent).
+absl::StatusOr<DotSet> StoredDots(const std::optional<std::string>& v) {
+  if (!v) return DotSet{};
+  return DecodeDots(*v);
 }
 
 struct EntryParts {
@@ -566,20 +623,18 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
           absl::StatusOr<std::optional<std::string>> old_el =
               ReadLocked(prefix + entry);
           if (!old_el.ok()) return old_el.status();
-          absl::StatusOr<Causal<FlagStore>> el =
-              DecodeOr<Causal<FlagStore>>(*old_el, crdt::DecodeEWFlag);
+          absl::StatusOr<DotSet> el = StoredDots(*old_el);
           if (!el.ok()) return el.status();
           if (op.kind == CrdtOp::kAdd) {
             // One new dot replaces the element's old ones.
-            Causal<FlagStore> d = crdt::NewEvent(el->store, ctx->context, id_);
+            Causal<FlagStore> d = crdt::NewEvent(*el, ctx->context, id_);
             ctx->context.Merge(d.context);
             context_changed = true;
-            stage(entry, crdt::Encode(DotsOf(d.store)), *old_el,
-                  crdt::Encode(d));
-          } else if (!el->store.empty()) {
+            stage(entry, EncodeDots(d.store), *old_el, crdt::Encode(d));
+          } else if (!el->empty()) {
             // Removes the adds seen here; a concurrent add elsewhere stays.
             stage(entry, std::nullopt, *old_el,
-                  crdt::Encode(crdt::RemoveAll(el->store)));
+                  crdt::Encode(crdt::RemoveAll(*el)));
           }
         }
         if (context_changed) {
@@ -699,6 +754,13 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
         break;
       }
       default: {
+        if (at->kind == kElement && change.full) {
+          // A full state carries elements as stored.
+          auto v = DecodeDots(value);
+          s = v.status();
+          if (v.ok()) d.dots = DotsOf(*v);
+          break;
+        }
         auto v = crdt::DecodeEWFlag(value);
         s = v.status();
         if (v.ok()) d.dots = *v;
@@ -807,15 +869,13 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
       if (r == remote.end() && !change.full) continue;
       const Causal<FlagStore>& b = r == remote.end() ? kNone : r->second->dots;
       const DotContext& cb = change.full && cb_full ? *cb_full : b.context;
-      absl::StatusOr<Causal<FlagStore>> a =
-          DecodeOr<Causal<FlagStore>>(old, crdt::DecodeEWFlag);
+      absl::StatusOr<DotSet> a = StoredDots(old);
       if (!a.ok()) return a.status();
-      DotSet dots = a->store;
+      DotSet dots = *std::move(a);
       crdt::JoinDots(dots, ca->context, b.store, cb);
       merged.Merge(b.context);
       StageLocked(key,
-                  dots.empty() ? std::nullopt
-                               : std::optional(crdt::Encode(DotsOf(dots))),
+                  dots.empty() ? std::nullopt : std::optional(EncodeDots(dots)),
                   old);
     }
     if (cb_full) merged.Merge(*cb_full);
@@ -927,20 +987,14 @@ std::vector<uint64_t> CrdtReplica::Tables() const {
   return out;
 }
 
-absl::StatusOr<std::vector<CrdtRowChange>> CrdtReplica::Rows(
-    uint64_t table, const std::vector<uint32_t>& buckets, size_t max_bytes,
-    bool* more) const {
-  *more = false;
-  std::vector<CrdtRowChange> out;
-  size_t bytes = 0;
+absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>>
+CrdtReplica::RowHashes(uint64_t table,
+                       const std::vector<uint32_t>& buckets) const {
+  std::vector<std::pair<std::string, uint64_t>> out;
   std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
   for (uint32_t bucket : buckets) {
     if (bucket >= kCrdtBuckets) {
       return absl::InvalidArgumentError("no such digest bucket");
-    }
-    if (bytes >= max_bytes) {
-      *more = true;
-      break;
     }
     const std::string prefix = BucketPrefix(table, bucket);
     std::unique_ptr<storage::Iterator> it = snap->NewIterator();
@@ -948,15 +1002,67 @@ absl::StatusOr<std::vector<CrdtRowChange>> CrdtReplica::Rows(
          it->Next()) {
       std::optional<KeyParts> p = ParseKey(it->key());
       if (!p) return absl::DataLossError("malformed key in the CRDT store");
-      if (out.empty() || out.back().row != p->row ||
-          out.back().table != table || !out.back().full) {
-        out.push_back(CrdtRowChange{table, p->row, true, {}});
-      }
-      out.back().entries.emplace_back(std::string(p->entry),
-                                      std::string(it->value()));
-      bytes += it->key().size() + it->value().size();
+      if (out.empty() || out.back().first != p->row)
+        out.emplace_back(p->row, 0);
+      out.back().second ^= EntryHash(it->key(), it->value());
     }
     if (!it->status().ok()) return it->status();
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<CrdtRowChange>> CrdtReplica::RowsNotIn(
+    uint64_t table, const std::vector<uint32_t>& buckets,
+    const std::unordered_set<uint64_t>& have) const {
+  std::vector<CrdtRowChange> out;
+  std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
+  for (uint32_t bucket : buckets) {
+    if (bucket >= kCrdtBuckets) {
+      return absl::InvalidArgumentError("no such digest bucket");
+    }
+    const std::string prefix = BucketPrefix(table, bucket);
+    std::unique_ptr<storage::Iterator> it = snap->NewIterator();
+    CrdtRowChange row{table, "", true, {}};
+    uint64_t hash = 0;
+    auto emit = [&] {
+      if (!row.entries.empty() && !have.contains(hash)) {
+        out.push_back(std::move(row));
+      }
+      row = CrdtRowChange{table, "", true, {}};
+      hash = 0;
+    };
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+         it->Next()) {
+      std::optional<KeyParts> p = ParseKey(it->key());
+      if (!p) return absl::DataLossError("malformed key in the CRDT store");
+      if (p->row != row.row) {
+        emit();
+        row.row = p->row;
+      }
+      hash ^= EntryHash(it->key(), it->value());
+      row.entries.emplace_back(std::string(p->entry), std::string(it->value()));
+    }
+    if (!it->status().ok()) return it->status();
+    emit();
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<CrdtRowChange>> CrdtReplica::RowStates(
+    uint64_t table, const std::vector<std::string>& rows) const {
+  std::vector<CrdtRowChange> out;
+  std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
+  for (const std::string& row : rows) {
+    const std::string prefix = RowPrefix(table, row);
+    std::unique_ptr<storage::Iterator> it = snap->NewIterator();
+    CrdtRowChange c{table, row, true, {}};
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+         it->Next()) {
+      c.entries.emplace_back(std::string(it->key().substr(prefix.size())),
+                             std::string(it->value()));
+    }
+    if (!it->status().ok()) return it->status();
+    if (!c.entries.empty()) out.push_back(std::move(c));
   }
   return out;
 }

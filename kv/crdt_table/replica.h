@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -149,11 +150,19 @@ class CrdtReplica {
   uint64_t Root(uint64_t table) const;
   // The tables this replica holds rows of.
   std::vector<uint64_t> Tables() const;
-  // The full state of every row of `table` in `buckets`, up to about
-  // `max_bytes`; `*more` is set when rows were left out.
-  absl::StatusOr<std::vector<CrdtRowChange>> Rows(
-      uint64_t table, const std::vector<uint32_t>& buckets, size_t max_bytes,
-      bool* more) const;
+  // Per row of `buckets` of `table`: a hash of its entries (equal rows,
+  // equal hashes).
+  absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> RowHashes(
+      uint64_t table, const std::vector<uint32_t>& buckets) const;
+  // The full state of every row of `buckets` whose hash (as RowHashes
+  // gives it) is not in `have`: what differs from the replica that has
+  // those hashes.
+  absl::StatusOr<std::vector<CrdtRowChange>> RowsNotIn(
+      uint64_t table, const std::vector<uint32_t>& buckets,
+      const std::unordered_set<uint64_t>& have) const;
+  // The full state of each of `rows` that holds something.
+  absl::StatusOr<std::vector<CrdtRowChange>> RowStates(
+      uint64_t table, const std::vector<std::string>& rows) const;
 
   struct Stats {
     // Stored entries and their bytes (keys and values).

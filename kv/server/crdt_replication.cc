@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <optional>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -27,19 +28,20 @@ constexpr size_t kMaxQueuedCalls = 10000;
 constexpr size_t kMaxQueuedDeltas = 100'000;
 constexpr size_t kMaxPushChanges = 1000;
 constexpr size_t kMaxPushBytes = 4 << 20;
-// Anti-entropy: how often, how many buckets one pull asks for, and the
-// bytes of rows one answer carries at most.
+// Anti-entropy: how often, and the buckets one Diff asks for.
 constexpr absl::Duration kSyncEvery = absl::Seconds(1);
 constexpr size_t kBucketsPerPull = 64;
-constexpr size_t kMaxPullBytes = 16 << 20;
 constexpr auto kPeerCallTimeout = std::chrono::seconds(5);
 // Refused changes are logged at most this often.
 constexpr auto kRefusalLogEvery = std::chrono::seconds(10);
 
-rpc::CrdtRowChange ToWire(const kvpb::CrdtTable& t, const CrdtRowChange& c) {
+// `t` named in the change unless the message around it names it.
+rpc::CrdtRowChange ToWire(const kvpb::CrdtTable* t, const CrdtRowChange& c) {
   rpc::CrdtRowChange w;
-  w.set_table(t.name());
-  w.set_table_id(c.table);
+  if (t != nullptr) {
+    w.set_table(t->name());
+    w.set_table_id(c.table);
+  }
   w.set_row(c.row);
   w.set_full(c.full);
   for (const auto& [k, v] : c.entries) {
@@ -47,6 +49,14 @@ rpc::CrdtRowChange ToWire(const kvpb::CrdtTable& t, const CrdtRowChange& c) {
     w.add_entry_values(v);
   }
   return w;
+}
+
+// Names the table of an answer's changes (left out on the wire).
+void Adopt(const std::string& table, uint64_t id, rpc::CrdtRowsResponse* r) {
+  for (rpc::CrdtRowChange& c : *r->mutable_changes()) {
+    c.set_table(table);
+    c.set_table_id(id);
+  }
 }
 
 CrdtRowChange FromWire(const rpc::CrdtRowChange& w) {
@@ -72,6 +82,7 @@ struct CrdtReplication::Peer {
   std::deque<std::shared_ptr<const rpc::CrdtRowChange>> queue
       ABSL_GUARDED_BY(mu);
   uint64_t sent ABSL_GUARDED_BY(mu) = 0;
+  uint64_t bytes_pushed ABSL_GUARDED_BY(mu) = 0;
   uint64_t dropped ABSL_GUARDED_BY(mu) = 0;
   std::optional<std::chrono::steady_clock::time_point> last_sync
       ABSL_GUARDED_BY(mu);
@@ -127,43 +138,49 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Diff(grpc::ServerContext*, const rpc::CrdtDiffRequest* req,
+                    rpc::CrdtRowsResponse* resp) override {
+    absl::StatusOr<kvpb::CrdtTable> t = Known(*req);
+    if (!t.ok()) return rpc::ToGrpc(t.status());
+    std::vector<uint32_t> buckets(req->buckets().begin(), req->buckets().end());
+    std::unordered_set<uint64_t> have(req->have().begin(), req->have().end());
+    auto rows = r_->replica_->RowsNotIn(t->id(), buckets, have);
+    if (!rows.ok()) return rpc::ToGrpc(rows.status());
+    for (const CrdtRowChange& c : *rows) {
+      *resp->add_changes() = ToWire(nullptr, c);
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status Rows(grpc::ServerContext*, const rpc::CrdtRowsRequest* req,
                     rpc::CrdtRowsResponse* resp) override {
-    if (grpc::Status st = Check(req->cluster_id(), req->from_node());
-        !st.ok()) {
-      return st;
+    absl::StatusOr<kvpb::CrdtTable> t = Known(*req);
+    if (!t.ok()) return rpc::ToGrpc(t.status());
+    std::vector<std::string> rows(req->rows().begin(), req->rows().end());
+    auto states = r_->replica_->RowStates(t->id(), rows);
+    if (!states.ok()) return rpc::ToGrpc(states.status());
+    for (const CrdtRowChange& c : *states) {
+      *resp->add_changes() = ToWire(nullptr, c);
     }
-    absl::StatusOr<kvpb::CrdtTable> t = r_->Table(req->table());
-    if (!t.ok() || t->id() != req->table_id()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("no CRDT table ", req->table(),
-                                       " with id ", req->table_id(), " here"));
-    }
-    if (req->one_row()) {
-      std::vector<uint32_t> bucket = {CrdtReplica::BucketOf(req->row())};
-      bool more = false;
-      absl::StatusOr<std::vector<CrdtRowChange>> rows =
-          r_->replica_->Rows(t->id(), bucket, kMaxPullBytes, &more);
-      if (!rows.ok()) return rpc::ToGrpc(rows.status());
-      for (const CrdtRowChange& c : *rows) {
-        if (c.row == req->row()) *resp->add_changes() = ToWire(*t, c);
-      }
-      return grpc::Status::OK;
-    }
-    std::vector<uint32_t> buckets(req->buckets().begin(), req->buckets().end());
-    bool more = false;
-    absl::StatusOr<std::vector<CrdtRowChange>> rows = r_->replica_->Rows(
-        t->id(), buckets,
-        std::min<uint64_t>(req->max_bytes() ? req->max_bytes() : kMaxPullBytes,
-                           kMaxPullBytes),
-        &more);
-    if (!rows.ok()) return rpc::ToGrpc(rows.status());
-    for (const CrdtRowChange& c : *rows) *resp->add_changes() = ToWire(*t, c);
-    resp->set_more(more);
     return grpc::Status::OK;
   }
 
  private:
+  // The request's table, checked like its sender.
+  template <typename Req>
+  absl::StatusOr<kvpb::CrdtTable> Known(const Req& req) const {
+    if (grpc::Status st = Check(req.cluster_id(), req.from_node()); !st.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                          st.error_message());
+    }
+    absl::StatusOr<kvpb::CrdtTable> t = r_->Table(req.table());
+    if (!t.ok() || t->id() != req.table_id()) {
+      return absl::NotFoundError(absl::StrCat(
+          "no CRDT table ", req.table(), " with id ", req.table_id(), " here"));
+    }
+    return t;
+  }
+
   // Only members of this cluster, never one that was removed.
   grpc::Status Check(const std::string& cluster, uint64_t from) const {
     Node* node = r_->node_;
@@ -293,7 +310,8 @@ CrdtReplication::Peer* CrdtReplication::FindPeer(uint64_t id) const {
 void CrdtReplication::Spread(const kvpb::CrdtTable& table,
                              const CrdtRowChange& change) {
   if (change.entries.empty()) return;
-  auto wire = std::make_shared<const rpc::CrdtRowChange>(ToWire(table, change));
+  auto wire =
+      std::make_shared<const rpc::CrdtRowChange>(ToWire(&table, change));
   absl::MutexLock l(&mu_);
   for (auto& [id, p] : peers_) {
     absl::MutexLock pl(&p->mu);
@@ -339,6 +357,7 @@ void CrdtReplication::PushLoop(Peer* p) {
     absl::MutexLock l(&p->mu);
     if (st.ok()) {
       p->sent += req.changes_size();
+      p->bytes_pushed += req.ByteSizeLong();
     } else {
       // Anti-entropy brings over what these carried.
       p->dropped += req.changes_size();
@@ -388,7 +407,7 @@ void CrdtReplication::SyncWith(Peer* p) {
   ctx.set_deadline(Clock::now() + kPeerCallTimeout);
   grpc::Status st = stub->Digest(&ctx, req, &digests);
   uint32_t differing = 0;
-  uint64_t rows = 0, bytes = 0;
+  uint64_t rows = 0, bytes = req.ByteSizeLong() + digests.ByteSizeLong();
   for (const rpc::CrdtTableDigest& d : digests.tables()) {
     if (!st.ok()) break;
     auto t = by_name.find(d.table());
@@ -403,23 +422,27 @@ void CrdtReplication::SyncWith(Peer* p) {
     }
     differing += differ.size();
     for (size_t at = 0; at < differ.size() && st.ok(); at += kBucketsPerPull) {
-      rpc::CrdtRowsRequest pull;
-      pull.set_cluster_id(node_->layout.cluster_id());
-      pull.set_from_node(node_->id);
-      pull.set_table(d.table());
-      pull.set_table_id(d.table_id());
-      for (size_t i = at; i < std::min(differ.size(), at + kBucketsPerPull);
-           ++i) {
-        pull.add_buckets(differ[i]);
-      }
-      pull.set_max_bytes(kMaxPullBytes);
+      // The peer's rows of these buckets that differ from ours.
+      rpc::CrdtDiffRequest ask;
+      ask.set_cluster_id(node_->layout.cluster_id());
+      ask.set_from_node(node_->id);
+      ask.set_table(d.table());
+      ask.set_table_id(d.table_id());
+      const std::vector<uint32_t> chunk(
+          differ.begin() + at,
+          differ.begin() + std::min(differ.size(), at + kBucketsPerPull));
+      for (uint32_t b : chunk) ask.add_buckets(b);
+      auto mine_rows = replica_->RowHashes(d.table_id(), chunk);
+      if (!mine_rows.ok()) break;
+      for (const auto& [row, h] : *mine_rows) ask.add_have(h);
       rpc::CrdtRowsResponse got;
-      grpc::ClientContext pctx;
-      pctx.set_deadline(Clock::now() + kPeerCallTimeout);
-      st = stub->Rows(&pctx, pull, &got);
+      grpc::ClientContext dctx;
+      dctx.set_deadline(Clock::now() + kPeerCallTimeout);
+      st = stub->Diff(&dctx, ask, &got);
       if (!st.ok()) break;
       rows += got.changes_size();
-      bytes += got.ByteSizeLong();
+      bytes += ask.ByteSizeLong() + got.ByteSizeLong();
+      Adopt(d.table(), d.table_id(), &got);
       MergeFrom(p->id, got.changes());
     }
   }
@@ -504,13 +527,13 @@ absl::StatusOr<uint32_t> CrdtReplication::MergeFromMajority(
     req.set_from_node(node_->id);
     req.set_table(table.name());
     req.set_table_id(table.id());
-    req.set_row(row);
-    req.set_one_row(true);
+    req.add_rows(row);
     rpc::CrdtRowsResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(
         std::min(deadline, Clock::now() + std::chrono::seconds(1)));
     if (!p->Stub(addr)->Rows(&ctx, req, &resp).ok()) continue;
+    Adopt(table.name(), table.id(), &resp);
     if (MergeFrom(p->id, resp.changes()) == 0) ++merged;
   }
   if (merged < majority) {
@@ -539,6 +562,7 @@ rpc::CrdtStatusResponse CrdtReplication::Status() const {
     ps->set_node(id);
     ps->set_pending_deltas(p->queue.size());
     ps->set_sent_deltas(p->sent);
+    ps->set_bytes_pushed(p->bytes_pushed);
     ps->set_dropped_deltas(p->dropped);
     ps->set_last_sync_ago_ms(
         p->last_sync ? std::chrono::duration_cast<std::chrono::milliseconds>(
