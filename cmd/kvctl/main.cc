@@ -10,10 +10,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/client.h"
+#include "cmd/kvctl/crdt_commands.h"
 #include "cmd/kvctl/idem_commands.h"
 #include "cmd/kvctl/lock_commands.h"
 #include "cmd/kvctl/output.h"
-#include "cmd/kvctl/crdt_commands.h"
 #include "cmd/kvctl/saga_commands.h"
 
 namespace {
