@@ -265,6 +265,13 @@ absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
   return type;
 }
 
+// Stores a decoded value in *out; the decoder's status.
+template <typename T>
+absl::Status Into(absl::StatusOr<T> v, T* out) {
+  if (v.ok()) *out = *std::move(v);
+  return v.status();
+}
+
 // Decodes a stored or received value of a column (state or entry).
 template <typename T>
 absl::StatusOr<T> DecodeOr(const std::optional<std::string>& v,
@@ -730,40 +737,30 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
     absl::Status s;
     switch (col->type()) {
       case kvpb::CRDT_G_COUNTER: {
-        auto v = crdt::DecodeGCounter(value);
-        s = v.status();
-        if (v.ok()) d.g = *v;
+        s = Into(crdt::DecodeGCounter(value), &d.g);
         break;
       }
       case kvpb::CRDT_PN_COUNTER: {
-        auto v = crdt::DecodePNCounter(value);
-        s = v.status();
-        if (v.ok()) d.pn = *v;
+        s = Into(crdt::DecodePNCounter(value), &d.pn);
         break;
       }
       case kvpb::CRDT_LWW_REGISTER: {
-        auto v = crdt::DecodeLwwRegister(value);
-        s = v.status();
-        if (v.ok()) d.lww = *v;
+        s = Into(crdt::DecodeLwwRegister(value), &d.lww);
         break;
       }
       case kvpb::CRDT_MV_REGISTER: {
-        auto v = crdt::DecodeMVRegister(value);
-        s = v.status();
-        if (v.ok()) d.mv = *v;
+        s = Into(crdt::DecodeMVRegister(value), &d.mv);
         break;
       }
       default: {
         if (at->kind == kElement && change.full) {
           // A full state carries elements as stored.
-          auto v = DecodeDots(value);
-          s = v.status();
-          if (v.ok()) d.dots = DotsOf(*v);
+          DotSet dots;
+          s = Into(DecodeDots(value), &dots);
+          d.dots = DotsOf(dots);
           break;
         }
-        auto v = crdt::DecodeEWFlag(value);
-        s = v.status();
-        if (v.ok()) d.dots = *v;
+        s = Into(crdt::DecodeEWFlag(value), &d.dots);
         break;
       }
     }
