@@ -8,11 +8,15 @@
 // its own among --rows), each on a random replica; about half the
 // elements are present at any time. Deltas reach the
 // other two in batches of 1,000 operations, 1% of them lost on the way;
-// every 50,000 operations a round of anti-entropy repairs what was lost.
+// every 50,000 operations a round of anti-entropy repairs what was lost,
+// each replica records what the others had seen, and garbage collection
+// runs: the cut every replica has seen (what raft commits in a cluster,
+// crdt_table/members.h) is collected on each.
 // At the end, after a last round, the replicas are compared and the
 // stored bytes (keys and values, before LevelDB's prefix compression and
 // Snappy) are split into the elements themselves and the rest: metadata
 // per live element = (stored bytes - element bytes) / live elements.
+#include <algorithm>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -64,10 +68,13 @@ int Run(uint64_t ops, int rows, int pool) {
       outbox[from].clear();
     }
   };
+  uint64_t collected = 0;
   auto anti_entropy = [&] {
-    for (int from = 0; from < 3; ++from) {
-      for (int to = 0; to < 3; ++to) {
+    for (int to = 0; to < 3; ++to) {
+      for (int from = 0; from < 3; ++from) {
         if (to == from) continue;
+        const CrdtVector seen = r[from]->Seen();
+        const CrdtVector floor = r[from]->floor();
         std::vector<uint64_t> a = r[from]->Digest(table.id());
         std::vector<uint64_t> b = r[to]->Digest(table.id());
         std::vector<uint32_t> differ;
@@ -77,9 +84,26 @@ int Run(uint64_t ops, int rows, int pool) {
         auto got = r[from]->RowsNotIn(table.id(), differ, {});
         if (!got.ok()) return;
         std::vector<CrdtReplica::Incoming> in;
-        for (const CrdtRowChange& ch : *got) in.push_back({&table, &ch});
-        r[to]->MergeAll(in);
+        for (const CrdtRowChange& ch : *got) {
+          in.push_back({&table, &ch, &floor});
+        }
+        for (const absl::Status& s : r[to]->MergeAll(in)) {
+          if (!s.ok()) return;  // an incomplete pull records nothing
+        }
+        if (!r[to]->RecordPull(seen).ok()) return;
       }
+    }
+    CrdtVector cut = r[0]->Seen();
+    for (auto& [replica, n] : cut) {
+      for (int i = 1; i < 3; ++i) {
+        const CrdtVector s = r[i]->Seen();
+        auto it = s.find(replica);
+        n = std::min(n, it == s.end() ? 0 : it->second);
+      }
+    }
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<uint64_t> n = r[i]->Collect(cut);
+      if (n.ok()) collected += *n;
     }
   };
   for (uint64_t n = 1; n <= ops; ++n) {
@@ -108,9 +132,10 @@ int Run(uint64_t ops, int rows, int pool) {
   }
   std::printf(
       "{\"ops\":%llu,\"rows\":%d,\"pool\":%d,\"deltas_lost\":%llu,"
-      "\"converged\":%s",
+      "\"converged\":%s,\"collected\":%llu",
       static_cast<unsigned long long>(ops), rows, pool,
-      static_cast<unsigned long long>(lost), equal ? "true" : "false");
+      static_cast<unsigned long long>(lost), equal ? "true" : "false",
+      static_cast<unsigned long long>(collected));
   for (int i = 0; i < 3; ++i) {
     const CrdtReplica::Stats s = r[i]->stats();
     const double meta = s.elements == 0
@@ -118,9 +143,11 @@ int Run(uint64_t ops, int rows, int pool) {
                             : static_cast<double>(s.bytes - s.element_bytes) /
                                   static_cast<double>(s.elements);
     std::printf(
-        ",\"replica%d\":{\"live_elements\":%llu,\"stored_bytes\":%llu,"
+        ",\"replica%d\":{\"live_elements\":%llu,\"tombstones\":%llu,"
+        "\"stored_bytes\":%llu,"
         "\"element_bytes\":%llu,\"metadata_bytes_per_element\":%.1f}",
         i, static_cast<unsigned long long>(s.elements),
+        static_cast<unsigned long long>(s.tombstones),
         static_cast<unsigned long long>(s.bytes),
         static_cast<unsigned long long>(s.element_bytes), meta);
   }

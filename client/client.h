@@ -182,6 +182,9 @@ class Client {
       rpc::CrdtReadMode mode = rpc::CRDT_LOCAL);
   absl::StatusOr<rpc::CrdtStatusResponse> CrdtStatus(
       const std::string& endpoint);
+  // Retires node `node`'s CRDT replica (a node gone for good): garbage
+  // collection stops waiting for it. The replica retired.
+  absl::StatusOr<uint64_t> CrdtRetire(uint64_t node);
 
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
   // The standard gRPC health check of one node: OK when it serves,

@@ -46,6 +46,19 @@ absl::Status Client::CrdtDropTable(const std::string& name) {
   });
 }
 
+absl::StatusOr<uint64_t> Client::CrdtRetire(uint64_t node) {
+  absl::StatusOr<uint64_t> meta = MetaGroup();
+  if (!meta.ok()) return meta.status();
+  rpc::CrdtRetireRequest req;
+  req.set_node(node);
+  rpc::CrdtRetireResponse resp;
+  absl::Status st = Call(*meta, false, [&](auto ch, auto& ctx) {
+    return rpc::Crdt::NewStub(ch)->Retire(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.replica();
+}
+
 absl::StatusOr<std::vector<rpc::CrdtTable>> Client::CrdtTables() {
   rpc::CrdtTablesResponse resp;
   absl::Status st = Call(kAnyNode, true, [&](auto ch, auto& ctx) {

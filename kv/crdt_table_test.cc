@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <random>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 
 #include "clocks/clock.h"
@@ -289,6 +290,172 @@ TEST_F(CrdtReplicaTest, ConcurrentUpdatesShareSyncsAndLoseNothing) {
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(Value(0, "hot", "views").count, 1600);
   EXPECT_EQ(Value(0, "hot", "items").values.size(), 8u);
+}
+
+// What garbage collection runs on: complete pulls between every pair
+// (each records what the other had seen), then the cut every replica has
+// seen, collected on each.
+CrdtVector CutOf(const std::vector<CrdtVector>& seen) {
+  CrdtVector cut = seen.front();
+  for (auto& [r, n] : cut) {
+    for (const CrdtVector& s : seen) {
+      auto it = s.find(r);
+      n = std::min(n, it == s.end() ? 0 : it->second);
+    }
+  }
+  return cut;
+}
+
+TEST_F(CrdtReplicaTest,
+       CollectionDropsTombstonesBelowTheCutAndNothingComesBack) {
+  CrdtRowChange add =
+      Update(0, "cart", {Elements(CrdtOp::kAdd, {"apple", "pear"})});
+  Merge(1, add);
+  Merge(2, add);
+  auto stale = replicas_[2]->RowStates(table_.id(), {"cart"});
+  ASSERT_TRUE(stale.ok());
+  const std::vector<CrdtRowChange> stale_full = *stale;
+  CrdtRowChange remove =
+      Update(1, "cart", {Elements(CrdtOp::kRemove, {"apple"})});
+  Merge(0, remove);
+  Merge(2, remove);
+  CrdtRowChange flag_on = Update(0, "cart", {Flag(true)});
+  CrdtRowChange flag_off = Update(0, "cart", {Flag(false)});
+  for (int i : {1, 2}) {
+    Merge(i, flag_on);
+    Merge(i, flag_off);
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(replicas_[i]->stats().tombstones, 2u) << i;  // apple, vip
+  }
+  const uint64_t entries = replicas_[0]->stats().entries;
+
+  // A cut above what a replica has seen is refused: nothing collected.
+  CrdtVector ahead = replicas_[0]->Seen();
+  ahead[replicas_[1]->id()] = 1'000'000;
+  EXPECT_EQ(replicas_[0]->Collect(ahead).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  for (int to = 0; to < 3; ++to) {
+    for (int from = 0; from < 3; ++from) {
+      if (from == to) continue;
+      const CrdtVector seen = replicas_[from]->Seen();
+      Sync(from, to);
+      ASSERT_TRUE(replicas_[to]->RecordPull(seen).ok());
+    }
+  }
+  const CrdtVector cut =
+      CutOf({replicas_[0]->Seen(), replicas_[1]->Seen(), replicas_[2]->Seen()});
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<uint64_t> n = replicas_[i]->Collect(cut);
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(*n, 2u);
+    EXPECT_EQ(replicas_[i]->stats().tombstones, 0u);
+    EXPECT_EQ(replicas_[i]->stats().entries, entries - 2);
+    EXPECT_EQ(replicas_[i]->Digest(table_.id()),
+              replicas_[0]->Digest(table_.id()));
+  }
+  // Old news, as a delta or as a full state from before the removal, brings
+  // nothing back: every dot below the floor counts as seen.
+  for (int i = 0; i < 3; ++i) {
+    Merge(i, add);
+    Merge(i, flag_on);
+    for (const CrdtRowChange& c : stale_full) Merge(i, c);
+    EXPECT_EQ(Value(i, "cart", "items").values,
+              (std::vector<std::string>{"pear"}));
+    EXPECT_FALSE(Value(i, "cart", "vip").enabled);
+  }
+  // The floor survives a restart.
+  replicas_[0].reset();
+  Open(0);
+  EXPECT_EQ(replicas_[0]->floor(), cut);
+  Merge(0, add);
+  EXPECT_EQ(Value(0, "cart", "items").values,
+            (std::vector<std::string>{"pear"}));
+  // Above the floor, a full state's missing entries are ones it never saw.
+  CrdtRowChange plum = Update(0, "cart", {Elements(CrdtOp::kAdd, {"plum"})});
+  auto full = replicas_[1]->RowStates(table_.id(), {"cart"});
+  ASSERT_TRUE(full.ok() && full->size() == 1);
+  const CrdtVector floor = replicas_[1]->floor();
+  ASSERT_TRUE(
+      replicas_[0]->MergeAll({{&table_, &full->front(), &floor}}).front().ok());
+  EXPECT_EQ(Value(0, "cart", "items").values,
+            (std::vector<std::string>{"pear", "plum"}));
+}
+
+TEST_F(CrdtReplicaTest, ResetForgetsEverythingUnderANewId) {
+  Update(0, "r", {Elements(CrdtOp::kAdd, {"a"}), Incr("views", 3)});
+  const clocks::ReplicaId old = replicas_[0]->id();
+  ASSERT_TRUE(replicas_[0]->RecordPull(replicas_[1]->Seen()).ok());
+  ASSERT_TRUE(replicas_[0]->Reset().ok());
+  EXPECT_NE(replicas_[0]->id(), old);
+  EXPECT_EQ(replicas_[0]->stats().entries, 0u);
+  EXPECT_TRUE(replicas_[0]->Read(table_, "r")->empty());
+  EXPECT_EQ(replicas_[0]->Root(table_.id()), 0u);
+  const clocks::ReplicaId fresh = replicas_[0]->id();
+  replicas_[0].reset();
+  Open(0);
+  EXPECT_EQ(replicas_[0]->id(), fresh);
+  EXPECT_TRUE(replicas_[0]->Read(table_, "r")->empty());
+}
+
+using CrdtMembersTest = ModuleTest;
+
+kvpb::Command Reports(
+    std::vector<std::tuple<uint64_t, uint64_t, CrdtVector>> reports) {
+  kvpb::Command cmd;
+  for (auto& [node, replica, seen] : reports) {
+    kvpb::CrdtReplicaReport* r = cmd.mutable_crdt_reports()->add_reports();
+    r->set_node(node);
+    r->set_replica(replica);
+    ToCounts(seen, r->mutable_seen());
+  }
+  return cmd;
+}
+
+TEST_F(CrdtMembersTest, TheCutIsWhatEveryActiveReplicaHasSeenAndOnlyGrows) {
+  // Replicas 11, 22, 33 on nodes 1, 2, 3.
+  kvpb::CommandResult r = Apply(Reports({{1, 11, {{11, 50}, {22, 10}}},
+                                         {2, 22, {{11, 40}, {22, 30}}},
+                                         {3, 33, {{11, 45}, {33, 5}}}}),
+                                100);
+  ASSERT_EQ(r.error_code(), 0) << r.error_message();
+  EXPECT_EQ(FromCounts(r.crdt_members().cut().floor()), (CrdtVector{{11, 40}}));
+  // A stale report lowers nothing.
+  r = Apply(Reports({{2, 22, {{11, 1}}}}), 101);
+  EXPECT_EQ(FromCounts(sm_->crdt_members().Cut()->floor()),
+            (CrdtVector{{11, 40}}));
+  // Node 3 is gone for good: retired, its dots fold in as far as the
+  // others have them, and the cut stops waiting for it.
+  kvpb::Command retire;
+  retire.set_crdt_retire(3);
+  r = Apply(retire, 102);
+  ASSERT_EQ(r.error_code(), 0) << r.error_message();
+  EXPECT_EQ(r.crdt_members().retired_replica(), 33u);
+  r = Apply(Reports({{1, 11, {{11, 60}, {22, 30}, {33, 5}}},
+                     {2, 22, {{11, 60}, {22, 30}, {33, 4}}}}),
+            103);
+  EXPECT_EQ(FromCounts(r.crdt_members().cut().floor()),
+            (CrdtVector{{11, 60}, {22, 30}, {33, 4}}));
+  // Its reports count no more; node 3 back with a new replica (a resync)
+  // joins, and the cut waits for it from then on.
+  r = Apply(Reports({{3, 34, {{11, 60}, {22, 30}, {33, 4}, {34, 2}}},
+                     {3, 33, {{11, 99}}}}),
+            104);
+  auto rec = sm_->crdt_members().Replica(33);
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  EXPECT_TRUE((*rec)->retired());
+  EXPECT_EQ(FromCounts((*rec)->seen()).at(11), 45u);
+  EXPECT_EQ(FromCounts(r.crdt_members().cut().floor()).at(11), 60u);
+  // A node whose disk was wiped comes with a new replica: the old one
+  // retires.
+  Apply(Reports({{2, 23, {}}}), 105);
+  EXPECT_TRUE((*sm_->crdt_members().Replica(22))->retired());
+  EXPECT_EQ(Apply(retire, 106).error_code(), 0);  // retires 34
+  retire.set_crdt_retire(9);
+  EXPECT_EQ(Apply(retire, 107).error_code(),
+            static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_EQ(sm_->crdt_members().Replicas()->size(), 5u);
 }
 
 using CrdtSchemaTest = ModuleTest;

@@ -54,6 +54,8 @@ enum class Space : char {
   kSaga = 'q',
   kSagaDue = 'u',
   kCrdtTable = 'c',
+  kCrdtReplica = 'w',
+  kCrdtCut = 'y',
 };
 
 // The keys of one group.

@@ -29,9 +29,10 @@ StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
       idem_(engine, &keys_, &kv_),
       sagas_(engine, &keys_),
       crdt_schema_(engine, &keys_),
+      crdt_members_(engine, &keys_),
       sessions_(&keys_),
-      modules_{&sessions_, &kv_,   &meta_,  &leases_,
-               &locks_,    &idem_, &sagas_, &crdt_schema_} {}
+      modules_{&sessions_, &kv_,    &meta_,        &leases_,      &locks_,
+               &idem_,     &sagas_, &crdt_schema_, &crdt_members_} {}
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
     storage::Engine* engine, raft::host::GroupId group, MonotonicClock clock) {

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kv/crdt_table/members.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/idempotency/idempotency.h"
 #include "kv/keyspace.h"
@@ -104,6 +105,7 @@ class StateMachine final : public raft::host::StateMachine {
   const Idempotency& idempotency() const { return idem_; }
   const Sagas& sagas() const { return sagas_; }
   const CrdtSchema& crdt_schema() const { return crdt_schema_; }
+  const CrdtMembers& crdt_members() const { return crdt_members_; }
   // Lock `name`'s record (nullopt: never taken) and the applied index it
   // is from, read from one snapshot of the store.
   absl::StatusOr<std::pair<raft::Index, std::optional<kvpb::LockRecord>>>
@@ -148,6 +150,7 @@ class StateMachine final : public raft::host::StateMachine {
   Idempotency idem_;
   Sagas sagas_;
   CrdtSchema crdt_schema_;
+  CrdtMembers crdt_members_;
   Sessions sessions_;
   // Every module, in the order they are asked whether they handle a command.
   const std::vector<Module*> modules_;

@@ -127,8 +127,14 @@ CrdtCommands::CrdtCommands(CLI::App& app) {
                  "merge the row from a majority of the nodes first");
   status_ = crdt->add_subcommand(
       "status",
-      "each endpoint's replica: size, and per peer the deltas pending, "
-      "sent and dropped and the last anti-entropy round");
+      "each endpoint's replica: size, garbage collection, and per peer the "
+      "deltas pending, sent and dropped and the last anti-entropy round");
+  retire_ = crdt->add_subcommand(
+      "retire",
+      "retire the CRDT replica of a node gone for good, so that garbage "
+      "collection stops waiting for it (if the node comes back, it throws "
+      "its rows away and resyncs; what it had not passed on is lost)");
+  retire_->add_option("node", node_, "the node's id")->required();
 }
 
 int CrdtCommands::Update(client::Client& c, rpc::CrdtOp op, bool json) {
@@ -213,6 +219,13 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
     }
     return r->values().empty() ? kExitNo : kExitOk;
   }
+  if (*retire_) {
+    auto r = c.CrdtRetire(node_);
+    if (!r.ok()) return Fail(r.status());
+    std::cout << "OK (retired replica " << absl::StrCat(absl::Hex(*r))
+              << " of n" << node_ << ")\n";
+    return kExitOk;
+  }
   if (*status_) {
     int rc = kExitOk;
     for (const std::string& ep : c.endpoints()) {
@@ -230,7 +243,23 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
                 << absl::StrCat(absl::Hex(r->replica())) << ": " << r->entries()
                 << " entries, " << r->bytes() << " bytes, " << r->elements()
                 << " set elements; refused changes " << r->refused_changes()
+                << (r->registered() ? "" : "; NOT REGISTERED (updates wait)")
                 << "\n";
+      std::vector<std::string> floor;
+      for (const rpc::CrdtCount& f : r->floor()) {
+        floor.push_back(absl::StrCat(absl::Hex(f.replica()), ":", f.counter()));
+      }
+      std::cout << "  gc: " << r->tombstones()
+                << " tombstones awaiting the cut, " << r->collected()
+                << " collected; cut epoch " << r->cut_epoch() << ", floor {"
+                << absl::StrJoin(floor, " ") << "}";
+      if (r->resyncs() > 0) std::cout << "; resynced " << r->resyncs() << "x";
+      std::cout << "\n";
+      for (const rpc::CrdtReplicaStatus& rs : r->replicas()) {
+        if (rs.retired()) continue;
+        std::cout << "  replica " << absl::StrCat(absl::Hex(rs.replica()))
+                  << " of n" << rs.node() << " active\n";
+      }
       for (const rpc::CrdtPeerStatus& p : r->peers()) {
         std::cout << "  n" << p.node() << "\t"
                   << (p.in_sync() ? "in sync"

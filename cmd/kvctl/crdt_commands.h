@@ -12,8 +12,9 @@ namespace tally::kvctl {
 
 // kvctl's CRDT table commands: `crdt create|alter|drop|tables` for schemas,
 // `crdt incr|add|remove|set|enable|disable` to write a row on the node
-// asked (even one cut off from the others), `crdt get` to read one, and
-// `crdt status` for each node's replication.
+// asked (even one cut off from the others), `crdt get` to read one,
+// `crdt status` for each node's replication and garbage collection, and
+// `crdt retire` for the replica of a node gone for good.
 class CrdtCommands {
  public:
   // Adds the commands to `app`.
@@ -25,10 +26,11 @@ class CrdtCommands {
   int Update(client::Client& c, rpc::CrdtOp op, bool json);
 
   CLI::App *create_, *alter_, *drop_, *tables_, *incr_, *add_, *remove_, *set_,
-      *enable_, *disable_, *get_, *status_;
+      *enable_, *disable_, *get_, *status_, *retire_;
   std::string table_, row_, column_, value_, context_;
   std::vector<std::string> columns_, elements_;
   int64_t amount_ = 1;
+  uint64_t node_ = 0;
   bool majority_ = false;
 };
 

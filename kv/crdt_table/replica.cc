@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "clocks/varint.h"
 #include "crdt/codec.h"
+#include "kv/crdt_table/causal_entry.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/storage/leveldb_util.h"
 #include "util/hash.h"
@@ -21,29 +22,45 @@ using crdt::DotContext;
 using crdt::DotSet;
 using crdt::FlagStore;
 using crdt::RegisterStore;
+using crdt_entry::AboveFloor;
+using crdt_entry::DecodeFlag;
+using crdt_entry::DecodeVector;
+using crdt_entry::EncodeCausal;
+using crdt_entry::EncodeFlag;
+using crdt_entry::EncodeVector;
+using crdt_entry::Event;
+using crdt_entry::HasTombstones;
+using crdt_entry::JoinCausal;
+using crdt_entry::LiveElement;
 
 // Keys of the replica's engine:
 //   "Mreplica"   the replica id (8 bytes, big-endian)
 //   "Mhlc"       the hybrid clock's persisted limit (ms, 8 bytes)
+//   "Mdot"       the dot counter's persisted limit (8 bytes)
+//   "Mseen"      what the replica has seen (EncodeVector)
+//   "Mfloor"     the stability cut it collected below (EncodeVector)
 //   'V' table(varint) bucket(2) row length(varint) row, then the entry
 //   within the row:
-//     column \0 's'          a column's state (a crdt/ encoding)
-//     column \0 'c'          a set's causal context (a crdt/ encoding)
-//     column \0 'e' element  one element of a set: the dots that added it
-//                            (EncodeDots; the smallest form, as there is
-//                            one such key per element)
+//     column \0 's'          a column's state (a crdt/ encoding; a flag's
+//                            as EncodeFlag has it)
+//     column \0 'e' element  one element of a set: an enable-wins flag
+//                            (EncodeFlag)
 // Varints are prefix-free, so a table's or a row's prefix is never the
 // prefix of another's.
 constexpr char kReplicaKey[] = "Mreplica";
 constexpr char kHlcKey[] = "Mhlc";
+constexpr char kDotKey[] = "Mdot";
+constexpr char kSeenKey[] = "Mseen";
+constexpr char kFloorKey[] = "Mfloor";
 constexpr char kRows = 'V';
 constexpr char kState = 's';
-constexpr char kContext = 'c';
 constexpr char kElement = 'e';
 // How far ahead of the wall clock the persisted hybrid-clock limit is set.
 constexpr int64_t kHlcWindowMs = 10'000;
 // Remote hybrid timestamps further ahead than this are not followed.
 constexpr int64_t kHlcMaxOffsetMs = 60'000;
+// How far ahead of the last issued dot the persisted counter limit is set.
+constexpr uint64_t kDotBlock = 100'000;
 
 std::string Be(uint64_t v, int bytes) {
   std::string out(bytes, '\0');
@@ -104,48 +121,6 @@ std::optional<KeyParts> ParseKey(std::string_view key) {
   return p;
 }
 
-// A set element's stored form: a version (1), the number of dots, then
-// each dot's replica and counter, as varints, in dot order.
-std::string EncodeDots(const DotSet& dots) {
-  std::string out(1, '\x01');
-  clocks::PutVarint(&out, dots.size());
-  for (const crdt::Dot& d : dots) {
-    clocks::PutVarint(&out, d.replica);
-    clocks::PutVarint(&out, d.counter);
-  }
-  return out;
-}
-absl::StatusOr<DotSet> DecodeDots(const std::string& in) {
-  auto bad = [](const char* why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("set element does not decode: ", why));
-  };
-  if (in.empty() || in[0] != '\x01') return bad("unknown version");
-  size_t at = 1;
-  uint64_t n = 0;
-  if (!clocks::GetVarint(in, &at, &n) || n == 0 || n > in.size()) {
-    return bad("bad count");
-  }
-  DotSet out;
-  for (uint64_t i = 0; i < n; ++i) {
-    crdt::Dot d;
-    if (!clocks::GetVarint(in, &at, &d.replica) ||
-        !clocks::GetVarint(in, &at, &d.counter) || d.replica == 0 ||
-        d.counter == 0) {
-      return bad("bad dot");
-    }
-    if (!out.empty() && !(*out.rbegin() < d)) return bad("dots out of order");
-    out.insert(d);
-  }
-  if (at != in.size()) return bad("trailing bytes");
-  return out;
-}
-// A stored element's dots (none when absent).
-absl::StatusOr<DotSet> StoredDots(const std::optional<std::string>& v) {
-  if (!v) return DotSet{};
-  return DecodeDots(*v);
-}
-
 struct EntryParts {
   std::string column;
   char kind = 0;
@@ -157,7 +132,7 @@ std::optional<EntryParts> ParseEntry(std::string_view e) {
   EntryParts p{std::string(e.substr(0, nul)), e[nul + 1],
                std::string(e.substr(nul + 2))};
   if ((p.kind == kElement) == false && !p.element.empty()) return std::nullopt;
-  if (p.kind != kState && p.kind != kContext && p.kind != kElement) {
+  if (p.kind != kState && p.kind != kElement) {
     return std::nullopt;
   }
   return p;
@@ -181,14 +156,6 @@ const kvpb::CrdtColumn* FindColumn(const kvpb::CrdtTable& t,
     if (c.name() == name) return &c;
   }
   return nullptr;
-}
-
-// A set element's or a set context's stored form: dots and a context.
-Causal<FlagStore> DotsOf(const DotSet& dots) {
-  Causal<FlagStore> c;
-  c.store = dots;
-  crdt::CollectDots(dots, &c.context);
-  return c;
 }
 
 bool IsSet(kvpb::CrdtColumnType t) { return t == kvpb::CRDT_AW_SET; }
@@ -336,6 +303,24 @@ absl::Status CrdtReplica::Load() {
   const int64_t next = std::max(clock_->NowMillis(), persisted) + kHlcWindowMs;
   hlc_.SetLimit(next);
   b.Put(kHlcKey, Be(static_cast<uint64_t>(next), 8));
+  // Dots up to the old limit may have been issued: start above it. What
+  // was issued and not written exists nowhere, so counting it as durable
+  // (seen) is harmless.
+  absl::StatusOr<std::optional<std::string>> dots = engine_->Get(kDotKey);
+  if (!dots.ok()) return dots.status();
+  if (dots->has_value() && (*dots)->size() == 8) {
+    counter_ = ReadBe(**dots, 0, 8);
+  }
+  durable_counter_ = counter_;
+  counter_limit_ = counter_ + kDotBlock;
+  b.Put(kDotKey, Be(counter_limit_, 8));
+  for (auto [key, into] : {std::pair{kSeenKey, &seen_}, {kFloorKey, &floor_}}) {
+    absl::StatusOr<std::optional<std::string>> v = engine_->Get(key);
+    if (!v.ok()) return v.status();
+    absl::StatusOr<CrdtVector> decoded = DecodeVector(*v);
+    if (!decoded.ok()) return decoded.status();
+    *into = *std::move(decoded);
+  }
   if (absl::Status s = engine_->Write(b, /*sync=*/true); !s.ok()) return s;
 
   std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
@@ -351,7 +336,18 @@ absl::Status CrdtReplica::Load() {
     ++stats_.entries;
     stats_.bytes += it->key().size() + it->value().size();
     std::optional<EntryParts> e = ParseEntry(p->entry);
-    if (e && e->kind == kElement) {
+    if (!e) continue;
+    const std::string value(it->value());
+    // Causal entries are flags (set elements among them) or mv-registers;
+    // the envelope names the type.
+    absl::StatusOr<Causal<FlagStore>> f = DecodeFlag(value);
+    bool tombstone = f.ok() && HasTombstones(*f);
+    if (!f.ok() && e->kind == kState) {
+      absl::StatusOr<Causal<RegisterStore>> mv = crdt::DecodeMVRegister(value);
+      tombstone = mv.ok() && HasTombstones(*mv);
+    }
+    if (tombstone) tombstones_.emplace(it->key());
+    if (e->kind == kElement && f.ok() && !f->store.empty()) {
       ++stats_.elements;
       stats_.element_bytes += e->element.size();
     }
@@ -388,7 +384,8 @@ absl::StatusOr<std::map<std::string, std::string>> CrdtReplica::ScanLocked(
 
 void CrdtReplica::StageLocked(const std::string& key,
                               std::optional<std::string> value,
-                              const std::optional<std::string>& old) {
+                              const std::optional<std::string>& old,
+                              bool tombstone) {
   if (value == old) return;
   std::optional<KeyParts> p = ParseKey(key);
   if (p) {
@@ -401,7 +398,7 @@ void CrdtReplica::StageLocked(const std::string& key,
       h ^= EntryHash(key, *old);
       --stats_.entries;
       stats_.bytes -= key.size() + old->size();
-      if (element) {
+      if (element && LiveElement(old)) {
         --stats_.elements;
         stats_.element_bytes -= e->element.size();
       }
@@ -410,10 +407,15 @@ void CrdtReplica::StageLocked(const std::string& key,
       h ^= EntryHash(key, *value);
       ++stats_.entries;
       stats_.bytes += key.size() + value->size();
-      if (element) {
+      if (element && LiveElement(value)) {
         ++stats_.elements;
         stats_.element_bytes += e->element.size();
       }
+    }
+    if (tombstone) {
+      tombstones_.insert(key);
+    } else {
+      tombstones_.erase(key);
     }
   }
   if (value) {
@@ -422,6 +424,28 @@ void CrdtReplica::StageLocked(const std::string& key,
     pending_.Delete(key);
   }
   overlay_[key] = {staged_ + 1, std::move(value)};
+}
+
+template <typename S>
+void CrdtReplica::StageCausalLocked(const std::string& key,
+                                    crdt::Causal<S>& state,
+                                    const std::optional<std::string>& old) {
+  state.context = AboveFloor(state, floor_);
+  if (state.store.empty() && state.context.empty()) {
+    StageLocked(key, std::nullopt, old);
+    return;
+  }
+  StageLocked(key, EncodeCausal(state), old, HasTombstones(state));
+}
+
+crdt::Dot CrdtReplica::NextDotLocked() {
+  if (counter_ >= counter_limit_) {
+    // Durable with the write that uses the dot (staged with it).
+    counter_limit_ = counter_ + kDotBlock;
+    absl::StatusOr<std::optional<std::string>> old = ReadLocked(kDotKey);
+    StageLocked(kDotKey, Be(counter_limit_, 8), old.ok() ? *old : std::nullopt);
+  }
+  return crdt::Dot{id_, ++counter_};
 }
 
 void CrdtReplica::EnqueueLocked(std::function<void(absl::Status)> done) {
@@ -442,12 +466,15 @@ void CrdtReplica::CommitLoop() {
     storage::WriteBatch batch = std::move(pending_);
     pending_ = storage::WriteBatch();
     const uint64_t upto = staged_;
+    const uint64_t issued = counter_;
     const bool sync = std::exchange(need_sync_, false);
     if (!batch.empty() && broken_.ok()) {
       mu_.Unlock();
       absl::Status s = engine_->Write(batch, sync);
       mu_.Lock();
-      if (!s.ok()) {
+      if (s.ok()) {
+        durable_counter_ = std::max(durable_counter_, issued);
+      } else {
         broken_ = absl::Status(
             s.code(), absl::StrCat("CRDT replica store write failed (restart "
                                    "the node once the cause is fixed): ",
@@ -586,66 +613,49 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
         absl::StatusOr<Causal<RegisterStore>> r =
             DecodeOr<Causal<RegisterStore>>(*old, crdt::DecodeMVRegister);
         if (!r.ok()) return r.status();
+        // Replaces the siblings the writer read (its context), nothing else.
         Causal<RegisterStore> d;
         if (contexts[i]) d.context = *contexts[i];
-        uint64_t max = r->context.Max(id_);
-        if (contexts[i]) max = std::max(max, contexts[i]->Max(id_));
-        for (const auto& [dot, v] : r->store) {
-          if (dot.replica == id_) max = std::max(max, dot.counter);
-        }
-        for (const crdt::Dot& dot : r->context.cloud()) {
-          if (dot.replica == id_) max = std::max(max, dot.counter);
-        }
-        const crdt::Dot dot{id_, max + 1};
+        const crdt::Dot dot = NextDotLocked();
         d.store.emplace(dot, op.value);
         d.context.Insert(dot);
-        r->Merge(d);
-        stage(state_entry, crdt::Encode(*r), *old, crdt::Encode(d));
+        JoinCausal(*r, floor_, d, nullptr);
+        change.entries.emplace_back(state_entry, crdt::Encode(d));
+        StageCausalLocked(prefix + state_entry, *r, *old);
         break;
       }
       case kvpb::CRDT_EW_FLAG: {
         absl::StatusOr<Causal<FlagStore>> f =
-            DecodeOr<Causal<FlagStore>>(*old, crdt::DecodeEWFlag);
+            DecodeOr<Causal<FlagStore>>(*old, DecodeFlag);
         if (!f.ok()) return f.status();
-        Causal<FlagStore> d =
-            op.kind == CrdtOp::kEnable
-                ? crdt::EnableDelta(f->store, f->context, id_)
-                : crdt::DisableDelta(f->store, f->context, id_);
         if (op.kind == CrdtOp::kDisable && f->store.empty()) break;
-        f->Merge(d);
-        stage(state_entry, crdt::Encode(*f), *old, crdt::Encode(d));
+        const Causal<FlagStore> d = op.kind == CrdtOp::kEnable
+                                        ? Event(f->store, NextDotLocked())
+                                        : crdt::RemoveAll(f->store);
+        JoinCausal(*f, floor_, d, nullptr);
+        change.entries.emplace_back(state_entry, EncodeFlag(d));
+        StageCausalLocked(prefix + state_entry, *f, *old);
         break;
       }
       case kvpb::CRDT_AW_SET: {
-        const std::string ctx_entry = Entry(op.column, kContext);
-        absl::StatusOr<std::optional<std::string>> old_ctx =
-            ReadLocked(prefix + ctx_entry);
-        if (!old_ctx.ok()) return old_ctx.status();
-        absl::StatusOr<Causal<FlagStore>> ctx =
-            DecodeOr<Causal<FlagStore>>(*old_ctx, crdt::DecodeEWFlag);
-        if (!ctx.ok()) return ctx.status();
-        bool context_changed = false;
+        // Each element is a flag of its own: an add enables it (one new
+        // dot replaces the element's old ones), a remove disables it (the
+        // adds seen here go; a concurrent add elsewhere stays).
         for (const std::string& element : op.elements) {
           const std::string entry = Entry(op.column, kElement, element);
           absl::StatusOr<std::optional<std::string>> old_el =
               ReadLocked(prefix + entry);
           if (!old_el.ok()) return old_el.status();
-          absl::StatusOr<DotSet> el = StoredDots(*old_el);
+          absl::StatusOr<Causal<FlagStore>> el =
+              DecodeOr<Causal<FlagStore>>(*old_el, DecodeFlag);
           if (!el.ok()) return el.status();
-          if (op.kind == CrdtOp::kAdd) {
-            // One new dot replaces the element's old ones.
-            Causal<FlagStore> d = crdt::NewEvent(*el, ctx->context, id_);
-            ctx->context.Merge(d.context);
-            context_changed = true;
-            stage(entry, EncodeDots(d.store), *old_el, crdt::Encode(d));
-          } else if (!el->empty()) {
-            // Removes the adds seen here; a concurrent add elsewhere stays.
-            stage(entry, std::nullopt, *old_el,
-                  crdt::Encode(crdt::RemoveAll(*el)));
-          }
-        }
-        if (context_changed) {
-          StageLocked(prefix + ctx_entry, crdt::Encode(*ctx), *old_ctx);
+          if (op.kind == CrdtOp::kRemove && el->store.empty()) continue;
+          const Causal<FlagStore> d = op.kind == CrdtOp::kAdd
+                                          ? Event(el->store, NextDotLocked())
+                                          : crdt::RemoveAll(el->store);
+          JoinCausal(*el, floor_, d, nullptr);
+          change.entries.emplace_back(entry, EncodeFlag(d));
+          StageCausalLocked(prefix + entry, *el, *old_el);
         }
         break;
       }
@@ -678,7 +688,7 @@ std::vector<absl::Status> CrdtReplica::MergeAll(
   {
     absl::MutexLock l(&mu_);
     for (const Incoming& in : changes) {
-      out.push_back(broken_.ok() ? MergeLocked(*in.table, *in.change)
+      out.push_back(broken_.ok() ? MergeLocked(*in.table, *in.change, in.floor)
                                  : broken_);
     }
     // Written, not synced: the sender holds the change durably, and
@@ -698,7 +708,8 @@ std::vector<absl::Status> CrdtReplica::MergeAll(
 }
 
 absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
-                                      const CrdtRowChange& change) {
+                                      const CrdtRowChange& change,
+                                      const CrdtVector* sender_floor) {
   if (change.table != table.id()) {
     return absl::InvalidArgumentError("change of another table");
   }
@@ -707,18 +718,15 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
   }
   // Decoded and checked in full before anything is staged.
   struct Decoded {
-    EntryParts at;
+    std::string entry;
     kvpb::CrdtColumnType type;
     crdt::GCounter g;
     crdt::PNCounter pn;
     crdt::LwwRegister lww;
     Causal<RegisterStore> mv;
-    Causal<FlagStore> dots;  // flags, set elements and set contexts
+    Causal<FlagStore> flag;  // flags and set elements
   };
   std::vector<Decoded> in;
-  // Per set column: the sender's context (full states) and its elements.
-  std::map<std::string, DotContext> set_contexts;
-  std::map<std::string, std::map<std::string, const Decoded*>> set_elements;
   in.reserve(change.entries.size());
   for (const auto& [entry, value] : change.entries) {
     std::optional<EntryParts> at = ParseEntry(entry);
@@ -728,41 +736,29 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
       return absl::InvalidArgumentError(absl::StrCat(
           "CRDT table ", table.name(), " has no column ", at->column));
     }
-    Decoded d{*at, col->type(), {}, {}, {}, {}, {}};
-    if (IsSet(col->type()) != (at->kind != kState)) {
+    if (IsSet(col->type()) != (at->kind == kElement)) {
       return absl::InvalidArgumentError(
           absl::StrCat("entry does not fit column ", at->column, " (a ",
                        CrdtTypeName(col->type()), ")"));
     }
+    Decoded d{entry, col->type(), {}, {}, {}, {}, {}};
     absl::Status s;
     switch (col->type()) {
-      case kvpb::CRDT_G_COUNTER: {
+      case kvpb::CRDT_G_COUNTER:
         s = Into(crdt::DecodeGCounter(value), &d.g);
         break;
-      }
-      case kvpb::CRDT_PN_COUNTER: {
+      case kvpb::CRDT_PN_COUNTER:
         s = Into(crdt::DecodePNCounter(value), &d.pn);
         break;
-      }
-      case kvpb::CRDT_LWW_REGISTER: {
+      case kvpb::CRDT_LWW_REGISTER:
         s = Into(crdt::DecodeLwwRegister(value), &d.lww);
         break;
-      }
-      case kvpb::CRDT_MV_REGISTER: {
+      case kvpb::CRDT_MV_REGISTER:
         s = Into(crdt::DecodeMVRegister(value), &d.mv);
         break;
-      }
-      default: {
-        if (at->kind == kElement && change.full) {
-          // A full state carries elements as stored.
-          DotSet dots;
-          s = Into(DecodeDots(value), &dots);
-          d.dots = DotsOf(dots);
-          break;
-        }
-        s = Into(crdt::DecodeEWFlag(value), &d.dots);
+      default:
+        s = Into(DecodeFlag(value), &d.flag);
         break;
-      }
     }
     if (!s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -770,31 +766,54 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
     }
     in.push_back(std::move(d));
   }
-  for (const Decoded& d : in) {
-    if (d.at.kind == kContext) set_contexts[d.at.column] = d.dots.context;
-    if (d.at.kind == kElement) set_elements[d.at.column][d.at.element] = &d;
+
+  // A full state names every entry of the row the sender holds: a causal
+  // entry here that it lacks is joined with nothing, against its floor
+  // (what it has seen at or below its floor and no longer holds, it
+  // removed). A delta speaks only of the dots in its contexts.
+  static const CrdtVector kNoFloor;
+  const CrdtVector* fb =
+      change.full ? (sender_floor != nullptr ? sender_floor : &kNoFloor)
+                  : nullptr;
+  const std::string prefix = RowPrefix(table.id(), change.row);
+  if (change.full) {
+    std::set<std::string> named;
+    for (const Decoded& d : in) named.insert(d.entry);
+    absl::StatusOr<std::map<std::string, std::string>> local =
+        ScanLocked(prefix);
+    if (!local.ok()) return local.status();
+    for (const auto& [key, value] : *local) {
+      std::string entry = key.substr(prefix.size());
+      if (named.contains(entry)) continue;
+      std::optional<EntryParts> at = ParseEntry(entry);
+      const kvpb::CrdtColumn* col =
+          at ? FindColumn(table, at->column) : nullptr;
+      if (col == nullptr) continue;
+      const kvpb::CrdtColumnType t = col->type();
+      if (t == kvpb::CRDT_EW_FLAG || t == kvpb::CRDT_AW_SET ||
+          t == kvpb::CRDT_MV_REGISTER) {
+        in.push_back(Decoded{std::move(entry), t, {}, {}, {}, {}, {}});
+      }
+    }
   }
 
-  const std::string prefix = RowPrefix(table.id(), change.row);
   for (const Decoded& d : in) {
-    if (d.at.kind != kState) continue;
-    const std::string key = prefix + Entry(d.at.column, kState);
+    const std::string key = prefix + d.entry;
     absl::StatusOr<std::optional<std::string>> old = ReadLocked(key);
     if (!old.ok()) return old.status();
-    std::string merged;
     switch (d.type) {
       case kvpb::CRDT_G_COUNTER: {
         auto v = DecodeOr<crdt::GCounter>(*old, crdt::DecodeGCounter);
         if (!v.ok()) return v.status();
         v->Merge(d.g);
-        merged = crdt::Encode(*v);
+        StageLocked(key, crdt::Encode(*v), *old);
         break;
       }
       case kvpb::CRDT_PN_COUNTER: {
         auto v = DecodeOr<crdt::PNCounter>(*old, crdt::DecodePNCounter);
         if (!v.ok()) return v.status();
         v->Merge(d.pn);
-        merged = crdt::Encode(*v);
+        StageLocked(key, crdt::Encode(*v), *old);
         break;
       }
       case kvpb::CRDT_LWW_REGISTER: {
@@ -804,83 +823,24 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
         // Later local writes order after what was seen (a timestamp too far
         // ahead is merged all the same, but not followed).
         (void)hlc_.Update(d.lww.timestamp());
-        merged = crdt::Encode(*v);
+        StageLocked(key, crdt::Encode(*v), *old);
         break;
       }
       case kvpb::CRDT_MV_REGISTER: {
         auto v = DecodeOr<Causal<RegisterStore>>(*old, crdt::DecodeMVRegister);
         if (!v.ok()) return v.status();
-        v->Merge(d.mv);
-        merged = crdt::Encode(*v);
+        JoinCausal(*v, floor_, d.mv, fb);
+        StageCausalLocked(key, *v, *old);
         break;
       }
       default: {
-        auto v = DecodeOr<Causal<FlagStore>>(*old, crdt::DecodeEWFlag);
+        auto v = DecodeOr<Causal<FlagStore>>(*old, DecodeFlag);
         if (!v.ok()) return v.status();
-        v->Merge(d.dots);
-        merged = crdt::Encode(*v);
+        JoinCausal(*v, floor_, d.flag, fb);
+        StageCausalLocked(key, *v, *old);
         break;
       }
     }
-    StageLocked(key, std::move(merged), *old);
-  }
-
-  // Sets: each element joined against the column's context as it was here
-  // (ca) and the sender's (cb): a dot survives if both sides have it, or if
-  // one has it and the other has not seen it. A delta names only the
-  // elements it changed (its context, their dots); a full state names
-  // every element, so an element here that the sender has seen and no
-  // longer holds goes.
-  std::set<std::string> set_columns;
-  for (const auto& [c, els] : set_elements) set_columns.insert(c);
-  for (const auto& [c, ctx] : set_contexts) set_columns.insert(c);
-  for (const std::string& column : set_columns) {
-    const std::string ctx_key = prefix + Entry(column, kContext);
-    absl::StatusOr<std::optional<std::string>> old_ctx = ReadLocked(ctx_key);
-    if (!old_ctx.ok()) return old_ctx.status();
-    absl::StatusOr<Causal<FlagStore>> ca =
-        DecodeOr<Causal<FlagStore>>(*old_ctx, crdt::DecodeEWFlag);
-    if (!ca.ok()) return ca.status();
-    DotContext merged = ca->context;
-    const auto& remote = set_elements[column];
-    std::map<std::string, std::optional<std::string>> local;
-    if (change.full) {
-      absl::StatusOr<std::map<std::string, std::string>> all =
-          ScanLocked(prefix + Entry(column, kElement));
-      if (!all.ok()) return all.status();
-      for (auto& [k, v] : *all) local.emplace(k, std::move(v));
-    }
-    for (const auto& [element, d] : remote) {
-      const std::string key = prefix + Entry(column, kElement, element);
-      if (local.contains(key)) continue;
-      absl::StatusOr<std::optional<std::string>> v = ReadLocked(key);
-      if (!v.ok()) return v.status();
-      local.emplace(key, *std::move(v));
-    }
-    static const Causal<FlagStore> kNone;
-    const DotContext* cb_full =
-        set_contexts.contains(column) ? &set_contexts[column] : nullptr;
-    const size_t element_at = (prefix + Entry(column, kElement)).size();
-    for (const auto& [key, old] : local) {
-      auto r = remote.find(key.substr(element_at));
-      if (r == remote.end() && !change.full) continue;
-      const Causal<FlagStore>& b = r == remote.end() ? kNone : r->second->dots;
-      const DotContext& cb = change.full && cb_full ? *cb_full : b.context;
-      absl::StatusOr<DotSet> a = StoredDots(old);
-      if (!a.ok()) return a.status();
-      DotSet dots = *std::move(a);
-      crdt::JoinDots(dots, ca->context, b.store, cb);
-      merged.Merge(b.context);
-      StageLocked(key,
-                  dots.empty() ? std::nullopt : std::optional(EncodeDots(dots)),
-                  old);
-    }
-    if (cb_full) merged.Merge(*cb_full);
-    Causal<FlagStore> next;
-    next.context = merged;
-    std::optional<std::string> encoded;
-    if (!merged.empty()) encoded = crdt::Encode(next);
-    StageLocked(ctx_key, std::move(encoded), *old_ctx);
   }
   return absl::OkStatus();
 }
@@ -937,14 +897,17 @@ absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
         break;
       }
       case kvpb::CRDT_EW_FLAG: {
-        auto f = crdt::DecodeEWFlag(value);
+        auto f = DecodeFlag(value);
         s = f.status();
         if (f.ok()) v.enabled = !f->store.empty();
         break;
       }
-      case kvpb::CRDT_AW_SET:
-        if (at->kind == kElement) v.values.push_back(at->element);
+      case kvpb::CRDT_AW_SET: {
+        auto f = DecodeFlag(value);
+        s = f.status();
+        if (f.ok() && !f->store.empty()) v.values.push_back(at->element);
         break;
+      }
       default:
         break;
     }
@@ -1066,7 +1029,154 @@ absl::StatusOr<std::vector<CrdtRowChange>> CrdtReplica::RowStates(
 
 CrdtReplica::Stats CrdtReplica::stats() const {
   absl::MutexLock l(&mu_);
-  return stats_;
+  Stats s = stats_;
+  s.tombstones = tombstones_.size();
+  return s;
+}
+
+CrdtVector CrdtReplica::SeenLocked() const {
+  CrdtVector out = seen_;
+  uint64_t& own = out[id_];
+  own = std::max(own, durable_counter_);
+  if (own == 0) out.erase(id_);
+  return out;
+}
+
+CrdtVector CrdtReplica::Seen() const {
+  absl::MutexLock l(&mu_);
+  return SeenLocked();
+}
+
+CrdtVector CrdtReplica::floor() const {
+  absl::MutexLock l(&mu_);
+  return floor_;
+}
+
+absl::Status CrdtReplica::Flush(bool sync) {
+  absl::Status written;
+  absl::Notification done;
+  {
+    absl::MutexLock l(&mu_);
+    if (sync) need_sync_ = true;
+    EnqueueLocked([&](absl::Status s) {
+      written = s;
+      done.Notify();
+    });
+  }
+  done.WaitForNotification();
+  return written;
+}
+
+absl::Status CrdtReplica::RecordPull(const CrdtVector& peer_seen) {
+  CrdtVector next;
+  {
+    absl::MutexLock l(&mu_);
+    if (!broken_.ok()) return broken_;
+    next = seen_;
+    bool grew = false;
+    for (const auto& [r, n] : peer_seen) {
+      if (r == id_ || n <= next[r]) continue;
+      next[r] = n;
+      grew = true;
+    }
+    std::erase_if(next, [](const auto& rn) { return rn.second == 0; });
+    if (!grew) return absl::OkStatus();
+    absl::StatusOr<std::optional<std::string>> old = ReadLocked(kSeenKey);
+    if (!old.ok()) return old.status();
+    StageLocked(kSeenKey, EncodeVector(next), *old);
+  }
+  // Synced: with it, everything merged before (the engine's log is
+  // written in order).
+  if (absl::Status s = Flush(/*sync=*/true); !s.ok()) return s;
+  absl::MutexLock l(&mu_);
+  for (const auto& [r, n] : next) seen_[r] = std::max(seen_[r], n);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> CrdtReplica::Collect(const CrdtVector& cut) {
+  uint64_t collected = 0;
+  {
+    absl::MutexLock l(&mu_);
+    if (!broken_.ok()) return broken_;
+    const CrdtVector seen = SeenLocked();
+    for (const auto& [r, n] : cut) {
+      auto it = seen.find(r);
+      if (it == seen.end() || it->second < n) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the stability cut has dots of replica ", absl::Hex(r),
+                         " up to ", n, "; this replica has seen them up to ",
+                         it == seen.end() ? 0 : it->second));
+      }
+    }
+    bool moved = false;
+    for (const auto& [r, n] : cut) {
+      if (n > floor_[r]) {
+        floor_[r] = n;
+        moved = true;
+      }
+    }
+    std::erase_if(floor_, [](const auto& rn) { return rn.second == 0; });
+    if (!moved) return 0;
+    absl::StatusOr<std::optional<std::string>> old = ReadLocked(kFloorKey);
+    if (!old.ok()) return old.status();
+    StageLocked(kFloorKey, EncodeVector(floor_), *old);
+    const std::vector<std::string> keys(tombstones_.begin(), tombstones_.end());
+    for (const std::string& key : keys) {
+      absl::StatusOr<std::optional<std::string>> v = ReadLocked(key);
+      if (!v.ok()) return v.status();
+      if (!v->has_value()) {
+        tombstones_.erase(key);
+        continue;
+      }
+      // Causal entries are flags (set elements among them) or
+      // mv-registers; the envelope names the type.
+      if (absl::StatusOr<Causal<FlagStore>> f = DecodeFlag(**v); f.ok()) {
+        StageCausalLocked(key, *f, *v);
+      } else if (absl::StatusOr<Causal<RegisterStore>> mv =
+                     crdt::DecodeMVRegister(**v);
+                 mv.ok()) {
+        StageCausalLocked(key, *mv, *v);
+      } else {
+        tombstones_.erase(key);
+        continue;
+      }
+      absl::StatusOr<std::optional<std::string>> now = ReadLocked(key);
+      if (now.ok() && !now->has_value()) ++collected;
+    }
+    stats_.collected += collected;
+  }
+  if (absl::Status s = Flush(/*sync=*/false); !s.ok()) return s;
+  return collected;
+}
+
+absl::Status CrdtReplica::Reset() {
+  {
+    absl::MutexLock l(&mu_);
+    if (!broken_.ok()) return broken_;
+    absl::StatusOr<std::map<std::string, std::string>> all =
+        ScanLocked(std::string(1, kRows));
+    if (!all.ok()) return all.status();
+    for (const auto& [key, value] : *all) StageLocked(key, std::nullopt, value);
+    for (const char* key : {kSeenKey, kFloorKey}) {
+      absl::StatusOr<std::optional<std::string>> old = ReadLocked(key);
+      if (!old.ok()) return old.status();
+      StageLocked(key, std::nullopt, *old);
+    }
+    const clocks::ReplicaId old_id = id_;
+    std::random_device rd;
+    while (id_ == 0 || id_ == old_id) {
+      id_ = ((uint64_t{rd()} << 32) | rd()) >> 1;
+    }
+    absl::StatusOr<std::optional<std::string>> old = ReadLocked(kReplicaKey);
+    if (!old.ok()) return old.status();
+    StageLocked(kReplicaKey, Be(id_, 8), *old);
+    digests_.clear();
+    tombstones_.clear();
+    seen_.clear();
+    floor_.clear();
+    stats_ = Stats{};
+  }
+  return Flush(/*sync=*/true);
 }
 
 }  // namespace tally::kv

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -18,7 +19,9 @@
 #include "absl/synchronization/mutex.h"
 #include "clocks/clock.h"
 #include "clocks/hybrid_logical_clock.h"
+#include "crdt/causal.h"
 #include "crdt/dot_context.h"
+#include "kv/crdt_table/members.h"
 #include "kv/kvpb/kvpb.pb.h"
 #include "kv/storage/engine.h"
 
@@ -69,8 +72,8 @@ struct CrdtValue {
 };
 
 // A change of one row as it travels between replicas: stored entries,
-// keyed within the row (a column's state, a set's causal context, or one
-// element of a set), each a crdt/ encoding. A delta (full = false) carries
+// keyed within the row (a column's state or one element of a set), each a
+// crdt/ encoding. A delta (full = false) carries
 // what an update changed; a full state (anti-entropy) every entry of the
 // row, so that what the sender removed is removed here too.
 struct CrdtRowChange {
@@ -89,17 +92,28 @@ struct CrdtRowChange {
 // merging each other's changes (Merge) in any order, any number of times.
 //
 // Storage: every column of a row is one key, except that a set keeps each
-// element at a key of its own (with the dots that added it) next to one
-// causal context for the column: adding or removing an element reads and
-// writes that element and the context, never the whole set. Keys are the
-// table id, a digest bucket (a hash of the row), the row and the column,
-// so anti-entropy reads the rows of one bucket with one scan.
+// element at a key of its own, as an enable-wins flag (the dots that added
+// it, and those it has seen removed): adding or removing an element reads
+// and writes that element, never the whole set. Keys are the table id, a
+// digest bucket (a hash of the row), the row and the column, so
+// anti-entropy reads the rows of one bucket with one scan.
+//
+// Dots: one counter per replica across every table, so that "every dot of
+// replica r up to n" means one thing everywhere. What this replica has seen
+// (Seen) grows with each complete pull from a peer (RecordPull); raft
+// commits the stability cut every active replica has seen
+// (crdt_table/members.h), and Collect takes it as this replica's floor:
+// every dot at or below the floor counts as seen without being stored, so
+// the dots a removal leaves behind (tombstones) and the causal metadata
+// below it go. A full state from a peer is joined with that peer's floor
+// (Incoming::floor): what it no longer holds below its floor, it removed.
 //
 // Durability: a commit thread writes what concurrent updates and merges
 // staged as one engine write, synced if it holds an update (group commit);
 // an update is acknowledged once on disk. Merges are written unsynced: the
 // sender holds the change durably, and anti-entropy brings back whatever
-// a crash here loses.
+// a crash here loses; what RecordPull records is synced, with everything
+// merged before it.
 //
 // Thread safety: thread-safe.
 class CrdtReplica {
@@ -109,7 +123,10 @@ class CrdtReplica {
   static absl::StatusOr<std::unique_ptr<CrdtReplica>> Open(
       storage::Engine* engine, const clocks::Clock* clock);
 
-  clocks::ReplicaId id() const { return id_; }
+  clocks::ReplicaId id() const {
+    absl::MutexLock l(&mu_);
+    return id_;
+  }
 
   // Applies `ops` to `row` of `table`, all or none; durable on return. The
   // delta to send to the other replicas. INVALID_ARGUMENT (nothing applied)
@@ -136,6 +153,8 @@ class CrdtReplica {
   struct Incoming {
     const kvpb::CrdtTable* table;
     const CrdtRowChange* change;
+    // For a full state: the sender's floor (none: an empty one).
+    const CrdtVector* floor = nullptr;
   };
   std::vector<absl::Status> MergeAll(const std::vector<Incoming>& changes);
 
@@ -164,6 +183,25 @@ class CrdtReplica {
   absl::StatusOr<std::vector<CrdtRowChange>> RowStates(
       uint64_t table, const std::vector<std::string>& rows) const;
 
+  // Per origin replica, the counter up to which this replica has every dot
+  // (its own: every dot it issued that is durable).
+  CrdtVector Seen() const;
+  // The stability cut this replica collected below.
+  CrdtVector floor() const;
+  // A pull of every table from a peer completed and was merged, so
+  // everything the peer had seen (`peer_seen`, its Seen() when the pull
+  // began) is seen here too. Durable on return.
+  absl::Status RecordPull(const CrdtVector& peer_seen);
+  // Takes the committed stability cut as the floor and collects what is
+  // below it; the entries removed. FAILED_PRECONDITION (nothing changed)
+  // if the cut is above what this replica has seen: it was not among the
+  // replicas the cut was computed from.
+  absl::StatusOr<uint64_t> Collect(const CrdtVector& cut);
+  // Forgets every row, what was seen and the floor, and takes a new
+  // replica id: the full resync of a replica that was retired. Durable on
+  // return.
+  absl::Status Reset();
+
   struct Stats {
     // Stored entries and their bytes (keys and values).
     uint64_t entries = 0;
@@ -171,6 +209,10 @@ class CrdtReplica {
     // Set elements present, and the bytes of the elements themselves.
     uint64_t elements = 0;
     uint64_t element_bytes = 0;
+    // Entries holding dots seen removed (tombstones) above the floor, and
+    // entries collected since the replica opened.
+    uint64_t tombstones = 0;
+    uint64_t collected = 0;
   };
   Stats stats() const;
 
@@ -193,10 +235,24 @@ class CrdtReplica {
                                             const std::string& row,
                                             const std::vector<CrdtOp>& ops,
                                             UpdateDone& done);
-  // Stages a write (nullopt: a delete) for the next group commit.
+  // Stages a write (nullopt: a delete) for the next group commit;
+  // `tombstone`: the new value holds dots seen removed (Collect looks at
+  // it again).
   void StageLocked(const std::string& key, std::optional<std::string> value,
-                   const std::optional<std::string>& old)
+                   const std::optional<std::string>& old,
+                   bool tombstone = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stages a causal entry's new state, its context cut down to what the
+  // floor does not imply; deleted when nothing is left.
+  template <typename S>
+  void StageCausalLocked(const std::string& key, crdt::Causal<S>& state,
+                         const std::optional<std::string>& old)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The dot of a new event of this replica, raising the persisted counter
+  // limit when needed.
+  crdt::Dot NextDotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  CrdtVector SeenLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Enqueues a write of what is staged and waits for it, outside the lock.
+  absl::Status Flush(bool sync) ABSL_LOCKS_EXCLUDED(mu_);
   // Calls `done` (on the commit thread) once everything staged so far is
   // written, with the write's status.
   void EnqueueLocked(std::function<void(absl::Status)> done)
@@ -208,14 +264,24 @@ class CrdtReplica {
   absl::StatusOr<clocks::HlcTimestamp> NowLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MergeLocked(const kvpb::CrdtTable& table,
-                           const CrdtRowChange& change)
+                           const CrdtRowChange& change,
+                           const CrdtVector* sender_floor)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   storage::Engine* const engine_;
   const clocks::Clock* const clock_;
-  clocks::ReplicaId id_ = 0;
 
   mutable absl::Mutex mu_;
+  clocks::ReplicaId id_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last dot counter issued, the persisted limit it may reach, and the
+  // last one durable (as of the last engine write).
+  uint64_t counter_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t counter_limit_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t durable_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  CrdtVector seen_ ABSL_GUARDED_BY(mu_);
+  CrdtVector floor_ ABSL_GUARDED_BY(mu_);
+  // Keys of entries with tombstones: what Collect looks at.
+  std::set<std::string> tombstones_ ABSL_GUARDED_BY(mu_);
   clocks::HybridLogicalClock hlc_ ABSL_GUARDED_BY(mu_);
   // Writes staged and not yet durable: the sequence of the commit that
   // staged each, and its value (nullopt: deleted).

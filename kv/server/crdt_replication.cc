@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <optional>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -34,6 +35,29 @@ constexpr size_t kBucketsPerPull = 64;
 constexpr auto kPeerCallTimeout = std::chrono::seconds(5);
 // Refused changes are logged at most this often.
 constexpr auto kRefusalLogEvery = std::chrono::seconds(10);
+// The metadata group's leader proposes the replicas' reports when they
+// changed, and at least this often.
+constexpr auto kReportEvery = std::chrono::seconds(10);
+// How long an update waits for this node's replica to be registered.
+constexpr auto kRegistrationWait = std::chrono::seconds(5);
+
+void ToWire(const CrdtVector& v,
+            google::protobuf::RepeatedPtrField<rpc::CrdtCount>* out) {
+  for (const auto& [r, n] : v) {
+    rpc::CrdtCount* c = out->Add();
+    c->set_replica(r);
+    c->set_counter(n);
+  }
+}
+
+CrdtVector FromWire(
+    const google::protobuf::RepeatedPtrField<rpc::CrdtCount>& counts) {
+  CrdtVector v;
+  for (const rpc::CrdtCount& c : counts) {
+    if (c.replica() != 0 && c.counter() != 0) v[c.replica()] = c.counter();
+  }
+  return v;
+}
 
 // `t` named in the change unless the message around it names it.
 rpc::CrdtRowChange ToWire(const kvpb::CrdtTable* t, const CrdtRowChange& c) {
@@ -114,7 +138,8 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
         !st.ok()) {
       return st;
     }
-    const uint32_t refused = r_->MergeFrom(req->from_node(), req->changes());
+    const uint32_t refused =
+        r_->MergeFrom(req->from_node(), req->from_replica(), req->changes());
     resp->set_refused(refused);
     resp->set_merged(req->changes_size() - refused);
     return grpc::Status::OK;
@@ -126,6 +151,25 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
         !st.ok()) {
       return st;
     }
+    // Seen first: everything it counts is in the state compared below.
+    resp->set_replica(r_->replica_->id());
+    ToWire(r_->replica_->Seen(), resp->mutable_seen());
+    bool complete = true;
+    if (StateMachine* meta = r_->node_->Machine(kMetaGroup)) {
+      absl::StatusOr<std::vector<kvpb::CrdtTable>> all =
+          meta->crdt_schema().List();
+      complete = all.ok();
+      if (!all.ok()) all = std::vector<kvpb::CrdtTable>{};
+      for (const kvpb::CrdtTable& t : *all) {
+        const bool asked =
+            std::any_of(req->tables().begin(), req->tables().end(),
+                        [&](const rpc::CrdtTableRoot& r) {
+                          return r.table_id() == t.id();
+                        });
+        if (!asked && r_->replica_->Root(t.id()) != 0) complete = false;
+      }
+    }
+    resp->set_complete(complete);
     for (const rpc::CrdtTableRoot& t : req->tables()) {
       absl::StatusOr<kvpb::CrdtTable> mine = r_->Table(t.table());
       if (!mine.ok() || mine->id() != t.table_id()) continue;
@@ -144,6 +188,8 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
     if (!t.ok()) return rpc::ToGrpc(t.status());
     std::vector<uint32_t> buckets(req->buckets().begin(), req->buckets().end());
     std::unordered_set<uint64_t> have(req->have().begin(), req->have().end());
+    resp->set_replica(r_->replica_->id());
+    ToWire(r_->replica_->floor(), resp->mutable_floor());
     auto rows = r_->replica_->RowsNotIn(t->id(), buckets, have);
     if (!rows.ok()) return rpc::ToGrpc(rows.status());
     for (const CrdtRowChange& c : *rows) {
@@ -157,6 +203,8 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
     absl::StatusOr<kvpb::CrdtTable> t = Known(*req);
     if (!t.ok()) return rpc::ToGrpc(t.status());
     std::vector<std::string> rows(req->rows().begin(), req->rows().end());
+    resp->set_replica(r_->replica_->id());
+    ToWire(r_->replica_->floor(), resp->mutable_floor());
     auto states = r_->replica_->RowStates(t->id(), rows);
     if (!states.ok()) return rpc::ToGrpc(states.status());
     for (const CrdtRowChange& c : *states) {
@@ -346,6 +394,7 @@ void CrdtReplication::PushLoop(Peer* p) {
     if (req.changes_size() == 0) continue;
     req.set_cluster_id(node_->layout.cluster_id());
     req.set_from_node(node_->id);
+    req.set_from_replica(replica_->id());
     const std::string addr = node_->directory.Peer(p->id);
     grpc::Status st(grpc::StatusCode::UNAVAILABLE, "address unknown");
     rpc::CrdtPushResponse resp;
@@ -372,8 +421,10 @@ bool CrdtReplication::Stopping(absl::Duration d) {
 }
 
 void CrdtReplication::SyncLoop() {
-  while (!Stopping(kSyncEvery)) {
+  // Sooner while this replica waits to be registered (updates wait too).
+  while (!Stopping(registered_ ? kSyncEvery : absl::Milliseconds(200))) {
     RefreshPeers();
+    Housekeep();
     std::vector<Peer*> peers;
     {
       absl::MutexLock l(&mu_);
@@ -406,6 +457,14 @@ void CrdtReplication::SyncWith(Peer* p) {
   grpc::ClientContext ctx;
   ctx.set_deadline(Clock::now() + kPeerCallTimeout);
   grpc::Status st = stub->Digest(&ctx, req, &digests);
+  const CrdtVector peer_seen = FromWire(digests.seen());
+  if (st.ok()) {
+    absl::MutexLock l(&mu_);
+    reports_[p->id] = {digests.replica(), peer_seen};
+  }
+  // Whether this round merges everything the peer had seen.
+  bool whole = st.ok() && digests.complete() &&
+               CheckReplica(p->id, digests.replica()).ok();
   uint32_t differing = 0;
   uint64_t rows = 0, bytes = req.ByteSizeLong() + digests.ByteSizeLong();
   for (const rpc::CrdtTableDigest& d : digests.tables()) {
@@ -413,6 +472,7 @@ void CrdtReplication::SyncWith(Peer* p) {
     auto t = by_name.find(d.table());
     if (t == by_name.end() || t->second->id() != d.table_id() ||
         d.buckets_size() != static_cast<int>(kCrdtBuckets)) {
+      whole = false;
       continue;
     }
     const std::vector<uint64_t> mine = replica_->Digest(d.table_id());
@@ -433,7 +493,10 @@ void CrdtReplication::SyncWith(Peer* p) {
           differ.begin() + std::min(differ.size(), at + kBucketsPerPull));
       for (uint32_t b : chunk) ask.add_buckets(b);
       auto mine_rows = replica_->RowHashes(d.table_id(), chunk);
-      if (!mine_rows.ok()) break;
+      if (!mine_rows.ok()) {
+        whole = false;
+        break;
+      }
       for (const auto& [row, h] : *mine_rows) ask.add_have(h);
       rpc::CrdtRowsResponse got;
       grpc::ClientContext dctx;
@@ -443,7 +506,15 @@ void CrdtReplication::SyncWith(Peer* p) {
       rows += got.changes_size();
       bytes += ask.ByteSizeLong() + got.ByteSizeLong();
       Adopt(d.table(), d.table_id(), &got);
-      MergeFrom(p->id, got.changes());
+      const CrdtVector floor = FromWire(got.floor());
+      if (MergeFrom(p->id, got.replica(), got.changes(), &floor) != 0) {
+        whole = false;
+      }
+    }
+  }
+  if (st.ok() && whole) {
+    if (absl::Status s = replica_->RecordPull(peer_seen); !s.ok()) {
+      st = rpc::ToGrpc(s);
     }
   }
   absl::MutexLock l(&p->mu);
@@ -461,15 +532,22 @@ void CrdtReplication::SyncWith(Peer* p) {
 }
 
 uint32_t CrdtReplication::MergeFrom(
-    uint64_t from,
-    const google::protobuf::RepeatedPtrField<rpc::CrdtRowChange>& changes) {
+    uint64_t from, uint64_t replica,
+    const google::protobuf::RepeatedPtrField<rpc::CrdtRowChange>& changes,
+    const CrdtVector* floor) {
   std::map<std::string, std::optional<kvpb::CrdtTable>> tables;
   std::vector<CrdtRowChange> decoded;
   std::vector<const kvpb::CrdtTable*> of;
   decoded.reserve(changes.size());
   uint32_t refused = 0;
   std::string why;
+  const absl::Status member = CheckReplica(from, replica);
   for (const rpc::CrdtRowChange& w : changes) {
+    if (!member.ok()) {
+      ++refused;
+      why = std::string(member.message());
+      continue;
+    }
     auto [it, fresh] = tables.try_emplace(w.table());
     if (fresh) {
       absl::StatusOr<kvpb::CrdtTable> t = Table(w.table());
@@ -487,7 +565,7 @@ uint32_t CrdtReplication::MergeFrom(
   }
   std::vector<CrdtReplica::Incoming> in;
   for (size_t i = 0; i < decoded.size(); ++i) {
-    in.push_back({of[i], &decoded[i]});
+    in.push_back({of[i], &decoded[i], floor});
   }
   for (const absl::Status& s : replica_->MergeAll(in)) {
     if (!s.ok()) {
@@ -534,7 +612,10 @@ absl::StatusOr<uint32_t> CrdtReplication::MergeFromMajority(
         std::min(deadline, Clock::now() + std::chrono::seconds(1)));
     if (!p->Stub(addr)->Rows(&ctx, req, &resp).ok()) continue;
     Adopt(table.name(), table.id(), &resp);
-    if (MergeFrom(p->id, resp.changes()) == 0) ++merged;
+    const CrdtVector floor = FromWire(resp.floor());
+    if (MergeFrom(p->id, resp.replica(), resp.changes(), &floor) == 0) {
+      ++merged;
+    }
   }
   if (merged < majority) {
     return absl::UnavailableError(
@@ -542,6 +623,120 @@ absl::StatusOr<uint32_t> CrdtReplication::MergeFromMajority(
                      peers.size() + 1, " nodes; only ", merged, " answered"));
   }
   return merged;
+}
+
+absl::Status CrdtReplication::CheckReplica(uint64_t from,
+                                           uint64_t replica) const {
+  StateMachine* meta = node_->Machine(kMetaGroup);
+  if (meta == nullptr) {
+    return absl::UnavailableError("no replica of the metadata group here");
+  }
+  absl::StatusOr<std::optional<kvpb::CrdtReplicaRecord>> r =
+      meta->crdt_members().Replica(replica);
+  if (!r.ok()) return r.status();
+  if (!r->has_value() || (*r)->node() != from) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CRDT replica ", absl::Hex(replica), " of n", from,
+                     " is not registered here (yet)"));
+  }
+  if ((*r)->retired()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("CRDT replica ", absl::Hex(replica), " of n", from,
+                     " was retired; the node resyncs under a new one"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CrdtReplication::Writable() const {
+  const auto until = std::chrono::steady_clock::now() + kRegistrationWait;
+  while (!registered_.load()) {
+    if (std::chrono::steady_clock::now() >= until) {
+      return absl::UnavailableError(
+          "this node's CRDT replica is not registered with the metadata "
+          "group yet (it needs the group's leader; a node that was retired "
+          "resyncs first)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::OkStatus();
+}
+
+void CrdtReplication::Housekeep() {
+  StateMachine* meta = node_->Machine(kMetaGroup);
+  if (meta == nullptr) return;
+  const uint64_t id = replica_->id();
+  absl::StatusOr<std::optional<kvpb::CrdtReplicaRecord>> rec =
+      meta->crdt_members().Replica(id);
+  if (!rec.ok()) return;
+  if (rec->has_value() && (*rec)->retired()) {
+    // Retired while this node was away: what it holds may be from before
+    // the cut, so it goes, and the replica starts over under a new id.
+    registered_ = false;
+    {
+      absl::MutexLock l(&mu_);
+      for (auto& [pid, p] : peers_) {
+        absl::MutexLock pl(&p->mu);
+        p->queue.clear();
+      }
+    }
+    absl::Status s = replica_->Reset();
+    spdlog::warn(
+        "[n={}] CRDT replica {:x} was retired: threw its rows away, "
+        "resyncing from the other nodes as replica {:x} ({})",
+        node_->id, id, replica_->id(), s.ok() ? "ok" : s.ToString());
+    absl::MutexLock l(&mu_);
+    ++resyncs_;
+    cut_epoch_ = 0;
+    return;
+  }
+  registered_ =
+      rec->has_value() && (*rec)->node() == node_->id && !(*rec)->retired();
+
+  absl::StatusOr<kvpb::CrdtCut> cut = meta->crdt_members().Cut();
+  uint64_t applied_epoch;
+  {
+    absl::MutexLock l(&mu_);
+    applied_epoch = cut_epoch_;
+  }
+  if (registered_ && cut.ok() && cut->epoch() != applied_epoch) {
+    absl::StatusOr<uint64_t> n = replica_->Collect(FromCounts(cut->floor()));
+    if (n.ok()) {
+      absl::MutexLock l(&mu_);
+      cut_epoch_ = cut->epoch();
+    } else {
+      spdlog::warn("[n={}] CRDT: not collecting below cut {}: {}", node_->id,
+                   cut->epoch(), n.status().ToString());
+    }
+  }
+
+  if (meta->leading_term() == 0) return;
+  std::map<uint64_t, std::pair<uint64_t, CrdtVector>> reports;
+  {
+    absl::MutexLock l(&mu_);
+    reports = reports_;
+  }
+  reports[node_->id] = {id, replica_->Seen()};
+  {
+    absl::MutexLock l(&mu_);
+    if (reports == proposed_ &&
+        std::chrono::steady_clock::now() - proposed_at_ < kReportEvery) {
+      return;
+    }
+  }
+  kvpb::Command cmd;
+  for (const auto& [node, report] : reports) {
+    kvpb::CrdtReplicaReport* r = cmd.mutable_crdt_reports()->add_reports();
+    r->set_node(node);
+    r->set_replica(report.first);
+    ToCounts(report.second, r->mutable_seen());
+  }
+  absl::StatusOr<kvpb::CommandResult> done =
+      node_->Write(kMetaGroup, std::move(cmd), Clock::now() + kPeerCallTimeout);
+  if (done.ok()) {
+    absl::MutexLock l(&mu_);
+    proposed_ = std::move(reports);
+    proposed_at_ = std::chrono::steady_clock::now();
+  }
 }
 
 rpc::CrdtStatusResponse CrdtReplication::Status() const {
@@ -553,7 +748,24 @@ rpc::CrdtStatusResponse CrdtReplication::Status() const {
   out.set_bytes(s.bytes);
   out.set_elements(s.elements);
   out.set_element_bytes(s.element_bytes);
+  out.set_tombstones(s.tombstones);
+  out.set_collected(s.collected);
+  ToWire(replica_->floor(), out.mutable_floor());
+  out.set_registered(registered_.load());
+  if (StateMachine* meta = node_->Machine(kMetaGroup)) {
+    if (auto all = meta->crdt_members().Replicas(); all.ok()) {
+      for (const kvpb::CrdtReplicaRecord& r : *all) {
+        rpc::CrdtReplicaStatus* rs = out.add_replicas();
+        rs->set_node(r.node());
+        rs->set_replica(r.replica());
+        rs->set_retired(r.retired());
+        ToWire(FromCounts(r.seen()), rs->mutable_seen());
+      }
+    }
+  }
   absl::MutexLock l(&mu_);
+  out.set_cut_epoch(cut_epoch_);
+  out.set_resyncs(resyncs_);
   out.set_refused_changes(refused_);
   const auto now = std::chrono::steady_clock::now();
   for (const auto& [id, p] : peers_) {

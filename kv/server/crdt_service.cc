@@ -179,19 +179,61 @@ class CrdtService final : public rpc::Crdt::CallbackService {
     std::vector<CrdtOp> ops;
     for (const rpc::CrdtOp& op : req->ops()) ops.push_back(FromApi(op));
     // Answered once durable, on the replica's commit thread.
-    crdt->replica().UpdateAsync(
-        *t, req->row(), ops,
-        [crdt, table = *t, node = node_->id, replica = crdt->replica().id(),
-         s = reply->shared()](absl::StatusOr<CrdtRowChange> change) {
-          if (change.ok()) crdt->Spread(table, *change);
-          Reply<rpc::CrdtUpdateResponse>::Answer(
-              s, [&](auto*, rpc::CrdtUpdateResponse* out) {
-                if (!change.ok()) return Check(change.status());
-                out->set_node(node);
-                out->set_replica(replica);
-                return grpc::Status::OK;
-              });
-        });
+    auto update = [crdt, table = *t, row = req->row(), ops = std::move(ops),
+                   node = node_->id, s = reply->shared()] {
+      crdt->replica().UpdateAsync(
+          table, row, ops,
+          [crdt, table, node, replica = crdt->replica().id(),
+           s](absl::StatusOr<CrdtRowChange> change) {
+            if (change.ok()) crdt->Spread(table, *change);
+            Reply<rpc::CrdtUpdateResponse>::Answer(
+                s, [&](auto*, rpc::CrdtUpdateResponse* out) {
+                  if (!change.ok()) return Check(change.status());
+                  out->set_node(node);
+                  out->set_replica(replica);
+                  return grpc::Status::OK;
+                });
+          });
+    };
+    if (crdt->registered()) {
+      update();
+      return reply;
+    }
+    // A node just started (or resyncing) waits for its replica to be
+    // registered, on a worker thread.
+    bool posted = crdt->workers().Post([crdt, update, s = reply->shared()] {
+      if (absl::Status st = crdt->Writable(); !st.ok()) {
+        Reply<rpc::CrdtUpdateResponse>::Answer(
+            s, [&](auto*, rpc::CrdtUpdateResponse*) { return Check(st); });
+        return;
+      }
+      update();
+    });
+    if (!posted) {
+      return Calls::Finish(
+          reply,
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       "too many CRDT calls waiting; back off and retry"));
+    }
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* Retire(grpc::CallbackServerContext* ctx,
+                                   const rpc::CrdtRetireRequest* req,
+                                   rpc::CrdtRetireResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtRetireResponse>(ctx, resp, &node_->rpcs,
+                                                     "CrdtRetire");
+    if (req->node() == 0) {
+      return Calls::Finish(reply, Calls::Invalid("name the node to retire"));
+    }
+    kvpb::Command cmd;
+    cmd.set_crdt_retire(req->node());
+    calls_.Write(reply, kMetaGroup, std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::CrdtRetireResponse* out) {
+                   server::ToApi(r.crdt_members().header(),
+                                 out->mutable_header());
+                   out->set_replica(r.crdt_members().retired_replica());
+                 });
     return reply;
   }
 

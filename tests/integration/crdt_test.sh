@@ -4,8 +4,10 @@
 # deltas (a removal among them) and catches up by anti-entropy after its
 # restart, resurrecting nothing; a node alone, with the other two down and
 # no raft leader anywhere, keeps accepting writes, which reach the others
-# once they are back; bad input gets clear errors and changes nothing; a
-# table dropped and created again starts empty. Bounded in time; stops
+# once they are back; garbage collection runs past a node that was stopped
+# and retired, which resyncs when it comes back with its old disk and
+# brings nothing collected back; bad input gets clear errors and changes
+# nothing; a table dropped and created again starts empty. Bounded in time; stops
 # what it started.
 #   crdt_test.sh BIN_DIR
 set -euo pipefail
@@ -131,6 +133,49 @@ ok "writes on a node alone were accepted and reached the others in ${secs} s"
 out=$(on 2 -o json crdt get carts alice --majority)
 [[ "$out" == *'"mergedFrom":2'* || "$out" == *'"mergedFrom":3'* ]] || fail "majority read: $out"
 ok "a majority read merged the row from a majority"
+
+# Garbage collection past a stopped node. n3 is stopped holding "gone";
+# n1 removes it, and adds and removes "late" (a tombstone n3 never saw).
+# n3 is retired, so the cut stops waiting for it: n1 and n2 collect both
+# tombstones. n3 comes back with its old disk: it is refused, throws its
+# rows away, resyncs under a new replica, and neither comes back.
+on 1 crdt add carts gc items keep gone >/dev/null
+converge 10 gc >/dev/null || fail "gc row did not converge"
+kill9 3
+on 1 crdt remove carts gc items gone >/dev/null
+on 1 crdt add carts gc items late >/dev/null
+on 1 crdt remove carts gc items late >/dev/null
+out=$(on 1 crdt retire 3) || fail "retire: $out"
+old=$(sed -n 's/.*retired replica \([0-9a-f]*\) of n3.*/\1/p' <<<"$out")
+[ -n "$old" ] || fail "retire answer: $out"
+start=$SECONDS
+until on 1 crdt status | grep -q "gc: 0 tombstones.*[1-9][0-9]* collected" &&
+      on 2 crdt status | grep -q "gc: 0 tombstones.*[1-9][0-9]* collected"; do
+  [ $((SECONDS - start)) -ge 20 ] && fail "no collection past n3 in 20 s: $(kvctl crdt status 2>&1)"
+  sleep 0.2
+done
+ok "n3 retired; n1 and n2 collected the tombstones past it in $((SECONDS - start)) s"
+"$root/deploy/local-cluster.sh" start "$dir" >/dev/null
+start=$SECONDS
+until on 3 crdt status 2>/dev/null | grep -q "resynced 1x"; do
+  [ $((SECONDS - start)) -ge 20 ] && fail "n3 did not resync: $(on 3 crdt status 2>&1)"
+  sleep 0.2
+done
+converge 20 gc alice >/dev/null || fail "no convergence after n3's resync"
+out=$(on 3 crdt get carts gc)
+[[ "$out" == *'items	set	{"keep"}'* ]] || fail "collected elements came back on n3: $out"
+out=$(on 1 crdt get carts gc)
+[[ "$out" == *'items	set	{"keep"}'* ]] || fail "collected elements came back on n1: $out"
+start=$SECONDS
+while true; do  # the metadata group's leader registers it
+  st=$(on 1 crdt status)
+  new=$(sed -n 's/^  replica \([0-9a-f]*\) of n3 active$/\1/p' <<<"$st")
+  [ -n "$new" ] && [ "$new" != "$old" ] && break
+  [ $((SECONDS - start)) -ge 10 ] && fail "n3's new replica: $st"
+  sleep 0.2
+done
+on 3 crdt incr carts gc views 1 >/dev/null || fail "n3 refused a write after its resync"
+ok "n3 came back with its old disk, resynced as replica $new; nothing collected came back"
 
 # Dropped and created again: empty.
 kvctl crdt drop carts >/dev/null

@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_CRDT_REPLICATION_H_
 #define TALLY_KV_SERVER_INTERNAL_CRDT_REPLICATION_H_
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -30,8 +31,17 @@ struct Node;
 // (CrdtPeer in rpc/crdt.proto).
 //
 // A change is refused, counted and logged, never merged, when it comes
-// from a node that is not a member, names a table this node does not know
-// (or one dropped and created again), or does not decode.
+// from a node that is not a member or from a retired replica, names a
+// table this node does not know (or one dropped and created again), or
+// does not decode.
+//
+// Garbage collection (crdt_table/members.h): each complete pull from a
+// peer tells this replica what the peer had seen; the metadata group's
+// leader hears every node's Seen during its pulls and proposes them, raft
+// commits the stability cut, and every node collects below it. Updates
+// are refused until the metadata group has this replica registered; a
+// node whose replica was retired throws it away and resyncs under a new
+// one.
 //
 // Thread safety: thread-safe.
 class CrdtReplication {
@@ -60,6 +70,11 @@ class CrdtReplication {
       const kvpb::CrdtTable& table, const std::string& row,
       std::chrono::system_clock::time_point deadline);
   rpc::CrdtStatusResponse Status() const;
+  // Whether the metadata group has this node's replica as active.
+  bool registered() const { return registered_.load(); }
+  // OK once registered(), waiting a few seconds for it: UNAVAILABLE after
+  // (a node just started, or resyncing, and no metadata leader).
+  absl::Status Writable() const;
 
  private:
   class PeerService;
@@ -72,10 +87,18 @@ class CrdtReplication {
   void PushLoop(Peer* p);
   void SyncLoop();
   void SyncWith(Peer* p);
-  // Merges changes from `from`; how many were refused.
+  // Merges changes from node `from`, replica `replica` (full states joined
+  // with `floor`); how many were refused.
   uint32_t MergeFrom(
-      uint64_t from,
-      const google::protobuf::RepeatedPtrField<rpc::CrdtRowChange>& changes);
+      uint64_t from, uint64_t replica,
+      const google::protobuf::RepeatedPtrField<rpc::CrdtRowChange>& changes,
+      const CrdtVector* floor = nullptr);
+  // OK if `replica` of node `from` is active in the metadata group.
+  absl::Status CheckReplica(uint64_t from, uint64_t replica) const;
+  // Once per anti-entropy round: registration (and the resync of a retired
+  // replica), collection below the committed cut, and on the metadata
+  // group's leader, the proposal of every replica's report.
+  void Housekeep();
   bool Stopping(absl::Duration d);
 
   Node* const node_;
@@ -89,6 +112,16 @@ class CrdtReplication {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::map<uint64_t, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
+  // What each peer's replica had seen, from its last Digest answer.
+  std::map<uint64_t, std::pair<uint64_t, CrdtVector>> reports_
+      ABSL_GUARDED_BY(mu_);
+  // What was last proposed, and when.
+  std::map<uint64_t, std::pair<uint64_t, CrdtVector>> proposed_
+      ABSL_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point proposed_at_ ABSL_GUARDED_BY(mu_);
+  uint64_t cut_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t resyncs_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> registered_{false};
   std::chrono::steady_clock::time_point last_refusal_log_ ABSL_GUARDED_BY(mu_);
   std::thread sync_thread_;
   // Schemas read, by name, and the schema generation they were read at
