@@ -32,7 +32,7 @@ status() { "$bin/kvctl" --endpoints "$1" -o json crdt status; }
 
 "$root/deploy/local-cluster.sh" start "$dir" >/dev/null
 "$bin/kvbench" --target tally --endpoints "$all" --op crdt-incr --keys 200000 \
-  --preload --clients 64 --duration 1 --warmup 0 >/dev/null 2>&1
+  --preload --clients 64 --duration 1 --warmup 0 >/dev/null
 in_sync 60 || { echo "crdt-anti-entropy: the preloaded rows never synced" >&2; exit 1; }
 before1=$(status "127.0.0.1:$((b + 1))")
 before2=$(status "127.0.0.1:$((b + 2))")
@@ -40,7 +40,7 @@ before3=$(status "127.0.0.1:$((b + 3))")
 kill -STOP "$(cat "$dir/n3.pid")"
 start=$SECONDS
 "$bin/kvbench" --target tally --endpoints "$two" --op crdt-incr --keys 100000 \
-  --preload --clients 64 --duration 1 --warmup 0 >/dev/null 2>&1
+  --preload --clients 64 --duration 1 --warmup 0 >/dev/null
 while [ $((SECONDS - start)) -lt 30 ]; do sleep 1; done
 kill -CONT "$(cat "$dir/n3.pid")"
 t0=$(date +%s.%N)

@@ -73,9 +73,10 @@ struct CrdtValue {
 
 // A change of one row as it travels between replicas: stored entries,
 // keyed within the row (a column's state or one element of a set), each a
-// crdt/ encoding. A delta (full = false) carries
-// what an update changed; a full state (anti-entropy) every entry of the
-// row, so that what the sender removed is removed here too.
+// crdt/ encoding (flags and set elements: crdt_table/causal_entry.h). A
+// delta (full = false) carries what an update changed; a full state
+// (anti-entropy) every entry of the row, so that what the sender removed
+// is removed here too.
 struct CrdtRowChange {
   uint64_t table = 0;
   std::string row;

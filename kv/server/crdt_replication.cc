@@ -39,7 +39,7 @@ constexpr auto kRefusalLogEvery = std::chrono::seconds(10);
 // changed, and at least this often.
 constexpr auto kReportEvery = std::chrono::seconds(10);
 // How long an update waits for this node's replica to be registered.
-constexpr auto kRegistrationWait = std::chrono::seconds(5);
+constexpr auto kRegistrationWait = std::chrono::seconds(10);
 
 void ToWire(const CrdtVector& v,
             google::protobuf::RepeatedPtrField<rpc::CrdtCount>* out) {
@@ -438,9 +438,11 @@ void CrdtReplication::SyncWith(Peer* p) {
   StateMachine* meta = node_->Machine(kMetaGroup);
   const std::string addr = node_->directory.Peer(p->id);
   if (meta == nullptr || addr.empty()) return;
+  // Even with no table yet: the answer names the peer's replica, which
+  // the metadata leader registers before the first update needs it.
   absl::StatusOr<std::vector<kvpb::CrdtTable>> tables =
       meta->crdt_schema().List();
-  if (!tables.ok() || tables->empty()) return;
+  if (!tables.ok()) return;
   std::shared_ptr<rpc::CrdtPeer::Stub> stub = p->Stub(addr);
   rpc::CrdtDigestRequest req;
   req.set_cluster_id(node_->layout.cluster_id());
