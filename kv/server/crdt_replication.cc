@@ -134,7 +134,8 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
 
   grpc::Status Push(grpc::ServerContext*, const rpc::CrdtPushRequest* req,
                     rpc::CrdtPushResponse* resp) override {
-    if (grpc::Status st = Check(req->cluster_id(), req->from_node());
+    if (grpc::Status st = Check(req->cluster_id(), req->from_node(),
+                                /*removed_too=*/true);
         !st.ok()) {
       return st;
     }
@@ -229,8 +230,12 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
     return t;
   }
 
-  // Only members of this cluster, never one that was removed.
-  grpc::Status Check(const std::string& cluster, uint64_t from) const {
+  // Only members of this cluster; one that was removed only with
+  // `removed_too` (its pushes: what it acknowledged before it learned of
+  // its removal would be lost with its disk otherwise; its replica is
+  // still checked, CheckReplica).
+  grpc::Status Check(const std::string& cluster, uint64_t from,
+                     bool removed_too = false) const {
     Node* node = r_->node_;
     if (cluster != node->layout.cluster_id()) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -238,8 +243,10 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
                                        ", not ", node->layout.cluster_id()));
     }
     StateMachine* meta = node->Machine(kMetaGroup);
-    if (node->directory.Peer(from).empty() || meta == nullptr ||
-        meta->meta().WasRemoved(from)) {
+    const bool removed = meta != nullptr && meta->meta().WasRemoved(from);
+    const bool member =
+        meta != nullptr && !node->directory.Peer(from).empty() && !removed;
+    if (!member && !(removed_too && removed)) {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                           absl::StrCat("n", from, " is not a member"));
     }
@@ -652,6 +659,11 @@ absl::Status CrdtReplication::CheckReplica(uint64_t from,
 absl::Status CrdtReplication::Writable() const {
   const auto until = std::chrono::steady_clock::now() + kRegistrationWait;
   while (!registered_.load()) {
+    if (removed_.load()) {
+      return absl::UnavailableError(
+          "this node was removed from the cluster: it takes no more CRDT "
+          "updates (send them to another node)");
+    }
     if (std::chrono::steady_clock::now() >= until) {
       return absl::UnavailableError(
           "this node's CRDT replica is not registered with the metadata "
@@ -670,9 +682,31 @@ void CrdtReplication::Housekeep() {
   absl::StatusOr<std::optional<kvpb::CrdtReplicaRecord>> rec =
       meta->crdt_members().Replica(id);
   if (!rec.ok()) return;
-  if (rec->has_value() && (*rec)->retired()) {
-    // Retired while this node was away: what it holds may be from before
-    // the cut, so it goes, and the replica starts over under a new id.
+  // What this replica reported having seen, it had on disk then: a store
+  // that now has less was put back from an older copy.
+  std::string behind;
+  if (rec->has_value() && !(*rec)->retired()) {
+    const CrdtVector seen = replica_->Seen();
+    for (const auto& [origin, n] : FromCounts((*rec)->seen())) {
+      auto it = seen.find(origin);
+      const uint64_t have = it == seen.end() ? 0 : it->second;
+      if (have < n) {
+        behind = absl::StrCat("it reported dots of ", absl::Hex(origin),
+                              " up to ", n, " and has them up to ", have);
+        break;
+      }
+    }
+  }
+  if (rec->has_value() && ((*rec)->retired() || !behind.empty())) {
+    // Retired while this node was away, or its store is older than what
+    // it reported: what it holds may be from before the cut, so it goes,
+    // and the replica starts over under a new id (which retires the old).
+    if (!behind.empty()) {
+      spdlog::error(
+          "[n={}] CRDT replica {:x} is older than what it reported ({}): its "
+          "store was put back from an older copy",
+          node_->id, id, behind);
+    }
     registered_ = false;
     {
       absl::MutexLock l(&mu_);
@@ -683,16 +717,20 @@ void CrdtReplication::Housekeep() {
     }
     absl::Status s = replica_->Reset();
     spdlog::warn(
-        "[n={}] CRDT replica {:x} was retired: threw its rows away, "
-        "resyncing from the other nodes as replica {:x} ({})",
+        "[n={}] CRDT replica {:x} was retired or is behind: threw its rows "
+        "away, resyncing from the other nodes as replica {:x} ({})",
         node_->id, id, replica_->id(), s.ok() ? "ok" : s.ToString());
     absl::MutexLock l(&mu_);
     ++resyncs_;
     cut_epoch_ = 0;
     return;
   }
-  registered_ =
-      rec->has_value() && (*rec)->node() == node_->id && !(*rec)->retired();
+  // A node removed from the cluster takes no more updates: what it
+  // acknowledged now could be lost with its disk. It goes on pushing what
+  // it has (peers accept that, Check).
+  removed_ = meta->meta().WasRemoved(node_->id);
+  registered_ = !removed_ && rec->has_value() && (*rec)->node() == node_->id &&
+                !(*rec)->retired();
 
   absl::StatusOr<kvpb::CrdtCut> cut = meta->crdt_members().Cut();
   uint64_t applied_epoch;

@@ -6,7 +6,8 @@
 # no raft leader anywhere, keeps accepting writes, which reach the others
 # once they are back; garbage collection runs past a node that was stopped
 # and retired, which resyncs when it comes back with its old disk and
-# brings nothing collected back; bad input gets clear errors and changes
+# brings nothing collected back, as does a node whose store is put back
+# from an older copy; bad input gets clear errors and changes
 # nothing; a table dropped and created again starts empty. Bounded in time; stops
 # what it started.
 #   crdt_test.sh BIN_DIR
@@ -176,6 +177,42 @@ while true; do  # the metadata group's leader registers it
 done
 on 3 crdt incr carts gc views 1 >/dev/null || fail "n3 refused a write after its resync"
 ok "n3 came back with its old disk, resynced as replica $new; nothing collected came back"
+
+# A store put back from an older copy. n2's CRDT store is copied while n2
+# is down, holding "old" (the only element of row rb); after n2 is back,
+# n1 removes it, and every node collects the row away; n2 then comes back
+# with the copy. Its store has less than it reported having seen: it
+# resyncs, and "old" does not come back (no peer still holds row rb to
+# correct it, so without the resync n2 would keep it).
+on 1 crdt add carts rb items old >/dev/null
+converge 10 rb >/dev/null || fail "rb did not converge"
+kill9 2
+cp -a "$dir/n2/crdt" "$dir/n2-crdt-copy"
+"$root/deploy/local-cluster.sh" start "$dir" >/dev/null
+on 1 crdt remove carts rb items old >/dev/null
+on 1 crdt add carts rb2 items new >/dev/null
+start=$SECONDS
+until [ "$(kvctl crdt status 2>/dev/null | grep -c "gc: 0 tombstones")" = 3 ] &&
+      [ "$(on 2 crdt get carts rb 2>&1; echo "rc=$?")" = "rc=1" ] &&
+      converge 1 rb2 >/dev/null; do
+  [ $((SECONDS - start)) -ge 20 ] && fail "rb was not collected everywhere: $(kvctl crdt status 2>&1)"
+  sleep 0.2
+done
+sleep 3  # n2's report of what it has seen since its restart is committed
+kill9 2
+rm -rf "$dir/n2/crdt"
+mv "$dir/n2-crdt-copy" "$dir/n2/crdt"
+"$root/deploy/local-cluster.sh" start "$dir" >/dev/null
+start=$SECONDS
+until on 2 crdt status 2>/dev/null | grep -q "resynced 1x"; do
+  [ $((SECONDS - start)) -ge 20 ] && fail "n2 with an old store did not resync: $(on 2 crdt status 2>&1)"
+  sleep 0.2
+done
+converge 20 rb rb2 >/dev/null || fail "no convergence after n2's resync"
+out=$(on 2 crdt get carts rb 2>&1; echo "rc=$?")
+[ "$out" = "rc=1" ] || fail "a collected element came back on n2: $out"
+[[ "$(on 2 crdt get carts rb2)" == *'{"new"}'* ]] || fail "rb2 on n2: $(on 2 crdt get carts rb2)"
+ok "n2 back with an older copy of its store resynced; nothing collected came back"
 
 # Dropped and created again: empty.
 kvctl crdt drop carts >/dev/null

@@ -122,6 +122,8 @@ class CrdtReplication {
   uint64_t cut_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t resyncs_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<bool> registered_{false};
+  // This node was removed from the cluster.
+  std::atomic<bool> removed_{false};
   std::chrono::steady_clock::time_point last_refusal_log_ ABSL_GUARDED_BY(mu_);
   std::thread sync_thread_;
   // Schemas read, by name, and the schema generation they were read at
