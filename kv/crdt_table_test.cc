@@ -365,6 +365,20 @@ TEST_F(CrdtReplicaTest,
               (std::vector<std::string>{"pear"}));
     EXPECT_FALSE(Value(i, "cart", "vip").enabled);
   }
+  // A replica that starts over (resyncs) and has not seen the cut yet
+  // takes a late delta below it as old news, and full states as they are.
+  ASSERT_TRUE(replicas_[2]->Reset().ok());
+  EXPECT_EQ(replicas_[2]->Collect(cut).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  Merge(2, add);
+  EXPECT_TRUE(Value(2, "cart", "items").values.empty());
+  auto now = replicas_[0]->RowStates(table_.id(), {"cart"});
+  ASSERT_TRUE(now.ok() && now->size() == 1);
+  const CrdtVector floor0 = replicas_[0]->floor();
+  ASSERT_TRUE(
+      replicas_[2]->MergeAll({{&table_, &now->front(), &floor0}}).front().ok());
+  EXPECT_EQ(Value(2, "cart", "items").values,
+            (std::vector<std::string>{"pear"}));
   // The floor survives a restart.
   replicas_[0].reset();
   Open(0);

@@ -44,6 +44,16 @@ bool Below(const CrdtVector& f, const crdt::Dot& d) {
   return it != f.end() && d.counter <= it->second;
 }
 
+DotContext AboveOnly(const DotContext& c, const CrdtVector& floor) {
+  std::map<crdt::ReplicaId, uint64_t> compact = c.compact();
+  std::erase_if(compact, [&](const auto& rn) {
+    return Below(floor, crdt::Dot{rn.first, rn.second});
+  });
+  std::set<crdt::Dot> cloud = c.cloud();
+  std::erase_if(cloud, [&](const crdt::Dot& d) { return Below(floor, d); });
+  return DotContext::FromParts(std::move(compact), std::move(cloud));
+}
+
 Causal<FlagStore> Event(const FlagStore& store, const crdt::Dot& dot) {
   Causal<FlagStore> d;
   d.store.insert(dot);

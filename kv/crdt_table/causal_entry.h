@@ -25,10 +25,15 @@ using crdt::RegisterStore;
 // Whether `d` is at or below the floor `f`.
 bool Below(const CrdtVector& f, const crdt::Dot& d);
 
+// The context without what is at or below `floor` (a compact run that
+// goes above it stays whole).
+DotContext AboveOnly(const DotContext& c, const CrdtVector& floor);
+
 // Join, in place, of causal states with floors: (a, its context and `fa`)
 // and (b, its context and `fb`; none for a delta, which speaks only of the
 // dots in its context). A dot stays if both sides have it or the other
-// has not seen it.
+// has not seen it. What b has seen at or below `fa` is old news: it is
+// neither added to a's store nor counted as seen by a.
 template <typename S>
 void JoinCausal(Causal<S>& a, const CrdtVector& fa, const Causal<S>& b,
                 const CrdtVector* fb) {
@@ -41,7 +46,7 @@ void JoinCausal(Causal<S>& a, const CrdtVector& fa, const Causal<S>& b,
     const crdt::Dot& d = crdt::DotOf(item);
     if (!a.context.Contains(d) && !Below(fa, d)) a.store.insert(item);
   }
-  a.context.Merge(b.context);
+  a.context.Merge(AboveOnly(b.context, fa));
 }
 
 // A context in the form stored with `floor`: what the floor implies left

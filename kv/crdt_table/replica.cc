@@ -321,6 +321,7 @@ absl::Status CrdtReplica::Load() {
     if (!decoded.ok()) return decoded.status();
     *into = *std::move(decoded);
   }
+  delta_floor_ = floor_;
   if (absl::Status s = engine_->Write(b, /*sync=*/true); !s.ok()) return s;
 
   std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
@@ -775,6 +776,11 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
   const CrdtVector* fb =
       change.full ? (sender_floor != nullptr ? sender_floor : &kNoFloor)
                   : nullptr;
+  // What is old news here: below the floor; for a delta, also below the
+  // committed cut not yet taken (a replica that is catching up): every
+  // active replica has seen those dots, so what is still live of them
+  // comes in full states, while a late delta may add what was removed.
+  const CrdtVector& old_news = change.full ? floor_ : delta_floor_;
   const std::string prefix = RowPrefix(table.id(), change.row);
   if (change.full) {
     std::set<std::string> named;
@@ -829,14 +835,14 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
       case kvpb::CRDT_MV_REGISTER: {
         auto v = DecodeOr<Causal<RegisterStore>>(*old, crdt::DecodeMVRegister);
         if (!v.ok()) return v.status();
-        JoinCausal(*v, floor_, d.mv, fb);
+        JoinCausal(*v, old_news, d.mv, fb);
         StageCausalLocked(key, *v, *old);
         break;
       }
       default: {
         auto v = DecodeOr<Causal<FlagStore>>(*old, DecodeFlag);
         if (!v.ok()) return v.status();
-        JoinCausal(*v, floor_, d.flag, fb);
+        JoinCausal(*v, old_news, d.flag, fb);
         StageCausalLocked(key, *v, *old);
         break;
       }
@@ -1098,6 +1104,9 @@ absl::StatusOr<uint64_t> CrdtReplica::Collect(const CrdtVector& cut) {
   {
     absl::MutexLock l(&mu_);
     if (!broken_.ok()) return broken_;
+    for (const auto& [r, n] : cut) {
+      delta_floor_[r] = std::max(delta_floor_[r], n);
+    }
     const CrdtVector seen = SeenLocked();
     for (const auto& [r, n] : cut) {
       auto it = seen.find(r);

@@ -281,6 +281,9 @@ class CrdtReplica {
   uint64_t durable_counter_ ABSL_GUARDED_BY(mu_) = 0;
   CrdtVector seen_ ABSL_GUARDED_BY(mu_);
   CrdtVector floor_ ABSL_GUARDED_BY(mu_);
+  // The floor, raised to every committed cut Collect was given, taken or
+  // not: below it a delta's dots are old news (MergeLocked).
+  CrdtVector delta_floor_ ABSL_GUARDED_BY(mu_);
   // Keys of entries with tombstones: what Collect looks at.
   std::set<std::string> tombstones_ ABSL_GUARDED_BY(mu_);
   clocks::HybridLogicalClock hlc_ ABSL_GUARDED_BY(mu_);
