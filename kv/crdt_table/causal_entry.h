@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "crdt/causal.h"
 #include "crdt/causal_types.h"
+#include "crdt/codec.h"
 #include "crdt/dot_context.h"
 #include "kv/crdt_table/members.h"
 
@@ -87,6 +88,21 @@ absl::StatusOr<Causal<FlagStore>> DecodeFlag(const std::string& in);
 // A causal entry as stored: a flag as above, an mv-register as crdt/ has it.
 std::string EncodeCausal(const Causal<FlagStore>& f);
 std::string EncodeCausal(const Causal<RegisterStore>& r);
+// Calls fn with a stored causal entry, a flag (set elements among them)
+// or an mv-register as the encoding says; false for anything else.
+template <typename Fn>
+bool VisitCausal(const std::string& value, Fn fn) {
+  if (absl::StatusOr<Causal<FlagStore>> f = DecodeFlag(value); f.ok()) {
+    fn(*f);
+    return true;
+  }
+  if (absl::StatusOr<Causal<RegisterStore>> r = crdt::DecodeMVRegister(value);
+      r.ok()) {
+    fn(*r);
+    return true;
+  }
+  return false;
+}
 // Whether a stored flag (a set element) holds a live dot.
 bool LiveElement(const std::optional<std::string>& v);
 

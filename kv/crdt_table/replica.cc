@@ -32,6 +32,7 @@ using crdt_entry::Event;
 using crdt_entry::HasTombstones;
 using crdt_entry::JoinCausal;
 using crdt_entry::LiveElement;
+using crdt_entry::VisitCausal;
 
 // Keys of the replica's engine:
 //   "Mreplica"   the replica id (8 bytes, big-endian)
@@ -338,20 +339,13 @@ absl::Status CrdtReplica::Load() {
     stats_.bytes += it->key().size() + it->value().size();
     std::optional<EntryParts> e = ParseEntry(p->entry);
     if (!e) continue;
-    const std::string value(it->value());
-    // Causal entries are flags (set elements among them) or mv-registers;
-    // the envelope names the type.
-    absl::StatusOr<Causal<FlagStore>> f = DecodeFlag(value);
-    bool tombstone = f.ok() && HasTombstones(*f);
-    if (!f.ok() && e->kind == kState) {
-      absl::StatusOr<Causal<RegisterStore>> mv = crdt::DecodeMVRegister(value);
-      tombstone = mv.ok() && HasTombstones(*mv);
-    }
-    if (tombstone) tombstones_.emplace(it->key());
-    if (e->kind == kElement && f.ok() && !f->store.empty()) {
-      ++stats_.elements;
-      stats_.element_bytes += e->element.size();
-    }
+    VisitCausal(std::string(it->value()), [&](const auto& state) {
+      if (HasTombstones(state)) tombstones_.emplace(it->key());
+      if (e->kind == kElement && !state.store.empty()) {
+        ++stats_.elements;
+        stats_.element_bytes += e->element.size();
+      }
+    });
   }
   return it->status();
 }
@@ -1137,15 +1131,8 @@ absl::StatusOr<uint64_t> CrdtReplica::Collect(const CrdtVector& cut) {
         tombstones_.erase(key);
         continue;
       }
-      // Causal entries are flags (set elements among them) or
-      // mv-registers; the envelope names the type.
-      if (absl::StatusOr<Causal<FlagStore>> f = DecodeFlag(**v); f.ok()) {
-        StageCausalLocked(key, *f, *v);
-      } else if (absl::StatusOr<Causal<RegisterStore>> mv =
-                     crdt::DecodeMVRegister(**v);
-                 mv.ok()) {
-        StageCausalLocked(key, *mv, *v);
-      } else {
+      if (!VisitCausal(
+              **v, [&](auto state) { StageCausalLocked(key, state, *v); })) {
         tombstones_.erase(key);
         continue;
       }
