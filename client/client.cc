@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/call.h"
+#include "client/internal/crdt_batcher.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/health.grpc.pb.h"
 #include "rpc/status.h"
@@ -21,7 +22,33 @@ constexpr auto kMembershipTimeout = std::chrono::milliseconds(65000);
 }  // namespace
 
 Client::Client(ClientOptions options)
-    : options_(std::move(options)), endpoints_(options_.endpoints) {}
+    : options_(std::move(options)), endpoints_(options_.endpoints) {
+  internal::CrdtBatcher::Hooks hooks;
+  hooks.target = [this] { return Target(kAnyNode); };
+  hooks.channel = [this](const std::string& a) { return Channel(a); };
+  hooks.answered = [this](const std::string& target, const grpc::Status& st) {
+    const bool unreachable =
+        st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    absl::MutexLock l(&mu_);
+    auto it = leader_.find(kAnyNode);
+    if (st.ok()) {
+      leader_[kAnyNode] = target;
+    } else if (unreachable &&
+               (it != leader_.end()
+                    ? it->second
+                    : endpoints_[next_endpoint_ % endpoints_.size()]) ==
+                   target) {
+      // Another call may have moved on already: move on once.
+      leader_.erase(kAnyNode);
+      ++next_endpoint_;
+    }
+  };
+  crdt_batcher_ = std::make_unique<internal::CrdtBatcher>(std::move(hooks),
+                                                          options_.timeout);
+}
+
+Client::~Client() = default;
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   if (options.endpoints.empty()) {

@@ -21,6 +21,10 @@
 
 namespace tally::client {
 
+namespace internal {
+class CrdtBatcher;
+}  // namespace internal
+
 struct ClientOptions {
   // Client addresses of some cluster nodes ("127.0.0.1:7001", ...).
   std::vector<std::string> endpoints;
@@ -52,6 +56,7 @@ struct ClientOptions {
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
+  ~Client();
 
   absl::StatusOr<rpc::GetResponse> Get(const std::string& key,
                                        rpc::ReadMode mode = rpc::LINEARIZABLE);
@@ -169,6 +174,8 @@ class Client {
   // endpoint until it fails, then the next. An Update is sent once: on
   // UNAVAILABLE or DEADLINE_EXCEEDED its outcome is unknown (an increment
   // sent again could count twice), and the next call goes to another node.
+  // Concurrent updates share calls (internal/crdt_batcher.h): each waits
+  // for at most one call before it and the timeout of its own.
   absl::StatusOr<rpc::CrdtTable> CrdtCreateTable(
       const std::string& name, const std::vector<rpc::CrdtColumn>& columns);
   absl::StatusOr<rpc::CrdtTable> CrdtAlterTable(
@@ -177,6 +184,11 @@ class Client {
   absl::StatusOr<std::vector<rpc::CrdtTable>> CrdtTables();
   absl::StatusOr<rpc::CrdtUpdateResponse> CrdtUpdate(
       const rpc::CrdtUpdateRequest& req);
+  // CrdtUpdate without waiting: `done` runs once, on a gRPC thread (or this
+  // one), and must not block.
+  void CrdtUpdateAsync(
+      rpc::CrdtUpdateRequest req,
+      std::function<void(absl::StatusOr<rpc::CrdtUpdateResponse>)> done);
   absl::StatusOr<rpc::CrdtGetResponse> CrdtGet(
       const std::string& table, const std::string& row,
       rpc::CrdtReadMode mode = rpc::CRDT_LOCAL);
@@ -272,6 +284,9 @@ class Client {
   // Where to send a call of `group`: its leader if known, else the endpoint
   // whose turn it is.
   std::string Target(uint64_t group);
+
+  // Last: destroyed first, while what its calls use is still there.
+  std::unique_ptr<internal::CrdtBatcher> crdt_batcher_;
 };
 
 }  // namespace tally::client

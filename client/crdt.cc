@@ -1,7 +1,9 @@
 // Client calls of rpc/crdt.proto.
 
+#include "absl/synchronization/notification.h"
 #include "client/client.h"
 #include "client/internal/call.h"
+#include "client/internal/crdt_batcher.h"
 
 namespace tally::client {
 
@@ -72,24 +74,20 @@ absl::StatusOr<std::vector<rpc::CrdtTable>> Client::CrdtTables() {
 
 absl::StatusOr<rpc::CrdtUpdateResponse> Client::CrdtUpdate(
     const rpc::CrdtUpdateRequest& req) {
-  const std::string target = Target(kAnyNode);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(internal::Clock::now() + options_.timeout);
-  rpc::CrdtUpdateResponse resp;
-  grpc::Status st =
-      rpc::Crdt::NewStub(Channel(target))->Update(&ctx, req, &resp);
-  if (st.ok()) {
-    absl::MutexLock l(&mu_);
-    leader_[kAnyNode] = target;
-    return resp;
-  }
-  if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    absl::MutexLock l(&mu_);
-    leader_.erase(kAnyNode);
-    ++next_endpoint_;
-  }
-  return rpc::FromGrpc(st, &ctx);
+  absl::StatusOr<rpc::CrdtUpdateResponse> out;
+  absl::Notification done;
+  crdt_batcher_->Update(req, [&](absl::StatusOr<rpc::CrdtUpdateResponse> r) {
+    out = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+void Client::CrdtUpdateAsync(
+    rpc::CrdtUpdateRequest req,
+    std::function<void(absl::StatusOr<rpc::CrdtUpdateResponse>)> done) {
+  crdt_batcher_->Update(std::move(req), std::move(done));
 }
 
 absl::StatusOr<rpc::CrdtGetResponse> Client::CrdtGet(const std::string& table,

@@ -9,8 +9,10 @@
 #include "absl/synchronization/mutex.h"
 #include "bench/etcd_kv.grpc.pb.h"
 #include "client/client.h"
+#include "grpcpp/alarm.h"
 #include "rpc/crdt.grpc.pb.h"
 #include "rpc/kv.grpc.pb.h"
+#include "rpc/status.h"
 
 namespace tally::kvbench {
 namespace {
@@ -19,6 +21,12 @@ template <typename Resp>
 struct TypedCall : Call {
   Resp resp;
   std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>> reader;
+};
+
+// A call made through the client library: its completion is posted to the
+// queue by an alarm that is already due.
+struct LibraryCall : Call {
+  grpc::Alarm alarm;
 };
 
 // Starts an asynchronous unary call: `prepare` is a stub's PrepareAsyncX.
@@ -115,10 +123,12 @@ class TallyTarget : public Target {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      auto& v = crdt_stubs_[e];
-      for (auto& ch : Channels(e, o_.connections)) {
-        v.push_back(rpc::Crdt::NewStub(ch));
-      }
+      client::ClientOptions eo;
+      eo.endpoints = {e};
+      eo.timeout = std::chrono::milliseconds(o_.timeout_ms);
+      auto ec = client::Client::Connect(eo);
+      if (!ec.ok()) return ec.status();
+      crdt_clients_[e] = std::move(*ec);
     }
     return absl::OkStatus();
   }
@@ -126,9 +136,10 @@ class TallyTarget : public Target {
   Call* Start(Op op, const std::string& key, const std::string& value,
               size_t slot, grpc::CompletionQueue* cq) override {
     if (op == Op::kCrdtIncr) {
-      // Any node takes a CRDT write: the endpoints in turn.
-      auto& v = crdt_stubs_.at(o_.endpoints[slot % o_.endpoints.size()]);
-      rpc::Crdt::Stub* stub = v[(slot / o_.endpoints.size()) % v.size()].get();
+      // Any node takes a CRDT write: the endpoints in turn, through the
+      // client library (which coalesces concurrent updates into calls).
+      client::Client* c =
+          crdt_clients_.at(o_.endpoints[slot % o_.endpoints.size()]).get();
       rpc::CrdtUpdateRequest req;
       req.set_table(kCrdtTable);
       req.set_row(key);
@@ -136,11 +147,14 @@ class TallyTarget : public Target {
       inc->set_kind(rpc::CrdtOp::INCREMENT);
       inc->set_column("n");
       inc->set_amount(1);
-      return Launch<rpc::CrdtUpdateResponse>(
-          [&](auto* ctx, auto* q) {
-            return stub->PrepareAsyncUpdate(ctx, req, q);
-          },
-          o_.timeout_ms, cq);
+      auto* call = new LibraryCall;
+      c->CrdtUpdateAsync(std::move(req),
+                         [call, cq](absl::StatusOr<rpc::CrdtUpdateResponse> r) {
+                           call->status = rpc::ToGrpc(r.status());
+                           call->alarm.Set(cq, gpr_now(GPR_CLOCK_MONOTONIC),
+                                           call);
+                         });
+      return call;
     }
     const uint64_t group = GroupFor(key);
     const bool local_read = (op == Op::kGet || op == Op::kScan) &&
@@ -257,8 +271,7 @@ class TallyTarget : public Target {
 
   const TargetOptions o_;
   // By endpoint (crdt-incr).
-  std::map<std::string, std::vector<std::unique_ptr<rpc::Crdt::Stub>>>
-      crdt_stubs_;
+  std::map<std::string, std::unique_ptr<client::Client>> crdt_clients_;
   std::vector<rpc::RangeDescriptor> ranges_;
   absl::Mutex mu_;
   std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);

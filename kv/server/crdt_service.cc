@@ -1,12 +1,15 @@
 // The CRDT table service: schemas through the metadata group; updates and
 // reads answered by this node's replica (internal/crdt_replication.h).
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/server/internal/api.h"
 #include "kv/server/internal/calls.h"
@@ -173,48 +176,52 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                    rpc::CrdtUpdateResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtUpdateResponse>(ctx, resp, &node_->rpcs,
                                                      "CrdtUpdate");
-    CrdtReplication* crdt = node_->crdt.get();
-    absl::StatusOr<kvpb::CrdtTable> t = crdt->Table(req->table());
-    if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
-    std::vector<CrdtOp> ops;
-    for (const rpc::CrdtOp& op : req->ops()) ops.push_back(FromApi(op));
-    // Answered once durable, on the replica's commit thread.
-    auto update = [crdt, table = *t, row = req->row(), ops = std::move(ops),
-                   node = node_->id, s = reply->shared()] {
-      crdt->replica().UpdateAsync(
-          table, row, ops,
-          [crdt, table, node, replica = crdt->replica().id(),
-           s](absl::StatusOr<CrdtRowChange> change) {
-            if (change.ok()) crdt->Spread(table, *change);
+    TableCache tables;
+    std::vector<Pending> updates;
+    updates.push_back(Prepare(*req, &tables));
+    Apply(std::move(updates),
+          [this, s = reply->shared()](std::vector<absl::Status> results) {
             Reply<rpc::CrdtUpdateResponse>::Answer(
                 s, [&](auto*, rpc::CrdtUpdateResponse* out) {
-                  if (!change.ok()) return Check(change.status());
-                  out->set_node(node);
-                  out->set_replica(replica);
+                  if (!results[0].ok()) return Check(results[0]);
+                  out->set_node(node_->id);
+                  out->set_replica(node_->crdt->replica().id());
                   return grpc::Status::OK;
                 });
           });
-    };
-    if (crdt->registered()) {
-      update();
-      return reply;
-    }
-    // A node just started (or resyncing) waits for its replica to be
-    // registered, on a worker thread.
-    bool posted = crdt->workers().Post([crdt, update, s = reply->shared()] {
-      if (absl::Status st = crdt->Writable(); !st.ok()) {
-        Reply<rpc::CrdtUpdateResponse>::Answer(
-            s, [&](auto*, rpc::CrdtUpdateResponse*) { return Check(st); });
-        return;
-      }
-      update();
-    });
-    if (!posted) {
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* UpdateBatch(
+      grpc::CallbackServerContext* ctx, const rpc::CrdtUpdateBatchRequest* req,
+      rpc::CrdtUpdateBatchResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtUpdateBatchResponse>(
+        ctx, resp, &node_->rpcs, "CrdtUpdateBatch");
+    if (req->updates().empty() ||
+        req->updates_size() > static_cast<int>(kMaxBatchUpdates)) {
       return Calls::Finish(
-          reply,
-          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       "too many CRDT calls waiting; back off and retry"));
+          reply, Calls::Invalid(absl::StrCat("a batch holds 1 to ",
+                                             kMaxBatchUpdates, " updates")));
     }
+    TableCache tables;
+    std::vector<Pending> updates;
+    for (const rpc::CrdtUpdateRequest& u : req->updates()) {
+      updates.push_back(Prepare(u, &tables));
+    }
+    Apply(std::move(updates),
+          [this, s = reply->shared()](std::vector<absl::Status> results) {
+            Reply<rpc::CrdtUpdateBatchResponse>::Answer(
+                s, [&](auto*, rpc::CrdtUpdateBatchResponse* out) {
+                  out->set_node(node_->id);
+                  out->set_replica(node_->crdt->replica().id());
+                  for (const absl::Status& r : results) {
+                    rpc::CrdtUpdateResult* o = out->add_results();
+                    o->set_code(static_cast<int>(r.code()));
+                    o->set_message(std::string(r.message()));
+                  }
+                  return grpc::Status::OK;
+                });
+          });
     return reply;
   }
 
@@ -278,6 +285,93 @@ class CrdtService final : public rpc::Crdt::CallbackService {
   }
 
  private:
+  static constexpr size_t kMaxBatchUpdates = 1000;
+
+  // One row's update, its table looked up.
+  struct Pending {
+    absl::StatusOr<kvpb::CrdtTable> table;
+    std::string row;
+    std::vector<CrdtOp> ops;
+  };
+  using Applied = std::function<void(std::vector<absl::Status>)>;
+
+  // The tables looked up for the updates of one call, by name.
+  using TableCache = std::map<std::string, absl::StatusOr<kvpb::CrdtTable>>;
+
+  Pending Prepare(const rpc::CrdtUpdateRequest& req, TableCache* tables) {
+    auto it = tables->find(req.table());
+    if (it == tables->end()) {
+      it = tables->emplace(req.table(), node_->crdt->Table(req.table())).first;
+    }
+    Pending p{it->second, req.row(), {}};
+    for (const rpc::CrdtOp& op : req.ops()) p.ops.push_back(FromApi(op));
+    return p;
+  }
+
+  // Applies each update on this node's replica on its own and spreads what
+  // changed to the peers; `done` gets one status per update once every
+  // applied one is durable (on the replica's commit thread).
+  void Apply(std::vector<Pending> updates, Applied done) {
+    CrdtReplication* crdt = node_->crdt.get();
+    // Shared by the completions; the last one answers.
+    struct Batch {
+      std::vector<Pending> updates;
+      Applied done;
+      absl::Mutex mu;
+      size_t left ABSL_GUARDED_BY(mu) = 0;
+      std::vector<absl::Status> results ABSL_GUARDED_BY(mu);
+
+      void Set(size_t i, absl::Status s) {
+        std::vector<absl::Status> all;
+        {
+          absl::MutexLock l(&mu);
+          results[i] = std::move(s);
+          if (--left > 0) return;
+          all = std::move(results);
+        }
+        done(std::move(all));
+      }
+    };
+    auto b = std::make_shared<Batch>();
+    const size_t n = updates.size();
+    b->updates = std::move(updates);
+    b->done = std::move(done);
+    {
+      absl::MutexLock l(&b->mu);
+      b->left = n;
+      b->results.resize(n);
+    }
+    auto apply = [crdt, b, n] {
+      for (size_t i = 0; i < n; ++i) {
+        const Pending& u = b->updates[i];
+        if (!u.table.ok()) {
+          b->Set(i, u.table.status());
+          continue;
+        }
+        crdt->replica().UpdateAsync(
+            *u.table, u.row, u.ops,
+            [crdt, b, i](absl::StatusOr<CrdtRowChange> change) {
+              if (change.ok()) crdt->Spread(*b->updates[i].table, *change);
+              b->Set(i, change.status());
+            });
+      }
+    };
+    if (crdt->registered()) return apply();
+    // A node just started (or resyncing) waits for its replica to be
+    // registered, on a worker thread.
+    bool posted = crdt->workers().Post([crdt, b, n, apply] {
+      if (absl::Status st = crdt->Writable(); !st.ok()) {
+        return b->done(std::vector<absl::Status>(n, st));
+      }
+      apply();
+    });
+    if (!posted) {
+      b->done(std::vector<absl::Status>(
+          n, absl::ResourceExhaustedError(
+                 "too many CRDT calls waiting; back off and retry")));
+    }
+  }
+
   grpc::ServerUnaryReactor* WriteSchema(Reply<rpc::CrdtTableResponse>* reply,
                                         kvpb::Command cmd) {
     calls_.Write(reply, kMetaGroup, std::move(cmd),
