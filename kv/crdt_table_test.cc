@@ -397,6 +397,22 @@ TEST_F(CrdtReplicaTest,
             (std::vector<std::string>{"pear", "plum"}));
 }
 
+TEST_F(CrdtReplicaTest, StoppedUpdatesAreRefusedWholeUntilResumed) {
+  Update(0, "r", {Incr("views", 1)});
+  ASSERT_TRUE(
+      replicas_[0]->StopUpdates(absl::UnavailableError("node leaving")).ok());
+  auto refused = replicas_[0]->Update(table_, "r", {Incr("views", 5)});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(refused.status().message(), "node leaving");
+  EXPECT_EQ(Value(0, "r", "views").count, 1);
+  // Merges still land: the node goes on taking what others acknowledged.
+  Merge(0, Update(1, "r", {Incr("views", 2)}));
+  EXPECT_EQ(Value(0, "r", "views").count, 3);
+  replicas_[0]->ResumeUpdates();
+  Update(0, "r", {Incr("views", 5)});
+  EXPECT_EQ(Value(0, "r", "views").count, 8);
+}
+
 TEST_F(CrdtReplicaTest, ResetForgetsEverythingUnderANewId) {
   Update(0, "r", {Elements(CrdtOp::kAdd, {"a"}), Incr("views", 3)});
   const clocks::ReplicaId old = replicas_[0]->id();

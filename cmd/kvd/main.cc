@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
                  "entries between log compactions");
   app.add_option("--quiesce-ticks", o.quiesce_ticks,
                  "idle ticks before a raft group stops ticking (0: never)");
+  app.add_option("--crdt-sync-ms", o.crdt_sync_ms,
+                 "milliseconds between two CRDT anti-entropy rounds (each "
+                 "peer's digests compared with ours)")
+      ->check(CLI::Range(50, 3600 * 1000));
   double session_ttl_s = o.session_ttl_ms / 1000.0;
   app.add_option("--session-ttl", session_ttl_s,
                  "seconds without a write before a client's exactly-once "

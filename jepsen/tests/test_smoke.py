@@ -69,6 +69,82 @@ def test_crdt_writes_on_every_node_converge(jepsen, nemesis):
 
 
 @pytest.mark.smoke
+def test_crdt_updates_a_removed_node_acknowledged_stay_after_its_disk_is_wiped(tmp_path):
+    """A node acknowledges CRDT updates on its own disk, so it must not be
+    removed with updates nobody else has: n3 takes increments while cut off
+    from the other two (its pushes time out), the partition heals, n3 is
+    removed through n1 and at once killed and wiped, before anti-entropy
+    (every 5 s here) has come round. Every increment it acknowledged must
+    be counted on n1 and n2: the removal first has n1 take n3's rows over."""
+    import time
+
+    from tally_jepsen import cluster as tcluster
+    from tally_jepsen.client import Connection, crdt_pb2
+    from tally_jepsen.net import Network, can_partition
+    from tally_jepsen.runner import wait_ready
+
+    if not can_partition():
+        pytest.skip("network faults need root (network namespaces and nftables)")
+    net = Network(3)
+    cluster = tcluster.Cluster(str(tmp_path), net, 3, kvd_args=["--crdt-sync-ms", "5000"])
+    conn = None
+    try:
+        cluster.start()
+        conn = Connection({i: n.client_address for i, n in cluster.nodes.items()})
+        assert wait_ready(conn, [1, 2, 3]), f"cluster not ready; logs in {tmp_path}"
+        table = crdt_pb2.CrdtCreateTableRequest(name="t", columns=[
+            crdt_pb2.CrdtColumn(name="n", type=crdt_pb2.CRDT_G_COUNTER)])
+        r = conn.call(1, "CreateTable", table, timeout=10.0, service="Crdt")
+        assert r.type == OK, r.error
+        incr = crdt_pb2.CrdtUpdateRequest(table="t", row=b"r", ops=[crdt_pb2.CrdtOp(
+            kind=crdt_pb2.CrdtOp.INCREMENT, column="n", amount=1)])
+
+        def update(node):
+            return conn.call(node, "Update", incr, timeout=15.0, service="Crdt")
+
+        # Until n3 knows the table and its replica is registered.
+        deadline = time.monotonic() + 60
+        while update(3).type != OK:
+            assert time.monotonic() < deadline, f"n3 takes no update; logs in {tmp_path}"
+            time.sleep(0.5)
+        acked = 1
+        net.partition([[1, 2], [3]])
+        for _ in range(30):
+            r = update(3)
+            assert r.type == OK, r.error
+            acked += 1
+        time.sleep(6)  # n3's pushes time out (5 s) and are dropped
+        net.heal()
+        r = conn.call(1, "RemoveMember", cluster_pb2.RemoveMemberRequest(id=3),
+                      timeout=60.0, service="Cluster", redirects=0)
+        assert r.type == OK, r.error
+        cluster.node(3).wipe()
+
+        def count(node):
+            r = conn.call(node, "Get", crdt_pb2.CrdtGetRequest(table="t", row=b"r"),
+                          timeout=5.0, service="Crdt")
+            assert r.type == OK, r.error
+            return next((v.count for v in r.response.values if v.column == "n"), 0)
+
+        # n1 and n2 converge on their own (n2 pulls from n1).
+        deadline = time.monotonic() + 30
+        counts = {}
+        while time.monotonic() < deadline:
+            counts = {n: count(n) for n in (1, 2)}
+            if all(c == acked for c in counts.values()):
+                break
+            time.sleep(0.5)
+        assert counts == {1: acked, 2: acked}, (
+            f"{acked} increments acknowledged by the removed n3; counted {counts}; "
+            f"logs in {tmp_path}")
+    finally:
+        if conn is not None:
+            conn.close()
+        cluster.shutdown()
+        net.close()
+
+
+@pytest.mark.smoke
 def test_serializable_reads_checked_as_linearizable_are_stale(jepsen):
     """Serializable reads from a cut-off follower are allowed to be stale;
     checked as linearizable they must be reported, or the checker is blind."""

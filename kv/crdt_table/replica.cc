@@ -560,6 +560,7 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
 
   absl::MutexLock l(&mu_);
   if (!broken_.ok()) return broken_;
+  if (!stopped_.ok()) return stopped_;
   const std::string prefix = RowPrefix(table.id(), row);
   CrdtRowChange change;
   change.table = table.id();
@@ -1143,6 +1144,19 @@ absl::StatusOr<uint64_t> CrdtReplica::Collect(const CrdtVector& cut) {
   }
   if (absl::Status s = Flush(/*sync=*/false); !s.ok()) return s;
   return collected;
+}
+
+absl::Status CrdtReplica::StopUpdates(absl::Status why) {
+  {
+    absl::MutexLock l(&mu_);
+    stopped_ = std::move(why);
+  }
+  return Flush(/*sync=*/true);
+}
+
+void CrdtReplica::ResumeUpdates() {
+  absl::MutexLock l(&mu_);
+  stopped_ = absl::OkStatus();
 }
 
 absl::Status CrdtReplica::Reset() {

@@ -202,6 +202,12 @@ class CrdtReplica {
   // replica id: the full resync of a replica that was retired. Durable on
   // return.
   absl::Status Reset();
+  // Refuses every update from now on with `why` (not OK), until
+  // ResumeUpdates(); returns once every update staged before is durable.
+  absl::Status StopUpdates(absl::Status why);
+  void ResumeUpdates();
+  // Returns once everything staged or merged so far is on disk (synced).
+  absl::Status Sync() { return Flush(/*sync=*/true); }
 
   struct Stats {
     // Stored entries and their bytes (keys and values).
@@ -295,6 +301,8 @@ class CrdtReplica {
   uint64_t staged_ ABSL_GUARDED_BY(mu_) = 0;
   // Whether the next write must be synced (it holds an update).
   bool need_sync_ ABSL_GUARDED_BY(mu_) = false;
+  // Why updates are refused (StopUpdates), OK while they are taken.
+  absl::Status stopped_ ABSL_GUARDED_BY(mu_);
   struct Waiter {
     uint64_t seq;
     std::function<void(absl::Status)> done;

@@ -20,6 +20,9 @@ using raft::ConfChangeSingle;
 
 // A change of every group ends by this long after it began.
 constexpr auto kMembershipTimeout = std::chrono::seconds(60);
+// A member about to be removed has this long to have its CRDT rows taken
+// over by a node that stays.
+constexpr auto kHandOverTimeout = std::chrono::seconds(30);
 // One group's attempt, and the wait before the next (a leader being
 // elected, a learner catching up).
 constexpr auto kMembershipAttempt = std::chrono::seconds(10);
@@ -144,6 +147,20 @@ class ClusterService final : public rpc::Cluster::Service {
                             rpc::MembershipResponse* resp) override {
     if (req->group() == 0) {
       if (req->id() == 0) return Invalid("member id must not be 0");
+      // First, what the member acknowledged of CRDT tables (no raft
+      // behind it) goes to a node that stays.
+      if (node_->crdt) {
+        absl::StatusOr<bool> handed =
+            node_->crdt->HandOver(req->id(), Clock::now() + kHandOverTimeout);
+        if (!handed.ok()) {
+          return grpc::Status(
+              grpc::StatusCode::UNAVAILABLE,
+              absl::StrCat("n", req->id(),
+                           " was not removed: its CRDT rows "
+                           "could not be taken over first (",
+                           handed.status().message(), "); try again"));
+        }
+      }
       // The metadata group last: the member's addresses stay known until
       // every data group has let it go.
       return Everywhere(

@@ -30,9 +30,12 @@ constexpr size_t kMaxQueuedDeltas = 100'000;
 constexpr size_t kMaxPushChanges = 1000;
 constexpr size_t kMaxPushBytes = 4 << 20;
 // Anti-entropy: how often, and the buckets one Diff asks for.
-constexpr absl::Duration kSyncEvery = absl::Seconds(1);
 constexpr size_t kBucketsPerPull = 64;
 constexpr auto kPeerCallTimeout = std::chrono::seconds(5);
+// A node about to be removed answers Leave within this, or is taken for
+// gone; it refuses updates for kLeaveHold unless the removal happens.
+constexpr auto kLeaveAnswerWithin = std::chrono::seconds(2);
+constexpr auto kLeaveHold = std::chrono::seconds(60);
 // Refused changes are logged at most this often.
 constexpr auto kRefusalLogEvery = std::chrono::seconds(10);
 // The metadata group's leader proposes the replicas' reports when they
@@ -143,6 +146,33 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
         r_->MergeFrom(req->from_node(), req->from_replica(), req->changes());
     resp->set_refused(refused);
     resp->set_merged(req->changes_size() - refused);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Leave(grpc::ServerContext*, const rpc::CrdtLeaveRequest* req,
+                     rpc::CrdtLeaveResponse* resp) override {
+    if (grpc::Status st = Check(req->cluster_id(), req->from_node());
+        !st.ok()) {
+      return st;
+    }
+    resp->set_registered(r_->registered());
+    return rpc::ToGrpc(r_->Leave(req->from_node()));
+  }
+
+  grpc::Status TakeOver(grpc::ServerContext* ctx,
+                        const rpc::CrdtTakeOverRequest* req,
+                        rpc::CrdtTakeOverResponse* resp) override {
+    if (grpc::Status st = Check(req->cluster_id(), req->from_node());
+        !st.ok()) {
+      return st;
+    }
+    absl::StatusOr<bool> taken = r_->TakeOver(req->node(), ctx->deadline());
+    if (!taken.ok()) return rpc::ToGrpc(taken.status());
+    if (!*taken) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("n", req->node(), " did not answer"));
+    }
+    resp->set_node(r_->node_->id);
     return grpc::Status::OK;
   }
 
@@ -263,16 +293,17 @@ class CrdtReplication::PeerService final : public rpc::CrdtPeer::Service {
 };
 
 CrdtReplication::CrdtReplication(Node* node,
-                                 std::unique_ptr<storage::Engine> engine)
-    : node_(node), engine_(std::move(engine)) {}
+                                 std::unique_ptr<storage::Engine> engine,
+                                 absl::Duration sync_every)
+    : node_(node), sync_every_(sync_every), engine_(std::move(engine)) {}
 
 absl::StatusOr<std::unique_ptr<CrdtReplication>> CrdtReplication::Start(
-    Node* node, const std::string& dir) {
+    Node* node, const std::string& dir, absl::Duration sync_every) {
   absl::StatusOr<std::unique_ptr<storage::LevelDBEngine>> engine =
       storage::LevelDBEngine::Open(dir);
   if (!engine.ok()) return engine.status();
   std::unique_ptr<CrdtReplication> r(
-      new CrdtReplication(node, *std::move(engine)));
+      new CrdtReplication(node, *std::move(engine), sync_every));
   absl::StatusOr<std::unique_ptr<CrdtReplica>> replica =
       CrdtReplica::Open(r->engine_.get(), &r->clock_);
   if (!replica.ok()) return replica.status();
@@ -429,7 +460,7 @@ bool CrdtReplication::Stopping(absl::Duration d) {
 
 void CrdtReplication::SyncLoop() {
   // Sooner while this replica waits to be registered (updates wait too).
-  while (!Stopping(registered_ ? kSyncEvery : absl::Milliseconds(200))) {
+  while (!Stopping(registered_ ? sync_every_ : absl::Milliseconds(200))) {
     RefreshPeers();
     Housekeep();
     std::vector<Peer*> peers;
@@ -437,19 +468,22 @@ void CrdtReplication::SyncLoop() {
       absl::MutexLock l(&mu_);
       for (auto& [id, p] : peers_) peers.push_back(p.get());
     }
-    for (Peer* p : peers) SyncWith(p);
+    for (Peer* p : peers) SyncWith(p, kPeerCallTimeout).IgnoreError();
   }
 }
 
-void CrdtReplication::SyncWith(Peer* p) {
+absl::Status CrdtReplication::SyncWith(Peer* p, Clock::duration call_timeout) {
   StateMachine* meta = node_->Machine(kMetaGroup);
   const std::string addr = node_->directory.Peer(p->id);
-  if (meta == nullptr || addr.empty()) return;
+  if (meta == nullptr || addr.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("n", p->id, "'s address or the metadata group unknown"));
+  }
   // Even with no table yet: the answer names the peer's replica, which
   // the metadata leader registers before the first update needs it.
   absl::StatusOr<std::vector<kvpb::CrdtTable>> tables =
       meta->crdt_schema().List();
-  if (!tables.ok()) return;
+  if (!tables.ok()) return tables.status();
   std::shared_ptr<rpc::CrdtPeer::Stub> stub = p->Stub(addr);
   rpc::CrdtDigestRequest req;
   req.set_cluster_id(node_->layout.cluster_id());
@@ -464,7 +498,7 @@ void CrdtReplication::SyncWith(Peer* p) {
   }
   rpc::CrdtDigestResponse digests;
   grpc::ClientContext ctx;
-  ctx.set_deadline(Clock::now() + kPeerCallTimeout);
+  ctx.set_deadline(Clock::now() + call_timeout);
   grpc::Status st = stub->Digest(&ctx, req, &digests);
   const CrdtVector peer_seen = FromWire(digests.seen());
   if (st.ok()) {
@@ -472,8 +506,9 @@ void CrdtReplication::SyncWith(Peer* p) {
     reports_[p->id] = {digests.replica(), peer_seen};
   }
   // Whether this round merges everything the peer had seen.
-  bool whole = st.ok() && digests.complete() &&
-               CheckReplica(p->id, digests.replica()).ok();
+  const absl::Status replica =
+      st.ok() ? CheckReplica(p->id, digests.replica()) : absl::OkStatus();
+  bool whole = st.ok() && digests.complete() && replica.ok();
   uint32_t differing = 0;
   uint64_t rows = 0, bytes = req.ByteSizeLong() + digests.ByteSizeLong();
   for (const rpc::CrdtTableDigest& d : digests.tables()) {
@@ -509,7 +544,7 @@ void CrdtReplication::SyncWith(Peer* p) {
       for (const auto& [row, h] : *mine_rows) ask.add_have(h);
       rpc::CrdtRowsResponse got;
       grpc::ClientContext dctx;
-      dctx.set_deadline(Clock::now() + kPeerCallTimeout);
+      dctx.set_deadline(Clock::now() + call_timeout);
       st = stub->Diff(&dctx, ask, &got);
       if (!st.ok()) break;
       rows += got.changes_size();
@@ -538,6 +573,109 @@ void CrdtReplication::SyncWith(Peer* p) {
     p->in_sync = false;
     p->last_error = absl::StrCat("anti-entropy: ", st.error_message());
   }
+  if (!st.ok()) return rpc::FromGrpc(st);
+  if (!replica.ok()) return replica;
+  if (!whole) {
+    return absl::AbortedError(absl::StrCat(
+        "the pull from n", p->id,
+        " did not take all it holds (a table or replica unknown here, or a "
+        "row refused)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> CrdtReplication::HandOver(uint64_t node,
+                                               Clock::time_point deadline) {
+  if (node != node_->id) return TakeOver(node, deadline);
+  // This node is the one leaving: a peer takes its rows.
+  if (absl::Status s = Leave(node_->id); !s.ok()) return s;
+  std::vector<uint64_t> peers;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [id, p] : peers_) peers.push_back(id);
+  }
+  std::string errors;
+  for (uint64_t id : peers) {
+    Peer* p = FindPeer(id);
+    const std::string addr = node_->directory.Peer(id);
+    if (p == nullptr || addr.empty()) continue;
+    rpc::CrdtTakeOverRequest req;
+    req.set_cluster_id(node_->layout.cluster_id());
+    req.set_from_node(node_->id);
+    req.set_node(node_->id);
+    rpc::CrdtTakeOverResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline);
+    grpc::Status st = p->Stub(addr)->TakeOver(&ctx, req, &resp);
+    if (st.ok()) return true;
+    absl::StrAppend(&errors, errors.empty() ? "" : "; ", "n", id, ": ",
+                    st.error_message());
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "no other node took over this node's CRDT rows (", errors, ")"));
+}
+
+absl::StatusOr<bool> CrdtReplication::TakeOver(uint64_t node,
+                                               Clock::time_point deadline) {
+  RefreshPeers();
+  Peer* p = FindPeer(node);
+  const std::string addr = node_->directory.Peer(node);
+  if (p == nullptr || addr.empty()) return false;  // not a peer: nothing held
+  rpc::CrdtLeaveRequest req;
+  req.set_cluster_id(node_->layout.cluster_id());
+  req.set_from_node(node_->id);
+  rpc::CrdtLeaveResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::min(deadline, Clock::now() + kLeaveAnswerWithin));
+  ctx.set_wait_for_ready(true);  // through a reconnect (a partition healed)
+  grpc::Status st = p->Stub(addr)->Leave(&ctx, req, &resp);
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    spdlog::warn(
+        "[n={}] CRDT: n{} did not answer before its removal ({}): CRDT "
+        "updates it acknowledged and no other node has are lost if its "
+        "disk is",
+        node_->id, node, st.error_message());
+    return false;
+  }
+  if (!st.ok()) return rpc::FromGrpc(st);
+  const auto left = deadline - Clock::now();
+  if (left <= Clock::duration::zero()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("no time left to take over n", node, "'s CRDT rows"));
+  }
+  absl::Status pulled = SyncWith(p, left);
+  if (absl::IsPermissionDenied(pulled) ||
+      (absl::IsFailedPrecondition(pulled) && !resp.registered())) {
+    // Its replica was retired (what it acknowledged as that replica is
+    // refused everywhere), or never registered (it acknowledged nothing).
+    spdlog::warn("[n={}] CRDT: nothing to take over from n{}: {}", node_->id,
+                 node, std::string(pulled.message()));
+    return false;
+  }
+  if (!pulled.ok()) {
+    return absl::Status(pulled.code(),
+                        absl::StrCat("taking over n", node,
+                                     "'s CRDT rows: ", pulled.message()));
+  }
+  if (absl::Status s = replica_->Sync(); !s.ok()) return s;
+  spdlog::info("[n={}] CRDT: took over n{}'s rows before its removal",
+               node_->id, node);
+  return true;
+}
+
+absl::Status CrdtReplication::Leave(uint64_t taker) {
+  {
+    absl::MutexLock l(&mu_);
+    leaving_until_ = std::chrono::steady_clock::now() + kLeaveHold;
+  }
+  spdlog::info(
+      "[n={}] CRDT: leaving the cluster (rows taken over by {}); "
+      "refusing updates",
+      node_->id, taker == node_->id ? "a peer" : absl::StrCat("n", taker));
+  return replica_->StopUpdates(absl::UnavailableError(
+      "this node is leaving the cluster and takes no more CRDT updates: "
+      "send them to another node"));
 }
 
 uint32_t CrdtReplication::MergeFrom(
@@ -729,6 +867,22 @@ void CrdtReplication::Housekeep() {
   // acknowledged now could be lost with its disk. It goes on pushing what
   // it has (peers accept that, Check).
   removed_ = meta->meta().WasRemoved(node_->id);
+  bool resume = false;
+  {
+    absl::MutexLock l(&mu_);
+    if (leaving_until_ && !removed_ &&
+        std::chrono::steady_clock::now() >= *leaving_until_) {
+      leaving_until_.reset();
+      resume = true;
+    }
+  }
+  if (resume) {
+    replica_->ResumeUpdates();
+    spdlog::warn(
+        "[n={}] CRDT: left for the removal of this node, which did "
+        "not happen: taking updates again",
+        node_->id);
+  }
   registered_ = !removed_ && rec->has_value() && (*rec)->node() == node_->id &&
                 !(*rec)->retired();
 

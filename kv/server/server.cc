@@ -304,7 +304,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   RETURN_IF_ERROR(node_.host->Start());
   RefreshDirectory();
   ASSIGN_OR_RETURN(node_.crdt,
-                   CrdtReplication::Start(&node_, o.data_dir + "/crdt"));
+                   CrdtReplication::Start(&node_, o.data_dir + "/crdt",
+                                          absl::Milliseconds(o.crdt_sync_ms)));
 
   kv_ = NewKvService(&node_);
   cluster_ = NewClusterService(&node_);

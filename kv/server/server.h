@@ -44,6 +44,8 @@ struct ServerOptions {
   // Sessions opened through this node end after this long without a write
   // (log time; see rpc::OpenSessionResponse).
   int64_t session_ttl_ms = 10 * 60 * 1000;
+  // CRDT anti-entropy: each peer's digests are compared this often.
+  int crdt_sync_ms = 1000;
 };
 
 // "n3" -> 3. INVALID_ARGUMENT otherwise.

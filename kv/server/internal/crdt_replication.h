@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -47,8 +48,9 @@ struct Node;
 class CrdtReplication {
  public:
   // Opens (or creates) the replica's store at `dir`.
+  // `sync_every`: the time between two anti-entropy rounds.
   static absl::StatusOr<std::unique_ptr<CrdtReplication>> Start(
-      Node* node, const std::string& dir);
+      Node* node, const std::string& dir, absl::Duration sync_every);
   ~CrdtReplication();
   // Stops pushing and syncing; the peer service refuses from then on.
   void Stop();
@@ -75,18 +77,35 @@ class CrdtReplication {
   // OK once registered(), waiting a few seconds for it: UNAVAILABLE after
   // (a node just started, or resyncing, and no metadata leader).
   absl::Status Writable() const;
+  // Before node `node` is removed from the cluster: it stops taking
+  // updates, and this node (or, when `node` is this one, a peer) pulls
+  // everything it holds and syncs it, so that no update it acknowledged
+  // goes with it. False if `node` did not answer (nothing could be taken:
+  // what it acknowledged and did not push is lost if its disk is).
+  absl::StatusOr<bool> HandOver(uint64_t node,
+                                std::chrono::system_clock::time_point deadline);
 
  private:
   class PeerService;
   struct Peer;
 
-  CrdtReplication(Node* node, std::unique_ptr<storage::Engine> engine);
+  CrdtReplication(Node* node, std::unique_ptr<storage::Engine> engine,
+                  absl::Duration sync_every);
   // Creates the peers the directory knows and we do not yet.
   void RefreshPeers();
   Peer* FindPeer(uint64_t id) const;
   void PushLoop(Peer* p);
   void SyncLoop();
-  void SyncWith(Peer* p);
+  // Anti-entropy from `p`: OK if the pull took everything `p` holds.
+  absl::Status SyncWith(Peer* p,
+                        std::chrono::system_clock::duration call_timeout);
+  // HandOver of a peer's rows into this replica.
+  absl::StatusOr<bool> TakeOver(uint64_t node,
+                                std::chrono::system_clock::time_point deadline);
+  // Refuses updates from now on, for the removal of this node (kLeaveHold,
+  // or for good once removed); returns once every update acknowledged is
+  // in the store. `taker`: the node taking the rows over.
+  absl::Status Leave(uint64_t taker);
   // Merges changes from node `from`, replica `replica` (full states joined
   // with `floor`); how many were refused.
   uint32_t MergeFrom(
@@ -102,6 +121,7 @@ class CrdtReplication {
   bool Stopping(absl::Duration d);
 
   Node* const node_;
+  const absl::Duration sync_every_;
   std::unique_ptr<storage::Engine> engine_;
   clocks::SystemClock clock_;
   std::unique_ptr<CrdtReplica> replica_;
@@ -121,6 +141,9 @@ class CrdtReplication {
   std::chrono::steady_clock::time_point proposed_at_ ABSL_GUARDED_BY(mu_);
   uint64_t cut_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t resyncs_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set while this node refuses updates for its removal (Leave).
+  std::optional<std::chrono::steady_clock::time_point> leaving_until_
+      ABSL_GUARDED_BY(mu_);
   std::atomic<bool> registered_{false};
   // This node was removed from the cluster.
   std::atomic<bool> removed_{false};
