@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <map>
 #include <random>
 #include <thread>
 #include <tuple>
@@ -29,6 +30,7 @@ kvpb::CrdtTable Table() {
   col("note", kvpb::CRDT_MV_REGISTER);
   col("vip", kvpb::CRDT_EW_FLAG);
   col("items", kvpb::CRDT_AW_SET);
+  col("prefs", kvpb::CRDT_AW_MAP);
   return t;
 }
 
@@ -53,6 +55,23 @@ CrdtOp Set(const std::string& column, const std::string& value,
   op.column = column;
   op.value = value;
   op.context = context;
+  return op;
+}
+CrdtOp MapSet(const std::string& key, const std::string& value,
+              const std::string& context = "") {
+  CrdtOp op;
+  op.kind = CrdtOp::kSet;
+  op.column = "prefs";
+  op.key = key;
+  op.value = value;
+  op.context = context;
+  return op;
+}
+CrdtOp MapRemove(std::vector<std::string> keys) {
+  CrdtOp op;
+  op.kind = CrdtOp::kRemove;
+  op.column = "prefs";
+  op.elements = std::move(keys);
   return op;
 }
 CrdtOp Flag(bool enable) {
@@ -395,6 +414,61 @@ TEST_F(CrdtReplicaTest,
       replicas_[0]->MergeAll({{&table_, &full->front(), &floor}}).front().ok());
   EXPECT_EQ(Value(0, "cart", "items").values,
             (std::vector<std::string>{"pear", "plum"}));
+}
+
+// Each key's siblings, by key, as replica i reads the map.
+std::map<std::string, std::vector<std::string>> MapOf(const CrdtValue& v) {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const CrdtValue::Entry& e : v.entries) out[e.key] = e.values;
+  return out;
+}
+
+TEST_F(CrdtReplicaTest, MapKeysAreRegistersAndAWriteWinsOverAConcurrentRemove) {
+  const CrdtRowChange first =
+      Update(0, "u", {MapSet("color", "red"), MapSet("size", "L")});
+  Merge(1, first);
+  Merge(2, first);
+  // n1 replaces the red it read; n2, concurrently, removes color and size.
+  std::string ctx;
+  for (const CrdtValue::Entry& e : Value(1, "u", "prefs").entries) {
+    if (e.key == "color") ctx = e.context;
+  }
+  ASSERT_FALSE(ctx.empty());
+  const CrdtRowChange green = Update(1, "u", {MapSet("color", "green", ctx)});
+  const CrdtRowChange removal = Update(2, "u", {MapRemove({"color", "size"})});
+  // Blind writes of one key on two replicas: both kept, as siblings.
+  const CrdtRowChange a = Update(0, "u", {MapSet("note", "a")});
+  const CrdtRowChange b = Update(1, "u", {MapSet("note", "b")});
+  for (int i = 0; i < 3; ++i) {
+    for (const CrdtRowChange& c : {green, removal, a, b}) Merge(i, c);
+  }
+  const std::map<std::string, std::vector<std::string>> want = {
+      {"color", {"green"}}, {"note", {"a", "b"}}};
+  for (int i = 0; i < 3; ++i) {
+    std::map<std::string, std::vector<std::string>> got =
+        MapOf(Value(i, "u", "prefs"));
+    for (auto& [k, v] : got) std::sort(v.begin(), v.end());
+    EXPECT_EQ(got, want) << "replica " << i;
+    EXPECT_EQ(replicas_[i]->Root(table_.id()), replicas_[0]->Root(table_.id()));
+  }
+  // A removed key is gone after anti-entropy too (the remover's full state
+  // carries what it saw removed).
+  Update(0, "u", {MapRemove({"note"})});
+  Sync(0, 1);
+  EXPECT_EQ(MapOf(Value(1, "u", "prefs")).count("note"), 0u);
+
+  // Bad input: refused whole.
+  for (const CrdtOp& bad :
+       {MapSet("", "v"),
+        MapSet(std::string(kMaxCrdtElementBytes + 1, 'k'), "v"), MapRemove({}),
+        Elements(CrdtOp::kAdd, {"x"})}) {
+    CrdtOp op = bad;
+    op.column = "prefs";
+    auto r = replicas_[0]->Update(table_, "u", {Incr("views", 1), op});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << r.status();
+  }
+  EXPECT_EQ(Value(0, "u", "views").count, 0);
 }
 
 TEST_F(CrdtReplicaTest, StoppedUpdatesAreRefusedWholeUntilResumed) {

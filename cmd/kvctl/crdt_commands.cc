@@ -12,7 +12,7 @@ namespace tally::kvctl {
 namespace {
 
 constexpr const char* kTypes =
-    "g_counter, pn_counter, lww_register, mv_register, flag or set";
+    "g_counter, pn_counter, lww_register, mv_register, flag, set or map";
 
 // "g_counter", ...: the enum's name without its prefix.
 std::string Name(rpc::CrdtType t) {
@@ -44,7 +44,8 @@ std::string Quoted(const std::string& s) {
   return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
-// COLUMN<tab>TYPE<tab>VALUE; an mv_register's context on a line of its own.
+// COLUMN<tab>TYPE<tab>VALUE; an mv_register's context, and each map key's,
+// on a line of its own.
 void Print(const rpc::CrdtValue& v) {
   std::string value;
   switch (v.type()) {
@@ -61,6 +62,17 @@ void Print(const rpc::CrdtValue& v) {
       value = absl::StrCat("{", absl::StrJoin(q, ", "), "}");
       break;
     }
+    case rpc::CRDT_MAP: {
+      std::vector<std::string> q;
+      for (const rpc::CrdtMapEntry& e : v.entries()) {
+        std::vector<std::string> values;
+        for (const std::string& s : e.values()) values.push_back(Quoted(s));
+        q.push_back(
+            absl::StrCat(Quoted(e.key()), ": ", absl::StrJoin(values, " | ")));
+      }
+      value = absl::StrCat("{", absl::StrJoin(q, ", "), "}");
+      break;
+    }
     default: {
       std::vector<std::string> q;
       for (const std::string& e : v.values()) q.push_back(Quoted(e));
@@ -72,6 +84,10 @@ void Print(const rpc::CrdtValue& v) {
   std::cout << v.column() << "\t" << Name(v.type()) << "\t" << value << "\n";
   if (v.type() == rpc::CRDT_MV_REGISTER && !v.context().empty()) {
     std::cout << "  context: " << absl::Base64Escape(v.context()) << "\n";
+  }
+  for (const rpc::CrdtMapEntry& e : v.entries()) {
+    std::cout << "  context of " << Quoted(e.key()) << ": "
+              << absl::Base64Escape(e.context()) << "\n";
   }
 }
 
@@ -100,11 +116,14 @@ CrdtCommands::CrdtCommands(CLI::App& app) {
       "incr", "add N (default 1; negative for a pn_counter) to a counter");
   add_ = crdt->add_subcommand("add", "add elements to a set");
   remove_ = crdt->add_subcommand(
-      "remove", "remove elements from a set (the adds this node has seen)");
+      "remove",
+      "remove elements from a set or keys from a map (what this node has "
+      "seen of them)");
   set_ = crdt->add_subcommand(
       "set",
-      "write a register; for an mv_register pass the context of a read "
-      "(--context) to replace the siblings it showed");
+      "write a register, or a map's key (--key); for an mv_register or a "
+      "map's key pass the context of a read (--context) to replace the "
+      "siblings it showed");
   enable_ = crdt->add_subcommand("enable", "enable a flag");
   disable_ = crdt->add_subcommand("disable", "disable a flag");
   get_ = crdt->add_subcommand(
@@ -123,6 +142,7 @@ CrdtCommands::CrdtCommands(CLI::App& app) {
   set_->add_option("value", value_)->required();
   set_->add_option("--context", context_,
                    "an mv_register's context, as `crdt get` printed it");
+  set_->add_option("--key", key_, "the key of a map column to write");
   get_->add_flag("--majority", majority_,
                  "merge the row from a majority of the nodes first");
   status_ = crdt->add_subcommand(
@@ -196,6 +216,7 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
   if (*set_) {
     op.set_kind(rpc::CrdtOp::SET);
     op.set_value(value_);
+    op.set_key(key_);
     std::string context;
     if (!context_.empty() && !absl::Base64Unescape(context_, &context)) {
       return Fail(absl::InvalidArgumentError(

@@ -27,7 +27,7 @@ class CrdtCommands {
 
   CLI::App *create_, *alter_, *drop_, *tables_, *incr_, *add_, *remove_, *set_,
       *enable_, *disable_, *get_, *status_, *retire_;
-  std::string table_, row_, column_, value_, context_;
+  std::string table_, row_, column_, value_, context_, key_;
   std::vector<std::string> columns_, elements_;
   int64_t amount_ = 1;
   uint64_t node_ = 0;

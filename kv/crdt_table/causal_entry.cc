@@ -134,9 +134,9 @@ std::string EncodeCausal(const Causal<RegisterStore>& r) {
 }
 
 bool LiveElement(const std::optional<std::string>& v) {
-  if (!v) return false;
-  absl::StatusOr<Causal<FlagStore>> f = DecodeFlag(*v);
-  return f.ok() && !f->store.empty();
+  bool live = false;
+  if (v) VisitCausal(*v, [&](const auto& s) { live = !s.store.empty(); });
+  return live;
 }
 
 }  // namespace tally::kv::crdt_entry

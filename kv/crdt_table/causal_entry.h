@@ -103,7 +103,7 @@ bool VisitCausal(const std::string& value, Fn fn) {
   }
   return false;
 }
-// Whether a stored flag (a set element) holds a live dot.
+// Whether a stored set element or map key holds a live dot.
 bool LiveElement(const std::optional<std::string>& v);
 
 // A version vector as the replica stores it (a count, then varint pairs);

@@ -159,7 +159,34 @@ const kvpb::CrdtColumn* FindColumn(const kvpb::CrdtTable& t,
   return nullptr;
 }
 
-bool IsSet(kvpb::CrdtColumnType t) { return t == kvpb::CRDT_AW_SET; }
+// Columns stored as one entry per element (a set's) or key (a map's).
+bool IsKeyed(kvpb::CrdtColumnType t) {
+  return t == kvpb::CRDT_AW_SET || t == kvpb::CRDT_AW_MAP;
+}
+
+absl::Status CheckElements(const std::vector<std::string>& elements,
+                           const char* what) {
+  if (elements.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("no ", what, "s given"));
+  }
+  for (const std::string& e : elements) {
+    if (e.size() > kMaxCrdtElementBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " of ", e.size(), " bytes exceeds the ",
+                       kMaxCrdtElementBytes, "-byte limit"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckValue(const std::string& value) {
+  if (value.size() > kMaxCrdtValueBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("value of ", value.size(), " bytes exceeds the ",
+                     kMaxCrdtValueBytes, "-byte limit"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status Refuse(const std::string& column, kvpb::CrdtColumnType type,
                     const char* use) {
@@ -195,11 +222,7 @@ absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
     case kvpb::CRDT_LWW_REGISTER:
     case kvpb::CRDT_MV_REGISTER:
       if (op.kind != CrdtOp::kSet) return Refuse(op.column, type, "set");
-      if (op.value.size() > kMaxCrdtValueBytes) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("value of ", op.value.size(), " bytes exceeds the ",
-                         kMaxCrdtValueBytes, "-byte limit"));
-      }
+      if (absl::Status s = CheckValue(op.value); !s.ok()) return s;
       if (type == kvpb::CRDT_LWW_REGISTER && !op.context.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "column ", op.column,
@@ -215,15 +238,24 @@ absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
       if (op.kind != CrdtOp::kAdd && op.kind != CrdtOp::kRemove) {
         return Refuse(op.column, type, "add or remove");
       }
-      if (op.elements.empty()) {
-        return absl::InvalidArgumentError("no elements given");
+      if (absl::Status s = CheckElements(op.elements, "element"); !s.ok()) {
+        return s;
       }
-      for (const std::string& e : op.elements) {
-        if (e.size() > kMaxCrdtElementBytes) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("element of ", e.size(), " bytes exceeds the ",
-                           kMaxCrdtElementBytes, "-byte limit"));
+      break;
+    case kvpb::CRDT_AW_MAP:
+      if (op.kind == CrdtOp::kSet) {
+        if (op.key.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "column ", op.column, " is a map: name the key to set"));
         }
+        if (absl::Status s = CheckElements({op.key}, "key"); !s.ok()) return s;
+        if (absl::Status s = CheckValue(op.value); !s.ok()) return s;
+      } else if (op.kind == CrdtOp::kRemove) {
+        if (absl::Status s = CheckElements(op.elements, "key"); !s.ok()) {
+          return s;
+        }
+      } else {
+        return Refuse(op.column, type, "set KEY VALUE or remove KEY");
       }
       break;
     default:
@@ -542,7 +574,8 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
     types.push_back(*t);
     elements += op.elements.size();
     contexts.emplace_back();
-    if (*t == kvpb::CRDT_MV_REGISTER && !op.context.empty()) {
+    if ((*t == kvpb::CRDT_MV_REGISTER || *t == kvpb::CRDT_AW_MAP) &&
+        !op.context.empty()) {
       absl::StatusOr<Causal<RegisterStore>> c =
           crdt::DecodeMVRegister(op.context);
       if (!c.ok()) {
@@ -655,6 +688,37 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
         }
         break;
       }
+      case kvpb::CRDT_AW_MAP: {
+        // Each key is an mv-register of its own: a write replaces the
+        // siblings its context names, a removal the ones seen here (a
+        // concurrent write elsewhere stays).
+        const std::vector<std::string> keys =
+            op.kind == CrdtOp::kSet ? std::vector<std::string>{op.key}
+                                    : op.elements;
+        for (const std::string& key : keys) {
+          const std::string entry = Entry(op.column, kElement, key);
+          absl::StatusOr<std::optional<std::string>> old_key =
+              ReadLocked(prefix + entry);
+          if (!old_key.ok()) return old_key.status();
+          absl::StatusOr<Causal<RegisterStore>> r =
+              DecodeOr<Causal<RegisterStore>>(*old_key, crdt::DecodeMVRegister);
+          if (!r.ok()) return r.status();
+          if (op.kind == CrdtOp::kRemove && r->store.empty()) continue;
+          Causal<RegisterStore> d;
+          if (op.kind == CrdtOp::kSet) {
+            if (contexts[i]) d.context = *contexts[i];
+            const crdt::Dot dot = NextDotLocked();
+            d.store.emplace(dot, op.value);
+            d.context.Insert(dot);
+          } else {
+            d = crdt::RemoveAll(r->store);
+          }
+          JoinCausal(*r, floor_, d, nullptr);
+          change.entries.emplace_back(entry, crdt::Encode(d));
+          StageCausalLocked(prefix + entry, *r, *old_key);
+        }
+        break;
+      }
       default:
         break;
     }
@@ -732,7 +796,7 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
       return absl::InvalidArgumentError(absl::StrCat(
           "CRDT table ", table.name(), " has no column ", at->column));
     }
-    if (IsSet(col->type()) != (at->kind == kElement)) {
+    if (IsKeyed(col->type()) != (at->kind == kElement)) {
       return absl::InvalidArgumentError(
           absl::StrCat("entry does not fit column ", at->column, " (a ",
                        CrdtTypeName(col->type()), ")"));
@@ -750,6 +814,7 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
         s = Into(crdt::DecodeLwwRegister(value), &d.lww);
         break;
       case kvpb::CRDT_MV_REGISTER:
+      case kvpb::CRDT_AW_MAP:
         s = Into(crdt::DecodeMVRegister(value), &d.mv);
         break;
       default:
@@ -792,7 +857,7 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
       if (col == nullptr) continue;
       const kvpb::CrdtColumnType t = col->type();
       if (t == kvpb::CRDT_EW_FLAG || t == kvpb::CRDT_AW_SET ||
-          t == kvpb::CRDT_MV_REGISTER) {
+          t == kvpb::CRDT_MV_REGISTER || t == kvpb::CRDT_AW_MAP) {
         in.push_back(Decoded{std::move(entry), t, {}, {}, {}, {}, {}});
       }
     }
@@ -827,7 +892,8 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
         StageLocked(key, crdt::Encode(*v), *old);
         break;
       }
-      case kvpb::CRDT_MV_REGISTER: {
+      case kvpb::CRDT_MV_REGISTER:
+      case kvpb::CRDT_AW_MAP: {
         auto v = DecodeOr<Causal<RegisterStore>>(*old, crdt::DecodeMVRegister);
         if (!v.ok()) return v.status();
         JoinCausal(*v, old_news, d.mv, fb);
@@ -907,6 +973,19 @@ absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
         auto f = DecodeFlag(value);
         s = f.status();
         if (f.ok() && !f->store.empty()) v.values.push_back(at->element);
+        break;
+      }
+      case kvpb::CRDT_AW_MAP: {
+        auto r = crdt::DecodeMVRegister(value);
+        s = r.status();
+        if (r.ok() && !r->store.empty()) {
+          CrdtValue::Entry& e = v.entries.emplace_back();
+          e.key = at->element;
+          for (const auto& [dot, val] : r->store) e.values.push_back(val);
+          Causal<RegisterStore> ctx;
+          ctx.context = r->context;
+          e.context = crdt::Encode(ctx);
+        }
         break;
       }
       default:

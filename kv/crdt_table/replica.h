@@ -49,8 +49,10 @@ struct CrdtOp {
   // the write replaces exactly the siblings it names. Empty: a blind write,
   // which adds a sibling.
   std::string context;
-  // kAdd, kRemove: elements of a set.
+  // kAdd, kRemove: elements of a set; kRemove on a map: its keys.
   std::vector<std::string> elements;
+  // kSet on a map: the key written (`context`: the one read for that key).
+  std::string key;
 };
 
 // What a row holds in one column, as read.
@@ -69,6 +71,13 @@ struct CrdtValue {
   uint64_t writer = 0;
   // mv_register: the causal context to pass back with the next write.
   std::string context;
+  // map: each key's register, in key order.
+  struct Entry {
+    std::string key;
+    std::vector<std::string> values;
+    std::string context;
+  };
+  std::vector<Entry> entries;
 };
 
 // A change of one row as it travels between replicas: stored entries,

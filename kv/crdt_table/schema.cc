@@ -21,6 +21,7 @@ constexpr TypeName kTypeNames[] = {
     {kvpb::CRDT_MV_REGISTER, "mv_register"},
     {kvpb::CRDT_EW_FLAG, "flag"},
     {kvpb::CRDT_AW_SET, "set"},
+    {kvpb::CRDT_AW_MAP, "map"},
 };
 
 kvpb::CommandResult Result(ApplyContext& ctx, const kvpb::CrdtTable& t) {

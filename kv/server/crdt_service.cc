@@ -30,6 +30,7 @@ static_assert(rpc::CRDT_MV_REGISTER ==
               static_cast<int>(kvpb::CRDT_MV_REGISTER));
 static_assert(rpc::CRDT_FLAG == static_cast<int>(kvpb::CRDT_EW_FLAG));
 static_assert(rpc::CRDT_SET == static_cast<int>(kvpb::CRDT_AW_SET));
+static_assert(rpc::CRDT_MAP == static_cast<int>(kvpb::CRDT_AW_MAP));
 
 using Columns = google::protobuf::RepeatedPtrField<kvpb::CrdtColumn>;
 
@@ -84,6 +85,7 @@ CrdtOp FromApi(const rpc::CrdtOp& in) {
   op.value = in.value();
   op.context = in.context();
   op.elements.assign(in.elements().begin(), in.elements().end());
+  op.key = in.key();
   return op;
 }
 
@@ -97,6 +99,12 @@ rpc::CrdtValue ToApi(CrdtValue&& v) {
   out.set_timestamp(v.timestamp);
   out.set_writer(v.writer);
   out.set_context(std::move(v.context));
+  for (CrdtValue::Entry& e : v.entries) {
+    rpc::CrdtMapEntry* o = out.add_entries();
+    o->set_key(std::move(e.key));
+    for (std::string& s : e.values) o->add_values(std::move(s));
+    o->set_context(std::move(e.context));
+  }
   return out;
 }
 

@@ -99,6 +99,26 @@ converge 10 alice >/dev/null || fail "no convergence after resolving"
   fail "resolved: $(on 1 crdt get carts alice)"
 ok "mv_register siblings resolved by a write with the context read"
 
+# A map column, added to the table: each key an mv_register.
+kvctl crdt alter carts prefs:map >/dev/null || fail "alter: add a map column"
+out=$(on 1 crdt set carts bob prefs red 2>&1; echo "rc=$?")
+[[ "$out" == *"column prefs is a map: name the key to set"*"rc=2" ]] || fail "map set without a key: $out"
+on 1 crdt set carts bob prefs --key color red >/dev/null
+on 2 crdt set carts bob prefs --key size L >/dev/null
+converge 10 bob >/dev/null || fail "no convergence of the map"
+on 3 crdt set carts bob prefs --key color blue >/dev/null # blind: a sibling
+converge 10 bob >/dev/null || fail "no convergence of the map"
+out=$(on 1 crdt get carts bob)
+[[ "$out" == *'prefs	map	{"color": "'*'"size": "L"}'* && "$out" == *'"red"'* &&
+  "$out" == *'"blue"'* ]] || fail "map with siblings: $out"
+ctx=$(on 2 crdt get carts bob | sed -n 's/^  context of "color": //p')
+on 2 crdt set carts bob prefs --key color green --context "$ctx" >/dev/null
+on 1 crdt remove carts bob prefs size >/dev/null
+converge 10 bob >/dev/null || fail "no convergence of the map"
+[[ "$(on 3 crdt get carts bob)" == *'prefs	map	{"color": "green"}'* ]] ||
+  fail "map after resolving and removing: $(on 3 crdt get carts bob)"
+ok "map keys: a blind write adds a sibling, a write with the key's context replaces them, a removed key is gone"
+
 # n3 is killed; n1 removes what n3 holds and both others write more.
 kill9 3
 on 1 crdt remove carts alice items from-n3 >/dev/null
