@@ -70,6 +70,7 @@ _CRDT = {
     "CreateTable": (crdt_pb2.CrdtCreateTableRequest, crdt_pb2.CrdtTableResponse),
     "Update": (crdt_pb2.CrdtUpdateRequest, crdt_pb2.CrdtUpdateResponse),
     "Get": (crdt_pb2.CrdtGetRequest, crdt_pb2.CrdtGetResponse),
+    "Status": (crdt_pb2.CrdtStatusRequest, crdt_pb2.CrdtStatusResponse),
 }
 _SERVICES = {"KV": _KV, "Cluster": _CLUSTER, "Leases": _LEASES, "Locks": _LOCKS,
              "Idempotency": _IDEM, "Sagas": _SAGAS, "Crdt": _CRDT}

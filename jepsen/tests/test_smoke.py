@@ -75,7 +75,9 @@ def test_crdt_updates_a_removed_node_acknowledged_stay_after_its_disk_is_wiped(t
     from the other two (its pushes time out), the partition heals, n3 is
     removed through n1 and at once killed and wiped, before anti-entropy
     (every 5 s here) has come round. Every increment it acknowledged must
-    be counted on n1 and n2: the removal first has n1 take n3's rows over."""
+    be counted on n1 and n2: the removal first has n1 take n3's rows over,
+    and then retires n3's replica, so garbage collection does not wait for
+    it."""
     import time
 
     from tally_jepsen import cluster as tcluster
@@ -137,6 +139,12 @@ def test_crdt_updates_a_removed_node_acknowledged_stay_after_its_disk_is_wiped(t
         assert counts == {1: acked, 2: acked}, (
             f"{acked} increments acknowledged by the removed n3; counted {counts}; "
             f"logs in {tmp_path}")
+        # Its replica was retired with the removal: GC does not wait for it.
+        r = conn.call(1, "Status", crdt_pb2.CrdtStatusRequest(), timeout=5.0,
+                      service="Crdt")
+        assert r.type == OK, r.error
+        retired = {x.node: x.retired for x in r.response.replicas}
+        assert retired.get(3) is True, f"n3's CRDT replica not retired: {retired}"
     finally:
         if conn is not None:
             conn.close()

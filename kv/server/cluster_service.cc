@@ -10,6 +10,7 @@
 #include "kv/server/internal/node.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "rpc/reasons.h"
+#include "spdlog/spdlog.h"
 
 namespace tally::kv::server {
 
@@ -149,6 +150,7 @@ class ClusterService final : public rpc::Cluster::Service {
       if (req->id() == 0) return Invalid("member id must not be 0");
       // First, what the member acknowledged of CRDT tables (no raft
       // behind it) goes to a node that stays.
+      rpc::RemoveMemberRequest all = *req;
       if (node_->crdt) {
         absl::StatusOr<bool> handed =
             node_->crdt->HandOver(req->id(), Clock::now() + kHandOverTimeout);
@@ -160,11 +162,12 @@ class ClusterService final : public rpc::Cluster::Service {
                            "could not be taken over first (",
                            handed.status().message(), "); try again"));
         }
+        all.set_crdt_rows_taken_over(*handed);
       }
       // The metadata group last: the member's addresses stay known until
       // every data group has let it go.
       return Everywhere(
-          *req, /*meta_last=*/true,
+          all, /*meta_last=*/true,
           [](rpc::Cluster::Stub& stub, grpc::ClientContext* c,
              const rpc::RemoveMemberRequest& r, rpc::MembershipResponse* out) {
             return stub.RemoveMember(c, r, out);
@@ -178,6 +181,19 @@ class ClusterService final : public rpc::Cluster::Service {
       kvpb::Command cmd;
       cmd.set_remove_member(req->id());
       node_->Write(kMetaGroup, cmd, Deadline(ctx)).IgnoreError();
+      if (req->crdt_rows_taken_over()) {
+        // Nothing it held is missing elsewhere: GC stops waiting for it.
+        kvpb::Command retire;
+        retire.set_crdt_retire(req->id());
+        if (absl::StatusOr<kvpb::CommandResult> r =
+                node_->Write(kMetaGroup, retire, Deadline(ctx));
+            !r.ok()) {
+          spdlog::warn(
+              "[n={}] CRDT replica of the removed n{} not retired ({}): "
+              "kvctl crdt retire {} lets garbage collection move on",
+              node_->id, req->id(), r.status().ToString(), req->id());
+        }
+      }
     }
     return st;
   }
