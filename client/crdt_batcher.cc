@@ -9,7 +9,6 @@ namespace tally::client::internal {
 
 struct CrdtBatcher::Flight {
   std::string target;
-  std::unique_ptr<rpc::Crdt::Stub> stub;
   grpc::ClientContext ctx;
   rpc::CrdtUpdateBatchRequest req;
   rpc::CrdtUpdateBatchResponse resp;
@@ -56,40 +55,30 @@ std::unique_ptr<CrdtBatcher::Flight> CrdtBatcher::TakeLocked() {
 
 void CrdtBatcher::Launch(std::unique_ptr<Flight> f) {
   f->target = hooks_.target();
-  f->stub = rpc::Crdt::NewStub(hooks_.channel(f->target));
+  rpc::Crdt::Stub* stub = nullptr;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = stubs_.find(f->target);
+    if (it != stubs_.end()) stub = it->second.get();
+  }
+  if (stub == nullptr) {
+    auto made = rpc::Crdt::NewStub(hooks_.channel(f->target));
+    absl::MutexLock l(&mu_);
+    stub = stubs_.try_emplace(f->target, std::move(made)).first->second.get();
+  }
   f->ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
   Flight* raw = f.release();
-  raw->stub->async()->UpdateBatch(
+  stub->async()->UpdateBatch(
       &raw->ctx, &raw->req, &raw->resp,
       [this, raw](grpc::Status st) { Finished(raw, st); });
 }
 
 void CrdtBatcher::Finished(Flight* raw, const grpc::Status& st) {
-  std::unique_ptr<Flight> f(raw);
-  hooks_.answered(f->target, st);
-  absl::Status failed;
-  if (!st.ok()) {
-    failed = rpc::FromGrpc(st, &f->ctx);
-  } else if (f->resp.results_size() != f->req.updates_size()) {
-    failed = absl::InternalError(
-        "the node's answer does not match the updates sent");
-  }
-  for (size_t i = 0; i < f->done.size(); ++i) {
-    if (!failed.ok()) {
-      f->done[i](failed);
-      continue;
-    }
-    const rpc::CrdtUpdateResult& r = f->resp.results(static_cast<int>(i));
-    if (r.code() != 0) {
-      f->done[i](
-          absl::Status(static_cast<absl::StatusCode>(r.code()), r.message()));
-      continue;
-    }
-    rpc::CrdtUpdateResponse out;
-    out.set_node(f->resp.node());
-    out.set_replica(f->resp.replica());
-    f->done[i](std::move(out));
-  }
+  {
+    std::unique_ptr<Flight> f(raw);
+    hooks_.answered(f->target, st);
+    Answer(*f, st);
+  }  // the call's context is gone before it stops counting
   std::unique_ptr<Flight> next;
   {
     absl::MutexLock l(&mu_);
@@ -97,6 +86,32 @@ void CrdtBatcher::Finished(Flight* raw, const grpc::Status& st) {
     if (!queue_.empty()) next = TakeLocked();
   }
   if (next) Launch(std::move(next));
+}
+
+void CrdtBatcher::Answer(Flight& f, const grpc::Status& st) {
+  absl::Status failed;
+  if (!st.ok()) {
+    failed = rpc::FromGrpc(st, &f.ctx);
+  } else if (f.resp.results_size() != f.req.updates_size()) {
+    failed = absl::InternalError(
+        "the node's answer does not match the updates sent");
+  }
+  for (size_t i = 0; i < f.done.size(); ++i) {
+    if (!failed.ok()) {
+      f.done[i](failed);
+      continue;
+    }
+    const rpc::CrdtUpdateResult& r = f.resp.results(static_cast<int>(i));
+    if (r.code() != 0) {
+      f.done[i](
+          absl::Status(static_cast<absl::StatusCode>(r.code()), r.message()));
+      continue;
+    }
+    rpc::CrdtUpdateResponse out;
+    out.set_node(f.resp.node());
+    out.set_replica(f.resp.replica());
+    f.done[i](std::move(out));
+  }
 }
 
 }  // namespace tally::client::internal

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -59,12 +60,18 @@ class CrdtBatcher {
   std::unique_ptr<Flight> TakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Launch(std::unique_ptr<Flight> f);
   void Finished(Flight* f, const grpc::Status& st);
+  // Answers each update of a call that ended with `st`.
+  static void Answer(Flight& f, const grpc::Status& st);
 
   const Hooks hooks_;
   const std::chrono::milliseconds timeout_;
   absl::Mutex mu_;
   std::deque<Waiting> queue_ ABSL_GUARDED_BY(mu_);
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // By node, kept while the batcher lives: a call's completion must not
+  // drop the last hold of its channel.
+  std::map<std::string, std::unique_ptr<rpc::Crdt::Stub>> stubs_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tally::client::internal

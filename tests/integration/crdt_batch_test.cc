@@ -29,7 +29,7 @@ rpc::CrdtUpdateRequest Update(const std::string& table, const std::string& row,
   return u;
 }
 
-// The count of row `row`'s column "n" on the node at `endpoint`.
+// The count of row `row`'s column "n" on the node `c` reads from.
 int64_t Count(client::Client& c, const std::string& row) {
   auto got = c.CrdtGet("t", row);
   EXPECT_TRUE(got.ok()) << got.status();
@@ -40,20 +40,31 @@ int64_t Count(client::Client& c, const std::string& row) {
   return 0;
 }
 
-TEST(CrdtBatchTest, EachUpdateOfABatchIsAppliedOrRefusedOnItsOwn) {
-  testing::TestCluster cluster;
-  ASSERT_TRUE(cluster.Start());
-  client::ClientOptions o = cluster.ClientOptions();
-  o.endpoints.resize(1);  // one node: reads see its own writes
-  auto c = client::Client::Connect(o);
-  ASSERT_TRUE(c.ok());
-  rpc::CrdtColumn n;
-  n.set_name("n");
-  n.set_type(rpc::CRDT_G_COUNTER);
-  ASSERT_TRUE((*c)->CrdtCreateTable("t", {n}).ok());
+// A cluster with table t (a g_counter n), and a client of its first node
+// only (reads see its own writes).
+class CrdtBatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.Start());
+    options_ = cluster_.ClientOptions();
+    options_.endpoints.resize(1);
+    auto c = client::Client::Connect(options_);
+    ASSERT_TRUE(c.ok());
+    client_ = *std::move(c);
+    rpc::CrdtColumn n;
+    n.set_name("n");
+    n.set_type(rpc::CRDT_G_COUNTER);
+    ASSERT_TRUE(client_->CrdtCreateTable("t", {n}).ok());
+  }
 
-  auto stub = rpc::Crdt::NewStub(
-      grpc::CreateChannel(o.endpoints[0], grpc::InsecureChannelCredentials()));
+  testing::TestCluster cluster_;
+  client::ClientOptions options_;
+  std::unique_ptr<client::Client> client_;
+};
+
+TEST_F(CrdtBatchTest, EachUpdateOfABatchIsAppliedOrRefusedOnItsOwn) {
+  auto stub = rpc::Crdt::NewStub(grpc::CreateChannel(
+      options_.endpoints[0], grpc::InsecureChannelCredentials()));
   auto call = [&](const rpc::CrdtUpdateBatchRequest& req,
                   rpc::CrdtUpdateBatchResponse* resp) {
     grpc::ClientContext ctx;
@@ -82,8 +93,8 @@ TEST(CrdtBatchTest, EachUpdateOfABatchIsAppliedOrRefusedOnItsOwn) {
   EXPECT_EQ(resp.results(4).code(), grpc::StatusCode::OK);
   EXPECT_NE(resp.node(), 0u);
   EXPECT_NE(resp.replica(), 0u);
-  EXPECT_EQ(Count(**c, "a"), 1);
-  EXPECT_EQ(Count(**c, "b"), 1);  // the refused update added nothing
+  EXPECT_EQ(Count(*client_, "a"), 1);
+  EXPECT_EQ(Count(*client_, "b"), 1);  // the refused update added nothing
 
   rpc::CrdtUpdateBatchRequest empty;
   st = call(empty, &resp);
@@ -95,21 +106,10 @@ TEST(CrdtBatchTest, EachUpdateOfABatchIsAppliedOrRefusedOnItsOwn) {
   st = call(big, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << st.error_message();
-  EXPECT_EQ(Count(**c, "c"), 0);  // nothing of a refused call applied
+  EXPECT_EQ(Count(*client_, "c"), 0);  // nothing of a refused call applied
 }
 
-TEST(CrdtBatchTest, ConcurrentUpdatesThroughOneClientAllCountOnce) {
-  testing::TestCluster cluster;
-  ASSERT_TRUE(cluster.Start());
-  client::ClientOptions o = cluster.ClientOptions();
-  o.endpoints.resize(1);
-  auto c = client::Client::Connect(o);
-  ASSERT_TRUE(c.ok());
-  rpc::CrdtColumn n;
-  n.set_name("n");
-  n.set_type(rpc::CRDT_G_COUNTER);
-  ASSERT_TRUE((*c)->CrdtCreateTable("t", {n}).ok());
-
+TEST_F(CrdtBatchTest, ConcurrentUpdatesThroughOneClientAllCountOnce) {
   constexpr int kThreads = 32, kEach = 100;
   std::vector<std::thread> threads;
   std::atomic<int> failed{0};
@@ -118,7 +118,7 @@ TEST(CrdtBatchTest, ConcurrentUpdatesThroughOneClientAllCountOnce) {
       for (int i = 0; i < kEach; ++i) {
         const std::string row =
             (i % 2 == 0) ? "shared" : "r" + std::to_string(t);
-        if (!(*c)->CrdtUpdate(Update("t", row, rpc::CrdtOp::INCREMENT, "n"))
+        if (!client_->CrdtUpdate(Update("t", row, rpc::CrdtOp::INCREMENT, "n"))
                  .ok()) {
           ++failed;
         }
@@ -127,9 +127,9 @@ TEST(CrdtBatchTest, ConcurrentUpdatesThroughOneClientAllCountOnce) {
   }
   for (std::thread& t : threads) t.join();
   ASSERT_EQ(failed.load(), 0);
-  EXPECT_EQ(Count(**c, "shared"), kThreads * kEach / 2);
+  EXPECT_EQ(Count(*client_, "shared"), kThreads * kEach / 2);
   for (int t = 0; t < kThreads; ++t) {
-    EXPECT_EQ(Count(**c, "r" + std::to_string(t)), kEach / 2) << t;
+    EXPECT_EQ(Count(*client_, "r" + std::to_string(t)), kEach / 2) << t;
   }
 }
 
