@@ -272,6 +272,27 @@ absl::Status Into(absl::StatusOr<T> v, T* out) {
   return v.status();
 }
 
+// An mv-register write of `value` as dot `dot`: it replaces the siblings
+// `read` (the writer's context) names; none for a blind write.
+Causal<RegisterStore> RegisterWrite(const std::optional<DotContext>& read,
+                                    const crdt::Dot& dot,
+                                    const std::string& value) {
+  Causal<RegisterStore> d;
+  if (read) d.context = *read;
+  d.store.emplace(dot, value);
+  d.context.Insert(dot);
+  return d;
+}
+
+// An mv-register as read: its siblings, and the context to write back.
+void ReadRegister(const Causal<RegisterStore>& r,
+                  std::vector<std::string>* values, std::string* context) {
+  for (const auto& [dot, val] : r.store) values->push_back(val);
+  Causal<RegisterStore> ctx;
+  ctx.context = r.context;
+  *context = crdt::Encode(ctx);
+}
+
 // Decodes a stored or received value of a column (state or entry).
 template <typename T>
 absl::StatusOr<T> DecodeOr(const std::optional<std::string>& v,
@@ -643,11 +664,8 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
             DecodeOr<Causal<RegisterStore>>(*old, crdt::DecodeMVRegister);
         if (!r.ok()) return r.status();
         // Replaces the siblings the writer read (its context), nothing else.
-        Causal<RegisterStore> d;
-        if (contexts[i]) d.context = *contexts[i];
-        const crdt::Dot dot = NextDotLocked();
-        d.store.emplace(dot, op.value);
-        d.context.Insert(dot);
+        const Causal<RegisterStore> d =
+            RegisterWrite(contexts[i], NextDotLocked(), op.value);
         JoinCausal(*r, floor_, d, nullptr);
         change.entries.emplace_back(state_entry, crdt::Encode(d));
         StageCausalLocked(prefix + state_entry, *r, *old);
@@ -704,15 +722,10 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
               DecodeOr<Causal<RegisterStore>>(*old_key, crdt::DecodeMVRegister);
           if (!r.ok()) return r.status();
           if (op.kind == CrdtOp::kRemove && r->store.empty()) continue;
-          Causal<RegisterStore> d;
-          if (op.kind == CrdtOp::kSet) {
-            if (contexts[i]) d.context = *contexts[i];
-            const crdt::Dot dot = NextDotLocked();
-            d.store.emplace(dot, op.value);
-            d.context.Insert(dot);
-          } else {
-            d = crdt::RemoveAll(r->store);
-          }
+          const Causal<RegisterStore> d =
+              op.kind == CrdtOp::kSet
+                  ? RegisterWrite(contexts[i], NextDotLocked(), op.value)
+                  : crdt::RemoveAll(r->store);
           JoinCausal(*r, floor_, d, nullptr);
           change.entries.emplace_back(entry, crdt::Encode(d));
           StageCausalLocked(prefix + entry, *r, *old_key);
@@ -955,12 +968,7 @@ absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
       case kvpb::CRDT_MV_REGISTER: {
         auto r = crdt::DecodeMVRegister(value);
         s = r.status();
-        if (r.ok()) {
-          for (const auto& [dot, val] : r->store) v.values.push_back(val);
-          Causal<RegisterStore> ctx;
-          ctx.context = r->context;
-          v.context = crdt::Encode(ctx);
-        }
+        if (r.ok()) ReadRegister(*r, &v.values, &v.context);
         break;
       }
       case kvpb::CRDT_EW_FLAG: {
@@ -981,10 +989,7 @@ absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
         if (r.ok() && !r->store.empty()) {
           CrdtValue::Entry& e = v.entries.emplace_back();
           e.key = at->element;
-          for (const auto& [dot, val] : r->store) e.values.push_back(val);
-          Causal<RegisterStore> ctx;
-          ctx.context = r->context;
-          e.context = crdt::Encode(ctx);
+          ReadRegister(*r, &e.values, &e.context);
         }
         break;
       }
