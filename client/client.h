@@ -189,9 +189,20 @@ class Client {
   void CrdtUpdateAsync(
       rpc::CrdtUpdateRequest req,
       std::function<void(absl::StatusOr<rpc::CrdtUpdateResponse>)> done);
+  // With CRDT_MAJORITY, the row's cas_register columns (if the table has
+  // any) are read linearizably from the shard's leader (CrdtCasGet);
+  // otherwise as the answering node holds them.
   absl::StatusOr<rpc::CrdtGetResponse> CrdtGet(
       const std::string& table, const std::string& row,
       rpc::CrdtReadMode mode = rpc::CRDT_LOCAL);
+  absl::StatusOr<rpc::CrdtCasGetResponse> CrdtCasGet(
+      const std::string& table, const std::string& row,
+      rpc::ReadMode mode = rpc::LINEARIZABLE);
+  // Compare-and-set of a row's cas_register columns, through raft in the
+  // row key's shard; exactly-once (a session): a retry after a lost answer
+  // gets the first answer. Not succeeding is an answer, not an error: see
+  // `succeeded` and the row's values that failed the comparison.
+  absl::StatusOr<rpc::CrdtCasResponse> CrdtCas(rpc::CrdtCasRequest req);
   absl::StatusOr<rpc::CrdtStatusResponse> CrdtStatus(
       const std::string& endpoint);
   // Retires node `node`'s CRDT replica (a node gone for good): garbage

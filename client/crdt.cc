@@ -1,5 +1,7 @@
 // Client calls of rpc/crdt.proto.
 
+#include <algorithm>
+
 #include "absl/synchronization/notification.h"
 #include "client/client.h"
 #include "client/internal/call.h"
@@ -102,7 +104,51 @@ absl::StatusOr<rpc::CrdtGetResponse> Client::CrdtGet(const std::string& table,
     return rpc::Crdt::NewStub(ch)->Get(&ctx, req, &resp);
   });
   if (!st.ok()) return st;
+  if (mode != rpc::CRDT_MAJORITY || !resp.has_cas_columns()) return resp;
+  absl::StatusOr<rpc::CrdtCasGetResponse> cas = CrdtCasGet(table, row);
+  if (!cas.ok()) return cas.status();
+  // The answering node's cas_register values, replaced.
+  google::protobuf::RepeatedPtrField<rpc::CrdtValue> values;
+  for (rpc::CrdtValue& v : *resp.mutable_values()) {
+    if (v.type() != rpc::CRDT_CAS_REGISTER) *values.Add() = std::move(v);
+  }
+  for (const rpc::CrdtCasValue& c : cas->values()) {
+    rpc::CrdtValue* v = values.Add();
+    v->set_column(c.column());
+    v->set_type(rpc::CRDT_CAS_REGISTER);
+    v->add_values(c.value());
+  }
+  std::sort(values.begin(), values.end(),
+            [](const rpc::CrdtValue& a, const rpc::CrdtValue& b) {
+              return a.column() < b.column();
+            });
+  *resp.mutable_values() = std::move(values);
+  resp.set_cas_version(cas->version());
   return resp;
+}
+
+absl::StatusOr<rpc::CrdtCasGetResponse> Client::CrdtCasGet(
+    const std::string& table, const std::string& row, rpc::ReadMode mode) {
+  absl::StatusOr<uint64_t> group = ReadTarget(row, mode);
+  if (!group.ok()) return group.status();
+  rpc::CrdtCasGetRequest req;
+  req.set_table(table);
+  req.set_row(row);
+  req.set_read_mode(mode);
+  rpc::CrdtCasGetResponse resp;
+  absl::Status st = Call(*group, true, [&](auto ch, auto& ctx) {
+    return rpc::Crdt::NewStub(ch)->CasGet(&ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<rpc::CrdtCasResponse> Client::CrdtCas(rpc::CrdtCasRequest req) {
+  const std::string row = req.row();
+  return Write<rpc::CrdtCasResponse, rpc::Crdt>(
+      row, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+        return stub.Cas(ctx, r, resp);
+      });
 }
 
 absl::StatusOr<rpc::CrdtStatusResponse> Client::CrdtStatus(

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 #include <tuple>
@@ -7,6 +8,7 @@
 
 #include "clocks/clock.h"
 #include "gtest/gtest.h"
+#include "kv/crdt_table/cas_rows.h"
 #include "kv/crdt_table/replica.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/state_machine_testing.h"
@@ -31,6 +33,7 @@ kvpb::CrdtTable Table() {
   col("vip", kvpb::CRDT_EW_FLAG);
   col("items", kvpb::CRDT_AW_SET);
   col("prefs", kvpb::CRDT_AW_MAP);
+  col("status", kvpb::CRDT_CAS_REGISTER);
   return t;
 }
 
@@ -259,6 +262,8 @@ TEST_F(CrdtReplicaTest, BadInputAppliesNothing) {
           "context");
   refused({Set("owner", "v", "ctx")}, absl::StatusCode::kInvalidArgument,
           "takes no context");
+  refused({Set("status", "v")}, absl::StatusCode::kInvalidArgument,
+          "change it with a compare-and-set");
   EXPECT_EQ(replicas_[0]->Root(table_.id()), root);
   EXPECT_EQ(Value(0, "r", "views").count, 1);
 
@@ -621,6 +626,137 @@ TEST_F(CrdtSchemaTest, TablesAreCreatedAlteredAndDroppedAndTypesNeverChange) {
             static_cast<int>(absl::StatusCode::kNotFound));
   r = Apply(CreateCmd("carts", {{"items", kvpb::CRDT_AW_SET}}), 106);
   EXPECT_GT(r.crdt_table().table().id(), id);  // starts empty
+}
+
+using CrdtCasRowsTest = ModuleTest;
+
+kvpb::CrdtCasValue CasValue(const std::string& column, const std::string& value,
+                            bool unset = false) {
+  kvpb::CrdtCasValue v;
+  v.set_column(column);
+  v.set_value(value);
+  v.set_unset(unset);
+  return v;
+}
+
+// A compare-and-set of row "o-1" of Table(): `sets` if the version is
+// `version` (when given) and each of `compares` holds.
+kvpb::Command Cas(std::optional<uint64_t> version,
+                  std::vector<kvpb::CrdtCasValue> compares,
+                  std::vector<kvpb::CrdtCasValue> sets) {
+  kvpb::Command cmd;
+  kvpb::CrdtCas* c = cmd.mutable_crdt_cas();
+  c->set_table_id(Table().id());
+  c->set_row("o-1");
+  c->set_check_version(version.has_value());
+  c->set_version(version.value_or(0));
+  for (auto& v : compares) *c->add_compares() = std::move(v);
+  for (auto& v : sets) *c->add_sets() = std::move(v);
+  EXPECT_TRUE(CrdtCasRows::Check(Table(), *c).ok())
+      << CrdtCasRows::Check(Table(), *c);
+  return cmd;
+}
+
+TEST_F(CrdtCasRowsTest, OfTwoDecidedOnTheSameVersionOneSucceeds) {
+  // Two writers create the row, each expecting it to hold nothing.
+  kvpb::CommandResult a = Apply(Cas(0, {}, {CasValue("status", "open")}), 10);
+  ASSERT_EQ(a.error_code(), 0) << a.error_message();
+  EXPECT_TRUE(a.crdt_cas().succeeded());
+  EXPECT_EQ(a.crdt_cas().row().version(), index_);
+  const uint64_t v1 = index_;
+  kvpb::CommandResult b = Apply(Cas(0, {}, {CasValue("status", "open")}), 11);
+  EXPECT_FALSE(b.crdt_cas().succeeded());
+  EXPECT_EQ(b.crdt_cas().row().version(), v1);  // what failed it
+
+  // Two checkouts decided on the value read: one wins.
+  auto checkout = [&](const std::string& by) {
+    return Apply(Cas(std::nullopt, {CasValue("status", "open")},
+                     {CasValue("status", "checked-out by " + by)}),
+                 12);
+  };
+  EXPECT_TRUE(checkout("alice").crdt_cas().succeeded());
+  kvpb::CommandResult lost = checkout("bob");
+  EXPECT_FALSE(lost.crdt_cas().succeeded());
+  ASSERT_EQ(lost.crdt_cas().row().values_size(), 1);
+  EXPECT_EQ(lost.crdt_cas().row().values(0).value(), "checked-out by alice");
+  const uint64_t v2 = lost.crdt_cas().row().version();
+  EXPECT_GT(v2, v1);
+
+  // "Holds nothing" compares; a stale version fails even when the values
+  // match.
+  EXPECT_FALSE(Apply(Cas(std::nullopt, {CasValue("status", "", true)},
+                         {CasValue("status", "x")}),
+                     13)
+                   .crdt_cas()
+                   .succeeded());
+  EXPECT_FALSE(
+      Apply(Cas(v1, {}, {CasValue("status", "x")}), 13).crdt_cas().succeeded());
+  auto row = sm_->crdt_cas_rows().Get(Table().id(), "o-1");
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->version(), v2);
+  EXPECT_EQ(row->values(0).value(), "checked-out by alice");
+
+  // Clearing every value takes the row back to version 0; its next change
+  // takes a version above every earlier one.
+  ASSERT_TRUE(Apply(Cas(v2, {}, {CasValue("status", "", true)}), 14)
+                  .crdt_cas()
+                  .succeeded());
+  row = sm_->crdt_cas_rows().Get(Table().id(), "o-1");
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->version(), 0u);
+  EXPECT_TRUE(row->values().empty());
+  kvpb::CommandResult again = Apply(Cas(0, {}, {CasValue("status", "y")}), 15);
+  EXPECT_TRUE(again.crdt_cas().succeeded());
+  EXPECT_GT(again.crdt_cas().row().version(), v2);
+}
+
+TEST_F(CrdtCasRowsTest, BadInputIsRefusedAndAppliesNothing) {
+  auto check = [](std::vector<kvpb::CrdtCasValue> compares,
+                  std::vector<kvpb::CrdtCasValue> sets, const std::string& row,
+                  absl::StatusCode code, const std::string& says) {
+    kvpb::CrdtCas c;
+    c.set_table_id(Table().id());
+    c.set_row(row);
+    for (auto& v : compares) *c.add_compares() = std::move(v);
+    for (auto& v : sets) *c.add_sets() = std::move(v);
+    absl::Status s = CrdtCasRows::Check(Table(), c);
+    EXPECT_EQ(s.code(), code) << s;
+    EXPECT_NE(s.message().find(says), std::string::npos) << s;
+  };
+  check({}, {CasValue("status", "x")}, "", absl::StatusCode::kInvalidArgument,
+        "row key");
+  check({}, {}, "r", absl::StatusCode::kInvalidArgument, "nothing to set");
+  check({}, {CasValue("nope", "x")}, "r", absl::StatusCode::kNotFound,
+        "has no column nope");
+  check({CasValue("views", "1")}, {CasValue("status", "x")}, "r",
+        absl::StatusCode::kInvalidArgument,
+        "only cas_register columns are compared and set");
+  check({}, {CasValue("status", "x"), CasValue("status", "y")}, "r",
+        absl::StatusCode::kInvalidArgument, "set twice");
+  check({}, {CasValue("status", std::string(kMaxCrdtValueBytes + 1, 'x'))}, "r",
+        absl::StatusCode::kInvalidArgument, "exceeds");
+
+  // Values that fit one by one but not together: refused when applied.
+  kvpb::CrdtTable t = Table();
+  kvpb::Command cmd;
+  kvpb::CrdtCas* c = cmd.mutable_crdt_cas();
+  c->set_table_id(t.id());
+  c->set_row("o-1");
+  for (int i = 0; i < 5; ++i) {
+    const std::string name = "s" + std::to_string(i);
+    kvpb::CrdtColumn* col = t.add_columns();
+    col->set_name(name);
+    col->set_type(kvpb::CRDT_CAS_REGISTER);
+    *c->add_sets() = CasValue(name, std::string(kMaxCrdtValueBytes, 'x'));
+  }
+  ASSERT_TRUE(CrdtCasRows::Check(t, *c).ok());
+  kvpb::CommandResult r = Apply(cmd, 10);
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(r.error_message().find("together"), std::string::npos);
+  auto row = sm_->crdt_cas_rows().Get(t.id(), "o-1");
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->version(), 0u);
 }
 
 }  // namespace

@@ -33,6 +33,11 @@ namespace tally::kv {
 //   'u' time saga id   "": sagas by when something is due (saga/)
 //   'c' table name     CrdtTable: a CRDT table's schema (crdt_table/,
 //                      metadata group; the rows live outside raft)
+//   'w' replica id     CrdtReplicaRecord (crdt_table/members.h, metadata
+//                      group)
+//   'y'                CrdtCut: the stability cut (crdt_table/members.h)
+//   'v' table id row   CrdtCasRow: a row's cas_register columns
+//                      (crdt_table/cas_rows.h, data groups)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -56,6 +61,7 @@ enum class Space : char {
   kCrdtTable = 'c',
   kCrdtReplica = 'w',
   kCrdtCut = 'y',
+  kCrdtCasRow = 'v',
 };
 
 // The keys of one group.

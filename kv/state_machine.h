@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kv/crdt_table/cas_rows.h"
 #include "kv/crdt_table/members.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/idempotency/idempotency.h"
@@ -105,6 +106,7 @@ class StateMachine final : public raft::host::StateMachine {
   const Idempotency& idempotency() const { return idem_; }
   const Sagas& sagas() const { return sagas_; }
   const CrdtSchema& crdt_schema() const { return crdt_schema_; }
+  const CrdtCasRows& crdt_cas_rows() const { return crdt_cas_rows_; }
   const CrdtMembers& crdt_members() const { return crdt_members_; }
   // Lock `name`'s record (nullopt: never taken) and the applied index it
   // is from, read from one snapshot of the store.
@@ -151,6 +153,7 @@ class StateMachine final : public raft::host::StateMachine {
   Sagas sagas_;
   CrdtSchema crdt_schema_;
   CrdtMembers crdt_members_;
+  CrdtCasRows crdt_cas_rows_;
   Sessions sessions_;
   // Every module, in the order they are asked whether they handle a command.
   const std::vector<Module*> modules_;

@@ -12,7 +12,8 @@ namespace tally::kvctl {
 namespace {
 
 constexpr const char* kTypes =
-    "g_counter, pn_counter, lww_register, mv_register, flag, set or map";
+    "g_counter, pn_counter, lww_register, mv_register, flag, set, map or "
+    "cas_register";
 
 // "g_counter", ...: the enum's name without its prefix.
 std::string Name(rpc::CrdtType t) {
@@ -44,9 +45,9 @@ std::string Quoted(const std::string& s) {
   return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
-// COLUMN<tab>TYPE<tab>VALUE; an mv_register's context, and each map key's,
-// on a line of its own.
-void Print(const rpc::CrdtValue& v) {
+// COLUMN<tab>TYPE<tab>VALUE; an mv_register's context, each map key's, and
+// a cas_register's row version, on a line of its own.
+void Print(const rpc::CrdtValue& v, uint64_t cas_version) {
   std::string value;
   switch (v.type()) {
     case rpc::CRDT_G_COUNTER:
@@ -89,6 +90,23 @@ void Print(const rpc::CrdtValue& v) {
     std::cout << "  context of " << Quoted(e.key()) << ": "
               << absl::Base64Escape(e.context()) << "\n";
   }
+  if (v.type() == rpc::CRDT_CAS_REGISTER) {
+    std::cout << "  version: " << cas_version << "\n";
+  }
+}
+
+// "COLUMN=VALUE" (VALUE may be empty).
+absl::StatusOr<rpc::CrdtCasValue> ParseAssignment(const std::string& spec,
+                                                  const char* what) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " \"", spec, "\" must be COLUMN=VALUE (VALUE may be empty)"));
+  }
+  rpc::CrdtCasValue v;
+  v.set_column(spec.substr(0, eq));
+  v.set_value(spec.substr(eq + 1));
+  return v;
 }
 
 }  // namespace
@@ -124,6 +142,22 @@ CrdtCommands::CrdtCommands(CLI::App& app) {
       "write a register, or a map's key (--key); for an mv_register or a "
       "map's key pass the context of a read (--context) to replace the "
       "siblings it showed");
+  cas_ = crdt->add_subcommand(
+      "cas",
+      "compare-and-set a row's cas_register columns through raft: set "
+      "COLUMN=VALUE... if every --expect holds (exit 1 and print the row if "
+      "not)");
+  cas_->add_option("table", table_)->required();
+  cas_->add_option("row", row_)->required();
+  cas_->add_option("sets", sets_, "COLUMN=VALUE to set");
+  cas_->add_option("--expect", expects_,
+                   "COLUMN=VALUE the row must hold (repeatable)");
+  cas_->add_option("--expect-unset", expect_unset_,
+                   "a column that must hold nothing (repeatable)");
+  cas_->add_option("--version", version_,
+                   "the version the row must be at (0: no column holds a "
+                   "value), as `crdt get` printed it");
+  cas_->add_option("--clear", clears_, "a column to clear (repeatable)");
   enable_ = crdt->add_subcommand("enable", "enable a flag");
   disable_ = crdt->add_subcommand("disable", "disable a flag");
   get_ = crdt->add_subcommand(
@@ -168,6 +202,50 @@ int CrdtCommands::Update(client::Client& c, rpc::CrdtOp op, bool json) {
   std::cout << (json ? Json(*r) : absl::StrCat("OK (n", r->node(), ")"))
             << "\n";
   return kExitOk;
+}
+
+int CrdtCommands::Cas(client::Client& c, bool json) {
+  rpc::CrdtCasRequest req;
+  req.set_table(table_);
+  req.set_row(row_);
+  if (version_) {
+    req.set_check_version(true);
+    req.set_version(*version_);
+  }
+  for (const std::string& e : expects_) {
+    auto v = ParseAssignment(e, "--expect");
+    if (!v.ok()) return Fail(v.status());
+    *req.add_compare() = *std::move(v);
+  }
+  for (const std::string& col : expect_unset_) {
+    rpc::CrdtCasValue* v = req.add_compare();
+    v->set_column(col);
+    v->set_unset(true);
+  }
+  for (const std::string& s : sets_) {
+    auto v = ParseAssignment(s, "set");
+    if (!v.ok()) return Fail(v.status());
+    *req.add_set() = *std::move(v);
+  }
+  for (const std::string& col : clears_) {
+    rpc::CrdtCasValue* v = req.add_set();
+    v->set_column(col);
+    v->set_unset(true);
+  }
+  auto r = c.CrdtCas(std::move(req));
+  if (!r.ok()) return Fail(r.status());
+  if (json) {
+    std::cout << Json(*r) << "\n";
+  } else {
+    std::cout << (r->succeeded() ? "OK" : "NOT SET: the row did not match")
+              << " (version " << r->version() << ")\n";
+    if (!r->succeeded()) {
+      for (const rpc::CrdtCasValue& v : r->values()) {
+        std::cout << v.column() << "\t" << Quoted(v.value()) << "\n";
+      }
+    }
+  }
+  return r->succeeded() ? kExitOk : kExitNo;
 }
 
 std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
@@ -236,10 +314,11 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
     if (json) {
       std::cout << Json(*r) << "\n";
     } else {
-      for (const rpc::CrdtValue& v : r->values()) Print(v);
+      for (const rpc::CrdtValue& v : r->values()) Print(v, r->cas_version());
     }
     return r->values().empty() ? kExitNo : kExitOk;
   }
+  if (*cas_) return Cas(c, json);
   if (*retire_) {
     auto r = c.CrdtRetire(node_);
     if (!r.ok()) return Fail(r.status());

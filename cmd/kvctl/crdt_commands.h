@@ -1,6 +1,7 @@
 #ifndef TALLY_CMD_KVCTL_CRDT_COMMANDS_H_
 #define TALLY_CMD_KVCTL_CRDT_COMMANDS_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,7 +13,8 @@ namespace tally::kvctl {
 
 // kvctl's CRDT table commands: `crdt create|alter|drop|tables` for schemas,
 // `crdt incr|add|remove|set|enable|disable` to write a row on the node
-// asked (even one cut off from the others), `crdt get` to read one,
+// asked (even one cut off from the others), `crdt cas` for a row's
+// cas_register columns (through raft), `crdt get` to read one,
 // `crdt status` for each node's replication and garbage collection, and
 // `crdt retire` for the replica of a node gone for good.
 class CrdtCommands {
@@ -24,11 +26,15 @@ class CrdtCommands {
 
  private:
   int Update(client::Client& c, rpc::CrdtOp op, bool json);
+  int Cas(client::Client& c, bool json);
 
   CLI::App *create_, *alter_, *drop_, *tables_, *incr_, *add_, *remove_, *set_,
-      *enable_, *disable_, *get_, *status_, *retire_;
+      *enable_, *disable_, *get_, *status_, *retire_, *cas_;
   std::string table_, row_, column_, value_, context_, key_;
   std::vector<std::string> columns_, elements_;
+  // crdt cas.
+  std::vector<std::string> sets_, expects_, expect_unset_, clears_;
+  std::optional<uint64_t> version_;
   int64_t amount_ = 1;
   uint64_t node_ = 0;
   bool majority_ = false;

@@ -258,6 +258,11 @@ absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
         return Refuse(op.column, type, "set KEY VALUE or remove KEY");
       }
       break;
+    case kvpb::CRDT_CAS_REGISTER:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "column ", op.column,
+          " is a cas_register, kept through raft: change it with a "
+          "compare-and-set (kvctl crdt cas)"));
     default:
       return absl::DataLossError(
           absl::StrCat("column ", op.column, " has an unknown type"));
@@ -808,6 +813,10 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
     if (col == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "CRDT table ", table.name(), " has no column ", at->column));
+    }
+    if (col->type() == kvpb::CRDT_CAS_REGISTER) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "column ", at->column, " is a cas_register, kept through raft"));
     }
     if (IsKeyed(col->type()) != (at->kind == kElement)) {
       return absl::InvalidArgumentError(

@@ -22,6 +22,7 @@ constexpr TypeName kTypeNames[] = {
     {kvpb::CRDT_EW_FLAG, "flag"},
     {kvpb::CRDT_AW_SET, "set"},
     {kvpb::CRDT_AW_MAP, "map"},
+    {kvpb::CRDT_CAS_REGISTER, "cas_register"},
 };
 
 kvpb::CommandResult Result(ApplyContext& ctx, const kvpb::CrdtTable& t) {

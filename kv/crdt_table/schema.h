@@ -67,7 +67,8 @@ class CrdtSchema final : public Module {
   std::atomic<uint64_t> generation_{0};
 };
 
-// "g_counter", "pn_counter", "lww_register", "mv_register", "flag", "set".
+// "g_counter", "pn_counter", "lww_register", "mv_register", "flag", "set",
+// "map", "cas_register".
 const char* CrdtTypeName(kvpb::CrdtColumnType t);
 // The inverse; nullopt for an unknown name.
 std::optional<kvpb::CrdtColumnType> ParseCrdtType(const std::string& name);

@@ -1,6 +1,7 @@
 // The CRDT table service: schemas through the metadata group; updates and
 // reads answered by this node's replica (internal/crdt_replication.h).
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "kv/crdt_table/cas_rows.h"
 #include "kv/crdt_table/schema.h"
 #include "kv/server/internal/api.h"
 #include "kv/server/internal/calls.h"
@@ -31,6 +33,8 @@ static_assert(rpc::CRDT_MV_REGISTER ==
 static_assert(rpc::CRDT_FLAG == static_cast<int>(kvpb::CRDT_EW_FLAG));
 static_assert(rpc::CRDT_SET == static_cast<int>(kvpb::CRDT_AW_SET));
 static_assert(rpc::CRDT_MAP == static_cast<int>(kvpb::CRDT_AW_MAP));
+static_assert(rpc::CRDT_CAS_REGISTER ==
+              static_cast<int>(kvpb::CRDT_CAS_REGISTER));
 
 using Columns = google::protobuf::RepeatedPtrField<kvpb::CrdtColumn>;
 
@@ -108,7 +112,30 @@ rpc::CrdtValue ToApi(CrdtValue&& v) {
   return out;
 }
 
+kvpb::CrdtCasValue ToKv(const rpc::CrdtCasValue& in) {
+  kvpb::CrdtCasValue out;
+  out.set_column(in.column());
+  out.set_value(in.value());
+  out.set_unset(in.unset());
+  return out;
+}
+
+rpc::CrdtCasValue ToApi(const kvpb::CrdtCasValue& in) {
+  rpc::CrdtCasValue out;
+  out.set_column(in.column());
+  out.set_value(in.value());
+  out.set_unset(in.unset());
+  return out;
+}
+
 grpc::Status Check(const absl::Status& s) { return rpc::ToGrpc(s); }
+
+bool HasCasColumns(const kvpb::CrdtTable& t) {
+  for (const kvpb::CrdtColumn& c : t.columns()) {
+    if (c.type() == kvpb::CRDT_CAS_REGISTER) return true;
+  }
+  return false;
+}
 
 class CrdtService final : public rpc::Crdt::CallbackService {
  public:
@@ -277,9 +304,79 @@ class CrdtService final : public rpc::Crdt::CallbackService {
           crdt->replica().Read(*t, req->row());
       if (!values.ok()) return Check(values.status());
       for (CrdtValue& v : *values) *out->add_values() = ToApi(std::move(v));
+      if (HasCasColumns(*t)) {
+        if (absl::Status s = AddCasColumns(*t, req->row(), out); !s.ok()) {
+          return Check(s);
+        }
+      }
       out->set_node(node_->id);
       return grpc::Status::OK;
     });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* Cas(grpc::CallbackServerContext* ctx,
+                                const rpc::CrdtCasRequest* req,
+                                rpc::CrdtCasResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::CrdtCasResponse>(ctx, resp, &node_->rpcs, "CrdtCas");
+    absl::StatusOr<kvpb::CrdtTable> t = node_->crdt->Table(req->table());
+    if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
+    kvpb::Command cmd;
+    kvpb::CrdtCas* c = cmd.mutable_crdt_cas();
+    c->set_table_id(t->id());
+    c->set_row(req->row());
+    c->set_check_version(req->check_version());
+    c->set_version(req->version());
+    for (const rpc::CrdtCasValue& v : req->compare()) {
+      *c->add_compares() = ToKv(v);
+    }
+    for (const rpc::CrdtCasValue& v : req->set()) *c->add_sets() = ToKv(v);
+    if (absl::Status s = CrdtCasRows::Check(*t, *c); !s.ok()) {
+      return Calls::Finish(reply, Check(s));
+    }
+    cmd.set_request_fingerprint(Fingerprint(*c));
+    *cmd.mutable_session() = server::ToKv(req->session());
+    calls_.Write(reply, node_->RangeFor(req->row()).group(), std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::CrdtCasResponse* out) {
+                   const kvpb::CrdtCasResult& res = r.crdt_cas();
+                   server::ToApi(res.header(), out->mutable_header());
+                   out->set_succeeded(res.succeeded());
+                   out->set_version(res.row().version());
+                   for (const kvpb::CrdtCasValue& v : res.row().values()) {
+                     *out->add_values() = ToApi(v);
+                   }
+                 });
+    return reply;
+  }
+
+  grpc::ServerUnaryReactor* CasGet(grpc::CallbackServerContext* ctx,
+                                   const rpc::CrdtCasGetRequest* req,
+                                   rpc::CrdtCasGetResponse* resp) override {
+    auto* reply = new Reply<rpc::CrdtCasGetResponse>(ctx, resp, &node_->rpcs,
+                                                     "CrdtCasGet");
+    absl::StatusOr<kvpb::CrdtTable> t = node_->crdt->Table(req->table());
+    if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
+    if (req->row().empty() || req->row().size() > kMaxCrdtRowBytes) {
+      return Calls::Finish(
+          reply, Calls::Invalid(absl::StrCat("a row key must be 1 to ",
+                                             kMaxCrdtRowBytes, " bytes")));
+    }
+    const uint64_t group = node_->RangeFor(req->row()).group();
+    calls_.Read(
+        reply, group, req->read_mode(), false,
+        [this, group, mode = req->read_mode(), id = t->id(), row = req->row()](
+            raft::Index index, rpc::CrdtCasGetResponse* out) {
+          StateMachine* m = node_->Machine(group);
+          absl::StatusOr<kvpb::CrdtCasRow> r = m->crdt_cas_rows().Get(id, row);
+          if (!r.ok()) return Check(r.status());
+          out->set_version(r->version());
+          for (const kvpb::CrdtCasValue& v : r->values()) {
+            *out->add_values() = ToApi(v);
+          }
+          calls_.Header(group, index, mode, out->mutable_header());
+          return grpc::Status::OK;
+        });
     return reply;
   }
 
@@ -378,6 +475,30 @@ class CrdtService final : public rpc::Crdt::CallbackService {
           n, absl::ResourceExhaustedError(
                  "too many CRDT calls waiting; back off and retry")));
     }
+  }
+
+  // Adds the row's cas_register columns, as this node's replica of the row
+  // key's shard holds them (if it holds one), to `out`, in column order
+  // with the others.
+  absl::Status AddCasColumns(const kvpb::CrdtTable& t, const std::string& row,
+                             rpc::CrdtGetResponse* out) {
+    out->set_has_cas_columns(true);
+    StateMachine* m = node_->Machine(node_->RangeFor(row).group());
+    if (m == nullptr) return absl::OkStatus();
+    absl::StatusOr<kvpb::CrdtCasRow> r = m->crdt_cas_rows().Get(t.id(), row);
+    if (!r.ok()) return r.status();
+    out->set_cas_version(r->version());
+    for (const kvpb::CrdtCasValue& v : r->values()) {
+      rpc::CrdtValue* o = out->add_values();
+      o->set_column(v.column());
+      o->set_type(rpc::CRDT_CAS_REGISTER);
+      o->add_values(v.value());
+    }
+    std::sort(out->mutable_values()->begin(), out->mutable_values()->end(),
+              [](const rpc::CrdtValue& a, const rpc::CrdtValue& b) {
+                return a.column() < b.column();
+              });
+    return absl::OkStatus();
   }
 
   grpc::ServerUnaryReactor* WriteSchema(Reply<rpc::CrdtTableResponse>* reply,

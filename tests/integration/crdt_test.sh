@@ -7,7 +7,8 @@
 # once they are back; garbage collection runs past a node that was stopped
 # and retired, which resyncs when it comes back with its old disk and
 # brings nothing collected back, as does a node whose store is put back
-# from an older copy; bad input gets clear errors and changes
+# from an older copy; a cas_register is compared and set through raft;
+# bad input gets clear errors and changes
 # nothing; a table dropped and created again starts empty. Bounded in time; stops
 # what it started.
 #   crdt_test.sh BIN_DIR
@@ -118,6 +119,30 @@ converge 10 bob >/dev/null || fail "no convergence of the map"
 [[ "$(on 3 crdt get carts bob)" == *'prefs	map	{"color": "green"}'* ]] ||
   fail "map after resolving and removing: $(on 3 crdt get carts bob)"
 ok "map keys: a blind write adds a sibling, a write with the key's context replaces them, a removed key is gone"
+
+# A cas_register: kept through raft, changed by compare-and-set only. Of
+# two decided on the same version or value, one wins, whichever node each
+# is sent to; a write without consensus is refused for it.
+kvctl crdt create orders items:set status:cas_register >/dev/null || fail "create orders"
+out=$(on 1 crdt cas orders o-1 status=open --version 0 2>&1; echo "rc=$?")
+[[ "$out" == "OK (version "*"rc=0" ]] || fail "cas of a new row: $out"
+out=$(on 2 crdt cas orders o-1 status=open --version 0 2>&1; echo "rc=$?")
+[[ "$out" == *"NOT SET"*'status	"open"'*"rc=1" ]] || fail "a second cas at version 0: $out"
+on 3 crdt cas orders o-1 status=paid --expect status=open >/dev/null || fail "checkout"
+out=$(on 1 crdt cas orders o-1 status=paid-again --expect status=open 2>&1; echo "rc=$?")
+[[ "$out" == *"NOT SET"*'status	"paid"'*"rc=1" ]] || fail "a second checkout: $out"
+on 2 crdt add orders o-1 items apple >/dev/null || fail "add to a table with a cas_register"
+out=$(on 2 crdt get orders o-1 --majority)
+[[ "$out" == *'items	set	{"apple"}'*'status	cas_register	"paid"'*"version: "* ]] || fail "get: $out"
+out=$(on 1 crdt set orders o-1 status x 2>&1; echo "rc=$?")
+[[ "$out" == *"is a cas_register, kept through raft"*"rc=2" ]] || fail "a write of a cas_register without raft: $out"
+out=$(kvctl crdt cas orders o-1 items=x 2>&1; echo "rc=$?")
+[[ "$out" == *"only cas_register columns"*"rc=2" ]] || fail "cas of a set: $out"
+out=$(kvctl crdt cas orders o-1 --expect status=paid 2>&1; echo "rc=$?")
+[[ "$out" == *"nothing to set"*"rc=2" ]] || fail "cas setting nothing: $out"
+out=$(kvctl crdt cas orders o-1 status 2>&1; echo "rc=$?")
+[[ "$out" == *"must be COLUMN=VALUE"*"rc=2" ]] || fail "cas without a value: $out"
+ok "a cas_register is compared and set through raft; one of two checkouts wins"
 
 # n3 is killed; n1 removes what n3 holds and both others write more.
 kill9 3
