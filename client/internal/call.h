@@ -80,7 +80,8 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
   }
   return rpc::OutcomeUnknown(absl::StrCat(
       "no answer within ", timeout.count(),
-      " ms; a write's outcome is unknown (last error: ", last_error, ")"));
+      " ms; if it was a write, its outcome is unknown (last error: ",
+      last_error, ")"));
 }
 
 template <typename Resp, typename Service, typename Req, typename Rpc>
