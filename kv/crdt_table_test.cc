@@ -34,6 +34,11 @@ kvpb::CrdtTable Table() {
   col("items", kvpb::CRDT_AW_SET);
   col("prefs", kvpb::CRDT_AW_MAP);
   col("status", kvpb::CRDT_CAS_REGISTER);
+  col("tags", kvpb::CRDT_AW_MAP);  // map<set>
+  t.mutable_columns()->rbegin()->add_value_types(kvpb::CRDT_AW_SET);
+  col("perms", kvpb::CRDT_AW_MAP);  // map<map<flag>>
+  t.mutable_columns()->rbegin()->add_value_types(kvpb::CRDT_AW_MAP);
+  t.mutable_columns()->rbegin()->add_value_types(kvpb::CRDT_EW_FLAG);
   return t;
 }
 
@@ -65,7 +70,7 @@ CrdtOp MapSet(const std::string& key, const std::string& value,
   CrdtOp op;
   op.kind = CrdtOp::kSet;
   op.column = "prefs";
-  op.key = key;
+  op.path = {key};
   op.value = value;
   op.context = context;
   return op;
@@ -476,6 +481,105 @@ TEST_F(CrdtReplicaTest, MapKeysAreRegistersAndAWriteWinsOverAConcurrentRemove) {
   EXPECT_EQ(Value(0, "u", "views").count, 0);
 }
 
+// An operation on column `column` at the map path `path`.
+CrdtOp At(CrdtOp::Kind kind, const std::string& column,
+          std::vector<std::string> path, std::vector<std::string> elements) {
+  CrdtOp op;
+  op.kind = kind;
+  op.column = column;
+  op.path = std::move(path);
+  op.elements = std::move(elements);
+  return op;
+}
+
+// A nested map as text: {key: value, ...}, a set as [e, ...], a flag as on.
+std::string Show(const std::vector<CrdtValue::Entry>& entries) {
+  std::string out = "{";
+  for (const CrdtValue::Entry& e : entries) {
+    if (out.size() > 1) out += ", ";
+    out += e.key + ": ";
+    if (!e.entries.empty()) {
+      out += Show(e.entries);
+    } else if (!e.elements.empty()) {
+      out += "[";
+      for (size_t i = 0; i < e.elements.size(); ++i) {
+        out += (i > 0 ? ", " : "") + e.elements[i];
+      }
+      out += "]";
+    } else if (e.enabled) {
+      out += "on";
+    }
+  }
+  return out + "}";
+}
+
+TEST_F(CrdtReplicaTest, NestedMapsHoldSetsAndFlagsAndARemovalTakesWhatItSaw) {
+  // tags is a map<set>, perms a map<map<flag>>.
+  const CrdtRowChange first =
+      Update(0, "u",
+             {At(CrdtOp::kAdd, "tags", {"fruit"}, {"pear", "apple"}),
+              At(CrdtOp::kAdd, "tags", {"veg"}, {"leek"}),
+              At(CrdtOp::kEnable, "perms", {"alice", "read"}, {}),
+              At(CrdtOp::kEnable, "perms", {"alice", "write"}, {}),
+              At(CrdtOp::kEnable, "perms", {"bob", "read"}, {})});
+  Merge(1, first);
+  Merge(2, first);
+  EXPECT_EQ(Show(Value(1, "u", "tags").entries),
+            "{fruit: [apple, pear], veg: [leek]}");
+  EXPECT_EQ(Show(Value(1, "u", "perms").entries),
+            "{alice: {read: on, write: on}, bob: {read: on}}");
+
+  // n1 removes fruit and alice with all they hold as it saw them; n2,
+  // concurrently, adds plum to fruit and makes alice an admin: those stay.
+  const CrdtRowChange removal =
+      Update(1, "u",
+             {At(CrdtOp::kRemove, "tags", {}, {"fruit"}),
+              At(CrdtOp::kRemove, "perms", {}, {"alice"}),
+              At(CrdtOp::kDisable, "perms", {"bob", "read"}, {})});
+  const CrdtRowChange concurrent =
+      Update(2, "u",
+             {At(CrdtOp::kAdd, "tags", {"fruit"}, {"plum"}),
+              At(CrdtOp::kEnable, "perms", {"alice", "admin"}, {})});
+  Merge(0, removal);
+  Merge(0, concurrent);
+  Merge(1, concurrent);
+  Merge(2, removal);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Show(Value(i, "u", "tags").entries),
+              "{fruit: [plum], veg: [leek]}")
+        << "replica " << i;
+    EXPECT_EQ(Show(Value(i, "u", "perms").entries), "{alice: {admin: on}}")
+        << "replica " << i;
+    EXPECT_EQ(replicas_[i]->Root(table_.id()), replicas_[0]->Root(table_.id()));
+  }
+
+  // One key of a map inside: the rest of it stays; anti-entropy carries it.
+  Update(0, "u",
+         {At(CrdtOp::kRemove, "tags", {"veg"}, {"leek"}),
+          At(CrdtOp::kEnable, "perms", {"carol", "read"}, {}),
+          At(CrdtOp::kEnable, "perms", {"carol", "write"}, {})});
+  Update(0, "u", {At(CrdtOp::kRemove, "perms", {"carol"}, {"read"})});
+  EXPECT_EQ(Sync(0, 1), 1u);
+  EXPECT_EQ(Show(Value(1, "u", "tags").entries), "{fruit: [plum]}");
+  EXPECT_EQ(Show(Value(1, "u", "perms").entries),
+            "{alice: {admin: on}, carol: {write: on}}");
+
+  // Bad input: refused whole.
+  auto refused = [&](const CrdtOp& op, const std::string& says) {
+    auto r = replicas_[0]->Update(table_, "u", {Incr("views", 1), op});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << r.status();
+    EXPECT_NE(r.status().message().find(says), std::string::npos) << r.status();
+  };
+  refused(At(CrdtOp::kAdd, "tags", {}, {"x"}), "name 1 key");
+  refused(At(CrdtOp::kAdd, "tags", {"a", "b"}, {"x"}), "at most 1 keys");
+  refused(At(CrdtOp::kEnable, "tags", {"a"}, {}), "add or remove on a key");
+  refused(At(CrdtOp::kAdd, "perms", {"a", "b"}, {"x"}), "enable or disable");
+  refused(At(CrdtOp::kEnable, "perms", {"a", ""}, {}), "1 byte or more");
+  refused(At(CrdtOp::kRemove, "perms", {"a"}, {}), "no keys given");
+  EXPECT_EQ(Value(0, "u", "views").count, 0);
+}
+
 TEST_F(CrdtReplicaTest, StoppedUpdatesAreRefusedWholeUntilResumed) {
   Update(0, "r", {Incr("views", 1)});
   ASSERT_TRUE(
@@ -626,6 +730,54 @@ TEST_F(CrdtSchemaTest, TablesAreCreatedAlteredAndDroppedAndTypesNeverChange) {
             static_cast<int>(absl::StatusCode::kNotFound));
   r = Apply(CreateCmd("carts", {{"items", kvpb::CRDT_AW_SET}}), 106);
   EXPECT_GT(r.crdt_table().table().id(), id);  // starts empty
+}
+
+TEST_F(CrdtSchemaTest, MapsHoldRegistersFlagsSetsOrMapsOfThemThreeDeep) {
+  auto with_values = [](std::vector<kvpb::CrdtColumnType> values) {
+    kvpb::Command cmd = CreateCmd("m", {{"c", kvpb::CRDT_AW_MAP}});
+    for (kvpb::CrdtColumnType t : values) {
+      cmd.mutable_crdt_table_create()->mutable_columns(0)->add_value_types(t);
+    }
+    return cmd;
+  };
+  const kvpb::CrdtColumnType kMap = kvpb::CRDT_AW_MAP;
+  kvpb::CommandResult r =
+      Apply(with_values({kMap, kMap, kMap, kvpb::CRDT_AW_SET}), 100);
+  EXPECT_NE(r.error_message().find("at most 3 deep"), std::string::npos)
+      << r.error_message();
+  r = Apply(with_values({kvpb::CRDT_G_COUNTER}), 100);
+  EXPECT_NE(r.error_message().find("not g_counter"), std::string::npos)
+      << r.error_message();
+  r = Apply(with_values({kvpb::CRDT_AW_SET, kvpb::CRDT_EW_FLAG}), 100);
+  EXPECT_NE(r.error_message().find("with values of its own"), std::string::npos)
+      << r.error_message();
+  kvpb::Command set_of = CreateCmd("s", {{"c", kvpb::CRDT_AW_SET}});
+  set_of.mutable_crdt_table_create()->mutable_columns(0)->add_value_types(
+      kvpb::CRDT_EW_FLAG);
+  EXPECT_EQ(Apply(set_of, 100).error_code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+
+  r = Apply(with_values({kMap, kvpb::CRDT_EW_FLAG}), 101);
+  ASSERT_EQ(r.error_code(), 0) << r.error_message();
+  EXPECT_EQ(CrdtColumnTypeName(r.crdt_table().table().columns(0)),
+            "map<map<flag>>");
+  // The values are part of the type: they never change either.
+  kvpb::Command alter;
+  alter.mutable_crdt_table_alter()->set_name("m");
+  kvpb::CrdtColumn* c = alter.mutable_crdt_table_alter()->add_add_columns();
+  c->set_name("c");
+  c->set_type(kMap);
+  c->add_value_types(kvpb::CRDT_AW_SET);
+  r = Apply(alter, 102);
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(r.error_message().find("is a map<map<flag>>"), std::string::npos)
+      << r.error_message();
+  kvpb::CrdtColumn plain;
+  plain.set_type(kMap);
+  EXPECT_EQ(CrdtColumnTypeName(plain), "map");
+  plain.add_value_types(kvpb::CRDT_MV_REGISTER);
+  EXPECT_EQ(CrdtColumnTypeName(plain), "map");
 }
 
 using CrdtCasRowsTest = ModuleTest;

@@ -20,22 +20,42 @@ std::string Name(rpc::CrdtType t) {
   return absl::AsciiStrToLower(rpc::CrdtType_Name(t).substr(5));
 }
 
+// A column's type: "set", "map", "map<set>", "map<map<flag>>".
+std::string TypeName(const rpc::CrdtColumn& c) {
+  std::string out = Name(c.type()), close;
+  for (int i = 0; i < c.value_types_size(); ++i) {
+    const auto t = static_cast<rpc::CrdtType>(c.value_types(i));
+    if (i + 1 == c.value_types_size() && t == rpc::CRDT_MV_REGISTER) break;
+    absl::StrAppend(&out, "<", Name(t));
+    close += ">";
+  }
+  return out + close;
+}
+
 absl::StatusOr<std::vector<rpc::CrdtColumn>> ParseColumns(
     const std::vector<std::string>& specs) {
   std::vector<rpc::CrdtColumn> out;
   for (const std::string& spec : specs) {
     const size_t colon = spec.find(':');
-    rpc::CrdtType type = rpc::CRDT_TYPE_UNKNOWN;
-    if (colon == std::string::npos ||
-        !rpc::CrdtType_Parse(
-            "CRDT_" + absl::AsciiStrToUpper(spec.substr(colon + 1)), &type) ||
-        type == rpc::CRDT_TYPE_UNKNOWN) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "column \"", spec, "\" must be NAME:TYPE, TYPE one of ", kTypes));
+    std::vector<rpc::CrdtType> types;  // a map's, then its values'
+    std::string t = colon == std::string::npos ? "" : spec.substr(colon + 1);
+    while (t.starts_with("map<") && t.ends_with(">")) {
+      types.push_back(rpc::CRDT_MAP);
+      t = t.substr(4, t.size() - 5);
     }
+    rpc::CrdtType leaf = rpc::CRDT_TYPE_UNKNOWN;
+    if (colon == std::string::npos ||
+        !rpc::CrdtType_Parse("CRDT_" + absl::AsciiStrToUpper(t), &leaf) ||
+        leaf == rpc::CRDT_TYPE_UNKNOWN) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "column \"", spec, "\" must be NAME:TYPE, TYPE one of ", kTypes,
+          " (a map's values: map<set>, map<map<flag>>, ...)"));
+    }
+    types.push_back(leaf);
     rpc::CrdtColumn c;
     c.set_name(spec.substr(0, colon));
-    c.set_type(type);
+    c.set_type(types[0]);
+    for (size_t i = 1; i < types.size(); ++i) c.add_value_types(types[i]);
     out.push_back(std::move(c));
   }
   return out;
@@ -45,8 +65,58 @@ std::string Quoted(const std::string& s) {
   return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
-// COLUMN<tab>TYPE<tab>VALUE; an mv_register's context, each map key's, and
-// a cas_register's row version, on a line of its own.
+std::string QuotedAll(const std::vector<std::string>& values,
+                      const char* separator) {
+  std::vector<std::string> q;
+  for (const std::string& v : values) q.push_back(Quoted(v));
+  return absl::StrJoin(q, separator);
+}
+
+// A map: {"key": value, ...}, each value as its type shows it.
+std::string Show(
+    const google::protobuf::RepeatedPtrField<rpc::CrdtMapEntry>& entries) {
+  std::vector<std::string> q;
+  for (const rpc::CrdtMapEntry& e : entries) {
+    std::string value;
+    if (!e.entries().empty()) {
+      value = Show(e.entries());
+    } else if (!e.elements().empty()) {
+      value =
+          absl::StrCat("{",
+                       QuotedAll(std::vector<std::string>{e.elements().begin(),
+                                                          e.elements().end()},
+                                 ", "),
+                       "}");
+    } else if (e.enabled()) {
+      value = "enabled";
+    } else {
+      value = QuotedAll(
+          std::vector<std::string>{e.values().begin(), e.values().end()},
+          " | ");
+    }
+    q.push_back(absl::StrCat(Quoted(e.key()), ": ", value));
+  }
+  return absl::StrCat("{", absl::StrJoin(q, ", "), "}");
+}
+
+// The context of every register of a map, under the keys leading to it.
+void PrintContexts(
+    const google::protobuf::RepeatedPtrField<rpc::CrdtMapEntry>& entries,
+    const std::string& path) {
+  for (const rpc::CrdtMapEntry& e : entries) {
+    const std::string at = path.empty()
+                               ? Quoted(e.key())
+                               : absl::StrCat(path, " ", Quoted(e.key()));
+    if (!e.context().empty()) {
+      std::cout << "  context of " << at << ": "
+                << absl::Base64Escape(e.context()) << "\n";
+    }
+    PrintContexts(e.entries(), at);
+  }
+}
+
+// COLUMN<tab>TYPE<tab>VALUE; an mv_register's context, each map register's,
+// and a cas_register's row version, on a line of its own.
 void Print(const rpc::CrdtValue& v, uint64_t cas_version) {
   std::string value;
   switch (v.type()) {
@@ -57,39 +127,31 @@ void Print(const rpc::CrdtValue& v, uint64_t cas_version) {
     case rpc::CRDT_FLAG:
       value = v.enabled() ? "enabled" : "disabled";
       break;
-    case rpc::CRDT_SET: {
-      std::vector<std::string> q;
-      for (const std::string& e : v.values()) q.push_back(Quoted(e));
-      value = absl::StrCat("{", absl::StrJoin(q, ", "), "}");
+    case rpc::CRDT_SET:
+      value = absl::StrCat(
+          "{",
+          QuotedAll(
+              std::vector<std::string>{v.values().begin(), v.values().end()},
+              ", "),
+          "}");
       break;
-    }
-    case rpc::CRDT_MAP: {
-      std::vector<std::string> q;
-      for (const rpc::CrdtMapEntry& e : v.entries()) {
-        std::vector<std::string> values;
-        for (const std::string& s : e.values()) values.push_back(Quoted(s));
-        q.push_back(
-            absl::StrCat(Quoted(e.key()), ": ", absl::StrJoin(values, " | ")));
-      }
-      value = absl::StrCat("{", absl::StrJoin(q, ", "), "}");
+    case rpc::CRDT_MAP:
+      value = Show(v.entries());
       break;
-    }
-    default: {
-      std::vector<std::string> q;
-      for (const std::string& e : v.values()) q.push_back(Quoted(e));
-      value = q.empty() ? "(unset)" : absl::StrJoin(q, " | ");
+    default:
+      value = v.values().empty()
+                  ? "(unset)"
+                  : QuotedAll(std::vector<std::string>{v.values().begin(),
+                                                       v.values().end()},
+                              " | ");
       if (v.values_size() > 1) absl::StrAppend(&value, "  (siblings)");
       break;
-    }
   }
   std::cout << v.column() << "\t" << Name(v.type()) << "\t" << value << "\n";
   if (v.type() == rpc::CRDT_MV_REGISTER && !v.context().empty()) {
     std::cout << "  context: " << absl::Base64Escape(v.context()) << "\n";
   }
-  for (const rpc::CrdtMapEntry& e : v.entries()) {
-    std::cout << "  context of " << Quoted(e.key()) << ": "
-              << absl::Base64Escape(e.context()) << "\n";
-  }
+  PrintContexts(v.entries(), "");
   if (v.type() == rpc::CRDT_CAS_REGISTER) {
     std::cout << "  version: " << cas_version << "\n";
   }
@@ -151,13 +213,16 @@ CrdtCommands::CrdtCommands(CLI::App& app) {
   cas_->add_option("row", row_)->required();
   cas_->add_option("sets", sets_, "COLUMN=VALUE to set");
   cas_->add_option("--expect", expects_,
-                   "COLUMN=VALUE the row must hold (repeatable)");
+                   "COLUMN=VALUE the row must hold (repeatable)")
+      ->allow_extra_args(false);
   cas_->add_option("--expect-unset", expect_unset_,
-                   "a column that must hold nothing (repeatable)");
+                   "a column that must hold nothing (repeatable)")
+      ->allow_extra_args(false);
   cas_->add_option("--version", version_,
                    "the version the row must be at (0: no column holds a "
                    "value), as `crdt get` printed it");
-  cas_->add_option("--clear", clears_, "a column to clear (repeatable)");
+  cas_->add_option("--clear", clears_, "a column to clear (repeatable)")
+      ->allow_extra_args(false);
   enable_ = crdt->add_subcommand("enable", "enable a flag");
   disable_ = crdt->add_subcommand("disable", "disable a flag");
   get_ = crdt->add_subcommand(
@@ -176,7 +241,13 @@ CrdtCommands::CrdtCommands(CLI::App& app) {
   set_->add_option("value", value_)->required();
   set_->add_option("--context", context_,
                    "an mv_register's context, as `crdt get` printed it");
-  set_->add_option("--key", key_, "the key of a map column to write");
+  for (auto* c : {set_, add_, remove_, enable_, disable_}) {
+    c->add_option("--key", keys_,
+                  "in a map column: the key (one per level of maps, "
+                  "repeated) leading to the value written; fewer name a map "
+                  "inside, whose keys `remove` removes")
+        ->allow_extra_args(false);
+  }
   get_->add_flag("--majority", majority_,
                  "merge the row from a majority of the nodes first");
   status_ = crdt->add_subcommand(
@@ -196,6 +267,7 @@ int CrdtCommands::Update(client::Client& c, rpc::CrdtOp op, bool json) {
   req.set_table(table_);
   req.set_row(row_);
   op.set_column(column_);
+  for (const std::string& k : keys_) op.add_path(k);
   *req.add_ops() = std::move(op);
   auto r = c.CrdtUpdate(req);
   if (!r.ok()) return Fail(r.status());
@@ -274,7 +346,7 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
       }
       std::vector<std::string> cols;
       for (const rpc::CrdtColumn& col : t.columns()) {
-        cols.push_back(absl::StrCat(col.name(), ":", Name(col.type())));
+        cols.push_back(absl::StrCat(col.name(), ":", TypeName(col)));
       }
       std::cout << t.name() << "\t" << absl::StrJoin(cols, " ") << "\n";
     }
@@ -294,7 +366,6 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
   if (*set_) {
     op.set_kind(rpc::CrdtOp::SET);
     op.set_value(value_);
-    op.set_key(key_);
     std::string context;
     if (!context_.empty() && !absl::Base64Unescape(context_, &context)) {
       return Fail(absl::InvalidArgumentError(

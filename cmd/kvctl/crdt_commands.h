@@ -30,8 +30,8 @@ class CrdtCommands {
 
   CLI::App *create_, *alter_, *drop_, *tables_, *incr_, *add_, *remove_, *set_,
       *enable_, *disable_, *get_, *status_, *retire_, *cas_;
-  std::string table_, row_, column_, value_, context_, key_;
-  std::vector<std::string> columns_, elements_;
+  std::string table_, row_, column_, value_, context_;
+  std::vector<std::string> columns_, elements_, keys_;
   // crdt cas.
   std::vector<std::string> sets_, expects_, expect_unset_, clears_;
   std::optional<uint64_t> version_;

@@ -164,6 +164,75 @@ bool IsKeyed(kvpb::CrdtColumnType t) {
   return t == kvpb::CRDT_AW_SET || t == kvpb::CRDT_AW_MAP;
 }
 
+// A map column's shape: the levels of keys leading to its values, and what
+// those are (mv-registers, flags or sets).
+struct MapShape {
+  size_t depth = 1;
+  kvpb::CrdtColumnType values = kvpb::CRDT_MV_REGISTER;
+};
+MapShape ShapeOf(const kvpb::CrdtColumn& c) {
+  MapShape shape;
+  for (int t : c.value_types()) {
+    if (t == kvpb::CRDT_AW_MAP) {
+      ++shape.depth;
+    } else {
+      shape.values = static_cast<kvpb::CrdtColumnType>(t);
+    }
+  }
+  return shape;
+}
+// How a column's stored entries are encoded: a map's as its values are (an
+// mv-register; a flag, also for a set's elements).
+kvpb::CrdtColumnType StoredType(const kvpb::CrdtColumn& c) {
+  if (c.type() != kvpb::CRDT_AW_MAP) return c.type();
+  return ShapeOf(c).values == kvpb::CRDT_MV_REGISTER ? kvpb::CRDT_AW_MAP
+                                                     : kvpb::CRDT_EW_FLAG;
+}
+// The keys leading to a keyed entry: a set's element, or a map's keys (and
+// a set's element inside). How many a column's entries have.
+size_t PathParts(const kvpb::CrdtColumn& c) {
+  if (c.type() != kvpb::CRDT_AW_MAP) return 1;
+  const MapShape shape = ShapeOf(c);
+  return shape.depth + (shape.values == kvpb::CRDT_AW_SET ? 1 : 0);
+}
+// A keyed entry's element from its path: each part but the last
+// length-prefixed, the last as is (so a set's element, or the key of a map
+// one level deep, is itself).
+std::string PathElement(const std::vector<std::string>& parts) {
+  std::string out;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    clocks::PutVarint(&out, parts[i].size());
+    out += parts[i];
+  }
+  if (!parts.empty()) out += parts.back();
+  return out;
+}
+// What the elements of the entries below the path `parts` begin with.
+std::string PathPrefix(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const std::string& p : parts) {
+    clocks::PutVarint(&out, p.size());
+    out += p;
+  }
+  return out;
+}
+// PathElement's inverse, for an element of `n` parts.
+std::optional<std::vector<std::string>> SplitPath(const std::string& element,
+                                                  size_t n) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  for (size_t i = 0; i + 1 < n; ++i) {
+    uint64_t len = 0;
+    if (!clocks::GetVarint(element, &at, &len) || element.size() - at < len) {
+      return std::nullopt;
+    }
+    out.push_back(element.substr(at, len));
+    at += len;
+  }
+  out.push_back(element.substr(at));
+  return out;
+}
+
 absl::Status CheckElements(const std::vector<std::string>& elements,
                            const char* what) {
   if (elements.empty()) {
@@ -188,10 +257,9 @@ absl::Status CheckValue(const std::string& value) {
   return absl::OkStatus();
 }
 
-absl::Status Refuse(const std::string& column, kvpb::CrdtColumnType type,
-                    const char* use) {
+absl::Status Refuse(const kvpb::CrdtColumn& c, const char* use) {
   return absl::InvalidArgumentError(absl::StrCat(
-      "column ", column, " is a ", CrdtTypeName(type), ": use ", use));
+      "column ", c.name(), " is a ", CrdtColumnTypeName(c), ": use ", use));
 }
 
 // Whether `op` fits its column; the column's type.
@@ -205,7 +273,7 @@ absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
   const kvpb::CrdtColumnType type = c->type();
   switch (type) {
     case kvpb::CRDT_G_COUNTER:
-      if (op.kind != CrdtOp::kIncrement) return Refuse(op.column, type, "incr");
+      if (op.kind != CrdtOp::kIncrement) return Refuse(*c, "incr");
       if (op.amount <= 0) {
         return absl::InvalidArgumentError(absl::StrCat(
             "column ", op.column,
@@ -214,14 +282,14 @@ absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
       }
       break;
     case kvpb::CRDT_PN_COUNTER:
-      if (op.kind != CrdtOp::kIncrement) return Refuse(op.column, type, "incr");
+      if (op.kind != CrdtOp::kIncrement) return Refuse(*c, "incr");
       if (op.amount == INT64_MIN) {
         return absl::InvalidArgumentError("increment out of range");
       }
       break;
     case kvpb::CRDT_LWW_REGISTER:
     case kvpb::CRDT_MV_REGISTER:
-      if (op.kind != CrdtOp::kSet) return Refuse(op.column, type, "set");
+      if (op.kind != CrdtOp::kSet) return Refuse(*c, "set");
       if (absl::Status s = CheckValue(op.value); !s.ok()) return s;
       if (type == kvpb::CRDT_LWW_REGISTER && !op.context.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -231,33 +299,69 @@ absl::StatusOr<kvpb::CrdtColumnType> CheckOp(const kvpb::CrdtTable& t,
       break;
     case kvpb::CRDT_EW_FLAG:
       if (op.kind != CrdtOp::kEnable && op.kind != CrdtOp::kDisable) {
-        return Refuse(op.column, type, "enable or disable");
+        return Refuse(*c, "enable or disable");
       }
       break;
     case kvpb::CRDT_AW_SET:
       if (op.kind != CrdtOp::kAdd && op.kind != CrdtOp::kRemove) {
-        return Refuse(op.column, type, "add or remove");
+        return Refuse(*c, "add or remove");
       }
       if (absl::Status s = CheckElements(op.elements, "element"); !s.ok()) {
         return s;
       }
       break;
-    case kvpb::CRDT_AW_MAP:
-      if (op.kind == CrdtOp::kSet) {
-        if (op.key.empty()) {
+    case kvpb::CRDT_AW_MAP: {
+      const MapShape shape = ShapeOf(*c);
+      if (op.path.size() > shape.depth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("column ", op.column, " is a ", CrdtColumnTypeName(*c),
+                         ": a path of at most ", shape.depth, " keys"));
+      }
+      for (const std::string& key : op.path) {
+        if (key.empty()) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "column ", op.column, " is a map: name the key to set"));
+              "column ", op.column, ": a map's key is 1 byte or more"));
         }
-        if (absl::Status s = CheckElements({op.key}, "key"); !s.ok()) return s;
-        if (absl::Status s = CheckValue(op.value); !s.ok()) return s;
-      } else if (op.kind == CrdtOp::kRemove) {
+      }
+      if (!op.path.empty()) {
+        if (absl::Status s = CheckElements(op.path, "key"); !s.ok()) return s;
+      }
+      if (op.path.size() < shape.depth) {
+        // A map inside (the column itself for an empty path).
+        if (op.kind != CrdtOp::kRemove) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "column ", op.column, " is a ", CrdtColumnTypeName(*c), ": name ",
+              shape.depth, " key", shape.depth > 1 ? "s" : "",
+              " (--key) to reach a value, or remove keys"));
+        }
         if (absl::Status s = CheckElements(op.elements, "key"); !s.ok()) {
           return s;
         }
-      } else {
-        return Refuse(op.column, type, "set KEY VALUE or remove KEY");
+        break;
+      }
+      switch (shape.values) {
+        case kvpb::CRDT_EW_FLAG:
+          if (op.kind != CrdtOp::kEnable && op.kind != CrdtOp::kDisable) {
+            return Refuse(*c, "enable or disable on a key");
+          }
+          break;
+        case kvpb::CRDT_AW_SET:
+          if (op.kind != CrdtOp::kAdd && op.kind != CrdtOp::kRemove) {
+            return Refuse(*c, "add or remove on a key");
+          }
+          if (absl::Status s = CheckElements(op.elements, "element"); !s.ok()) {
+            return s;
+          }
+          break;
+        default:
+          if (op.kind != CrdtOp::kSet) {
+            return Refuse(*c, "set KEY VALUE or remove KEY");
+          }
+          if (absl::Status s = CheckValue(op.value); !s.ok()) return s;
+          break;
       }
       break;
+    }
     case kvpb::CRDT_CAS_REGISTER:
       return absl::InvalidArgumentError(absl::StrCat(
           "column ", op.column,
@@ -601,7 +705,7 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
     elements += op.elements.size();
     contexts.emplace_back();
     if ((*t == kvpb::CRDT_MV_REGISTER || *t == kvpb::CRDT_AW_MAP) &&
-        !op.context.empty()) {
+        op.kind == CrdtOp::kSet && !op.context.empty()) {
       absl::StatusOr<Causal<RegisterStore>> c =
           crdt::DecodeMVRegister(op.context);
       if (!c.ok()) {
@@ -689,51 +793,47 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
         StageCausalLocked(prefix + state_entry, *f, *old);
         break;
       }
-      case kvpb::CRDT_AW_SET: {
-        // Each element is a flag of its own: an add enables it (one new
-        // dot replaces the element's old ones), a remove disables it (the
-        // adds seen here go; a concurrent add elsewhere stays).
-        for (const std::string& element : op.elements) {
-          const std::string entry = Entry(op.column, kElement, element);
-          absl::StatusOr<std::optional<std::string>> old_el =
-              ReadLocked(prefix + entry);
-          if (!old_el.ok()) return old_el.status();
-          absl::StatusOr<Causal<FlagStore>> el =
-              DecodeOr<Causal<FlagStore>>(*old_el, DecodeFlag);
-          if (!el.ok()) return el.status();
-          if (op.kind == CrdtOp::kRemove && el->store.empty()) continue;
-          const Causal<FlagStore> d = op.kind == CrdtOp::kAdd
-                                          ? Event(el->store, NextDotLocked())
-                                          : crdt::RemoveAll(el->store);
-          JoinCausal(*el, floor_, d, nullptr);
-          change.entries.emplace_back(entry, EncodeFlag(d));
-          StageCausalLocked(prefix + entry, *el, *old_el);
-        }
-        break;
-      }
+      case kvpb::CRDT_AW_SET:
       case kvpb::CRDT_AW_MAP: {
-        // Each key is an mv-register of its own: a write replaces the
-        // siblings its context names, a removal the ones seen here (a
-        // concurrent write elsewhere stays).
-        const std::vector<std::string> keys =
-            op.kind == CrdtOp::kSet ? std::vector<std::string>{op.key}
-                                    : op.elements;
-        for (const std::string& key : keys) {
-          const std::string entry = Entry(op.column, kElement, key);
-          absl::StatusOr<std::optional<std::string>> old_key =
+        // Keyed entries, each a flag (a set's element, a map's flag) or an
+        // mv-register (a map's register) of its own. An add or an enable
+        // puts one new dot in place of the entry's old ones, a register's
+        // write replaces the siblings its context names, and a removal
+        // takes the dots seen here (a concurrent add or write elsewhere
+        // stays).
+        const kvpb::CrdtColumn& col = *FindColumn(table, op.column);
+        absl::StatusOr<std::vector<std::string>> entries =
+            EntriesOfLocked(prefix, col, op);
+        if (!entries.ok()) return entries.status();
+        const bool removal =
+            op.kind == CrdtOp::kRemove || op.kind == CrdtOp::kDisable;
+        for (const std::string& entry : *entries) {
+          absl::StatusOr<std::optional<std::string>> old_e =
               ReadLocked(prefix + entry);
-          if (!old_key.ok()) return old_key.status();
-          absl::StatusOr<Causal<RegisterStore>> r =
-              DecodeOr<Causal<RegisterStore>>(*old_key, crdt::DecodeMVRegister);
-          if (!r.ok()) return r.status();
-          if (op.kind == CrdtOp::kRemove && r->store.empty()) continue;
-          const Causal<RegisterStore> d =
-              op.kind == CrdtOp::kSet
-                  ? RegisterWrite(contexts[i], NextDotLocked(), op.value)
-                  : crdt::RemoveAll(r->store);
-          JoinCausal(*r, floor_, d, nullptr);
-          change.entries.emplace_back(entry, crdt::Encode(d));
-          StageCausalLocked(prefix + entry, *r, *old_key);
+          if (!old_e.ok()) return old_e.status();
+          if (StoredType(col) == kvpb::CRDT_AW_MAP) {
+            absl::StatusOr<Causal<RegisterStore>> r =
+                DecodeOr<Causal<RegisterStore>>(*old_e, crdt::DecodeMVRegister);
+            if (!r.ok()) return r.status();
+            if (removal && r->store.empty()) continue;
+            const Causal<RegisterStore> d =
+                removal ? crdt::RemoveAll(r->store)
+                        : RegisterWrite(contexts[i], NextDotLocked(), op.value);
+            JoinCausal(*r, floor_, d, nullptr);
+            change.entries.emplace_back(entry, crdt::Encode(d));
+            StageCausalLocked(prefix + entry, *r, *old_e);
+          } else {
+            absl::StatusOr<Causal<FlagStore>> f =
+                DecodeOr<Causal<FlagStore>>(*old_e, DecodeFlag);
+            if (!f.ok()) return f.status();
+            if (removal && f->store.empty()) continue;
+            const Causal<FlagStore> d = removal
+                                            ? crdt::RemoveAll(f->store)
+                                            : Event(f->store, NextDotLocked());
+            JoinCausal(*f, floor_, d, nullptr);
+            change.entries.emplace_back(entry, EncodeFlag(d));
+            StageCausalLocked(prefix + entry, *f, *old_e);
+          }
         }
         break;
       }
@@ -750,6 +850,51 @@ absl::StatusOr<CrdtRowChange> CrdtReplica::StageUpdate(
     }
   });
   return change;
+}
+
+absl::StatusOr<std::vector<std::string>> CrdtReplica::EntriesOfLocked(
+    const std::string& prefix, const kvpb::CrdtColumn& col,
+    const CrdtOp& op) const {
+  std::vector<std::string> out;
+  if (col.type() == kvpb::CRDT_AW_SET) {
+    for (const std::string& e : op.elements) {
+      out.push_back(Entry(col.name(), kElement, e));
+    }
+    return out;
+  }
+  const MapShape shape = ShapeOf(col);
+  if (op.path.size() == shape.depth) {  // a value of the map
+    if (shape.values != kvpb::CRDT_AW_SET) {
+      out.push_back(Entry(col.name(), kElement, PathElement(op.path)));
+      return out;
+    }
+    std::vector<std::string> parts = op.path;
+    for (const std::string& e : op.elements) {
+      parts.push_back(e);
+      out.push_back(Entry(col.name(), kElement, PathElement(parts)));
+      parts.pop_back();
+    }
+    return out;
+  }
+  // Keys of a map inside: each one's entry, or every entry below it.
+  std::vector<std::string> parts = op.path;
+  for (const std::string& key : op.elements) {
+    parts.push_back(key);
+    if (parts.size() == PathParts(col)) {
+      out.push_back(Entry(col.name(), kElement, PathElement(parts)));
+    } else {
+      const std::string below =
+          prefix + Entry(col.name(), kElement, PathPrefix(parts));
+      absl::StatusOr<std::map<std::string, std::string>> found =
+          ScanLocked(below);
+      if (!found.ok()) return found.status();
+      for (const auto& [key_below, value] : *found) {
+        out.push_back(key_below.substr(prefix.size()));
+      }
+    }
+    parts.pop_back();
+  }
+  return out;
 }
 
 absl::Status CrdtReplica::Merge(const kvpb::CrdtTable& table,
@@ -818,14 +963,16 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
       return absl::InvalidArgumentError(absl::StrCat(
           "column ", at->column, " is a cas_register, kept through raft"));
     }
-    if (IsKeyed(col->type()) != (at->kind == kElement)) {
+    if (IsKeyed(col->type()) != (at->kind == kElement) ||
+        (at->kind == kElement &&
+         !SplitPath(at->element, PathParts(*col)).has_value())) {
       return absl::InvalidArgumentError(
           absl::StrCat("entry does not fit column ", at->column, " (a ",
-                       CrdtTypeName(col->type()), ")"));
+                       CrdtColumnTypeName(*col), ")"));
     }
-    Decoded d{entry, col->type(), {}, {}, {}, {}, {}};
+    Decoded d{entry, StoredType(*col), {}, {}, {}, {}, {}};
     absl::Status s;
-    switch (col->type()) {
+    switch (d.type) {
       case kvpb::CRDT_G_COUNTER:
         s = Into(crdt::DecodeGCounter(value), &d.g);
         break;
@@ -877,7 +1024,7 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
       const kvpb::CrdtColumn* col =
           at ? FindColumn(table, at->column) : nullptr;
       if (col == nullptr) continue;
-      const kvpb::CrdtColumnType t = col->type();
+      const kvpb::CrdtColumnType t = StoredType(*col);
       if (t == kvpb::CRDT_EW_FLAG || t == kvpb::CRDT_AW_SET ||
           t == kvpb::CRDT_MV_REGISTER || t == kvpb::CRDT_AW_MAP) {
         in.push_back(Decoded{std::move(entry), t, {}, {}, {}, {}, {}});
@@ -934,12 +1081,34 @@ absl::Status CrdtReplica::MergeLocked(const kvpb::CrdtTable& table,
   return absl::OkStatus();
 }
 
+namespace {
+
+// A map's keys as read (stored in another order), each with what it holds.
+struct KeyTree {
+  std::map<std::string, KeyTree> keys;
+  CrdtValue::Entry value;
+
+  std::vector<CrdtValue::Entry> Entries() {
+    std::vector<CrdtValue::Entry> out;
+    for (auto& [key, below] : keys) {
+      CrdtValue::Entry e = std::move(below.value);
+      e.key = key;
+      e.entries = below.Entries();
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
 absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
     const kvpb::CrdtTable& table, const std::string& row) const {
   const std::string prefix = RowPrefix(table.id(), row);
   std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
   std::unique_ptr<storage::Iterator> it = snap->NewIterator();
   std::map<std::string, CrdtValue> out;
+  std::map<std::string, KeyTree> maps;  // by column
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
     std::optional<EntryParts> at = ParseEntry(it->key().substr(prefix.size()));
@@ -993,12 +1162,40 @@ absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
         break;
       }
       case kvpb::CRDT_AW_MAP: {
-        auto r = crdt::DecodeMVRegister(value);
-        s = r.status();
-        if (r.ok() && !r->store.empty()) {
-          CrdtValue::Entry& e = v.entries.emplace_back();
-          e.key = at->element;
-          ReadRegister(*r, &e.values, &e.context);
+        // The live values only, under the keys that lead to them.
+        std::optional<std::vector<std::string>> parts =
+            SplitPath(at->element, PathParts(*col));
+        if (!parts) {
+          s = absl::DataLossError("malformed map key");
+          break;
+        }
+        const MapShape shape = ShapeOf(*col);
+        std::string element;
+        if (shape.values == kvpb::CRDT_AW_SET) {
+          element = std::move(parts->back());
+          parts->pop_back();
+        }
+        auto at_path = [&] {
+          KeyTree* node = &maps[at->column];
+          for (const std::string& p : *parts) node = &node->keys[p];
+          return &node->value;
+        };
+        if (shape.values == kvpb::CRDT_MV_REGISTER) {
+          auto r = crdt::DecodeMVRegister(value);
+          s = r.status();
+          if (r.ok() && !r->store.empty()) {
+            CrdtValue::Entry* e = at_path();
+            ReadRegister(*r, &e->values, &e->context);
+          }
+          break;
+        }
+        auto f = DecodeFlag(value);
+        s = f.status();
+        if (!f.ok() || f->store.empty()) break;
+        if (shape.values == kvpb::CRDT_AW_SET) {
+          at_path()->elements.push_back(std::move(element));
+        } else {
+          at_path()->enabled = true;
         }
         break;
       }
@@ -1011,6 +1208,7 @@ absl::StatusOr<std::vector<CrdtValue>> CrdtReplica::Read(
     }
   }
   if (!it->status().ok()) return it->status();
+  for (auto& [column, tree] : maps) out[column].entries = tree.Entries();
   std::vector<CrdtValue> values;
   for (auto& [c, v] : out) values.push_back(std::move(v));
   return values;

@@ -51,8 +51,11 @@ struct CrdtOp {
   std::string context;
   // kAdd, kRemove: elements of a set; kRemove on a map: its keys.
   std::vector<std::string> elements;
-  // kSet on a map: the key written (`context`: the one read for that key).
-  std::string key;
+  // On a map: the keys, one per level, leading to the value operated on. As
+  // deep as the map: its value (kSet of a register, `context` the one read
+  // for it; kEnable, kDisable of a flag; kAdd, kRemove of a set's
+  // elements). Shallower: a map inside, whose keys kRemove removes.
+  std::vector<std::string> path;
 };
 
 // What a row holds in one column, as read.
@@ -71,11 +74,16 @@ struct CrdtValue {
   uint64_t writer = 0;
   // mv_register: the causal context to pass back with the next write.
   std::string context;
-  // map: each key's register, in key order.
+  // map: its keys, in byte order, with what each holds (as the map's value
+  // type says): a register's siblings and context, a flag (enabled: a
+  // disabled one is not listed), a set's elements, or a map's keys.
   struct Entry {
     std::string key;
     std::vector<std::string> values;
     std::string context;
+    bool enabled = false;
+    std::vector<std::string> elements;
+    std::vector<Entry> entries;
   };
   std::vector<Entry> entries;
 };
@@ -245,6 +253,13 @@ class CrdtReplica {
   // Every staged or stored key under `prefix`, with its value.
   absl::StatusOr<std::map<std::string, std::string>> ScanLocked(
       const std::string& prefix) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The entries (within the row at `prefix`) that `op`, checked, writes in
+  // a keyed column `col`: a set's elements; a map's value (a set's
+  // elements in it); or each key removed from a map inside, with every
+  // entry below it.
+  absl::StatusOr<std::vector<std::string>> EntriesOfLocked(
+      const std::string& prefix, const kvpb::CrdtColumn& col,
+      const CrdtOp& op) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks and stages an update; on success `done` (moved from) is called
   // once it is durable.
   absl::StatusOr<CrdtRowChange> StageUpdate(const kvpb::CrdtTable& table,

@@ -41,6 +41,19 @@ const char* CrdtTypeName(kvpb::CrdtColumnType t) {
   return "unknown";
 }
 
+std::string CrdtColumnTypeName(const kvpb::CrdtColumn& c) {
+  std::string out = CrdtTypeName(c.type());
+  std::string close;
+  for (int i = 0; i < c.value_types_size(); ++i) {
+    const kvpb::CrdtColumnType t = c.value_types(i);
+    // The innermost map's registers go unsaid, as for a map of them.
+    if (i + 1 == c.value_types_size() && t == kvpb::CRDT_MV_REGISTER) break;
+    absl::StrAppend(&out, "<", CrdtTypeName(t));
+    close += ">";
+  }
+  return out + close;
+}
+
 std::optional<kvpb::CrdtColumnType> ParseCrdtType(const std::string& name) {
   for (const TypeName& n : kTypeNames) {
     if (name == n.name) return n.type;
@@ -62,6 +75,42 @@ absl::Status CrdtSchema::CheckName(const std::string& what,
       " characters of a-z, 0-9, _ and -, starting with a letter"));
 }
 
+namespace {
+
+// A map's value types: registers, flags, sets, or maps of them, at most
+// kMaxCrdtMapDepth levels; other types have none.
+absl::Status CheckValueTypes(const kvpb::CrdtColumn& c) {
+  if (c.value_types().empty()) return absl::OkStatus();
+  if (c.type() != kvpb::CRDT_AW_MAP) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column ", c.name(), " is a ", CrdtTypeName(c.type()),
+                     ": only a map has value types"));
+  }
+  int maps = 1;
+  for (int i = 0; i < c.value_types_size(); ++i) {
+    const kvpb::CrdtColumnType t = c.value_types(i);
+    const bool last = i + 1 == c.value_types_size();
+    if (t == kvpb::CRDT_AW_MAP) {
+      ++maps;
+    } else if ((t != kvpb::CRDT_MV_REGISTER && t != kvpb::CRDT_EW_FLAG &&
+                t != kvpb::CRDT_AW_SET) ||
+               !last) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "column ", c.name(),
+          ": a map holds mv_registers, flags, sets or maps of them, not ",
+          CrdtTypeName(t), last ? "" : " with values of its own"));
+    }
+  }
+  if (maps > kMaxCrdtMapDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("column ", c.name(),
+                                                   ": maps nest at most ",
+                                                   kMaxCrdtMapDepth, " deep"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status CrdtSchema::CheckColumns(
     const google::protobuf::RepeatedPtrField<kvpb::CrdtColumn>& add,
     const google::protobuf::RepeatedPtrField<kvpb::CrdtColumn>& existing) {
@@ -79,13 +128,16 @@ absl::Status CrdtSchema::CheckColumns(
     if (CrdtTypeName(c.type()) == std::string("unknown")) {
       return absl::InvalidArgumentError(
           absl::StrCat("column ", c.name(),
-                       " has no type (one of g_counter, "
-                       "pn_counter, lww_register, mv_register, flag, set)"));
+                       " has no type (one of g_counter, pn_counter, "
+                       "lww_register, mv_register, flag, set, map, "
+                       "cas_register)"));
     }
+    if (absl::Status s = CheckValueTypes(c); !s.ok()) return s;
     for (const kvpb::CrdtColumn& e : existing) {
-      if (e.name() == c.name() && e.type() != c.type()) {
+      if (e.name() == c.name() &&
+          CrdtColumnTypeName(e) != CrdtColumnTypeName(c)) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "column ", c.name(), " is a ", CrdtTypeName(e.type()),
+            "column ", c.name(), " is a ", CrdtColumnTypeName(e),
             "; a column's type never changes (add a column under a new name)"));
       }
     }

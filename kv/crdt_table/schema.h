@@ -16,6 +16,8 @@ namespace tally::kv {
 // Limits of a CRDT table's schema.
 inline constexpr size_t kMaxCrdtNameBytes = 64;
 inline constexpr int kMaxCrdtColumns = 64;
+// Maps inside maps: at most this many levels of keys.
+inline constexpr int kMaxCrdtMapDepth = 3;
 
 // The schemas of the CRDT tables, kept in the metadata group (key space
 // 'c'): created, altered (columns added) and dropped through raft, so every
@@ -70,6 +72,9 @@ class CrdtSchema final : public Module {
 // "g_counter", "pn_counter", "lww_register", "mv_register", "flag", "set",
 // "map", "cas_register".
 const char* CrdtTypeName(kvpb::CrdtColumnType t);
+// A column's type with a map's values: "map<set>", "map<map<flag>>"; a map
+// of mv-registers is "map".
+std::string CrdtColumnTypeName(const kvpb::CrdtColumn& c);
 // The inverse; nullopt for an unknown name.
 std::optional<kvpb::CrdtColumnType> ParseCrdtType(const std::string& name);
 

@@ -44,6 +44,9 @@ Columns ToKv(const google::protobuf::RepeatedPtrField<rpc::CrdtColumn>& in) {
     kvpb::CrdtColumn* k = out.Add();
     k->set_name(c.name());
     k->set_type(static_cast<kvpb::CrdtColumnType>(c.type()));
+    for (int t : c.value_types()) {
+      k->add_value_types(static_cast<kvpb::CrdtColumnType>(t));
+    }
   }
   return out;
 }
@@ -56,6 +59,9 @@ rpc::CrdtTable ToApi(const kvpb::CrdtTable& t) {
     rpc::CrdtColumn* a = out.add_columns();
     a->set_name(c.name());
     a->set_type(static_cast<rpc::CrdtType>(c.type()));
+    for (int t : c.value_types()) {
+      a->add_value_types(static_cast<rpc::CrdtType>(t));
+    }
   }
   out.set_created_ms(t.created_ms());
   out.set_version(t.version());
@@ -89,8 +95,20 @@ CrdtOp FromApi(const rpc::CrdtOp& in) {
   op.value = in.value();
   op.context = in.context();
   op.elements.assign(in.elements().begin(), in.elements().end());
-  op.key = in.key();
+  op.path.assign(in.path().begin(), in.path().end());
+  if (!in.key().empty()) op.path.push_back(in.key());
   return op;
+}
+
+void ToApi(CrdtValue::Entry&& e, rpc::CrdtMapEntry* out) {
+  out->set_key(std::move(e.key));
+  for (std::string& s : e.values) out->add_values(std::move(s));
+  out->set_context(std::move(e.context));
+  out->set_enabled(e.enabled);
+  for (std::string& s : e.elements) out->add_elements(std::move(s));
+  for (CrdtValue::Entry& below : e.entries) {
+    ToApi(std::move(below), out->add_entries());
+  }
 }
 
 rpc::CrdtValue ToApi(CrdtValue&& v) {
@@ -103,12 +121,7 @@ rpc::CrdtValue ToApi(CrdtValue&& v) {
   out.set_timestamp(v.timestamp);
   out.set_writer(v.writer);
   out.set_context(std::move(v.context));
-  for (CrdtValue::Entry& e : v.entries) {
-    rpc::CrdtMapEntry* o = out.add_entries();
-    o->set_key(std::move(e.key));
-    for (std::string& s : e.values) o->add_values(std::move(s));
-    o->set_context(std::move(e.context));
-  }
+  for (CrdtValue::Entry& e : v.entries) ToApi(std::move(e), out.add_entries());
   return out;
 }
 

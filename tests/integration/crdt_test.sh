@@ -103,7 +103,7 @@ ok "mv_register siblings resolved by a write with the context read"
 # A map column, added to the table: each key an mv_register.
 kvctl crdt alter carts prefs:map >/dev/null || fail "alter: add a map column"
 out=$(on 1 crdt set carts bob prefs red 2>&1; echo "rc=$?")
-[[ "$out" == *"column prefs is a map: name the key to set"*"rc=2" ]] || fail "map set without a key: $out"
+[[ "$out" == *"column prefs is a map: name 1 key (--key) to reach a value"*"rc=2" ]] || fail "map set without a key: $out"
 on 1 crdt set carts bob prefs --key color red >/dev/null
 on 2 crdt set carts bob prefs --key size L >/dev/null
 converge 10 bob >/dev/null || fail "no convergence of the map"
@@ -119,6 +119,25 @@ converge 10 bob >/dev/null || fail "no convergence of the map"
 [[ "$(on 3 crdt get carts bob)" == *'prefs	map	{"color": "green"}'* ]] ||
   fail "map after resolving and removing: $(on 3 crdt get carts bob)"
 ok "map keys: a blind write adds a sibling, a write with the key's context replaces them, a removed key is gone"
+
+# Maps of sets and of maps of flags. Removing a key takes everything below
+# it that its node saw; what is added below it afterwards stays.
+kvctl crdt alter carts 'tags:map<set>' 'perms:map<map<flag>>' >/dev/null || fail "alter: nested maps"
+[[ "$(kvctl crdt tables)" == *"tags:map<set> perms:map<map<flag>>"* ]] || fail "tables: $(kvctl crdt tables)"
+on 1 crdt add carts dan tags --key fruit apple pear >/dev/null
+on 1 crdt enable carts dan perms --key alice --key read >/dev/null
+on 1 crdt enable carts dan perms --key bob --key read >/dev/null
+converge 10 dan >/dev/null || fail "no convergence of nested maps"
+on 2 crdt remove carts dan tags fruit >/dev/null
+on 2 crdt remove carts dan perms --key bob read >/dev/null
+on 3 crdt add carts dan tags --key fruit plum >/dev/null
+converge 10 dan >/dev/null || fail "no convergence of nested maps"
+out=$(on 1 crdt get carts dan)
+[[ "$out" == *'tags	map	{"fruit": {"plum"}}'* && "$out" == *'perms	map	{"alice": {"read": enabled}}'* ]] ||
+  fail "nested maps: $out"
+out=$(on 1 crdt add carts dan tags apple 2>&1; echo "rc=$?")
+[[ "$out" == *"column tags is a map<set>: name 1 key (--key) to reach a value"*"rc=2" ]] || fail "add to a map of sets without a key: $out"
+ok "maps of sets and of maps of flags: a removed key takes what was seen below it"
 
 # A cas_register: kept through raft, changed by compare-and-set only. Of
 # two decided on the same version or value, one wins, whichever node each
