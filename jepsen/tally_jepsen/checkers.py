@@ -390,7 +390,7 @@ def crdt(events):
 
 
 def for_workload(name, history_path, events, read_modes):
-    if name == "register":
+    if name in ("register", "crdt-cas"):
         return [linearizable(history_path, read_modes), staleness(events)]
     if name in ("set", "durability"):
         return [append_set(events)]

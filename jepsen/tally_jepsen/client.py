@@ -71,6 +71,8 @@ _CRDT = {
     "Update": (crdt_pb2.CrdtUpdateRequest, crdt_pb2.CrdtUpdateResponse),
     "Get": (crdt_pb2.CrdtGetRequest, crdt_pb2.CrdtGetResponse),
     "Status": (crdt_pb2.CrdtStatusRequest, crdt_pb2.CrdtStatusResponse),
+    "Cas": (crdt_pb2.CrdtCasRequest, crdt_pb2.CrdtCasResponse),
+    "CasGet": (crdt_pb2.CrdtCasGetRequest, crdt_pb2.CrdtCasGetResponse),
 }
 _SERVICES = {"KV": _KV, "Cluster": _CLUSTER, "Leases": _LEASES, "Locks": _LOCKS,
              "Idempotency": _IDEM, "Sagas": _SAGAS, "Crdt": _CRDT}

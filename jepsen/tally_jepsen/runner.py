@@ -91,7 +91,7 @@ def execute(plan, out_root):
     with open(os.path.join(run_dir, "plan.json"), "w") as f:
         json.dump(plan.to_json(), f, indent=2)
     workload = workloads.WORKLOADS[plan.workload]()
-    if plan.workload == "register":
+    if plan.workload in ("register", "crdt-cas"):
         workload.read_mode = plan.read_mode
     if plan.workload == "exactly-once":
         workload.idle_every, workload.idle_for = plan.idle_every, plan.idle_for

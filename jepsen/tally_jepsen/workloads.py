@@ -98,6 +98,7 @@ class Register:
     def run(self, process, ctx):
         rng = ctx.rng(process)
         node = ctx.node_for(process)
+        self.setup(ctx, node)
         last_seen = {}
         while not ctx.stop.is_set():
             key = self._key(ctx, rng)
@@ -106,49 +107,129 @@ class Register:
                 mode = self.read_mode
                 if mode == "mixed":
                     mode = rng.choice(["linearizable", "lease", "serializable"])
-                req = kv_pb2.GetRequest(key=key.encode(), read_mode=tc.READ_MODES[mode])
-
-                def call(req=req):
-                    r = ctx.conn.call(node, "Get", req, timeout=OP_TIMEOUT)
-                    if r.type != OK:
-                        return r.type, None, r.node, r.error
-                    v = _int(r.response.kv.value) if r.response.found else None
-                    return OK, v, r.node, None
-
-                done = record(ctx, process, "read", key, None, call, {"mode": mode})
+                done = record(ctx, process, "read", key, None,
+                              self.read_call(ctx, node, key, mode), {"mode": mode})
                 if done["type"] == OK:
                     last_seen[key] = done["value"]
             elif x < 0.8:
                 v = next(self._values)
-                req = kv_pb2.PutRequest(key=key.encode(), value=str(v).encode())
-
-                def call(req=req, v=v):
-                    r = ctx.conn.call(node, "Put", req, timeout=OP_TIMEOUT)
-                    return r.type, v, r.node, r.error
-
-                record(ctx, process, "write", key, v, call)
+                record(ctx, process, "write", key, v, self.write_call(ctx, node, key, v))
             else:
                 old = last_seen.get(key)
                 new = next(self._values)
-                if old is None:
-                    cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VERSION,
-                                         op=kv_pb2.Compare.EQUAL, version=0)
-                else:
-                    cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VALUE,
-                                         op=kv_pb2.Compare.EQUAL, value=str(old).encode())
-                req = kv_pb2.TxnRequest(compare=[cmp], success=[kv_pb2.TxnOp(
-                    put=kv_pb2.PutRequest(key=key.encode(), value=str(new).encode()))])
+                record(ctx, process, "cas", key, [old, new],
+                       self.cas_call(ctx, node, key, old, new))
 
-                def call(req=req, old=old, new=new):
-                    r = ctx.conn.call(node, "Txn", req, timeout=OP_TIMEOUT)
-                    if r.type == OK and not r.response.succeeded:
-                        return FAIL, [old, new], r.node, "compare failed"
-                    return r.type, [old, new], r.node, r.error
+    def setup(self, ctx, node):
+        pass
 
-                record(ctx, process, "cas", key, [old, new], call)
+    # Each returns call() -> (type, value, node, error) for record().
+    def read_call(self, ctx, node, key, mode):
+        req = kv_pb2.GetRequest(key=key.encode(), read_mode=tc.READ_MODES[mode])
+
+        def call():
+            r = ctx.conn.call(node, "Get", req, timeout=OP_TIMEOUT)
+            if r.type != OK:
+                return r.type, None, r.node, r.error
+            v = _int(r.response.kv.value) if r.response.found else None
+            return OK, v, r.node, None
+
+        return call
+
+    def write_call(self, ctx, node, key, v):
+        req = kv_pb2.PutRequest(key=key.encode(), value=str(v).encode())
+
+        def call():
+            r = ctx.conn.call(node, "Put", req, timeout=OP_TIMEOUT)
+            return r.type, v, r.node, r.error
+
+        return call
+
+    def cas_call(self, ctx, node, key, old, new):
+        if old is None:
+            cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VERSION,
+                                 op=kv_pb2.Compare.EQUAL, version=0)
+        else:
+            cmp = kv_pb2.Compare(key=key.encode(), target=kv_pb2.Compare.VALUE,
+                                 op=kv_pb2.Compare.EQUAL, value=str(old).encode())
+        req = kv_pb2.TxnRequest(compare=[cmp], success=[kv_pb2.TxnOp(
+            put=kv_pb2.PutRequest(key=key.encode(), value=str(new).encode()))])
+
+        def call():
+            r = ctx.conn.call(node, "Txn", req, timeout=OP_TIMEOUT)
+            if r.type == OK and not r.response.succeeded:
+                return FAIL, [old, new], r.node, "compare failed"
+            return r.type, [old, new], r.node, r.error
+
+        return call
 
     def final(self, ctx):
         pass
+
+
+class CrdtCas(Register):
+    """The register workload on a CRDT table's cas_register column (rows
+    for keys), through raft: reads with Crdt.CasGet, writes as a
+    compare-and-set comparing nothing, compare-and-sets comparing the value
+    last read (or that none is set). The same checkers: linearizable reads
+    and compare-and-sets, staleness of serializable reads."""
+
+    name = "crdt-cas"
+    TABLE = "jepsen_cas"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.created = threading.Event()
+        self.creating = threading.Lock()
+
+    def setup(self, ctx, node):
+        with self.creating:
+            while not self.created.is_set() and not ctx.stop.is_set():
+                req = crdt_pb2.CrdtCreateTableRequest(name=self.TABLE, columns=[
+                    crdt_pb2.CrdtColumn(name="v", type=crdt_pb2.CRDT_CAS_REGISTER)])
+                r = ctx.conn.call(node, "CreateTable", req, timeout=OP_TIMEOUT,
+                                  service="Crdt")
+                if r.type == OK or (r.error and "already exists" in r.error):
+                    self.created.set()
+                else:
+                    node = ctx.nodes[(ctx.nodes.index(node) + 1) % len(ctx.nodes)]
+                    time.sleep(0.2)
+        # Each node's replica of the metadata group learns of the table a
+        # moment later: until then it answers NOT_FOUND (a fail, harmless).
+
+    def read_call(self, ctx, node, key, mode):
+        req = crdt_pb2.CrdtCasGetRequest(table=self.TABLE, row=key.encode(),
+                                         read_mode=tc.READ_MODES[mode])
+
+        def call():
+            r = ctx.conn.call(node, "CasGet", req, timeout=OP_TIMEOUT, service="Crdt")
+            if r.type != OK:
+                return r.type, None, r.node, r.error
+            vals = [v.value for v in r.response.values if v.column == "v"]
+            return OK, _int(vals[0]) if vals else None, r.node, None
+
+        return call
+
+    def _cas(self, ctx, node, key, compare, new, value):
+        req = crdt_pb2.CrdtCasRequest(table=self.TABLE, row=key.encode(),
+                                      compare=compare, set=[crdt_pb2.CrdtCasValue(
+                                          column="v", value=str(new).encode())])
+
+        def call():
+            r = ctx.conn.call(node, "Cas", req, timeout=OP_TIMEOUT, service="Crdt")
+            if r.type == OK and not r.response.succeeded:
+                return FAIL, value, r.node, "compare failed"
+            return r.type, value, r.node, r.error
+
+        return call
+
+    def write_call(self, ctx, node, key, v):
+        return self._cas(ctx, node, key, [], v, v)
+
+    def cas_call(self, ctx, node, key, old, new):
+        cmp = crdt_pb2.CrdtCasValue(column="v", unset=old is None,
+                                    value=b"" if old is None else str(old).encode())
+        return self._cas(ctx, node, key, [cmp], new, [old, new])
 
 
 class Append:
@@ -813,4 +894,4 @@ class Crdt:
 
 WORKLOADS = {"register": Register, "set": Append, "exactly-once": ExactlyOnce,
              "durability": Durability, "lock": Lock, "idempotency": Idempotency,
-             "saga": Saga, "crdt": Crdt}
+             "saga": Saga, "crdt": Crdt, "crdt-cas": CrdtCas}
