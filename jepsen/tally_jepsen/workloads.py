@@ -76,6 +76,31 @@ def read_back(ctx, f, key, service, method, req, value_of, extra=None):
         time.sleep(0.2)
 
 
+class CrdtTable:
+    """A CRDT table that a workload's clients create once: the first tries
+    node after node until one answers (or the run stops); the others wait.
+    Each node's replica of the metadata group learns of the table a moment
+    later: until then it answers NOT_FOUND (a fail, harmless)."""
+
+    def __init__(self, name, columns):
+        self.name = name
+        self.columns = columns
+        self._created = threading.Event()
+        self._creating = threading.Lock()
+
+    def create(self, ctx, node):
+        with self._creating:
+            while not self._created.is_set() and not ctx.stop.is_set():
+                req = crdt_pb2.CrdtCreateTableRequest(name=self.name, columns=self.columns)
+                r = ctx.conn.call(node, "CreateTable", req, timeout=OP_TIMEOUT,
+                                  service="Crdt")
+                if r.type == OK or (r.error and "already exists" in r.error):
+                    self._created.set()
+                else:
+                    node = ctx.nodes[(ctx.nodes.index(node) + 1) % len(ctx.nodes)]
+                    time.sleep(0.2)
+
+
 class Register:
     """Read, write and compare-and-set on rotating keys, unique values.
 
@@ -179,23 +204,11 @@ class CrdtCas(Register):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.created = threading.Event()
-        self.creating = threading.Lock()
+        self.table = CrdtTable(self.TABLE, [
+            crdt_pb2.CrdtColumn(name="v", type=crdt_pb2.CRDT_CAS_REGISTER)])
 
     def setup(self, ctx, node):
-        with self.creating:
-            while not self.created.is_set() and not ctx.stop.is_set():
-                req = crdt_pb2.CrdtCreateTableRequest(name=self.TABLE, columns=[
-                    crdt_pb2.CrdtColumn(name="v", type=crdt_pb2.CRDT_CAS_REGISTER)])
-                r = ctx.conn.call(node, "CreateTable", req, timeout=OP_TIMEOUT,
-                                  service="Crdt")
-                if r.type == OK or (r.error and "already exists" in r.error):
-                    self.created.set()
-                else:
-                    node = ctx.nodes[(ctx.nodes.index(node) + 1) % len(ctx.nodes)]
-                    time.sleep(0.2)
-        # Each node's replica of the metadata group learns of the table a
-        # moment later: until then it answers NOT_FOUND (a fail, harmless).
+        self.table.create(ctx, node)
 
     def read_call(self, ctx, node, key, mode):
         req = crdt_pb2.CrdtCasGetRequest(table=self.TABLE, row=key.encode(),
@@ -801,22 +814,9 @@ class Crdt:
     CONVERGE_WITHIN = 60.0
 
     def __init__(self):
-        self.created = threading.Event()
-        self.creating = threading.Lock()
-
-    def _create(self, ctx, node):
-        with self.creating:
-            while not self.created.is_set() and not ctx.stop.is_set():
-                req = crdt_pb2.CrdtCreateTableRequest(name=self.TABLE, columns=[
-                    crdt_pb2.CrdtColumn(name="count", type=crdt_pb2.CRDT_PN_COUNTER),
-                    crdt_pb2.CrdtColumn(name="items", type=crdt_pb2.CRDT_SET)])
-                r = ctx.conn.call(node, "CreateTable", req, timeout=OP_TIMEOUT,
-                                  service="Crdt")
-                if r.type == OK or (r.error and "already exists" in r.error):
-                    self.created.set()
-                else:
-                    node = ctx.nodes[(ctx.nodes.index(node) + 1) % len(ctx.nodes)]
-                    time.sleep(0.2)
+        self.table = CrdtTable(self.TABLE, [
+            crdt_pb2.CrdtColumn(name="count", type=crdt_pb2.CRDT_PN_COUNTER),
+            crdt_pb2.CrdtColumn(name="items", type=crdt_pb2.CRDT_SET)])
 
     def _update(self, ctx, process, node, f, row, value, op):
         req = crdt_pb2.CrdtUpdateRequest(table=self.TABLE, row=row.encode(), ops=[op])
@@ -830,9 +830,7 @@ class Crdt:
     def run(self, process, ctx):
         rng = ctx.rng(process)
         node = ctx.node_for(process)
-        self._create(ctx, node)
-        # A table just created reaches each node's replica of the metadata
-        # group a moment later.
+        self.table.create(ctx, node)
         added = []  # elements of this client acknowledged and not removed
         for n in itertools.count():
             if ctx.stop.is_set():

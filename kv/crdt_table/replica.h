@@ -89,8 +89,9 @@ struct CrdtValue {
 };
 
 // A change of one row as it travels between replicas: stored entries,
-// keyed within the row (a column's state or one element of a set), each a
-// crdt/ encoding (flags and set elements: crdt_table/causal_entry.h). A
+// keyed within the row (a column's state, one element of a set, or one
+// value of a map), each a crdt/ encoding (flags and set elements:
+// crdt_table/causal_entry.h). A
 // delta (full = false) carries what an update changed; a full state
 // (anti-entropy) every entry of the row, so that what the sender removed
 // is removed here too.
@@ -112,7 +113,9 @@ struct CrdtRowChange {
 // Storage: every column of a row is one key, except that a set keeps each
 // element at a key of its own, as an enable-wins flag (the dots that added
 // it, and those it has seen removed): adding or removing an element reads
-// and writes that element, never the whole set. Keys are the table id, a
+// and writes that element, never the whole set. A map keeps each value
+// (a register, a flag, or a set's element) at a key of its own too, under
+// the map keys that lead to it. Keys are the table id, a
 // digest bucket (a hash of the row), the row and the column, so
 // anti-entropy reads the rows of one bucket with one scan.
 //
