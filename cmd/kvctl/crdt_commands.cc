@@ -415,6 +415,12 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
                 << " entries, " << r->bytes() << " bytes, " << r->elements()
                 << " set elements; refused changes " << r->refused_changes()
                 << (r->registered() ? "" : "; NOT REGISTERED (updates wait)")
+                << (r->removed()
+                        ? "; REMOVED from the cluster (updates refused)"
+                    : r->leaving()
+                        ? "; LEAVING (updates refused while its rows are "
+                          "handed over)"
+                        : "")
                 << "\n";
       std::vector<std::string> floor;
       for (const rpc::CrdtCount& f : r->floor()) {

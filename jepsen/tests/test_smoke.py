@@ -141,6 +141,10 @@ def test_crdt_updates_a_removed_node_acknowledged_stay_after_its_disk_is_wiped(t
         r = conn.call(1, "RemoveMember", cluster_pb2.RemoveMemberRequest(id=3),
                       timeout=60.0, service="Cluster", redirects=0)
         assert r.type == OK, r.error
+        # n3 says it refuses updates (kvctl crdt status shows it).
+        r = conn.call(3, "Status", crdt_pb2.CrdtStatusRequest(), timeout=5.0,
+                      service="Crdt")
+        assert r.type == OK and (r.response.leaving or r.response.removed), r
         cluster.node(3).wipe()
 
         def count(node):

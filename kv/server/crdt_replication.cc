@@ -957,7 +957,9 @@ rpc::CrdtStatusResponse CrdtReplication::Status() const {
       }
     }
   }
+  out.set_removed(removed_.load());
   absl::MutexLock l(&mu_);
+  out.set_leaving(leaving_until_.has_value());
   out.set_cut_epoch(cut_epoch_);
   out.set_resyncs(resyncs_);
   out.set_refused_changes(refused_);
