@@ -62,6 +62,32 @@ class Batch {
     }
     for (const auto& [k, v] : seen) fn(k, v);
   }
+  // Calls fn(key, value) for the keys under `prefix` from `start` on, as
+  // this batch sees them, in key order, until fn returns false. Reads only
+  // as far as it goes.
+  void Scan(
+      const std::string& prefix, const std::string& start,
+      const std::function<bool(const std::string&, const std::string&)>& fn) {
+    std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
+    it->Seek(start);
+    auto o = overlay_.lower_bound(start);
+    auto stored = [&] { return it->Valid() && it->key().starts_with(prefix); };
+    auto written = [&] {
+      return o != overlay_.end() && o->first.starts_with(prefix);
+    };
+    while (stored() || written()) {
+      if (written() && (!stored() || o->first <= it->key())) {
+        // What the batch wrote hides what is stored under the same key.
+        if (stored() && o->first == it->key()) it->Next();
+        const auto& [key, value] = *o++;
+        if (value && !fn(key, *value)) return;
+        continue;
+      }
+      if (!fn(std::string(it->key()), std::string(it->value()))) return;
+      it->Next();
+    }
+    if (!it->status().ok()) Fail(it->status());
+  }
   void Fail(absl::Status s) {
     if (status_.ok()) status_ = std::move(s);
   }

@@ -38,6 +38,9 @@ namespace tally::kv {
 //   'y'                CrdtCut: the stability cut (crdt_table/members.h)
 //   'v' table id row   CrdtCasRow: a row's cas_register columns
 //                      (crdt_table/cas_rows.h, data groups)
+//   'n' revision n     WatchRecord: the n-th change of that revision
+//                      (watch/history.h, data groups)
+//   'p'                WatchHistoryState (watch/history.h)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -62,6 +65,8 @@ enum class Space : char {
   kCrdtReplica = 'w',
   kCrdtCut = 'y',
   kCrdtCasRow = 'v',
+  kWatchRecord = 'n',
+  kWatchHistory = 'p',
 };
 
 // The keys of one group.

@@ -22,7 +22,8 @@ StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
     : engine_(engine),
       keys_(group),
       clock_(std::move(clock)),
-      kv_(engine, &keys_),
+      watch_(engine, &keys_),
+      kv_(engine, &keys_, &watch_),
       meta_(engine, &keys_),
       leases_(engine, &keys_),
       locks_(engine, &keys_, &leases_),
@@ -32,9 +33,10 @@ StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
       crdt_members_(engine, &keys_),
       crdt_cas_rows_(engine, &keys_),
       sessions_(&keys_),
-      modules_{&sessions_,     &kv_,           &meta_,  &leases_,
-               &locks_,        &idem_,         &sagas_, &crdt_schema_,
-               &crdt_members_, &crdt_cas_rows_} {}
+      modules_{&sessions_,      &kv_,          &meta_,
+               &leases_,        &locks_,       &idem_,
+               &sagas_,         &crdt_schema_, &crdt_members_,
+               &crdt_cas_rows_, &watch_} {}
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
     storage::Engine* engine, raft::host::GroupId group, MonotonicClock clock) {
@@ -137,6 +139,15 @@ StateMachine::LockAt(const std::string& name) const {
       locks_.Get(name, snap.get());
   if (!rec.ok()) return rec.status();
   return std::make_pair(st.index(), *std::move(rec));
+}
+
+absl::StatusOr<WatchRead> StateMachine::WatchChanges(int64_t after,
+                                                     const std::string& start,
+                                                     const std::string& end,
+                                                     bool prev,
+                                                     size_t limit) const {
+  std::unique_ptr<storage::Snapshot> snap = engine_->GetSnapshot();
+  return watch_.Read(*snap, after, start, end, prev, limit);
 }
 
 raft::Term StateMachine::leading_term() const { return leading_term_; }

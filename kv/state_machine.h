@@ -36,7 +36,8 @@ namespace tally::kv {
 // group): a dispatcher over modules (module.h). It owns the applied index,
 // the revision and log time (key space 'a', keyspace.h), writes each apply
 // pass as one engine batch with the applied index it covers, and hands each
-// command to its module: KvStore (kvstore/), Meta (meta/), Leases (lease/),
+// command to its module: KvStore (kvstore/, recording every change in
+// WatchHistory, watch/), Meta (meta/), Leases (lease/),
 // Locks (lock/), and Sessions (session/), which opens sessions and wraps any
 // other module's command that carries one. Writes are not synced (the raft log
 // is), except by Sync and Import.
@@ -100,6 +101,7 @@ class StateMachine final : public raft::host::StateMachine {
 
   // The modules, for reads of applied state.
   const KvStore& kv() const { return kv_; }
+  const WatchHistory& watch() const { return watch_; }
   const Meta& meta() const { return meta_; }
   const Leases& leases() const { return leases_; }
   const Locks& locks() const { return locks_; }
@@ -129,6 +131,19 @@ class StateMachine final : public raft::host::StateMachine {
   void set_locks_changed(Locks::Changed fn) {
     locks_.set_changed(std::move(fn));
   }
+  // Revisions of watch history kept (0: until a compaction is asked for),
+  // and what runs after an apply pass that changed the history.
+  // REQUIRES: called before the first Apply.
+  void set_watch_history(int64_t revisions) { watch_.set_history(revisions); }
+  void set_watch_changed(std::function<void()> fn) {
+    watch_.set_changed(std::move(fn));
+  }
+  // The changes of keys in [start, end) after revision `after` as applied
+  // here (WatchHistory::Read), from one snapshot of the store.
+  absl::StatusOr<WatchRead> WatchChanges(int64_t after,
+                                         const std::string& start,
+                                         const std::string& end, bool prev,
+                                         size_t limit) const;
 
  private:
   StateMachine(storage::Engine* engine, raft::host::GroupId group,
@@ -145,6 +160,7 @@ class StateMachine final : public raft::host::StateMachine {
   storage::Engine* const engine_;
   const Keyspace keys_;
   const MonotonicClock clock_;
+  WatchHistory watch_;  // before kv_, which records into it
   KvStore kv_;
   Meta meta_;
   Leases leases_;

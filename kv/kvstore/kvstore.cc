@@ -103,16 +103,16 @@ kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
   const int64_t rev = st.revision() + 1;
   kvpb::Applied* header = nullptr;
   if (cmd.has_put()) {
-    Put(ctx.batch, cmd.put(), rev, r.mutable_put());
+    Put(ctx, cmd.put(), rev, r.mutable_put());
     st.set_revision(rev);
     header = r.mutable_put()->mutable_header();
   } else if (cmd.has_delete_()) {
-    Delete(ctx.batch, cmd.delete_(), r.mutable_delete_());
+    Delete(ctx, cmd.delete_(), rev, r.mutable_delete_());
     if (r.delete_().deleted()) st.set_revision(rev);
     header = r.mutable_delete_()->mutable_header();
   } else {
     bool wrote = false;
-    Txn(ctx.batch, cmd.txn(), txn_ok, rev, r.mutable_txn(), &wrote);
+    Txn(ctx, cmd.txn(), txn_ok, rev, r.mutable_txn(), &wrote);
     if (wrote) st.set_revision(rev);
     header = r.mutable_txn()->mutable_header();
   }
@@ -132,8 +132,9 @@ std::optional<kvpb::StoredValue> KvStore::Read(Batch& b,
   return v;
 }
 
-void KvStore::Put(Batch& b, const kvpb::Put& req, int64_t revision,
+void KvStore::Put(ApplyContext& ctx, const kvpb::Put& req, int64_t revision,
                   kvpb::PutResult* resp) {
+  Batch& b = ctx.batch;
   std::optional<kvpb::StoredValue> prev = Read(b, req.key());
   kvpb::StoredValue v;
   v.set_value(req.value());
@@ -152,22 +153,28 @@ void KvStore::Put(Batch& b, const kvpb::Put& req, int64_t revision,
     b.Put(LeaseKey(req.lease(), req.key()), "");
     attached_in_pass_ = true;
   }
+  if (history_ != nullptr) history_->Record(ctx, revision, req.key(), &v, prev);
   b.Put(keys_->Key(Space::kData, req.key()), v.SerializeAsString());
 }
 
-void KvStore::Delete(Batch& b, const kvpb::Delete& req,
-                     kvpb::DeleteResult* resp) {
+void KvStore::Delete(ApplyContext& ctx, const kvpb::Delete& req,
+                     int64_t revision, kvpb::DeleteResult* resp) {
+  Batch& b = ctx.batch;
   std::optional<kvpb::StoredValue> prev = Read(b, req.key());
   if (!prev) return;
   resp->set_deleted(true);
   b.Delete(keys_->Key(Space::kData, req.key()));
   if (prev->lease() != 0) b.Delete(LeaseKey(prev->lease(), req.key()));
+  if (history_ != nullptr) {
+    history_->Record(ctx, revision, req.key(), nullptr, prev);
+  }
 }
 
 kvpb::CommandResult KvStore::EndLeaseKeys(ApplyContext& ctx,
                                           const kvpb::LeaseKeysEnd& req) {
   kvpb::CommandResult r;
   kvpb::DeleteResult* out = r.mutable_delete_();
+  const int64_t revision = ctx.state.revision() + 1;
   for (uint64_t lease : req.leases()) {
     const std::string prefix = keys_->IdKey(Space::kKeyOfLease, lease);
     ctx.batch.ForEach(prefix, [&](const std::string& k, const std::string&) {
@@ -177,10 +184,11 @@ kvpb::CommandResult KvStore::EndLeaseKeys(ApplyContext& ctx,
       // Put again since without this lease: no longer the lease's to end.
       if (!v || v->lease() != lease) return;
       ctx.batch.Delete(keys_->Key(Space::kData, key));
+      if (history_ != nullptr) history_->Record(ctx, revision, key, nullptr, v);
       out->set_deleted(true);
     });
   }
-  if (out->deleted()) ctx.state.set_revision(ctx.state.revision() + 1);
+  if (out->deleted()) ctx.state.set_revision(revision);
   ctx.Header(out->mutable_header());
   return r;
 }
@@ -238,16 +246,17 @@ std::vector<kvpb::Command> KvStore::Due(int64_t now) const {
   return {std::move(cmd)};
 }
 
-void KvStore::Txn(Batch& b, const kvpb::Txn& txn, bool ok, int64_t revision,
-                  kvpb::TxnResult* resp, bool* wrote) {
+void KvStore::Txn(ApplyContext& ctx, const kvpb::Txn& txn, bool ok,
+                  int64_t revision, kvpb::TxnResult* resp, bool* wrote) {
+  Batch& b = ctx.batch;
   resp->set_succeeded(ok);
   for (const kvpb::TxnOp& op : ok ? txn.success() : txn.failure()) {
     kvpb::TxnOpResult* out = resp->add_results();
     if (op.has_put()) {
-      Put(b, op.put(), revision, out->mutable_put());
+      Put(ctx, op.put(), revision, out->mutable_put());
       *wrote = true;
     } else if (op.has_delete_()) {
-      Delete(b, op.delete_(), out->mutable_delete_());
+      Delete(ctx, op.delete_(), revision, out->mutable_delete_());
       *wrote = *wrote || out->delete_().deleted();
     } else if (op.has_get()) {
       kvpb::GetResult* g = out->mutable_get();

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "kv/module.h"
 #include "kv/storage/engine.h"
+#include "kv/watch/history.h"
 
 namespace tally::kv {
 
@@ -27,6 +28,9 @@ namespace tally::kv {
 // token accepted). Tokens come from the lock module of the metadata group
 // and grow across every lock, so a floor needs nothing but a comparison.
 //
+// Every change is recorded in the group's watch history (watch/history.h)
+// in the same batch.
+//
 // Keys attached to a lease (key space 'g' indexes them by lease): leases
 // live in the metadata group, so no entry here can see one end. The group's
 // leader asks (Due) which of its keys' leases the metadata group has ended
@@ -36,9 +40,10 @@ namespace tally::kv {
 // Thread safety: Apply on the apply thread; reads from any thread.
 class KvStore final : public Module {
  public:
-  // Neither is owned.
-  KvStore(const storage::Engine* engine, const Keyspace* keys)
-      : engine_(engine), keys_(keys) {}
+  // None is owned. Every change is recorded in `history` (if not null).
+  KvStore(const storage::Engine* engine, const Keyspace* keys,
+          WatchHistory* history = nullptr)
+      : engine_(engine), keys_(keys), history_(history) {}
 
   bool Handles(const kvpb::Command& cmd) const override;
   kvpb::CommandResult Apply(ApplyContext& ctx,
@@ -69,10 +74,11 @@ class KvStore final : public Module {
 
  private:
   std::optional<kvpb::StoredValue> Read(Batch& b, const std::string& key);
-  void Put(Batch& b, const kvpb::Put& req, int64_t revision,
+  void Put(ApplyContext& ctx, const kvpb::Put& req, int64_t revision,
            kvpb::PutResult* resp);
-  void Delete(Batch& b, const kvpb::Delete& req, kvpb::DeleteResult* resp);
-  void Txn(Batch& b, const kvpb::Txn& txn, bool ok, int64_t revision,
+  void Delete(ApplyContext& ctx, const kvpb::Delete& req, int64_t revision,
+              kvpb::DeleteResult* resp);
+  void Txn(ApplyContext& ctx, const kvpb::Txn& txn, bool ok, int64_t revision,
            kvpb::TxnResult* resp, bool* wrote);
   kvpb::CommandResult Bind(ApplyContext& ctx, const kvpb::FenceBind& req);
   kvpb::CommandResult EndLeaseKeys(ApplyContext& ctx,
@@ -85,6 +91,7 @@ class KvStore final : public Module {
 
   const storage::Engine* const engine_;
   const Keyspace* const keys_;
+  WatchHistory* const history_;
   // Whether the group has fences at all, so that writes to a group without
   // any skip the lookup (apply thread; unknown until a write looks).
   enum class Fences { kUnknown, kNone, kSome };
