@@ -111,6 +111,32 @@ class Client {
   absl::Status Observe(
       const std::string& name,
       const std::function<bool(const rpc::ObserveResponse&)>& fn);
+  // Streams the changes of `key` (or of [key, range_end): see
+  // rpc::WatchRequest) from every shard that holds part of it, one stream
+  // per shard. `fn` gets each answer, one shard's changes in revision order
+  // (header.group says which shard; revisions are per shard), and a first
+  // `created` answer per shard; calls of `fn` never overlap. A stream that
+  // breaks (a node down, a leader change) starts again on another node
+  // from the revision after the last one answered: no change is missed or
+  // repeated. Returns when `fn` returns false (OK), or with the error that
+  // a retry cannot mend (OUT_OF_RANGE: the history from `start_revision`
+  // is compacted).
+  struct WatchOptions {
+    std::string key;
+    std::string range_end;
+    // Per shard; 0: from now.
+    int64_t start_revision = 0;
+    bool prev_kv = false;
+    // Progress answers (no events) while nothing changes; 0: the server's
+    // default (10 s).
+    uint32_t progress_ms = 0;
+  };
+  absl::Status Watch(const WatchOptions& options,
+                     const std::function<bool(const rpc::WatchResponse&)>& fn);
+  // Forgets the watch history of every shard up to `revision` (each at most
+  // its own revision); the shard holding `key` only, when given.
+  absl::StatusOr<std::vector<rpc::CompactResponse>> Compact(
+      int64_t revision, const std::optional<std::string>& key = std::nullopt);
   // Binds the keys under `prefix` to `lock` (empty: unbinds), in every
   // shard. Sending it again completes one that failed part-way.
   absl::StatusOr<rpc::BindFenceResponse> BindFence(const std::string& prefix,
@@ -254,6 +280,16 @@ class Client {
                                       rpc::ReadMode mode);
   // The metadata group (where leases and locks live).
   absl::StatusOr<uint64_t> MetaGroup();
+  // The data groups holding part of [start, end) (end as in
+  // rpc::WatchRequest: empty for `start` alone, "\0" for no bound).
+  absl::StatusOr<std::vector<uint64_t>> GroupsOf(const std::string& start,
+                                                 const std::string& end);
+  // Watch of one shard, until `stop` (shared by the shards' streams).
+  struct WatchStop;
+  absl::Status WatchGroup(
+      uint64_t group, const WatchOptions& options,
+      const std::function<bool(const rpc::WatchResponse&)>& fn,
+      WatchStop* stop);
   // The metadata group, then the data groups, as the server names them.
   absl::StatusOr<std::vector<uint64_t>> AllGroups();
   // Sends a membership change of every group to any node.

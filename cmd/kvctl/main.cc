@@ -15,48 +15,15 @@
 #include "cmd/kvctl/lock_commands.h"
 #include "cmd/kvctl/output.h"
 #include "cmd/kvctl/saga_commands.h"
+#include "cmd/kvctl/watch_commands.h"
 
 namespace {
 
 using tally::client::Client;
+using tally::kvctl::Column;
 using tally::kvctl::Fail;
 using tally::kvctl::Json;
-
-// `s` for one column of a tab-separated line: backslash, tab, newline and
-// carriage return as \\, \t, \n and \r.
-std::string Column(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char ch : s) {
-    switch (ch) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
-}
-
-// The first key after every key that starts with `prefix` ("" if none:
-// the prefix is empty or all 0xff bytes).
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) {
-    prefix.pop_back();
-  }
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
+using tally::kvctl::PrefixEnd;
 
 absl::StatusOr<uint64_t> MemberId(const std::string& name) {
   uint64_t id = 0;
@@ -209,6 +176,7 @@ int main(int argc, char** argv) {
   tally::kvctl::IdemCommands idem(app);
   tally::kvctl::SagaCommands sagas(app);
   tally::kvctl::CrdtCommands crdts(app);
+  tally::kvctl::WatchCommands watches(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -234,6 +202,7 @@ int main(int argc, char** argv) {
   if (std::optional<int> rc = idem.Run(c, json)) return *rc;
   if (std::optional<int> rc = sagas.Run(c, json)) return *rc;
   if (std::optional<int> rc = crdts.Run(c, json)) return *rc;
+  if (std::optional<int> rc = watches.Run(c, json)) return *rc;
   if (*put) {
     if (put_value->count() == 0) {
       value.assign(std::istreambuf_iterator<char>(std::cin),

@@ -26,6 +26,42 @@ inline std::string Json(const google::protobuf::Message& m) {
   return out;
 }
 
+// `s` for one column of a tab-separated line: backslash, tab, newline and
+// carriage return as \\, \t, \n and \r.
+inline std::string Column(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    switch (ch) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
+// The first key after every key that starts with `prefix` ("" if none:
+// the prefix is empty or all 0xff bytes).
+inline std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) {
+    prefix.pop_back();
+  }
+  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
 // Prints the error and returns its exit code.
 inline int Fail(const absl::Status& st) {
   std::cerr << "kvctl: " << absl::StatusCodeToString(st.code()) << ": "

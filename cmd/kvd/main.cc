@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
                  "milliseconds between two CRDT anti-entropy rounds (each "
                  "peer's digests compared with ours)")
       ->check(CLI::Range(50, 3600 * 1000));
+  app.add_option("--watch-history", o.watch_history,
+                 "revisions of watch history each shard keeps; older ones are "
+                 "compacted (0: keep until `kvctl compact`)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   double session_ttl_s = o.session_ttl_ms / 1000.0;
   app.add_option("--session-ttl", session_ttl_s,
                  "seconds without a write before a client's exactly-once "

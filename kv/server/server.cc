@@ -119,7 +119,7 @@ class ServerImpl final : public Server {
 
   Node node_;
   std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_, idem_, sagas_,
-      crdt_;
+      crdt_, watch_;
   // Clients' and peers' (the raft transport).
   std::unique_ptr<grpc::Server> grpc_, peer_grpc_;
   bool down_ = false;
@@ -274,6 +274,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   node_.groups = std::make_unique<GroupRegistry>(
       [this](GroupId g) -> absl::StatusOr<std::unique_ptr<StateMachine>> {
         ASSIGN_OR_RETURN(auto sm, StateMachine::Open(node_.data.get(), g));
+        sm->set_watch_history(node_.options.watch_history);
+        sm->set_watch_changed([this, g] { node_.watchers.Changed(g); });
         sm->set_lease_ended([this](uint64_t id) {
           return LeaseState(node_, id) == LeaseKnown::kEnded;
         });
@@ -314,6 +316,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   idem_ = NewIdemService(&node_);
   sagas_ = NewSagaService(&node_);
   crdt_ = NewCrdtService(&node_);
+  watch_ = NewWatchService(&node_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   // Clients and peers have servers of their own, for their keepalives
@@ -352,6 +355,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   clients.RegisterService(idem_.get());
   clients.RegisterService(sagas_.get());
   clients.RegisterService(crdt_.get());
+  clients.RegisterService(watch_.get());
   grpc_ = clients.BuildAndStart();
   grpc::ServerBuilder peers;
   listen(peers, o.peer_address, &peer_port, 2'000, 2'000);

@@ -13,6 +13,7 @@
 #include "kv/server/internal/group_registry.h"
 #include "kv/server/internal/lock_waits.h"
 #include "kv/server/internal/rpc_stats.h"
+#include "kv/server/internal/watch_hub.h"
 #include "kv/server/server.h"
 #include "kv/state_machine.h"
 #include "kv/storage/engine.h"
@@ -57,6 +58,8 @@ struct Node {
   // streams watching one.
   LockWaits lock_waits;
   LockObservers lock_observers;
+  // Watch streams, poked when their group's history changes.
+  WatchHub watchers;
   // This node's replica of the CRDT tables, and its replication.
   std::unique_ptr<CrdtReplication> crdt;
 
@@ -109,6 +112,7 @@ std::unique_ptr<grpc::Service> NewLockService(Node* node);
 std::unique_ptr<grpc::Service> NewIdemService(Node* node);
 std::unique_ptr<grpc::Service> NewSagaService(Node* node);
 std::unique_ptr<grpc::Service> NewCrdtService(Node* node);
+std::unique_ptr<grpc::Service> NewWatchService(Node* node);
 
 // The shortest lease or idempotency claim: twice the election timeout.
 int64_t MinTtlMs(const ServerOptions& o);

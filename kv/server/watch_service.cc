@@ -1,0 +1,322 @@
+// The Watch service: streams of a shard's key changes read from its watch
+// history (kv/watch/history.h) as this node has applied it, and Compact.
+
+#include <chrono>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "kv/server/internal/api.h"
+#include "kv/server/internal/calls.h"
+#include "kv/server/internal/node.h"
+#include "kv/server/internal/reply.h"
+#include "rpc/kv.grpc.pb.h"
+
+namespace tally::kv::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kDefaultProgressMs = 10'000;
+constexpr uint32_t kMinProgressMs = 100;
+// Changes read per answer at most (a revision's changes are never split).
+constexpr size_t kMaxChangesPerAnswer = 1000;
+
+rpc::KeyValue ToKeyValue(const kvpb::WatchRecord& r, int64_t revision) {
+  rpc::KeyValue kv;
+  kv.set_key(r.key());
+  kv.set_mod_revision(revision);
+  if (r.deleted()) return kv;
+  kv.set_value(r.value());
+  kv.set_create_revision(r.create_revision());
+  kv.set_version(r.version());
+  kv.set_lease(r.lease());
+  return kv;
+}
+
+// One Watch stream. Reads run on the node's read threads, one at a time,
+// never under the hub's poke; one write in flight. A poke while a read or a
+// write is under way is remembered and served after it.
+class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
+ public:
+  Watcher(Node* node, grpc::CallbackServerContext* ctx, uint64_t group,
+          const rpc::WatchRequest& req)
+      : node_(node),
+        ctx_(ctx),
+        group_(group),
+        key_(req.key()),
+        end_(req.range_end()),
+        prev_(req.prev_kv()),
+        progress_(std::chrono::milliseconds(std::max(
+            kMinProgressMs,
+            req.progress_ms() == 0 ? kDefaultProgressMs : req.progress_ms()))) {
+    const StateMachine* sm = node_->Machine(group_);
+    {
+      absl::MutexLock l(&mu_);
+      if (sm == nullptr) {
+        Stop(node_->NotLeader(
+            ctx_, group_,
+            absl::UnavailableError(absl::StrCat(
+                "this node holds no replica of group ", group_, " yet"))));
+        return;
+      }
+      after_ =
+          req.start_revision() > 0 ? req.start_revision() - 1 : sm->revision();
+      // A start already compacted is refused before the stream starts (a
+      // read of no change).
+      if (absl::StatusOr<WatchRead> none =
+              sm->WatchChanges(after_, key_, end_, false, 0);
+          !none.ok()) {
+        Refuse(none.status());
+        return;
+      }
+      // The first answer says where the stream starts.
+      resp_.set_created(true);
+      FillHeader(after_);
+      Write();
+    }
+    // Not under mu_: the hub pokes under its own mutex, then takes mu_.
+    node_->watchers.Add(this, group_, [this] { Poke(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    writing_ = false;
+    if (!ok) {
+      Stop(grpc::Status::CANCELLED);
+    } else if (stop_) {
+      Stop(*stop_);
+    } else if (std::exchange(again_, false) || more_) {
+      StartRead();
+    }
+  }
+  void OnCancel() override {
+    absl::MutexLock l(&mu_);
+    Stop(grpc::Status::CANCELLED);
+  }
+  void OnDone() override {
+    node_->watchers.Remove(this, group_);
+    bool now;
+    {
+      absl::MutexLock l(&mu_);
+      done_ = true;
+      now = !reading_;
+    }
+    if (now) delete this;  // else the read in flight deletes it
+  }
+
+ private:
+  // A change of the group's history, or the hub's tick.
+  void Poke() {
+    absl::MutexLock l(&mu_);
+    if (finished_ || stop_) return;
+    if (reading_ || writing_) {
+      again_ = true;
+      return;
+    }
+    StartRead();
+  }
+
+  void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    reading_ = true;
+    more_ = false;
+    if (!node_->reads->Post([this] { Read(); })) {
+      reading_ = false;  // the read threads are full: the next tick retries
+      again_ = true;
+    }
+  }
+
+  void Read() {
+    int64_t after;
+    {
+      absl::MutexLock l(&mu_);
+      after = after_;
+    }
+    const StateMachine* sm = node_->Machine(group_);
+    absl::StatusOr<WatchRead> read =
+        sm == nullptr
+            ? absl::UnavailableError("the group's replica is gone")
+            : sm->WatchChanges(after, key_, end_, prev_, kMaxChangesPerAnswer);
+    bool remove = false;
+    {
+      absl::MutexLock l(&mu_);
+      reading_ = false;
+      if (done_) {
+        remove = true;
+      } else if (!finished_ && !stop_) {
+        Serve(read);
+      }
+    }
+    if (remove) delete this;
+  }
+
+  void Serve(absl::StatusOr<WatchRead>& read)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!read.ok()) return Refuse(read.status());
+    const StateMachine* sm = node_->Machine(group_);
+    more_ = sm != nullptr && read->through < sm->revision();
+    const auto now = Clock::now();
+    const bool progress_due = now - last_sent_ >= progress_;
+    resp_.Clear();
+    for (WatchChange& c : read->changes) {
+      rpc::WatchEvent* e = resp_.add_events();
+      e->set_type(c.record.deleted() ? rpc::WatchEvent::DELETE
+                                     : rpc::WatchEvent::PUT);
+      *e->mutable_kv() = ToKeyValue(c.record, c.revision);
+      if (c.prev) *e->mutable_prev_kv() = ToKeyValue(*c.prev, c.prev_revision);
+    }
+    after_ = read->through;
+    if (resp_.events().empty() && !progress_due) {
+      if (more_) StartRead();
+      return;
+    }
+    FillHeader(after_);
+    Write();
+  }
+
+  // Ends the stream with `s`; a compacted start names the oldest revision
+  // left in trailing metadata too.
+  void Refuse(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const StateMachine* sm = node_->Machine(group_);
+    if (absl::IsOutOfRange(s) && sm != nullptr) {
+      // The compaction only grows: read now, it is at least as far.
+      if (absl::StatusOr<int64_t> c =
+              sm->watch().Compacted(*node_->data->GetSnapshot());
+          c.ok()) {
+        ctx_->AddTrailingMetadata("tally-oldest-revision",
+                                  std::to_string(*c + 1));
+      }
+    }
+    Stop(rpc::ToGrpc(s, ctx_));
+  }
+
+  void FillHeader(int64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    rpc::ResponseHeader* h = resp_.mutable_header();
+    h->set_revision(revision);
+    h->set_group(group_);
+    h->set_node(node_->id);
+    h->set_read_mode(rpc::SERIALIZABLE);
+  }
+
+  void Write() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    last_sent_ = Clock::now();
+    StartWrite(&resp_);
+  }
+
+  // Finishes the stream, once its write in flight (if any) is done.
+  void Stop(grpc::Status st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    if (writing_) {
+      if (!stop_) stop_ = std::move(st);
+      return;
+    }
+    finished_ = true;
+    Finish(std::move(st));
+  }
+
+  Node* const node_;
+  grpc::CallbackServerContext* const ctx_;
+  const uint64_t group_;
+  const std::string key_, end_;
+  const bool prev_;
+  const Clock::duration progress_;
+  absl::Mutex mu_;
+  rpc::WatchResponse resp_ ABSL_GUARDED_BY(mu_);
+  // Every change up to this revision was sent.
+  int64_t after_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::time_point last_sent_ ABSL_GUARDED_BY(mu_);
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Poked during a read or write; the last read stopped at its limit.
+  bool again_ ABSL_GUARDED_BY(mu_) = false;
+  bool more_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;  // OnDone ran
+  std::optional<grpc::Status> stop_ ABSL_GUARDED_BY(mu_);
+};
+
+class WatchService final : public rpc::Watch::CallbackService {
+ public:
+  explicit WatchService(Node* node) : node_(node), calls_(node) {}
+
+  grpc::ServerWriteReactor<rpc::WatchResponse>* Watch(
+      grpc::CallbackServerContext* ctx, const rpc::WatchRequest* req) override {
+    absl::StatusOr<uint64_t> group = Group(req->group(), req->key());
+    grpc::Status st =
+        group.ok() ? CheckRange(*req) : rpc::ToGrpc(group.status());
+    if (st.ok() && req->start_revision() < 0) {
+      st = Calls::Invalid("start_revision must not be negative");
+    }
+    if (!st.ok()) {
+      struct Refused : grpc::ServerWriteReactor<rpc::WatchResponse> {
+        explicit Refused(grpc::Status st) { Finish(std::move(st)); }
+        void OnDone() override { delete this; }
+      };
+      return new Refused(st);
+    }
+    return new Watcher(node_, ctx, *group, *req);
+  }
+
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* ctx,
+                                    const rpc::CompactRequest* req,
+                                    rpc::CompactResponse* resp) override {
+    auto* reply =
+        new Reply<rpc::CompactResponse>(ctx, resp, &node_->rpcs, "Compact");
+    absl::StatusOr<uint64_t> group = Group(req->group(), req->key());
+    if (!group.ok()) {
+      return Calls::Finish(reply, rpc::ToGrpc(group.status()));
+    }
+    if (req->revision() <= 0) {
+      return Calls::Finish(reply,
+                           Calls::Invalid("revision must be at least 1"));
+    }
+    kvpb::Command cmd;
+    cmd.mutable_watch_compact()->set_revision(req->revision());
+    calls_.Write(reply, *group, std::move(cmd),
+                 [](kvpb::CommandResult& r, rpc::CompactResponse* out) {
+                   ToApi(r.watch_compact().header(), out->mutable_header());
+                   out->set_compacted(r.watch_compact().compacted());
+                 });
+    return reply;
+  }
+
+ private:
+  // The data group named, or the one holding `key`.
+  absl::StatusOr<uint64_t> Group(uint64_t group, const std::string& key) const {
+    if (group == 0) return node_->RangeFor(key).group();
+    for (const rpc::RangeDescriptor& r : node_->layout.ranges()) {
+      if (r.group() == group) return group;
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "group ", group, " is not a shard of this cluster (kvctl ranges)"));
+  }
+  grpc::Status CheckRange(const rpc::WatchRequest& req) const {
+    if (req.range_end().empty() && req.key().empty()) {
+      return Calls::Invalid("key must not be empty (or give a range end)");
+    }
+    if (req.key().size() > node_->options.max_key_bytes) {
+      return Calls::Invalid(
+          absl::StrCat("key of ", req.key().size(), " bytes exceeds the ",
+                       node_->options.max_key_bytes, "-byte limit"));
+    }
+    if (!req.range_end().empty() && req.range_end() != std::string(1, '\0') &&
+        req.range_end() <= req.key()) {
+      return Calls::Invalid(
+          "range end must be empty (the key alone), \"\\0\" (every key from "
+          "the key on) or after the key");
+    }
+    return grpc::Status::OK;
+  }
+
+  Node* const node_;
+  Calls calls_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewWatchService(Node* node) {
+  return std::make_unique<WatchService>(node);
+}
+
+}  // namespace tally::kv::server
