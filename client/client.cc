@@ -230,6 +230,35 @@ absl::StatusOr<rpc::DeleteResponse> Client::Delete(const std::string& key,
       });
 }
 
+absl::StatusOr<rpc::DeleteResponse> Client::DeleteRange(
+    const std::string& start, const std::string& end, uint64_t fence_token) {
+  rpc::DeleteResponse total;
+  std::string from = start;
+  for (;;) {
+    rpc::DeleteRequest req;
+    req.set_key(from);
+    req.set_range_end(end);
+    req.set_fence_token(fence_token);
+    absl::StatusOr<rpc::DeleteResponse> r = Write<rpc::DeleteResponse>(
+        from, req, [](auto& stub, auto* ctx, const auto& r, auto* resp) {
+          return stub.Delete(ctx, r, resp);
+        });
+    if (!r.ok()) {
+      if (total.count() == 0) return r.status();
+      return absl::Status(
+          r.status().code(),
+          absl::StrCat(r.status().message(), " (", total.count(),
+                       " keys of the range were deleted "
+                       "before; send it again to go on)"));
+    }
+    total.set_count(total.count() + r->count());
+    total.set_deleted(total.deleted() || r->deleted());
+    *total.mutable_header() = r->header();
+    if (!r->more()) return total;
+    from = r->next();
+  }
+}
+
 absl::StatusOr<rpc::TxnResponse> Client::Txn(rpc::TxnRequest req) {
   // The shard is that of the first key named, as the server decides.
   std::string key;

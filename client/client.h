@@ -67,6 +67,12 @@ class Client {
                                        const std::string& value,
                                        uint64_t fence_token = 0,
                                        uint64_t lease = 0);
+  // Deletes the keys in [start, end) (end "\0": no bound), shard by shard,
+  // each shard's part in one entry per 10,000 keys: `count` is the total.
+  // Not atomic across shards: an error says how many were deleted before.
+  absl::StatusOr<rpc::DeleteResponse> DeleteRange(const std::string& start,
+                                                  const std::string& end,
+                                                  uint64_t fence_token = 0);
   absl::StatusOr<rpc::DeleteResponse> Delete(const std::string& key,
                                              uint64_t fence_token = 0);
   // Keys in [start, end) across every shard, at most `limit` (0: all).

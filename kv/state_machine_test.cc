@@ -84,6 +84,52 @@ TEST_F(StateMachineTest, PutAssignsRevisionsAndVersions) {
   EXPECT_EQ(sm_->applied(), 2u);
 }
 
+TEST_F(StateMachineTest, ARangeDeleteTakesTheRangeInOneRevisionUpToItsLimit) {
+  for (const char* k : {"a", "b1", "b2", "b3", "c"}) Apply(Put(k, "v"));
+  auto del = [&](std::string key, std::string end, uint32_t limit,
+                 uint64_t token = 0) {
+    kvpb::Command c;
+    c.mutable_delete_()->set_key(key);
+    c.mutable_delete_()->set_range_end(end);
+    c.mutable_delete_()->set_limit(limit);
+    c.set_fence_token(token);
+    return Apply(c);
+  };
+  // [b, c) with a limit of 2: b1 and b2 at one revision, b3 left.
+  kvpb::CommandResult r = del("b", "c", 2);
+  EXPECT_EQ(r.delete_().count(), 2);
+  EXPECT_EQ(r.delete_().resume_key(), "b3");
+  EXPECT_EQ(r.delete_().header().revision(), 6);
+  EXPECT_FALSE(sm_->kv().Get("b2")->has_value());
+  EXPECT_TRUE(sm_->kv().Get("b3")->has_value());
+  auto changes = sm_->WatchChanges(5, "", std::string(1, '\0'), false, 10);
+  ASSERT_TRUE(changes.ok());
+  ASSERT_EQ(changes->changes.size(), 2u);
+  EXPECT_TRUE(changes->changes[1].record.deleted());
+  EXPECT_EQ(changes->changes[1].revision, 6);
+  // The rest; then nothing left: no new revision.
+  r = del("b3", "c", 2);
+  EXPECT_EQ(r.delete_().count(), 1);
+  EXPECT_EQ(r.delete_().resume_key(), "");
+  r = del("b", "c", 2);
+  EXPECT_FALSE(r.delete_().deleted());
+  EXPECT_EQ(r.delete_().header().revision(), 7);
+  // A fence on one key of the range refuses the whole delete.
+  kvpb::Command bind;
+  bind.mutable_fence_bind()->set_prefix("c");
+  bind.mutable_fence_bind()->set_lock("l");
+  Apply(bind);
+  r = del("a", std::string(1, '\0'), 100);
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(sm_->kv().Get("a")->has_value());
+  // Every key from "a" on, with the lock's token.
+  r = del("a", std::string(1, '\0'), 100, /*token=*/5);
+  EXPECT_EQ(r.delete_().count(), 2);
+  bool more = false;
+  EXPECT_TRUE(sm_->kv().Range("", "", 10, &more)->empty());
+}
+
 TEST_F(StateMachineTest, KnowsTheTermItLeadsIn) {
   EXPECT_EQ(sm_->leading_term(), 0u);
   sm_->OnLeadership(3, true);

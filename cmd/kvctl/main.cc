@@ -7,6 +7,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/client.h"
@@ -118,8 +119,15 @@ int main(int argc, char** argv) {
       "key starting with KEY and its value (exit 0, even if none)");
   get->add_option("key", key)->required();
   get->add_flag("--prefix", prefix, "every key that starts with KEY");
-  auto* del = app.add_subcommand("del", "delete KEY");
+  auto* del = app.add_subcommand(
+      "del",
+      "delete KEY, or the keys in [KEY, END), or with --prefix every key "
+      "starting with KEY; prints what was deleted, exit 1 if nothing (a range "
+      "is deleted up to 10,000 keys per shard at once, all or none of them)");
   del->add_option("key", key)->required();
+  del->add_option("end", end, "delete the range [KEY, END)");
+  del->add_flag("--prefix", prefix, "every key that starts with KEY")
+      ->excludes(del->get_option("end"));
   auto* scan = app.add_subcommand(
       "scan",
       "list keys in [START, END): KEY<tab>VALUE lines (in listings, "
@@ -235,6 +243,17 @@ int main(int argc, char** argv) {
       std::cerr << "(serializable read: may be stale)\n";
     }
     return r->found() ? 0 : 1;
+  } else if (*del && (prefix || !end.empty())) {
+    std::string range_end = end;
+    if (prefix) {
+      range_end = PrefixEnd(key);
+      if (range_end.empty()) range_end = std::string(1, '\0');
+    }
+    auto r = c.DeleteRange(key, range_end, fence_token);
+    if (!r.ok()) return Fail(r.status());
+    std::cout << (json ? Json(*r) : absl::StrCat(r->count(), " deleted"))
+              << "\n";
+    return r->count() > 0 ? 0 : 1;
   } else if (*del) {
     auto r = c.Delete(key, fence_token);
     if (!r.ok()) return Fail(r.status());

@@ -80,8 +80,14 @@ kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
   // compares decide which branch that is.
   std::vector<const std::string*> writes;
   bool txn_ok = true;
+  // A range delete's keys, and where it stopped (if at its limit).
+  std::vector<std::string> range;
+  std::string resume;
   if (cmd.has_put()) {
     writes.push_back(&cmd.put().key());
+  } else if (cmd.has_delete_() && !cmd.delete_().range_end().empty()) {
+    range = KeysIn(ctx.batch, cmd.delete_(), &resume);
+    for (const std::string& k : range) writes.push_back(&k);
   } else if (cmd.has_delete_()) {
     writes.push_back(&cmd.delete_().key());
   } else {
@@ -107,8 +113,14 @@ kvpb::CommandResult KvStore::Apply(ApplyContext& ctx,
     st.set_revision(rev);
     header = r.mutable_put()->mutable_header();
   } else if (cmd.has_delete_()) {
-    Delete(ctx, cmd.delete_(), rev, r.mutable_delete_());
-    if (r.delete_().deleted()) st.set_revision(rev);
+    kvpb::DeleteResult* out = r.mutable_delete_();
+    if (cmd.delete_().range_end().empty()) {
+      Delete(ctx, cmd.delete_().key(), rev, out);
+    } else {
+      for (const std::string& k : range) Delete(ctx, k, rev, out);
+      out->set_resume_key(resume);
+    }
+    if (out->deleted()) st.set_revision(rev);
     header = r.mutable_delete_()->mutable_header();
   } else {
     bool wrote = false;
@@ -157,17 +169,35 @@ void KvStore::Put(ApplyContext& ctx, const kvpb::Put& req, int64_t revision,
   b.Put(keys_->Key(Space::kData, req.key()), v.SerializeAsString());
 }
 
-void KvStore::Delete(ApplyContext& ctx, const kvpb::Delete& req,
+void KvStore::Delete(ApplyContext& ctx, const std::string& key,
                      int64_t revision, kvpb::DeleteResult* resp) {
   Batch& b = ctx.batch;
-  std::optional<kvpb::StoredValue> prev = Read(b, req.key());
+  std::optional<kvpb::StoredValue> prev = Read(b, key);
   if (!prev) return;
   resp->set_deleted(true);
-  b.Delete(keys_->Key(Space::kData, req.key()));
-  if (prev->lease() != 0) b.Delete(LeaseKey(prev->lease(), req.key()));
-  if (history_ != nullptr) {
-    history_->Record(ctx, revision, req.key(), nullptr, prev);
-  }
+  resp->set_count(resp->count() + 1);
+  b.Delete(keys_->Key(Space::kData, key));
+  if (prev->lease() != 0) b.Delete(LeaseKey(prev->lease(), key));
+  if (history_ != nullptr) history_->Record(ctx, revision, key, nullptr, prev);
+}
+
+std::vector<std::string> KvStore::KeysIn(Batch& b, const kvpb::Delete& req,
+                                         std::string* resume) {
+  const std::string space = keys_->Key(Space::kData);
+  const bool unbounded = req.range_end() == std::string(1, '\0');
+  std::vector<std::string> out;
+  b.Scan(space, space + req.key(),
+         [&](const std::string& k, const std::string&) {
+           std::string key = k.substr(space.size());
+           if (!unbounded && key >= req.range_end()) return false;
+           if (out.size() == req.limit()) {
+             *resume = std::move(key);
+             return false;
+           }
+           out.push_back(std::move(key));
+           return true;
+         });
+  return out;
 }
 
 kvpb::CommandResult KvStore::EndLeaseKeys(ApplyContext& ctx,
@@ -256,7 +286,7 @@ void KvStore::Txn(ApplyContext& ctx, const kvpb::Txn& txn, bool ok,
       Put(ctx, op.put(), revision, out->mutable_put());
       *wrote = true;
     } else if (op.has_delete_()) {
-      Delete(ctx, op.delete_(), revision, out->mutable_delete_());
+      Delete(ctx, op.delete_().key(), revision, out->mutable_delete_());
       *wrote = *wrote || out->delete_().deleted();
     } else if (op.has_get()) {
       kvpb::GetResult* g = out->mutable_get();

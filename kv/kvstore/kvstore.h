@@ -17,8 +17,9 @@
 
 namespace tally::kv {
 
-// The user's keys and values: puts, deletes and transactions (compare, then
-// or else) within the shard, each write a new revision; and reads of what is
+// The user's keys and values: puts, deletes (of a key, or of the keys of a
+// range, a bounded number at once) and transactions (compare, then or else)
+// within the shard, each write a new revision; and reads of what is
 // applied. Key space 'd'.
 //
 // Fence floors (key space 'f'): a key prefix bound to a lock (FenceBind)
@@ -76,8 +77,12 @@ class KvStore final : public Module {
   std::optional<kvpb::StoredValue> Read(Batch& b, const std::string& key);
   void Put(ApplyContext& ctx, const kvpb::Put& req, int64_t revision,
            kvpb::PutResult* resp);
-  void Delete(ApplyContext& ctx, const kvpb::Delete& req, int64_t revision,
+  void Delete(ApplyContext& ctx, const std::string& key, int64_t revision,
               kvpb::DeleteResult* resp);
+  // The keys a range delete deletes, at most its limit; `resume`: the first
+  // key left past the limit (empty when none).
+  std::vector<std::string> KeysIn(Batch& b, const kvpb::Delete& req,
+                                  std::string* resume);
   void Txn(ApplyContext& ctx, const kvpb::Txn& txn, bool ok, int64_t revision,
            kvpb::TxnResult* resp, bool* wrote);
   kvpb::CommandResult Bind(ApplyContext& ctx, const kvpb::FenceBind& req);

@@ -79,6 +79,7 @@ kvpb::Put ToKv(const rpc::PutRequest& req) {
 kvpb::Delete ToKv(const rpc::DeleteRequest& req) {
   kvpb::Delete out;
   out.set_key(req.key());
+  out.set_range_end(req.range_end());
   return out;
 }
 
@@ -144,6 +145,7 @@ void ToApi(kvpb::PutResult&& r, rpc::PutResponse* out) {
 void ToApi(kvpb::DeleteResult&& r, rpc::DeleteResponse* out) {
   ToApi(r.header(), out->mutable_header());
   out->set_deleted(r.deleted());
+  out->set_count(r.count());
 }
 
 void ToApi(kvpb::TxnResult&& r, rpc::TxnResponse* out) {

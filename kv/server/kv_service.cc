@@ -106,18 +106,41 @@ class KvService final : public rpc::KV::CallbackService {
                                    rpc::DeleteResponse* resp) override {
     auto* reply =
         new Reply<rpc::DeleteResponse>(ctx, resp, &node_->rpcs, "Delete");
-    if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
-      return Finish(reply, st);
+    const std::string& end = req->range_end();
+    const bool unbounded = end == std::string(1, '\0');
+    if (end.empty()) {
+      if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
+        return Finish(reply, st);
+      }
+    } else if (!unbounded && end <= req->key()) {
+      return Finish(reply, Invalid("range end must be empty (the key alone), "
+                                   "\"\\0\" (no bound) or after the key"));
     }
     kvpb::Command cmd;
     *cmd.mutable_delete_() = ToKv(*req);
+    // A range: the part in the shard holding the key, a bounded number of
+    // keys; the client goes on from `next`.
+    const rpc::RangeDescriptor& shard = node_->RangeFor(req->key());
+    const bool clamped = !end.empty() && !shard.end().empty() &&
+                         (unbounded || end > shard.end());
+    if (!end.empty()) {
+      cmd.mutable_delete_()->set_range_end(clamped ? shard.end() : end);
+      cmd.mutable_delete_()->set_limit(kMaxRangeLimit);
+    }
     cmd.set_request_fingerprint(Fingerprint(cmd.delete_()));
     cmd.set_fence_token(req->fence_token());
     *cmd.mutable_session() = ToKv(req->session());
-    Write(reply, req->key(), std::move(cmd),
-          [](kvpb::CommandResult& r, rpc::DeleteResponse* out) {
-            ToApi(std::move(*r.mutable_delete_()), out);
-          });
+    const std::string shard_end = shard.end();
+    Write(
+        reply, req->key(), std::move(cmd),
+        [clamped, shard_end](kvpb::CommandResult& r, rpc::DeleteResponse* out) {
+          std::string resume = r.delete_().resume_key();
+          ToApi(std::move(*r.mutable_delete_()), out);
+          if (!resume.empty() || clamped) {
+            out->set_more(true);
+            out->set_next(resume.empty() ? shard_end : resume);
+          }
+        });
     return reply;
   }
 
@@ -158,6 +181,10 @@ class KvService final : public rpc::KV::CallbackService {
           if (st.ok()) st = CheckLease(op.put().lease());
           if (!st.ok()) return Finish(reply, st);
         } else if (op.has_delete_()) {
+          if (!op.delete_().range_end().empty()) {
+            return Finish(reply, Invalid("a transaction deletes single keys "
+                                         "(range_end must be empty)"));
+          }
           keys.push_back(&op.delete_().key());
         } else if (op.has_get()) {
           keys.push_back(&op.get().key());

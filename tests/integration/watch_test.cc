@@ -3,6 +3,7 @@
 // once, in revision order, with no gap; a compacted start is refused naming
 // the oldest revision left; idle watches get progress answers.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -192,6 +193,65 @@ TEST(WatchTest, CompactedHistoryIsRefusedAndTheLeaderKeepsItBounded) {
   o.start_revision = rev - 10;
   st = (*c)->Watch(o, [](const rpc::WatchResponse&) { return false; });
   EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange) << st;
+}
+
+TEST(WatchTest, ARangeDeleteAcrossShardsTakesEveryKeyAndIsWatchedKeyByKey) {
+  testing::TestCluster cluster("m");
+  ASSERT_TRUE(cluster.Start());
+  client::ClientOptions opts = cluster.ClientOptions();
+  opts.timeout = std::chrono::seconds(15);
+  auto c = client::Client::Connect(opts);
+  ASSERT_TRUE(c.ok());
+  // 12,100 keys in shard "a".."m" (more than one delete entry takes), 100
+  // in the other; written 110 to a transaction.
+  auto put_many = [&](const std::string& prefix, int n) {
+    for (int i = 0; i < n; i += 110) {
+      rpc::TxnRequest txn;
+      for (int j = i; j < std::min(n, i + 110); ++j) {
+        rpc::PutRequest* p = txn.add_success()->mutable_put();
+        p->set_key(absl::StrCat(prefix, 100000 + j));
+        p->set_value("v");
+      }
+      auto r = (*c)->Txn(txn);
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  };
+  put_many("b/", 12100);
+  put_many("x/", 100);
+  auto keep = (*c)->Put("zz", "stays");
+  ASSERT_TRUE(keep.ok());
+
+  // A watch of everything from now, counting deletions per shard.
+  std::map<uint64_t, int> deleted;
+  std::atomic<int> total = 0;
+  std::thread watch([&] {
+    client::Client::WatchOptions o;
+    o.key = "";
+    o.range_end = std::string(1, '\0');
+    o.progress_ms = 200;
+    auto st = (*c)->Watch(o, [&](const rpc::WatchResponse& r) {
+      for (const rpc::WatchEvent& e : r.events()) {
+        if (e.type() == rpc::WatchEvent::DELETE) {
+          ++deleted[r.header().group()];
+          ++total;
+        }
+      }
+      return total < 12200;
+    });
+    EXPECT_TRUE(st.ok()) << st;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto r = (*c)->DeleteRange("", "zz");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->count(), 12200);
+  watch.join();
+  EXPECT_EQ(deleted.size(), 2u);
+  EXPECT_EQ(total, 12200);
+  auto left = (*c)->Scan("", "", 0, rpc::LINEARIZABLE);
+  ASSERT_TRUE(left.ok()) << left.status();
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].key(), "zz");
+  std::cout << "deleted 12,200 keys over 2 shards; the watch saw each\n";
 }
 
 TEST(WatchTest, AnIdleWatchGetsProgressAnswersAndThenTheChange) {
