@@ -136,6 +136,25 @@ TEST_F(WatchHistoryTest, ACompactedRevisionIsRefusedNamingTheOldestLeft) {
   EXPECT_EQ(records, 0);
 }
 
+TEST_F(WatchHistoryTest, ACompactionInThePassOfItsChangesLeavesNoRecord) {
+  Apply(PutCmd("k", "0"), 1);
+  // One apply pass: two puts, then a compaction past both.
+  std::vector<raft::Entry> pass;
+  for (kvpb::Command c : {PutCmd("k", "1"), PutCmd("k", "2"), CompactCmd(3)}) {
+    c.set_time_ms(2);
+    pass.push_back(raft::Entry{1, ++index_, raft::EntryType::kNormal,
+                               c.SerializeAsString()});
+  }
+  ASSERT_TRUE(sm_->Apply(pass).ok());
+  EXPECT_EQ(sm_->WatchChanges(2, "k", "", false, 10).status().code(),
+            absl::StatusCode::kOutOfRange);
+  std::unique_ptr<storage::Iterator> it = db_.NewIterator();
+  const std::string prefix = Keyspace(2).Key(Space::kWatchRecord);
+  it->Seek(prefix);
+  EXPECT_FALSE(it->Valid() && it->key().starts_with(prefix))
+      << "a record of the pass was left behind";
+}
+
 TEST_F(WatchHistoryTest,
        TheLeaderKeepsTheHistoryBoundedAFewThousandDeletesAtATime) {
   sm_->set_watch_history(1000);

@@ -76,7 +76,7 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
       Write();
     }
     // Not under mu_: the hub pokes under its own mutex, then takes mu_.
-    node_->watchers.Add(this, group_, [this] { Poke(); });
+    node_->watchers.Add(this, group_, [this](bool tick) { Poke(tick); });
   }
 
   void OnWriteDone(bool ok) override {
@@ -106,14 +106,17 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
   }
 
  private:
-  // A change of the group's history, or the hub's tick.
-  void Poke() {
+  // A change of the group's history, or the hub's tick: a tick reads only
+  // when a progress answer is due or a read could not be started.
+  void Poke(bool tick) {
     absl::MutexLock l(&mu_);
     if (finished_ || stop_) return;
     if (reading_ || writing_) {
-      again_ = true;
+      again_ = again_ || !tick;
       return;
     }
+    if (tick && !again_ && Clock::now() - last_sent_ < progress_) return;
+    again_ = false;
     StartRead();
   }
 

@@ -12,14 +12,14 @@
 namespace tally::kv::server {
 
 // The Watch streams of this node, by group: each is poked when an apply
-// pass changes its group's watch history, and every 200 ms for its
-// progress answers.
+// pass changes its group's watch history (`tick` false), and every 200 ms
+// (`tick` true) for its progress answers and retries.
 //
 // Thread safety: thread-safe. A poke runs under the hub's mutex (on the
 // apply thread or the hub's own) and must not block.
 class WatchHub {
  public:
-  using Poke = std::function<void()>;
+  using Poke = std::function<void(bool tick)>;
 
   WatchHub() : ticker_([this] { Tick(); }) {}
   ~WatchHub() {
@@ -50,7 +50,7 @@ class WatchHub {
     absl::MutexLock l(&mu_);
     auto it = watchers_.find(group);
     if (it == watchers_.end()) return;
-    for (auto& [id, poke] : it->second) poke();
+    for (auto& [id, poke] : it->second) poke(false);
   }
 
  private:
@@ -61,7 +61,7 @@ class WatchHub {
                            absl::Milliseconds(200));
       if (stopping_) break;
       for (auto& [group, pokes] : watchers_) {
-        for (auto& [id, poke] : pokes) poke();
+        for (auto& [id, poke] : pokes) poke(true);
       }
     }
   }
