@@ -85,6 +85,9 @@ TEST_F(StateMachineTest, PutAssignsRevisionsAndVersions) {
 }
 
 TEST_F(StateMachineTest, ARangeDeleteTakesTheRangeInOneRevisionUpToItsLimit) {
+  kvpb::Command watched;  // the history on, to see the deletions in it
+  watched.mutable_watch_compact()->set_enable(true);
+  Apply(watched);
   for (const char* k : {"a", "b1", "b2", "b3", "c"}) Apply(Put(k, "v"));
   auto del = [&](std::string key, std::string end, uint32_t limit,
                  uint64_t token = 0) {
@@ -479,9 +482,7 @@ TEST(StateMachinePowerLossTest, AppliedIndexNeverAheadOfTheData) {
   ASSERT_TRUE(sm.ok()) << sm.status();
   // The rotated log's memtable is not compacted before the power loss.
   env.HoldBackgroundWork(true);
-  // About 2 KiB each (the value, and again in the watch history): one
-  // rotation, not two.
-  constexpr int kEntries = 50;
+  constexpr int kEntries = 100;  // 1 KiB each: one rotation, not two
   for (int i = 1; i <= kEntries; ++i) {
     kvpb::Command cmd =
         PutCommand(absl::StrCat("k", i), std::string(1000, 'v'), 0, 0);

@@ -38,7 +38,49 @@ std::vector<std::string> Changes(const WatchRead& r) {
   return out;
 }
 
-class WatchHistoryTest : public ModuleTest {};
+kvpb::Command EnableCmd() {
+  kvpb::Command c;
+  c.mutable_watch_compact()->set_enable(true);
+  return c;
+}
+
+// A group whose history a watch has turned on.
+class WatchHistoryTest : public ModuleTest {
+ protected:
+  void SetUp() override {
+    ModuleTest::SetUp();
+    Apply(EnableCmd(), 0);
+  }
+};
+
+TEST_F(ModuleTest, TheHistoryIsOffUntilAWatchTurnsItOnAndStartsThere) {
+  Apply(PutCmd("k", "1"), 1);
+  Apply(PutCmd("k", "2"), 2);
+  EXPECT_EQ(sm_->WatchChanges(0, "k", "", false, 10).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(sm_->watch().enabled());
+  // Nothing recorded, nothing to compact.
+  EXPECT_TRUE(sm_->Due().empty());
+  std::unique_ptr<storage::Iterator> it = db_.NewIterator();
+  const std::string prefix = Keyspace(2).Key(Space::kWatchRecord);
+  it->Seek(prefix);
+  EXPECT_FALSE(it->Valid() && it->key().starts_with(prefix));
+
+  kvpb::CommandResult r = Apply(EnableCmd(), 3);
+  EXPECT_EQ(r.watch_compact().compacted(), 2);
+  EXPECT_TRUE(sm_->watch().enabled());
+  auto before = sm_->WatchChanges(1, "k", "", false, 10);
+  EXPECT_EQ(before.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_NE(before.status().message().find("start from is 3"),
+            std::string::npos)
+      << before.status();
+  Apply(PutCmd("k", "3"), 4);
+  auto after = sm_->WatchChanges(2, "k", "", false, 10);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(Changes(*after), std::vector<std::string>{"3:PUT k=3"});
+  // Turning it on again changes nothing.
+  EXPECT_EQ(Apply(EnableCmd(), 5).watch_compact().compacted(), 2);
+}
 
 TEST_F(WatchHistoryTest,
        EveryChangeIsReadBackInRevisionOrderWithWhatItReplaced) {

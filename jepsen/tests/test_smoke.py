@@ -388,3 +388,101 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
             conn.close()
         cluster.shutdown()
         net.close()
+
+
+@pytest.mark.smoke
+def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
+    """A Watch stream served by a node that a partition cuts off from the
+    majority cannot see new changes: it must end (UNAVAILABLE) instead of
+    waiting silently, and a watch on the majority side from the revision
+    after the last one answered must see what was written meanwhile."""
+    import threading
+    import time
+
+    import grpc
+
+    from tally_jepsen import cluster as tcluster
+    from tally_jepsen.client import Connection
+    from tally_jepsen.net import Network, can_partition
+    from tally_jepsen.runner import wait_ready
+
+    if not can_partition():
+        pytest.skip("network faults need root (network namespaces and nftables)")
+    net = Network(3)
+    cluster = tcluster.Cluster(str(tmp_path), net, 3)
+    conn = None
+    channels = []
+    try:
+        cluster.start()
+        addresses = {i: n.client_address for i, n in cluster.nodes.items()}
+        conn = Connection(addresses)
+        nodes = sorted(cluster.nodes)
+        assert wait_ready(conn, nodes), f"cluster not ready; logs in {tmp_path}"
+        cut, others = nodes[-1], nodes[:-1]
+
+        def watch(node, start):
+            ch = grpc.insecure_channel(addresses[node])
+            channels.append(ch)
+            call = ch.unary_stream(
+                "/tally.rpc.Watch/Watch",
+                request_serializer=kv_pb2.WatchRequest.SerializeToString,
+                response_deserializer=kv_pb2.WatchResponse.FromString)
+            return call(kv_pb2.WatchRequest(key=b"w/", range_end=b"w0",
+                                            start_revision=start, progress_ms=200),
+                        timeout=60)
+
+        seen, ended = [], {}
+        last = {"revision": 0}
+
+        def consume(stream):
+            try:
+                for r in stream:
+                    last["revision"] = r.header.revision
+                    seen.extend((e.kv.key, e.kv.value) for e in r.events)
+            except grpc.RpcError as err:
+                ended["code"] = err.code()
+                ended["message"] = err.details()
+
+        # The shard's first watch turns its history on, through its leader
+        # (another node ends the stream with UNAVAILABLE).
+        for n in nodes:
+            try:
+                assert next(iter(watch(n, 0))).created
+                break
+            except grpc.RpcError:
+                continue
+        stream = watch(cut, 0)
+        t = threading.Thread(target=consume, args=(stream,), daemon=True)
+        t.start()
+        r = conn.call(others[0], "Put", kv_pb2.PutRequest(key=b"w/1", value=b"a"))
+        assert r.type == OK, r.error
+        deadline = time.monotonic() + 10
+        while (b"w/1", b"a") not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (b"w/1", b"a") in seen, f"the watch on n{cut} saw {seen}"
+
+        net.partition([[cut], others])
+        r = conn.call(others[0], "Put", kv_pb2.PutRequest(key=b"w/2", value=b"b"),
+                      timeout=10.0)
+        assert r.type == OK, r.error
+        t.join(timeout=20)
+        assert not t.is_alive(), f"the watch on cut-off n{cut} is still open"
+        assert ended.get("code") == grpc.StatusCode.UNAVAILABLE, ended
+        assert "no leader" in ended["message"], ended
+        assert (b"w/2", b"b") not in seen
+
+        # On the majority side, from the revision after the last answered.
+        seen2 = []
+        for r in watch(others[0], last["revision"] + 1):
+            seen2.extend((e.kv.key, e.kv.value) for e in r.events)
+            if (b"w/2", b"b") in seen2:
+                break
+        assert seen2[0] == (b"w/2", b"b"), seen2
+        net.heal()
+    finally:
+        for ch in channels:
+            ch.close()
+        if conn is not None:
+            conn.close()
+        cluster.shutdown()
+        net.close()

@@ -50,6 +50,7 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
         progress_(std::chrono::milliseconds(std::max(
             kMinProgressMs,
             req.progress_ms() == 0 ? kDefaultProgressMs : req.progress_ms()))) {
+    start_ = req.start_revision();
     const StateMachine* sm = node_->Machine(group_);
     {
       absl::MutexLock l(&mu_);
@@ -60,23 +61,68 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
                 "this node holds no replica of group ", group_, " yet"))));
         return;
       }
-      after_ =
-          req.start_revision() > 0 ? req.start_revision() - 1 : sm->revision();
-      // A start already compacted is refused before the stream starts (a
-      // read of no change).
-      if (absl::StatusOr<WatchRead> none =
-              sm->WatchChanges(after_, key_, end_, false, 0);
-          !none.ok()) {
-        Refuse(none.status());
+      if (sm->watch().enabled()) {
+        Begin(*sm);
         return;
       }
-      // The first answer says where the stream starts.
-      resp_.set_created(true);
-      FillHeader(after_);
-      Write();
+      reading_ = true;  // the stream is busy until Enabled
     }
-    // Not under mu_: the hub pokes under its own mutex, then takes mu_.
+    // The shard's first watch: the history is turned on through raft (here
+    // if this node leads the shard, else the client is sent to the leader),
+    // and the stream begins once that is applied.
+    kvpb::Command cmd;
+    cmd.mutable_watch_compact()->set_enable(true);
+    node_->WriteAsync(group_, std::move(cmd),
+                      [this](absl::StatusOr<kvpb::CommandResult> r) {
+                        Enabled(std::move(r));
+                      });
+  }
+
+  // Starts the stream: checks where it starts from, sends the created
+  // answer and joins the hub.
+  void Begin(const StateMachine& sm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    after_ = start_ > 0 ? start_ - 1 : sm.revision();
+    // A start already compacted is refused before the stream starts (a
+    // read of no change).
+    if (absl::StatusOr<WatchRead> none =
+            sm.WatchChanges(after_, key_, end_, false, 0);
+        !none.ok()) {
+      return Refuse(none.status());
+    }
+    // The first answer says where the stream starts.
+    resp_.set_created(true);
+    FillHeader(after_);
+    Write();
+    // Under mu_, safely: the hub pokes a watcher under the hub's mutex, then
+    // takes its mu_, but never this one before it is added.
     node_->watchers.Add(this, group_, [this](bool tick) { Poke(tick); });
+  }
+
+  // The history was turned on (or could not be).
+  void Enabled(absl::StatusOr<kvpb::CommandResult> r) {
+    bool remove = false;
+    {
+      absl::MutexLock l(&mu_);
+      reading_ = false;
+      const StateMachine* sm = node_->Machine(group_);
+      if (done_) {
+        remove = true;
+      } else if (finished_ || stop_) {
+      } else if (!r.ok()) {
+        Stop(node_->Refuse(ctx_, group_, r.status()));
+      } else if (r->error_code() != 0) {
+        Stop(rpc::ToGrpc(
+            absl::Status(static_cast<absl::StatusCode>(r->error_code()),
+                         r->error_message()),
+            ctx_));
+      } else if (sm == nullptr) {
+        Stop(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the group's replica is gone"));
+      } else {
+        Begin(*sm);
+      }
+    }
+    if (remove) delete this;
   }
 
   void OnWriteDone(bool ok) override {
@@ -111,6 +157,13 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
   void Poke(bool tick) {
     absl::MutexLock l(&mu_);
     if (finished_ || stop_) return;
+    if (tick && CutOff()) {
+      return Stop(node_->NotLeader(
+          ctx_, group_,
+          absl::UnavailableError(absl::StrCat(
+              "this node has seen no leader of group ", group_,
+              " for a while (cut off?): watch from another node"))));
+    }
     if (reading_ || writing_) {
       again_ = again_ || !tick;
       return;
@@ -177,6 +230,21 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
     Write();
   }
 
+  // Whether this node has seen no leader of the group for longer than twice
+  // the longest election timeout: the stream ends, so that the client moves
+  // to a node that sees the changes rather than wait on one that cannot.
+  bool CutOff() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::StatusOr<raft::host::GroupInfo> g = node_->host->Group(group_);
+    const auto now = Clock::now();
+    if (g.ok() && g->leader != raft::kNoNode) {
+      leader_seen_ = now;
+      return false;
+    }
+    const auto timeout = std::chrono::milliseconds(
+        4 * int64_t{node_->options.tick_ms} * node_->options.election_tick);
+    return now - leader_seen_ > timeout;
+  }
+
   // Ends the stream with `s`; a compacted start names the oldest revision
   // left in trailing metadata too.
   void Refuse(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -223,12 +291,14 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
   const uint64_t group_;
   const std::string key_, end_;
   const bool prev_;
+  int64_t start_ = 0;  // as asked (0: now)
   const Clock::duration progress_;
   absl::Mutex mu_;
   rpc::WatchResponse resp_ ABSL_GUARDED_BY(mu_);
   // Every change up to this revision was sent.
   int64_t after_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::time_point last_sent_ ABSL_GUARDED_BY(mu_);
+  Clock::time_point leader_seen_ ABSL_GUARDED_BY(mu_) = Clock::now();
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   // Poked during a read or write; the last read stopped at its limit.

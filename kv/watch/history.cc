@@ -64,11 +64,13 @@ void WatchHistory::Load() {
   revision_ = a.revision();
   compacted_ = st->compacted();
   deleted_ = st->deleted();
+  enabled_ = st->enabled();
 }
 
 void WatchHistory::Record(ApplyContext& ctx, int64_t revision,
                           const std::string& key, const kvpb::StoredValue* now,
                           const std::optional<kvpb::StoredValue>& prev) {
+  if (!enabled_) return;
   if (revision != last_revision_) {
     last_revision_ = revision;
     last_n_ = 0;
@@ -101,6 +103,13 @@ kvpb::CommandResult WatchHistory::Apply(ApplyContext& ctx,
     ctx.batch.Fail(st.status());
     return Refusal(absl::StatusCode::kDataLoss,
                    std::string(st.status().message()));
+  }
+  if (cmd.watch_compact().enable() && !st->enabled()) {
+    // On from here: nothing before this revision was recorded.
+    st->set_enabled(true);
+    st->set_compacted(std::max(st->compacted(), ctx.state.revision()));
+    st->set_deleted(st->compacted());
+    enabled_ = true;
   }
   const int64_t target =
       std::min(cmd.watch_compact().revision(), ctx.state.revision());
@@ -151,6 +160,7 @@ std::optional<int64_t> WatchHistory::Wanted() const {
   const int64_t revision = revision_, compacted = compacted_,
                 deleted = deleted_;
   if (revision < 0 || compacted < 0 || deleted < 0) return std::nullopt;
+  if (!enabled_) return std::nullopt;
   if (deleted < compacted) return compacted;
   if (history_ > 0 && revision - compacted > history_ + history_ / 10) {
     return revision - history_;
@@ -159,6 +169,7 @@ std::optional<int64_t> WatchHistory::Wanted() const {
 }
 
 int64_t WatchHistory::NextDue() const {
+  if (!enabled_) return INT64_MAX;
   if (revision_ < 0 || compacted_ < 0 || deleted_ < 0) return INT64_MIN;
   return Wanted() ? INT64_MIN : INT64_MAX;
 }
@@ -193,13 +204,20 @@ absl::StatusOr<WatchRead> WatchHistory::Read(const storage::Snapshot& snap,
   if (*applied && !a.ParseFromString(**applied)) {
     return absl::DataLossError("malformed applied state");
   }
-  absl::StatusOr<int64_t> compacted = Compacted(snap);
-  if (!compacted.ok()) return compacted.status();
-  if (after < *compacted) {
+  absl::StatusOr<kvpb::WatchHistoryState> st =
+      State([&](const std::string& k) { return snap.Get(k); },
+            keys_->Key(Space::kWatchHistory));
+  if (!st.ok()) return st.status();
+  if (!st->enabled()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the watch history of group ", keys_->group(), " is off"));
+  }
+  const int64_t compacted = st->compacted();
+  if (after < compacted) {
     return absl::OutOfRangeError(absl::StrCat(
         "revision ", after + 1, " of group ", keys_->group(),
         " is compacted; the oldest revision a watch may start from is ",
-        *compacted + 1));
+        compacted + 1));
   }
   WatchRead out;
   // A replica behind the revision asked for has nothing to add yet; it
@@ -236,7 +254,7 @@ absl::StatusOr<WatchRead> WatchHistory::Read(const storage::Snapshot& snap,
   if (!prev) return out;
   for (WatchChange& c : out.changes) {
     const int64_t p = c.record.prev_revision();
-    if (p <= *compacted) continue;  // forgotten (or none)
+    if (p <= compacted) continue;  // forgotten (or none)
     // The key's last record of revision p.
     const std::string rev_prefix = keys_->IdKey(Space::kWatchRecord, p);
     std::unique_ptr<storage::Iterator> pit = snap.NewIterator();

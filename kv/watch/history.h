@@ -44,6 +44,11 @@ struct WatchRead {
 // replica, and go on after a reconnect or a leader change with no gap and
 // no duplicate. Snapshots carry the history like any other key space.
 //
+// A group records nothing until its history is turned on (WatchCompact
+// with `enable`, proposed by the first watch of the shard): each change
+// then costs a second record, so a shard nobody watches does not pay it.
+// The history starts at the revision it was turned on at.
+//
 // Compaction (WatchCompact, key space 'p') forgets the history up to a
 // revision: at once for readers (a watch from there is refused with
 // OUT_OF_RANGE, naming the oldest revision left), and from the store a
@@ -91,13 +96,16 @@ class WatchHistory final : public Module {
   // alone, "\0" every key from `start` on. Stops at the end of the first
   // revision that reaches `limit` changes read (of any key). OUT_OF_RANGE
   // when `after` is below the compaction: the message names the oldest
-  // revision a watch may start from.
+  // revision a watch may start from. FAILED_PRECONDITION while the history
+  // is off.
   absl::StatusOr<WatchRead> Read(const storage::Snapshot& snap, int64_t after,
                                  const std::string& start,
                                  const std::string& end, bool prev,
                                  size_t limit) const;
   // The revision up to which the history is forgotten, in `snap`.
   absl::StatusOr<int64_t> Compacted(const storage::Snapshot& snap) const;
+  // Whether changes are recorded (as applied here).
+  bool enabled() const { return enabled_; }
 
  private:
   std::string RecordKey(int64_t revision, uint32_t n) const;
@@ -121,6 +129,7 @@ class WatchHistory final : public Module {
   int64_t last_revision_ = 0;
   uint32_t last_n_ = 0;
   bool changed_in_pass_ = false;
+  std::atomic<bool> enabled_{false};
   // Cached for NextDue (-1: unknown).
   std::atomic<int64_t> revision_{-1};
   std::atomic<int64_t> compacted_{-1};

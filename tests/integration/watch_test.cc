@@ -30,8 +30,8 @@ struct Seen {
   // By group: every (revision, key, value) in the order delivered.
   std::map<uint64_t, std::vector<std::tuple<int64_t, std::string, std::string>>>
       events ABSL_GUARDED_BY(mu);
+  // Created answers (one per shard).
   int answers ABSL_GUARDED_BY(mu) = 0;
-  int empty_answers ABSL_GUARDED_BY(mu) = 0;
 };
 
 TEST(WatchTest, AWatchOverTwoShardsMissesAndRepeatsNothingAcrossLeaderKills) {
@@ -54,6 +54,7 @@ TEST(WatchTest, AWatchOverTwoShardsMissesAndRepeatsNothingAcrossLeaderKills) {
     o.progress_ms = 200;  // so that `done` is seen while idle
     watch_status = (*watcher)->Watch(o, [&](const rpc::WatchResponse& r) {
       absl::MutexLock l(&seen.mu);
+      seen.answers += r.created();
       for (const rpc::WatchEvent& e : r.events()) {
         seen.events[r.header().group()].emplace_back(
             e.kv().mod_revision(), e.kv().key(), e.kv().value());
@@ -61,6 +62,17 @@ TEST(WatchTest, AWatchOverTwoShardsMissesAndRepeatsNothingAcrossLeaderKills) {
       return !done;
     });
   });
+
+  // Both shards' first watch turns their history on: wait for it.
+  const auto started = Clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    {
+      absl::MutexLock l(&seen.mu);
+      if (seen.answers == 2) break;
+    }
+    ASSERT_LT(Clock::now(), started) << watch_status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 
   // Puts on both sides of "m"; leaders killed and restarted on the way.
   constexpr int kPuts = 300;
@@ -143,6 +155,11 @@ TEST(WatchTest, CompactedHistoryIsRefusedAndTheLeaderKeepsItBounded) {
   opts.timeout = std::chrono::seconds(15);
   auto c = client::Client::Connect(opts);
   ASSERT_TRUE(c.ok());
+  // The shard's first watch turns its history on.
+  client::Client::WatchOptions first;
+  first.key = "k";
+  ASSERT_TRUE(
+      (*c)->Watch(first, [](const rpc::WatchResponse&) { return false; }).ok());
   int64_t rev = 0;
   for (int i = 0; i < 300; ++i) {
     auto r = (*c)->Put("k", absl::StrCat(i));
