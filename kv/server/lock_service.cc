@@ -289,11 +289,7 @@ class LockService final : public rpc::Locks::CallbackService {
       const rpc::ObserveRequest* req) override {
     (void)ctx;
     if (grpc::Status st = CheckLockName(req->name()); !st.ok()) {
-      struct Refused : grpc::ServerWriteReactor<rpc::ObserveResponse> {
-        explicit Refused(grpc::Status st) { Finish(std::move(st)); }
-        void OnDone() override { delete this; }
-      };
-      return new Refused(st);
+      return RefusedStream<rpc::ObserveResponse>(st);
     }
     return new Observer(node_, req->name());
   }

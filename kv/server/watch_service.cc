@@ -322,11 +322,7 @@ class WatchService final : public rpc::Watch::CallbackService {
       st = Calls::Invalid("start_revision must not be negative");
     }
     if (!st.ok()) {
-      struct Refused : grpc::ServerWriteReactor<rpc::WatchResponse> {
-        explicit Refused(grpc::Status st) { Finish(std::move(st)); }
-        void OnDone() override { delete this; }
-      };
-      return new Refused(st);
+      return RefusedStream<rpc::WatchResponse>(st);
     }
     return new Watcher(node_, ctx, *group, *req);
   }

@@ -64,13 +64,13 @@ void WatchHistory::Load() {
   revision_ = a.revision();
   compacted_ = st->compacted();
   deleted_ = st->deleted();
-  enabled_ = st->enabled();
+  enabled_ = recording_ = st->enabled();
 }
 
 void WatchHistory::Record(ApplyContext& ctx, int64_t revision,
                           const std::string& key, const kvpb::StoredValue* now,
                           const std::optional<kvpb::StoredValue>& prev) {
-  if (!enabled_) return;
+  if (!recording_) return;
   if (revision != last_revision_) {
     last_revision_ = revision;
     last_n_ = 0;
@@ -109,7 +109,7 @@ kvpb::CommandResult WatchHistory::Apply(ApplyContext& ctx,
     st->set_enabled(true);
     st->set_compacted(std::max(st->compacted(), ctx.state.revision()));
     st->set_deleted(st->compacted());
-    enabled_ = true;
+    recording_ = true;  // enabled_ once the pass is written
   }
   const int64_t target =
       std::min(cmd.watch_compact().revision(), ctx.state.revision());
@@ -145,6 +145,7 @@ kvpb::CommandResult WatchHistory::Apply(ApplyContext& ctx,
 }
 
 void WatchHistory::Committed() {
+  enabled_ = recording_;
   if (!std::exchange(changed_in_pass_, false)) return;
   if (changed_) changed_();
 }

@@ -104,7 +104,7 @@ class WatchHistory final : public Module {
                                  size_t limit) const;
   // The revision up to which the history is forgotten, in `snap`.
   absl::StatusOr<int64_t> Compacted(const storage::Snapshot& snap) const;
-  // Whether changes are recorded (as applied here).
+  // Whether changes are recorded, as written to the store here.
   bool enabled() const { return enabled_; }
 
  private:
@@ -129,6 +129,9 @@ class WatchHistory final : public Module {
   int64_t last_revision_ = 0;
   uint32_t last_n_ = 0;
   bool changed_in_pass_ = false;
+  // Whether changes are recorded: in this pass (apply thread), and as
+  // written to the store (what readers see).
+  bool recording_ = false;
   std::atomic<bool> enabled_{false};
   // Cached for NextDue (-1: unknown).
   std::atomic<int64_t> revision_{-1};

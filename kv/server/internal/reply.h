@@ -136,6 +136,16 @@ class Deadlines {
   std::thread thread_;
 };
 
+// A server stream refused before it starts: it ends at once with `st`.
+template <typename Resp>
+grpc::ServerWriteReactor<Resp>* RefusedStream(grpc::Status st) {
+  struct Refused : grpc::ServerWriteReactor<Resp> {
+    explicit Refused(grpc::Status st) { this->Finish(std::move(st)); }
+    void OnDone() override { delete this; }
+  };
+  return new Refused(std::move(st));
+}
+
 }  // namespace tally::kv::server
 
 #endif  // TALLY_KV_SERVER_INTERNAL_REPLY_H_
