@@ -27,8 +27,9 @@ WatchCommands::WatchCommands(CLI::App& app) {
   watch_
       ->add_option("--rev", rev_,
                    "the first revision to print, in each shard (0: from "
-                   "now); an older one than the shard keeps exits 4 naming "
-                   "the oldest left")
+                   "now); one older than the shard keeps (its history "
+                   "starts at its first watch) exits 4 naming the oldest "
+                   "left")
       ->check(CLI::Range(int64_t{0}, INT64_MAX));
   watch_->add_flag("--prev-kv", prev_kv_, "print each change's previous value");
   watch_->add_option("--count", count_,

@@ -395,7 +395,8 @@ def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
     """A Watch stream served by a node that a partition cuts off from the
     majority cannot see new changes: it must end (UNAVAILABLE) instead of
     waiting silently, and a watch on the majority side from the revision
-    after the last one answered must see what was written meanwhile."""
+    after the last one answered must see what was written meanwhile. The
+    node cut off is the shard's leader (the majority elects another)."""
     import threading
     import time
 
@@ -403,6 +404,7 @@ def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
 
     from tally_jepsen import cluster as tcluster
     from tally_jepsen.client import Connection
+    from tally_jepsen.nemesis import leader_of
     from tally_jepsen.net import Network, can_partition
     from tally_jepsen.runner import wait_ready
 
@@ -418,7 +420,10 @@ def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
         conn = Connection(addresses)
         nodes = sorted(cluster.nodes)
         assert wait_ready(conn, nodes), f"cluster not ready; logs in {tmp_path}"
-        cut, others = nodes[-1], nodes[:-1]
+        r = conn.call(nodes[0], "Put", kv_pb2.PutRequest(key=b"w/0", value=b"-"))
+        assert r.type == OK, r.error
+        cut = leader_of(conn, nodes) or nodes[-1]
+        others = [n for n in nodes if n != cut]
 
         def watch(node, start):
             ch = grpc.insecure_channel(addresses[node])
@@ -462,22 +467,37 @@ def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
         assert (b"w/1", b"a") in seen, f"the watch on n{cut} saw {seen}"
 
         net.partition([[cut], others])
-        r = conn.call(others[0], "Put", kv_pb2.PutRequest(key=b"w/2", value=b"b"),
-                      timeout=10.0)
-        assert r.type == OK, r.error
+        # A write on the majority side (after an election there if the cut
+        # node led the shard): a value per attempt, so that the one
+        # acknowledged is known.
+        acked, attempt = None, 0
+        deadline = time.monotonic() + 30
+        while acked is None and time.monotonic() < deadline:
+            for n in others:
+                attempt += 1
+                v = b"b%d" % attempt
+                r = conn.call(n, "Put", kv_pb2.PutRequest(key=b"w/2", value=v),
+                              timeout=2.0, redirects=0)
+                if r.type == OK:
+                    acked = v
+                    break
+            else:
+                time.sleep(0.2)
+        assert acked is not None, f"no write on the majority side; logs in {tmp_path}"
         t.join(timeout=20)
         assert not t.is_alive(), f"the watch on cut-off n{cut} is still open"
         assert ended.get("code") == grpc.StatusCode.UNAVAILABLE, ended
         assert "no leader" in ended["message"], ended
-        assert (b"w/2", b"b") not in seen
+        assert not [kv for kv in seen if kv[0] == b"w/2"], seen
 
-        # On the majority side, from the revision after the last answered.
+        # On the majority side, from the revision after the last answered:
+        # the acknowledged write (and any earlier attempt that took effect).
         seen2 = []
         for r in watch(others[0], last["revision"] + 1):
             seen2.extend((e.kv.key, e.kv.value) for e in r.events)
-            if (b"w/2", b"b") in seen2:
+            if (b"w/2", acked) in seen2:
                 break
-        assert seen2[0] == (b"w/2", b"b"), seen2
+        assert all(k == b"w/2" for k, _ in seen2), seen2
         net.heal()
     finally:
         for ch in channels:
