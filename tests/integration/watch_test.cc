@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/client.h"
@@ -62,6 +63,12 @@ TEST(WatchTest, AWatchOverTwoShardsMissesAndRepeatsNothingAcrossLeaderKills) {
       return !done;
     });
   });
+  // A failed assertion returns early: the watch still stops (it sees `done`
+  // at its next answer, a progress one at most 200 ms away) and is joined.
+  absl::Cleanup stop_watch = [&] {
+    done = true;
+    if (watch.joinable()) watch.join();
+  };
 
   // Both shards' first watch turns their history on: wait for it.
   const auto started = Clock::now() + std::chrono::seconds(10);
@@ -119,8 +126,7 @@ TEST(WatchTest, AWatchOverTwoShardsMissesAndRepeatsNothingAcrossLeaderKills) {
     ASSERT_LT(Clock::now(), give_up) << "the watch did not catch up";
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  done = true;
-  watch.join();
+  std::move(stop_watch).Invoke();
   EXPECT_TRUE(watch_status.ok()) << watch_status;
 
   absl::MutexLock l(&seen.mu);
@@ -241,27 +247,42 @@ TEST(WatchTest, ARangeDeleteAcrossShardsTakesEveryKeyAndIsWatchedKeyByKey) {
   // A watch of everything from now, counting deletions per shard.
   std::map<uint64_t, int> deleted;
   std::atomic<int> total = 0;
+  std::atomic<bool> done = false;
+  std::atomic<int> created = 0;  // a shard's first watch turns its history on
   std::thread watch([&] {
     client::Client::WatchOptions o;
     o.key = "";
     o.range_end = std::string(1, '\0');
     o.progress_ms = 200;
     auto st = (*c)->Watch(o, [&](const rpc::WatchResponse& r) {
+      created += r.created();
       for (const rpc::WatchEvent& e : r.events()) {
         if (e.type() == rpc::WatchEvent::DELETE) {
           ++deleted[r.header().group()];
           ++total;
         }
       }
-      return total < 12200;
+      return total < 12200 && !done;
     });
     EXPECT_TRUE(st.ok()) << st;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  absl::Cleanup stop_watch = [&] {
+    done = true;
+    if (watch.joinable()) watch.join();
+  };
+  const auto started = Clock::now() + std::chrono::seconds(10);
+  while (created < 2) {
+    ASSERT_LT(Clock::now(), started) << "the watch did not start";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   auto r = (*c)->DeleteRange("", "zz");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->count(), 12200);
-  watch.join();
+  const auto give_up = Clock::now() + std::chrono::seconds(20);
+  while (total < 12200 && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::move(stop_watch).Invoke();
   EXPECT_EQ(deleted.size(), 2u);
   EXPECT_EQ(total, 12200);
   auto left = (*c)->Scan("", "", 0, rpc::LINEARIZABLE);
