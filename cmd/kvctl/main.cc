@@ -1,5 +1,7 @@
 // kvctl: the Tally command line. Exit codes: cmd/kvctl/output.h.
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -17,6 +19,7 @@
 #include "cmd/kvctl/output.h"
 #include "cmd/kvctl/saga_commands.h"
 #include "cmd/kvctl/watch_commands.h"
+#include "nlohmann/json.hpp"
 
 namespace {
 
@@ -25,6 +28,7 @@ using tally::kvctl::Column;
 using tally::kvctl::Fail;
 using tally::kvctl::Json;
 using tally::kvctl::PrefixEnd;
+using tally::kvctl::Table;
 
 absl::StatusOr<uint64_t> MemberId(const std::string& name) {
   uint64_t id = 0;
@@ -154,9 +158,19 @@ int main(int argc, char** argv) {
   txn->add_option("--else", else_ops, "as --then");
   auto* cluster = app.add_subcommand("cluster", "cluster information");
   cluster->require_subcommand(1);
-  auto* status = cluster->add_subcommand("status", "every node's groups");
+  auto* status = cluster->add_subcommand(
+      "status", "every node's groups (exit 3 if a node is unreachable)");
   auto* health = app.add_subcommand(
       "health", "gRPC health check of every endpoint (exit 3 if one fails)");
+  auto* endpoint = app.add_subcommand(
+      "endpoint", "every endpoint's state, as a table (exit 3 if one fails)");
+  endpoint->require_subcommand(1);
+  auto* ep_status = endpoint->add_subcommand(
+      "status",
+      "node, cluster id, groups it holds and leads, learner groups, and the "
+      "most entries it has committed but not applied in a group");
+  auto* ep_health = endpoint->add_subcommand(
+      "health", "gRPC health check: SERVING, or why not");
   auto* member = app.add_subcommand("member", "membership changes");
   member->require_subcommand(1);
   std::string name, peer;
@@ -310,10 +324,12 @@ int main(int argc, char** argv) {
     }
     return r->succeeded() ? 0 : 1;
   } else if (*status) {
+    int rc = 0;
     for (const std::string& ep : c.endpoints()) {
       auto r = c.Status(ep);
       if (!r.ok()) {
         std::cout << ep << "\tunreachable: " << r.status().message() << "\n";
+        rc = tally::kvctl::kExitUnavailable;
         continue;
       }
       if (json) {
@@ -331,13 +347,82 @@ int main(int argc, char** argv) {
                   << "\tlearners=" << absl::StrJoin(g.learners(), ",") << "\n";
       }
     }
+    return rc;
   } else if (*health) {
     int rc = 0;
     for (const std::string& ep : c.endpoints()) {
       absl::Status st = c.Health(ep);
       std::cout << ep << "\t" << (st.ok() ? "SERVING" : st.ToString()) << "\n";
-      if (!st.ok()) rc = 3;
+      if (!st.ok()) rc = tally::kvctl::kExitUnavailable;
     }
+    return rc;
+  } else if (*ep_health) {
+    int rc = 0;
+    Table t({"ENDPOINT", "HEALTH", "TOOK"});
+    for (const std::string& ep : c.endpoints()) {
+      const auto start = std::chrono::steady_clock::now();
+      absl::Status st = c.Health(ep);
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+      if (!st.ok()) rc = tally::kvctl::kExitUnavailable;
+      const std::string health = st.ok() ? "SERVING" : st.ToString();
+      if (json) {
+        std::cout << nlohmann::json{{"endpoint", ep},
+                                    {"healthy", st.ok()},
+                                    {"health", health},
+                                    {"took_ms", took.count()}}
+                         .dump()
+                  << "\n";
+      } else {
+        t.Add({ep, health, absl::StrCat(took.count(), " ms")});
+      }
+    }
+    if (!json) t.Print(std::cout);
+    return rc;
+  } else if (*ep_status) {
+    int rc = 0;
+    Table t({"ENDPOINT", "NODE", "CLUSTER", "GROUPS", "LEADER OF", "LEARNER IN",
+             "MAX APPLY LAG", "ERROR"});
+    for (const std::string& ep : c.endpoints()) {
+      absl::StatusOr<tally::rpc::StatusResponse> r = c.Status(ep);
+      if (!r.ok()) {
+        rc = tally::kvctl::kExitUnavailable;
+        if (json) {
+          std::cout << nlohmann::json{{"endpoint", ep},
+                                      {"error", r.status().ToString()}}
+                           .dump()
+                    << "\n";
+        } else {
+          t.Add({ep, "-", "-", "-", "-", "-", "-", r.status().ToString()});
+        }
+        continue;
+      }
+      int leading = 0, learning = 0;
+      uint64_t lag = 0;
+      for (const auto& g : r->groups()) {
+        if (g.leader() == r->node()) ++leading;
+        for (uint64_t l : g.learners()) learning += l == r->node() ? 1 : 0;
+        if (g.commit_index() > g.applied_index()) {
+          lag = std::max(lag, g.commit_index() - g.applied_index());
+        }
+      }
+      if (json) {
+        std::cout << nlohmann::json{{"endpoint", ep},
+                                    {"node", r->node()},
+                                    {"cluster_id", r->cluster_id()},
+                                    {"groups", r->groups_size()},
+                                    {"leader_of", leading},
+                                    {"learner_in", learning},
+                                    {"max_apply_lag", lag}}
+                         .dump()
+                  << "\n";
+      } else {
+        t.Add({ep, absl::StrCat("n", r->node()), r->cluster_id(),
+               absl::StrCat(r->groups_size()), absl::StrCat(leading),
+               absl::StrCat(learning), absl::StrCat(lag), ""});
+      }
+    }
+    if (!json) t.Print(std::cout);
     return rc;
   } else if (*mlist) {
     // The first answer, with client addresses that node does not know yet

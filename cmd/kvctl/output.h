@@ -1,8 +1,10 @@
 #ifndef TALLY_CMD_KVCTL_OUTPUT_H_
 #define TALLY_CMD_KVCTL_OUTPUT_H_
 
+#include <algorithm>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "google/protobuf/message.h"
@@ -51,6 +53,38 @@ inline std::string Column(const std::string& s) {
   }
   return out;
 }
+
+// Rows printed under a header, each column as wide as its widest cell
+// (cells escaped as by Column), two spaces apart.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) {
+    rows_.push_back(std::move(header));
+  }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out) const {
+    std::vector<size_t> width;
+    for (const auto& row : rows_) {
+      width.resize(std::max(width.size(), row.size()), 0);
+      for (size_t i = 0; i < row.size(); ++i) {
+        width[i] = std::max(width[i], Column(row[i]).size());
+      }
+    }
+    for (const auto& row : rows_) {
+      std::string line;
+      for (size_t i = 0; i < row.size(); ++i) {
+        const std::string cell = Column(row[i]);
+        line += cell;
+        if (i + 1 < row.size()) line.append(width[i] - cell.size() + 2, ' ');
+      }
+      line.erase(line.find_last_not_of(' ') + 1);  // an empty last cell
+      out << line << "\n";
+    }
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
 
 // The first key after every key that starts with `prefix` ("" if none:
 // the prefix is empty or all 0xff bytes).

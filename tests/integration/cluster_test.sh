@@ -97,6 +97,19 @@ set -e
 [ "$(kvctl get a)" = 1 ] || fail "a rejected request changed a"
 ok "bad input rejected with exit 2, missing key and failed compare exit 1"
 
+status=$(kvctl endpoint status) || fail "endpoint status with every node up"
+[ "$(head -1 <<<"$status" | tr -s ' ')" = "ENDPOINT NODE CLUSTER GROUPS LEADER OF LEARNER IN MAX APPLY LAG ERROR" ] ||
+  fail "endpoint status header: $status"
+[ "$(grep -c '^127.0.0.1:' <<<"$status")" = 3 ] || fail "endpoint status rows: $status"
+# Aligned: every line has its NODE column at the same place.
+[ "$(awk '{print index($0, $2)}' <<<"$status" | sort -u | wc -l)" = 1 ] ||
+  fail "endpoint status columns not aligned: $status"
+[ "$(kvctl -o json endpoint status | head -1 | /usr/bin/python3 -c 'import json,sys; print(sorted(json.load(sys.stdin)))')" = \
+  "['cluster_id', 'endpoint', 'groups', 'leader_of', 'learner_in', 'max_apply_lag', 'node']" ] ||
+  fail "endpoint status -o json: $(kvctl -o json endpoint status)"
+kvctl endpoint health >/dev/null || fail "endpoint health with every node up"
+ok "endpoint status (an aligned table, or JSON lines) and endpoint health exit 0"
+
 leader=$(kvctl cluster status | awk '$3=="group" && $4==2 && $5=="LEADER" {print $2}' | head -1)
 [ -n "$leader" ] || fail "no leader of group 2"
 kill -9 "$(cat "$dir/$leader.pid")"
@@ -104,6 +117,17 @@ start=$(date +%s%N)
 kvctl --timeout-ms 2000 put b 2 >/dev/null || fail "write after killing leader $leader"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ok "write succeeded ${ms} ms after kill -9 of leader $leader"
+
+set +e
+for cmd in "endpoint status" "endpoint health" "cluster status" health; do
+  # shellcheck disable=SC2086
+  out=$(kvctl --timeout-ms 1000 $cmd 2>&1); rc=$?
+  [ $rc -eq 3 ] || fail "kvctl $cmd with $leader down exited $rc, not 3: $out"
+  grep -q "127.0.0.1:$((b + ${leader#n})).*UNAVAILABLE\|127.0.0.1:$((b + ${leader#n})).*unreachable" <<<"$out" ||
+    fail "kvctl $cmd does not name the unreachable endpoint: $out"
+done
+set -e
+ok "endpoint status|health, cluster status and health exit 3 naming the node that is down"
 
 cluster start
 n=${leader#n}
