@@ -159,6 +159,10 @@ workloads=(
   "lock-hot-64|--op lock-hot --clients 64"
   "keep-alive-10k|--op keep-alive --leases 10000 --lease-ttl 30 --clients 64"
   "idem-256|--op idem --clients 256"
+  # watch-<watchers>x<puts per second>
+  "watch-1000x1000|--op watch --watchers 1000 --write-rate 1000 --clients 16"
+  "watch-100x1000|--op watch --watchers 100 --write-rate 1000 --clients 16"
+  "watch-1000x100|--op watch --watchers 1000 --write-rate 100 --clients 16"
 )
 
 # fsync latency of the disk the data dirs are on.
@@ -199,6 +203,9 @@ for round in $(seq 1 "$rounds"); do
     run "$label" tally "$tally_endpoints" "$tally_pids" "$round" "${opts[@]}"
     etcd_target=$etcd_endpoints
     [ "$endpoint_mode" = all ] || etcd_target=$(etcd_leader)
+    # Watchers spread over every member in both stores (Tally's by
+    # default: its endpoints are all three); the puts go to the leader.
+    [[ "$label" != watch* ]] || opts+=(--watch-endpoints "$etcd_endpoints")
     run "$label" etcd "$etcd_target" "$etcd_pids" "$round" "${opts[@]}"
   done
   [ -n "${BENCH_ONLY:-}" ] || run "lease-get-256" tally "$tally_endpoints" \

@@ -10,6 +10,7 @@
 #include "bench/etcd_kv.grpc.pb.h"
 #include "bench/etcd_lock.grpc.pb.h"
 #include "client/client.h"
+#include "cmd/kvbench/targets.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/idem.grpc.pb.h"
 #include "rpc/lock.grpc.pb.h"
@@ -95,15 +96,6 @@ class EtcdLocker : public Locker {
   int64_t lease_ = 0;
 };
 
-// A channel of its own (no shared TCP connection) to `address`.
-std::shared_ptr<grpc::Channel> Channel(const std::string& address, int i) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt("tally.kvbench.connection", i);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
-}
-
 // The measured phase, from the warmup's end for the duration: calls o.mark
 // as it begins and ends, and keeps what completed within it.
 class Phase {
@@ -187,7 +179,7 @@ absl::StatusOr<Summary> RunLockBench(const LockBenchOptions& o) {
     } else {
       // The first endpoint: the script passes etcd's leader.
       lockers.push_back(
-          std::make_unique<EtcdLocker>(Channel(o.endpoints[0], i % 4)));
+          std::make_unique<EtcdLocker>(NewChannel(o.endpoints[0], i % 4)));
     }
     if (absl::Status st = lockers.back()->Grant(o.lease_ttl_s); !st.ok()) {
       return absl::Status(st.code(),
@@ -225,7 +217,7 @@ absl::StatusOr<Summary> RunIdemBench(const LockBenchOptions& o) {
     threads.emplace_back([&, i] {
       std::unique_ptr<etcdserverpb::KV::Stub> etcd;
       if (!tally)
-        etcd = etcdserverpb::KV::NewStub(Channel(o.endpoints[0], i % 4));
+        etcd = etcdserverpb::KV::NewStub(NewChannel(o.endpoints[0], i % 4));
       Phase::Log log;
       for (uint64_t n = 0; !phase.over(); ++n) {
         const std::string key = absl::StrCat(run, i, "-", n);
@@ -287,7 +279,7 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
   absl::StatusOr<std::unique_ptr<client::Client>> connected = ConnectTally(o);
   if (!connected.ok()) return connected.status();
   std::unique_ptr<client::Client> tally = std::move(*connected);
-  auto etcd = etcdserverpb::Lease::NewStub(Channel(o.endpoints[0], 0));
+  auto etcd = etcdserverpb::Lease::NewStub(NewChannel(o.endpoints[0], 0));
   for (int i = 0; i < leases; ++i) {
     if (tally) {
       auto r = tally->GrantLease(std::chrono::seconds(o.lease_ttl_s));
@@ -329,7 +321,7 @@ absl::StatusOr<Summary> RunKeepAliveBench(const LockBenchOptions& o,
   std::vector<std::thread> threads;
   for (int t = 0; t < o.clients; ++t) {
     threads.emplace_back([&, t] {
-      auto ch = Channel(address, t);
+      auto ch = NewChannel(address, t);
       Phase::Log log;
       // This thread's leases, each renewed once per period, spread evenly,
       // `batch` to a message.

@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "cmd/kvbench/lock_bench.h"
 #include "cmd/kvbench/targets.h"
+#include "cmd/kvbench/watch_bench.h"
 #include "cmd/kvbench/workload.h"
 
 namespace tally::kvbench {
@@ -69,13 +70,7 @@ double ProcessesCpuSeconds(const std::vector<int>& pids) {
 // kvbench --op lock|lock-hot|keep-alive|idem: acquire and release, lease
 // keep-alives, or idempotency claims and completions; one client per thread.
 int RunLocks(LockBenchOptions o, const std::string& op,
-             const std::string& server_pids_text, int leases) {
-  std::vector<int> pids;
-  for (absl::string_view p :
-       absl::StrSplit(server_pids_text, ',', absl::SkipEmpty())) {
-    int pid = 0;
-    if (absl::SimpleAtoi(p, &pid)) pids.push_back(pid);
-  }
+             const std::vector<int>& pids, int leases) {
   o.hot = op == "lock-hot";
   // CPU over the measured phase: sampled when it begins and ends.
   double cpu[2] = {0, 0}, server[2] = {0, 0};
@@ -102,6 +97,40 @@ int RunLocks(LockBenchOptions o, const std::string& op,
       s->p999, s->max, static_cast<unsigned long long>(s->errors),
       cpu[1] - cpu[0], pids.empty() ? 0.0 : server[1] - server[0]);
   return s->ops > 0 ? 0 : 1;
+}
+
+// kvbench --op watch: watchers of one prefix and paced puts under it; one
+// operation is one change delivered to one watcher.
+int RunWatch(WatchBenchOptions o, const std::vector<int>& pids) {
+  double cpu[2] = {0, 0}, server[2] = {0, 0};
+  o.mark = [&](bool begin) {
+    cpu[begin ? 0 : 1] = CpuSeconds();
+    server[begin ? 0 : 1] = ProcessesCpuSeconds(pids);
+  };
+  absl::StatusOr<WatchSummary> w = RunWatchBench(o);
+  if (!w.ok()) {
+    std::cerr << "kvbench: " << w.status().message() << "\n";
+    return 2;
+  }
+  const Summary& s = w->delivery;
+  std::printf(
+      "{\"target\":\"%s\",\"op\":\"watch\",\"read_mode\":\"-\","
+      "\"clients\":%d,\"connections\":1,\"watchers\":%d,\"writes\":%llu,"
+      "\"writes_per_sec\":%.0f,\"missing\":%llu,\"duplicates\":%llu,"
+      "\"ops\":%llu,\"seconds\":%.2f,\"ops_per_sec\":%.0f,"
+      "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
+      "\"max_ms\":%.3f,\"errors\":%llu,\"retries\":0,"
+      "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
+      o.target.c_str(), o.writers, o.watchers,
+      static_cast<unsigned long long>(w->writes),
+      s.seconds > 0 ? w->writes / s.seconds : 0.0,
+      static_cast<unsigned long long>(w->missing),
+      static_cast<unsigned long long>(w->duplicates),
+      static_cast<unsigned long long>(s.ops), s.seconds,
+      s.seconds > 0 ? s.ops / s.seconds : 0.0, s.p50, s.p90, s.p99, s.p999,
+      s.max, static_cast<unsigned long long>(s.errors), cpu[1] - cpu[0],
+      pids.empty() ? 0.0 : server[1] - server[0]);
+  return s.ops > 0 ? 0 : 1;
 }
 
 struct Slot {
@@ -360,9 +389,12 @@ int main(int argc, char** argv) {
                  "put, get, mixed, cas, scan, lock / lock-hot (acquire and "
                  "release: each client its own lock / one lock for all), "
                  "keep-alive, idem (claim a key and store a response), or "
-                 "crdt-incr (increment a CRDT counter on any node; Tally only)")
+                 "crdt-incr (increment a CRDT counter on any node; Tally "
+                 "only), or watch (--watchers of one prefix, puts under it at "
+                 "--write-rate by --clients threads)")
       ->check(CLI::IsMember({"put", "get", "mixed", "cas", "scan", "lock",
-                             "lock-hot", "keep-alive", "idem", "crdt-incr"}));
+                             "lock-hot", "keep-alive", "idem", "crdt-incr",
+                             "watch"}));
   app.add_option("--read-ratio", w.read_ratio, "mixed: the share of gets")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--read-mode", read_mode, "linearizable, lease, serializable")
@@ -399,6 +431,16 @@ int main(int argc, char** argv) {
                  "keep-alive (Tally): leases per message, each client's due "
                  "together (Client::KeepAlive of several)")
       ->check(CLI::Range(1, 1000));
+  int watchers = 1000;
+  app.add_option("--watchers", watchers, "watch: streams watching the prefix")
+      ->check(CLI::PositiveNumber);
+  double write_rate = 1000;
+  app.add_option("--write-rate", write_rate, "watch: puts per second")
+      ->check(CLI::PositiveNumber);
+  std::string watch_endpoints;
+  app.add_option("--watch-endpoints", watch_endpoints,
+                 "watch: host:port,... the watchers are spread over "
+                 "(default: --endpoints)");
   std::string server_pids_text;
   app.add_option("--server-pids", server_pids_text,
                  "pid,...: report these processes' CPU over the measured "
@@ -423,22 +465,6 @@ int main(int argc, char** argv) {
     std::cerr << "kvbench: --op crdt-incr: only Tally has CRDT tables\n";
     return 2;
   }
-  if (w.op.starts_with("lock") || w.op == "keep-alive" || w.op == "idem") {
-    LockBenchOptions lo;
-    lo.target = target;
-    lo.endpoints = o.endpoints;
-    lo.clients = clients;
-    lo.warmup_s = warmup;
-    lo.duration_s = duration;
-    lo.lease_ttl_s = lease_ttl_s;
-    lo.keep_alive_batch = keep_alive_batch;
-    return RunLocks(std::move(lo), w.op, server_pids_text, leases);
-  }
-  auto t = target == "etcd" ? NewEtcdTarget(o) : NewTallyTarget(o);
-  if (!t.ok()) {
-    std::cerr << "kvbench: " << t.status().message() << "\n";
-    return 2;
-  }
   std::vector<int> server_pids;
   for (absl::string_view p :
        absl::StrSplit(server_pids_text, ',', absl::SkipEmpty())) {
@@ -452,6 +478,39 @@ int main(int argc, char** argv) {
   if (ProcessesCpuSeconds(server_pids) < 0) {
     std::cerr << "kvbench: --server-pids: cannot read /proc of "
               << server_pids_text << "\n";
+    return 2;
+  }
+  if (w.op == "watch") {
+    WatchBenchOptions wo;
+    wo.target = target;
+    wo.endpoints = o.endpoints;
+    for (absl::string_view e :
+         absl::StrSplit(watch_endpoints.empty() ? endpoints : watch_endpoints,
+                        ',', absl::SkipEmpty())) {
+      wo.watch_endpoints.emplace_back(e);
+    }
+    wo.watchers = watchers;
+    wo.writes_per_sec = write_rate;
+    wo.writers = clients;
+    wo.value_size = w.value_size;
+    wo.warmup_s = warmup;
+    wo.duration_s = duration;
+    return RunWatch(std::move(wo), server_pids);
+  }
+  if (w.op.starts_with("lock") || w.op == "keep-alive" || w.op == "idem") {
+    LockBenchOptions lo;
+    lo.target = target;
+    lo.endpoints = o.endpoints;
+    lo.clients = clients;
+    lo.warmup_s = warmup;
+    lo.duration_s = duration;
+    lo.lease_ttl_s = lease_ttl_s;
+    lo.keep_alive_batch = keep_alive_batch;
+    return RunLocks(std::move(lo), w.op, server_pids, leases);
+  }
+  auto t = target == "etcd" ? NewEtcdTarget(o) : NewTallyTarget(o);
+  if (!t.ok()) {
+    std::cerr << "kvbench: " << t.status().message() << "\n";
     return 2;
   }
   Driver driver(t->get(), w, clients, threads, std::move(server_pids));

@@ -43,17 +43,24 @@ Call* Launch(Prepare prepare, int timeout_ms, grpc::CompletionQueue* cq,
   return c;
 }
 
+}  // namespace
+
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int i) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("tally.kvbench.connection", i);  // distinct channel args
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+namespace {
+
 // `n` channels to `address` that do not share a TCP connection.
 std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& address,
                                                      int n) {
   std::vector<std::shared_ptr<grpc::Channel>> out;
-  for (int i = 0; i < std::max(n, 1); ++i) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetInt("tally.kvbench.connection", i);  // distinct channel args
-    out.push_back(grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args));
-  }
+  for (int i = 0; i < std::max(n, 1); ++i)
+    out.push_back(NewChannel(address, i));
   return out;
 }
 

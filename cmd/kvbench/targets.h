@@ -49,6 +49,10 @@ struct TargetOptions {
   bool crdt = false;
 };
 
+// A channel to `address` with a TCP connection of its own: channels made
+// with different `i` share none.
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int i);
+
 // Tally: each key's range and its leader from the cluster's routing table
 // (Cluster.Ranges, through the client library), updated from redirects.
 absl::StatusOr<std::unique_ptr<Target>> NewTallyTarget(
