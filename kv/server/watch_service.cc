@@ -22,16 +22,15 @@ constexpr uint32_t kMinProgressMs = 100;
 // Changes read per answer at most (a revision's changes are never split).
 constexpr size_t kMaxChangesPerAnswer = 1000;
 
-rpc::KeyValue ToKeyValue(const kvpb::WatchRecord& r, int64_t revision) {
-  rpc::KeyValue kv;
-  kv.set_key(r.key());
-  kv.set_mod_revision(revision);
-  if (r.deleted()) return kv;
-  kv.set_value(r.value());
-  kv.set_create_revision(r.create_revision());
-  kv.set_version(r.version());
-  kv.set_lease(r.lease());
-  return kv;
+void FillKeyValue(const kvpb::WatchRecord& r, int64_t revision,
+                  rpc::KeyValue* kv) {
+  kv->set_key(r.key());
+  kv->set_mod_revision(revision);
+  if (r.deleted()) return;
+  kv->set_value(r.value());
+  kv->set_create_revision(r.create_revision());
+  kv->set_version(r.version());
+  kv->set_lease(r.lease());
 }
 
 // One Watch stream. Reads run on the node's read threads, one at a time,
@@ -189,10 +188,13 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
       after = after_;
     }
     const StateMachine* sm = node_->Machine(group_);
-    absl::StatusOr<WatchRead> read =
+    // Every key's changes, shared with the group's other streams.
+    WatchReads::Result read =
         sm == nullptr
-            ? absl::UnavailableError("the group's replica is gone")
-            : sm->WatchChanges(after, key_, end_, prev_, kMaxChangesPerAnswer);
+            ? std::make_shared<const absl::StatusOr<WatchRead>>(
+                  absl::UnavailableError("the group's replica is gone"))
+            : node_->watch_reads.Get(group_, *sm, after, prev_,
+                                     kMaxChangesPerAnswer);
     bool remove = false;
     {
       absl::MutexLock l(&mu_);
@@ -200,13 +202,13 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
       if (done_) {
         remove = true;
       } else if (!finished_ && !stop_) {
-        Serve(read);
+        Serve(*read);
       }
     }
     if (remove) delete this;
   }
 
-  void Serve(absl::StatusOr<WatchRead>& read)
+  void Serve(const absl::StatusOr<WatchRead>& read)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!read.ok()) return Refuse(read.status());
     const StateMachine* sm = node_->Machine(group_);
@@ -214,12 +216,13 @@ class Watcher final : public grpc::ServerWriteReactor<rpc::WatchResponse> {
     const auto now = Clock::now();
     const bool progress_due = now - last_sent_ >= progress_;
     resp_.Clear();
-    for (WatchChange& c : read->changes) {
+    for (const WatchChange& c : read->changes) {
+      if (!InWatchRange(c.record.key(), key_, end_)) continue;
       rpc::WatchEvent* e = resp_.add_events();
       e->set_type(c.record.deleted() ? rpc::WatchEvent::DELETE
                                      : rpc::WatchEvent::PUT);
-      *e->mutable_kv() = ToKeyValue(c.record, c.revision);
-      if (c.prev) *e->mutable_prev_kv() = ToKeyValue(*c.prev, c.prev_revision);
+      FillKeyValue(c.record, c.revision, e->mutable_kv());
+      if (c.prev) FillKeyValue(*c.prev, c.prev_revision, e->mutable_prev_kv());
     }
     after_ = read->through;
     if (resp_.events().empty() && !progress_due) {

@@ -17,14 +17,14 @@ void AppendBigEndian32(std::string* out, uint32_t v) {
   }
 }
 
-bool InRange(const std::string& key, const std::string& start,
-             const std::string& end) {
+}  // namespace
+
+bool InWatchRange(const std::string& key, const std::string& start,
+                  const std::string& end) {
   if (end.empty()) return key == start;
   if (key < start) return false;
   return end == std::string(1, '\0') || key < end;
 }
-
-}  // namespace
 
 WatchHistory::WatchHistory(const storage::Engine* engine, const Keyspace* keys,
                            int64_t history)
@@ -245,7 +245,7 @@ absl::StatusOr<WatchRead> WatchHistory::Read(const storage::Snapshot& snap,
       return absl::DataLossError(
           absl::StrCat("malformed watch record at revision ", rev));
     }
-    if (!InRange(r.key(), start, end)) continue;
+    if (!InWatchRange(r.key(), start, end)) continue;
     WatchChange c;
     c.revision = rev;
     c.record = std::move(r);

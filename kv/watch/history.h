@@ -37,6 +37,11 @@ struct WatchRead {
   std::vector<WatchChange> changes;
 };
 
+// Whether `key` is in a watch's [start, end): end empty means `start`
+// alone, "\0" every key from `start` on.
+bool InWatchRange(const std::string& key, const std::string& start,
+                  const std::string& end);
+
 // The revision-ordered feed of a data group's keys: every put and delete
 // that KvStore applies is recorded here, in the same batch, under its
 // revision and its place within the entry (key space 'n'), so that a watch

@@ -218,6 +218,65 @@ TEST(WatchTest, CompactedHistoryIsRefusedAndTheLeaderKeepsItBounded) {
   EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange) << st;
 }
 
+TEST(WatchTest, StreamsOfOneShardShareReadsAndEachGetsOnlyItsKeys) {
+  testing::TestCluster cluster("");
+  ASSERT_TRUE(cluster.Start());
+  client::ClientOptions opts = cluster.ClientOptions();
+  opts.timeout = std::chrono::seconds(15);
+  auto c = client::Client::Connect(opts);
+  ASSERT_TRUE(c.ok());
+  client::Client::WatchOptions first;
+  first.key = "a";
+  ASSERT_TRUE(
+      (*c)->Watch(first, [](const rpc::WatchResponse&) { return false; }).ok());
+  // 60 puts over a, b/<i> and c: what each range should see, in order.
+  const std::vector<std::string> keys = {"a", "b/1", "c", "b/2"};
+  std::map<std::string, std::vector<std::string>> want;  // by watch
+  int64_t from = 0, last = 0;
+  for (int i = 0; i < 60; ++i) {
+    const std::string& k = keys[i % keys.size()];
+    auto r = (*c)->Put(k, absl::StrCat(i));
+    ASSERT_TRUE(r.ok()) << r.status();
+    last = r->header().revision();
+    if (from == 0) from = last;
+    if (k == "a") want["a"].push_back(absl::StrCat(k, "=", i));
+    if (k.starts_with("b/")) want["b/"].push_back(absl::StrCat(k, "=", i));
+    want["all"].push_back(absl::StrCat(k, "=", i));
+  }
+  // Three streams from the same revision at once (so that they read the
+  // history together): key a, prefix b/, every key.
+  struct Case {
+    std::string name, key, end;
+  };
+  const std::vector<Case> cases = {
+      {"a", "a", ""}, {"b/", "b/", "b0"}, {"all", "", std::string(1, '\0')}};
+  std::map<std::string, std::vector<std::string>> got;
+  absl::Mutex mu;
+  std::vector<std::thread> threads;
+  for (const Case& w : cases) {
+    threads.emplace_back([&, w] {
+      auto own = client::Client::Connect(opts);
+      if (!own.ok()) return;
+      client::Client::WatchOptions o;
+      o.key = w.key;
+      o.range_end = w.end;
+      o.start_revision = from;
+      absl::Status st = (*own)->Watch(o, [&](const rpc::WatchResponse& r) {
+        absl::MutexLock l(&mu);
+        for (const rpc::WatchEvent& e : r.events()) {
+          got[w.name].push_back(
+              absl::StrCat(e.kv().key(), "=", e.kv().value()));
+        }
+        return r.header().revision() < last;
+      });
+      EXPECT_TRUE(st.ok()) << w.name << ": " << st;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  absl::MutexLock l(&mu);
+  for (const Case& w : cases) EXPECT_EQ(got[w.name], want[w.name]) << w.name;
+}
+
 TEST(WatchTest, ARangeDeleteAcrossShardsTakesEveryKeyAndIsWatchedKeyByKey) {
   testing::TestCluster cluster("m");
   ASSERT_TRUE(cluster.Start());

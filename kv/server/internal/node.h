@@ -14,6 +14,7 @@
 #include "kv/server/internal/lock_waits.h"
 #include "kv/server/internal/rpc_stats.h"
 #include "kv/server/internal/watch_hub.h"
+#include "kv/server/internal/watch_reads.h"
 #include "kv/server/server.h"
 #include "kv/state_machine.h"
 #include "kv/storage/engine.h"
@@ -58,8 +59,10 @@ struct Node {
   // streams watching one.
   LockWaits lock_waits;
   LockObservers lock_observers;
-  // Watch streams, poked when their group's history changes.
+  // Watch streams, poked when their group's history changes, and the
+  // reads of the history they share.
   WatchHub watchers;
+  WatchReads watch_reads;
   // This node's replica of the CRDT tables, and its replication.
   std::unique_ptr<CrdtReplication> crdt;
 
