@@ -1,7 +1,9 @@
-// Watch on a real cluster: a watch over two shards follows every write
-// while the shards' leaders are killed and restarted, and sees each change
-// once, in revision order, with no gap; a compacted start is refused naming
-// the oldest revision left; idle watches get progress answers.
+// Watch on a real cluster: watchers over two shards follow every write
+// while the shards' leaders are killed and restarted (some disconnecting
+// and resuming), and each sees each change once, in revision order, with
+// no gap; streams of one shard each get only their keys; a compacted start
+// is refused naming the oldest revision left; idle watches get progress
+// answers.
 
 #include <algorithm>
 #include <atomic>
@@ -35,49 +37,105 @@ struct Seen {
   int answers ABSL_GUARDED_BY(mu) = 0;
 };
 
-TEST(WatchTest, AWatchOverTwoShardsMissesAndRepeatsNothingAcrossLeaderKills) {
+// One watcher of [key, end) from revision 1, on a client of its own. With
+// `resume_every`, it ends its watch once it has seen that many changes
+// and starts a new one from the revision after the last answered, as a
+// client that disconnects and comes back would (single-shard ranges only:
+// a start revision is per shard).
+struct Watching {
+  std::string key, end;
+  int resume_every = 0;
+  Seen seen;
+  absl::Status status;
+  int resumes = 0;
+  std::thread thread;
+
+  void Run(client::Client* c, const std::atomic<bool>* done) {
+    int64_t next = 1;
+    for (;;) {
+      client::Client::WatchOptions o;
+      o.key = key;
+      o.range_end = end;
+      o.start_revision = next;
+      o.progress_ms = 200;  // so that `done` is seen while idle
+      int events = 0;
+      bool resume = false;
+      status = c->Watch(o, [&](const rpc::WatchResponse& r) {
+        absl::MutexLock l(&seen.mu);
+        seen.answers += r.created();
+        for (const rpc::WatchEvent& e : r.events()) {
+          seen.events[r.header().group()].emplace_back(
+              e.kv().mod_revision(), e.kv().key(), e.kv().value());
+        }
+        next = r.header().revision() + 1;
+        events += r.events_size();
+        if (resume_every > 0 && events >= resume_every) {
+          resume = true;
+          return false;
+        }
+        return !*done;
+      });
+      if (!status.ok() || !resume || *done) return;
+      ++resumes;
+    }
+  }
+};
+
+TEST(WatchTest, WatchersOverTwoShardsMissAndRepeatNothingAcrossLeaderKills) {
   testing::TestCluster cluster("m");
   ASSERT_TRUE(cluster.Start());
   client::ClientOptions opts = cluster.ClientOptions();
   opts.timeout = std::chrono::seconds(15);
   auto writer = client::Client::Connect(opts);
-  auto watcher = client::Client::Connect(opts);
-  ASSERT_TRUE(writer.ok() && watcher.ok());
+  ASSERT_TRUE(writer.ok());
 
-  Seen seen;
+  // Two watchers of every key (a stream per shard each), and one per shard
+  // that disconnects and resumes every 10 changes.
+  const std::string all_end(1, '\0');
+  std::vector<std::unique_ptr<Watching>> watchers;
+  for (auto [key, end, resume] :
+       {std::tuple{"", all_end, 0}, std::tuple{"", all_end, 0},
+        std::tuple{"", std::string("m"), 20}, std::tuple{"m", all_end, 20}}) {
+    auto w = std::make_unique<Watching>();
+    w->key = key;
+    w->end = end;
+    w->resume_every = resume;
+    watchers.push_back(std::move(w));
+  }
+  std::vector<std::unique_ptr<client::Client>> clients;
+  for (size_t i = 0; i < watchers.size(); ++i) {
+    auto c = client::Client::Connect(opts);
+    ASSERT_TRUE(c.ok());
+    clients.push_back(std::move(*c));
+  }
   std::atomic<bool> done = false;
-  absl::Status watch_status;
-  std::thread watch([&] {
-    client::Client::WatchOptions o;
-    o.key = "";
-    o.range_end = std::string(1, '\0');
-    o.start_revision = 1;
-    o.progress_ms = 200;  // so that `done` is seen while idle
-    watch_status = (*watcher)->Watch(o, [&](const rpc::WatchResponse& r) {
-      absl::MutexLock l(&seen.mu);
-      seen.answers += r.created();
-      for (const rpc::WatchEvent& e : r.events()) {
-        seen.events[r.header().group()].emplace_back(
-            e.kv().mod_revision(), e.kv().key(), e.kv().value());
-      }
-      return !done;
-    });
-  });
-  // A failed assertion returns early: the watch still stops (it sees `done`
-  // at its next answer, a progress one at most 200 ms away) and is joined.
-  absl::Cleanup stop_watch = [&] {
+  for (size_t i = 0; i < watchers.size(); ++i) {
+    watchers[i]->thread =
+        std::thread([w = watchers[i].get(), c = clients[i].get(), &done] {
+          w->Run(c, &done);
+        });
+  }
+  // A failed assertion returns early: the watches still stop (each sees
+  // `done` at its next answer, a progress one at most 200 ms away) and are
+  // joined.
+  absl::Cleanup stop_watches = [&] {
     done = true;
-    if (watch.joinable()) watch.join();
+    for (auto& w : watchers) {
+      if (w->thread.joinable()) w->thread.join();
+    }
   };
 
-  // Both shards' first watch turns their history on: wait for it.
+  // Both shards' first watch turns their history on: wait for every
+  // stream's first answer (two per watcher of every key).
   const auto started = Clock::now() + std::chrono::seconds(10);
   for (;;) {
-    {
-      absl::MutexLock l(&seen.mu);
-      if (seen.answers == 2) break;
+    int answers = 0;
+    for (auto& w : watchers) {
+      absl::MutexLock l(&w->seen.mu);
+      answers += w->seen.answers;
     }
-    ASSERT_LT(Clock::now(), started) << watch_status;
+    if (answers >= 6) break;
+    ASSERT_LT(Clock::now(), started) << watchers[0]->status;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 
@@ -103,55 +161,75 @@ TEST(WatchTest, AWatchOverTwoShardsMissesAndRepeatsNothingAcrossLeaderKills) {
       unknown.insert(key);
     }
   }
-  // The last revision of each shard, then wait until the watch is there.
+  // The last revision of each shard, then wait until every watch is there.
   std::map<uint64_t, int64_t> last;
+  uint64_t low = 0;  // the shard of the keys before "m"
   for (const std::string key : {"a-end", "z-end"}) {
     auto r = (*writer)->Put(key, "end");
     ASSERT_TRUE(r.ok()) << r.status();
     last[r->header().group()] = r->header().revision();
+    if (key == "a-end") low = r->header().group();
     acked[key] = "end";
   }
   ASSERT_EQ(last.size(), 2u);
+  auto covers = [&](const Watching& w, uint64_t group) {
+    return group == low ? w.key < "m" : w.end != "m";
+  };
   const auto give_up = Clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    bool there = true;
-    {
-      absl::MutexLock l(&seen.mu);
-      for (const auto& [group, rev] : last) {
-        const auto& ev = seen.events[group];
-        there = there && !ev.empty() && std::get<0>(ev.back()) >= rev;
+  for (size_t i = 0; i < watchers.size(); ++i) {
+    Watching& w = *watchers[i];
+    for (;;) {
+      bool there = true;
+      {
+        absl::MutexLock l(&w.seen.mu);
+        for (const auto& [group, rev] : last) {
+          if (!covers(w, group)) continue;
+          const auto& ev = w.seen.events[group];
+          there = there && !ev.empty() && std::get<0>(ev.back()) >= rev;
+        }
       }
+      if (there) break;
+      ASSERT_LT(Clock::now(), give_up)
+          << "watcher " << i << " did not catch up: " << w.status;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (there) break;
-    ASSERT_LT(Clock::now(), give_up) << "the watch did not catch up";
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::move(stop_watch).Invoke();
-  EXPECT_TRUE(watch_status.ok()) << watch_status;
+  std::move(stop_watches).Invoke();
 
-  absl::MutexLock l(&seen.mu);
-  std::map<std::string, int> times;
-  for (const auto& [group, events] : seen.events) {
-    // Every write here is a put: one change per revision, from 1 on.
-    int64_t expect = 1;
-    for (const auto& [rev, key, value] : events) {
-      ASSERT_EQ(rev, expect) << "group " << group << ": a gap or a repeat";
-      ++expect;
-      auto a = acked.find(key);
-      if ((a != acked.end() && a->second == value) || unknown.count(key)) {
-        ++times[key];
-      }
+  for (size_t i = 0; i < watchers.size(); ++i) {
+    Watching& w = *watchers[i];
+    EXPECT_TRUE(w.status.ok()) << "watcher " << i << ": " << w.status;
+    if (w.resume_every > 0) {
+      EXPECT_GE(w.resumes, 3) << "watcher " << i;
     }
-    std::cout << "group " << group << ": " << events.size()
-              << " changes watched in order, revisions 1.." << expect - 1
-              << "\n";
+    absl::MutexLock l(&w.seen.mu);
+    std::map<std::string, int> times;
+    for (const auto& [group, events] : w.seen.events) {
+      // Every write here is a put: one change per revision, from 1 on.
+      int64_t expect = 1;
+      for (const auto& [rev, key, value] : events) {
+        ASSERT_EQ(rev, expect)
+            << "watcher " << i << ", group " << group << ": a gap or a repeat";
+        ++expect;
+        auto a = acked.find(key);
+        if ((a != acked.end() && a->second == value) || unknown.count(key)) {
+          ++times[key];
+        }
+      }
+      std::cout << "watcher " << i << ", group " << group << ": "
+                << events.size() << " changes in order, revisions 1.."
+                << expect - 1 << " (" << w.resumes << " resumes)\n";
+    }
+    for (const auto& [key, value] : acked) {
+      const bool in_range = key >= w.key && (w.end != "m" || key < "m");
+      EXPECT_EQ(times[key], in_range ? 1 : 0)
+          << "watcher " << i << ": " << key << "=" << value << " watched "
+          << times[key] << " times";
+    }
   }
-  for (const auto& [key, value] : acked) {
-    EXPECT_EQ(times[key], 1)
-        << key << "=" << value << " watched " << times[key] << " times";
-  }
-  std::cout << acked.size() << " acknowledged puts each watched once; "
-            << unknown.size() << " with an unknown outcome\n";
+  std::cout << acked.size() << " acknowledged puts each watched once by each "
+            << "watcher of its key; " << unknown.size()
+            << " with an unknown outcome\n";
 }
 
 TEST(WatchTest, CompactedHistoryIsRefusedAndTheLeaderKeepsItBounded) {
@@ -261,6 +339,7 @@ TEST(WatchTest, StreamsOfOneShardShareReadsAndEachGetsOnlyItsKeys) {
       o.key = w.key;
       o.range_end = w.end;
       o.start_revision = from;
+      o.progress_ms = 200;  // the last answer of a quiet range comes soon
       absl::Status st = (*own)->Watch(o, [&](const rpc::WatchResponse& r) {
         absl::MutexLock l(&mu);
         for (const rpc::WatchEvent& e : r.events()) {
