@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "rpc/raft_codec.h"
 #include "rpc/status.h"
@@ -16,6 +17,8 @@ namespace {
 constexpr size_t kMaxQueuedMessages = 10000;
 constexpr auto kReconnectDelay = std::chrono::milliseconds(200);
 constexpr auto kSnapshotDeadline = std::chrono::minutes(30);
+constexpr auto kPingEvery = std::chrono::seconds(2);
+constexpr auto kPingDeadline = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -31,11 +34,13 @@ std::shared_ptr<grpc::Channel> DialPeer(const std::string& address) {
                                    args);
 }
 
-// One peer node: a queue and a thread that keeps a stream open to it.
+// One peer node: a queue, a thread that keeps a stream open to it, and
+// one that pings it on the stream's connection.
 class GrpcTransport::Peer {
  public:
   Peer(GrpcTransport* t, raft::NodeId id) : t_(t), id_(id) {
     thread_ = std::thread([this] { Run(); });
+    pinger_ = std::thread([this] { PingLoop(); });
   }
   ~Peer() {
     {
@@ -44,6 +49,15 @@ class GrpcTransport::Peer {
       if (ctx_) ctx_->TryCancel();
     }
     thread_.join();
+    pinger_.join();
+  }
+
+  PeerStats Stats() {
+    absl::MutexLock l(&mu_);
+    PeerStats s = stats_;
+    s.peer = id_;
+    s.queued = queue_.size();
+    return s;
   }
   void Enqueue(std::vector<raft::host::GroupMessage> msgs) {
     std::vector<raft::host::GroupMessage> dropped;
@@ -57,6 +71,7 @@ class GrpcTransport::Peer {
             dropped.push_back(std::move(queue_.front()));
           }
           queue_.pop_front();
+          ++stats_.dropped;
         }
         queue_.push_back(std::move(m));
       }
@@ -80,13 +95,16 @@ class GrpcTransport::Peer {
         std::this_thread::sleep_for(kReconnectDelay);
         continue;
       }
-      auto stub = RaftTransport::NewStub(DialPeer(address));
+      std::shared_ptr<grpc::Channel> channel = DialPeer(address);
+      auto stub = RaftTransport::NewStub(channel);
       auto ctx = std::make_unique<grpc::ClientContext>();
       BatchAck ack;
       {
         absl::MutexLock l(&mu_);
         if (stopping_) return;
         ctx_ = ctx.get();
+        channel_ = channel;
+        ++stats_.connects;
       }
       std::unique_ptr<grpc::ClientWriter<MessageBatch>> writer =
           stub->Send(ctx.get(), &ack);
@@ -112,7 +130,12 @@ class GrpcTransport::Peer {
         mb.set_to(id_);
         mb.set_from_client_address(t_->client_address_);
         for (const auto& m : batch) ToProto(m, mb.add_messages());
-        if (!writer->Write(mb)) {
+        const bool written = writer->Write(mb);
+        {
+          absl::MutexLock l(&mu_);
+          (written ? stats_.sent : stats_.dropped) += batch.size();
+        }
+        if (!written) {
           healthy = false;
           Failed(batch);
         }
@@ -128,9 +151,36 @@ class GrpcTransport::Peer {
         dropped.assign(std::make_move_iterator(queue_.begin()),
                        std::make_move_iterator(queue_.end()));
         queue_.clear();
+        stats_.dropped += dropped.size();
       }
       Failed(dropped);
       std::this_thread::sleep_for(kReconnectDelay);
+    }
+  }
+
+  // Every kPingEvery, a Ping on the connection the stream last opened.
+  void PingLoop() {
+    absl::MutexLock l(&mu_);
+    while (!stopping_) {
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                           absl::FromChrono(kPingEvery));
+      if (stopping_ || channel_ == nullptr) continue;
+      std::shared_ptr<grpc::Channel> channel = channel_;
+      mu_.Unlock();
+      PingRequest req;
+      req.set_cluster_id(t_->cluster_id_);
+      req.set_from(t_->self_);
+      PingResponse resp;
+      grpc::ClientContext ctx;
+      const auto start = std::chrono::steady_clock::now();
+      ctx.set_deadline(std::chrono::system_clock::now() + kPingDeadline);
+      const bool ok =
+          RaftTransport::NewStub(channel)->Ping(&ctx, req, &resp).ok();
+      const std::chrono::duration<double> rtt =
+          std::chrono::steady_clock::now() - start;
+      mu_.Lock();
+      stats_.rtt_seconds = ok ? rtt.count() : -1;
+      stats_.ping_failures += ok ? 0 : 1;
     }
   }
 
@@ -146,11 +196,13 @@ class GrpcTransport::Peer {
 
   GrpcTransport* const t_;
   const raft::NodeId id_;
-  std::thread thread_;
+  std::thread thread_, pinger_;
   absl::Mutex mu_;
   std::deque<raft::host::GroupMessage> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
+  PeerStats stats_ ABSL_GUARDED_BY(mu_);  // without `peer` and `queued`
 };
 
 class GrpcTransport::Service final : public RaftTransport::Service {
@@ -220,6 +272,15 @@ class GrpcTransport::Service final : public RaftTransport::Service {
     return ToGrpc(st);
   }
 
+  grpc::Status Ping(grpc::ServerContext*, const PingRequest* req,
+                    PingResponse*) override {
+    if (req->cluster_id() != t_->cluster_id_) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "ping from another cluster");
+    }
+    return grpc::Status::OK;
+  }
+
  private:
   GrpcTransport* const t_;
 };
@@ -244,6 +305,14 @@ void GrpcTransport::Stop() {
     peers.swap(peers_);
   }
   peers.clear();  // joins each peer's thread
+}
+
+std::vector<PeerStats> GrpcTransport::Stats() {
+  // Under mu_: Stop takes the peers out under it before joining them.
+  absl::MutexLock l(&mu_);
+  std::vector<PeerStats> out;
+  for (auto& [id, p] : peers_) out.push_back(p->Stats());
+  return out;
 }
 
 GrpcTransport::Peer* GrpcTransport::GetPeer(raft::NodeId to) {

@@ -22,6 +22,19 @@ namespace tally::rpc {
 // reconnects at most 500 ms apart once it is back.
 std::shared_ptr<grpc::Channel> DialPeer(const std::string& address);
 
+// What the transport knows of one peer node, for /metrics.
+struct PeerStats {
+  raft::NodeId peer = 0;
+  size_t queued = 0;      // messages waiting to be sent
+  uint64_t sent = 0;      // messages written to the peer's stream
+  uint64_t dropped = 0;   // messages dropped: queue full, or peer down
+  uint64_t connects = 0;  // streams opened to it
+  uint64_t ping_failures = 0;
+  // The last ping's round trip on the stream's connection (-1: none yet,
+  // or the last one failed).
+  double rtt_seconds = -1;
+};
+
 // Raft traffic between nodes over gRPC: one long-lived client stream per
 // peer node carries the messages of every group in batches; snapshots are
 // pulled by the receiver as a server stream of chunks.
@@ -46,6 +59,9 @@ class GrpcTransport final : public raft::host::Transport {
 
   // The server half, registered with the node's gRPC server.
   grpc::Service* service();
+
+  // Every peer this node has sent to, by id. Each is pinged every 2 s.
+  std::vector<PeerStats> Stats();
 
  private:
   class Peer;

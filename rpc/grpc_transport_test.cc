@@ -1,8 +1,12 @@
 #include "rpc/grpc_transport.h"
 
+#include <chrono>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 
 namespace tally::rpc {
@@ -66,7 +70,60 @@ TEST(GrpcTransportTest, SnapshotDroppedOnOverflowIsReported) {
   EXPECT_EQ(got[0].group, 7u);
   EXPECT_EQ(got[0].node, 2u);
   EXPECT_FALSE(got[0].success);
+  const std::vector<PeerStats> stats = transport.Stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].peer, 2u);
+  EXPECT_EQ(stats[0].queued, 10000u);
+  EXPECT_EQ(stats[0].dropped, 1u);
+  EXPECT_EQ(stats[0].sent, 0u);
   transport.Stop();
+}
+
+// /metrics shows per peer what was sent and the round trip of a ping on
+// the stream's connection.
+TEST(GrpcTransportTest, StatsCountWhatWasSentAndTimeARoundTrip) {
+  PeerDirectory directory;
+  GrpcTransport one(1, "cluster", "127.0.0.1:1", &directory);
+  GrpcTransport two(2, "cluster", "127.0.0.1:2", &directory);
+  Recorder recorder_one, recorder_two;
+  one.set_host(&recorder_one);
+  two.set_host(&recorder_two);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(two.service());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  directory.SetPeer(2, absl::StrCat("127.0.0.1:", port));
+
+  std::vector<raft::host::GroupMessage> msgs;
+  for (int i = 0; i < 5; ++i) {
+    msgs.push_back(Message(raft::MessageType::kHeartbeat));
+  }
+  one.Send(2, std::move(msgs));
+  // A ping every 2 s: the first within 5 s.
+  PeerStats s;
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::vector<PeerStats> stats = one.Stats();
+    ASSERT_EQ(stats.size(), 1u);
+    s = stats[0];
+  } while ((s.rtt_seconds <= 0 || s.sent < 5) &&
+           std::chrono::steady_clock::now() < give_up);
+  EXPECT_EQ(s.peer, 2u);
+  EXPECT_EQ(s.sent, 5u);
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_EQ(s.dropped, 0u);
+  EXPECT_EQ(s.connects, 1u);
+  EXPECT_GT(s.rtt_seconds, 0);
+  EXPECT_LT(s.rtt_seconds, 1);
+  EXPECT_EQ(s.ping_failures, 0u);
+  one.Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  two.Stop();
 }
 
 }  // namespace

@@ -359,6 +359,24 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
         put_ok = "tally_rpc_total[('code', 'OK'), ('method', 'Put')]"
         answered = sum(after[n].get(put_ok, 0) - before[n].get(put_ok, 0) for n in nodes)
         assert answered == 50, f"{answered} Put calls counted OK for 50 puts"
+        # Per peer node: raft messages sent, and a ping's round trip (every
+        # 2 s) to each peer a node sends to (every node sends to a leader).
+        def peer_values(m, metric):
+            return {k: v for k, v in m.items() if k.startswith(metric + "[")}
+        sent = "tally_peer_messages_sent_total"
+        for n in nodes:
+            moved = sum(v - before[n].get(k, 0)
+                        for k, v in peer_values(after[n], sent).items())
+            assert moved > 0, f"n{n}: no raft message counted as sent to a peer"
+        deadline = time.time() + 5
+        while True:
+            rtts = {n: peer_values(metrics(n), "tally_peer_rtt_seconds") for n in nodes}
+            if all(rtts.values()) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        for n in nodes:
+            assert rtts[n], f"n{n}: no round trip to any peer"
+            assert all(0 < v < 1 for v in rtts[n].values()), rtts[n]
 
         cut, others = nodes[-1], nodes[:-1]
         net.partition([[cut], others])

@@ -163,6 +163,50 @@ std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
   return out;
 }
 
+std::string RenderPeerMetrics(const std::vector<rpc::PeerStats>& peers) {
+  std::string out;
+  const struct {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const rpc::PeerStats&);
+  } metrics[] = {
+      {"tally_peer_send_queue", "gauge",
+       "Raft messages queued for the peer node.",
+       [](const rpc::PeerStats& p) { return static_cast<double>(p.queued); }},
+      {"tally_peer_messages_sent_total", "counter",
+       "Raft messages written to the peer node's stream.",
+       [](const rpc::PeerStats& p) { return static_cast<double>(p.sent); }},
+      {"tally_peer_messages_dropped_total", "counter",
+       "Raft messages dropped (queue full, or the peer unreachable).",
+       [](const rpc::PeerStats& p) { return static_cast<double>(p.dropped); }},
+      {"tally_peer_connects_total", "counter",
+       "Streams opened to the peer node.",
+       [](const rpc::PeerStats& p) { return static_cast<double>(p.connects); }},
+      {"tally_peer_ping_failures_total", "counter",
+       "Pings of the peer node that failed or took over 1 s.",
+       [](const rpc::PeerStats& p) {
+         return static_cast<double>(p.ping_failures);
+       }},
+  };
+  for (const auto& m : metrics) {
+    Family(&out, m.name, m.type, m.help);
+    for (const rpc::PeerStats& p : peers) {
+      absl::StrAppend(&out, m.name, "{peer=\"n", p.peer, "\"} ", m.value(p),
+                      "\n");
+    }
+  }
+  Family(&out, "tally_peer_rtt_seconds", "gauge",
+         "The last ping's round trip to the peer node, every 2 s, on the "
+         "raft stream's connection (absent when it failed).");
+  for (const rpc::PeerStats& p : peers) {
+    if (p.rtt_seconds < 0) continue;
+    absl::StrAppend(&out, "tally_peer_rtt_seconds{peer=\"n", p.peer, "\"} ",
+                    p.rtt_seconds, "\n");
+  }
+  return out;
+}
+
 HttpEndpoint::HttpEndpoint() : server_(std::make_unique<httplib::Server>()) {}
 
 HttpEndpoint::~HttpEndpoint() {
@@ -172,7 +216,8 @@ HttpEndpoint::~HttpEndpoint() {
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
     const std::string& address, raft::host::NodeHost* host,
-    const RpcStats* rpcs, std::function<std::optional<ModuleStats>()> modules) {
+    const RpcStats* rpcs, std::function<std::optional<ModuleStats>()> modules,
+    std::function<std::vector<rpc::PeerStats>()> peers) {
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos ||
@@ -195,15 +240,16 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
   e->server_->Get("/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("SERVING\n", "text/plain");
   });
-  e->server_->Get("/metrics", [host, rpcs, modules](const httplib::Request&,
-                                                    httplib::Response& res) {
-    const std::vector<raft::host::GroupInfo> groups = host->Groups();
-    res.set_content(
-        RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value(),
-                      host->Stats(), modules()) +
-            rpcs->Render(),
-        "text/plain; version=0.0.4");
-  });
+  e->server_->Get(
+      "/metrics", [host, rpcs, modules, peers](const httplib::Request&,
+                                               httplib::Response& res) {
+        const std::vector<raft::host::GroupInfo> groups = host->Groups();
+        res.set_content(
+            RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value(),
+                          host->Stats(), modules()) +
+                RenderPeerMetrics(peers()) + rpcs->Render(),
+            "text/plain; version=0.0.4");
+      });
   if (!e->server_->bind_to_port(address.substr(0, colon), port)) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", address,

@@ -8,6 +8,33 @@
 namespace tally::kv::server {
 namespace {
 
+TEST(MetricsTest, EveryPeerWithItsQueueCountsAndRoundTrip) {
+  rpc::PeerStats two;
+  two.peer = 2;
+  two.queued = 3;
+  two.sent = 120;
+  two.dropped = 4;
+  two.connects = 2;
+  two.rtt_seconds = 0.0015;
+  rpc::PeerStats three;  // never pinged yet
+  three.peer = 3;
+  three.ping_failures = 1;
+  const std::string m = RenderPeerMetrics({two, three});
+  for (const char* line : {"# TYPE tally_peer_send_queue gauge\n",
+                           "tally_peer_send_queue{peer=\"n2\"} 3\n",
+                           "# TYPE tally_peer_messages_sent_total counter\n",
+                           "tally_peer_messages_sent_total{peer=\"n2\"} 120\n",
+                           "tally_peer_messages_dropped_total{peer=\"n2\"} 4\n",
+                           "tally_peer_connects_total{peer=\"n2\"} 2\n",
+                           "tally_peer_ping_failures_total{peer=\"n3\"} 1\n",
+                           "# TYPE tally_peer_rtt_seconds gauge\n",
+                           "tally_peer_rtt_seconds{peer=\"n2\"} 0.0015\n"}) {
+    EXPECT_NE(m.find(line), std::string::npos) << line << "\nin\n" << m;
+  }
+  EXPECT_EQ(m.find("tally_peer_rtt_seconds{peer=\"n3\"}"), std::string::npos)
+      << m;
+}
+
 TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
   raft::host::GroupInfo meta;
   meta.group = 1;

@@ -381,9 +381,10 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
       if (!leases.ok() || !locks.ok()) return std::nullopt;
       return ModuleStats{*leases, locks->held, locks->waiting};
     };
-    ASSIGN_OR_RETURN(http_,
-                     HttpEndpoint::Start(o.http_address, node_.host.get(),
-                                         &node_.rpcs, std::move(modules)));
+    auto peers = [this] { return node_.transport->Stats(); };
+    ASSIGN_OR_RETURN(
+        http_, HttpEndpoint::Start(o.http_address, node_.host.get(),
+                                   &node_.rpcs, std::move(modules), peers));
     spdlog::info("[n={}] serving HTTP (health, metrics) on {}", node_.id,
                  o.http_address);
   }

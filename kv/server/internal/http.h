@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "kv/server/internal/rpc_stats.h"
 #include "raft/host/node_host.h"
+#include "rpc/grpc_transport.h"
 
 namespace httplib {
 class Server;
@@ -22,8 +23,9 @@ namespace tally::kv::server {
 // Prometheus:
 //   GET /health, /ready  200 "SERVING", or 503 "NOT_SERVING: <why>" (health.h)
 //   GET /live            200 while the process serves
-//   GET /metrics         the Prometheus text format (RenderMetrics, then
-//                        the client calls: RpcStats)
+//   GET /metrics         the Prometheus text format (RenderMetrics, the
+//                        peers: RenderPeerMetrics, then the client calls:
+//                        RpcStats)
 // What the metadata group holds, as this node's replica has applied it.
 struct ModuleStats {
   size_t leases = 0;
@@ -36,10 +38,11 @@ class HttpEndpoint {
   // Listens on `address` (host:port) and serves `host`'s state, the client
   // calls counted in `rpcs` and what `modules` reports (nullopt: no
   // replica of the metadata group here yet). All must outlive the endpoint.
+  // `peers` gives the raft transport's per-peer state.
   static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(
       const std::string& address, raft::host::NodeHost* host,
-      const RpcStats* rpcs,
-      std::function<std::optional<ModuleStats>()> modules);
+      const RpcStats* rpcs, std::function<std::optional<ModuleStats>()> modules,
+      std::function<std::vector<rpc::PeerStats>()> peers);
   // Stops serving and joins.
   ~HttpEndpoint();
   HttpEndpoint(const HttpEndpoint&) = delete;
@@ -59,6 +62,10 @@ std::string RenderMetrics(
     const std::vector<raft::host::GroupInfo>& groups, bool serving,
     const raft::host::HostStats& stats,
     const std::optional<ModuleStats>& modules = std::nullopt);
+
+// Per peer node: the raft messages queued, sent and dropped, the streams
+// opened, and the last ping's round trip.
+std::string RenderPeerMetrics(const std::vector<rpc::PeerStats>& peers);
 
 }  // namespace tally::kv::server
 
