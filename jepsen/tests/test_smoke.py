@@ -273,7 +273,7 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
     reason), while they stay SERVING, and turns SERVING again once the
     partition heals. The "liveness" service stays SERVING throughout. On
     the way, the HTTP metrics parse as Prometheus text and move under
-    writes."""
+    writes, and every metric the Grafana dashboard asks for is served."""
     import time
     import urllib.error
     import urllib.request
@@ -377,6 +377,16 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
         for n in nodes:
             assert rtts[n], f"n{n}: no round trip to any peer"
             assert all(0 < v < 1 for v in rtts[n].values()), rtts[n]
+        # Every metric the Grafana dashboard asks for is served.
+        import json
+        import pathlib
+        import re
+        dashboard = pathlib.Path(__file__).resolve().parents[2] / "deploy/grafana/tally.json"
+        exprs = [t["expr"] for p in json.loads(dashboard.read_text())["panels"]
+                 for t in p.get("targets", [])]
+        asked = {m for e in exprs for m in re.findall(r"\b(?:tally|process)_[a-z_]+", e)}
+        served = {k.split("[")[0] for n in nodes for k in metrics(n)}
+        assert asked and not asked - served, f"dashboard asks for {sorted(asked - served)}"
 
         cut, others = nodes[-1], nodes[:-1]
         net.partition([[cut], others])
