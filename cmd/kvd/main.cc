@@ -46,6 +46,10 @@ int main(int argc, char** argv) {
                  "bootstrap a new cluster");
   app.add_option("--initial-ranges", initial_ranges,
                  "split points of the initial shards, e.g. m,t");
+  app.add_option("--initial-cluster-token", o.initial_cluster_token,
+                 "mixed into the new cluster's id, so that clusters started "
+                 "from the same --initial-cluster get different ids (the same "
+                 "on every node of one cluster)");
   app.add_option("--join", o.join,
                  "client address of a member, to join its cluster (add this "
                  "node as a learner first: kvctl member add)");

@@ -51,14 +51,19 @@ constexpr absl::Duration kDutiesEvery = absl::Milliseconds(100);
 
 using raft::host::GroupId;
 
-// Same flags, same id: the cluster id is a hash of the initial cluster and
-// ranges, so a node started with another cluster's flags is recognised.
+// Same flags, same id: the cluster id is a hash of the initial cluster,
+// ranges and token, so a node started with another cluster's flags is
+// recognised.
 std::string ClusterId(const ServerOptions& o) {
   std::string spec;
   for (const auto& [id, addr] : o.initial_cluster) {
     absl::StrAppend(&spec, id, "=", addr, ",");
   }
   absl::StrAppend(&spec, "|", absl::StrJoin(o.initial_ranges, ","));
+  // Without a token, the ids of clusters made before tokens existed.
+  if (!o.initial_cluster_token.empty()) {
+    absl::StrAppend(&spec, "|token=", o.initial_cluster_token);
+  }
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx",
                 static_cast<unsigned long long>(util::Fnv1a64(spec)));
@@ -235,7 +240,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
         ClusterId(o) != id.cluster_id()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "data dir ", o.data_dir, " belongs to cluster ", id.cluster_id(),
-          " but --initial-cluster/--initial-ranges describe cluster ",
+          " but --initial-cluster/--initial-ranges/--initial-cluster-token "
+          "describe cluster ",
           ClusterId(o),
           "; use the flags it was created with, or another "
           "data dir"));

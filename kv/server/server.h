@@ -31,6 +31,10 @@ struct ServerOptions {
   std::map<raft::NodeId, std::string> initial_cluster;
   // Split points of the initial ranges: "m,t" makes [,m) [m,t) [t,).
   std::vector<std::string> initial_ranges;
+  // Mixed into the cluster id (a hash of the initial cluster and ranges), so
+  // that two clusters bootstrapped from the same manifest get different ids
+  // and refuse each other's nodes. Empty: none.
+  std::string initial_cluster_token;
   // Join an existing cluster through this member's client address instead
   // of bootstrapping (the member must have been added as a learner first).
   std::string join;

@@ -43,6 +43,37 @@ wait $solo 2>/dev/null || true
 solo=
 ok "kvd runs from the sample config deploy/kvd.toml"
 
+# --initial-cluster-token: one manifest, two tokens, two cluster ids; a data
+# dir keeps its cluster's token.
+solo_id() {  # solo_id <data dir> <token>: starts a one-node cluster, prints its id
+  "$bin/kvd" --name n1 --data-dir "$1" --listen-client 127.0.0.1:$((b + 51)) \
+    --listen-peer 127.0.0.1:$((b + 52)) --initial-cluster n1=127.0.0.1:$((b + 52)) \
+    --initial-cluster-token "$2" >>"$dir/solo.log" 2>&1 &
+  solo=$!
+  local id=""
+  for _ in $(seq 1 50); do
+    id=$(kvctl --endpoints 127.0.0.1:$((b + 51)) --timeout-ms 500 -o json endpoint status 2>/dev/null |
+      /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["cluster_id"])' 2>/dev/null) && break
+    sleep 0.1
+  done
+  kill -9 $solo; wait $solo 2>/dev/null || true; solo=
+  echo "$id"
+}
+id_a=$(solo_id "$dir/token-a" blue)
+id_b=$(solo_id "$dir/token-b" green)
+[ -n "$id_a" ] && [ -n "$id_b" ] && [ "$id_a" != "$id_b" ] ||
+  fail "--initial-cluster-token: ids '$id_a' and '$id_b' must differ"
+[ "$(solo_id "$dir/token-a" blue)" = "$id_a" ] || fail "the same token must give the same id"
+set +e
+out=$("$bin/kvd" --name n1 --data-dir "$dir/token-a" --listen-client 127.0.0.1:$((b + 51)) \
+  --listen-peer 127.0.0.1:$((b + 52)) --initial-cluster n1=127.0.0.1:$((b + 52)) \
+  --initial-cluster-token green 2>&1)
+rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "belongs to cluster $id_a" <<<"$out" ||
+  fail "a data dir started with another token: $out"
+ok "--initial-cluster-token: one manifest, two ids; a data dir keeps its token"
+
 cluster start
 kvctl put a 1 >/dev/null || fail "put"
 for i in 1 2 3; do
