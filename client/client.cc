@@ -325,6 +325,45 @@ absl::StatusOr<rpc::StatusResponse> Client::Status(
   return resp;
 }
 
+absl::StatusOr<std::vector<rpc::RangeDescriptor>> Client::DataRanges() {
+  if (absl::Status st = Refresh(); !st.ok()) return st;
+  absl::MutexLock l(&mu_);
+  std::vector<rpc::RangeDescriptor> out;
+  for (const Route& r : ranges_) {
+    rpc::RangeDescriptor d;
+    d.set_group(r.group);
+    d.set_start(r.start);
+    d.set_end(r.end);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+absl::Status Client::Backup(
+    uint64_t group, const std::function<void(const rpc::BackupChunk&)>& fn,
+    std::chrono::milliseconds timeout) {
+  rpc::BackupRequest req;
+  req.set_group(group);
+  return Call(
+      group, true,
+      [&](auto ch, auto& ctx) {
+        auto reader = rpc::Cluster::NewStub(ch)->Backup(&ctx, req);
+        rpc::BackupChunk chunk;
+        bool done = false;
+        while (!done && reader->Read(&chunk)) {
+          fn(chunk);
+          done = chunk.done();
+        }
+        if (done) ctx.TryCancel();  // nothing more is sent
+        grpc::Status st = reader->Finish();
+        if (done) return grpc::Status::OK;
+        return st.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                      "the backup stream ended early")
+                       : st;
+      },
+      timeout, timeout);
+}
+
 absl::Status Client::Health(const std::string& endpoint) {
   grpc::ClientContext ctx;
   ctx.set_deadline(internal::Clock::now() + options_.timeout);

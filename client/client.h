@@ -242,6 +242,17 @@ class Client {
   absl::StatusOr<uint64_t> CrdtRetire(uint64_t node);
 
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
+  // The data groups, in key order, with their ranges.
+  absl::StatusOr<std::vector<rpc::RangeDescriptor>> DataRanges();
+  // A consistent copy of data group `group`'s keys and values, read by its
+  // leader at one point: `fn` gets the chunks in order (rpc::BackupChunk),
+  // the first with the range and revision, the last with `done`. If the
+  // stream breaks part-way it starts over on the (new) leader: a chunk with
+  // `range` set means "a copy begins; drop what came before". `timeout`
+  // bounds the whole copy.
+  absl::Status Backup(uint64_t group,
+                      const std::function<void(const rpc::BackupChunk&)>& fn,
+                      std::chrono::milliseconds timeout);
   // The standard gRPC health check of one node: OK when it serves,
   // UNAVAILABLE otherwise.
   absl::Status Health(const std::string& endpoint);

@@ -285,6 +285,13 @@ class Driver {
   }
 
   void Send(Slot* s, grpc::CompletionQueue* cq) {
+    if (w_.values_name_keys) {
+      std::string value = s->key + "=";
+      value.resize(std::max(value.size(), w_.value_size), 'v');
+      Call* c = target_->Start(s->op, s->key, value, s->id, cq);
+      c->owner = s;
+      return;
+    }
     Call* c = target_->Start(s->op, s->key, value_, s->id, cq);
     c->owner = s;
   }
@@ -407,6 +414,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--key-size", w.key_size, "bytes")->check(CLI::Range(2, 1024));
   app.add_option("--value-size", w.value_size, "bytes");
+  app.add_flag("--values-name-keys", w.values_name_keys,
+               "each value starts with its key and \"=\" (to check a copy "
+               "of the data key by key)");
   app.add_option("--keys", w.keys, "key space")->check(CLI::PositiveNumber);
   app.add_option("--dist", dist, "uniform or zipfian")
       ->check(CLI::IsMember({"uniform", "zipfian"}));

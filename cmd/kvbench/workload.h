@@ -19,6 +19,9 @@ struct Workload {
   ReadMode read_mode = ReadMode::kLinearizable;
   size_t key_size = 16;
   size_t value_size = 256;
+  // Each key's value starts with the key ("=" and padding to value_size),
+  // so that a copy of the data can be checked key by key.
+  bool values_name_keys = false;
   uint64_t keys = 100'000;
   bool zipfian = false;
 };

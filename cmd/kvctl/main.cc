@@ -18,6 +18,7 @@
 #include "cmd/kvctl/lock_commands.h"
 #include "cmd/kvctl/output.h"
 #include "cmd/kvctl/saga_commands.h"
+#include "cmd/kvctl/snapshot_commands.h"
 #include "cmd/kvctl/watch_commands.h"
 #include "nlohmann/json.hpp"
 
@@ -199,11 +200,15 @@ int main(int argc, char** argv) {
   tally::kvctl::SagaCommands sagas(app);
   tally::kvctl::CrdtCommands crdts(app);
   tally::kvctl::WatchCommands watches(app);
+  tally::kvctl::SnapshotCommands snapshots(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  }
+  if (std::optional<int> rc = snapshots.RunOffline(output == "json")) {
+    return *rc;
   }
   tally::client::ClientOptions opts;
   opts.endpoints = absl::StrSplit(endpoints_flag, ',', absl::SkipEmpty());
@@ -225,6 +230,7 @@ int main(int argc, char** argv) {
   if (std::optional<int> rc = sagas.Run(c, json)) return *rc;
   if (std::optional<int> rc = crdts.Run(c, json)) return *rc;
   if (std::optional<int> rc = watches.Run(c, json)) return *rc;
+  if (std::optional<int> rc = snapshots.Run(c, json)) return *rc;
   if (*put) {
     if (put_value->count() == 0) {
       value.assign(std::istreambuf_iterator<char>(std::cin),

@@ -402,12 +402,13 @@ absl::StatusOr<std::optional<kvpb::KeyValue>> KvStore::Get(
 }
 
 absl::StatusOr<std::vector<kvpb::KeyValue>> KvStore::Range(
-    const std::string& start, const std::string& end, size_t limit,
-    bool* more) const {
+    const std::string& start, const std::string& end, size_t limit, bool* more,
+    const storage::Snapshot* snap) const {
   std::vector<kvpb::KeyValue> out;
   *more = false;
   const std::string prefix = keys_->Key(Space::kData);
-  std::unique_ptr<storage::Iterator> it = engine_->NewIterator();
+  std::unique_ptr<storage::Iterator> it =
+      snap != nullptr ? snap->NewIterator() : engine_->NewIterator();
   for (it->Seek(prefix + start); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
     std::string key(it->key().substr(prefix.size()));

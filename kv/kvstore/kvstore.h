@@ -67,11 +67,11 @@ class KvStore final : public Module {
   absl::StatusOr<std::optional<kvpb::FenceRecord>> Fence(
       const std::string& prefix) const;
   // Keys in [start, end) (end empty: to the end), at most `limit`; `more` is
-  // set when keys were left out.
-  absl::StatusOr<std::vector<kvpb::KeyValue>> Range(const std::string& start,
-                                                    const std::string& end,
-                                                    size_t limit,
-                                                    bool* more) const;
+  // set when keys were left out. Read from `snap` when given (reads of one
+  // point in several calls), else from what is applied now.
+  absl::StatusOr<std::vector<kvpb::KeyValue>> Range(
+      const std::string& start, const std::string& end, size_t limit,
+      bool* more, const storage::Snapshot* snap = nullptr) const;
 
  private:
   std::optional<kvpb::StoredValue> Read(Batch& b, const std::string& key);

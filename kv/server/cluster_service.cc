@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/cord.h"
@@ -28,6 +29,10 @@ constexpr auto kHandOverTimeout = std::chrono::seconds(30);
 // elected, a learner catching up).
 constexpr auto kMembershipAttempt = std::chrono::seconds(10);
 constexpr auto kMembershipRetry = std::chrono::milliseconds(200);
+// A backup waits this long for its read point; it sends its keys this many
+// to a chunk.
+constexpr auto kBackupReadTimeout = std::chrono::seconds(10);
+constexpr size_t kBackupChunkKeys = 1000;
 
 class ClusterService final : public rpc::Cluster::Service {
  public:
@@ -73,6 +78,53 @@ class ClusterService final : public rpc::Cluster::Service {
     Members(resp->mutable_members());
     for (const raft::host::GroupInfo& g : node_->host->Groups()) {
       (*resp->mutable_leaders())[g.group] = g.leader;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Backup(grpc::ServerContext* ctx, const rpc::BackupRequest* req,
+                      grpc::ServerWriter<rpc::BackupChunk>* writer) override {
+    std::optional<rpc::RangeDescriptor> range;
+    for (const auto& r : DataRanges()) {
+      if (r.group() == req->group()) range = r;
+    }
+    if (!range) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("group ", req->group(), " is not a data group"));
+    }
+    const StateMachine* sm = node_->Machine(req->group());
+    if (sm == nullptr) {
+      return node_->NotLeader(
+          ctx, req->group(),
+          absl::UnavailableError("this node holds no replica of it yet"));
+    }
+    // Linearizable: everything committed when asked is applied here, and
+    // this node still leads the group.
+    absl::StatusOr<raft::Index> at =
+        node_->Read(req->group(), Clock::now() + kBackupReadTimeout);
+    if (!at.ok()) return node_->Refuse(ctx, req->group(), at.status());
+    const int64_t revision = sm->revision();
+    std::unique_ptr<storage::Snapshot> snap = node_->data->GetSnapshot();
+    rpc::BackupChunk chunk;
+    *chunk.mutable_range() = *range;
+    chunk.set_revision(revision);
+    std::string start;
+    for (bool more = true; more;) {
+      absl::StatusOr<std::vector<kvpb::KeyValue>> kvs =
+          sm->kv().Range(start, "", kBackupChunkKeys, &more, snap.get());
+      if (!kvs.ok()) return rpc::ToGrpc(kvs.status());
+      for (kvpb::KeyValue& kv : *kvs) {
+        chunk.add_keys(kv.key());
+        chunk.add_values(std::move(*kv.mutable_value()));
+      }
+      if (!kvs->empty()) start = kvs->back().key() + '\0';
+      chunk.set_done(!more);
+      if (ctx->IsCancelled() || !writer->Write(chunk)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED,
+                            "the backup's reader went away");
+      }
+      chunk.Clear();
     }
     return grpc::Status::OK;
   }

@@ -87,6 +87,14 @@ void Node::ReadAsync(raft::host::GroupId group, bool lease, ReadDone done) {
   host->ReadIndex(group, lease, std::move(done));
 }
 
+absl::StatusOr<raft::Index> Node::Read(
+    raft::host::GroupId group, std::chrono::system_clock::time_point deadline) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<raft::Index>>>();
+  ReadAsync(group, /*lease=*/false,
+            [p](absl::StatusOr<raft::Index> r) { p->set_value(std::move(r)); });
+  return Await(p->get_future(), deadline, "read");
+}
+
 absl::StatusOr<kvpb::CommandResult> Node::Write(
     raft::host::GroupId group, kvpb::Command cmd,
     std::chrono::system_clock::time_point deadline) {

@@ -78,6 +78,10 @@ struct Node {
   // `done` gets the index at which reading `group` here is linearizable (or
   // lease-safe) once this node has applied it.
   void ReadAsync(raft::host::GroupId group, bool lease, ReadDone done);
+  // ReadAsync, waiting (bounded by `deadline`).
+  absl::StatusOr<raft::Index> Read(
+      raft::host::GroupId group,
+      std::chrono::system_clock::time_point deadline);
   // WriteAsync, waiting (bounded by `deadline`).
   absl::StatusOr<kvpb::CommandResult> Write(
       raft::host::GroupId group, kvpb::Command cmd,

@@ -1,0 +1,40 @@
+#ifndef TALLY_CMD_KVCTL_SNAPSHOT_COMMANDS_H_
+#define TALLY_CMD_KVCTL_SNAPSHOT_COMMANDS_H_
+
+#include <optional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "client/client.h"
+
+namespace tally::kvctl {
+
+// kvctl snapshot save|restore|status: a backup of every range's keys and
+// values in one file, checked by its SHA-256, and its loading into a new,
+// empty cluster with the same ranges.
+//
+// The file: "tally-snapshot 1\n"; then, per range, rpc::BackupChunk records
+// (a 4-byte big-endian length, then the message), the first carrying the
+// range and revision, the last `done`; then "sha256 <hex of all before>\n".
+class SnapshotCommands {
+ public:
+  // Adds the commands to `app`.
+  explicit SnapshotCommands(CLI::App& app);
+  // `snapshot status` (reads only the file): its exit code, if it is the
+  // command parsed.
+  std::optional<int> RunOffline(bool json);
+  // The others, which need the cluster.
+  std::optional<int> Run(client::Client& c, bool json);
+
+ private:
+  int Save(client::Client& c, bool json);
+  int Restore(client::Client& c, bool json);
+
+  CLI::App *save_, *restore_, *status_;
+  std::string file_;
+  int64_t timeout_s_ = 600;
+};
+
+}  // namespace tally::kvctl
+
+#endif  // TALLY_CMD_KVCTL_SNAPSHOT_COMMANDS_H_
