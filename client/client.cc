@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/call.h"
 #include "client/internal/crdt_batcher.h"
@@ -281,7 +282,7 @@ absl::StatusOr<rpc::TxnResponse> Client::Txn(rpc::TxnRequest req) {
 
 absl::StatusOr<std::vector<rpc::KeyValue>> Client::Scan(
     const std::string& start, const std::string& end, uint32_t limit,
-    rpc::ReadMode mode) {
+    rpc::ReadMode mode, std::vector<rpc::ResponseHeader>* headers) {
   std::vector<rpc::KeyValue> out;
   std::string from = start;
   while (true) {
@@ -297,20 +298,15 @@ absl::StatusOr<std::vector<rpc::KeyValue>> Client::Scan(
       return rpc::KV::NewStub(ch)->Range(&ctx, req, &resp);
     });
     if (!st.ok()) return st;
+    if (headers != nullptr) headers->push_back(resp.header());
     for (auto& kv : *resp.mutable_kvs()) out.push_back(std::move(kv));
     if (!resp.more() || (limit > 0 && out.size() >= limit)) return out;
-    // Continue after the last key returned, or else at the next shard.
-    std::string next;
-    if (resp.kvs_size() > 0) {
-      next = out.back().key() + '\0';
-    } else {
-      absl::MutexLock l(&mu_);
-      for (const Route& r : ranges_) {
-        if (from >= r.start && (r.end.empty() || from < r.end)) next = r.end;
-      }
+    if (resp.next() <= from) {
+      return absl::InternalError(
+          absl::StrCat("a range answer's next key does not go forward: \"",
+                       absl::CEscape(resp.next()), "\""));
     }
-    if (next.empty() || next <= from) return out;
-    from = next;
+    from = resp.next();
   }
 }
 

@@ -76,9 +76,11 @@ class Client {
   absl::StatusOr<rpc::DeleteResponse> Delete(const std::string& key,
                                              uint64_t fence_token = 0);
   // Keys in [start, end) across every shard, at most `limit` (0: all).
+  // `headers`, if given, receives the header of every answer read.
   absl::StatusOr<std::vector<rpc::KeyValue>> Scan(
       const std::string& start, const std::string& end, uint32_t limit,
-      rpc::ReadMode mode = rpc::LINEARIZABLE);
+      rpc::ReadMode mode = rpc::LINEARIZABLE,
+      std::vector<rpc::ResponseHeader>* headers = nullptr);
   absl::StatusOr<rpc::TxnResponse> Txn(rpc::TxnRequest txn);
 
   // Leases (rpc/lock.proto). A Grant whose answer is lost is not retried:
@@ -173,10 +175,12 @@ class Client {
       const std::string& scope, const std::string& key,
       rpc::ReadMode mode = rpc::LINEARIZABLE);
   // Every record of `scope` whose key starts with `key_prefix`, from every
-  // shard, in key order; at most `limit` (0: no limit).
+  // shard, in key order; at most `limit` (0: no limit). `headers`, if
+  // given, receives the header of every answer read.
   absl::StatusOr<std::vector<rpc::IdemListEntry>> IdemList(
       const std::string& scope, const std::string& key_prefix, size_t limit = 0,
-      rpc::ReadMode mode = rpc::LINEARIZABLE);
+      rpc::ReadMode mode = rpc::LINEARIZABLE,
+      std::vector<rpc::ResponseHeader>* headers = nullptr);
   // Removes the record, whatever its state; false if there was none.
   absl::StatusOr<bool> IdemPurge(const std::string& scope,
                                  const std::string& key);
@@ -194,11 +198,13 @@ class Client {
   absl::StatusOr<rpc::SagaRecord> SagaGet(
       const std::string& id, rpc::ReadMode mode = rpc::LINEARIZABLE);
   // The sagas of every shard in `states` (none: all) unchanged for at least
-  // `idle`, in id order; at most `limit` (0: no limit).
+  // `idle`, in id order; at most `limit` (0: no limit). `headers`, if
+  // given, receives the header of every answer read.
   absl::StatusOr<std::vector<rpc::SagaRecord>> SagaList(
       const std::vector<rpc::SagaState>& states,
       std::chrono::milliseconds idle = {}, size_t limit = 0,
-      rpc::ReadMode mode = rpc::LINEARIZABLE);
+      rpc::ReadMode mode = rpc::LINEARIZABLE,
+      std::vector<rpc::ResponseHeader>* headers = nullptr);
 
   // CRDT tables (rpc/crdt.proto). Schema changes go through the metadata
   // group (a lost answer is not retried: sending it again says whether it

@@ -102,7 +102,7 @@ absl::StatusOr<rpc::IdemGetResponse> Client::IdemGet(const std::string& scope,
 
 absl::StatusOr<std::vector<rpc::IdemListEntry>> Client::IdemList(
     const std::string& scope, const std::string& key_prefix, size_t limit,
-    rpc::ReadMode mode) {
+    rpc::ReadMode mode, std::vector<rpc::ResponseHeader>* headers) {
   absl::StatusOr<std::vector<uint64_t>> groups = AllGroups();
   if (!groups.ok()) return groups.status();
   std::vector<rpc::IdemListEntry> out;
@@ -123,6 +123,7 @@ absl::StatusOr<std::vector<rpc::IdemListEntry>> Client::IdemList(
                  return rpc::Idempotency::NewStub(ch)->List(&ctx, req, &resp);
                });
       if (!st.ok()) return st;
+      if (headers != nullptr) headers->push_back(resp.header());
       for (rpc::IdemListEntry& e : *resp.mutable_records()) {
         out.push_back(std::move(e));
         ++from_group;

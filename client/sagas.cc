@@ -49,7 +49,8 @@ absl::StatusOr<rpc::SagaRecord> Client::SagaGet(const std::string& id,
 
 absl::StatusOr<std::vector<rpc::SagaRecord>> Client::SagaList(
     const std::vector<rpc::SagaState>& states, std::chrono::milliseconds idle,
-    size_t limit, rpc::ReadMode mode) {
+    size_t limit, rpc::ReadMode mode,
+    std::vector<rpc::ResponseHeader>* headers) {
   absl::StatusOr<std::vector<uint64_t>> groups = AllGroups();
   if (!groups.ok()) return groups.status();
   std::vector<rpc::SagaRecord> out;
@@ -70,6 +71,7 @@ absl::StatusOr<std::vector<rpc::SagaRecord>> Client::SagaList(
                  return rpc::Sagas::NewStub(ch)->List(&ctx, req, &resp);
                });
       if (!st.ok()) return st;
+      if (headers != nullptr) headers->push_back(resp.header());
       const bool got = !resp.sagas().empty();
       for (rpc::SagaRecord& r : *resp.mutable_sagas()) {
         out.push_back(std::move(r));

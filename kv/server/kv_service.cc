@@ -73,8 +73,16 @@ class KvService final : public rpc::KV::CallbackService {
            if (!kvs.ok()) return rpc::ToGrpc(kvs.status());
            out->mutable_kvs()->Reserve(static_cast<int>(kvs->size()));
            for (auto& kv : *kvs) *out->add_kvs() = ToApi(std::move(kv));
-           out->set_more(
-               more || (clamped && out->kvs_size() < static_cast<int>(limit)));
+           // A full page goes on after its last key; a shard's keys read to
+           // its end go on in the next shard (even when they filled the
+           // page exactly).
+           if (more) {
+             out->set_more(true);
+             out->set_next(out->kvs(out->kvs_size() - 1).key() + '\0');
+           } else if (clamped) {
+             out->set_more(true);
+             out->set_next(end);
+           }
            calls_.Header(group, index, mode, out->mutable_header());
            return grpc::Status::OK;
          });

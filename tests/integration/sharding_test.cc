@@ -5,8 +5,10 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "client/client.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/support/client_interceptor.h"
@@ -141,6 +143,36 @@ TEST(ShardingTest, FailedRangeLookupAcknowledgesNothingUnapplied) {
           << "not applied (after " << key << "=" << value << ")";
     }
   }
+}
+
+// A shard holding exactly one page (10,000 keys, the server's most per
+// answer) and keys after it in the next shard: a scan of everything
+// returns every key, and reads each shard once.
+TEST(ShardingTest, ScanGoesOnPastAShardHoldingExactlyOnePage) {
+  testing::TestCluster cluster("m");
+  ASSERT_TRUE(cluster.Start());
+  auto c = client::Client::Connect(cluster.ClientOptions());
+  ASSERT_TRUE(c.ok());
+  constexpr int kPage = 10000, kWriters = 16;
+  std::vector<std::thread> writers;
+  std::atomic<int> failed{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = w; i < kPage; i += kWriters) {
+        if (!(*c)->Put(absl::StrFormat("a%05d", i), "v").ok()) ++failed;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  ASSERT_EQ(failed.load(), 0);
+  ASSERT_TRUE((*c)->Put("z", "after the page").ok());
+
+  std::vector<rpc::ResponseHeader> headers;
+  auto all = (*c)->Scan("", "", 0, rpc::LINEARIZABLE, &headers);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), static_cast<size_t>(kPage) + 1);
+  EXPECT_EQ(all->back().key(), "z");
+  EXPECT_EQ(headers.size(), 2u) << "one read per shard";
 }
 
 }  // namespace
