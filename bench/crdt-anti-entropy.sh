@@ -50,17 +50,17 @@ t1=$(date +%s.%N)
   "$(status "127.0.0.1:$((b + 1))")" "$(status "127.0.0.1:$((b + 2))")" \
   "$(status "127.0.0.1:$((b + 3))")" "$t0" "$t1" <<'PY'
 import json, sys
-b1, b2, b3, a1, a2, a3 = (json.loads(x) for x in sys.argv[1:7])
+b1, b2, b3, a1, a2, a3 = (json.loads(x)["result"]["endpoints"][0] for x in sys.argv[1:7])
 t0, t1 = float(sys.argv[7]), float(sys.argv[8])
 def peer(s, node):
     return next(p for p in s.get("peers", []) if int(p["node"]) == node)
 def num(p, k):
     return int(p.get(k, 0))
-pushed = sum(num(peer(a, 3), "bytesPushed") - num(peer(b, 3), "bytesPushed")
+pushed = sum(num(peer(a, 3), "bytes_pushed") - num(peer(b, 3), "bytes_pushed")
              for a, b in ((a1, b1), (a2, b2)))
-pulled = sum(num(peer(a3, n), "bytesPulled") - num(peer(b3, n), "bytesPulled")
+pulled = sum(num(peer(a3, n), "bytes_pulled") - num(peer(b3, n), "bytes_pulled")
              for n in (1, 2))
-rows = sum(num(peer(a3, n), "rowsPulled") - num(peer(b3, n), "rowsPulled")
+rows = sum(num(peer(a3, n), "rows_pulled") - num(peer(b3, n), "rows_pulled")
            for n in (1, 2))
 row_bytes = int(a1["bytes"]) / max(1, int(a1["entries"]))  # one entry per row
 changed = 100000 * row_bytes

@@ -262,7 +262,7 @@ CrdtCommands::CrdtCommands(CLI::App& app) {
   retire_->add_option("node", node_, "the node's id")->required();
 }
 
-int CrdtCommands::Update(client::Client& c, rpc::CrdtOp op, bool json) {
+int CrdtCommands::Update(client::Client& c, rpc::CrdtOp op, const Output& out) {
   rpc::CrdtUpdateRequest req;
   req.set_table(table_);
   req.set_row(row_);
@@ -271,12 +271,15 @@ int CrdtCommands::Update(client::Client& c, rpc::CrdtOp op, bool json) {
   *req.add_ops() = std::move(op);
   auto r = c.CrdtUpdate(req);
   if (!r.ok()) return Fail(r.status());
-  std::cout << (json ? Json(*r) : absl::StrCat("OK (n", r->node(), ")"))
-            << "\n";
+  if (out.json()) {
+    out.Print(*r);
+  } else {
+    std::cout << "OK (n" << r->node() << ")\n";
+  }
   return kExitOk;
 }
 
-int CrdtCommands::Cas(client::Client& c, bool json) {
+int CrdtCommands::Cas(client::Client& c, const Output& out) {
   rpc::CrdtCasRequest req;
   req.set_table(table_);
   req.set_row(row_);
@@ -306,8 +309,8 @@ int CrdtCommands::Cas(client::Client& c, bool json) {
   }
   auto r = c.CrdtCas(std::move(req));
   if (!r.ok()) return Fail(r.status());
-  if (json) {
-    std::cout << Json(*r) << "\n";
+  if (out.json()) {
+    out.Print(*r);
   } else {
     std::cout << (r->succeeded() ? "OK" : "NOT SET: the row did not match")
               << " (version " << r->version() << ")\n";
@@ -320,30 +323,34 @@ int CrdtCommands::Cas(client::Client& c, bool json) {
   return r->succeeded() ? kExitOk : kExitNo;
 }
 
-std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
+std::optional<int> CrdtCommands::Run(client::Client& c, const Output& out) {
   if (*create_ || *alter_) {
     auto cols = ParseColumns(columns_);
     if (!cols.ok()) return Fail(cols.status());
     auto r = *create_ ? c.CrdtCreateTable(table_, *cols)
                       : c.CrdtAlterTable(table_, *cols);
     if (!r.ok()) return Fail(r.status());
-    std::cout << (json ? Json(*r) : "OK") << "\n";
+    if (out.json()) {
+      out.Print(*r);
+    } else {
+      std::cout << "OK\n";
+    }
     return kExitOk;
   }
   if (*drop_) {
     absl::Status st = c.CrdtDropTable(table_);
     if (!st.ok()) return Fail(st);
-    std::cout << "OK\n";
+    out.Ok({{"table", table_}, {"dropped", true}});
     return kExitOk;
   }
   if (*tables_) {
     auto r = c.CrdtTables();
     if (!r.ok()) return Fail(r.status());
+    if (out.json()) {
+      out.Print({{"tables", ToJson(*r)}});
+      return kExitOk;
+    }
     for (const rpc::CrdtTable& t : *r) {
-      if (json) {
-        std::cout << Json(t) << "\n";
-        continue;
-      }
       std::vector<std::string> cols;
       for (const rpc::CrdtColumn& col : t.columns()) {
         cols.push_back(absl::StrCat(col.name(), ":", TypeName(col)));
@@ -356,12 +363,12 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
   if (*incr_) {
     op.set_kind(rpc::CrdtOp::INCREMENT);
     op.set_amount(amount_);
-    return Update(c, op, json);
+    return Update(c, op, out);
   }
   if (*add_ || *remove_) {
     op.set_kind(*add_ ? rpc::CrdtOp::ADD : rpc::CrdtOp::REMOVE);
     for (const std::string& e : elements_) op.add_elements(e);
-    return Update(c, op, json);
+    return Update(c, op, out);
   }
   if (*set_) {
     op.set_kind(rpc::CrdtOp::SET);
@@ -372,44 +379,50 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
           "--context is not base64 (pass it as `crdt get` printed it)"));
     }
     op.set_context(context);
-    return Update(c, op, json);
+    return Update(c, op, out);
   }
   if (*enable_ || *disable_) {
     op.set_kind(*enable_ ? rpc::CrdtOp::ENABLE : rpc::CrdtOp::DISABLE);
-    return Update(c, op, json);
+    return Update(c, op, out);
   }
   if (*get_) {
     auto r = c.CrdtGet(table_, row_,
                        majority_ ? rpc::CRDT_MAJORITY : rpc::CRDT_LOCAL);
     if (!r.ok()) return Fail(r.status());
-    if (json) {
-      std::cout << Json(*r) << "\n";
+    if (out.json()) {
+      out.Print(*r);
     } else {
       for (const rpc::CrdtValue& v : r->values()) Print(v, r->cas_version());
     }
     return r->values().empty() ? kExitNo : kExitOk;
   }
-  if (*cas_) return Cas(c, json);
+  if (*cas_) return Cas(c, out);
   if (*retire_) {
     auto r = c.CrdtRetire(node_);
     if (!r.ok()) return Fail(r.status());
-    std::cout << "OK (retired replica " << absl::StrCat(absl::Hex(*r))
-              << " of n" << node_ << ")\n";
+    if (out.json()) {
+      out.Print({{"node", JsonInt(node_)},
+                 {"replica", JsonInt(*r)},
+                 {"retired", true}});
+    } else {
+      std::cout << "OK (retired replica " << absl::StrCat(absl::Hex(*r))
+                << " of n" << node_ << ")\n";
+    }
     return kExitOk;
   }
   if (*status_) {
     int rc = kExitOk;
+    EndpointResults all;
     for (const std::string& ep : c.endpoints()) {
       auto r = c.CrdtStatus(ep);
+      all.Add(ep, r);
       if (!r.ok()) {
-        std::cout << ep << "\t" << r.status().message() << "\n";
+        if (!out.json())
+          std::cout << ep << "\t" << r.status().message() << "\n";
         rc = kExitUnavailable;
         continue;
       }
-      if (json) {
-        std::cout << Json(*r) << "\n";
-        continue;
-      }
+      if (out.json()) continue;
       std::cout << "n" << r->node() << " (" << ep << ") replica "
                 << absl::StrCat(absl::Hex(r->replica())) << ": " << r->entries()
                 << " entries, " << r->bytes() << " bytes, " << r->elements()
@@ -454,6 +467,7 @@ std::optional<int> CrdtCommands::Run(client::Client& c, bool json) {
         std::cout << "\n";
       }
     }
+    if (out.json()) out.Print(all.json());
     return rc;
   }
   return std::nullopt;

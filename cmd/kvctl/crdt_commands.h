@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
+#include "cmd/kvctl/output.h"
 
 namespace tally::kvctl {
 
@@ -22,11 +23,11 @@ class CrdtCommands {
   // Adds the commands to `app`.
   explicit CrdtCommands(CLI::App& app);
   // Runs the command parsed, if it is one of these: its exit code.
-  std::optional<int> Run(client::Client& c, bool json);
+  std::optional<int> Run(client::Client& c, const Output& out);
 
  private:
-  int Update(client::Client& c, rpc::CrdtOp op, bool json);
-  int Cas(client::Client& c, bool json);
+  int Update(client::Client& c, rpc::CrdtOp op, const Output& out);
+  int Cas(client::Client& c, const Output& out);
 
   CLI::App *create_, *alter_, *drop_, *tables_, *incr_, *add_, *remove_, *set_,
       *enable_, *disable_, *get_, *status_, *retire_, *cas_;

@@ -172,13 +172,13 @@ IdemCommands::IdemCommands(CLI::App& app) {
   purge_->add_option("key", key_)->required();
 }
 
-std::optional<int> IdemCommands::Run(client::Client& c, bool json) {
+std::optional<int> IdemCommands::Run(client::Client& c, const Output& out) {
   if (*run_) return RunOnce(c);
   if (*get_) {
     auto r = c.IdemGet(scope_, key_);
     if (!r.ok()) return Fail(r.status());
-    if (json) {
-      std::cout << Json(*r) << "\n";
+    if (out.json()) {
+      out.Print(*r);
     } else if (!r->found()) {
       std::cerr << "kvctl: no record of " << Describe(scope_, key_) << "\n";
     } else {
@@ -187,11 +187,15 @@ std::optional<int> IdemCommands::Run(client::Client& c, bool json) {
     return r->found() ? kExitOk : kExitNo;
   }
   if (*list_) {
-    auto r = c.IdemList(scope_, prefix_, limit_);
+    std::vector<rpc::ResponseHeader> headers;
+    auto r = c.IdemList(scope_, prefix_, limit_, rpc::LINEARIZABLE, &headers);
     if (!r.ok()) return Fail(r.status());
+    if (out.json()) {
+      out.Print({{"records", ToJson(*r)}}, headers);
+      return kExitOk;
+    }
     for (const rpc::IdemListEntry& e : *r) {
-      std::cout << (json ? Json(e) : e.key() + "\t" + Summary(e.record()))
-                << "\n";
+      std::cout << e.key() << "\t" << Summary(e.record()) << "\n";
     }
     return kExitOk;
   }
@@ -202,7 +206,7 @@ std::optional<int> IdemCommands::Run(client::Client& c, bool json) {
       std::cerr << "kvctl: no record of " << Describe(scope_, key_) << "\n";
       return kExitNo;
     }
-    std::cout << "OK\n";
+    out.Ok({{"scope", scope_}, {"key", key_}, {"purged", true}});
     return kExitOk;
   }
   return std::nullopt;

@@ -7,6 +7,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
+#include "cmd/kvctl/output.h"
 
 namespace tally::kvctl {
 
@@ -17,7 +18,7 @@ class IdemCommands {
   // Adds the commands to `app`.
   explicit IdemCommands(CLI::App& app);
   // Runs the command parsed, if it is one of these: its exit code.
-  std::optional<int> Run(client::Client& c, bool json);
+  std::optional<int> Run(client::Client& c, const Output& out);
 
  private:
   int RunOnce(client::Client& c);

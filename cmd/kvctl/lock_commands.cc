@@ -113,18 +113,22 @@ LockCommands::LockCommands(CLI::App& app) {
   fence_unbind_->add_option("prefix", prefix_)->required();
 }
 
-std::optional<int> LockCommands::Run(client::Client& c, bool json) {
+std::optional<int> LockCommands::Run(client::Client& c, const Output& out) {
   if (*lease_grant_) {
     auto ttl = ParseDuration(ttl_);
     if (!ttl.ok()) return Fail(ttl.status());
     auto r = c.GrantLease(*ttl);
     if (!r.ok()) return Fail(r.status());
-    std::cout << (json ? Json(*r) : absl::StrCat(r->id())) << "\n";
+    if (out.json()) {
+      out.Print(*r);
+    } else {
+      std::cout << r->id() << "\n";
+    }
     return kExitOk;
   }
   if (*lease_revoke_) {
     if (absl::Status st = c.RevokeLease(lease_); !st.ok()) return Fail(st);
-    std::cout << "OK\n";
+    out.Ok({{"lease", JsonInt(lease_)}, {"revoked", true}});
     return kExitOk;
   }
   if (*lease_keep_alive_) {
@@ -143,15 +147,19 @@ std::optional<int> LockCommands::Run(client::Client& c, bool json) {
         return Fail(left.status());
       }
       int rc = kExitOk;
+      nlohmann::json kept = nlohmann::json::array();
       for (size_t i = 0; i < leases_.size(); ++i) {
+        kept.push_back(
+            {{"lease", JsonInt(leases_[i])}, {"ttl_ms", JsonInt((*left)[i])}});
         if ((*left)[i] == 0) {
           std::cerr << "kvctl: lease " << leases_[i] << " has ended\n";
           rc = kExitNo;
-        } else {
+        } else if (!out.json()) {
           std::cout << "lease " << leases_[i] << " kept alive, TTL "
                     << (*left)[i] << " ms" << std::endl;
         }
       }
+      if (out.json()) out.Print({{"leases", kept}});
       if (rc != kExitOk || once_) return rc;
       std::this_thread::sleep_for(milliseconds(shortest_ms / 3));
     }
@@ -159,19 +167,23 @@ std::optional<int> LockCommands::Run(client::Client& c, bool json) {
   if (*lease_ttl_) {
     auto r = c.LeaseTimeToLive(lease_);
     if (!r.ok()) return Fail(r.status());
-    std::cout << (json ? Json(*r)
-                       : absl::StrCat("lease ", r->id(), ": TTL ", r->ttl_ms(),
-                                      " ms, ", r->remaining_ms(), " ms left"))
-              << "\n";
+    if (out.json()) {
+      out.Print(*r);
+    } else {
+      std::cout << "lease " << r->id() << ": TTL " << r->ttl_ms() << " ms, "
+                << r->remaining_ms() << " ms left\n";
+    }
     return kExitOk;
   }
   if (*lease_list_) {
     auto r = c.ListLeases();
     if (!r.ok()) return Fail(r.status());
+    if (out.json()) {
+      out.Print(*r);
+      return kExitOk;
+    }
     for (const auto& l : r->leases()) {
-      std::cout << (json ? Json(l)
-                         : absl::StrCat(l.id(), "\t", l.ttl_ms(), "\t",
-                                        l.remaining_ms()))
+      std::cout << l.id() << "\t" << l.ttl_ms() << "\t" << l.remaining_ms()
                 << "\n";
     }
     return kExitOk;
@@ -182,8 +194,8 @@ std::optional<int> LockCommands::Run(client::Client& c, bool json) {
     if (!wait.ok()) return Fail(wait.status());
     auto r = c.Acquire(name_, lease_, *wait);
     if (!r.ok()) return Fail(r.status());
-    if (json) {
-      std::cout << Json(*r) << "\n";
+    if (out.json()) {
+      out.Print(*r);
     } else if (r->acquired()) {
       std::cout << r->holder().token() << "\n";
     } else {
@@ -194,14 +206,14 @@ std::optional<int> LockCommands::Run(client::Client& c, bool json) {
   }
   if (*lock_release_) {
     if (absl::Status st = c.Release(name_, token_); !st.ok()) return Fail(st);
-    std::cout << "OK\n";
+    out.Ok({{"lock", name_}, {"token", JsonInt(token_)}, {"released", true}});
     return kExitOk;
   }
   if (*lock_inspect_) {
     auto r = c.Inspect(name_);
     if (!r.ok()) return Fail(r.status());
-    if (json) {
-      std::cout << Json(*r) << "\n";
+    if (out.json()) {
+      out.Print(*r);
     } else if (!r->has_holder()) {
       std::cout << "free\n";
     } else {
@@ -215,18 +227,22 @@ std::optional<int> LockCommands::Run(client::Client& c, bool json) {
   if (*fence_bind_ || *fence_unbind_) {
     auto r = c.BindFence(prefix_, *fence_bind_ ? name_ : "");
     if (!r.ok()) return Fail(r.status());
-    std::cout << (json ? Json(*r) : "OK") << "\n";
+    if (out.json()) {
+      out.Print(*r);
+    } else {
+      std::cout << "OK\n";
+    }
     return kExitOk;
   }
   if (*lock_) return RunLocked(c);
-  if (*elect_) return listen_ ? Listen(c, json) : RunElected(c, json);
+  if (*elect_) return listen_ ? Listen(c, out) : RunElected(c, out);
   return std::nullopt;
 }
 
-int LockCommands::Listen(client::Client& c, bool json) {
+int LockCommands::Listen(client::Client& c, const Output& out) {
   absl::Status st = c.Observe(name_, [&](const rpc::ObserveResponse& r) {
-    if (json) {
-      std::cout << Json(r) << std::endl;
+    if (out.json()) {
+      out.Print(r);
     } else if (r.has_holder()) {
       std::cout << r.holder().value() << "\t" << r.holder().token()
                 << std::endl;
@@ -239,7 +255,7 @@ int LockCommands::Listen(client::Client& c, bool json) {
   return kExitOk;
 }
 
-int LockCommands::RunElected(client::Client& c, bool json) {
+int LockCommands::RunElected(client::Client& c, const Output& out) {
   if (value_.empty()) {
     std::cerr << "kvctl: usage: kvctl elect NAME VALUE (or --listen)\n";
     return kExitBadInput;
@@ -258,9 +274,8 @@ int LockCommands::RunElected(client::Client& c, bool json) {
   // Leading: an interrupt or TERM resigns, so that the next candidate
   // leads at once rather than after the lease's TTL.
   CatchSignals();
-  if (json) {
-    std::cout << "{\"name\": \"" << name_ << "\", \"token\": " << *token << "}"
-              << std::endl;
+  if (out.json()) {
+    out.Print({{"name", name_}, {"value", value_}, {"token", JsonInt(*token)}});
   } else {
     std::cout << "elected: " << name_ << " = " << value_ << ", token " << *token
               << std::endl;

@@ -7,6 +7,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
+#include "cmd/kvctl/output.h"
 
 namespace tally::kvctl {
 
@@ -16,12 +17,12 @@ class LockCommands {
   // Adds the commands to `app`.
   explicit LockCommands(CLI::App& app);
   // Runs the command parsed, if it is one of these: its exit code.
-  std::optional<int> Run(client::Client& c, bool json);
+  std::optional<int> Run(client::Client& c, const Output& out);
 
  private:
   int RunLocked(client::Client& c);
-  int RunElected(client::Client& c, bool json);
-  int Listen(client::Client& c, bool json);
+  int RunElected(client::Client& c, const Output& out);
+  int Listen(client::Client& c, const Output& out);
 
   CLI::App *lease_grant_, *lease_revoke_, *lease_keep_alive_, *lease_ttl_,
       *lease_list_;

@@ -25,11 +25,23 @@
 namespace {
 
 using tally::client::Client;
-using tally::kvctl::Column;
+using tally::kvctl::EndpointResults;
 using tally::kvctl::Fail;
-using tally::kvctl::Json;
+using tally::kvctl::JsonInt;
+using tally::kvctl::Output;
 using tally::kvctl::PrefixEnd;
 using tally::kvctl::Table;
+using tally::kvctl::ToJson;
+
+// The subcommands given, e.g. "lock acquire".
+std::string CommandPath(const CLI::App& app) {
+  std::string path;
+  for (const CLI::App* a = &app; !a->get_subcommands().empty();) {
+    a = a->get_subcommands().front();
+    absl::StrAppend(&path, path.empty() ? "" : " ", a->get_name());
+  }
+  return path;
+}
 
 absl::StatusOr<uint64_t> MemberId(const std::string& name) {
   uint64_t id = 0;
@@ -106,6 +118,11 @@ int main(int argc, char** argv) {
       ->envname("KVCTL_OUTPUT");
   app.add_option("--timeout-ms", timeout_ms, "overall time per command")
       ->envname("KVCTL_TIMEOUT_MS");
+  bool hex = false;
+  app.add_flag("--hex", hex,
+               "print keys and values as hex (text output; JSON has them in "
+               "base64)")
+      ->envname("KVCTL_HEX");
 
   std::string key, value, end, expected, target;
   uint32_t limit = 0;
@@ -161,7 +178,7 @@ int main(int argc, char** argv) {
   cluster->require_subcommand(1);
   auto* status = cluster->add_subcommand(
       "status", "every node's groups (exit 3 if a node is unreachable)");
-  auto* health = app.add_subcommand(
+  auto* health_cmd = app.add_subcommand(
       "health", "gRPC health check of every endpoint (exit 3 if one fails)");
   auto* endpoint = app.add_subcommand(
       "endpoint", "every endpoint's state, as a table (exit 3 if one fails)");
@@ -207,30 +224,26 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  if (std::optional<int> rc = snapshots.RunOffline(output == "json")) {
-    return *rc;
-  }
+  const Output out(CommandPath(app), output == "json", hex);
+  if (std::optional<int> rc = snapshots.RunOffline(out)) return *rc;
   tally::client::ClientOptions opts;
   opts.endpoints = absl::StrSplit(endpoints_flag, ',', absl::SkipEmpty());
   opts.timeout = std::chrono::milliseconds(timeout_ms);
   auto client = Client::Connect(opts);
-  if (!client.ok()) {
-    std::cerr << "kvctl: " << client.status().message() << "\n";
-    return 2;
-  }
+  if (!client.ok()) return Fail(client.status());
   Client& c = **client;
-  const bool json = output == "json";
   const tally::rpc::ReadMode mode = read_mode == "lease" ? tally::rpc::LEASE
                                     : read_mode == "serializable"
                                         ? tally::rpc::SERIALIZABLE
                                         : tally::rpc::LINEARIZABLE;
 
-  if (std::optional<int> rc = locks.Run(c, json)) return *rc;
-  if (std::optional<int> rc = idem.Run(c, json)) return *rc;
-  if (std::optional<int> rc = sagas.Run(c, json)) return *rc;
-  if (std::optional<int> rc = crdts.Run(c, json)) return *rc;
-  if (std::optional<int> rc = watches.Run(c, json)) return *rc;
-  if (std::optional<int> rc = snapshots.Run(c, json)) return *rc;
+  if (std::optional<int> rc = locks.Run(c, out)) return *rc;
+  if (std::optional<int> rc = idem.Run(c, out)) return *rc;
+  if (std::optional<int> rc = sagas.Run(c, out)) return *rc;
+  if (std::optional<int> rc = crdts.Run(c, out)) return *rc;
+  if (std::optional<int> rc = watches.Run(c, out)) return *rc;
+  if (std::optional<int> rc = snapshots.Run(c, out)) return *rc;
+  const bool json = out.json();
   if (*put) {
     if (put_value->count() == 0) {
       value.assign(std::istreambuf_iterator<char>(std::cin),
@@ -238,24 +251,39 @@ int main(int argc, char** argv) {
     }
     auto r = c.Put(key, value, fence_token, put_lease);
     if (!r.ok()) return Fail(r.status());
-    std::cout << (json ? Json(*r) : "OK") << "\n";
+    if (json) {
+      out.Print(*r);
+    } else {
+      std::cout << "OK\n";
+    }
   } else if ((*get && prefix) || *scan) {
-    auto r = *scan ? c.Scan(key, end, limit, mode)
-                   : c.Scan(key, PrefixEnd(key), 0, mode);
+    std::vector<tally::rpc::ResponseHeader> headers;
+    auto r = *scan ? c.Scan(key, end, limit, mode, &headers)
+                   : c.Scan(key, PrefixEnd(key), 0, mode, &headers);
     if (!r.ok()) return Fail(r.status());
+    if (json) {
+      nlohmann::json kvs = ToJson(*r);
+      if (keys_only) {
+        for (auto& kv : kvs) kv = {{"key", kv["key"]}};
+      }
+      out.Print(
+          {{"kvs", std::move(kvs)}, {"count", JsonInt(uint64_t{r->size()})}},
+          headers);
+      return 0;
+    }
     for (const auto& kv : *r) {
-      std::cout << (json        ? Json(kv)
-                    : keys_only ? Column(kv.key())
-                                : Column(kv.key()) + "\t" + Column(kv.value()))
+      std::cout << (keys_only
+                        ? out.Bytes(kv.key())
+                        : out.Bytes(kv.key()) + "\t" + out.Bytes(kv.value()))
                 << "\n";
     }
   } else if (*get) {
     auto r = c.Get(key, mode);
     if (!r.ok()) return Fail(r.status());
     if (json) {
-      std::cout << Json(*r) << "\n";
+      out.Print(*r);
     } else if (r->found()) {
-      std::cout << (keys_only ? r->kv().key() : r->kv().value()) << "\n";
+      std::cout << out.Raw(keys_only ? r->kv().key() : r->kv().value()) << "\n";
     } else {
       std::cerr << "kvctl: key \"" << key << "\" not found\n";
     }
@@ -271,14 +299,20 @@ int main(int argc, char** argv) {
     }
     auto r = c.DeleteRange(key, range_end, fence_token);
     if (!r.ok()) return Fail(r.status());
-    std::cout << (json ? Json(*r) : absl::StrCat(r->count(), " deleted"))
-              << "\n";
+    if (json) {
+      out.Print(*r);
+    } else {
+      std::cout << r->count() << " deleted\n";
+    }
     return r->count() > 0 ? 0 : 1;
   } else if (*del) {
     auto r = c.Delete(key, fence_token);
     if (!r.ok()) return Fail(r.status());
-    std::cout << (json ? Json(*r) : (r->deleted() ? "deleted" : "not found"))
-              << "\n";
+    if (json) {
+      out.Print(*r);
+    } else {
+      std::cout << (r->deleted() ? "deleted" : "not found") << "\n";
+    }
     return r->deleted() ? 0 : 1;
   } else if (*cas || *txn) {
     tally::rpc::TxnRequest req;
@@ -309,7 +343,7 @@ int main(int argc, char** argv) {
     auto r = c.Txn(req);
     if (!r.ok()) return Fail(r.status());
     if (json) {
-      std::cout << Json(*r) << "\n";
+      out.Print(*r);
     } else if (*cas) {
       if (r->succeeded()) {
         std::cout << "OK\n";
@@ -323,7 +357,8 @@ int main(int argc, char** argv) {
       std::cout << (r->succeeded() ? "SUCCESS" : "FAILURE") << "\n";
       for (const auto& res : r->results()) {
         if (res.has_get()) {
-          std::cout << (res.get().found() ? res.get().kv().value() : "(absent)")
+          std::cout << (res.get().found() ? out.Raw(res.get().kv().value())
+                                          : "(absent)")
                     << "\n";
         }
       }
@@ -331,17 +366,18 @@ int main(int argc, char** argv) {
     return r->succeeded() ? 0 : 1;
   } else if (*status) {
     int rc = 0;
+    EndpointResults all;
     for (const std::string& ep : c.endpoints()) {
       auto r = c.Status(ep);
+      all.Add(ep, r);
       if (!r.ok()) {
-        std::cout << ep << "\tunreachable: " << r.status().message() << "\n";
+        if (!json) {
+          std::cout << ep << "\tunreachable: " << r.status().message() << "\n";
+        }
         rc = tally::kvctl::kExitUnavailable;
         continue;
       }
-      if (json) {
-        std::cout << Json(*r) << "\n";
-        continue;
-      }
+      if (json) continue;
       for (const auto& g : r->groups()) {
         std::cout << ep << "\tn" << r->node() << "\tgroup " << g.group() << "\t"
                   << g.role() << "\tleader=n" << g.leader()
@@ -353,17 +389,12 @@ int main(int argc, char** argv) {
                   << "\tlearners=" << absl::StrJoin(g.learners(), ",") << "\n";
       }
     }
+    if (json) out.Print(all.json());
     return rc;
-  } else if (*health) {
+  } else if (*health_cmd || *ep_health) {
+    // `health` is the older, terser form of `endpoint health`.
     int rc = 0;
-    for (const std::string& ep : c.endpoints()) {
-      absl::Status st = c.Health(ep);
-      std::cout << ep << "\t" << (st.ok() ? "SERVING" : st.ToString()) << "\n";
-      if (!st.ok()) rc = tally::kvctl::kExitUnavailable;
-    }
-    return rc;
-  } else if (*ep_health) {
-    int rc = 0;
+    EndpointResults all;
     Table t({"ENDPOINT", "HEALTH", "TOOK"});
     for (const std::string& ep : c.endpoints()) {
       const auto start = std::chrono::steady_clock::now();
@@ -372,35 +403,34 @@ int main(int argc, char** argv) {
           std::chrono::steady_clock::now() - start);
       if (!st.ok()) rc = tally::kvctl::kExitUnavailable;
       const std::string health = st.ok() ? "SERVING" : st.ToString();
-      if (json) {
-        std::cout << nlohmann::json{{"endpoint", ep},
-                                    {"healthy", st.ok()},
-                                    {"health", health},
-                                    {"took_ms", took.count()}}
-                         .dump()
-                  << "\n";
+      all.Add(ep,
+              {{"healthy", st.ok()},
+               {"health", health},
+               {"took_ms", JsonInt(int64_t{took.count()})}},
+              st);
+      if (*health_cmd) {
+        if (!json) std::cout << ep << "\t" << health << "\n";
       } else {
         t.Add({ep, health, absl::StrCat(took.count(), " ms")});
       }
     }
-    if (!json) t.Print(std::cout);
+    if (json) {
+      out.Print(all.json());
+    } else if (*ep_health) {
+      t.Print(std::cout);
+    }
     return rc;
   } else if (*ep_status) {
     int rc = 0;
+    EndpointResults all;
     Table t({"ENDPOINT", "NODE", "CLUSTER", "GROUPS", "LEADER OF", "LEARNER IN",
              "MAX APPLY LAG", "ERROR"});
     for (const std::string& ep : c.endpoints()) {
       absl::StatusOr<tally::rpc::StatusResponse> r = c.Status(ep);
       if (!r.ok()) {
         rc = tally::kvctl::kExitUnavailable;
-        if (json) {
-          std::cout << nlohmann::json{{"endpoint", ep},
-                                      {"error", r.status().ToString()}}
-                           .dump()
-                    << "\n";
-        } else {
-          t.Add({ep, "-", "-", "-", "-", "-", "-", r.status().ToString()});
-        }
+        all.Add(ep, nlohmann::json::object(), r.status());
+        t.Add({ep, "-", "-", "-", "-", "-", "-", r.status().ToString()});
         continue;
       }
       int leading = 0, learning = 0;
@@ -412,23 +442,21 @@ int main(int argc, char** argv) {
           lag = std::max(lag, g.commit_index() - g.applied_index());
         }
       }
-      if (json) {
-        std::cout << nlohmann::json{{"endpoint", ep},
-                                    {"node", r->node()},
-                                    {"cluster_id", r->cluster_id()},
-                                    {"groups", r->groups_size()},
-                                    {"leader_of", leading},
-                                    {"learner_in", learning},
-                                    {"max_apply_lag", lag}}
-                         .dump()
-                  << "\n";
-      } else {
-        t.Add({ep, absl::StrCat("n", r->node()), r->cluster_id(),
-               absl::StrCat(r->groups_size()), absl::StrCat(leading),
-               absl::StrCat(learning), absl::StrCat(lag), ""});
-      }
+      all.Add(ep, {{"node", JsonInt(r->node())},
+                   {"cluster_id", r->cluster_id()},
+                   {"groups", r->groups_size()},
+                   {"leader_of", leading},
+                   {"learner_in", learning},
+                   {"max_apply_lag", JsonInt(lag)}});
+      t.Add({ep, absl::StrCat("n", r->node()), r->cluster_id(),
+             absl::StrCat(r->groups_size()), absl::StrCat(leading),
+             absl::StrCat(learning), absl::StrCat(lag), ""});
     }
-    if (!json) t.Print(std::cout);
+    if (json) {
+      out.Print(all.json());
+    } else {
+      t.Print(std::cout);
+    }
     return rc;
   } else if (*mlist) {
     // The first answer, with client addresses that node does not know yet
@@ -467,11 +495,16 @@ int main(int argc, char** argv) {
       }
       return "none";
     };
-    for (const auto& m : st->members()) {
-      if (json) {
-        std::cout << Json(m) << "\n";
-        continue;
+    if (json) {
+      nlohmann::json members = nlohmann::json::array();
+      for (const auto& m : st->members()) {
+        members.push_back(ToJson(m));
+        members.back()["role"] = role(m.id());
       }
+      out.Print({{"members", std::move(members)}});
+      return 0;
+    }
+    for (const auto& m : st->members()) {
       std::cout << m.name() << "\t" << role(m.id()) << "\t" << m.peer_address()
                 << "\t" << m.client_address() << "\n";
     }
@@ -479,9 +512,13 @@ int main(int argc, char** argv) {
     auto id = MemberId(name);
     if (!id.ok()) return Fail(id.status());
     if (*transfer) {
-      absl::Status st = c.TransferLeader(*id).status();
-      if (!st.ok()) return Fail(st);
-      std::cout << "OK\n";
+      auto r = c.TransferLeader(*id);
+      if (!r.ok()) return Fail(r.status());
+      if (json) {
+        out.Print(*r);
+      } else {
+        std::cout << "OK\n";
+      }
       return 0;
     }
     absl::StatusOr<tally::rpc::MembershipResponse> r =
@@ -489,6 +526,10 @@ int main(int argc, char** argv) {
         : *mpromote ? c.Promote(*id)
                     : c.RemoveMember(*id);
     if (!r.ok()) return Fail(r.status());
+    if (json) {
+      out.Print(*r);
+      return 0;
+    }
     for (const tally::rpc::GroupChange& g : r->groups()) {
       std::cout << "group " << g.group() << "\t"
                 << (g.changed() ? "changed" : "already in effect") << "\n";

@@ -128,7 +128,7 @@ SagaCommands::SagaCommands(CLI::App& app) {
   }
 }
 
-std::optional<int> SagaCommands::Run(client::Client& c, bool json) {
+std::optional<int> SagaCommands::Run(client::Client& c, const Output& out) {
   if (*list_) {
     std::vector<rpc::SagaState> states;
     for (const std::string& s : states_) {
@@ -142,31 +142,34 @@ std::optional<int> SagaCommands::Run(client::Client& c, bool json) {
     }
     auto idle = ParseDuration(idle_);
     if (!idle.ok()) return Fail(idle.status());
-    auto r = c.SagaList(states, *idle, limit_);
+    std::vector<rpc::ResponseHeader> headers;
+    auto r = c.SagaList(states, *idle, limit_, rpc::LINEARIZABLE, &headers);
     if (!r.ok()) return Fail(r.status());
-    for (const rpc::SagaRecord& s : *r) {
-      std::cout << (json ? Json(s) : Line(s)) << "\n";
+    if (out.json()) {
+      out.Print({{"sagas", ToJson(*r)}}, headers);
+      return kExitOk;
     }
+    for (const rpc::SagaRecord& s : *r) std::cout << Line(s) << "\n";
     return kExitOk;
   }
   if (*show_) {
     auto r = c.SagaGet(id_);
     if (!r.ok()) return Fail(r.status());
-    if (json) {
-      std::cout << Json(*r) << "\n";
+    if (out.json()) {
+      out.Print(*r);
     } else {
       Show(*r);
     }
     return kExitOk;
   }
-  if (*retry_) return Resolve(c, rpc::SAGA_RETRY, json);
-  if (*skip_) return Resolve(c, rpc::SAGA_SKIP, json);
-  if (*mark_done_) return Resolve(c, rpc::SAGA_MARK_DONE, json);
+  if (*retry_) return Resolve(c, rpc::SAGA_RETRY, out);
+  if (*skip_) return Resolve(c, rpc::SAGA_SKIP, out);
+  if (*mark_done_) return Resolve(c, rpc::SAGA_MARK_DONE, out);
   return std::nullopt;
 }
 
 int SagaCommands::Resolve(client::Client& c, rpc::SagaAction action,
-                          bool json) {
+                          const Output& out) {
   auto r = c.SagaGet(id_);
   if (!r.ok()) return Fail(r.status());
   if (r->state() != rpc::SAGA_INCIDENT) {
@@ -183,8 +186,8 @@ int SagaCommands::Resolve(client::Client& c, rpc::SagaAction action,
   req.set_output(output_);
   auto done = c.SagaTransition(req);
   if (!done.ok()) return Fail(done.status());
-  if (json) {
-    std::cout << Json(done->record()) << "\n";
+  if (out.json()) {
+    out.Print(*done);
   } else {
     std::cout << Line(done->record()) << "\n";
   }

@@ -7,6 +7,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
+#include "cmd/kvctl/output.h"
 
 namespace tally::kvctl {
 
@@ -17,10 +18,10 @@ class SagaCommands {
   // Adds the commands to `app`.
   explicit SagaCommands(CLI::App& app);
   // Runs the command parsed, if it is one of these: its exit code.
-  std::optional<int> Run(client::Client& c, bool json);
+  std::optional<int> Run(client::Client& c, const Output& out);
 
  private:
-  int Resolve(client::Client& c, rpc::SagaAction action, bool json);
+  int Resolve(client::Client& c, rpc::SagaAction action, const Output& out);
 
   CLI::App *list_, *show_, *retry_, *skip_, *mark_done_;
   std::string id_, idle_ = "0s", output_;

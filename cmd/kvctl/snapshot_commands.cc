@@ -172,30 +172,28 @@ SnapshotCommands::SnapshotCommands(CLI::App& app) {
   }
 }
 
-std::optional<int> SnapshotCommands::RunOffline(bool json) {
+std::optional<int> SnapshotCommands::RunOffline(const Output& out) {
   if (!*status_) return std::nullopt;
   absl::StatusOr<std::vector<SavedRange>> ranges = Load(file_);
   if (!ranges.ok()) return Fail(ranges.status());
   size_t keys = 0;
-  nlohmann::json out = nlohmann::json::array();
+  nlohmann::json rows = nlohmann::json::array();
   Table t({"GROUP", "RANGE", "REVISION", "KEYS"});
   for (const SavedRange& r : *ranges) {
     keys += r.kvs.size();
-    out.push_back({{"group", r.range.group()},
-                   {"start", r.range.start()},
-                   {"end", r.range.end()},
-                   {"revision", r.revision},
-                   {"keys", r.kvs.size()}});
+    rows.push_back({{"group", JsonInt(r.range.group())},
+                    {"start", JsonBytes(r.range.start())},
+                    {"end", JsonBytes(r.range.end())},
+                    {"revision", JsonInt(r.revision)},
+                    {"keys", JsonInt(uint64_t{r.kvs.size()})}});
     t.Add({absl::StrCat(r.range.group()), Bounds(r.range),
            absl::StrCat(r.revision), absl::StrCat(r.kvs.size())});
   }
-  if (json) {
-    std::cout << nlohmann::json{{"file", file_},
-                                {"checksum", "ok"},
-                                {"keys", keys},
-                                {"ranges", out}}
-                     .dump()
-              << "\n";
+  if (out.json()) {
+    out.Print({{"file", file_},
+               {"checksum", "ok"},
+               {"keys", JsonInt(keys)},
+               {"ranges", rows}});
     return kExitOk;
   }
   t.Print(std::cout);
@@ -210,13 +208,13 @@ std::optional<int> SnapshotCommands::RunOffline(bool json) {
   return kExitOk;
 }
 
-std::optional<int> SnapshotCommands::Run(client::Client& c, bool json) {
-  if (*save_) return Save(c, json);
-  if (*restore_) return Restore(c, json);
+std::optional<int> SnapshotCommands::Run(client::Client& c, const Output& out) {
+  if (*save_) return Save(c, out);
+  if (*restore_) return Restore(c, out);
   return std::nullopt;
 }
 
-int SnapshotCommands::Save(client::Client& c, bool json) {
+int SnapshotCommands::Save(client::Client& c, const Output& out) {
   absl::StatusOr<std::vector<rpc::RangeDescriptor>> ranges = c.DataRanges();
   if (!ranges.ok()) return Fail(ranges.status());
   std::string data = kMagic;
@@ -246,14 +244,12 @@ int SnapshotCommands::Save(client::Client& c, bool json) {
   const std::string sha = Sha256Hex(data);
   absl::StrAppend(&data, "sha256 ", sha, "\n");
   if (absl::Status st = WriteDurably(file_, data); !st.ok()) return Fail(st);
-  if (json) {
-    std::cout << nlohmann::json{{"file", file_},
-                                {"keys", keys},
-                                {"ranges", ranges->size()},
-                                {"bytes", data.size()},
-                                {"sha256", sha}}
-                     .dump()
-              << "\n";
+  if (out.json()) {
+    out.Print({{"file", file_},
+               {"keys", JsonInt(keys)},
+               {"range_count", JsonInt(ranges->size())},
+               {"bytes", JsonInt(data.size())},
+               {"sha256", sha}});
   } else {
     std::cout << "saved " << keys << " keys of " << ranges->size()
               << " ranges to " << file_ << " (" << data.size()
@@ -262,7 +258,7 @@ int SnapshotCommands::Save(client::Client& c, bool json) {
   return kExitOk;
 }
 
-int SnapshotCommands::Restore(client::Client& c, bool json) {
+int SnapshotCommands::Restore(client::Client& c, const Output& out) {
   absl::StatusOr<std::vector<SavedRange>> saved = Load(file_);
   if (!saved.ok()) return Fail(saved.status());
   absl::StatusOr<std::vector<rpc::RangeDescriptor>> ranges = c.DataRanges();
@@ -327,12 +323,10 @@ int SnapshotCommands::Restore(client::Client& c, bool json) {
                                   "new cluster again)")));
     }
   }
-  if (json) {
-    std::cout << nlohmann::json{{"file", file_},
-                                {"keys", keys},
-                                {"ranges", saved->size()}}
-                     .dump()
-              << "\n";
+  if (out.json()) {
+    out.Print({{"file", file_},
+               {"keys", JsonInt(keys)},
+               {"range_count", JsonInt(saved->size())}});
   } else {
     std::cout << "restored " << keys << " keys of " << saved->size()
               << " ranges from " << file_ << "\n";

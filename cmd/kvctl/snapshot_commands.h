@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
+#include "cmd/kvctl/output.h"
 
 namespace tally::kvctl {
 
@@ -22,13 +23,13 @@ class SnapshotCommands {
   explicit SnapshotCommands(CLI::App& app);
   // `snapshot status` (reads only the file): its exit code, if it is the
   // command parsed.
-  std::optional<int> RunOffline(bool json);
+  std::optional<int> RunOffline(const Output& out);
   // The others, which need the cluster.
-  std::optional<int> Run(client::Client& c, bool json);
+  std::optional<int> Run(client::Client& c, const Output& out);
 
  private:
-  int Save(client::Client& c, bool json);
-  int Restore(client::Client& c, bool json);
+  int Save(client::Client& c, const Output& out);
+  int Restore(client::Client& c, const Output& out);
 
   CLI::App *save_, *restore_, *status_;
   std::string file_;

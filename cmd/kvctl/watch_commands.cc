@@ -49,23 +49,30 @@ WatchCommands::WatchCommands(CLI::App& app) {
                        "only the shard holding this key");
 }
 
-std::optional<int> WatchCommands::Run(client::Client& c, bool json) {
-  if (*watch_) return Watch(c, json);
+std::optional<int> WatchCommands::Run(client::Client& c, const Output& out) {
+  if (*watch_) return Watch(c, out);
   if (!*compact_) return std::nullopt;
   auto r = c.Compact(rev_, compact_key_);
   if (!r.ok()) return Fail(r.status());
-  for (const rpc::CompactResponse& one : *r) {
-    if (json) {
-      std::cout << Json(one) << "\n";
-    } else {
-      std::cout << "shard " << one.header().group() << ": history before "
-                << one.compacted() + 1 << " forgotten\n";
+  if (out.json()) {
+    std::vector<rpc::ResponseHeader> headers;
+    nlohmann::json shards = nlohmann::json::array();
+    for (const rpc::CompactResponse& one : *r) {
+      headers.push_back(one.header());
+      shards.push_back({{"group", JsonInt(one.header().group())},
+                        {"compacted", JsonInt(one.compacted())}});
     }
+    out.Print({{"shards", shards}}, headers);
+    return kExitOk;
+  }
+  for (const rpc::CompactResponse& one : *r) {
+    std::cout << "shard " << one.header().group() << ": history before "
+              << one.compacted() + 1 << " forgotten\n";
   }
   return kExitOk;
 }
 
-int WatchCommands::Watch(client::Client& c, bool json) {
+int WatchCommands::Watch(client::Client& c, const Output& out) {
   client::Client::WatchOptions o;
   o.key = key_;
   if (prefix_) {
@@ -79,22 +86,22 @@ int WatchCommands::Watch(client::Client& c, bool json) {
   o.progress_ms = progress_ms_;
   uint64_t seen = 0;
   absl::Status st = c.Watch(o, [&](const rpc::WatchResponse& r) {
-    if (json) {
-      std::cout << Json(r) << std::endl;
+    if (out.json()) {
+      out.Print(r);
     } else if (r.created()) {
       std::cerr << "watching shard " << r.header().group() << " after revision "
                 << r.header().revision() << "\n";
     }
     for (const rpc::WatchEvent& e : r.events()) {
       ++seen;
-      if (!json) {
+      if (!out.json()) {
         const bool put = e.type() == rpc::WatchEvent::PUT;
         std::string line =
             absl::StrCat(r.header().group(), "@", e.kv().mod_revision(), "\t",
-                         put ? "PUT" : "DELETE", "\t", Column(e.kv().key()));
-        if (put) absl::StrAppend(&line, "\t", Column(e.kv().value()));
+                         put ? "PUT" : "DELETE", "\t", out.Bytes(e.kv().key()));
+        if (put) absl::StrAppend(&line, "\t", out.Bytes(e.kv().value()));
         if (prev_kv_ && e.has_prev_kv()) {
-          absl::StrAppend(&line, "\tprev=", Column(e.prev_kv().value()));
+          absl::StrAppend(&line, "\tprev=", out.Bytes(e.prev_kv().value()));
         }
         std::cout << line << std::endl;
       }

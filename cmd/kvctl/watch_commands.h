@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
+#include "cmd/kvctl/output.h"
 
 namespace tally::kvctl {
 
@@ -15,10 +16,10 @@ class WatchCommands {
   // Adds the commands to `app`.
   explicit WatchCommands(CLI::App& app);
   // Runs the command parsed, if it is one of these: its exit code.
-  std::optional<int> Run(client::Client& c, bool json);
+  std::optional<int> Run(client::Client& c, const Output& out);
 
  private:
-  int Watch(client::Client& c, bool json);
+  int Watch(client::Client& c, const Output& out);
 
   CLI::App *watch_, *compact_;
   std::string key_, range_end_;

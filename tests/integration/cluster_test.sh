@@ -53,7 +53,7 @@ solo_id() {  # solo_id <data dir> <token>: starts a one-node cluster, prints its
   local id=""
   for _ in $(seq 1 50); do
     id=$(kvctl --endpoints 127.0.0.1:$((b + 51)) --timeout-ms 500 -o json endpoint status 2>/dev/null |
-      /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["cluster_id"])' 2>/dev/null) && break
+      /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["endpoints"][0]["cluster_id"])' 2>/dev/null) && break
     sleep 0.1
   done
   kill -9 $solo; wait $solo 2>/dev/null || true; solo=
@@ -135,11 +135,11 @@ status=$(kvctl endpoint status) || fail "endpoint status with every node up"
 # Aligned: every line has its NODE column at the same place.
 [ "$(awk '{print index($0, $2)}' <<<"$status" | sort -u | wc -l)" = 1 ] ||
   fail "endpoint status columns not aligned: $status"
-[ "$(kvctl -o json endpoint status | head -1 | /usr/bin/python3 -c 'import json,sys; print(sorted(json.load(sys.stdin)))')" = \
+[ "$(kvctl -o json endpoint status | /usr/bin/python3 -c 'import json,sys; print(sorted(json.load(sys.stdin)["result"]["endpoints"][0]))')" = \
   "['cluster_id', 'endpoint', 'groups', 'leader_of', 'learner_in', 'max_apply_lag', 'node']" ] ||
   fail "endpoint status -o json: $(kvctl -o json endpoint status)"
 kvctl endpoint health >/dev/null || fail "endpoint health with every node up"
-ok "endpoint status (an aligned table, or JSON lines) and endpoint health exit 0"
+ok "endpoint status (an aligned table, or JSON) and endpoint health exit 0"
 
 leader=$(kvctl cluster status | awk '$3=="group" && $4==2 && $5=="LEADER" {print $2}' | head -1)
 [ -n "$leader" ] || fail "no leader of group 2"

@@ -196,7 +196,7 @@ ok "writes on a node alone were accepted and reached the others in ${secs} s"
 
 # A majority read merges the row from a majority first.
 out=$(on 2 -o json crdt get carts alice --majority)
-[[ "$out" == *'"mergedFrom":2'* || "$out" == *'"mergedFrom":3'* ]] || fail "majority read: $out"
+[[ "$out" == *'"merged_from":2'* || "$out" == *'"merged_from":3'* ]] || fail "majority read: $out"
 ok "a majority read merged the row from a majority"
 
 # Garbage collection past a stopped node. n3 is stopped holding "gone";

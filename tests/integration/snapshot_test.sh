@@ -29,8 +29,8 @@ kvctl() { timeout 120 "$bin/kvctl" --timeout-ms 30000 "$@"; }
 fail() { echo "FAIL: $*"; for f in "$dir"/*/n*.log; do echo "== $f"; tail -n 20 "$f"; done; exit 1; }
 passed=0
 ok() { echo "ok: $*"; passed=$((passed + 1)); }
-cluster_id() { kvctl -o json endpoint status | head -1 |
-  /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["cluster_id"])'; }
+cluster_id() { kvctl -o json endpoint status |
+  /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["endpoints"][0]["cluster_id"])'; }
 
 cluster start old
 timeout 300 "$bin/kvbench" --target tally --endpoints "$KVCTL_ENDPOINTS" --op put --clients 64 \
