@@ -55,7 +55,8 @@ LockCommands::LockCommands(CLI::App& app) {
   for (auto* c : {lease_revoke_, lease_ttl_}) {
     c->add_option("id", lease_)->required();
   }
-  lease_list_ = lease->add_subcommand("list", "every live lease: ID TTL LEFT");
+  lease_list_ = lease->add_subcommand(
+      "list", "every live lease: its id, TTL and time left");
 
   lock_ = app.add_subcommand(
       "lock",
@@ -182,10 +183,12 @@ std::optional<int> LockCommands::Run(client::Client& c, const Output& out) {
       out.Print(*r);
       return kExitOk;
     }
+    Table t({"ID", "TTL", "LEFT"});
     for (const auto& l : r->leases()) {
-      std::cout << l.id() << "\t" << l.ttl_ms() << "\t" << l.remaining_ms()
-                << "\n";
+      t.Add({absl::StrCat(l.id()), absl::StrCat(l.ttl_ms(), " ms"),
+             absl::StrCat(l.remaining_ms(), " ms")});
     }
+    t.Print(std::cout);
     return kExitOk;
   }
   if (*lock_acquire_) {

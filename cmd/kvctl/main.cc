@@ -504,10 +504,11 @@ int main(int argc, char** argv) {
       out.Print({{"members", std::move(members)}});
       return 0;
     }
+    Table t({"NAME", "ROLE", "PEER ADDRESS", "CLIENT ADDRESS"});
     for (const auto& m : st->members()) {
-      std::cout << m.name() << "\t" << role(m.id()) << "\t" << m.peer_address()
-                << "\t" << m.client_address() << "\n";
+      t.Add({m.name(), role(m.id()), m.peer_address(), m.client_address()});
     }
+    t.Print(std::cout);
   } else if (*madd || *mpromote || *mremove || *transfer) {
     auto id = MemberId(name);
     if (!id.ok()) return Fail(id.status());

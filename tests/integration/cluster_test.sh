@@ -111,7 +111,7 @@ printf 'from stdin' | kvctl put app/c >/dev/null || fail "put from stdin"
 [ -z "$(kvctl get none/ --prefix)" ] || fail "get --prefix of nothing printed something"
 members=$(kvctl member list)
 for i in 1 2 3; do
-  grep -q "^n$i	voter	127.0.0.1:$((b + 100 + i))	127.0.0.1:$((b + i))$" <<<"$members" ||
+  grep -q "^n$i  *voter  *127.0.0.1:$((b + 100 + i))  *127.0.0.1:$((b + i))$" <<<"$members" ||
     fail "member list: $members"
 done
 printf 'a\tb\nc\\' | kvctl put esc/x >/dev/null || fail "put esc/x"

@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -209,6 +210,9 @@ def test_leases_locks_fences(cluster):
     assert one(cluster, "lease ttl", str(lease), headers=1)["result"]["ttl_ms"] == "10000"
     ids = {int(l["id"]) for l in one(cluster, "lease list", headers=1)["result"]["leases"]}
     assert {lease, other} <= ids
+    r = kvctl(cluster, "lease", "list")
+    assert r.out.splitlines()[0].split() == ["ID", "TTL", "LEFT"], r
+    assert re.search(rf"^{lease} +10000 ms +\d+ ms$", r.out, re.M), r
     assert kvctl(cluster, "lease", "keep-alive", str(lease), "--once").rc == 0
     doc = one(cluster, "lease keep-alive", str(lease), "--once", headers=0)
     assert doc["result"]["leases"][0]["lease"] == str(lease)
@@ -364,7 +368,10 @@ def test_snapshot(cluster, tmp_path):
 
 def test_cluster_commands(cluster):
     r = kvctl(cluster, "member", "list")
-    assert r.rc == 0 and len(r.out.splitlines()) == 3, r
+    lines = r.out.splitlines()
+    assert r.rc == 0 and len(lines) == 4, r
+    assert lines[0].split() == ["NAME", "ROLE", "PEER", "ADDRESS", "CLIENT", "ADDRESS"], r
+    assert len({line.index("127.0.0.1") for line in lines[1:]}) == 1, r  # aligned
     doc = one(cluster, "member list", headers=0)
     assert sorted((m["name"], m["role"]) for m in doc["result"]["members"]) == \
         [("n1", "voter"), ("n2", "voter"), ("n3", "voter")]
