@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
                  "election timeout in ticks");
   app.add_option("--max-value-bytes", o.max_value_bytes,
                  "largest value accepted");
+  app.add_option("--max-txn-ops", o.max_txn_ops,
+                 "most compares, and most operations in each branch, of a "
+                 "transaction");
+  app.add_option("--max-txn-bytes", o.max_txn_bytes,
+                 "most bytes of keys and values in a transaction's puts");
   app.add_option("--snapshot-every", o.snapshot_every,
                  "entries between log compactions");
   app.add_option("--quiesce-ticks", o.quiesce_ticks,

@@ -318,6 +318,7 @@ class IdemService final : public rpc::Idempotency::CallbackService {
       }
       *txn.add_success() = op;
     }
+    if (grpc::Status st = calls_.CheckTxnSize(txn); !st.ok()) return st;
     *out->mutable_effects() = ToKv(txn);
     out->set_fence_token(req.fence_token());
     return grpc::Status::OK;

@@ -179,6 +179,9 @@ class KvService final : public rpc::KV::CallbackService {
                                 const rpc::TxnRequest* req,
                                 rpc::TxnResponse* resp) override {
     auto* reply = new Reply<rpc::TxnResponse>(ctx, resp, &node_->rpcs, "Txn");
+    if (grpc::Status st = calls_.CheckTxnSize(*req); !st.ok()) {
+      return Finish(reply, st);
+    }
     std::vector<const std::string*> keys;
     for (const auto& c : req->compare()) keys.push_back(&c.key());
     for (const auto* ops : {&req->success(), &req->failure()}) {
@@ -230,6 +233,7 @@ class KvService final : public rpc::KV::CallbackService {
   static grpc::Status Invalid(const std::string& msg) {
     return Calls::Invalid(msg);
   }
+
   // A key is attached only to a lease that lives. One that ends right after
   // this check is fine: its keys are deleted with the others.
   grpc::Status CheckLease(uint64_t lease) const {

@@ -42,6 +42,12 @@ struct ServerOptions {
   int election_tick = 10;
   size_t max_key_bytes = 4096;
   size_t max_value_bytes = 1 << 20;
+  // A transaction's compares, and each of its branches, hold at most this
+  // many operations; the keys and values its puts carry (both branches) at
+  // most this many bytes. One transaction is one raft entry, replicated and
+  // applied whole: these keep any one of them small.
+  size_t max_txn_ops = 1000;
+  size_t max_txn_bytes = 4 << 20;
   uint64_t snapshot_every = 10000;
   // Idle ticks before a group goes quiet (0: never).
   int quiesce_ticks = 20;

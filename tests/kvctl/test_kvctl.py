@@ -35,7 +35,8 @@ class Cluster:
         self.base = 20000 + random.randrange(12000)
         self.endpoints = [f"127.0.0.1:{self.base + i}" for i in (1, 2, 3)]
         self.env = dict(os.environ, TALLY_BIN=BIN, TALLY_PORT_BASE=str(self.base),
-                        TALLY_INITIAL_RANGES="m")
+                        TALLY_INITIAL_RANGES="m",
+                        TALLY_KVD_ARGS="--max-txn-bytes 200000")
         for k in [k for k in self.env if k.startswith("KVCTL_")]:
             del self.env[k]
         self.env["KVCTL_ENDPOINTS"] = ",".join(self.endpoints)
@@ -189,6 +190,20 @@ def test_cas_and_txn(cluster):
     r = kvctl(cluster, "txn", "--then", "frob c")
     assert r.rc == 2, r
     assert kvctl(cluster, "get", "c").out == "newer\n"
+
+
+def test_transaction_limits(cluster):
+    # kvd --max-txn-ops (default 1000) and --max-txn-bytes (200,000 here).
+    ops = [a for i in range(1001) for a in ("--then", f"put t/{i} v")]
+    r = kvctl(cluster, "txn", *ops)
+    assert r.rc == 2 and "1001 operations" in r.err and "--max-txn-ops" in r.err, r
+    big = "x" * 60000
+    ops = [a for i in range(4) for a in ("--then", f"put t/{i} {big}")]
+    r = kvctl(cluster, "txn", *ops)
+    assert r.rc == 2 and "--max-txn-bytes" in r.err, r
+    assert kvctl(cluster, "get", "t/", "--prefix", "--keys-only").out == ""
+    assert kvctl(cluster, "txn", *ops[:6]).rc == 0
+    assert kvctl(cluster, "get", "t/", "--prefix", "--keys-only").out == "t/0\nt/1\nt/2\n"
 
 
 def test_bad_input_exits_2_and_applies_nothing(cluster):

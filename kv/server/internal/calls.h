@@ -35,6 +35,36 @@ class Calls {
     return reply;
   }
 
+  // A transaction within kvd --max-txn-ops and --max-txn-bytes.
+  grpc::Status CheckTxnSize(const rpc::TxnRequest& req) const {
+    const size_t most = node_->options.max_txn_ops;
+    for (auto [what, n] :
+         {std::pair{"compares", req.compare_size()},
+          std::pair{"operations if it succeeds", req.success_size()},
+          std::pair{"operations if it fails", req.failure_size()}}) {
+      if (static_cast<size_t>(n) > most) {
+        return Invalid(absl::StrCat("a transaction of ", n, " ", what,
+                                    " exceeds the limit of ", most,
+                                    " (kvd --max-txn-ops)"));
+      }
+    }
+    size_t bytes = 0;
+    for (const auto* ops : {&req.success(), &req.failure()}) {
+      for (const rpc::TxnOp& op : *ops) {
+        if (op.has_put())
+          bytes += op.put().key().size() + op.put().value().size();
+      }
+    }
+    if (bytes > node_->options.max_txn_bytes) {
+      return Invalid(absl::StrCat("a transaction putting ", bytes,
+                                  " bytes of keys and values exceeds the "
+                                  "limit of ",
+                                  node_->options.max_txn_bytes,
+                                  " (kvd --max-txn-bytes)"));
+    }
+    return grpc::Status::OK;
+  }
+
   // The header of a read of `group` at `index`.
   void Header(uint64_t group, raft::Index index, rpc::ReadMode mode,
               rpc::ResponseHeader* h) const {
