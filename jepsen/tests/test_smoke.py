@@ -343,7 +343,9 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
             for name in ("tally_serving[]", "tally_raft_has_leader[('group', '1')]",
                          "tally_raft_commit_index[('group', '1')]",
                          "tally_proposals_total[]", "tally_raft_log_write_seconds_count[]",
-                         "process_cpu_seconds_total[]", "process_resident_memory_bytes[]"):
+                         "process_cpu_seconds_total[]", "process_resident_memory_bytes[]",
+                         "tally_proposals_pending[]", "tally_proposals_failed_total[]",
+                         "tally_storage_bytes[]"):
                 assert name in before[n], f"n{n} has no {name}: {sorted(before[n])}"
         for i in range(50):
             r = conn.call(nodes[0], "Put", kv_pb2.PutRequest(key=b"m%d" % i, value=b"v"))
@@ -353,9 +355,16 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
                        for n in nodes)
         assert proposed >= 50, f"{proposed} proposals counted for 50 puts"
         for n in nodes:
-            moved = (after[n]["tally_raft_log_write_seconds_count[]"]
-                     - before[n]["tally_raft_log_write_seconds_count[]"])
-            assert moved > 0, f"n{n}: no raft log write counted"
+            for name in ("tally_raft_log_write_seconds_count[]",
+                         "tally_raft_log_write_entries_sum[]"):
+                moved = after[n][name] - before[n][name]
+                assert moved > 0, f"n{n}: {name} did not move under writes"
+            assert after[n]["tally_storage_bytes[]"] > 0, f"n{n}: no storage counted"
+        # Every put was proposed by the node that led its shard: committed and
+        # applied there, timed from proposal to applied.
+        committed = sum(after[n].get("tally_commit_seconds_count[]", 0)
+                        - before[n].get("tally_commit_seconds_count[]", 0) for n in nodes)
+        assert committed >= 50, f"{committed} writes timed to commit for 50 puts"
         put_ok = "tally_rpc_total[('code', 'OK'), ('method', 'Put')]"
         answered = sum(after[n].get(put_ok, 0) - before[n].get(put_ok, 0) for n in nodes)
         assert answered == 50, f"{answered} Put calls counted OK for 50 puts"

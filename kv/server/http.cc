@@ -91,6 +91,11 @@ void HostMetrics(std::string* out, const raft::host::HostStats& s) {
          "Raft log batch writes (every group's, sync included), in seconds.");
   AppendHistogram(out, h, "", raft::host::kLogWriteBucketsMs,
                   s.log_write_buckets, s.log_write_seconds, s.log_writes);
+  const char* b = "tally_raft_log_write_entries";
+  Family(out, b, "histogram",
+         "Entries per raft log batch write (every group's in one).");
+  AppendSizeHistogram(out, b, raft::host::kLogBatchBuckets, s.log_batch_buckets,
+                      s.log_entries);
 }
 
 }  // namespace
@@ -163,6 +168,30 @@ std::string RenderMetrics(const std::vector<raft::host::GroupInfo>& groups,
   return out;
 }
 
+std::string RenderNodeMetrics(const std::string& data_dir, size_t watchers) {
+  std::string out;
+  // What the files hold; a file removed during the walk counts as empty.
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator
+           it(data_dir,
+              std::filesystem::directory_options::skip_permission_denied, ec),
+       end;
+       !ec && it != end; it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->is_regular_file(size_ec)) {
+      const uintmax_t n = it->file_size(size_ec);
+      if (!size_ec) bytes += n;
+    }
+  }
+  Family(&out, "tally_storage_bytes", "gauge",
+         "Bytes in the data dir: raft log, state machine and the rest.");
+  absl::StrAppend(&out, "tally_storage_bytes ", bytes, "\n");
+  Family(&out, "tally_watchers", "gauge", "Watch streams open here.");
+  absl::StrAppend(&out, "tally_watchers ", watchers, "\n");
+  return out;
+}
+
 std::string RenderPeerMetrics(const std::vector<rpc::PeerStats>& peers) {
   std::string out;
   const struct {
@@ -216,8 +245,9 @@ HttpEndpoint::~HttpEndpoint() {
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
     const std::string& address, raft::host::NodeHost* host,
-    const RpcStats* rpcs, std::function<std::optional<ModuleStats>()> modules,
-    std::function<std::vector<rpc::PeerStats>()> peers) {
+    std::function<std::optional<ModuleStats>()> modules,
+    std::function<std::vector<rpc::PeerStats>()> peers,
+    std::function<std::string()> node) {
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos ||
@@ -241,13 +271,13 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
     res.set_content("SERVING\n", "text/plain");
   });
   e->server_->Get(
-      "/metrics", [host, rpcs, modules, peers](const httplib::Request&,
+      "/metrics", [host, modules, peers, node](const httplib::Request&,
                                                httplib::Response& res) {
         const std::vector<raft::host::GroupInfo> groups = host->Groups();
         res.set_content(
             RenderMetrics(groups, !Unhealthy(groups, kMetaGroup).has_value(),
                           host->Stats(), modules()) +
-                RenderPeerMetrics(peers()) + rpcs->Render(),
+                RenderPeerMetrics(peers()) + node(),
             "text/plain; version=0.0.4");
       });
   if (!e->server_->bind_to_port(address.substr(0, colon), port)) {

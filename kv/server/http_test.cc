@@ -1,5 +1,7 @@
 #include "kv/server/internal/http.h"
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -52,9 +54,9 @@ TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
   raft::host::HostCounters counters;
   counters.Proposed();
   counters.Proposed();
-  counters.LogWrite(0.0003, /*synced=*/true);
-  counters.LogWrite(0.003, /*synced=*/false);
-  counters.LogWrite(2.0, /*synced=*/true);
+  counters.LogWrite(0.0003, /*synced=*/true, 1);
+  counters.LogWrite(0.003, /*synced=*/false, 3);
+  counters.LogWrite(2.0, /*synced=*/true, 300);
   const std::string m =
       RenderMetrics({meta, data}, /*serving=*/true, counters.Get());
   for (const char* line :
@@ -77,6 +79,14 @@ TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
         "tally_raft_log_write_seconds_bucket{le=\"1\"} 2\n",
         "tally_raft_log_write_seconds_bucket{le=\"+Inf\"} 3\n",
         "tally_raft_log_write_seconds_count 3\n",
+        "# TYPE tally_raft_log_write_entries histogram\n",
+        "tally_raft_log_write_entries_bucket{le=\"1\"} 1\n",
+        "tally_raft_log_write_entries_bucket{le=\"2\"} 1\n",
+        "tally_raft_log_write_entries_bucket{le=\"4\"} 2\n",
+        "tally_raft_log_write_entries_bucket{le=\"256\"} 2\n",
+        "tally_raft_log_write_entries_bucket{le=\"+Inf\"} 3\n",
+        "tally_raft_log_write_entries_sum 304\n",
+        "tally_raft_log_write_entries_count 3\n",
         "process_resident_memory_bytes ",
         "process_open_fds "}) {
     EXPECT_NE(m.find(line), std::string::npos) << line << " not in\n" << m;
@@ -90,6 +100,43 @@ TEST(MetricsTest, EveryGroupAndTheProcessInPrometheusText) {
                            "tally_locks_held 1\n", "tally_lock_waiters 2\n"}) {
     EXPECT_NE(with_modules.find(line), std::string::npos) << line;
   }
+}
+
+TEST(MetricsTest, WritesPendingFailedAndTheirCommitLatency) {
+  WriteStats writes;
+  for (int i = 0; i < 4; ++i) writes.Proposed();
+  writes.Done(/*applied=*/true, 0.003);
+  writes.Done(/*applied=*/true, 0.3);
+  writes.Done(/*applied=*/false, 5);
+  const std::string m = writes.Render();
+  for (const char* line :
+       {"# TYPE tally_proposals_pending gauge\ntally_proposals_pending 1\n",
+        "# TYPE tally_proposals_failed_total counter\n"
+        "tally_proposals_failed_total 1\n",
+        "# TYPE tally_commit_seconds histogram\n",
+        "tally_commit_seconds_bucket{le=\"0.005\"} 1\n",
+        "tally_commit_seconds_bucket{le=\"0.25\"} 1\n",
+        "tally_commit_seconds_bucket{le=\"1\"} 2\n",
+        "tally_commit_seconds_count 2\n"}) {
+    EXPECT_NE(m.find(line), std::string::npos) << line << " not in\n" << m;
+  }
+}
+
+TEST(MetricsTest, StorageBytesAndWatchers) {
+  const std::string dir = ::testing::TempDir() + "/metrics_storage";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/raft");
+  std::ofstream(dir + "/raft/000001.log") << std::string(1000, 'x');
+  std::ofstream(dir + "/CURRENT") << std::string(24, 'y');
+  const std::string m = RenderNodeMetrics(dir, 4);
+  for (const char* line :
+       {"# TYPE tally_storage_bytes gauge\ntally_storage_bytes 1024\n",
+        "# TYPE tally_watchers gauge\ntally_watchers 4\n"}) {
+    EXPECT_NE(m.find(line), std::string::npos) << line << " not in\n" << m;
+  }
+  EXPECT_NE(RenderNodeMetrics(dir + "/gone", 0).find("tally_storage_bytes 0\n"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MetricsTest, ClientCallsByMethodAndCode) {

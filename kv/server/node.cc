@@ -1,5 +1,6 @@
 #include "kv/server/internal/node.h"
 
+#include <chrono>
 #include <future>
 #include <memory>
 
@@ -58,9 +59,14 @@ void Node::WriteAsync(raft::host::GroupId group, kvpb::Command cmd,
                       WriteDone done) {
   // Log time, not the wall clock: see StateMachine::ProposalTimeMs.
   if (StateMachine* sm = Machine(group)) cmd.set_time_ms(sm->ProposalTimeMs());
+  writes.Proposed();
   host->Propose(
       group, cmd.SerializeAsString(),
-      [done = std::move(done)](absl::StatusOr<raft::host::Applied> r) {
+      [this, start = std::chrono::steady_clock::now(),
+       done = std::move(done)](absl::StatusOr<raft::host::Applied> r) {
+        writes.Done(r.ok(), std::chrono::duration<double>(
+                                std::chrono::steady_clock::now() - start)
+                                .count());
         // The host's "outcome unknown" (a shutdown, a snapshot that
         // overtook the entry) is DEADLINE_EXCEEDED, as everywhere.
         if (absl::IsDeadlineExceeded(r.status())) {

@@ -42,4 +42,43 @@ std::string RpcStats::Render() const {
   return out;
 }
 
+void WriteStats::Proposed() {
+  absl::MutexLock l(&mu_);
+  ++pending_;
+}
+
+void WriteStats::Done(bool applied, double seconds) {
+  size_t b = 0;
+  while (b < kRpcBucketsMs.size() && seconds * 1000 > kRpcBucketsMs[b]) ++b;
+  absl::MutexLock l(&mu_);
+  --pending_;
+  if (!applied) {
+    ++failed_;
+    return;
+  }
+  ++buckets_[b];
+  seconds_ += seconds;
+  ++applied_;
+}
+
+std::string WriteStats::Render() const {
+  absl::MutexLock l(&mu_);
+  std::string out = absl::StrCat(
+      "# HELP tally_proposals_pending Writes proposed here that wait for "
+      "their entry to apply.\n# TYPE tally_proposals_pending gauge\n"
+      "tally_proposals_pending ",
+      pending_,
+      "\n# HELP tally_proposals_failed_total Writes proposed here that ended "
+      "without their entry applied (overload, lost leadership, outcome "
+      "unknown).\n# TYPE tally_proposals_failed_total counter\n"
+      "tally_proposals_failed_total ",
+      failed_,
+      "\n# HELP tally_commit_seconds Writes proposed here: from proposal to "
+      "applied (committed by a quorum and applied here).\n"
+      "# TYPE tally_commit_seconds histogram\n");
+  AppendHistogram(&out, "tally_commit_seconds", "", kRpcBucketsMs, buckets_,
+                  seconds_, applied_);
+  return out;
+}
+
 }  // namespace tally::kv::server

@@ -388,9 +388,13 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
       return ModuleStats{*leases, locks->held, locks->waiting};
     };
     auto peers = [this] { return node_.transport->Stats(); };
+    auto node = [this, dir = o.data_dir] {
+      return node_.rpcs.Render() + node_.writes.Render() +
+             RenderNodeMetrics(dir, node_.watchers.Count());
+    };
     ASSIGN_OR_RETURN(
         http_, HttpEndpoint::Start(o.http_address, node_.host.get(),
-                                   &node_.rpcs, std::move(modules), peers));
+                                   std::move(modules), peers, std::move(node)));
     spdlog::info("[n={}] serving HTTP (health, metrics) on {}", node_.id,
                  o.http_address);
   }

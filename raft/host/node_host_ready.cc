@@ -97,10 +97,11 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
     absl::Status st = log_->Write(writes, sync);
     TALLY_CHECK(st.ok(), st.ToString().c_str());
     const auto took = clock_->Now() - start;
-    counters_.LogWrite(std::chrono::duration<double>(took).count(), sync);
+    size_t entries = 0;
+    for (const GroupWrite& w : writes) entries += w.entries.size();
+    counters_.LogWrite(std::chrono::duration<double>(took).count(), sync,
+                       entries);
     if (took >= kSlowWrite) {
-      size_t entries = 0;
-      for (const GroupWrite& w : writes) entries += w.entries.size();
       spdlog::warn(
           "[n={}] slow raft log write: {} ms for {} groups, {} "
           "entries{}",

@@ -12,6 +12,10 @@ namespace tally::raft::host {
 // counts the rest.
 inline constexpr std::array<double, 10> kLogWriteBucketsMs = {
     0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000};
+// Upper bounds of the entries-per-log-write buckets; one more counts the
+// rest.
+inline constexpr std::array<uint64_t, 9> kLogBatchBuckets = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256};
 
 // What a node host has done since it started: counters for metrics.
 struct HostStats {
@@ -29,6 +33,10 @@ struct HostStats {
   uint64_t log_syncs = 0;
   std::array<uint64_t, kLogWriteBucketsMs.size() + 1> log_write_buckets{};
   double log_write_seconds = 0;
+  // Entries per log write (every group's): a count per kLogBatchBuckets
+  // bucket, not cumulative, and their sum.
+  std::array<uint64_t, kLogBatchBuckets.size() + 1> log_batch_buckets{};
+  uint64_t log_entries = 0;
   // Snapshots offered to followers, and installed here.
   uint64_t snapshots_offered = 0;
   uint64_t snapshots_installed = 0;
@@ -43,7 +51,7 @@ class HostCounters {
   void Proposed() { Add(proposals_); }
   void Shed() { Add(proposals_shed_); }
   void Applied(size_t entries) { Add(entries_applied_, entries); }
-  void LogWrite(double seconds, bool synced) {
+  void LogWrite(double seconds, bool synced, size_t entries) {
     Add(log_writes_);
     if (synced) Add(log_syncs_);
     size_t b = 0;
@@ -53,6 +61,10 @@ class HostCounters {
     }
     Add(log_write_buckets_[b]);
     Add(log_write_us_, static_cast<uint64_t>(seconds * 1e6));
+    b = 0;
+    while (b < kLogBatchBuckets.size() && entries > kLogBatchBuckets[b]) ++b;
+    Add(log_batch_buckets_[b]);
+    Add(log_entries_, entries);
   }
   void SnapshotOffered() { Add(snapshots_offered_); }
   void SnapshotInstalled() { Add(snapshots_installed_); }
@@ -72,6 +84,11 @@ class HostCounters {
     s.log_write_seconds =
         static_cast<double>(log_write_us_.load(std::memory_order_relaxed)) /
         1e6;
+    for (size_t i = 0; i < s.log_batch_buckets.size(); ++i) {
+      s.log_batch_buckets[i] =
+          log_batch_buckets_[i].load(std::memory_order_relaxed);
+    }
+    s.log_entries = log_entries_.load(std::memory_order_relaxed);
     s.snapshots_offered = snapshots_offered_.load(std::memory_order_relaxed);
     s.snapshots_installed =
         snapshots_installed_.load(std::memory_order_relaxed);
@@ -87,6 +104,9 @@ class HostCounters {
   std::atomic<uint64_t> proposals_shed_{0};
   std::atomic<uint64_t> entries_applied_{0};
   std::atomic<uint64_t> log_writes_{0};
+  std::array<std::atomic<uint64_t>, kLogBatchBuckets.size() + 1>
+      log_batch_buckets_{};
+  std::atomic<uint64_t> log_entries_{0};
   std::atomic<uint64_t> log_syncs_{0};
   std::array<std::atomic<uint64_t>, kLogWriteBucketsMs.size() + 1>
       log_write_buckets_{};

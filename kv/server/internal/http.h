@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_HTTP_H_
 #define TALLY_KV_SERVER_INTERNAL_HTTP_H_
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -9,7 +10,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "kv/server/internal/rpc_stats.h"
 #include "raft/host/node_host.h"
 #include "rpc/grpc_transport.h"
 
@@ -35,14 +35,16 @@ struct ModuleStats {
 
 class HttpEndpoint {
  public:
-  // Listens on `address` (host:port) and serves `host`'s state, the client
-  // calls counted in `rpcs` and what `modules` reports (nullopt: no
-  // replica of the metadata group here yet). All must outlive the endpoint.
-  // `peers` gives the raft transport's per-peer state.
+  // Listens on `address` (host:port) and serves `host`'s state, what
+  // `modules` reports (nullopt: no replica of the metadata group here yet),
+  // the raft transport's per-peer state (`peers`) and the node's own
+  // metrics, rendered by `node` (client calls, writes, storage, watches).
+  // `host` must outlive the endpoint.
   static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(
       const std::string& address, raft::host::NodeHost* host,
-      const RpcStats* rpcs, std::function<std::optional<ModuleStats>()> modules,
-      std::function<std::vector<rpc::PeerStats>()> peers);
+      std::function<std::optional<ModuleStats>()> modules,
+      std::function<std::vector<rpc::PeerStats>()> peers,
+      std::function<std::string()> node);
   // Stops serving and joins.
   ~HttpEndpoint();
   HttpEndpoint(const HttpEndpoint&) = delete;
@@ -62,6 +64,10 @@ std::string RenderMetrics(
     const std::vector<raft::host::GroupInfo>& groups, bool serving,
     const raft::host::HostStats& stats,
     const std::optional<ModuleStats>& modules = std::nullopt);
+
+// The bytes in `data_dir` (raft log, state machine, everything), and the
+// watch streams open.
+std::string RenderNodeMetrics(const std::string& data_dir, size_t watchers);
 
 // Per peer node: the raft messages queued, sent and dropped, the streams
 // opened, and the last ping's round trip.

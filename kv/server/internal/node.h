@@ -45,6 +45,9 @@ struct Node {
   std::unique_ptr<GroupRegistry> groups;
   rpc::PeerDirectory directory;
   std::unique_ptr<rpc::GrpcTransport> transport;
+  // The writes proposed through WriteAsync, for /metrics: before `host`,
+  // whose last callbacks (at its destruction) still count.
+  WriteStats writes;
   std::unique_ptr<raft::host::NodeHost> host;
   // Linearizable and lease reads run here once their index is applied,
   // never on the raft loop or the apply thread that report it.

@@ -38,6 +38,30 @@ class RpcStats {
   std::map<std::string, Method> methods_ ABSL_GUARDED_BY(mu_);
 };
 
+// The writes this node proposed (Node::WriteAsync): how many wait for
+// their entry to be applied, how many ended without it (overload, a lost
+// leadership, an outcome unknown), and the time from proposal to applied.
+//
+// Thread safety: thread-safe.
+class WriteStats {
+ public:
+  void Proposed();
+  // `applied`: the entry was committed and applied (whatever its result).
+  void Done(bool applied, double seconds);
+  // Prometheus text: tally_proposals_pending, tally_proposals_failed_total
+  // and the histogram tally_commit_seconds.
+  std::string Render() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  uint64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::array<uint64_t, kRpcBucketsMs.size() + 1> buckets_
+      ABSL_GUARDED_BY(mu_){};
+  double seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 }  // namespace tally::kv::server
 
 #endif  // TALLY_KV_SERVER_INTERNAL_RPC_STATS_H_

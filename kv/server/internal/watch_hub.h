@@ -46,6 +46,13 @@ class WatchHub {
     it->second.erase(id);
     if (it->second.empty()) watchers_.erase(it);
   }
+  // Watch streams open.
+  size_t Count() {
+    absl::MutexLock l(&mu_);
+    size_t n = 0;
+    for (const auto& [group, pokes] : watchers_) n += pokes.size();
+    return n;
+  }
   void Changed(uint64_t group) {
     absl::MutexLock l(&mu_);
     auto it = watchers_.find(group);
