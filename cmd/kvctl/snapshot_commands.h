@@ -14,9 +14,7 @@ namespace tally::kvctl {
 // values in one file, checked by its SHA-256, and its loading into a new,
 // empty cluster with the same ranges.
 //
-// The file: "tally-snapshot 1\n"; then, per range, rpc::BackupChunk records
-// (a 4-byte big-endian length, then the message), the first carrying the
-// range and revision, the last `done`; then "sha256 <hex of all before>\n".
+// The file: cmd/kvctl/snapshot_file.h.
 class SnapshotCommands {
  public:
   // Adds the commands to `app`.
