@@ -76,7 +76,7 @@ kvctl put greeting hello >/dev/null || fail "put"
 [ "$(kvctl get greeting)" = hello ] || fail "get"
 echo "ok: put and get through the published ports"
 
-leader=$(kvctl cluster status | awk '$4==2 && $5=="LEADER" {print $2}' | head -1)
+leader=$(kvctl cluster status | awk '$3==2 && $4=="LEADER" {print $2}' | head -1)
 [ -n "$leader" ] || fail "no leader of group 2"
 svc=kvd${leader#n}
 compose stop "$svc" >/dev/null 2>&1 || fail "stopping $svc"

@@ -367,29 +367,35 @@ int main(int argc, char** argv) {
   } else if (*status) {
     int rc = 0;
     EndpointResults all;
+    Table t({"ENDPOINT", "NODE", "GROUP", "ROLE", "LEADER", "TERM", "COMMIT",
+             "APPLIED", "LOG", "QUIET", "VOTERS", "LEARNERS", "ERROR"});
     for (const std::string& ep : c.endpoints()) {
       auto r = c.Status(ep);
       all.Add(ep, r);
       if (!r.ok()) {
-        if (!json) {
-          std::cout << ep << "\tunreachable: " << r.status().message() << "\n";
-        }
+        t.Add({ep, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-",
+               r.status().ToString()});
         rc = tally::kvctl::kExitUnavailable;
         continue;
       }
-      if (json) continue;
+      auto ids = [](const auto& list) {
+        return list.empty() ? std::string("-") : absl::StrJoin(list, ",");
+      };
       for (const auto& g : r->groups()) {
-        std::cout << ep << "\tn" << r->node() << "\tgroup " << g.group() << "\t"
-                  << g.role() << "\tleader=n" << g.leader()
-                  << "\tterm=" << g.term() << "\tcommit=" << g.commit_index()
-                  << "\tapplied=" << g.applied_index()
-                  << "\tlog=" << g.first_index() << ".." << g.last_index()
-                  << (g.quiet() ? "\tquiet" : "")
-                  << "\tvoters=" << absl::StrJoin(g.voters(), ",")
-                  << "\tlearners=" << absl::StrJoin(g.learners(), ",") << "\n";
+        t.Add({ep, absl::StrCat("n", r->node()), absl::StrCat(g.group()),
+               g.role(), g.leader() == 0 ? "-" : absl::StrCat("n", g.leader()),
+               absl::StrCat(g.term()), absl::StrCat(g.commit_index()),
+               absl::StrCat(g.applied_index()),
+               absl::StrCat(g.first_index(), "..", g.last_index()),
+               g.quiet() ? "yes" : "no", ids(g.voters()), ids(g.learners()),
+               ""});
       }
     }
-    if (json) out.Print(all.json());
+    if (json) {
+      out.Print(all.json());
+    } else {
+      t.Print(std::cout);
+    }
     return rc;
   } else if (*health_cmd || *ep_health) {
     // `health` is the older, terser form of `endpoint health`.

@@ -397,6 +397,11 @@ def test_cluster_commands(cluster):
         assert not any("error" in e for e in eps), doc
     r = kvctl(cluster, "endpoint", "status")
     assert r.out.splitlines()[0].split()[:2] == ["ENDPOINT", "NODE"], r
+    r = kvctl(cluster, "cluster", "status")
+    lines = r.out.splitlines()
+    assert lines[0].split()[:4] == ["ENDPOINT", "NODE", "GROUP", "ROLE"], r
+    assert len(lines) == 1 + 3 * 3, r  # three nodes, three groups each
+    assert sum(l.split()[3] == "LEADER" for l in lines[1:]) == 3, r  # one per group
     doc = one(cluster, "leader transfer", "n2", headers=0)
     r = kvctl(cluster, "leader", "transfer", "n9")
     assert r.rc != 0, r
