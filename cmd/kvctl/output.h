@@ -2,7 +2,6 @@
 #define TALLY_CMD_KVCTL_OUTPUT_H_
 
 #include <algorithm>
-#include <initializer_list>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -25,26 +24,17 @@ inline constexpr int kExitBadInput = 2;
 inline constexpr int kExitUnavailable = 3;
 inline constexpr int kExitOther = 4;
 
-inline std::string Json(const google::protobuf::Message& m) {
+// `m` as proto3 JSON: field names as in the .proto, every field present,
+// 64-bit integers as decimal strings, bytes in base64.
+inline nlohmann::json ToJson(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;
   o.always_print_primitive_fields = true;
   o.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok())
-    return "{}";
-  return out;
-}
-
-inline nlohmann::json ToJson(const google::protobuf::Message& m) {
-  return nlohmann::json::parse(Json(m));
-}
-// Values of results built by kvctl, spelled as proto3 JSON spells them in
-// answers: a 64-bit integer as a decimal string (a double, as in jq or
-// JavaScript, cannot hold every one), bytes in base64.
-inline std::string JsonInt(uint64_t v) { return absl::StrCat(v); }
-inline std::string JsonInt(int64_t v) { return absl::StrCat(v); }
-inline std::string JsonBytes(const std::string& s) {
-  return absl::Base64Escape(s);
+  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok()) {
+    return nlohmann::json::object();
+  }
+  return nlohmann::json::parse(out);
 }
 
 template <typename M>
@@ -52,6 +42,14 @@ nlohmann::json ToJson(const std::vector<M>& messages) {
   nlohmann::json out = nlohmann::json::array();
   for (const M& m : messages) out.push_back(ToJson(m));
   return out;
+}
+
+// Values of results kvctl builds itself, spelled as ToJson spells them (a
+// double, as in jq or JavaScript, cannot hold every 64-bit integer).
+inline std::string JsonInt(uint64_t v) { return absl::StrCat(v); }
+inline std::string JsonInt(int64_t v) { return absl::StrCat(v); }
+inline std::string JsonBytes(const std::string& s) {
+  return absl::Base64Escape(s);
 }
 
 // `s` for one column of a tab-separated line: backslash, tab, newline and
@@ -148,10 +146,9 @@ class Output {
 
   // A command that changed something and has nothing else to say: "OK",
   // or `result` with -o json.
-  void Ok(nlohmann::json result,
-          const std::vector<rpc::ResponseHeader>& headers = {}) const {
+  void Ok(nlohmann::json result) const {
     if (json_) {
-      Print(std::move(result), headers);
+      Print(std::move(result));
     } else {
       std::cout << "OK" << std::endl;
     }
@@ -159,22 +156,14 @@ class Output {
 
   // A key or value in text output: hex with --hex, else escaped (Column).
   std::string Bytes(const std::string& s) const {
-    return hex_ ? Hex(s) : Column(s);
+    return hex_ ? absl::BytesToHexString(s) : Column(s);
   }
   // A value printed alone on its line (get KEY): hex with --hex, else as is.
-  std::string Raw(const std::string& s) const { return hex_ ? Hex(s) : s; }
+  std::string Raw(const std::string& s) const {
+    return hex_ ? absl::BytesToHexString(s) : s;
+  }
 
  private:
-  static std::string Hex(const std::string& s) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(s.size() * 2);
-    for (unsigned char ch : s) {
-      out += kDigits[ch >> 4];
-      out += kDigits[ch & 15];
-    }
-    return out;
-  }
   void Emit(nlohmann::json result, nlohmann::json headers) const {
     nlohmann::json out = {{"command", command_},
                           {"headers", std::move(headers)},
