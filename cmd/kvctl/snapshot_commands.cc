@@ -176,8 +176,8 @@ int SnapshotCommands::Restore(client::Client& c, const Output& out) {
         "the cluster already holds keys (\"", Column(any->front().key()),
         "\"): restore into a new, empty cluster; nothing written")));
   }
-  // Each record's keys in transactions of at most kTxnPuts puts and
-  // kTxnBytes bytes (records never span two ranges).
+  // Each range's keys in transactions of at most kTxnPuts puts and
+  // kTxnBytes bytes, as the records are read.
   uint64_t keys = 0;
   rpc::TxnRequest txn;
   size_t bytes = 0;
@@ -197,6 +197,11 @@ int SnapshotCommands::Restore(client::Client& c, const Output& out) {
   };
   absl::StatusOr<std::vector<SnapshotRange>> read =
       ReadSnapshot(file_, [&](const rpc::BackupChunk& chunk) -> absl::Status {
+        // A transaction stays within one range: send what the last range
+        // left before this one's first record.
+        if (chunk.has_range()) {
+          if (absl::Status st = flush(); !st.ok()) return st;
+        }
         for (int i = 0; i < chunk.keys_size(); ++i) {
           rpc::PutRequest* put = txn.add_success()->mutable_put();
           put->set_key(chunk.keys(i));
@@ -207,9 +212,10 @@ int SnapshotCommands::Restore(client::Client& c, const Output& out) {
           }
           ++keys;
         }
-        return flush();
+        return absl::OkStatus();
       });
   if (!read.ok()) return Fail(read.status());
+  if (absl::Status st = flush(); !st.ok()) return Fail(st);
   if (out.json()) {
     out.Print({{"file", file_},
                {"keys", JsonInt(keys)},
