@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kv/encode.h"
 
 namespace tally::kv {
 
@@ -210,7 +211,7 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
     if (st.log_time_ms() != before) {
       for (Module* m : modules_) m->OnLogTime(ctx, before);
     }
-    results.push_back(Execute(ctx, cmd).SerializeAsString());
+    results.push_back(EncodeDeterministic(Execute(ctx, cmd)));
   }
   if (!b.status().ok()) return b.status();
   b.Put(keys_.Key(Space::kApplied), st.SerializeAsString());

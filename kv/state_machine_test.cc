@@ -434,6 +434,27 @@ TEST(SessionExpiryTest, SameResultsAndDataWhateverTheBatching) {
   }
 }
 
+// A session holding many saved results (a client with requests in flight
+// past its first incomplete one) is stored as the same bytes on every
+// replica: Protobuf's maps iterate in a per-instance random order.
+TEST(SessionRecordTest, SameBytesOnEveryReplica) {
+  std::vector<raft::Entry> entries;
+  auto add = [&](kvpb::Command c) {
+    entries.push_back({1, entries.size() + 1, raft::EntryType::kNormal,
+                       c.SerializeAsString()});
+  };
+  add(OpenSessionCommand(0));  // session 1
+  for (uint64_t seq = 1; seq <= 16; ++seq) {
+    kvpb::Command c = PutCommand("k" + std::to_string(seq), "v", 1, seq);
+    c.mutable_session()->set_first_incomplete(1);
+    add(std::move(c));
+  }
+  const auto one = Replay(entries, entries.size());
+  for (int replica = 0; replica < 4; ++replica) {
+    EXPECT_EQ(Replay(entries, entries.size()).second, one.second);
+  }
+}
+
 // A crash that loses unsynced applies takes the applied index back with the
 // data, and applying the same entries again gives the same results.
 TEST(StateMachineCrashTest, LostAppliesAreAppliedAgainAlike) {

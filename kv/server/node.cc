@@ -6,8 +6,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "kv/encode.h"
 #include "util/hash.h"
 
 namespace tally::kv::server {
@@ -135,14 +134,7 @@ grpc::Status Node::Refuse(grpc::ServerContextBase* ctx,
 }
 
 uint64_t Fingerprint(const google::protobuf::Message& request) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream out(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&out);
-    coded.SetSerializationDeterministic(true);
-    request.SerializeToCodedStream(&coded);
-  }
-  return util::Fnv1a64(bytes);
+  return util::Fnv1a64(EncodeDeterministic(request));
 }
 
 grpc::Status Node::NotLeader(grpc::ServerContextBase* ctx,

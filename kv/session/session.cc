@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "kv/encode.h"
 #include "rpc/reasons.h"
 
 namespace tally::kv {
@@ -60,7 +61,7 @@ kvpb::CommandResult Sessions::Apply(ApplyContext& ctx,
                                                  : kSessionTtlMs);
   rec.set_first_incomplete(1);
   ctx.batch.Put(keys_->IdKey(Space::kSession, ctx.index),
-                rec.SerializeAsString());
+                EncodeDeterministic(rec));
   kvpb::CommandResult r;
   kvpb::OpenSessionResult* out = r.mutable_open_session();
   out->set_client_id(ctx.index);
@@ -117,7 +118,7 @@ kvpb::CommandResult Sessions::RunOnce(
     }
     kvpb::CommandResult r = saved->second;
     MarkReplayed(r);  // the same answer as the first time, marked
-    b.Put(key, rec.SerializeAsString());
+    b.Put(key, EncodeDeterministic(rec));
     return r;
   }
   if (session.sequence() < rec.first_incomplete()) {
@@ -145,7 +146,7 @@ kvpb::CommandResult Sessions::RunOnce(
     rec.mutable_fingerprints()->erase(it->first);
     it = rec.mutable_results()->erase(it);
   }
-  b.Put(key, rec.SerializeAsString());
+  b.Put(key, EncodeDeterministic(rec));
   return r;
 }
 
