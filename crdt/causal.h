@@ -78,6 +78,13 @@ template <typename V>
 void JoinInto(DotFun<V>& a, const DotContext& ca, const DotFun<V>& b,
               const DotContext& cb) {
   JoinDots(a, ca, b, cb);
+  // A dot names one write, so both sides hold its value. Should they
+  // disagree (a faulty peer, a damaged record), the larger value wins, so
+  // that replicas converge whatever order they merge in.
+  for (const auto& [d, v] : b) {
+    auto it = a.find(d);
+    if (it != a.end() && it->second < v) it->second = v;
+  }
 }
 
 template <typename K, typename S>

@@ -40,6 +40,31 @@ TEST(LwwRegisterTest, LaterTimestampWinsAndReplicaBreaksTies) {
   EXPECT_EQ(c, d);
 }
 
+// A timestamp and replica name one write; if two states disagree on its
+// value (a faulty peer, a damaged record), replicas must still converge.
+// Found by fuzz_crdt_codec for mv-registers.
+TEST(LwwRegisterTest, ConflictingValuesForOneWriteConverge) {
+  LwwRegister a, b;
+  a.Set({100, 0}, 1, "x");
+  b.Set({100, 0}, 1, "y");
+  LwwRegister ab = a, ba = b;
+  ab.Merge(b);
+  ba.Merge(a);
+  EXPECT_EQ(ab, ba);
+}
+
+TEST(MVRegisterTest, ConflictingValuesForOneDotConverge) {
+  Causal<RegisterStore> a, b;
+  a.store[Dot{1, 1}] = "x";
+  a.context.Insert(Dot{1, 1});
+  b.store[Dot{1, 1}] = ":";
+  b.context.Insert(Dot{1, 1});
+  Causal<RegisterStore> ab = a, ba = b;
+  ab.Merge(b);
+  ba.Merge(a);
+  EXPECT_EQ(ab, ba);
+}
+
 TEST(MVRegisterTest, ConcurrentAssignsAreSiblingsUntilOneSeesThemAll) {
   MVRegister a, b;
   auto da = a.Assign(1, "x");

@@ -26,9 +26,13 @@ class LwwRegister {
     Merge(delta);
     return delta;
   }
+  // The later (timestamp, replica) wins. A timestamp and replica name one
+  // write; should two states disagree on its value (a faulty peer, a
+  // damaged record), the larger value wins, so replicas still converge.
   void Merge(const LwwRegister& other) {
-    if (other.set_ && (!set_ || std::tie(other.ts_, other.replica_) >
-                                    std::tie(ts_, replica_))) {
+    if (other.set_ &&
+        (!set_ || std::tie(other.ts_, other.replica_, other.value_) >
+                      std::tie(ts_, replica_, value_))) {
       *this = other;
     }
   }
