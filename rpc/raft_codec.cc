@@ -106,7 +106,8 @@ absl::StatusOr<raft::host::GroupMessage> FromProto(const RaftMessage& m) {
   out.reject_hint = m.reject_hint();
   out.context = m.context();
   out.transfer = m.transfer();
-  if (m.has_snapshot()) out.snapshot = FromProto(m.snapshot());
+  // A snapshot at index 0 is none (Snapshot::IsEmpty), whatever else it says.
+  if (m.snapshot().index() != 0) out.snapshot = FromProto(m.snapshot());
   return gm;
 }
 

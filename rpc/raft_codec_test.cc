@@ -35,6 +35,18 @@ TEST(RaftCodecTest, MessageRoundTrips) {
   EXPECT_EQ(back->msg, m);
 }
 
+// Found by fuzz_raft_message: a snapshot at index 0 with a term decoded as a
+// snapshot, which encodes as none (an empty snapshot is not sent).
+TEST(RaftCodecTest, SnapshotAtIndexZeroIsNone) {
+  RaftMessage p;
+  p.set_type(static_cast<uint32_t>(raft::MessageType::kSnapshot));
+  p.mutable_snapshot()->set_term(11);
+  absl::StatusOr<raft::host::GroupMessage> m = FromProto(p);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(m->msg.snapshot.IsEmpty());
+  EXPECT_EQ(m->msg.snapshot, raft::Snapshot{});
+}
+
 TEST(RaftCodecTest, RejectsUnknownTypes) {
   RaftMessage p;
   p.set_type(200);
