@@ -3,13 +3,17 @@
 
 BUILD_DIR ?= build
 JOBS ?= 2
+# ccache with paths taken relative to the checkout, so that another clone
+# (CI's) reuses what this one compiled.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 CMAKE_FLAGS ?=
 # Warnings in our code are errors, in CI and locally alike (one setting, so
 # that switching between `make build` and `make test` rebuilds nothing).
 # `make build WERROR=OFF` to only warn.
 WERROR ?= ON
 
-.PHONY: all deps configure build test install cluster cluster-stop sim tsan jepsen bench microbench format lint clean
+.PHONY: all deps configure build test fuzz install cluster cluster-stop sim tsan jepsen bench microbench format lint clean
 
 all: build
 
@@ -23,9 +27,19 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # Every test suite: unit and interaction tests, the simulator over 300 seeds,
-# and the dependency check on the raft core.
+# and the dependency check on the raft core; then every fuzz target for
+# FUZZ_SMOKE_SECONDS under libFuzzer (clang, in build-fuzz).
+FUZZ_SMOKE_SECONDS ?= 20
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	@JOBS=$(JOBS) scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+# Every fuzz target under libFuzzer for FUZZ_SECONDS each (default 10
+# minutes, two at a time); the corpus grows in build-fuzz/corpus. A crash's
+# input lands in fuzz/regressions/<target>/ (docs/security.md).
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	@JOBS=$(JOBS) scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # libtally.so, its headers (include/tally/), a CMake package (find_package(
 # Tally)) and a pkg-config file, under PREFIX.

@@ -8,6 +8,8 @@ packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git
   clang-format clang-tidy
+  # fuzz/ (libFuzzer and the sanitizers come with clang's runtime)
+  clang libclang-rt-14-dev
   # C++ libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libleveldb-dev libsnappy-dev libabsl-dev libspdlog-dev libfmt-dev
