@@ -13,7 +13,7 @@ CMAKE_FLAGS ?=
 # `make build WERROR=OFF` to only warn.
 WERROR ?= ON
 
-.PHONY: all deps configure build test fuzz install cluster cluster-stop sim tsan jepsen bench microbench format lint clean
+.PHONY: all deps configure build test test-tls fuzz install cluster cluster-stop sim tsan jepsen bench microbench format lint clean
 
 all: build
 
@@ -47,10 +47,17 @@ PREFIX ?= /usr/local
 install: build
 	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
+# The integration tests and kvctl's test with TLS on every port
+# (scripts/test-tls.sh; about 6 minutes).
+test-tls: build
+	@JOBS=$(JOBS) scripts/test-tls.sh
+
 # Three kvd nodes on 127.0.0.1 in the background (data in .tally-cluster);
 # `make cluster-stop` stops them.
+# TLS=1: every port with TLS, certificates made in .tally-cluster/certs.
+TLS ?= 0
 cluster: build
-	@deploy/local-cluster.sh start
+	@TALLY_TLS=$(TLS) deploy/local-cluster.sh start
 
 cluster-stop:
 	@deploy/local-cluster.sh stop

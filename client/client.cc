@@ -23,7 +23,9 @@ constexpr auto kMembershipTimeout = std::chrono::milliseconds(65000);
 }  // namespace
 
 Client::Client(ClientOptions options)
-    : options_(std::move(options)), endpoints_(options_.endpoints) {
+    : options_(std::move(options)),
+      endpoints_(options_.endpoints),
+      credentials_(rpc::ChannelCredentials(options_.tls)) {
   internal::CrdtBatcher::Hooks hooks;
   hooks.target = [this] { return Target(kAnyNode); };
   hooks.channel = [this](const std::string& a) { return Channel(a); };
@@ -56,6 +58,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
     return absl::InvalidArgumentError(
         "no endpoints: pass --endpoints or set KVCTL_ENDPOINTS");
   }
+  if (absl::Status s = rpc::CheckTlsFiles(options.tls, /*identity=*/false);
+      !s.ok()) {
+    return s;
+  }
   std::unique_ptr<Client> c(new Client(std::move(options)));
   return c;
 }
@@ -77,8 +83,7 @@ std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 300);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
     args.SetMaxReceiveMessageSize(64 << 20);
-    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+    ch = grpc::CreateCustomChannel(address, credentials_, args);
   }
   return ch;
 }

@@ -18,6 +18,7 @@
 #include "rpc/kv.grpc.pb.h"
 #include "rpc/lock.grpc.pb.h"
 #include "rpc/saga.grpc.pb.h"
+#include "rpc/tls.h"
 
 namespace tally::client {
 
@@ -34,8 +35,11 @@ struct ClientOptions {
   // to `backoff_max`.
   std::chrono::milliseconds backoff_base{10};
   std::chrono::milliseconds backoff_max{250};
-  // Opens the channel to one node's address; empty for a plaintext channel
-  // with the client's defaults. Set it for credentials or interceptors.
+  // TLS (rpc/tls.h): the CA that issued the nodes' certificates, and this
+  // client's certificate and key where nodes require one. Empty: plaintext.
+  rpc::TlsFiles tls;
+  // Opens the channel to one node's address; empty for a channel with the
+  // client's defaults and `tls`. Set it for interceptors.
   std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>
       dial;
 };
@@ -331,6 +335,8 @@ class Client {
 
   const ClientOptions options_;
   std::vector<std::string> endpoints_;
+  // One set for every channel (each holds a thread re-reading the files).
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
 
   // Held while a session is opened, so that concurrent writers open one.
   absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);

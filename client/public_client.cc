@@ -16,6 +16,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   client::ClientOptions o;
   o.endpoints = std::move(options.endpoints);
   o.timeout = options.timeout;
+  o.tls = {std::move(options.tls_ca), std::move(options.tls_cert),
+           std::move(options.tls_key)};
   absl::StatusOr<std::unique_ptr<client::Client>> c =
       client::Client::Connect(std::move(o));
   if (!c.ok()) return c.status();

@@ -7,7 +7,9 @@
 # Ports: clients 127.0.0.1:7001-7003, peers 127.0.0.1:7101-7103, HTTP
 # (/health, /ready, /live, /metrics) 127.0.0.1:7201-7203
 # (TALLY_PORT_BASE=7000 moves them all). TALLY_INITIAL_RANGES=m,t splits a new
-# cluster's keyspace into shards at those keys.
+# cluster's keyspace into shards at those keys. TALLY_TLS=1 runs every port
+# with TLS, with a CA and certificates made once in DIR/certs
+# (deploy/gen-certs.sh); kvctl then needs KVCTL_TLS_CA=DIR/certs/ca.pem.
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-.tally-cluster}
@@ -27,26 +29,42 @@ running() {
   [ "${stat% *}" = "(kvd)" ] && [ "${stat#* }" != Z ]
 }
 
+tls=()
+probe_tls=()
+if [ "${TALLY_TLS:-0}" = 1 ]; then
+  probe_tls=(--tls-ca "$dir/certs/ca.pem")
+fi
+
 case "$cmd" in
   start)
     mkdir -p "$dir"
+    if [ "${TALLY_TLS:-0}" = 1 ] && [ ! -f "$dir/certs/n3.pem" ]; then
+      "$root/deploy/gen-certs.sh" "$dir/certs" n1 n2 n3 >/dev/null
+    fi
     for i in 1 2 3; do
       pidfile="$dir/n$i.pid"
       if running "$pidfile"; then continue; fi
+      if [ "${TALLY_TLS:-0}" = 1 ]; then
+        tls=(--tls-ca "$dir/certs/ca.pem" --tls-cert "$dir/certs/n$i.pem"
+          --tls-key "$dir/certs/n$i-key.pem")
+      fi
       # setsid: the nodes outlive this shell and its terminal.
       setsid "$bin/kvd" --name "n$i" --data-dir "$dir/n$i" \
         --listen-client "127.0.0.1:$((base + i))" \
         --listen-peer "127.0.0.1:$((base + 100 + i))" \
         --listen-http "127.0.0.1:$((base + 200 + i))" \
         --initial-cluster "$initial" --initial-ranges "${TALLY_INITIAL_RANGES:-}" \
-        ${TALLY_KVD_ARGS:-} >>"$dir/n$i.log" 2>&1 &
+        "${tls[@]}" ${TALLY_KVD_ARGS:-} >>"$dir/n$i.log" 2>&1 &
       echo $! >"$pidfile"
     done
     for _ in $(seq 1 100); do
-      if "$bin/kvctl" --endpoints "$endpoints" --timeout-ms 500 \
+      if "$bin/kvctl" --endpoints "$endpoints" --timeout-ms 500 "${probe_tls[@]}" \
           get tally-cluster-probe >/dev/null 2>&1 || [ $? -eq 1 ]; then
         echo "Tally cluster is up (logs and data in $dir)."
         echo "export KVCTL_ENDPOINTS=$endpoints"
+        if [ "${TALLY_TLS:-0}" = 1 ]; then
+          echo "export KVCTL_TLS_CA=$(cd "$dir" && pwd)/certs/ca.pem"
+        fi
         exit 0
       fi
       for i in 1 2 3; do

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   const std::string crash = argc == 5 ? argv[4] : "";
   tally::client::ClientOptions opts;
   opts.endpoints = absl::StrSplit(argv[1], ',', absl::SkipEmpty());
+  opts.tls = tally::rpc::TlsFilesFromEnv();  // as kvctl: KVCTL_TLS_*
   auto c = tally::client::Client::Connect(opts);
   if (!c.ok()) {
     std::cerr << c.status() << "\n";

@@ -169,6 +169,14 @@ int main(int argc, char** argv) {
   }
   tally::ClientOptions opts;
   opts.endpoints = absl::StrSplit(argv[1], ',', absl::SkipEmpty());
+  // TLS as kvctl takes it from the environment.
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v != nullptr ? v : "");
+  };
+  opts.tls_ca = env("KVCTL_TLS_CA");
+  opts.tls_cert = env("KVCTL_TLS_CERT");
+  opts.tls_key = env("KVCTL_TLS_KEY");
   auto c = tally::Client::Connect(opts);
   if (!c.ok()) {
     std::cerr << c.status() << "\n";

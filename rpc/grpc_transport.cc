@@ -22,7 +22,9 @@ constexpr auto kPingDeadline = std::chrono::seconds(1);
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> DialPeer(const std::string& address) {
+std::shared_ptr<grpc::Channel> DialPeer(
+    const std::string& address,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -30,8 +32,7 @@ std::shared_ptr<grpc::Channel> DialPeer(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 // One peer node: a queue, a thread that keeps a stream open to it, and
@@ -95,7 +96,8 @@ class GrpcTransport::Peer {
         std::this_thread::sleep_for(kReconnectDelay);
         continue;
       }
-      std::shared_ptr<grpc::Channel> channel = DialPeer(address);
+      std::shared_ptr<grpc::Channel> channel =
+          DialPeer(address, t_->credentials_);
       auto stub = RaftTransport::NewStub(channel);
       auto ctx = std::make_unique<grpc::ClientContext>();
       BatchAck ack;
@@ -285,12 +287,14 @@ class GrpcTransport::Service final : public RaftTransport::Service {
   GrpcTransport* const t_;
 };
 
-GrpcTransport::GrpcTransport(raft::NodeId self, std::string cluster_id,
-                             std::string client_address, PeerDirectory* peers)
+GrpcTransport::GrpcTransport(
+    raft::NodeId self, std::string cluster_id, std::string client_address,
+    PeerDirectory* peers, std::shared_ptr<grpc::ChannelCredentials> credentials)
     : self_(self),
       cluster_id_(std::move(cluster_id)),
       client_address_(std::move(client_address)),
       directory_(peers),
+      credentials_(std::move(credentials)),
       service_(std::make_unique<Service>(this)) {}
 
 GrpcTransport::~GrpcTransport() { Stop(); }
@@ -336,7 +340,7 @@ absl::Status GrpcTransport::FetchSnapshot(raft::NodeId from,
   if (address.empty()) {
     return absl::UnavailableError(absl::StrCat("no address for node ", from));
   }
-  auto stub = RaftTransport::NewStub(DialPeer(address));
+  auto stub = RaftTransport::NewStub(DialPeer(address, credentials_));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + kSnapshotDeadline);
   {

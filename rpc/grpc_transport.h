@@ -11,6 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/security/credentials.h"
 #include "raft/host/interfaces.h"
 #include "rpc/peer_directory.h"
 #include "rpc/raft.grpc.pb.h"
@@ -20,7 +21,9 @@ namespace tally::rpc {
 // A channel to another node's peer port: large messages, pings every 2 s
 // (a peer cut off without a reset is noticed within seconds), and
 // reconnects at most 500 ms apart once it is back.
-std::shared_ptr<grpc::Channel> DialPeer(const std::string& address);
+std::shared_ptr<grpc::Channel> DialPeer(
+    const std::string& address,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials);
 
 // What the transport knows of one peer node, for /metrics.
 struct PeerStats {
@@ -42,8 +45,10 @@ struct PeerStats {
 // Thread safety: thread-safe.
 class GrpcTransport final : public raft::host::Transport {
  public:
+  // `credentials`: how to dial the peers (rpc/tls.h).
   GrpcTransport(raft::NodeId self, std::string cluster_id,
-                std::string client_address, PeerDirectory* peers);
+                std::string client_address, PeerDirectory* peers,
+                std::shared_ptr<grpc::ChannelCredentials> credentials);
   ~GrpcTransport() override;
 
   // REQUIRES: called once, before any Send.
@@ -73,6 +78,7 @@ class GrpcTransport final : public raft::host::Transport {
   const std::string cluster_id_;
   const std::string client_address_;
   PeerDirectory* const directory_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   raft::host::MessageHandler* host_ = nullptr;
   std::unique_ptr<Service> service_;
 

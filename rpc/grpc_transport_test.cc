@@ -56,7 +56,8 @@ raft::host::GroupMessage Message(raft::MessageType type) {
 // it forever.
 TEST(GrpcTransportTest, SnapshotDroppedOnOverflowIsReported) {
   PeerDirectory directory;  // no address for node 2: nothing is sent
-  GrpcTransport transport(1, "cluster", "127.0.0.1:1", &directory);
+  GrpcTransport transport(1, "cluster", "127.0.0.1:1", &directory,
+                          grpc::InsecureChannelCredentials());
   Recorder recorder;
   transport.set_host(&recorder);
   std::vector<raft::host::GroupMessage> msgs;
@@ -83,8 +84,10 @@ TEST(GrpcTransportTest, SnapshotDroppedOnOverflowIsReported) {
 // the stream's connection.
 TEST(GrpcTransportTest, StatsCountWhatWasSentAndTimeARoundTrip) {
   PeerDirectory directory;
-  GrpcTransport one(1, "cluster", "127.0.0.1:1", &directory);
-  GrpcTransport two(2, "cluster", "127.0.0.1:2", &directory);
+  GrpcTransport one(1, "cluster", "127.0.0.1:1", &directory,
+                    grpc::InsecureChannelCredentials());
+  GrpcTransport two(2, "cluster", "127.0.0.1:2", &directory,
+                    grpc::InsecureChannelCredentials());
   Recorder recorder_one, recorder_two;
   one.set_host(&recorder_one);
   two.set_host(&recorder_two);

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "grpcpp/grpcpp.h"
@@ -51,6 +52,13 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
       return absl::OkStatus();
     }
     last_error = absl::StrCat(target, ": ", st.error_message());
+    if (!options_.tls.enabled() &&
+        absl::StrContains(st.error_message(), "Socket closed")) {
+      // What a plaintext client sees of a node that speaks TLS.
+      absl::StrAppend(&last_error,
+                      "; if the cluster runs with TLS, give the client its "
+                      "CA (kvctl --tls-ca)");
+    }
     // An unknown outcome is retried only when a retry cannot apply twice.
     if (!internal::Retryable(st.error_code()) ||
         (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&

@@ -455,6 +455,11 @@ int main(int argc, char** argv) {
   app.add_option("--server-pids", server_pids_text,
                  "pid,...: report these processes' CPU over the measured "
                  "phase (server_cpu_s)");
+  std::string tls_ca;
+  app.add_option("--tls-ca", tls_ca,
+                 "tally: PEM CA of the nodes' certificates, to talk TLS "
+                 "(put, get, mixed and scan workloads)")
+      ->envname("KVCTL_TLS_CA");
   CLI11_PARSE(app, argc, argv);
 
   w.zipfian = dist == "zipfian";
@@ -471,6 +476,12 @@ int main(int argc, char** argv) {
   o.timeout_ms = timeout_ms;
   o.scan_size = scan_size;
   o.crdt = w.op == "crdt-incr";
+  if (target == "tally") o.tls.ca = tls_ca;
+  if (absl::Status s = tally::rpc::CheckTlsFiles(o.tls, /*identity=*/false);
+      !s.ok()) {
+    std::cerr << "kvbench: " << s.message() << "\n";
+    return 2;
+  }
   if (o.crdt && target != "tally") {
     std::cerr << "kvbench: --op crdt-incr: only Tally has CRDT tables\n";
     return 2;

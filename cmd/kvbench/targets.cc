@@ -45,32 +45,36 @@ Call* Launch(Prepare prepare, int timeout_ms, grpc::CompletionQueue* cq,
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int i) {
+std::shared_ptr<grpc::Channel> NewChannel(
+    const std::string& address, int i,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt("tally.kvbench.connection", i);  // distinct channel args
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  return grpc::CreateCustomChannel(address, std::move(credentials), args);
 }
 
 namespace {
 
 // `n` channels to `address` that do not share a TCP connection.
-std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& address,
-                                                     int n) {
+std::vector<std::shared_ptr<grpc::Channel>> Channels(
+    const std::string& address, int n,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   std::vector<std::shared_ptr<grpc::Channel>> out;
   for (int i = 0; i < std::max(n, 1); ++i)
-    out.push_back(NewChannel(address, i));
+    out.push_back(NewChannel(address, i, credentials));
   return out;
 }
 
 class TallyTarget : public Target {
  public:
-  explicit TallyTarget(TargetOptions o) : o_(std::move(o)) {}
+  explicit TallyTarget(TargetOptions o)
+      : o_(std::move(o)), credentials_(rpc::ChannelCredentials(o_.tls)) {}
 
   absl::Status Init() {
     client::ClientOptions co;
     co.endpoints = o_.endpoints;
+    co.tls = o_.tls;
     auto c = client::Client::Connect(co);
     if (!c.ok()) return c.status();
     absl::StatusOr<rpc::RangesResponse> r = (*c)->Ranges();
@@ -104,6 +108,7 @@ class TallyTarget : public Target {
   absl::Status CreateCrdtTable() {
     client::ClientOptions co;
     co.endpoints = o_.endpoints;
+    co.tls = o_.tls;
     auto c = client::Client::Connect(co);
     if (!c.ok()) return c.status();
     rpc::CrdtColumn col;
@@ -120,8 +125,8 @@ class TallyTarget : public Target {
         req.set_table(kCrdtTable);
         req.set_row("probe");
         rpc::CrdtGetResponse resp;
-        grpc::Status st =
-            rpc::Crdt::NewStub(Channels(e, 1)[0])->Get(&ctx, req, &resp);
+        grpc::Status st = rpc::Crdt::NewStub(Channels(e, 1, credentials_)[0])
+                              ->Get(&ctx, req, &resp);
         if (st.ok()) break;
         if (i == 50) {
           return absl::UnavailableError(absl::StrCat(e, " does not know table ",
@@ -132,6 +137,7 @@ class TallyTarget : public Target {
       }
       client::ClientOptions eo;
       eo.endpoints = {e};
+      eo.tls = o_.tls;
       eo.timeout = std::chrono::milliseconds(o_.timeout_ms);
       auto ec = client::Client::Connect(eo);
       if (!ec.ok()) return ec.status();
@@ -263,7 +269,7 @@ class TallyTarget : public Target {
     absl::MutexLock l(&stubs_mu_);
     auto& v = stubs_[a];
     if (v.empty()) {
-      for (auto& ch : Channels(a, o_.connections)) {
+      for (auto& ch : Channels(a, o_.connections, credentials_)) {
         v.push_back(rpc::KV::NewStub(ch));
       }
     }
@@ -277,6 +283,7 @@ class TallyTarget : public Target {
   static constexpr char kCrdtTable[] = "kvbench";
 
   const TargetOptions o_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   // By endpoint (crdt-incr).
   std::map<std::string, std::unique_ptr<client::Client>> crdt_clients_;
   std::vector<rpc::RangeDescriptor> ranges_;
@@ -291,7 +298,8 @@ class EtcdTarget : public Target {
  public:
   explicit EtcdTarget(TargetOptions o) : o_(std::move(o)) {
     for (const std::string& e : o_.endpoints) {
-      for (auto& ch : Channels(e, o_.connections)) {
+      for (auto& ch :
+           Channels(e, o_.connections, grpc::InsecureChannelCredentials())) {
         stubs_.push_back(etcdserverpb::KV::NewStub(ch));
       }
     }

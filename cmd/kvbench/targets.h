@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "cmd/kvbench/workload.h"
 #include "grpcpp/grpcpp.h"
+#include "rpc/tls.h"
 
 namespace tally::kvbench {
 
@@ -47,11 +48,16 @@ struct TargetOptions {
   // Tally: create the CRDT table that crdt-incr writes (and wait for every
   // endpoint to know it).
   bool crdt = false;
+  // Tally: TLS (empty: plaintext). etcd is always dialled in plaintext.
+  rpc::TlsFiles tls;
 };
 
 // A channel to `address` with a TCP connection of its own: channels made
 // with different `i` share none.
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int i);
+std::shared_ptr<grpc::Channel> NewChannel(
+    const std::string& address, int i,
+    std::shared_ptr<grpc::ChannelCredentials> credentials =
+        grpc::InsecureChannelCredentials());
 
 // Tally: each key's range and its leader from the cluster's routing table
 // (Cluster.Ranges, through the client library), updated from redirects.

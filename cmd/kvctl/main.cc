@@ -123,6 +123,16 @@ int main(int argc, char** argv) {
                "print keys and values as hex (text output; JSON has them in "
                "base64)")
       ->envname("KVCTL_HEX");
+  tally::rpc::TlsFiles tls;
+  app.add_option("--tls-ca", tls.ca,
+                 "PEM CA certificate that issued the nodes' certificates: "
+                 "talk TLS")
+      ->envname("KVCTL_TLS_CA");
+  app.add_option("--tls-cert", tls.cert,
+                 "PEM client certificate, for nodes run with --tls-client-auth")
+      ->envname("KVCTL_TLS_CERT");
+  app.add_option("--tls-key", tls.key, "PEM private key of --tls-cert")
+      ->envname("KVCTL_TLS_KEY");
 
   std::string key, value, end, expected, target;
   uint32_t limit = 0;
@@ -229,6 +239,7 @@ int main(int argc, char** argv) {
   tally::client::ClientOptions opts;
   opts.endpoints = absl::StrSplit(endpoints_flag, ',', absl::SkipEmpty());
   opts.timeout = std::chrono::milliseconds(timeout_ms);
+  opts.tls = tls;
   auto client = Client::Connect(opts);
   if (!client.ok()) return Fail(client.status());
   Client& c = **client;

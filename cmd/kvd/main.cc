@@ -80,6 +80,20 @@ int main(int argc, char** argv) {
                  "seconds without a write before a client's exactly-once "
                  "session ends (sessions opened through this node)")
       ->check(CLI::Range(1.0, 7 * 24 * 3600.0));
+  app.add_option("--tls-ca", o.tls.ca,
+                 "PEM CA certificate of the cluster: peers (and clients that "
+                 "present a certificate) must have one it issued; with "
+                 "--tls-cert and --tls-key, every port speaks TLS")
+      ->envname("KVD_TLS_CA");
+  app.add_option("--tls-cert", o.tls.cert,
+                 "PEM certificate (chain) of this node, for its ports and "
+                 "when it dials other nodes; re-read when it changes")
+      ->envname("KVD_TLS_CERT");
+  app.add_option("--tls-key", o.tls.key, "PEM private key of --tls-cert")
+      ->envname("KVD_TLS_KEY");
+  app.add_flag("--tls-client-auth", o.tls_client_auth,
+               "require clients to present a certificate issued by --tls-ca")
+      ->envname("KVD_TLS_CLIENT_AUTH");
   app.add_option("--log-format", log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", log_level,

@@ -12,6 +12,8 @@ most a few times), and says how it ended, in Jepsen's terms:
         the request went out, a node that shut down with the write in its
         log.
 """
+import os
+
 import grpc
 
 from . import paths
@@ -23,6 +25,26 @@ saga_pb2 = paths.import_saga_protos()
 crdt_pb2 = paths.import_crdt_protos()
 
 OK, FAIL, INFO = "ok", "fail", "info"
+
+
+def channel(address, options=()):
+    """A gRPC channel to a node: TLS when KVCTL_TLS_CA names the CA that
+    issued the nodes' certificates (as for kvctl; KVCTL_TLS_CERT and
+    KVCTL_TLS_KEY add a client certificate), plaintext otherwise."""
+    ca = os.environ.get("KVCTL_TLS_CA")
+    if not ca:
+        return grpc.insecure_channel(address, options=list(options))
+
+    def read(name):
+        path = os.environ.get(name)
+        if not path:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    creds = grpc.ssl_channel_credentials(
+        read("KVCTL_TLS_CA"), read("KVCTL_TLS_KEY"), read("KVCTL_TLS_CERT"))
+    return grpc.secure_channel(address, creds, options=list(options))
 
 READ_MODES = {
     "linearizable": kv_pb2.LINEARIZABLE,
@@ -150,7 +172,7 @@ class Connection:
         if stub is None:
             ch = self._channels.get(node)
             if ch is None:
-                ch = grpc.insecure_channel(self.addresses[node], options=[
+                ch = channel(self.addresses[node], options=[
                     ("grpc.initial_reconnect_backoff_ms", 50),
                     ("grpc.max_reconnect_backoff_ms", 300),
                 ])

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tally_jepsen.client import OK, cluster_pb2, kv_pb2
+from tally_jepsen.client import OK, channel, cluster_pb2, kv_pb2
 
 SMOKE_SECONDS = 30
 
@@ -306,7 +306,7 @@ def test_health_turns_not_serving_when_cut_off_and_back_when_healed(tmp_path):
         def status(n, service=""):
             ch = channels.get(n)
             if ch is None:
-                ch = channels[n] = grpc.insecure_channel(addresses[n])
+                ch = channels[n] = channel(addresses[n])
             check = ch.unary_unary(
                 "/grpc.health.v1.Health/Check",
                 request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -463,7 +463,7 @@ def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
         others = [n for n in nodes if n != cut]
 
         def watch(node, start):
-            ch = grpc.insecure_channel(addresses[node])
+            ch = channel(addresses[node])
             channels.append(ch)
             call = ch.unary_stream(
                 "/tally.rpc.Watch/Watch",

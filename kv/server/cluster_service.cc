@@ -349,7 +349,7 @@ class ClusterService final : public rpc::Cluster::Service {
         grpc::ClientContext c;
         c.set_deadline(std::min(deadline, Clock::now() + kMembershipAttempt));
         auto stub = rpc::Cluster::NewStub(
-            grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+            grpc::CreateChannel(target, node_->peer_credentials));
         grpc::Status st = rpc(*stub, &c, one, &out);
         if (st.ok()) {
           rpc::GroupChange* gc = resp->add_groups();

@@ -100,8 +100,10 @@ CrdtRowChange FromWire(const rpc::CrdtRowChange& w) {
 }  // namespace
 
 struct CrdtReplication::Peer {
-  explicit Peer(uint64_t id) : id(id) {}
+  Peer(uint64_t id, std::shared_ptr<grpc::ChannelCredentials> credentials)
+      : id(id), credentials(std::move(credentials)) {}
   const uint64_t id;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials;
   absl::Mutex mu;
   bool stop ABSL_GUARDED_BY(mu) = false;
   std::string address ABSL_GUARDED_BY(mu);
@@ -125,7 +127,7 @@ struct CrdtReplication::Peer {
     absl::MutexLock l(&mu);
     if (addr != address || !stub) {
       address = addr;
-      stub = rpc::CrdtPeer::NewStub(rpc::DialPeer(addr));
+      stub = rpc::CrdtPeer::NewStub(rpc::DialPeer(addr, credentials));
     }
     return stub;
   }
@@ -380,7 +382,7 @@ void CrdtReplication::RefreshPeers() {
   if (stop_) return;
   for (const auto& [id, addr] : known) {
     if (id == node_->id || peers_.contains(id)) continue;
-    auto p = std::make_unique<Peer>(id);
+    auto p = std::make_unique<Peer>(id, node_->peer_credentials);
     Peer* raw = p.get();
     peers_.emplace(id, std::move(p));
     raw->pusher = std::thread([this, raw] { PushLoop(raw); });

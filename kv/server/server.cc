@@ -178,7 +178,7 @@ absl::Status ServerImpl::Bootstrap(const ServerOptions& o) {
 // A joining node learns the cluster's id, members and ranges from a member.
 absl::Status ServerImpl::JoinLayout(const ServerOptions& o) {
   auto stub = rpc::Cluster::NewStub(
-      grpc::CreateChannel(o.join, grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(o.join, node_.peer_credentials));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   rpc::RangesResponse ranges;
@@ -212,7 +212,9 @@ void ServerImpl::RefreshDirectory() {
 
 absl::Status ServerImpl::Init(const ServerOptions& o) {
   ASSIGN_OR_RETURN(node_.id, ParseMemberName(o.name));
+  RETURN_IF_ERROR(rpc::CheckTlsFiles(o.tls, /*identity=*/true));
   node_.options = o;
+  node_.peer_credentials = rpc::ChannelCredentials(o.tls);
   std::error_code ec;
   std::filesystem::create_directories(o.data_dir, ec);
   if (ec) {
@@ -268,7 +270,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
                                      : o.advertise_client_address;
   node_.directory.SetClient(node_.id, advertised);
   node_.transport = std::make_unique<rpc::GrpcTransport>(
-      node_.id, node_.layout.cluster_id(), advertised, &node_.directory);
+      node_.id, node_.layout.cluster_id(), advertised, &node_.directory,
+      node_.peer_credentials);
 
   raft::host::HostOptions ho;
   ho.id = node_.id;
@@ -340,9 +343,14 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   // backup poller wakes (every 5 s), so pinged like a peer, a client that
   // paused between messages had its connection, and the streams open on
   // it, closed under it ("keepalive watchdog timeout").
+  //
+  // With TLS, both ports verify the other side's certificate against the
+  // cluster's CA; the peer port requires one, the client port only with
+  // --tls-client-auth.
   auto listen = [](grpc::ServerBuilder& b, const std::string& address,
+                   std::shared_ptr<grpc::ServerCredentials> credentials,
                    int* port, int ping_ms, int answer_ms) {
-    b.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+    b.AddListeningPort(address, std::move(credentials), port);
     b.SetMaxReceiveMessageSize(64 << 20);
     b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ping_ms);
     b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, answer_ms);
@@ -353,7 +361,9 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   };
   int client_port = 0, peer_port = 0;
   grpc::ServerBuilder clients;
-  listen(clients, o.client_address, &client_port, 30'000, 20'000);
+  listen(clients, o.client_address,
+         rpc::ServerCredentials(o.tls, o.tls_client_auth), &client_port, 30'000,
+         20'000);
   clients.RegisterService(kv_.get());
   clients.RegisterService(cluster_.get());
   clients.RegisterService(leases_.get());
@@ -364,7 +374,9 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   clients.RegisterService(watch_.get());
   grpc_ = clients.BuildAndStart();
   grpc::ServerBuilder peers;
-  listen(peers, o.peer_address, &peer_port, 2'000, 2'000);
+  listen(peers, o.peer_address,
+         rpc::ServerCredentials(o.tls, /*require_client_cert=*/true),
+         &peer_port, 2'000, 2'000);
   peers.RegisterService(node_.transport->service());
   peers.RegisterService(node_.crdt->peer_service());
   peer_grpc_ = peers.BuildAndStart();
@@ -373,9 +385,12 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
         "cannot listen on ", o.client_address, " and ", o.peer_address,
         " (in use, or not an address of this machine?)"));
   }
-  spdlog::info("[n={}] serving clients on {}, peers on {}, cluster {}",
+  spdlog::info("[n={}] serving clients on {}, peers on {}, cluster {}, {}",
                node_.id, o.client_address, o.peer_address,
-               node_.layout.cluster_id());
+               node_.layout.cluster_id(),
+               !o.tls.enabled()    ? "plaintext (no TLS)"
+               : o.tls_client_auth ? "TLS, client certificates required"
+                                   : "TLS");
   health_thread_ = std::thread([this] { WatchHealth(); });
   duties_thread_ = std::thread([this] { LeaderDuties(); });
   if (!o.http_address.empty()) {

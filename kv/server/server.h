@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "raft/types.h"
+#include "rpc/tls.h"
 
 namespace tally::kv::server {
 
@@ -59,6 +60,10 @@ struct ServerOptions {
   // Revisions of watch history each shard keeps (0: until compacted by
   // request).
   int64_t watch_history = 100'000;
+  // TLS on both ports and to other nodes (rpc/tls.h); empty: plaintext.
+  rpc::TlsFiles tls;
+  // Clients must present a certificate from tls.ca.
+  bool tls_client_auth = false;
 };
 
 // "n3" -> 3. INVALID_ARGUMENT otherwise.

@@ -10,6 +10,7 @@
 #include "client/client.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "rpc/tls.h"
 #include "tests/integration/test_cluster.h"
 
 namespace tally {
@@ -64,7 +65,7 @@ class CrdtBatchTest : public ::testing::Test {
 
 TEST_F(CrdtBatchTest, EachUpdateOfABatchIsAppliedOrRefusedOnItsOwn) {
   auto stub = rpc::Crdt::NewStub(grpc::CreateChannel(
-      options_.endpoints[0], grpc::InsecureChannelCredentials()));
+      options_.endpoints[0], rpc::ChannelCredentials(rpc::TlsFilesFromEnv())));
   auto call = [&](const rpc::CrdtUpdateBatchRequest& req,
                   rpc::CrdtUpdateBatchResponse* resp) {
     grpc::ClientContext ctx;

@@ -13,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "rpc/lock.grpc.pb.h"
+#include "rpc/tls.h"
 #include "tests/integration/test_cluster.h"
 
 namespace tally {
@@ -132,8 +133,8 @@ TEST_F(LeaseKeepAliveTest, QuietStreamOutlivesTheServersPings) {
       leader = m.client_address();
     }
   }
-  auto stub = rpc::Leases::NewStub(
-      grpc::CreateChannel(leader, grpc::InsecureChannelCredentials()));
+  auto stub = rpc::Leases::NewStub(grpc::CreateChannel(
+      leader, rpc::ChannelCredentials(rpc::TlsFilesFromEnv())));
   grpc::ClientContext ctx;
   auto stream = stub->KeepAlive(&ctx);
   rpc::LeaseKeepAliveRequest req;
@@ -153,7 +154,7 @@ TEST_F(LeaseKeepAliveTest, MalformedKeepAlivesAreRefused) {
   // Any node checks the request before it looks for the leader.
   auto stub = rpc::Leases::NewStub(
       grpc::CreateChannel(cluster_->ClientOptions().endpoints.front(),
-                          grpc::InsecureChannelCredentials()));
+                          rpc::ChannelCredentials(rpc::TlsFilesFromEnv())));
   auto send = [&](const rpc::LeaseKeepAliveRequest& req) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(5'000));

@@ -13,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/support/client_interceptor.h"
 #include "gtest/gtest.h"
+#include "rpc/tls.h"
 #include "tests/integration/test_cluster.h"
 
 namespace tally {
@@ -116,8 +117,8 @@ TEST(ShardingTest, FailedRangeLookupAcknowledgesNothingUnapplied) {
         interceptors;
     interceptors.push_back(std::make_unique<FailRanges>(&fail));
     return grpc::experimental::CreateCustomChannelWithInterceptors(
-        address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(),
-        std::move(interceptors));
+        address, rpc::ChannelCredentials(rpc::TlsFilesFromEnv()),
+        grpc::ChannelArguments(), std::move(interceptors));
   };
   auto c = client::Client::Connect(o);
   ASSERT_TRUE(c.ok());

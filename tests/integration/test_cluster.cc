@@ -72,6 +72,7 @@ int TestCluster::Leader(uint64_t group) {
 
 client::ClientOptions TestCluster::ClientOptions() const {
   client::ClientOptions o;
+  o.tls = rpc::TlsFilesFromEnv();  // a TLS run of the suite (make test-tls)
   for (int i = 1; i <= 3; ++i) {
     o.endpoints.push_back(absl::StrCat("127.0.0.1:", port_base_ + i));
   }

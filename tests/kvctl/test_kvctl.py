@@ -37,7 +37,8 @@ class Cluster:
         self.env = dict(os.environ, TALLY_BIN=BIN, TALLY_PORT_BASE=str(self.base),
                         TALLY_INITIAL_RANGES="m",
                         TALLY_KVD_ARGS="--max-txn-bytes 200000")
-        for k in [k for k in self.env if k.startswith("KVCTL_")]:
+        for k in [k for k in self.env
+                  if k.startswith("KVCTL_") and not k.startswith("KVCTL_TLS_")]:
             del self.env[k]
         self.env["KVCTL_ENDPOINTS"] = ",".join(self.endpoints)
 

@@ -27,6 +27,12 @@ struct ClientOptions {
   std::vector<std::string> endpoints;
   // Overall time a call may take, retries included.
   std::chrono::milliseconds timeout{5000};
+  // TLS, PEM files: the CA that issued the nodes' certificates, and this
+  // client's certificate and key where nodes require one (kvd
+  // --tls-client-auth). All empty: plaintext.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // A put of `value` at `key`, or its deletion when `erase`.

@@ -44,6 +44,9 @@ struct Node {
   std::unique_ptr<storage::Engine> data;
   std::unique_ptr<GroupRegistry> groups;
   rpc::PeerDirectory directory;
+  // How this node dials the others: their peer ports, and their client
+  // ports when joining or changing membership (TLS or plaintext).
+  std::shared_ptr<grpc::ChannelCredentials> peer_credentials;
   std::unique_ptr<rpc::GrpcTransport> transport;
   // The writes proposed through WriteAsync, for /metrics: before `host`,
   // whose last callbacks (at its destruction) still count.
