@@ -15,12 +15,14 @@ namespace tally::kv {
 // this way: the state machine writes session records and command results
 // (which hold maps) with it.
 inline std::string EncodeDeterministic(const google::protobuf::MessageLite& m) {
-  std::string out;
+  // As SerializeAsString: sized once, written in place.
+  std::string out(m.ByteSizeLong(), '\0');
   {
-    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::ArrayOutputStream stream(
+        out.data(), static_cast<int>(out.size()));
     google::protobuf::io::CodedOutputStream coded(&stream);
     coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
+    m.SerializeWithCachedSizes(&coded);
   }
   return out;
 }
