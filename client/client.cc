@@ -25,7 +25,10 @@ constexpr auto kMembershipTimeout = std::chrono::milliseconds(65000);
 Client::Client(ClientOptions options)
     : options_(std::move(options)),
       endpoints_(options_.endpoints),
-      credentials_(rpc::ChannelCredentials(options_.tls)) {
+      credentials_(rpc::ChannelCredentials(options_.tls)),
+      retry_budget_(std::max(options_.retry_budget, 0.0),
+                    internal::kRetryFloorPerSecond),
+      throttle_(options_.throttle) {
   internal::CrdtBatcher::Hooks hooks;
   hooks.target = [this] { return Target(kAnyNode); };
   hooks.channel = [this](const std::string& a) { return Channel(a); };
@@ -66,11 +69,66 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   return c;
 }
 
-std::string Client::Target(uint64_t group) {
+std::string Client::Target(uint64_t group, const std::string& avoid) {
   absl::MutexLock l(&mu_);
   auto it = leader_.find(group);
-  return it != leader_.end() ? it->second
-                             : endpoints_[next_endpoint_ % endpoints_.size()];
+  if (it != leader_.end() && it->second != avoid && Allow(it->second)) {
+    return it->second;
+  }
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    const std::string& e = endpoints_[(next_endpoint_ + i) % endpoints_.size()];
+    if ((e != avoid || endpoints_.size() == 1) && Allow(e)) {
+      next_endpoint_ += i;
+      return e;
+    }
+  }
+  return "";
+}
+
+bool Client::Allow(const std::string& address) {
+  if (options_.breaker_failures <= 0) return true;
+  return breakers_.try_emplace(address, options_.breaker_failures)
+      .first->second.Allow(internal::SteadyClock::now());
+}
+
+void Client::Report(const std::string& address, bool reached, bool accepted) {
+  const auto now = internal::SteadyClock::now();
+  absl::MutexLock l(&mu_);
+  if (options_.throttle > 0) throttle_.Answered(now, accepted);
+  if (options_.breaker_failures <= 0) return;
+  internal::CircuitBreaker& b =
+      breakers_.try_emplace(address, options_.breaker_failures).first->second;
+  if (reached) {
+    b.Answered();
+  } else {
+    b.Failed(now);
+  }
+}
+
+CallStats Client::call_stats() const {
+  absl::MutexLock l(&mu_);
+  CallStats s = stats_;
+  for (const auto& [group, pool] : sessions_) s.sessions += pool.size();
+  for (const auto& [address, b] : breakers_) {
+    s.breakers[address] = internal::BreakerStateName(b.state());
+  }
+  return s;
+}
+
+namespace {
+thread_local std::chrono::system_clock::time_point current_deadline =
+    std::chrono::system_clock::time_point::max();
+}  // namespace
+
+ScopedDeadline::ScopedDeadline(std::chrono::system_clock::time_point deadline)
+    : outer_(current_deadline) {
+  current_deadline = deadline;
+}
+
+ScopedDeadline::~ScopedDeadline() { current_deadline = outer_; }
+
+std::chrono::system_clock::time_point ScopedDeadline::Current() {
+  return current_deadline;
 }
 
 std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
@@ -152,47 +210,77 @@ absl::StatusOr<std::vector<uint64_t>> Client::AllGroups() {
   return out;
 }
 
-absl::StatusOr<rpc::Session> Client::NextSession(uint64_t group) {
-  absl::MutexLock open(&open_mu_);
-  bool have;
-  {
-    absl::MutexLock l(&mu_);
-    have = sessions_[group].client_id != 0;
-  }
-  if (!have) {
-    rpc::OpenSessionRequest req;
-    req.set_group(group);
-    rpc::OpenSessionResponse resp;
-    absl::Status st = Call(group, true, [&](auto ch, auto& ctx) {
-      return rpc::KV::NewStub(ch)->OpenSession(&ctx, req, &resp);
-    });
-    if (!st.ok()) {
-      return absl::Status(st.code(),
-                          absl::StrCat("opening a session: ", st.message()));
+Client::SessionState* Client::LeastBusy(uint64_t group) {
+  SessionState* best = nullptr;
+  for (SessionState& s : sessions_[group]) {
+    if (best == nullptr || s.in_flight.size() < best->in_flight.size()) {
+      best = &s;
     }
-    absl::MutexLock l(&mu_);
-    sessions_[group] = SessionState{resp.client_id()};
   }
-  absl::MutexLock l(&mu_);
-  SessionState& session = sessions_[group];
+  return best;
+}
+
+rpc::Session Client::Take(uint64_t group, SessionState& session) {
   rpc::Session s;
   s.set_client_id(session.client_id);
   s.set_group(group);
   s.set_sequence(session.next_sequence++);
   session.in_flight.insert(s.sequence());
+  stats_.most_in_flight_per_session = std::max<uint64_t>(
+      stats_.most_in_flight_per_session, session.in_flight.size());
   s.set_first_incomplete(*session.in_flight.begin());
   return s;
 }
 
+absl::StatusOr<rpc::Session> Client::NextSession(uint64_t group) {
+  {
+    absl::MutexLock l(&mu_);
+    // Never more than kMaxSessions sessions, opened or being opened: past
+    // it, writers share the least busy (or, before any is open, wait).
+    auto room = [this, group]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return sessions_[group].size() + opening_[group] < kMaxSessions;
+    };
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !sessions_[group].empty() || room();
+    };
+    mu_.Await(absl::Condition(&ready));
+    // A new session when even the least busy one has kSessionInFlight.
+    SessionState* s = LeastBusy(group);
+    if (s != nullptr && (s->in_flight.size() < kSessionInFlight || !room())) {
+      return Take(group, *s);
+    }
+    ++opening_[group];
+  }
+  rpc::OpenSessionRequest req;
+  req.set_group(group);
+  rpc::OpenSessionResponse resp;
+  absl::Status st = Call(group, true, [&](auto ch, auto& ctx) {
+    return rpc::KV::NewStub(ch)->OpenSession(&ctx, req, &resp);
+  });
+  absl::MutexLock l(&mu_);
+  --opening_[group];
+  if (!st.ok()) {
+    return absl::Status(st.code(),
+                        absl::StrCat("opening a session: ", st.message()));
+  }
+  sessions_[group].push_back(SessionState{resp.client_id()});
+  return Take(group, sessions_[group].back());
+}
+
 void Client::Done(const rpc::Session& s) {
   absl::MutexLock l(&mu_);
-  SessionState& session = sessions_[s.group()];
-  if (session.client_id == s.client_id()) session.in_flight.erase(s.sequence());
+  for (SessionState& session : sessions_[s.group()]) {
+    if (session.client_id == s.client_id()) {
+      session.in_flight.erase(s.sequence());
+    }
+  }
 }
 
 void Client::ForgetSession(uint64_t group, uint64_t client_id) {
   absl::MutexLock l(&mu_);
-  if (sessions_[group].client_id == client_id) sessions_[group] = {};
+  std::erase_if(sessions_[group], [&](const SessionState& s) {
+    return s.client_id == client_id;
+  });
 }
 
 absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,

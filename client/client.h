@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -12,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "client/internal/overload.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "rpc/crdt.grpc.pb.h"
 #include "rpc/idem.grpc.pb.h"
@@ -35,6 +37,23 @@ struct ClientOptions {
   // to `backoff_max`.
   std::chrono::milliseconds backoff_base{10};
   std::chrono::milliseconds backoff_max{250};
+  // Retries across the client stay within this share of its calls over the
+  // last 10 s (plus 10 a second); a call whose retry would go beyond fails
+  // at once with its last error, so that a slow or overloaded cluster does
+  // not get a storm of retries on top of its load. A redirect to the leader
+  // a node named is free. Negative: no budget (retry until the timeout).
+  double retry_budget = 0.1;
+  // Client-side throttling: once nodes refuse calls as overloaded (or do
+  // not answer in time), the client refuses a share of new calls itself
+  // (RESOURCE_EXHAUSTED), so that the cluster receives about this many
+  // times the calls it accepts and spends its time serving them.
+  // 0: never.
+  double throttle = 2;
+  // A node that could not be reached this many attempts in a row is
+  // skipped for a second, then tried with
+  // one call; failing again, skipped twice as long (up to 30 s). 0: never
+  // skipped.
+  int breaker_failures = 5;
   // TLS (rpc/tls.h): the CA that issued the nodes' certificates, and this
   // client's certificate and key where nodes require one. Empty: plaintext.
   rpc::TlsFiles tls;
@@ -42,6 +61,50 @@ struct ClientOptions {
   // client's defaults and `tls`. Set it for interceptors.
   std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>
       dial;
+};
+
+// Calls that this thread makes through any Client while a ScopedDeadline
+// lives end by its deadline (or their own timeout, if sooner), and the
+// nodes get it as the calls' gRPC deadline: a service passes its own
+// caller's deadline on, and no node works on a call nobody waits for.
+// Scopes nest; the inner one counts while it lives.
+class ScopedDeadline {
+ public:
+  explicit ScopedDeadline(std::chrono::system_clock::time_point deadline);
+  ~ScopedDeadline();
+  ScopedDeadline(const ScopedDeadline&) = delete;
+  ScopedDeadline& operator=(const ScopedDeadline&) = delete;
+  // This thread's deadline; time_point::max() when there is none.
+  static std::chrono::system_clock::time_point Current();
+
+ private:
+  std::chrono::system_clock::time_point outer_;
+};
+
+// Writes a client keeps in flight on one session before it opens another
+// for the same shard (a session's record, rewritten at each of its writes,
+// holds the results of those in flight).
+inline constexpr uint64_t kSessionInFlight = 8;
+
+// A client's calls and what its overload protection did with them.
+struct CallStats {
+  // Calls made, and attempts sent to nodes (retries included): attempts /
+  // calls is the load the client adds by retrying.
+  uint64_t calls = 0;
+  uint64_t attempts = 0;
+  // Retries not made because the retry budget was spent.
+  uint64_t retries_refused = 0;
+  // Calls failed at once because every node's breaker was open, and
+  // because the client throttled itself.
+  uint64_t breaker_refusals = 0;
+  uint64_t throttled = 0;
+  // Write sessions open now (across shards), and the most writes any one
+  // of them had in flight at once.
+  uint64_t sessions = 0;
+  uint64_t most_in_flight_per_session = 0;
+  // Each node address the client called, with its breaker's state
+  // ("closed", "open", "half-open").
+  std::map<std::string, std::string> breakers;
 };
 
 // A Tally client: routes each request to the leader of the key's range
@@ -279,6 +342,7 @@ class Client {
   absl::StatusOr<rpc::TransferLeaderResponse> TransferLeader(uint64_t target);
 
   const std::vector<std::string>& endpoints() const { return endpoints_; }
+  CallStats call_stats() const;
 
  private:
   explicit Client(ClientOptions options);
@@ -291,11 +355,14 @@ class Client {
   static constexpr uint64_t kAnyNode = 0;
   // Calls `fn(channel, ctx)` against the group's leader (or kAnyNode) with
   // retries, within `timeout` (0: the client's) and `attempt_timeout` per
-  // attempt (0: the default).
+  // attempt (0: the default). A `critical` call (a lease keep-alive, which
+  // nodes serve before any other) is never throttled and retries outside
+  // the budget.
   template <typename Fn>
   absl::Status Call(uint64_t group, bool idempotent, Fn fn,
                     std::chrono::milliseconds timeout = {},
-                    std::chrono::milliseconds attempt_timeout = {});
+                    std::chrono::milliseconds attempt_timeout = {},
+                    bool critical = false);
   absl::Status Refresh();
   absl::StatusOr<rpc::LeaseKeepAliveResponse> KeepAlive(
       const rpc::LeaseKeepAliveRequest& req);
@@ -322,7 +389,9 @@ class Client {
   // Sends a membership change of every group to any node.
   template <typename Req, typename Rpc>
   absl::StatusOr<rpc::MembershipResponse> ChangeMembership(Req req, Rpc rpc);
-  // The next sequence of the group's session, opening one if there is none.
+  // The next sequence of the group's session with the fewest writes in
+  // flight, or of a session it opens when each has kSessionInFlight (up to
+  // kMaxSessions).
   absl::StatusOr<rpc::Session> NextSession(uint64_t group);
   void Done(const rpc::Session& session);
   // Drops the group's session if it is still `client_id`.
@@ -338,9 +407,7 @@ class Client {
   // One set for every channel (each holds a thread re-reading the files).
   const std::shared_ptr<grpc::ChannelCredentials> credentials_;
 
-  // Held while a session is opened, so that concurrent writers open one.
-  absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<Route> ranges_ ABSL_GUARDED_BY(mu_);
   uint64_t meta_group_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);
@@ -352,14 +419,34 @@ class Client {
     uint64_t next_sequence = 1;
     std::set<uint64_t> in_flight;
   };
-  // By group: each shard keeps its own session table.
-  std::map<uint64_t, SessionState> sessions_ ABSL_GUARDED_BY(mu_);
+  // By group, as each shard keeps its own session table; several per group
+  // (NextSession), up to kMaxSessions.
+  static constexpr size_t kMaxSessions = 64;
+  std::map<uint64_t, std::vector<SessionState>> sessions_ ABSL_GUARDED_BY(mu_);
+  // Sessions being opened, by group.
+  std::map<uint64_t, size_t> opening_ ABSL_GUARDED_BY(mu_);
+  SessionState* LeastBusy(uint64_t group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The session's next sequence, counted in flight.
+  rpc::Session Take(uint64_t group, SessionState& session)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
+  internal::RetryBudget retry_budget_ ABSL_GUARDED_BY(mu_);
+  internal::Throttle throttle_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, internal::CircuitBreaker> breakers_
+      ABSL_GUARDED_BY(mu_);
+  CallStats stats_ ABSL_GUARDED_BY(mu_);
 
   std::shared_ptr<grpc::Channel> Channel(const std::string& address);
   // Where to send a call of `group`: its leader if known, else the endpoint
-  // whose turn it is.
-  std::string Target(uint64_t group);
+  // whose turn it is; passing over `avoid` and nodes whose breaker is open.
+  // Empty when there is none left.
+  std::string Target(uint64_t group, const std::string& avoid = "");
+  // Whether `address`'s breaker lets a call through now.
+  bool Allow(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts an attempt's outcome in `address`'s breaker (`reached`) and in
+  // the throttle (`accepted`: not refused as overload nor unanswered in
+  // time).
+  void Report(const std::string& address, bool reached, bool accepted);
 
   // Last: destroyed first, while what its calls use is still there.
   std::unique_ptr<internal::CrdtBatcher> crdt_batcher_;

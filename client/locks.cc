@@ -64,16 +64,20 @@ absl::StatusOr<rpc::LeaseKeepAliveResponse> Client::KeepAlive(
   if (!meta.ok()) return meta.status();
   rpc::LeaseKeepAliveResponse resp;
   // Renewing twice is harmless: retried on any unknown outcome.
-  absl::Status st = Call(*meta, true, [&](auto ch, auto& ctx) {
-    auto stream = rpc::Leases::NewStub(ch)->KeepAlive(&ctx);
-    if (stream->Write(req) && stream->WritesDone() && stream->Read(&resp)) {
-      return stream->Finish();
-    }
-    grpc::Status st = stream->Finish();
-    return st.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+  absl::Status st = Call(
+      *meta, true,
+      [&](auto ch, auto& ctx) {
+        auto stream = rpc::Leases::NewStub(ch)->KeepAlive(&ctx);
+        if (stream->Write(req) && stream->WritesDone() && stream->Read(&resp)) {
+          return stream->Finish();
+        }
+        grpc::Status st = stream->Finish();
+        return st.ok()
+                   ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                   "keep-alive stream ended without an answer")
                    : st;
-  });
+      },
+      {}, {}, /*critical=*/true);
   if (!st.ok()) return st;
   return resp;
 }

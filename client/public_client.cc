@@ -9,6 +9,10 @@
 
 namespace tally {
 
+ScopedDeadline::ScopedDeadline(std::chrono::system_clock::time_point deadline)
+    : impl_(std::make_unique<client::ScopedDeadline>(deadline)) {}
+ScopedDeadline::~ScopedDeadline() = default;
+
 Client::Client(std::unique_ptr<client::Client> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
@@ -18,6 +22,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   o.timeout = options.timeout;
   o.tls = {std::move(options.tls_ca), std::move(options.tls_cert),
            std::move(options.tls_key)};
+  o.retry_budget = options.retry_budget;
+  o.throttle = options.throttle;
+  o.breaker_failures = options.breaker_failures;
   absl::StatusOr<std::unique_ptr<client::Client>> c =
       client::Client::Connect(std::move(o));
   if (!c.ok()) return c.status();

@@ -7,6 +7,12 @@
 namespace tally::rpc {
 
 inline constexpr char kReasonKey[] = "tally-reason";
+// Other trailing metadata of a node's answers: the leader's client address
+// with a redirect (UNAVAILABLE), the node that answered it, and with
+// RESOURCE_EXHAUSTED the wait the node asks for before a retry (ms).
+inline constexpr char kLeaderKey[] = "tally-leader";
+inline constexpr char kNodeKey[] = "tally-node";
+inline constexpr char kRetryAfterKey[] = "tally-retry-after-ms";
 // The write may or may not have been applied (DEADLINE_EXCEEDED).
 inline constexpr char kOutcomeUnknown[] = "outcome-unknown";
 // The session ended or never existed; the request was not applied.

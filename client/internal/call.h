@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "grpcpp/grpcpp.h"
@@ -23,6 +24,19 @@ namespace internal {
 using Clock = std::chrono::system_clock;
 inline constexpr auto kAttemptTimeout = std::chrono::milliseconds(1500);
 
+// The wait an overloaded node asked for, if any (0).
+template <typename Metadata>
+std::chrono::milliseconds RetryAfter(const Metadata& md) {
+  auto it = md.find(rpc::kRetryAfterKey);
+  int64_t ms = 0;
+  if (it == md.end() ||
+      !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()),
+                        &ms)) {
+    return std::chrono::milliseconds(0);
+  }
+  return std::chrono::milliseconds(std::clamp<int64_t>(ms, 0, 5000));
+}
+
 inline bool Retryable(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAVAILABLE ||
          c == grpc::StatusCode::DEADLINE_EXCEEDED ||
@@ -34,18 +48,66 @@ inline bool Retryable(grpc::StatusCode c) {
 template <typename Fn>
 absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
                           std::chrono::milliseconds timeout,
-                          std::chrono::milliseconds attempt_timeout) {
+                          std::chrono::milliseconds attempt_timeout,
+                          bool critical) {
   if (timeout.count() == 0) timeout = options_.timeout;
   if (attempt_timeout.count() == 0) attempt_timeout = internal::kAttemptTimeout;
-  const auto deadline = internal::Clock::now() + timeout;
+  const auto deadline =
+      std::min(internal::Clock::now() + timeout, ScopedDeadline::Current());
+  if (deadline <= internal::Clock::now()) {
+    return absl::DeadlineExceededError(
+        "the caller's deadline has passed; the call was not sent");
+  }
   static thread_local std::mt19937_64 rng(std::random_device{}());
+  {
+    const auto now = internal::SteadyClock::now();
+    absl::MutexLock l(&mu_);
+    ++stats_.calls;
+    retry_budget_.Called(now);
+    if (options_.throttle > 0 && !critical) {
+      const double p = throttle_.RefuseProbability(now);
+      if (p > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < p) {
+        // Counted as a call the cluster did not accept, as it would not.
+        throttle_.Answered(now, false);
+        ++stats_.throttled;
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the cluster is overloaded: this client refuses ",
+            static_cast<int>(p * 100),
+            "% of its calls itself for now (it refused this one without "
+            "sending it); retry later"));
+      }
+    }
+  }
   std::string last_error = "no attempt made";
+  bool redirected = false;
+  // A node that did not answer in time: this call's next attempt goes
+  // elsewhere (a node that knows better redirects it back).
+  std::string slow;
   for (int attempt = 0;; ++attempt) {
-    const std::string target = Target(group);
+    const std::string target = Target(group, slow);
+    if (target.empty()) {
+      absl::MutexLock l(&mu_);
+      ++stats_.breaker_refusals;
+      return absl::UnavailableError(absl::StrCat(
+          "no node to send the call to: every node failed several calls in "
+          "a row and is skipped for a while (last error: ",
+          last_error, ")"));
+    }
     grpc::ClientContext ctx;
     ctx.set_deadline(
         std::min(deadline, internal::Clock::now() + attempt_timeout));
+    {
+      absl::MutexLock l(&mu_);
+      ++stats_.attempts;
+    }
     grpc::Status st = fn(Channel(target), ctx);
+    const auto& md = ctx.GetServerTrailingMetadata();
+    // A node that says why it cannot serve was reached.
+    Report(target,
+           st.error_code() != grpc::StatusCode::UNAVAILABLE ||
+               md.count(rpc::kNodeKey) > 0,
+           st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
+               st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED);
     if (st.ok()) {
       absl::MutexLock l(&mu_);
       leader_[group] = target;
@@ -65,24 +127,49 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
          !idempotent)) {
       return rpc::FromGrpc(st, &ctx);
     }
+    auto hint = md.find(rpc::kLeaderKey);
+    // One redirect to the leader a node named is free; other retries draw
+    // on the budget.
+    const bool redirect = hint != md.end() && !redirected;
+    redirected |= redirect;
     {
       absl::MutexLock l(&mu_);
-      const auto& md = ctx.GetServerTrailingMetadata();
-      auto hint = md.find("tally-leader");
       if (hint != md.end()) {
         leader_[group] = std::string(hint->second.data(), hint->second.size());
-      } else {
+      } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        // Unreachable, or it knows no leader: try the next node. One that
+        // is slow or overloaded stays the one other calls go to.
         leader_.erase(group);
         ++next_endpoint_;
       }
+      slow =
+          st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? target : "";
+      if (!redirect && !critical && options_.retry_budget >= 0 &&
+          !retry_budget_.Withdraw(internal::SteadyClock::now())) {
+        ++stats_.retries_refused;
+        const std::string msg =
+            absl::StrCat(last_error,
+                         "; not retried: this client's retries are at their "
+                         "budget (ClientOptions::retry_budget)");
+        if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          return rpc::OutcomeUnknown(msg);
+        }
+        return absl::Status(rpc::FromGrpc(st, &ctx).code(), msg);
+      }
     }
     if (internal::Clock::now() >= deadline) break;
-    // Full jitter: a random wait up to an exponentially growing cap.
+    // Full jitter: a random wait up to an exponentially growing cap; at
+    // least what an overloaded node asked for, spread over twice that.
     const auto cap = std::min<std::chrono::milliseconds>(
         options_.backoff_max,
         options_.backoff_base * (1 << std::min(attempt, 10)));
     std::uniform_int_distribution<int64_t> wait(0, cap.count());
     auto sleep = std::chrono::milliseconds(wait(rng));
+    if (auto after = internal::RetryAfter(md); after.count() > 0) {
+      std::uniform_int_distribution<int64_t> spread(after.count(),
+                                                    2 * after.count());
+      sleep = std::max(sleep, std::chrono::milliseconds(spread(rng)));
+    }
     if (internal::Clock::now() + sleep >= deadline) break;
     std::this_thread::sleep_for(sleep);
   }

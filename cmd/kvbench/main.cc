@@ -22,10 +22,12 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cmd/kvbench/lock_bench.h"
+#include "cmd/kvbench/overload_bench.h"
 #include "cmd/kvbench/targets.h"
 #include "cmd/kvbench/watch_bench.h"
 #include "cmd/kvbench/workload.h"
@@ -97,6 +99,46 @@ int RunLocks(LockBenchOptions o, const std::string& op,
       s->p999, s->max, static_cast<unsigned long long>(s->errors),
       cpu[1] - cpu[0], pids.empty() ? 0.0 : server[1] - server[0]);
   return s->ops > 0 ? 0 : 1;
+}
+
+// kvbench --op overload: puts offered at --rate through the client
+// library, leases kept alive alongside. ops_per_sec is the goodput;
+// amplification the attempts sent per put made.
+int RunOverload(OverloadOptions o, const std::vector<int>& pids) {
+  double cpu[2] = {0, 0}, server[2] = {0, 0};
+  o.mark = [&](bool begin) {
+    cpu[begin ? 0 : 1] = CpuSeconds();
+    server[begin ? 0 : 1] = ProcessesCpuSeconds(pids);
+  };
+  absl::StatusOr<OverloadSummary> r = RunOverloadBench(o);
+  if (!r.ok()) {
+    std::cerr << "kvbench: " << r.status().message() << "\n";
+    return 2;
+  }
+  std::string errors;
+  for (const auto& [code, n] : r->errors) {
+    absl::StrAppend(&errors, errors.empty() ? "" : ",", "\"", code, "\":", n);
+  }
+  const Summary& s = r->latency;
+  std::printf(
+      "{\"target\":\"tally\",\"op\":\"overload\",\"protection\":%s,"
+      "\"clients\":%d,\"rate\":%.0f,\"offered_per_sec\":%.0f,"
+      "\"ops\":%llu,\"seconds\":%.2f,\"ops_per_sec\":%.0f,"
+      "\"attempts\":%llu,\"amplification\":%.3f,\"retries_refused\":%llu,"
+      "\"breaker_refusals\":%llu,\"throttled\":%llu,\"errors\":{%s},\"p50_ms\":"
+      "%.3f,"
+      "\"p99_ms\":%.3f,\"leases\":%d,\"leases_lost\":%d,"
+      "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
+      o.protection ? "true" : "false", o.threads, o.rate, r->calls / r->seconds,
+      static_cast<unsigned long long>(r->ok), r->seconds, r->ok / r->seconds,
+      static_cast<unsigned long long>(r->attempts),
+      r->calls > 0 ? static_cast<double>(r->attempts) / r->calls : 0.0,
+      static_cast<unsigned long long>(r->retries_refused),
+      static_cast<unsigned long long>(r->breaker_refusals),
+      static_cast<unsigned long long>(r->throttled), errors.c_str(), s.p50,
+      s.p99, r->leases, r->leases_lost, cpu[1] - cpu[0],
+      pids.empty() ? 0.0 : server[1] - server[0]);
+  return r->ok > 0 ? 0 : 1;
 }
 
 // kvbench --op watch: watchers of one prefix and paced puts under it; one
@@ -398,10 +440,12 @@ int main(int argc, char** argv) {
                  "keep-alive, idem (claim a key and store a response), or "
                  "crdt-incr (increment a CRDT counter on any node; Tally "
                  "only), or watch (--watchers of one prefix, puts under it at "
-                 "--write-rate by --clients threads)")
+                 "--write-rate by --clients threads), or overload (puts "
+                 "at --rate through the client library by --clients "
+                 "threads, --leases kept alive alongside; Tally only)")
       ->check(CLI::IsMember({"put", "get", "mixed", "cas", "scan", "lock",
                              "lock-hot", "keep-alive", "idem", "crdt-incr",
-                             "watch"}));
+                             "watch", "overload"}));
   app.add_option("--read-ratio", w.read_ratio, "mixed: the share of gets")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--read-mode", read_mode, "linearizable, lease, serializable")
@@ -429,8 +473,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10000));
   app.add_flag("--preload", preload, "write every key once before measuring");
   int leases = 10000;
-  app.add_option("--leases", leases, "keep-alive: leases kept alive")
-      ->check(CLI::PositiveNumber);
+  app.add_option("--leases", leases, "keep-alive, overload: leases kept alive")
+      ->check(CLI::NonNegativeNumber);
   int64_t lease_ttl_s = 30;
   app.add_option("--lease-ttl", lease_ttl_s,
                  "lock, keep-alive: lease TTL in seconds (kept alive every "
@@ -451,6 +495,13 @@ int main(int argc, char** argv) {
   app.add_option("--watch-endpoints", watch_endpoints,
                  "watch: host:port,... the watchers are spread over "
                  "(default: --endpoints)");
+  double rate = 1000;
+  app.add_option("--rate", rate, "overload: puts offered per second")
+      ->check(CLI::PositiveNumber);
+  bool unprotected = false;
+  app.add_flag("--no-protection", unprotected,
+               "overload: the client library's retry budget, throttling "
+               "and circuit breakers off (retries until the deadline)");
   std::string server_pids_text;
   app.add_option("--server-pids", server_pids_text,
                  "pid,...: report these processes' CPU over the measured "
@@ -528,6 +579,25 @@ int main(int argc, char** argv) {
     lo.lease_ttl_s = lease_ttl_s;
     lo.keep_alive_batch = keep_alive_batch;
     return RunLocks(std::move(lo), w.op, server_pids, leases);
+  }
+  if (w.op == "overload") {
+    if (target != "tally") {
+      std::cerr << "kvbench: --op overload drives Tally's client library\n";
+      return 2;
+    }
+    OverloadOptions oo;
+    oo.endpoints = o.endpoints;
+    oo.tls = o.tls;
+    oo.rate = rate;
+    oo.threads = clients;
+    oo.warmup_s = warmup;
+    oo.duration_s = duration;
+    oo.timeout_ms = timeout_ms;
+    oo.protection = !unprotected;
+    oo.leases = leases;
+    oo.lease_ttl_s = lease_ttl_s;
+    oo.workload = w;
+    return RunOverload(std::move(oo), server_pids);
   }
   auto t = target == "etcd" ? NewEtcdTarget(o) : NewTallyTarget(o);
   if (!t.ok()) {

@@ -240,7 +240,7 @@ class TallyTarget : public Target {
       return Result::kError;
     }
     const auto& md = call->ctx.GetServerTrailingMetadata();
-    auto hint = md.find("tally-leader");
+    auto hint = md.find(rpc::kLeaderKey);
     absl::MutexLock l(&mu_);
     if (hint != md.end()) {
       leader_[call->group] =

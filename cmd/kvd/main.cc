@@ -63,6 +63,19 @@ int main(int argc, char** argv) {
                  "transaction");
   app.add_option("--max-txn-bytes", o.max_txn_bytes,
                  "most bytes of keys and values in a transaction's puts");
+  app.add_option("--max-inflight-writes", o.max_inflight_writes,
+                 "writes admitted and not yet answered; more are refused at "
+                 "once (RESOURCE_EXHAUSTED); lock and lease releases get as "
+                 "many places of their own")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--max-inflight-reads", o.max_inflight_reads,
+                 "reads admitted and not yet answered; more are refused at "
+                 "once (RESOURCE_EXHAUSTED)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--admission-target-ms", o.admission_target_ms,
+                 "mean latency of client calls that admission keeps to when "
+                 "overloaded, by admitting fewer at once (scans: 5x)")
+      ->check(CLI::Range(int64_t{1}, int64_t{60000}));
   app.add_option("--snapshot-every", o.snapshot_every,
                  "entries between log compactions");
   app.add_option("--quiesce-ticks", o.quiesce_ticks,

@@ -364,7 +364,7 @@ class ClusterService final : public rpc::Cluster::Service {
           break;
         }
         const auto& md = c.GetServerTrailingMetadata();
-        auto hint = md.find("tally-leader");
+        auto hint = md.find(rpc::kLeaderKey);
         if (hint != md.end()) {
           target.assign(hint->second.data(), hint->second.size());
         }

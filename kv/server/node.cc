@@ -130,6 +130,12 @@ grpc::Status Node::Refuse(grpc::ServerContextBase* ctx,
                           raft::host::GroupId group,
                           const absl::Status& s) const {
   if (absl::IsUnavailable(s)) return NotLeader(ctx, group, s);
+  if (absl::IsResourceExhausted(s)) {
+    // Shed by the raft host: its queue is the writes'.
+    ctx->AddTrailingMetadata(
+        rpc::kRetryAfterKey,
+        absl::StrCat(admission->RetryAfter(Priority::kWrite).count()));
+  }
   return rpc::ToGrpc(s, ctx);
 }
 
@@ -140,11 +146,12 @@ uint64_t Fingerprint(const google::protobuf::Message& request) {
 grpc::Status Node::NotLeader(grpc::ServerContextBase* ctx,
                              raft::host::GroupId group,
                              const absl::Status& cause) const {
+  ctx->AddTrailingMetadata(rpc::kNodeKey, absl::StrCat("n", id));
   absl::StatusOr<raft::host::GroupInfo> info = host->Group(group);
   std::string hint;
   if (info.ok() && info->leader != raft::kNoNode && info->leader != id) {
     hint = directory.Client(info->leader);
-    if (!hint.empty()) ctx->AddTrailingMetadata("tally-leader", hint);
+    if (!hint.empty()) ctx->AddTrailingMetadata(rpc::kLeaderKey, hint);
   }
   std::string msg = absl::StrCat("node n", id, " cannot serve group ", group,
                                  ": ", cause.message());

@@ -214,6 +214,10 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   ASSIGN_OR_RETURN(node_.id, ParseMemberName(o.name));
   RETURN_IF_ERROR(rpc::CheckTlsFiles(o.tls, /*identity=*/true));
   node_.options = o;
+  node_.admission = std::make_unique<Admission>(Admission::Options{
+      .most_writes = o.max_inflight_writes,
+      .most_reads = o.max_inflight_reads,
+      .target = std::chrono::milliseconds(o.admission_target_ms)});
   node_.peer_credentials = rpc::ChannelCredentials(o.tls);
   std::error_code ec;
   std::filesystem::create_directories(o.data_dir, ec);
@@ -404,7 +408,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
     };
     auto peers = [this] { return node_.transport->Stats(); };
     auto node = [this, dir = o.data_dir] {
-      return node_.rpcs.Render() + node_.writes.Render() +
+      return node_.rpcs.Render() + node_.admission->Render() +
+             node_.writes.Render() +
              RenderNodeMetrics(dir, node_.watchers.Count());
     };
     ASSIGN_OR_RETURN(

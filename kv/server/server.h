@@ -49,6 +49,14 @@ struct ServerOptions {
   // applied whole: these keep any one of them small.
   size_t max_txn_ops = 1000;
   size_t max_txn_bytes = 4 << 20;
+  // Client calls admitted and not yet answered, per class, at most
+  // (admission.h): writes, and as many again for releases of locks and
+  // leases; reads, and as many scans. Beyond it a call is refused at once
+  // with RESOURCE_EXHAUSTED. The bounds shrink below these to keep the
+  // calls' mean latency near admission_target_ms (scans: 5x).
+  size_t max_inflight_writes = 1024;
+  size_t max_inflight_reads = 4096;
+  int64_t admission_target_ms = 200;
   uint64_t snapshot_every = 10000;
   // Idle ticks before a group goes quiet (0: never).
   int quiesce_ticks = 20;

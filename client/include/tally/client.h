@@ -20,7 +20,8 @@ namespace tally {
 
 namespace client {
 class Client;
-}
+class ScopedDeadline;
+}  // namespace client
 
 struct ClientOptions {
   // Client addresses of some cluster nodes ("127.0.0.1:7001", ...).
@@ -33,6 +34,29 @@ struct ClientOptions {
   std::string tls_ca;
   std::string tls_cert;
   std::string tls_key;
+  // Overload protection (docs/kv.md, "Overload"): retries stay within this
+  // share of the calls of the last 10 s (negative: no budget); the client
+  // refuses calls itself once the cluster accepts fewer than 1/throttle of
+  // its attempts (0: never); a node not reached this many times in a row is
+  // skipped for a while (0: never).
+  double retry_budget = 0.1;
+  double throttle = 2;
+  int breaker_failures = 5;
+};
+
+// Calls this thread makes through any Client while a ScopedDeadline lives
+// end by its deadline (or their own timeout, if sooner), and the nodes get
+// it as the calls' deadline: pass your own caller's deadline on, and no
+// node works on a call nobody waits for. Scopes nest.
+class ScopedDeadline {
+ public:
+  explicit ScopedDeadline(std::chrono::system_clock::time_point deadline);
+  ~ScopedDeadline();
+  ScopedDeadline(const ScopedDeadline&) = delete;
+  ScopedDeadline& operator=(const ScopedDeadline&) = delete;
+
+ private:
+  std::unique_ptr<client::ScopedDeadline> impl_;
 };
 
 // A put of `value` at `key`, or its deletion when `erase`.

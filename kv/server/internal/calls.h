@@ -96,6 +96,38 @@ class Calls {
     });
   }
 
+  // Takes a place for the call in its class (Admission), or answers it at
+  // once: RESOURCE_EXHAUSTED with a retry hint (rpc::kRetryAfterKey) when the
+  // class is full, DEADLINE_EXCEEDED when the call's deadline has passed.
+  // False when it answered.
+  template <typename Resp>
+  bool Admit(Reply<Resp>* reply, bool write, bool scan) {
+    auto s = reply->shared();
+    const Priority p = PriorityOf(s->method, write, scan);
+    Admission* admission = node_->admission.get();
+    absl::Status st = admission->Admit(p, s->ctx->deadline());
+    if (st.ok()) {
+      absl::MutexLock l(&s->mu);
+      if (!s->answered) {
+        s->admission = admission;
+        s->priority = p;
+        return true;
+      }
+      // Cancelled meanwhile.
+      admission->Release(p, 0);
+      return false;
+    }
+    Reply<Resp>::Answer(s, [&](grpc::CallbackServerContext* ctx, Resp*) {
+      if (absl::IsResourceExhausted(st)) {
+        ctx->AddTrailingMetadata(
+            rpc::kRetryAfterKey,
+            absl::StrCat(admission->RetryAfter(p).count()));
+      }
+      return rpc::ToGrpc(st);
+    });
+    return false;
+  }
+
   // Serves a read in `mode`: at once from what this node applied
   // (serializable), else once a ReadIndex (or lease) check passes and this
   // node applied its index; `serve(index, resp)` fills the response. A
@@ -103,6 +135,7 @@ class Calls {
   template <typename Resp, typename Serve>
   void Read(Reply<Resp>* reply, uint64_t group, rpc::ReadMode mode, bool scan,
             Serve serve) {
+    if (!Admit(reply, /*write=*/false, scan)) return;
     auto s = reply->shared();
     if (node_->Machine(group) == nullptr) {
       Reply<Resp>::Answer(s, [&](auto* ctx, auto*) {
@@ -154,6 +187,7 @@ class Calls {
   // result into the response.
   template <typename Resp, typename Fill>
   void Write(Reply<Resp>* reply, uint64_t group, kvpb::Command cmd, Fill fill) {
+    if (!Admit(reply, /*write=*/true, /*scan=*/false)) return;
     auto s = reply->shared();
     Expire(reply, "write");
     node_->WriteAsync(

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "kv/server/internal/admission.h"
 #include "kv/server/internal/crdt_replication.h"
 #include "kv/server/internal/group_registry.h"
 #include "kv/server/internal/lock_waits.h"
@@ -61,6 +62,8 @@ struct Node {
   std::unique_ptr<util::ThreadPool> scans;
   // The client calls answered, for /metrics.
   RpcStats rpcs;
+  // Bounds the client calls in progress, per class (Calls::Admit).
+  std::unique_ptr<Admission> admission;
   // Acquire calls waiting for a lock of the metadata group, and Observe
   // streams watching one.
   LockWaits lock_waits;

@@ -11,6 +11,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "kv/server/internal/admission.h"
 #include "kv/server/internal/rpc_stats.h"
 
 namespace tally::kv::server {
@@ -36,6 +37,10 @@ class Reply final : public grpc::ServerUnaryReactor {
     RpcStats* stats = nullptr;
     const char* method = "";
     std::chrono::steady_clock::time_point arrived;
+    // The admission whose place this call holds (Calls::Admit), given back
+    // when it is answered.
+    Admission* admission ABSL_GUARDED_BY(mu) = nullptr;
+    Priority priority ABSL_GUARDED_BY(mu) = Priority::kRead;
   };
   using Fill = std::function<grpc::Status(grpc::CallbackServerContext*, Resp*)>;
 
@@ -59,12 +64,13 @@ class Reply final : public grpc::ServerUnaryReactor {
     if (s->answered) return;
     s->answered = true;
     grpc::Status st = fill(s->ctx, s->resp);
+    const double seconds = std::chrono::duration<double>(
+                               std::chrono::steady_clock::now() - s->arrived)
+                               .count();
     if (s->stats != nullptr) {
-      s->stats->Record(s->method, st.error_code(),
-                       std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - s->arrived)
-                           .count());
+      s->stats->Record(s->method, st.error_code(), seconds);
     }
+    if (s->admission != nullptr) s->admission->Release(s->priority, seconds);
     s->reactor->Finish(std::move(st));
   }
   static void Answer(std::shared_ptr<State> s, grpc::Status st) {

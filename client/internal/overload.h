@@ -1,0 +1,127 @@
+#ifndef TALLY_CLIENT_INTERNAL_OVERLOAD_H_
+#define TALLY_CLIENT_INTERNAL_OVERLOAD_H_
+
+// What keeps a client from turning a cluster's slowdown into a retry storm:
+// a retry budget and throttling for the whole client, and a circuit breaker
+// per endpoint. Each takes the time as an argument, so that tests choose it.
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+
+namespace tally::client::internal {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Retries a client may make a second whatever its share (ClientOptions).
+inline constexpr double kRetryFloorPerSecond = 10;
+
+// Two counts over the last 10 s, kept in ten slots of a second.
+//
+// Thread safety: not thread-safe.
+class WindowCounts {
+ public:
+  static constexpr auto kWindow = std::chrono::seconds(10);
+  void Add(SteadyClock::time_point now, uint64_t first, uint64_t second);
+  // The sums of both counts over the window ending at `now`.
+  std::array<uint64_t, 2> Sum(SteadyClock::time_point now) const;
+
+ private:
+  static constexpr int kSlots = 10;
+  struct Slot {
+    int64_t second = -1;  // which second it counts
+    std::array<uint64_t, 2> counts{};
+  };
+  std::array<Slot, kSlots> slots_;
+};
+
+// Retries allowed over a sliding window: `ratio` of the calls made in it,
+// plus `floor_per_second` (so that a client making few calls can still
+// retry a few). A retry beyond it is not made: the call fails at once with
+// its last error. Retries then add at most `ratio` to the load a client
+// puts on the cluster, however slow or overloaded the cluster is.
+//
+// Thread safety: not thread-safe.
+class RetryBudget {
+ public:
+  RetryBudget(double ratio, double floor_per_second)
+      : ratio_(ratio),
+        floor_(floor_per_second * WindowCounts::kWindow.count()) {}
+
+  // A call (its first attempt) was made.
+  void Called(SteadyClock::time_point now) { counts_.Add(now, 1, 0); }
+  // Takes one retry; false when the budget is spent.
+  bool Withdraw(SteadyClock::time_point now);
+
+ private:
+  const double ratio_;
+  const double floor_;
+  WindowCounts counts_;  // calls, retries
+};
+
+// Client-side throttling (adaptive, as in Google's SRE book, "Handling
+// Overload"): over a sliding window the client counts the attempts it sent
+// and those the cluster accepted (answered other than overloaded); once
+// attempts exceed `k` times the accepted ones, it refuses a new call itself
+// with probability (attempts - k * accepted) / (attempts + 1). An
+// overloaded cluster then receives about k times what it can serve instead
+// of everything offered, and spends its CPU serving rather than refusing.
+//
+// Thread safety: not thread-safe.
+class Throttle {
+ public:
+  explicit Throttle(double k) : k_(k) {}
+
+  // The probability of refusing a call now (0 when the cluster keeps up).
+  double RefuseProbability(SteadyClock::time_point now) const;
+  // An attempt was answered: `accepted` unless the node said it was
+  // overloaded (or did not answer in time).
+  void Answered(SteadyClock::time_point now, bool accepted) {
+    counts_.Add(now, 1, accepted ? 1 : 0);
+  }
+
+ private:
+  const double k_;
+  WindowCounts counts_;  // attempts, accepted
+};
+
+// A circuit breaker for one endpoint. Closed: calls go through. After
+// `failures_to_open` failures in a row (the node could not be reached),
+// open: calls skip the endpoint for a second. Then half-open: one call goes
+// through as a probe; an answer closes the breaker, a failure opens it again
+// for twice as long (up to kMostOpen).
+//
+// Thread safety: not thread-safe.
+class CircuitBreaker {
+ public:
+  enum class State { kClosed, kOpen, kHalfOpen };
+  static constexpr auto kFirstOpen = std::chrono::milliseconds(1000);
+  static constexpr auto kMostOpen = std::chrono::milliseconds(30000);
+
+  explicit CircuitBreaker(int failures_to_open)
+      : failures_to_open_(failures_to_open) {}
+
+  // Whether a call may go to the endpoint now; in half-open state, true
+  // for the probe only (and again if the probe has not reported within the
+  // open time).
+  bool Allow(SteadyClock::time_point now);
+  // The endpoint answered (whatever the answer).
+  void Answered();
+  // The endpoint did not answer.
+  void Failed(SteadyClock::time_point now);
+  State state() const { return state_; }
+
+ private:
+  const int failures_to_open_;
+  State state_ = State::kClosed;
+  int failures_ = 0;
+  std::chrono::milliseconds open_for_ = kFirstOpen;
+  // Open: until when. Half-open: when the probe was let through.
+  SteadyClock::time_point since_;
+};
+
+const char* BreakerStateName(CircuitBreaker::State s);
+
+}  // namespace tally::client::internal
+
+#endif  // TALLY_CLIENT_INTERNAL_OVERLOAD_H_

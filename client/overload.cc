@@ -1,0 +1,96 @@
+#include "client/internal/overload.h"
+
+#include <algorithm>
+
+namespace tally::client::internal {
+
+namespace {
+
+int64_t SecondOf(SteadyClock::time_point now) {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             now.time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void WindowCounts::Add(SteadyClock::time_point now, uint64_t first,
+                       uint64_t second) {
+  const int64_t at = SecondOf(now);
+  Slot& slot = slots_[static_cast<size_t>(at % kSlots)];
+  if (slot.second != at) slot = Slot{at, {0, 0}};
+  slot.counts[0] += first;
+  slot.counts[1] += second;
+}
+
+std::array<uint64_t, 2> WindowCounts::Sum(SteadyClock::time_point now) const {
+  const int64_t at = SecondOf(now);
+  std::array<uint64_t, 2> sum{};
+  for (const Slot& slot : slots_) {
+    if (slot.second > at - kSlots && slot.second <= at) {
+      sum[0] += slot.counts[0];
+      sum[1] += slot.counts[1];
+    }
+  }
+  return sum;
+}
+
+bool RetryBudget::Withdraw(SteadyClock::time_point now) {
+  const auto [calls, retries] = counts_.Sum(now);
+  if (static_cast<double>(retries) + 1 > ratio_ * calls + floor_) return false;
+  counts_.Add(now, 0, 1);
+  return true;
+}
+
+double Throttle::RefuseProbability(SteadyClock::time_point now) const {
+  const auto [attempts, accepted] = counts_.Sum(now);
+  return std::max(0.0, (attempts - k_ * accepted) / (attempts + 1.0));
+}
+
+bool CircuitBreaker::Allow(SteadyClock::time_point now) {
+  switch (state_) {
+    case State::kClosed:
+      return true;
+    case State::kOpen:
+      if (now < since_) return false;
+      state_ = State::kHalfOpen;
+      since_ = now;
+      return true;
+    case State::kHalfOpen:
+      // A probe that never reported does not keep the endpoint shut.
+      if (now - since_ < open_for_) return false;
+      since_ = now;
+      return true;
+  }
+  return true;
+}
+
+void CircuitBreaker::Answered() {
+  state_ = State::kClosed;
+  failures_ = 0;
+  open_for_ = kFirstOpen;
+}
+
+void CircuitBreaker::Failed(SteadyClock::time_point now) {
+  if (state_ == State::kHalfOpen) {
+    open_for_ = std::min<std::chrono::milliseconds>(open_for_ * 2, kMostOpen);
+  } else if (++failures_ < failures_to_open_) {
+    return;
+  }
+  state_ = State::kOpen;
+  since_ = now + open_for_;
+}
+
+const char* BreakerStateName(CircuitBreaker::State s) {
+  switch (s) {
+    case CircuitBreaker::State::kClosed:
+      return "closed";
+    case CircuitBreaker::State::kOpen:
+      return "open";
+    case CircuitBreaker::State::kHalfOpen:
+      return "half-open";
+  }
+  return "?";
+}
+
+}  // namespace tally::client::internal

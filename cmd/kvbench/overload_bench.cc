@@ -1,0 +1,165 @@
+#include "cmd/kvbench/overload_bench.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/client.h"
+#include "client/lease_keeper.h"
+
+namespace tally::kvbench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+absl::StatusOr<std::unique_ptr<client::Client>> Connect(
+    const OverloadOptions& o, std::chrono::milliseconds timeout) {
+  client::ClientOptions co;
+  co.endpoints = o.endpoints;
+  co.tls = o.tls;
+  co.timeout = timeout;
+  if (!o.protection) {
+    co.retry_budget = -1;
+    co.throttle = 0;
+    co.breaker_failures = 0;
+  }
+  return client::Client::Connect(co);
+}
+
+// The leases, granted and handed to a keeper; counts those lost.
+class Leases {
+ public:
+  absl::Status Start(const OverloadOptions& o) {
+    // Their own client, as a service's lease holder would have.
+    absl::StatusOr<std::unique_ptr<client::Client>> c =
+        Connect(o, std::chrono::seconds(5));
+    if (!c.ok()) return c.status();
+    client_ = std::move(*c);
+    keeper_ = std::make_unique<client::LeaseKeeper>(client_.get());
+    const auto ttl = std::chrono::seconds(o.lease_ttl_s);
+    for (int i = 0; i < o.leases; ++i) {
+      const auto sent = Clock::now();
+      absl::StatusOr<rpc::LeaseGrantResponse> g = client_->GrantLease(ttl);
+      if (!g.ok()) {
+        return absl::Status(
+            g.status().code(),
+            absl::StrCat("granting lease ", i + 1, ": ", g.status().message()));
+      }
+      ids_.push_back(g->id());
+      keeper_->Add(g->id(), ttl, sent, sent + ttl,
+                   {.renewed =
+                        [](Clock::time_point sent, int64_t ttl_ms) {
+                          return sent + std::chrono::milliseconds(ttl_ms);
+                        },
+                    .lost = [this] { lost_.fetch_add(1); }});
+    }
+    return absl::OkStatus();
+  }
+
+  // Stops keeping them alive; those the keeper lost, or that the cluster
+  // no longer holds.
+  int Lost() {
+    keeper_.reset();
+    int lost = lost_.load();
+    if (lost > 0) return lost;
+    for (uint64_t id : ids_) {
+      absl::StatusOr<rpc::LeaseTimeToLiveResponse> t =
+          client_->LeaseTimeToLive(id);
+      if (!t.ok() || t->ttl_ms() <= 0) ++lost;
+    }
+    return lost;
+  }
+
+ private:
+  std::unique_ptr<client::Client> client_;
+  std::unique_ptr<client::LeaseKeeper> keeper_;
+  std::vector<uint64_t> ids_;
+  std::atomic<int> lost_{0};
+};
+
+}  // namespace
+
+absl::StatusOr<OverloadSummary> RunOverloadBench(const OverloadOptions& o) {
+  absl::StatusOr<std::unique_ptr<client::Client>> connected =
+      Connect(o, std::chrono::milliseconds(o.timeout_ms));
+  if (!connected.ok()) return connected.status();
+  client::Client* c = connected->get();
+  Leases leases;
+  if (absl::Status st = leases.Start(o); !st.ok()) return st;
+
+  const auto begin = Clock::now() + std::chrono::milliseconds(
+                                        static_cast<int64_t>(o.warmup_s * 1e3));
+  const auto end = begin + std::chrono::milliseconds(
+                               static_cast<int64_t>(o.duration_s * 1e3));
+  // Each thread's puts are `interval` apart, the threads staggered.
+  const auto interval =
+      std::chrono::nanoseconds(static_cast<int64_t>(o.threads * 1e9 / o.rate));
+  const std::string value(o.workload.value_size, 'v');
+  absl::Mutex mu;
+  OverloadSummary out;
+  std::vector<uint32_t> latencies;
+  client::CallStats at_begin;
+  std::thread marker([&] {
+    std::this_thread::sleep_until(begin);
+    at_begin = c->call_stats();
+    if (o.mark) o.mark(true);
+    std::this_thread::sleep_until(end);
+    if (o.mark) o.mark(false);
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.threads; ++t) {
+    threads.emplace_back([&, t] {
+      KeyChooser keys(o.workload.keys, o.workload.zipfian, 7000 + t);
+      std::vector<uint32_t> lat;
+      std::map<std::string, uint64_t> errors;
+      uint64_t calls = 0, ok = 0;
+      auto next = Clock::now() + interval * t / o.threads;
+      // A thread that falls behind its schedule sends at once, until the
+      // phase ends.
+      while (next < end && Clock::now() < end) {
+        std::this_thread::sleep_until(next);
+        next += interval;
+        const auto start = Clock::now();
+        absl::StatusOr<rpc::PutResponse> r =
+            c->Put(KeyName(keys.Next(), o.workload.key_size), value);
+        if (start < begin || start >= end) continue;
+        ++calls;
+        if (r.ok()) {
+          ++ok;
+          lat.push_back(static_cast<uint32_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(
+                  Clock::now() - start)
+                  .count()));
+        } else {
+          ++errors[absl::StatusCodeToString(r.status().code())];
+        }
+      }
+      absl::MutexLock l(&mu);
+      out.calls += calls;
+      out.ok += ok;
+      for (const auto& [code, n] : errors) out.errors[code] += n;
+      latencies.insert(latencies.end(), lat.begin(), lat.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  marker.join();
+  // Attempts from the measured phase's start to the last answer: a call
+  // begun in the phase may retry after it.
+  const client::CallStats at_end = c->call_stats();
+  out.attempts = at_end.attempts - at_begin.attempts;
+  out.retries_refused = at_end.retries_refused - at_begin.retries_refused;
+  out.breaker_refusals = at_end.breaker_refusals - at_begin.breaker_refusals;
+  out.throttled = at_end.throttled - at_begin.throttled;
+  out.seconds = o.duration_s;
+  out.latency = Summary::Of(&latencies, out.calls - out.ok, o.duration_s);
+  out.leases = o.leases;
+  out.leases_lost = leases.Lost();
+  return out;
+}
+
+}  // namespace tally::kvbench

@@ -1,0 +1,57 @@
+#ifndef TALLY_CMD_KVBENCH_OVERLOAD_BENCH_H_
+#define TALLY_CMD_KVBENCH_OVERLOAD_BENCH_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cmd/kvbench/workload.h"
+#include "rpc/tls.h"
+
+namespace tally::kvbench {
+
+struct OverloadOptions {
+  std::vector<std::string> endpoints;
+  rpc::TlsFiles tls;
+  // Puts offered a second, open loop: each of `threads` sends on its own
+  // schedule, whatever the answers (as independent users would).
+  double rate = 1000;
+  int threads = 512;
+  double warmup_s = 3, duration_s = 10;
+  // Each put's deadline, retries included.
+  int64_t timeout_ms = 1000;
+  // The client library's retry budget, throttling and circuit breakers;
+  // off: retries until the deadline, as a naive client does.
+  bool protection = true;
+  // Leases kept alive (by a client of their own) all along; each that ends
+  // is counted as lost.
+  int leases = 1000;
+  int64_t lease_ttl_s = 6;
+  Workload workload;
+  std::function<void(bool)> mark;
+};
+
+struct OverloadSummary {
+  double seconds = 0;
+  // Puts the application made, and those that succeeded.
+  uint64_t calls = 0, ok = 0;
+  // Attempts sent to the nodes (retries included), retries the budget
+  // refused, calls failed as every node's breaker was open, calls the
+  // client refused itself (throttling).
+  uint64_t attempts = 0, retries_refused = 0, breaker_refusals = 0,
+           throttled = 0;
+  std::map<std::string, uint64_t> errors;  // by status code
+  Summary latency;                         // of the puts that succeeded
+  int leases = 0, leases_lost = 0;
+};
+
+// Puts at `rate` through the client library (sessions, retries, budget,
+// breakers), with leases kept alive alongside.
+absl::StatusOr<OverloadSummary> RunOverloadBench(const OverloadOptions& o);
+
+}  // namespace tally::kvbench
+
+#endif  // TALLY_CMD_KVBENCH_OVERLOAD_BENCH_H_

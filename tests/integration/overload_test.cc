@@ -1,0 +1,93 @@
+// Overload through real nodes: what a node refuses is not applied, what it
+// acknowledges is; a caller's deadline stops a call before it is sent.
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/client.h"
+#include "gtest/gtest.h"
+#include "tests/integration/test_cluster.h"
+
+namespace tally {
+namespace {
+
+TEST(OverloadTest, RefusedWritesAreNotAppliedAndAcknowledgedOnesAre) {
+  // One write admitted at a time: concurrent writers are refused.
+  testing::TestCluster cluster("", "--max-inflight-writes 1");
+  ASSERT_TRUE(cluster.Start());
+  client::ClientOptions opts = cluster.ClientOptions();
+  opts.retry_budget = 0;  // the floor only: most refusals reach the caller
+  opts.throttle = 0;
+  auto c = client::Client::Connect(opts);
+  ASSERT_TRUE(c.ok());
+  client::Client& client = **c;
+  ASSERT_TRUE(client.Put("warm", "up").ok());
+
+  constexpr int kWriters = 32, kWrites = 10;
+  absl::Mutex mu;
+  std::map<std::string, absl::StatusCode> outcome;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kWrites; ++i) {
+        const std::string key = absl::StrCat("ov/", w, "-", i);
+        absl::StatusCode code = client.Put(key, "x").status().code();
+        absl::MutexLock l(&mu);
+        outcome[key] = code;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+
+  int ok = 0, refused = 0;
+  for (const auto& [key, code] : outcome) {
+    ok += code == absl::StatusCode::kOk;
+    refused += code == absl::StatusCode::kResourceExhausted;
+  }
+  EXPECT_GT(refused, 0) << "no write was refused: nothing was tested";
+  EXPECT_GT(ok, 0);
+  const client::CallStats stats = client.call_stats();
+  EXPECT_GT(stats.retries_refused, 0u);
+
+  auto all = client.Scan("ov/", "ov0", 0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::map<std::string, int64_t> stored;
+  for (const auto& kv : *all) stored[kv.key()] = kv.version();
+  for (const auto& [key, code] : outcome) {
+    if (code == absl::StatusCode::kOk) {
+      EXPECT_EQ(stored.count(key), 1u) << key << " acknowledged, not stored";
+      EXPECT_EQ(stored[key], 1) << key;
+    } else if (code == absl::StatusCode::kResourceExhausted) {
+      EXPECT_EQ(stored.count(key), 0u) << key << " refused, yet stored";
+    }
+  }
+}
+
+TEST(OverloadTest, ACallPastItsCallersDeadlineIsNotSent) {
+  testing::TestCluster cluster;
+  ASSERT_TRUE(cluster.Start());
+  auto c = client::Client::Connect(cluster.ClientOptions());
+  ASSERT_TRUE(c.ok());
+  client::Client& client = **c;
+  ASSERT_TRUE(client.Put("k", "1").ok());
+  const uint64_t attempts = client.call_stats().attempts;
+  {
+    client::ScopedDeadline d(std::chrono::system_clock::now() -
+                             std::chrono::milliseconds(1));
+    auto r = client.Put("k", "2");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
+        << r.status();
+  }
+  EXPECT_EQ(client.call_stats().attempts, attempts);
+  auto got = client.Get("k");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->kv().value(), "1");
+}
+
+}  // namespace
+}  // namespace tally
