@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "client/internal/bearer_token.h"
 #include "client/internal/call.h"
 #include "client/internal/crdt_batcher.h"
 #include "grpcpp/grpcpp.h"
@@ -141,7 +142,7 @@ std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 300);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
     args.SetMaxReceiveMessageSize(64 << 20);
-    ch = grpc::CreateCustomChannel(address, credentials_, args);
+    ch = internal::DialWithToken(address, credentials_, args, options_.token);
   }
   return ch;
 }
@@ -291,10 +292,19 @@ absl::StatusOr<rpc::GetResponse> Client::Get(const std::string& key,
   rpc::GetResponse resp;
   absl::StatusOr<uint64_t> target = ReadTarget(key, mode);
   if (!target.ok()) return target.status();
+  const auto start = internal::SteadyClock::now();
+  if (mode == rpc::SERIALIZABLE && options_.hedge_reads) {
+    if (auto hedged = HedgedGet(req)) return *std::move(hedged);
+  }
   absl::Status st = Call(*target, true, [&](auto ch, auto& ctx) {
     return rpc::KV::NewStub(ch)->Get(&ctx, req, &resp);
   });
   if (!st.ok()) return st;
+  if (mode == rpc::SERIALIZABLE) {
+    absl::MutexLock l(&mu_);
+    read_latency_.Add(std::chrono::duration_cast<std::chrono::microseconds>(
+        internal::SteadyClock::now() - start));
+  }
   return resp;
 }
 

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "client/internal/overload.h"
+#include "rpc/auth.grpc.pb.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "rpc/crdt.grpc.pb.h"
 #include "rpc/idem.grpc.pb.h"
@@ -54,11 +55,21 @@ struct ClientOptions {
   // one call; failing again, skipped twice as long (up to 30 s). 0: never
   // skipped.
   int breaker_failures = 5;
+  // A serializable Get not answered within the 95th percentile of the
+  // client's recent ones is sent to a second node too, and the first answer
+  // wins: one slow or paused node costs a read that much, not a timeout.
+  // The second requests draw on the retry budget.
+  bool hedge_reads = true;
   // TLS (rpc/tls.h): the CA that issued the nodes' certificates, and this
   // client's certificate and key where nodes require one. Empty: plaintext.
   rpc::TlsFiles tls;
+  // A bearer token the cluster issued (kvctl auth token issue), sent with
+  // every call as "authorization: Bearer <token>"; empty: none (a cluster
+  // with auth enabled then needs a client certificate naming the user).
+  std::string token;
   // Opens the channel to one node's address; empty for a channel with the
-  // client's defaults and `tls`. Set it for interceptors.
+  // client's defaults, `tls` and `token`. Set it for interceptors (the
+  // channel must then carry the token itself).
   std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>
       dial;
 };
@@ -98,6 +109,10 @@ struct CallStats {
   // because the client throttled itself.
   uint64_t breaker_refusals = 0;
   uint64_t throttled = 0;
+  // Serializable reads sent to a second node (ClientOptions::hedge_reads),
+  // and those the second node answered first.
+  uint64_t hedged = 0;
+  uint64_t hedges_won = 0;
   // Write sessions open now (across shards), and the most writes any one
   // of them had in flight at once.
   uint64_t sessions = 0;
@@ -314,6 +329,12 @@ class Client {
   // collection stops waiting for it. The replica retired.
   absl::StatusOr<uint64_t> CrdtRetire(uint64_t node);
 
+  // Users, roles and tokens (rpc/auth.proto): one change, or the records
+  // the caller may see.
+  absl::StatusOr<rpc::AuthChangeResponse> AuthChange(
+      const rpc::AuthChangeRequest& req);
+  absl::StatusOr<rpc::AuthGetResponse> AuthGet();
+
   absl::StatusOr<rpc::StatusResponse> Status(const std::string& endpoint);
   // The data groups, in key order, with their ranges.
   absl::StatusOr<std::vector<rpc::RangeDescriptor>> DataRanges();
@@ -372,6 +393,11 @@ class Client {
   // The group to send a read to, or kAnyNode for a serializable one.
   absl::StatusOr<uint64_t> ReadTarget(const std::string& key,
                                       rpc::ReadMode mode);
+  // A serializable Get, hedged (ClientOptions::hedge_reads); nullopt when
+  // it could not be (no latency estimate yet, one node, no budget): the
+  // caller sends it the usual way.
+  std::optional<absl::StatusOr<rpc::GetResponse>> HedgedGet(
+      const rpc::GetRequest& req);
   // The metadata group (where leases and locks live).
   absl::StatusOr<uint64_t> MetaGroup();
   // The data groups holding part of [start, end) (end as in
@@ -432,6 +458,8 @@ class Client {
   size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
   internal::RetryBudget retry_budget_ ABSL_GUARDED_BY(mu_);
   internal::Throttle throttle_ ABSL_GUARDED_BY(mu_);
+  // Of serializable Gets answered: when to hedge.
+  internal::LatencyQuantile read_latency_ ABSL_GUARDED_BY(mu_){0.95};
   std::map<std::string, internal::CircuitBreaker> breakers_
       ABSL_GUARDED_BY(mu_);
   CallStats stats_ ABSL_GUARDED_BY(mu_);

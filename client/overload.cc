@@ -1,6 +1,7 @@
 #include "client/internal/overload.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace tally::client::internal {
 
@@ -91,6 +92,24 @@ const char* BreakerStateName(CircuitBreaker::State s) {
       return "half-open";
   }
   return "?";
+}
+
+void LatencyQuantile::Add(std::chrono::microseconds latency) {
+  samples_[count_ % kSamples] = latency.count();
+  ++count_;
+}
+
+std::chrono::microseconds LatencyQuantile::Get() {
+  if (count_ < kLeastSamples) return std::chrono::microseconds(0);
+  if (cached_at_ == 0 || count_ - cached_at_ >= kSamples / 8) {
+    const size_t n = std::min(count_, kSamples);
+    std::vector<int64_t> v(samples_.begin(), samples_.begin() + n);
+    const size_t k = std::min(n - 1, static_cast<size_t>(q_ * n));
+    std::nth_element(v.begin(), v.begin() + k, v.end());
+    cached_ = v[k];
+    cached_at_ = count_;
+  }
+  return std::chrono::microseconds(cached_);
 }
 
 }  // namespace tally::client::internal

@@ -115,5 +115,27 @@ TEST(CircuitBreakerTest, AProbeThatNeverReportsDoesNotKeepTheNodeShut) {
   EXPECT_TRUE(b.Allow(t + CircuitBreaker::kFirstOpen));
 }
 
+TEST(LatencyQuantileTest, NoEstimateUntilEnoughSamplesThenTheRecentOnes) {
+  using std::chrono::microseconds;
+  LatencyQuantile q(0.95);
+  for (size_t i = 1; i < LatencyQuantile::kLeastSamples; ++i) {
+    q.Add(microseconds(100));
+  }
+  EXPECT_EQ(q.Get(), microseconds(0));
+  // 100 samples 1..100 us: the 95th percentile is 96.
+  LatencyQuantile r(0.95);
+  for (int i = 1; i <= 100; ++i) r.Add(microseconds(i));
+  EXPECT_EQ(r.Get(), microseconds(96));
+  // Only the last kSamples count: older, slower samples are forgotten.
+  LatencyQuantile s(0.95);
+  for (size_t i = 0; i < LatencyQuantile::kSamples; ++i) {
+    s.Add(microseconds(1'000'000));
+  }
+  for (size_t i = 0; i < LatencyQuantile::kSamples; ++i) {
+    s.Add(microseconds(50));
+  }
+  EXPECT_EQ(s.Get(), microseconds(50));
+}
+
 }  // namespace
 }  // namespace tally::client::internal

@@ -22,6 +22,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   o.timeout = options.timeout;
   o.tls = {std::move(options.tls_ca), std::move(options.tls_cert),
            std::move(options.tls_key)};
+  o.token = std::move(options.token);
   o.retry_budget = options.retry_budget;
   o.throttle = options.throttle;
   o.breaker_failures = options.breaker_failures;

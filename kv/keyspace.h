@@ -41,6 +41,9 @@ namespace tally::kv {
 //   'n' revision n     WatchRecord: the n-th change of that revision
 //                      (watch/history.h, data groups)
 //   'p'                WatchHistoryState (watch/history.h)
+//   'x' kind name      auth records (auth/, metadata group): kind 'u' user
+//                      (AuthUser), 'r' role (AuthRole), 't' token id
+//                      (AuthToken), 's' AuthSettings (no name)
 // Ids are 8 bytes, big-endian, so that byte order is numeric order. A new
 // module takes a new letter here, and only here.
 enum class Space : char {
@@ -67,6 +70,7 @@ enum class Space : char {
   kCrdtCasRow = 'v',
   kWatchRecord = 'n',
   kWatchHistory = 'p',
+  kAuth = 'x',
 };
 
 // The keys of one group.

@@ -33,11 +33,12 @@ StateMachine::StateMachine(storage::Engine* engine, raft::host::GroupId group,
       crdt_schema_(engine, &keys_),
       crdt_members_(engine, &keys_),
       crdt_cas_rows_(engine, &keys_),
+      auth_(engine, &keys_),
       sessions_(&keys_),
       modules_{&sessions_,      &kv_,          &meta_,
                &leases_,        &locks_,       &idem_,
                &sagas_,         &crdt_schema_, &crdt_members_,
-               &crdt_cas_rows_, &watch_} {}
+               &crdt_cas_rows_, &watch_,       &auth_} {}
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
     storage::Engine* engine, raft::host::GroupId group, MonotonicClock clock) {

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kv/auth/auth.h"
 #include "kv/crdt_table/cas_rows.h"
 #include "kv/crdt_table/members.h"
 #include "kv/crdt_table/schema.h"
@@ -38,9 +39,9 @@ namespace tally::kv {
 // pass as one engine batch with the applied index it covers, and hands each
 // command to its module: KvStore (kvstore/, recording every change in
 // WatchHistory, watch/), Meta (meta/), Leases (lease/),
-// Locks (lock/), and Sessions (session/), which opens sessions and wraps any
-// other module's command that carries one. Writes are not synced (the raft log
-// is), except by Sync and Import.
+// Locks (lock/), AuthStore (auth/), and Sessions (session/), which opens
+// sessions and wraps any other module's command that carries one. Writes are
+// not synced (the raft log is), except by Sync and Import.
 //
 // Everything Apply does is a function of the entries alone: the same entries
 // give the same results and the same data whatever the batching, and across
@@ -110,6 +111,7 @@ class StateMachine final : public raft::host::StateMachine {
   const CrdtSchema& crdt_schema() const { return crdt_schema_; }
   const CrdtCasRows& crdt_cas_rows() const { return crdt_cas_rows_; }
   const CrdtMembers& crdt_members() const { return crdt_members_; }
+  const AuthStore& auth() const { return auth_; }
   // Lock `name`'s record (nullopt: never taken) and the applied index it
   // is from, read from one snapshot of the store.
   absl::StatusOr<std::pair<raft::Index, std::optional<kvpb::LockRecord>>>
@@ -170,6 +172,7 @@ class StateMachine final : public raft::host::StateMachine {
   CrdtSchema crdt_schema_;
   CrdtMembers crdt_members_;
   CrdtCasRows crdt_cas_rows_;
+  AuthStore auth_;
   Sessions sessions_;
   // Every module, in the order they are asked whether they handle a command.
   const std::vector<Module*> modules_;

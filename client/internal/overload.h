@@ -122,6 +122,30 @@ class CircuitBreaker {
 
 const char* BreakerStateName(CircuitBreaker::State s);
 
+// A quantile of the last kSamples latencies recorded: when to hedge a read
+// (send it to a second node) because the first has not answered.
+//
+// Thread safety: not thread-safe.
+class LatencyQuantile {
+ public:
+  static constexpr size_t kSamples = 256;
+  // Fewer samples than this: no estimate.
+  static constexpr size_t kLeastSamples = 20;
+
+  explicit LatencyQuantile(double q) : q_(q) {}
+  void Add(std::chrono::microseconds latency);
+  // The quantile of the samples, or zero while there are too few.
+  std::chrono::microseconds Get();
+
+ private:
+  const double q_;
+  std::array<int64_t, kSamples> samples_{};
+  size_t count_ = 0;  // recorded, ever
+  // Recomputed every kSamples / 8 samples.
+  int64_t cached_ = 0;
+  size_t cached_at_ = 0;
+};
+
 }  // namespace tally::client::internal
 
 #endif  // TALLY_CLIENT_INTERNAL_OVERLOAD_H_

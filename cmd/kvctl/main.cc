@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/client.h"
+#include "cmd/kvctl/auth_commands.h"
 #include "cmd/kvctl/crdt_commands.h"
 #include "cmd/kvctl/idem_commands.h"
 #include "cmd/kvctl/lock_commands.h"
@@ -133,6 +134,11 @@ int main(int argc, char** argv) {
       ->envname("KVCTL_TLS_CERT");
   app.add_option("--tls-key", tls.key, "PEM private key of --tls-cert")
       ->envname("KVCTL_TLS_KEY");
+  std::string token;
+  app.add_option("--token", token,
+                 "a token from `kvctl auth token issue`, for a cluster with "
+                 "auth enabled")
+      ->envname("KVCTL_TOKEN");
 
   std::string key, value, end, expected, target;
   uint32_t limit = 0;
@@ -195,8 +201,10 @@ int main(int argc, char** argv) {
   endpoint->require_subcommand(1);
   auto* ep_status = endpoint->add_subcommand(
       "status",
-      "node, cluster id, groups it holds and leads, learner groups, and the "
-      "most entries it has committed but not applied in a group");
+      "node, cluster id, groups it holds and leads, learner groups, the "
+      "most entries it has committed but not applied in a group, and client "
+      "calls in flight and refused as overload since it started (-o json: "
+      "per class)");
   auto* ep_health = endpoint->add_subcommand(
       "health", "gRPC health check: SERVING, or why not");
   auto* member = app.add_subcommand("member", "membership changes");
@@ -228,6 +236,7 @@ int main(int argc, char** argv) {
   tally::kvctl::CrdtCommands crdts(app);
   tally::kvctl::WatchCommands watches(app);
   tally::kvctl::SnapshotCommands snapshots(app);
+  tally::kvctl::AuthCommands auth(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -240,6 +249,7 @@ int main(int argc, char** argv) {
   opts.endpoints = absl::StrSplit(endpoints_flag, ',', absl::SkipEmpty());
   opts.timeout = std::chrono::milliseconds(timeout_ms);
   opts.tls = tls;
+  opts.token = token;
   auto client = Client::Connect(opts);
   if (!client.ok()) return Fail(client.status());
   Client& c = **client;
@@ -254,6 +264,7 @@ int main(int argc, char** argv) {
   if (std::optional<int> rc = crdts.Run(c, out)) return *rc;
   if (std::optional<int> rc = watches.Run(c, out)) return *rc;
   if (std::optional<int> rc = snapshots.Run(c, out)) return *rc;
+  if (std::optional<int> rc = auth.Run(c, out)) return *rc;
   const bool json = out.json();
   if (*put) {
     if (put_value->count() == 0) {
@@ -441,13 +452,14 @@ int main(int argc, char** argv) {
     int rc = 0;
     EndpointResults all;
     Table t({"ENDPOINT", "NODE", "CLUSTER", "GROUPS", "LEADER OF", "LEARNER IN",
-             "MAX APPLY LAG", "ERROR"});
+             "MAX APPLY LAG", "IN FLIGHT", "REFUSED", "ERROR"});
     for (const std::string& ep : c.endpoints()) {
       absl::StatusOr<tally::rpc::StatusResponse> r = c.Status(ep);
       if (!r.ok()) {
         rc = tally::kvctl::kExitUnavailable;
         all.Add(ep, nlohmann::json::object(), r.status());
-        t.Add({ep, "-", "-", "-", "-", "-", "-", r.status().ToString()});
+        t.Add({ep, "-", "-", "-", "-", "-", "-", "-", "-",
+               r.status().ToString()});
         continue;
       }
       int leading = 0, learning = 0;
@@ -459,15 +471,26 @@ int main(int argc, char** argv) {
           lag = std::max(lag, g.commit_index() - g.applied_index());
         }
       }
+      // Client calls in progress, and refused since the node started
+      // (overloaded, too late, or past their deadline), over every class.
+      uint64_t in_flight = 0, refused = 0;
+      nlohmann::json admission = nlohmann::json::array();
+      for (const tally::rpc::AdmissionClass& a : r->admission()) {
+        in_flight += a.in_flight();
+        refused += a.shed() + a.late() + a.expired();
+        admission.push_back(ToJson(a));
+      }
       all.Add(ep, {{"node", JsonInt(r->node())},
                    {"cluster_id", r->cluster_id()},
                    {"groups", r->groups_size()},
                    {"leader_of", leading},
                    {"learner_in", learning},
-                   {"max_apply_lag", JsonInt(lag)}});
+                   {"max_apply_lag", JsonInt(lag)},
+                   {"admission", std::move(admission)}});
       t.Add({ep, absl::StrCat("n", r->node()), r->cluster_id(),
              absl::StrCat(r->groups_size()), absl::StrCat(leading),
-             absl::StrCat(learning), absl::StrCat(lag), ""});
+             absl::StrCat(learning), absl::StrCat(lag), absl::StrCat(in_flight),
+             absl::StrCat(refused), ""});
     }
     if (json) {
       out.Print(all.json());

@@ -66,6 +66,18 @@ class ClusterService final : public rpc::Cluster::Service {
         s->set_revision(sm->revision());
       }
     }
+    for (size_t i = 0; i < kPriorities; ++i) {
+      const Admission::ClassStats c = node_->admission->Stats(Priority(i));
+      rpc::AdmissionClass* a = resp->add_admission();
+      a->set_name(PriorityName(Priority(i)));
+      a->set_limit(c.limit);
+      a->set_most(c.most);
+      a->set_in_flight(c.in_flight);
+      a->set_admitted(c.admitted);
+      a->set_shed(c.shed);
+      a->set_late(c.late);
+      a->set_expired(c.expired);
+    }
     return grpc::Status::OK;
   }
 
@@ -84,6 +96,7 @@ class ClusterService final : public rpc::Cluster::Service {
 
   grpc::Status Backup(grpc::ServerContext* ctx, const rpc::BackupRequest* req,
                       grpc::ServerWriter<rpc::BackupChunk>* writer) override {
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) return st;
     std::optional<rpc::RangeDescriptor> range;
     for (const auto& r : DataRanges()) {
       if (r.group() == req->group()) range = r;
@@ -132,6 +145,7 @@ class ClusterService final : public rpc::Cluster::Service {
   grpc::Status AddLearner(grpc::ServerContext* ctx,
                           const rpc::AddLearnerRequest* req,
                           rpc::MembershipResponse* resp) override {
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) return st;
     const rpc::Member& m = req->member();
     if (m.id() == 0 || m.peer_address().empty()) {
       return Invalid("a new member needs an id (n<number>) and a peer address");
@@ -147,7 +161,7 @@ class ClusterService final : public rpc::Cluster::Service {
     }
     if (req->group() == 0) {
       return Everywhere(
-          *req, /*meta_last=*/false,
+          *ctx, *req, /*meta_last=*/false,
           [](rpc::Cluster::Stub& stub, grpc::ClientContext* c,
              const rpc::AddLearnerRequest& r, rpc::MembershipResponse* out) {
             return stub.AddLearner(c, r, out);
@@ -182,10 +196,11 @@ class ClusterService final : public rpc::Cluster::Service {
 
   grpc::Status Promote(grpc::ServerContext* ctx, const rpc::PromoteRequest* req,
                        rpc::MembershipResponse* resp) override {
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) return st;
     if (req->group() == 0) {
       if (req->id() == 0) return Invalid("member id must not be 0");
       return Everywhere(
-          *req, /*meta_last=*/false,
+          *ctx, *req, /*meta_last=*/false,
           [](rpc::Cluster::Stub& stub, grpc::ClientContext* c,
              const rpc::PromoteRequest& r,
              rpc::MembershipResponse* out) { return stub.Promote(c, r, out); },
@@ -198,6 +213,7 @@ class ClusterService final : public rpc::Cluster::Service {
   grpc::Status RemoveMember(grpc::ServerContext* ctx,
                             const rpc::RemoveMemberRequest* req,
                             rpc::MembershipResponse* resp) override {
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) return st;
     if (req->group() == 0) {
       if (req->id() == 0) return Invalid("member id must not be 0");
       // First, what the member acknowledged of CRDT tables (no raft
@@ -219,7 +235,7 @@ class ClusterService final : public rpc::Cluster::Service {
       // The metadata group last: the member's addresses stay known until
       // every data group has let it go.
       return Everywhere(
-          all, /*meta_last=*/true,
+          *ctx, all, /*meta_last=*/true,
           [](rpc::Cluster::Stub& stub, grpc::ClientContext* c,
              const rpc::RemoveMemberRequest& r, rpc::MembershipResponse* out) {
             return stub.RemoveMember(c, r, out);
@@ -253,6 +269,7 @@ class ClusterService final : public rpc::Cluster::Service {
   grpc::Status TransferLeader(grpc::ServerContext* ctx,
                               const rpc::TransferLeaderRequest* req,
                               rpc::TransferLeaderResponse* resp) override {
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) return st;
     std::vector<uint64_t> groups;
     for (const raft::host::GroupInfo& g : node_->host->Groups()) {
       if ((req->group() == 0 || g.group == req->group()) &&
@@ -334,7 +351,8 @@ class ClusterService final : public rpc::Cluster::Service {
   // passes. The caller's deadline does not stop it, so a caller that goes
   // away does not leave groups with different members.
   template <typename Req, typename Rpc>
-  grpc::Status Everywhere(const Req& req, bool meta_last, Rpc rpc,
+  grpc::Status Everywhere(const grpc::ServerContext& from, const Req& req,
+                          bool meta_last, Rpc rpc,
                           rpc::MembershipResponse* resp) {
     std::vector<uint64_t> groups = {kMetaGroup};
     for (const auto& r : DataRanges()) groups.push_back(r.group());
@@ -348,6 +366,7 @@ class ClusterService final : public rpc::Cluster::Service {
         rpc::MembershipResponse out;
         grpc::ClientContext c;
         c.set_deadline(std::min(deadline, Clock::now() + kMembershipAttempt));
+        ForwardCredentials(from, &c);
         auto stub = rpc::Cluster::NewStub(
             grpc::CreateChannel(target, node_->peer_credentials));
         grpc::Status st = rpc(*stub, &c, one, &out);

@@ -150,6 +150,8 @@ bool HasCasColumns(const kvpb::CrdtTable& t) {
   return false;
 }
 
+constexpr auto kTable = kvpb::AuthPermission::TABLE;
+
 class CrdtService final : public rpc::Crdt::CallbackService {
  public:
   explicit CrdtService(Node* node) : node_(node), calls_(node) {}
@@ -159,6 +161,9 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                         rpc::CrdtTableResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtTableResponse>(ctx, resp, &node_->rpcs,
                                                     "CrdtCreateTable");
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     kvpb::Command cmd;
     cmd.mutable_crdt_table_create()->set_name(req->name());
     *cmd.mutable_crdt_table_create()->mutable_columns() = ToKv(req->columns());
@@ -175,6 +180,9 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                        rpc::CrdtTableResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtTableResponse>(ctx, resp, &node_->rpcs,
                                                     "CrdtAlterTable");
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     kvpb::Command cmd;
     cmd.mutable_crdt_table_alter()->set_name(req->name());
     *cmd.mutable_crdt_table_alter()->mutable_add_columns() =
@@ -192,6 +200,9 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                       rpc::CrdtTableResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtTableResponse>(ctx, resp, &node_->rpcs,
                                                     "CrdtDropTable");
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     if (absl::Status s = CrdtSchema::CheckName("table", req->name()); !s.ok()) {
       return Calls::Finish(reply, Check(s));
     }
@@ -205,6 +216,9 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                    rpc::CrdtTablesResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtTablesResponse>(ctx, resp, &node_->rpcs,
                                                      "CrdtTables");
+    if (grpc::Status st = node_->auth.Known(*ctx); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     StateMachine* meta = node_->Machine(kMetaGroup);
     if (meta == nullptr) {
       return Calls::Finish(
@@ -224,6 +238,11 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                    rpc::CrdtUpdateResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtUpdateResponse>(ctx, resp, &node_->rpcs,
                                                      "CrdtUpdate");
+    if (grpc::Status st =
+            node_->auth.Check(*ctx, ToWrite(kTable, req->table()));
+        !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     TableCache tables;
     std::vector<Pending> updates;
     updates.push_back(Prepare(*req, &tables));
@@ -250,6 +269,13 @@ class CrdtService final : public rpc::Crdt::CallbackService {
       return Calls::Finish(
           reply, Calls::Invalid(absl::StrCat("a batch holds 1 to ",
                                              kMaxBatchUpdates, " updates")));
+    }
+    std::vector<AuthNeed> needs;
+    for (const rpc::CrdtUpdateRequest& u : req->updates()) {
+      needs.push_back(ToWrite(kTable, u.table()));
+    }
+    if (grpc::Status st = node_->auth.Check(*ctx, needs); !st.ok()) {
+      return Calls::Finish(reply, st);
     }
     TableCache tables;
     std::vector<Pending> updates;
@@ -278,6 +304,9 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                    rpc::CrdtRetireResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtRetireResponse>(ctx, resp, &node_->rpcs,
                                                      "CrdtRetire");
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     if (req->node() == 0) {
       return Calls::Finish(reply, Calls::Invalid("name the node to retire"));
     }
@@ -297,6 +326,10 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                 rpc::CrdtGetResponse* resp) override {
     auto* reply =
         new Reply<rpc::CrdtGetResponse>(ctx, resp, &node_->rpcs, "CrdtGet");
+    if (grpc::Status st = node_->auth.Check(*ctx, ToRead(kTable, req->table()));
+        !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     CrdtReplication* crdt = node_->crdt.get();
     const auto deadline =
         std::min(ctx->deadline(), Calls::Clock::now() + Calls::kDefaultTimeout);
@@ -333,6 +366,11 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                 rpc::CrdtCasResponse* resp) override {
     auto* reply =
         new Reply<rpc::CrdtCasResponse>(ctx, resp, &node_->rpcs, "CrdtCas");
+    if (grpc::Status st =
+            node_->auth.Check(*ctx, ToWrite(kTable, req->table()));
+        !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     absl::StatusOr<kvpb::CrdtTable> t = node_->crdt->Table(req->table());
     if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
     kvpb::Command cmd;
@@ -368,6 +406,10 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                    rpc::CrdtCasGetResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtCasGetResponse>(ctx, resp, &node_->rpcs,
                                                      "CrdtCasGet");
+    if (grpc::Status st = node_->auth.Check(*ctx, ToRead(kTable, req->table()));
+        !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     absl::StatusOr<kvpb::CrdtTable> t = node_->crdt->Table(req->table());
     if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
     if (req->row().empty() || req->row().size() > kMaxCrdtRowBytes) {
@@ -398,6 +440,9 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                                    rpc::CrdtStatusResponse* resp) override {
     auto* reply = new Reply<rpc::CrdtStatusResponse>(ctx, resp, &node_->rpcs,
                                                      "CrdtStatus");
+    if (grpc::Status st = node_->auth.Known(*ctx); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     *resp = node_->crdt->Status();
     return Calls::Finish(reply, grpc::Status::OK);
   }

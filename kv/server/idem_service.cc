@@ -82,6 +82,7 @@ class IdemService final : public rpc::Idempotency::CallbackService {
                                        " ms is outside 0 to ",
                                        kMaxIdemRetentionMs, " ms (30 days)"));
     }
+    if (st.ok()) st = Allowed(*ctx, req->scope(), req->key(), /*write=*/true);
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     kvpb::IdemBegin* b = cmd.mutable_idem_begin();
@@ -126,9 +127,17 @@ class IdemService final : public rpc::Idempotency::CallbackService {
     auto* reply = new Reply<rpc::IdemFinishResponse>(ctx, resp, &node_->rpcs,
                                                      "IdemComplete");
     kvpb::IdemFinish effects;
-    if (grpc::Status st = Effects(*req, &effects); !st.ok()) {
-      return Calls::Finish(reply, st);
+    grpc::Status st = Effects(*req, &effects);
+    if (st.ok()) {
+      std::vector<AuthNeed> needs;
+      for (const rpc::TxnOp& op : req->effects()) {
+        needs.push_back(
+            ToWrite(kvpb::AuthPermission::KEY,
+                    op.has_put() ? op.put().key() : op.delete_().key()));
+      }
+      st = node_->auth.Check(*ctx, needs);
     }
+    if (!st.ok()) return Calls::Finish(reply, st);
     return Finish(reply, req->scope(), req->key(), req->token(),
                   kvpb::IdemFinish::COMPLETED, req->response(),
                   std::move(effects));
@@ -154,6 +163,7 @@ class IdemService final : public rpc::Idempotency::CallbackService {
     if (st.ok()) st = CheckToken(req->token());
     const int64_t ttl = ClaimTtl(req->claim_ttl_ms());
     if (st.ok()) st = CheckClaimTtl(ttl);
+    if (st.ok()) st = Allowed(*ctx, req->scope(), req->key(), /*write=*/true);
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     kvpb::IdemRenew* r = cmd.mutable_idem_renew();
@@ -175,9 +185,9 @@ class IdemService final : public rpc::Idempotency::CallbackService {
                                 rpc::IdemGetResponse* resp) override {
     auto* reply =
         new Reply<rpc::IdemGetResponse>(ctx, resp, &node_->rpcs, "IdemGet");
-    if (grpc::Status st = CheckName(req->scope(), req->key()); !st.ok()) {
-      return Calls::Finish(reply, st);
-    }
+    grpc::Status st = CheckName(req->scope(), req->key());
+    if (st.ok()) st = Allowed(*ctx, req->scope(), req->key(), /*write=*/false);
+    if (!st.ok()) return Calls::Finish(reply, st);
     const uint64_t group = Group(req->scope(), req->key());
     const rpc::ReadMode mode = req->read_mode();
     calls_.Read(reply, group, mode, /*scan=*/false,
@@ -214,6 +224,9 @@ class IdemService final : public rpc::Idempotency::CallbackService {
           absl::StrCat("no shard has group ", req->group(),
                        "; the Ranges call names the shards' groups"));
     }
+    if (st.ok()) {
+      st = Allowed(*ctx, req->scope(), req->key_prefix(), /*write=*/false);
+    }
     if (!st.ok()) return Calls::Finish(reply, st);
     const uint32_t limit = req->limit() == 0 || req->limit() > kMaxListLimit
                                ? kMaxListLimit
@@ -248,9 +261,9 @@ class IdemService final : public rpc::Idempotency::CallbackService {
                                   rpc::IdemPurgeResponse* resp) override {
     auto* reply =
         new Reply<rpc::IdemPurgeResponse>(ctx, resp, &node_->rpcs, "IdemPurge");
-    if (grpc::Status st = CheckName(req->scope(), req->key()); !st.ok()) {
-      return Calls::Finish(reply, st);
-    }
+    grpc::Status st = CheckName(req->scope(), req->key());
+    if (st.ok()) st = Allowed(*ctx, req->scope(), req->key(), /*write=*/true);
+    if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     kvpb::IdemRef* ref = cmd.mutable_idem_reap()->add_refs();
     ref->set_scope(req->scope());
@@ -276,6 +289,15 @@ class IdemService final : public rpc::Idempotency::CallbackService {
                                        min,
                                        " ms (twice the election timeout) to ",
                                        kMaxClaimTtlMs, " ms (one day)"));
+  }
+
+  // Records are named "scope/key" for permissions.
+  grpc::Status Allowed(const grpc::ServerContextBase& ctx,
+                       const std::string& scope, const std::string& key,
+                       bool write) const {
+    return node_->auth.Check(
+        ctx, AuthNeed{kvpb::AuthPermission::IDEMPOTENCY,
+                      absl::StrCat(scope, "/", key), "", write});
   }
 
   uint64_t Group(const std::string& scope, const std::string& key) const {
@@ -336,6 +358,9 @@ class IdemService final : public rpc::Idempotency::CallbackService {
       st = Calls::Invalid(absl::StrCat("response of ", response.size(),
                                        " bytes exceeds the ",
                                        kMaxIdemResponseBytes, "-byte limit"));
+    }
+    if (st.ok()) {
+      st = Allowed(*reply->shared()->ctx, scope, key, /*write=*/true);
     }
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;

@@ -13,6 +13,7 @@ namespace tally::kv::server {
 namespace {
 
 constexpr uint32_t kMaxRangeLimit = 10000;
+constexpr auto kKey = kvpb::AuthPermission::KEY;
 
 class KvService final : public rpc::KV::CallbackService {
  public:
@@ -23,6 +24,10 @@ class KvService final : public rpc::KV::CallbackService {
                                 rpc::GetResponse* resp) override {
     auto* reply = new Reply<rpc::GetResponse>(ctx, resp, &node_->rpcs, "Get");
     if (grpc::Status st = CheckKey(req->key()); !st.ok()) {
+      return Finish(reply, st);
+    }
+    if (grpc::Status st = node_->auth.Check(*ctx, ToRead(kKey, req->key()));
+        !st.ok()) {
       return Finish(reply, st);
     }
     const uint64_t group = node_->RangeFor(req->key()).group();
@@ -58,6 +63,12 @@ class KvService final : public rpc::KV::CallbackService {
     if (!shard.end().empty() && (end.empty() || end > shard.end())) {
       end = shard.end();
       clamped = true;
+    }
+    if (grpc::Status st = node_->auth.Check(
+            *ctx,
+            ToRead(kKey, req->start(), end.empty() ? AuthNoBound() : end));
+        !st.ok()) {
+      return Finish(reply, st);
     }
     const uint32_t limit = req->limit() == 0 || req->limit() > kMaxRangeLimit
                                ? kMaxRangeLimit
@@ -95,6 +106,7 @@ class KvService final : public rpc::KV::CallbackService {
     auto* reply = new Reply<rpc::PutResponse>(ctx, resp, &node_->rpcs, "Put");
     grpc::Status st = CheckKey(req->key());
     if (st.ok()) st = CheckValue(req->value());
+    if (st.ok()) st = node_->auth.Check(*ctx, ToWrite(kKey, req->key()));
     if (st.ok()) st = CheckLease(req->lease());
     if (!st.ok()) return Finish(reply, st);
     kvpb::Command cmd;
@@ -123,6 +135,11 @@ class KvService final : public rpc::KV::CallbackService {
     } else if (!unbounded && end <= req->key()) {
       return Finish(reply, Invalid("range end must be empty (the key alone), "
                                    "\"\\0\" (no bound) or after the key"));
+    }
+    if (grpc::Status st =
+            node_->auth.Check(*ctx, ToWrite(kKey, req->key(), end));
+        !st.ok()) {
+      return Finish(reply, st);
     }
     kvpb::Command cmd;
     *cmd.mutable_delete_() = ToKv(*req);
@@ -166,6 +183,9 @@ class KvService final : public rpc::KV::CallbackService {
                                "no shard has group ", req->group(),
                                "; the Ranges call names the shards' groups")));
     }
+    if (grpc::Status st = node_->auth.Known(*ctx); !st.ok()) {
+      return Finish(reply, st);
+    }
     kvpb::Command cmd;
     cmd.mutable_open_session()->set_ttl_ms(node_->options.session_ttl_ms);
     calls_.Write(reply, req->group(), std::move(cmd),
@@ -183,11 +203,16 @@ class KvService final : public rpc::KV::CallbackService {
       return Finish(reply, st);
     }
     std::vector<const std::string*> keys;
-    for (const auto& c : req->compare()) keys.push_back(&c.key());
+    std::vector<AuthNeed> needs;
+    for (const auto& c : req->compare()) {
+      keys.push_back(&c.key());
+      needs.push_back(ToRead(kKey, c.key()));
+    }
     for (const auto* ops : {&req->success(), &req->failure()}) {
       for (const rpc::TxnOp& op : *ops) {
         if (op.has_put()) {
           keys.push_back(&op.put().key());
+          needs.push_back(ToWrite(kKey, op.put().key()));
           grpc::Status st = CheckValue(op.put().value());
           if (st.ok()) st = CheckLease(op.put().lease());
           if (!st.ok()) return Finish(reply, st);
@@ -197,8 +222,10 @@ class KvService final : public rpc::KV::CallbackService {
                                          "(range_end must be empty)"));
           }
           keys.push_back(&op.delete_().key());
+          needs.push_back(ToWrite(kKey, op.delete_().key()));
         } else if (op.has_get()) {
           keys.push_back(&op.get().key());
+          needs.push_back(ToRead(kKey, op.get().key()));
         } else {
           return Finish(
               reply,
@@ -207,6 +234,9 @@ class KvService final : public rpc::KV::CallbackService {
       }
     }
     if (keys.empty()) return Finish(reply, Invalid("empty transaction"));
+    if (grpc::Status st = node_->auth.Check(*ctx, needs); !st.ok()) {
+      return Finish(reply, st);
+    }
     const uint64_t group = node_->RangeFor(*keys[0]).group();
     for (const std::string* k : keys) {
       if (grpc::Status st = CheckKey(*k); !st.ok()) return Finish(reply, st);

@@ -240,6 +240,9 @@ class LeaseService final : public rpc::Leases::CallbackService {
                                   rpc::LeaseGrantResponse* resp) override {
     auto* reply = new Reply<rpc::LeaseGrantResponse>(ctx, resp, &node_->rpcs,
                                                      "LeaseGrant");
+    if (grpc::Status st = Allowed(*ctx, /*write=*/true); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     const int64_t min = MinTtlMs(node_->options);
     if (req->ttl_ms() < min) {
       return Calls::Finish(
@@ -269,6 +272,10 @@ class LeaseService final : public rpc::Leases::CallbackService {
   grpc::ServerBidiReactor<rpc::LeaseKeepAliveRequest,
                           rpc::LeaseKeepAliveResponse>*
   KeepAlive(grpc::CallbackServerContext* ctx) override {
+    if (grpc::Status st = Allowed(*ctx, /*write=*/true); !st.ok()) {
+      return RefusedBidiStream<rpc::LeaseKeepAliveRequest,
+                               rpc::LeaseKeepAliveResponse>(st);
+    }
     return new class KeepAlive(ctx, node_, &renewals_);
   }
 
@@ -279,6 +286,9 @@ class LeaseService final : public rpc::Leases::CallbackService {
                                                       "LeaseRevoke");
     if (req->id() == 0) {
       return Calls::Finish(reply, Calls::Invalid("lease id must be set"));
+    }
+    if (grpc::Status st = Allowed(*ctx, /*write=*/true); !st.ok()) {
+      return Calls::Finish(reply, st);
     }
     kvpb::Command cmd;
     cmd.mutable_lease_revoke()->set_id(req->id());
@@ -296,6 +306,9 @@ class LeaseService final : public rpc::Leases::CallbackService {
         ctx, resp, &node_->rpcs, "LeaseTimeToLive");
     if (req->id() == 0) {
       return Calls::Finish(reply, Calls::Invalid("lease id must be set"));
+    }
+    if (grpc::Status st = Allowed(*ctx, /*write=*/false); !st.ok()) {
+      return Calls::Finish(reply, st);
     }
     calls_.Read(reply, kMetaGroup, rpc::LINEARIZABLE, /*scan=*/false,
                 [this, id = req->id()](raft::Index index,
@@ -320,6 +333,9 @@ class LeaseService final : public rpc::Leases::CallbackService {
                                  rpc::LeaseListResponse* resp) override {
     auto* reply =
         new Reply<rpc::LeaseListResponse>(ctx, resp, &node_->rpcs, "LeaseList");
+    if (grpc::Status st = Allowed(*ctx, /*write=*/false); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     calls_.Read(reply, kMetaGroup, rpc::LINEARIZABLE, /*scan=*/true,
                 [this](raft::Index index, rpc::LeaseListResponse* out) {
                   const StateMachine* sm = node_->Machine(kMetaGroup);
@@ -339,6 +355,11 @@ class LeaseService final : public rpc::Leases::CallbackService {
   }
 
  private:
+  // Leases have no names: one permission covers them all.
+  grpc::Status Allowed(const grpc::ServerContextBase& ctx, bool write) const {
+    AuthNeed need{kvpb::AuthPermission::LEASE, "", "", write};
+    return node_->auth.Check(ctx, need);
+  }
   static void Fill(uint64_t id, const kvpb::LeaseRecord& rec, int64_t now,
                    rpc::LeaseTimeToLiveResponse* out) {
     out->set_id(id);

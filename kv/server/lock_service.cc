@@ -145,6 +145,8 @@ class Observer final : public grpc::ServerWriteReactor<rpc::ObserveResponse> {
   std::optional<grpc::Status> stop_ ABSL_GUARDED_BY(mu_);
 };
 
+constexpr auto kLock = kvpb::AuthPermission::LOCK;
+
 class LockService final : public rpc::Locks::CallbackService {
  public:
   explicit LockService(Node* node) : node_(node) {}
@@ -166,6 +168,7 @@ class LockService final : public rpc::Locks::CallbackService {
       st = Calls::Invalid("wait_ms must not be negative");
     }
     if (st.ok()) st = CheckLockValue(req->value());
+    if (st.ok()) st = node_->auth.Check(*ctx, ToWrite(kLock, req->name()));
     if (!st.ok()) return Calls::Finish(reply, st);
     auto s = reply->shared();
     kvpb::Command cmd;
@@ -250,6 +253,7 @@ class LockService final : public rpc::Locks::CallbackService {
     if (st.ok() && req->token() == 0) {
       st = Calls::Invalid("token must be set: the token of the grant");
     }
+    if (st.ok()) st = node_->auth.Check(*ctx, ToWrite(kLock, req->name()));
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     cmd.mutable_lock_release()->set_name(req->name());
@@ -271,6 +275,7 @@ class LockService final : public rpc::Locks::CallbackService {
       st = Calls::Invalid("token must be set: the token of the grant");
     }
     if (st.ok()) st = CheckLockValue(req->value());
+    if (st.ok()) st = node_->auth.Check(*ctx, ToWrite(kLock, req->name()));
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     kvpb::LockProclaim* p = cmd.mutable_lock_proclaim();
@@ -287,10 +292,9 @@ class LockService final : public rpc::Locks::CallbackService {
   grpc::ServerWriteReactor<rpc::ObserveResponse>* Observe(
       grpc::CallbackServerContext* ctx,
       const rpc::ObserveRequest* req) override {
-    (void)ctx;
-    if (grpc::Status st = CheckLockName(req->name()); !st.ok()) {
-      return RefusedStream<rpc::ObserveResponse>(st);
-    }
+    grpc::Status st = CheckLockName(req->name());
+    if (st.ok()) st = node_->auth.Check(*ctx, ToRead(kLock, req->name()));
+    if (!st.ok()) return RefusedStream<rpc::ObserveResponse>(st);
     return new Observer(node_, req->name());
   }
 
@@ -299,9 +303,9 @@ class LockService final : public rpc::Locks::CallbackService {
                                     rpc::InspectResponse* resp) override {
     auto* reply =
         new Reply<rpc::InspectResponse>(ctx, resp, &node_->rpcs, "LockInspect");
-    if (grpc::Status st = CheckLockName(req->name()); !st.ok()) {
-      return Calls::Finish(reply, st);
-    }
+    grpc::Status st = CheckLockName(req->name());
+    if (st.ok()) st = node_->auth.Check(*ctx, ToRead(kLock, req->name()));
+    if (!st.ok()) return Calls::Finish(reply, st);
     calls_.Read(reply, kMetaGroup, rpc::LINEARIZABLE, /*scan=*/false,
                 [this, name = req->name()](raft::Index index,
                                            rpc::InspectResponse* out) {
@@ -340,6 +344,14 @@ class LockService final : public rpc::Locks::CallbackService {
     grpc::Status st = grpc::Status::OK;
     if (req->prefix().empty()) st = Calls::Invalid("prefix must not be empty");
     if (st.ok() && !req->lock().empty()) st = CheckLockName(req->lock());
+    if (st.ok()) {
+      // Every key under the prefix (a name that starts with it), and the
+      // lock that will fence them.
+      std::vector<AuthNeed> needs = {
+          ToWrite(kvpb::AuthPermission::KEY, req->prefix())};
+      if (!req->lock().empty()) needs.push_back(ToWrite(kLock, req->lock()));
+      st = node_->auth.Check(*ctx, needs);
+    }
     if (!st.ok()) return Calls::Finish(reply, st);
     // Every shard whose range meets [prefix, end of prefix) (and is the one
     // asked for).

@@ -100,6 +100,8 @@ rpc::SagaRecord RecordToApi(const std::string& id, const kvpb::SagaRecord& r,
   return out;
 }
 
+constexpr auto kSaga = kvpb::AuthPermission::SAGA;
+
 class SagaService final : public rpc::Sagas::CallbackService {
  public:
   explicit SagaService(Node* node) : node_(node) {}
@@ -143,6 +145,7 @@ class SagaService final : public rpc::Sagas::CallbackService {
       st = Calls::Invalid(
           "deadline_ms must be 0 or more and retention_ms 0 to 30 days");
     }
+    if (st.ok()) st = node_->auth.Check(*ctx, ToWrite(kSaga, req->id()));
     if (!st.ok()) return Calls::Finish(reply, st);
     cmd.set_request_fingerprint(Fingerprint(*c));
     *cmd.mutable_session() = ToKv(req->session());
@@ -174,6 +177,7 @@ class SagaService final : public rpc::Sagas::CallbackService {
       st = Calls::Invalid(absl::StrCat("a step's output and error are at most ",
                                        kMaxSagaOutputBytes, " bytes each"));
     }
+    if (st.ok()) st = node_->auth.Check(*ctx, ToWrite(kSaga, req->id()));
     if (!st.ok()) return Calls::Finish(reply, st);
     kvpb::Command cmd;
     kvpb::SagaTransition* t = cmd.mutable_saga_transition();
@@ -204,9 +208,9 @@ class SagaService final : public rpc::Sagas::CallbackService {
                                 rpc::SagaGetResponse* resp) override {
     auto* reply =
         new Reply<rpc::SagaGetResponse>(ctx, resp, &node_->rpcs, "SagaGet");
-    if (grpc::Status st = Check(Sagas::CheckId(req->id())); !st.ok()) {
-      return Calls::Finish(reply, st);
-    }
+    grpc::Status st = Check(Sagas::CheckId(req->id()));
+    if (st.ok()) st = node_->auth.Check(*ctx, ToRead(kSaga, req->id()));
+    if (!st.ok()) return Calls::Finish(reply, st);
     const uint64_t group = Group(req->id());
     const rpc::ReadMode mode = req->read_mode();
     calls_.Read(reply, group, mode, /*scan=*/false,
@@ -240,6 +244,12 @@ class SagaService final : public rpc::Sagas::CallbackService {
                            Calls::Invalid(absl::StrCat(
                                "no shard has group ", req->group(),
                                "; the Ranges call names the shards' groups")));
+    }
+    // Every saga of the shard: a permission on all saga ids.
+    if (grpc::Status st =
+            node_->auth.Check(*ctx, ToRead(kSaga, "", AuthNoBound()));
+        !st.ok()) {
+      return Calls::Finish(reply, st);
     }
     const uint32_t limit = req->limit() == 0 || req->limit() > kMaxListLimit
                                ? kMaxListLimit

@@ -124,7 +124,7 @@ class ServerImpl final : public Server {
 
   Node node_;
   std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_, idem_, sagas_,
-      crdt_, watch_;
+      crdt_, watch_, auth_;
   // Clients' and peers' (the raft transport).
   std::unique_ptr<grpc::Server> grpc_, peer_grpc_;
   bool down_ = false;
@@ -330,6 +330,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   sagas_ = NewSagaService(&node_);
   crdt_ = NewCrdtService(&node_);
   watch_ = NewWatchService(&node_);
+  auth_ = NewAuthService(&node_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   // Clients and peers have servers of their own, for their keepalives
@@ -376,6 +377,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   clients.RegisterService(sagas_.get());
   clients.RegisterService(crdt_.get());
   clients.RegisterService(watch_.get());
+  clients.RegisterService(auth_.get());
   grpc_ = clients.BuildAndStart();
   grpc::ServerBuilder peers;
   listen(peers, o.peer_address,
@@ -395,6 +397,19 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
                !o.tls.enabled()    ? "plaintext (no TLS)"
                : o.tls_client_auth ? "TLS, client certificates required"
                                    : "TLS");
+  if (StateMachine* meta = node_.Machine(kMetaGroup)) {
+    absl::StatusOr<std::shared_ptr<const AuthView>> auth = meta->auth().view();
+    if (auth.ok() && !(*auth)->enabled) {
+      spdlog::warn(
+          "[n={}] auth disabled: every client may make every call (kvctl "
+          "auth enable turns it on)",
+          node_.id);
+    } else if (auth.ok()) {
+      spdlog::info("[n={}] auth enabled: {} users, {} roles, {} tokens",
+                   node_.id, (*auth)->users.size(), (*auth)->roles.size(),
+                   (*auth)->tokens.size());
+    }
+  }
   health_thread_ = std::thread([this] { WatchHealth(); });
   duties_thread_ = std::thread([this] { LeaderDuties(); });
   if (!o.http_address.empty()) {

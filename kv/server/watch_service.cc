@@ -324,6 +324,10 @@ class WatchService final : public rpc::Watch::CallbackService {
     if (st.ok() && req->start_revision() < 0) {
       st = Calls::Invalid("start_revision must not be negative");
     }
+    if (st.ok()) {
+      st = node_->auth.Check(*ctx, ToRead(kvpb::AuthPermission::KEY, req->key(),
+                                          req->range_end()));
+    }
     if (!st.ok()) {
       return RefusedStream<rpc::WatchResponse>(st);
     }
@@ -335,6 +339,9 @@ class WatchService final : public rpc::Watch::CallbackService {
                                     rpc::CompactResponse* resp) override {
     auto* reply =
         new Reply<rpc::CompactResponse>(ctx, resp, &node_->rpcs, "Compact");
+    if (grpc::Status st = node_->auth.Admin(*ctx); !st.ok()) {
+      return Calls::Finish(reply, st);
+    }
     absl::StatusOr<uint64_t> group = Group(req->group(), req->key());
     if (!group.ok()) {
       return Calls::Finish(reply, rpc::ToGrpc(group.status()));

@@ -129,15 +129,18 @@ set -e
 ok "bad input rejected with exit 2, missing key and failed compare exit 1"
 
 status=$(kvctl endpoint status) || fail "endpoint status with every node up"
-[ "$(head -1 <<<"$status" | tr -s ' ')" = "ENDPOINT NODE CLUSTER GROUPS LEADER OF LEARNER IN MAX APPLY LAG ERROR" ] ||
+[ "$(head -1 <<<"$status" | tr -s ' ')" = "ENDPOINT NODE CLUSTER GROUPS LEADER OF LEARNER IN MAX APPLY LAG IN FLIGHT REFUSED ERROR" ] ||
   fail "endpoint status header: $status"
 [ "$(grep -c '^127.0.0.1:' <<<"$status")" = 3 ] || fail "endpoint status rows: $status"
 # Aligned: every line has its NODE column at the same place.
 [ "$(awk '{print index($0, $2)}' <<<"$status" | sort -u | wc -l)" = 1 ] ||
   fail "endpoint status columns not aligned: $status"
 [ "$(kvctl -o json endpoint status | /usr/bin/python3 -c 'import json,sys; print(sorted(json.load(sys.stdin)["result"]["endpoints"][0]))')" = \
-  "['cluster_id', 'endpoint', 'groups', 'leader_of', 'learner_in', 'max_apply_lag', 'node']" ] ||
+  "['admission', 'cluster_id', 'endpoint', 'groups', 'leader_of', 'learner_in', 'max_apply_lag', 'node']" ] ||
   fail "endpoint status -o json: $(kvctl -o json endpoint status)"
+[ "$(kvctl -o json endpoint status | /usr/bin/python3 -c 'import json,sys; e = json.load(sys.stdin)["result"]["endpoints"][0]; print([(a["name"], int(a["admitted"]) >= 0) for a in e["admission"]])')" = \
+  "[('control', True), ('write', True), ('read', True), ('scan', True)]" ] ||
+  fail "endpoint status admission classes: $(kvctl -o json endpoint status)"
 kvctl endpoint health >/dev/null || fail "endpoint health with every node up"
 ok "endpoint status (an aligned table, or JSON) and endpoint health exit 0"
 

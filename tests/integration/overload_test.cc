@@ -1,6 +1,8 @@
 // Overload through real nodes: what a node refuses is not applied, what it
 // acknowledges is; a caller's deadline stops a call before it is sent.
 
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -87,6 +89,50 @@ TEST(OverloadTest, ACallPastItsCallersDeadlineIsNotSent) {
   auto got = client.Get("k");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->kv().value(), "1");
+}
+
+// The slowest of `n` serializable reads of `key`.
+std::chrono::milliseconds SlowestRead(client::Client& c, int n) {
+  std::chrono::milliseconds slowest{0};
+  for (int i = 0; i < n; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = c.Get("k", rpc::SERIALIZABLE);
+    EXPECT_TRUE(r.ok()) << r.status();
+    slowest =
+        std::max(slowest, std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - start));
+  }
+  return slowest;
+}
+
+TEST(OverloadTest, AHedgedReadCostsAPausedNodeItsDelayNotATimeout) {
+  testing::TestCluster cluster;
+  ASSERT_TRUE(cluster.Start());
+  std::chrono::milliseconds slowest[2];
+  client::CallStats stats[2];
+  for (bool hedge : {true, false}) {
+    // n1 first: the node serializable reads go to until it fails them.
+    client::ClientOptions o = cluster.ClientOptions();
+    o.hedge_reads = hedge;
+    auto c = client::Client::Connect(o);
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE((*c)->Put("k", "1").ok());
+    SlowestRead(**c, 100);  // what the reads take: the hedge's delay
+    cluster.Signal(1, SIGSTOP);
+    slowest[hedge] = SlowestRead(**c, 20);
+    cluster.Signal(1, SIGCONT);
+    stats[hedge] = (*c)->call_stats();
+  }
+  std::cout << "slowest serializable read with n1 paused: "
+            << slowest[true].count() << " ms hedged (" << stats[true].hedged
+            << " hedged, " << stats[true].hedges_won << " won), "
+            << slowest[false].count() << " ms not\n";
+  EXPECT_GE(stats[true].hedges_won, 1u);
+  EXPECT_LT(slowest[true].count(), 500);
+  EXPECT_EQ(stats[false].hedged, 0u);
+  // Unhedged, a read waits for the attempt's timeout before it goes
+  // elsewhere.
+  EXPECT_GE(slowest[false].count(), 1000);
 }
 
 }  // namespace

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -46,13 +48,31 @@ int TestCluster::Script(const std::string& cmd) const {
   return std::system(line.c_str());
 }
 
-bool TestCluster::Start() { return Script("start") == 0; }
+bool TestCluster::Start() {
+  if (Script("start") != 0) return false;
+  // The script is done once the cluster answers; a node it restarted may
+  // still be opening its stores. Wait until each one serves.
+  absl::StatusOr<std::unique_ptr<client::Client>> c =
+      client::Client::Connect(ClientOptions());
+  if (!c.ok()) return false;
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (const std::string& ep : (*c)->endpoints()) {
+    while (!(*c)->Health(ep).ok()) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return true;
+}
 
-void TestCluster::Kill(int id) {
+void TestCluster::Signal(int id, int signal) {
   std::ifstream in(absl::StrCat(dir_, "/n", id, ".pid"));
   pid_t pid = 0;
-  if (in >> pid && pid > 0) ::kill(pid, SIGKILL);
+  if (in >> pid && pid > 0) ::kill(pid, signal);
 }
+
+void TestCluster::Kill(int id) { Signal(id, SIGKILL); }
 
 int TestCluster::Leader(uint64_t group) {
   absl::StatusOr<std::unique_ptr<client::Client>> c =

@@ -20,10 +20,13 @@ class TestCluster {
   TestCluster(const TestCluster&) = delete;
   TestCluster& operator=(const TestCluster&) = delete;
 
-  // Starts (or restarts) every node that is down; false if no leader came up.
+  // Starts (or restarts) every node that is down; false if no leader came
+  // up or a node does not serve within 10 s.
   bool Start();
   // kill -9 of node "n<id>".
   void Kill(int id);
+  // Sends `signal` to node "n<id>" (SIGSTOP pauses it, SIGCONT resumes it).
+  void Signal(int id, int signal);
   // The node leading `group`, 0 if none is known.
   int Leader(uint64_t group);
   client::ClientOptions ClientOptions() const;

@@ -93,9 +93,9 @@ def envelope(line, command, headers=None):
     return doc
 
 
-def one(cluster, command, *args, rc=0, headers=None, stdin=None):
+def one(cluster, command, *args, rc=0, headers=None, stdin=None, env=None):
     """Runs `kvctl -o json COMMAND ARGS`; expects exit `rc` and one envelope."""
-    r = kvctl(cluster, "-o", "json", *command.split(), *args, stdin=stdin)
+    r = kvctl(cluster, "-o", "json", *command.split(), *args, stdin=stdin, env=env)
     assert r.rc == rc, r
     lines = r.out.splitlines()
     assert len(lines) == 1, r
@@ -405,6 +405,60 @@ def test_cluster_commands(cluster):
     doc = one(cluster, "leader transfer", "n2", headers=0)
     r = kvctl(cluster, "leader", "transfer", "n9")
     assert r.rc != 0, r
+
+
+def test_auth(cluster):
+    """Enables auth, works as root and as a user with one role, disables it."""
+    r = kvctl(cluster, "auth", "status")
+    assert r.rc == 0 and r.out == "auth disabled\n", r
+    r = kvctl(cluster, "auth", "enable")
+    assert r.rc == 0 and r.out.startswith("auth enabled. token "), r
+    root = r.out.splitlines()[-1]
+    assert root.startswith("tly-"), r
+    try:
+        r = kvctl(cluster, "get", "a")
+        assert r.rc == 4 and "UNAUTHENTICATED" in r.err and "--token" in r.err, r
+        as_root = {"KVCTL_TOKEN": root}
+        for cmd in (["user", "add", "alice"], ["role", "add", "app"],
+                    ["role", "grant", "app", "key", "app/", "readwrite"],
+                    ["role", "grant", "app", "lock", "", "read"],
+                    ["user", "grant-role", "alice", "app"]):
+            r = kvctl(cluster, *cmd, env=as_root)
+            assert r.rc == 0 and r.out == "OK\n", (cmd, r)
+        r = kvctl(cluster, "role", "grant", "app", "nothing", "x", env=as_root)
+        assert r.rc == 2, r
+        r = kvctl(cluster, "role", "list", env=as_root)
+        assert r.out.splitlines() == [
+            "ROLE  KIND  PREFIX  ACCESS",
+            "app   key   app/    readwrite",
+            "app   lock  (all)   read"], r
+        r = kvctl(cluster, "user", "list", env=as_root)
+        assert r.out.splitlines()[1:] == ["alice  app", "root   root"], r
+        doc = one(cluster, "auth token issue", "alice", "--ttl", "1h", env=as_root)
+        alice = doc["result"]["token"]
+        assert doc["result"]["token_info"]["user"] == "alice", doc
+        as_alice = {"KVCTL_TOKEN": alice}
+        assert kvctl(cluster, "put", "app/k", "v", env=as_alice).rc == 0
+        assert kvctl(cluster, "get", "--prefix", "app/", env=as_alice).out == "app/k\tv\n"
+        r = kvctl(cluster, "put", "b", "v", env=as_alice)
+        assert r.rc == 4 and "PERMISSION_DENIED" in r.err and "alice" in r.err, r
+        r = kvctl(cluster, "user", "add", "eve", env=as_alice)
+        assert r.rc == 4 and "PERMISSION_DENIED" in r.err, r
+        r = kvctl(cluster, "auth", "status", env=as_alice)
+        assert r.out == "auth enabled; you are alice\n", r
+        ids = [t["id"] for t in one(cluster, "auth token list", env=as_root)
+               ["result"]["tokens"] if t["user"] == "alice"]
+        assert len(ids) == 1, ids
+        assert kvctl(cluster, "auth", "token", "revoke", ids[0], env=as_root).rc == 0
+        deadline = time.time() + 1
+        while kvctl(cluster, "get", "app/k", env=as_alice).rc == 0:
+            assert time.time() < deadline, "revoked token still accepted"
+        r = kvctl(cluster, "get", "app/k", env=as_alice)
+        assert "UNAUTHENTICATED" in r.err and "revoked" in r.err, r
+    finally:
+        r = kvctl(cluster, "auth", "disable", env={"KVCTL_TOKEN": root})
+        assert r.rc == 0, r
+    assert kvctl(cluster, "get", "app/k").rc == 0
 
 
 def test_unreachable_node_exits_3(cluster):

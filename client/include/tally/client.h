@@ -34,6 +34,9 @@ struct ClientOptions {
   std::string tls_ca;
   std::string tls_cert;
   std::string tls_key;
+  // A bearer token the cluster issued (kvctl auth token issue), for a
+  // cluster with auth enabled; empty: none.
+  std::string token;
   // Overload protection (docs/kv.md, "Overload"): retries stay within this
   // share of the calls of the last 10 s (negative: no budget); the client
   // refuses calls itself once the cluster accepts fewer than 1/throttle of

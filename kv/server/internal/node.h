@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "kv/server/internal/admission.h"
+#include "kv/server/internal/auth.h"
 #include "kv/server/internal/crdt_replication.h"
 #include "kv/server/internal/group_registry.h"
 #include "kv/server/internal/lock_waits.h"
@@ -74,6 +75,8 @@ struct Node {
   WatchReads watch_reads;
   // This node's replica of the CRDT tables, and its replication.
   std::unique_ptr<CrdtReplication> crdt;
+  // Who may make each client call.
+  Authorizer auth{this};
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
@@ -129,6 +132,7 @@ std::unique_ptr<grpc::Service> NewIdemService(Node* node);
 std::unique_ptr<grpc::Service> NewSagaService(Node* node);
 std::unique_ptr<grpc::Service> NewCrdtService(Node* node);
 std::unique_ptr<grpc::Service> NewWatchService(Node* node);
+std::unique_ptr<grpc::Service> NewAuthService(Node* node);
 
 // The shortest lease or idempotency claim: twice the election timeout.
 int64_t MinTtlMs(const ServerOptions& o);

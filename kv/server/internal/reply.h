@@ -152,6 +152,16 @@ grpc::ServerWriteReactor<Resp>* RefusedStream(grpc::Status st) {
   return new Refused(std::move(st));
 }
 
+// A bidirectional stream refused before it starts.
+template <typename Req, typename Resp>
+grpc::ServerBidiReactor<Req, Resp>* RefusedBidiStream(grpc::Status st) {
+  struct Refused : grpc::ServerBidiReactor<Req, Resp> {
+    explicit Refused(grpc::Status st) { this->Finish(std::move(st)); }
+    void OnDone() override { delete this; }
+  };
+  return new Refused(std::move(st));
+}
+
 }  // namespace tally::kv::server
 
 #endif  // TALLY_KV_SERVER_INTERNAL_REPLY_H_
