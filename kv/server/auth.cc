@@ -66,12 +66,14 @@ std::string BearerToken(const grpc::ServerContextBase& ctx) {
   return std::string(v);
 }
 
-// "the names of <kind> "<start>"" for a refusal.
+// What a refused call needed, for its message: `write key "a"`, `read key
+// range ["a", "b")`, `write leases`.
 std::string Describe(const AuthNeed& n) {
   std::string what =
       absl::StrCat(n.write ? "write " : "read ", AuthKindName(n.kind), " ");
-  if (n.kind == kvpb::AuthPermission::LEASE)
-    return absl::StrCat(what, "leases");
+  if (n.kind == kvpb::AuthPermission::LEASE) {
+    return n.write ? "write leases" : "read leases";
+  }
   if (n.end.empty()) {
     return absl::StrCat(what, "\"", absl::CHexEscape(n.start), "\"");
   }
