@@ -511,6 +511,11 @@ int main(int argc, char** argv) {
                  "tally: PEM CA of the nodes' certificates, to talk TLS "
                  "(put, get, mixed and scan workloads)")
       ->envname("KVCTL_TLS_CA");
+  std::string token;
+  app.add_option("--token", token,
+                 "tally: a bearer token, for a cluster with auth enabled "
+                 "(put, get, mixed and scan workloads)")
+      ->envname("KVCTL_TOKEN");
   CLI11_PARSE(app, argc, argv);
 
   w.zipfian = dist == "zipfian";
@@ -527,7 +532,10 @@ int main(int argc, char** argv) {
   o.timeout_ms = timeout_ms;
   o.scan_size = scan_size;
   o.crdt = w.op == "crdt-incr";
-  if (target == "tally") o.tls.ca = tls_ca;
+  if (target == "tally") {
+    o.tls.ca = tls_ca;
+    o.token = token;
+  }
   if (absl::Status s = tally::rpc::CheckTlsFiles(o.tls, /*identity=*/false);
       !s.ok()) {
     std::cerr << "kvbench: " << s.message() << "\n";

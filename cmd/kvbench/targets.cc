@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "bench/etcd_kv.grpc.pb.h"
 #include "client/client.h"
+#include "client/internal/bearer_token.h"
 #include "grpcpp/alarm.h"
 #include "rpc/crdt.grpc.pb.h"
 #include "rpc/kv.grpc.pb.h"
@@ -47,11 +48,12 @@ Call* Launch(Prepare prepare, int timeout_ms, grpc::CompletionQueue* cq,
 
 std::shared_ptr<grpc::Channel> NewChannel(
     const std::string& address, int i,
-    std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    std::shared_ptr<grpc::ChannelCredentials> credentials,
+    const std::string& token) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt("tally.kvbench.connection", i);  // distinct channel args
-  return grpc::CreateCustomChannel(address, std::move(credentials), args);
+  return client::internal::DialWithToken(address, credentials, args, token);
 }
 
 namespace {
@@ -59,10 +61,11 @@ namespace {
 // `n` channels to `address` that do not share a TCP connection.
 std::vector<std::shared_ptr<grpc::Channel>> Channels(
     const std::string& address, int n,
-    const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const std::string& token = "") {
   std::vector<std::shared_ptr<grpc::Channel>> out;
   for (int i = 0; i < std::max(n, 1); ++i)
-    out.push_back(NewChannel(address, i, credentials));
+    out.push_back(NewChannel(address, i, credentials, token));
   return out;
 }
 
@@ -75,6 +78,7 @@ class TallyTarget : public Target {
     client::ClientOptions co;
     co.endpoints = o_.endpoints;
     co.tls = o_.tls;
+    co.token = o_.token;
     auto c = client::Client::Connect(co);
     if (!c.ok()) return c.status();
     absl::StatusOr<rpc::RangesResponse> r = (*c)->Ranges();
@@ -109,6 +113,7 @@ class TallyTarget : public Target {
     client::ClientOptions co;
     co.endpoints = o_.endpoints;
     co.tls = o_.tls;
+    co.token = o_.token;
     auto c = client::Client::Connect(co);
     if (!c.ok()) return c.status();
     rpc::CrdtColumn col;
@@ -125,8 +130,9 @@ class TallyTarget : public Target {
         req.set_table(kCrdtTable);
         req.set_row("probe");
         rpc::CrdtGetResponse resp;
-        grpc::Status st = rpc::Crdt::NewStub(Channels(e, 1, credentials_)[0])
-                              ->Get(&ctx, req, &resp);
+        grpc::Status st =
+            rpc::Crdt::NewStub(Channels(e, 1, credentials_, o_.token)[0])
+                ->Get(&ctx, req, &resp);
         if (st.ok()) break;
         if (i == 50) {
           return absl::UnavailableError(absl::StrCat(e, " does not know table ",
@@ -269,7 +275,7 @@ class TallyTarget : public Target {
     absl::MutexLock l(&stubs_mu_);
     auto& v = stubs_[a];
     if (v.empty()) {
-      for (auto& ch : Channels(a, o_.connections, credentials_)) {
+      for (auto& ch : Channels(a, o_.connections, credentials_, o_.token)) {
         v.push_back(rpc::KV::NewStub(ch));
       }
     }

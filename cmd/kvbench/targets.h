@@ -50,14 +50,18 @@ struct TargetOptions {
   bool crdt = false;
   // Tally: TLS (empty: plaintext). etcd is always dialled in plaintext.
   rpc::TlsFiles tls;
+  // Tally: a bearer token, for a cluster with auth enabled (empty: none).
+  std::string token;
 };
 
 // A channel to `address` with a TCP connection of its own: channels made
 // with different `i` share none.
+// Its calls carry `token` as a bearer token (none when empty).
 std::shared_ptr<grpc::Channel> NewChannel(
     const std::string& address, int i,
     std::shared_ptr<grpc::ChannelCredentials> credentials =
-        grpc::InsecureChannelCredentials());
+        grpc::InsecureChannelCredentials(),
+    const std::string& token = "");
 
 // Tally: each key's range and its leader from the cluster's routing table
 // (Cluster.Ranges, through the client library), updated from redirects.
