@@ -86,15 +86,16 @@ std::string Describe(const AuthNeed& n) {
 }  // namespace
 
 std::pair<kvpb::AuthToken, std::string> Authorizer::NewToken(
-    const std::string& user, int64_t expires_unix_ms) {
+    const std::string& user, int64_t ttl_ms) {
   const std::string id = absl::BytesToHexString(RandomBytes(kIdBytes));
   const std::string secret = absl::BytesToHexString(RandomBytes(kSecretBytes));
   kvpb::AuthToken t;
   t.set_id(id);
   t.set_user(user);
   t.set_secret_sha256(Sha256(secret));
-  t.set_issued_unix_ms(NowUnixMs());
-  t.set_expires_unix_ms(expires_unix_ms);
+  const int64_t now = NowUnixMs();
+  t.set_issued_unix_ms(now);
+  t.set_expires_unix_ms(ttl_ms == 0 ? 0 : now + ttl_ms);
   return {std::move(t),
           absl::StrCat(std::string(kTokenPrefix), id, "-", secret)};
 }

@@ -17,12 +17,6 @@ namespace {
 constexpr int64_t kDefaultTokenTtlMs = 24LL * 3600 * 1000;
 constexpr int64_t kMaxTokenTtlMs = 366LL * 24 * 3600 * 1000;
 
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 kvpb::AuthPermission ToKv(const rpc::AuthPermission& p) {
   kvpb::AuthPermission out;
   out.set_kind(static_cast<kvpb::AuthPermission::Kind>(p.kind()));
@@ -87,8 +81,7 @@ class AuthService final : public rpc::Auth::CallbackService {
     std::string token;  // a new one, for the caller
     auto issue = [&](const std::string& user, int64_t ttl_ms,
                      kvpb::AuthToken* out) {
-      auto [record, text] =
-          Authorizer::NewToken(user, ttl_ms == 0 ? 0 : NowUnixMs() + ttl_ms);
+      auto [record, text] = Authorizer::NewToken(user, ttl_ms);
       *out = std::move(record);
       token = std::move(text);
     };

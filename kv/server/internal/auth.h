@@ -58,11 +58,11 @@ class Authorizer {
   // The caller's user name ("" while auth is disabled).
   absl::StatusOr<std::string> User(const grpc::ServerContextBase& ctx) const;
 
-  // A new bearer token for `user` that ends at `expires_unix_ms`: the
-  // record to store (its secret's hash) and the text for the user, shown
-  // once.
+  // A new bearer token for `user` that lasts `ttl_ms` (0: until revoked):
+  // the record to store (its secret's hash) and the text for the user,
+  // shown once.
   static std::pair<kvpb::AuthToken, std::string> NewToken(
-      const std::string& user, int64_t expires_unix_ms);
+      const std::string& user, int64_t ttl_ms);
 
  private:
   // The caller's user and the records it was found in.
