@@ -29,6 +29,7 @@ struct Race {
   std::array<Attempt, 2> attempts;
   int sent = 0;
   int done ABSL_GUARDED_BY(mu) = 0;
+  // The first attempt answered, or refused for good (not retryable).
   int winner ABSL_GUARDED_BY(mu) = -1;
 };
 
@@ -67,17 +68,20 @@ std::optional<absl::StatusOr<rpc::GetResponse>> Client::HedgedGet(
       absl::MutexLock l(&mu_);
       ++stats_.attempts;
     }
-    a.stub->async()->Get(&a.ctx, &race->req, &a.resp,
-                         [race, i](grpc::Status st) {
-                           absl::MutexLock l(&race->mu);
-                           Race::Attempt& a = race->attempts[i];
-                           a.status = std::move(st);
-                           a.done = true;
-                           ++race->done;
-                           if (a.status.ok() && race->winner < 0) {
-                             race->winner = i;
-                           }
-                         });
+    a.stub->async()->Get(
+        &a.ctx, &race->req, &a.resp, [race, i](grpc::Status st) {
+          absl::MutexLock l(&race->mu);
+          Race::Attempt& a = race->attempts[i];
+          a.status = std::move(st);
+          a.done = true;
+          ++race->done;
+          // Decided: an answer, or an error that
+          // another node would give as well.
+          if (race->winner < 0 &&
+              (a.status.ok() || !internal::Retryable(a.status.error_code()))) {
+            race->winner = i;
+          }
+        });
   };
   {
     absl::MutexLock l(&mu_);
@@ -147,6 +151,9 @@ std::optional<absl::StatusOr<rpc::GetResponse>> Client::HedgedGet(
   }
   if (winner < 0) return std::nullopt;  // every attempt failed: Call retries
   Race::Attempt& w = race->attempts[winner];
+  if (!w.status.ok()) {
+    return absl::StatusOr<rpc::GetResponse>(rpc::FromGrpc(w.status, &w.ctx));
+  }
   absl::MutexLock l(&mu_);
   leader_[kAnyNode] = w.target;
   if (winner == 1) ++stats_.hedges_won;
