@@ -8,10 +8,16 @@
 # library at rising rates); then both runs offer 5x that, 1,000 leases kept
 # alive alongside. For each run: goodput and its share of the best, the
 # puts the servers received (their tally_rpc_total, refusals included) per
-# put offered, and the leases lost. Prints a Markdown table; raw JSON lines
-# in $OUT (default /tmp/tally-overload.json).
+# put offered, those that reached admission past their deadline, and the
+# leases lost (or unknown: the cluster did not say within 30 s of the run
+# whether it holds them). Prints a Markdown table; raw JSON lines in $OUT
+# (default /tmp/tally-overload.json), with the nodes' write admissions.
 #   sudo bench/overload.sh   (root: the cgroup; about 3 minutes)
-# SERVER_CPU, DURATION (s, default 10), LEASES (default 1000) change it.
+# SERVER_CPU, DURATION (s, default 10), LEASES (default 1000) change it;
+# BEST=N skips the search for the best goodput; RUNS=protected leaves out
+# the run without protection; THROTTLE=K sets the library's throttling
+# factor; KEEP=1 keeps the nodes' logs and kvbench's stderr (the directory
+# is printed).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin=${TALLY_BIN:-$root/build/bin}
@@ -31,7 +37,7 @@ cleanup() {
     while read -r p; do echo "$p" >/sys/fs/cgroup/cpu/cgroup.procs || true; done <"$cgroup/cgroup.procs"
     rmdir "$cgroup" || true
   fi
-  rm -rf "$work"
+  if [ -n "${KEEP:-}" ]; then echo "overload: logs in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 cluster start
@@ -40,15 +46,19 @@ echo 100000 >"$cgroup/cpu.cfs_period_us"
 awk -v c="$server_cpu" 'BEGIN { printf "%d\n", c * 100000 }' >"$cgroup/cpu.cfs_quota_us"
 for f in "$work"/c/n*.pid; do cat "$f" >"$cgroup/cgroup.procs"; done
 
-# Puts the three servers answered so far (refusals included).
+# Puts the three servers answered so far (refusals included), then their
+# write-class admissions: admitted, shed (class full), late (deadline too
+# near), expired (deadline passed), as "a b c d e".
 received() {
-  local total=0 n
   for i in 1 2 3; do
-    n=$(curl -sf "http://127.0.0.1:$((base + 200 + i))/metrics" |
-      awk '/^tally_rpc_total\{method="Put"/ { s += $2 } END { printf "%d", s }')
-    total=$((total + n))
-  done
-  echo "$total"
+    curl -sf "http://127.0.0.1:$((base + 200 + i))/metrics" || true
+  done | awk '
+    /^tally_rpc_total\{method="Put"/ { n[0] += $2 }
+    /^tally_admission_admitted_total\{class="write"/ { n[1] += $2 }
+    /^tally_admission_shed_total\{class="write",reason="overload"/ { n[2] += $2 }
+    /^tally_admission_shed_total\{class="write",reason="late"/ { n[3] += $2 }
+    /^tally_admission_shed_total\{class="write",reason="expired"/ { n[4] += $2 }
+    END { printf "%d %d %d %d %d", n[0], n[1], n[2], n[3], n[4] }'
 }
 # run label rate threads [kvbench options]: one JSON line, with the servers'
 # count of puts received over the run.
@@ -57,23 +67,25 @@ run() {
   shift 3
   echo "overload: $label, $rate puts/s offered by $threads threads" >&2
   sleep 5  # the previous run's backlog drains
-  before=$(received)
+  read -r -a before <<<"$(received)"
   "$bin/kvbench" --target tally --endpoints "$endpoints" --op overload \
     --rate "$rate" --clients "$threads" --duration "$duration" --warmup "${WARM:-3}" \
     --timeout-ms 1000 --lease-ttl 6 \
     --value-size 256 --keys 100000 "$@" 2>"$work/kvbench.err" |
     sed "s/^{/{\"label\":\"$label\",/" >"$work/line.json" || true
+  cat "$work/kvbench.err" >>"$work/kvbench-all.err"
   if [ ! -s "$work/line.json" ]; then
     echo "overload: kvbench failed:" >&2
     tail -3 "$work/kvbench.err" >&2
     exit 1
   fi
-  after=$(received)
-  sed "s/}\$/,\"server_received\":$((after - before))}/" "$work/line.json" | tee -a "$out"
+  read -r -a after <<<"$(received)"
+  sed "s/}\$/,\"server_received\":$((after[0] - before[0])),\"admitted\":$((after[1] - before[1])),\"shed\":$((after[2] - before[2])),\"late\":$((after[3] - before[3])),\"expired\":$((after[4] - before[4]))}/" \
+    "$work/line.json" | tee -a "$out"
 }
 : >"$out"
-best=0
-for rate in 400 800 1200 1600 2000 2400; do
+best=${BEST:-0}
+[ "$best" -gt 0 ] || for rate in 400 800 1200 1600 2000 2400; do
   line=$(run capacity "$rate" 1000 --leases 0)
   goodput=$(echo "$line" | sed 's/.*"ops_per_sec":\([0-9]*\).*/\1/')
   [ "$goodput" -gt "$best" ] && best=$goodput
@@ -84,8 +96,11 @@ offered=$((best * 5))
 leases=${LEASES:-1000}
 # Ten seconds of overload before measuring: the clients' throttling weighs
 # the last ten seconds of answers.
-WARM=10 run protected "$offered" $((offered + 1000)) --leases "$leases" >/dev/null
-WARM=10 run unprotected "$offered" $((offered + 1000)) --leases "$leases" --no-protection >/dev/null
+for r in ${RUNS:-protected unprotected}; do
+  protection=${THROTTLE:+--throttle $THROTTLE}
+  [ "$r" = unprotected ] && protection=--no-protection
+  WARM=10 run "$r" "$offered" $((offered + 1000)) --leases "$leases" $protection >/dev/null
+done
 
 /usr/bin/python3 - "$out" "$best" <<'EOF'
 import json, sys
@@ -93,14 +108,18 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 best = int(sys.argv[2])
 print(f"Best goodput (puts/s through the library): {best}\n")
 print("| run | offered puts/s | goodput puts/s | of best | attempts per put | "
-      "servers received per put | retries refused | throttled | leases lost | p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "servers received per put | arrived past their deadline | retries refused | "
+      "throttled | leases lost | p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if r["label"] == "capacity":
         continue
     calls = r["offered_per_sec"] * r["seconds"]
+    lost = f"{r['leases_lost']} of {r['leases']}"
+    if r["leases_unknown"]:
+        lost += f" ({r['leases_unknown']} unknown)"
     print(f"| {r['label']} | {r['offered_per_sec']:.0f} | {r['ops_per_sec']:.0f} | "
           f"{100 * r['ops_per_sec'] / best:.0f}% | {r['amplification']:.2f} | "
-          f"{r['server_received'] / calls:.2f} | {r['retries_refused']} | "
-          f"{r['throttled']} | {r['leases_lost']} of {r['leases']} | {r['p99_ms']:.0f} |")
+          f"{r['server_received'] / calls:.2f} | {r['expired']} | {r['retries_refused']} | "
+          f"{r['throttled']} | {lost} | {r['p99_ms']:.0f} |")
 EOF

@@ -128,7 +128,7 @@ int RunOverload(OverloadOptions o, const std::vector<int>& pids) {
       "\"breaker_refusals\":%llu,\"throttled\":%llu,\"errors\":{%s},\"p50_ms\":"
       "%.3f,"
       "\"p99_ms\":%.3f,\"leases\":%d,\"leases_lost\":%d,"
-      "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
+      "\"leases_unknown\":%d,\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
       o.protection ? "true" : "false", o.threads, o.rate, r->calls / r->seconds,
       static_cast<unsigned long long>(r->ok), r->seconds, r->ok / r->seconds,
       static_cast<unsigned long long>(r->attempts),
@@ -136,7 +136,7 @@ int RunOverload(OverloadOptions o, const std::vector<int>& pids) {
       static_cast<unsigned long long>(r->retries_refused),
       static_cast<unsigned long long>(r->breaker_refusals),
       static_cast<unsigned long long>(r->throttled), errors.c_str(), s.p50,
-      s.p99, r->leases, r->leases_lost, cpu[1] - cpu[0],
+      s.p99, r->leases, r->leases_lost, r->leases_unknown, cpu[1] - cpu[0],
       pids.empty() ? 0.0 : server[1] - server[0]);
   return r->ok > 0 ? 0 : 1;
 }
@@ -502,6 +502,12 @@ int main(int argc, char** argv) {
   app.add_flag("--no-protection", unprotected,
                "overload: the client library's retry budget, throttling "
                "and circuit breakers off (retries until the deadline)");
+  double throttle = 0;
+  app.add_option("--throttle", throttle,
+                 "overload: the library's throttling factor (sends at most "
+                 "this many times what the cluster accepts; default: the "
+                 "library's)")
+      ->check(CLI::Range(1.0, 100.0));
   std::string server_pids_text;
   app.add_option("--server-pids", server_pids_text,
                  "pid,...: report these processes' CPU over the measured "
@@ -602,6 +608,7 @@ int main(int argc, char** argv) {
     oo.duration_s = duration;
     oo.timeout_ms = timeout_ms;
     oo.protection = !unprotected;
+    oo.throttle = throttle;
     oo.leases = leases;
     oo.lease_ttl_s = lease_ttl_s;
     oo.workload = w;

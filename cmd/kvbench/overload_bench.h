@@ -26,6 +26,9 @@ struct OverloadOptions {
   // The client library's retry budget, throttling and circuit breakers;
   // off: retries until the deadline, as a naive client does.
   bool protection = true;
+  // The library's throttling factor (ClientOptions::throttle); 0: its
+  // default.
+  double throttle = 0;
   // Leases kept alive (by a client of their own) all along; each that ends
   // is counted as lost.
   int leases = 1000;
@@ -45,7 +48,10 @@ struct OverloadSummary {
            throttled = 0;
   std::map<std::string, uint64_t> errors;  // by status code
   Summary latency;                         // of the puts that succeeded
-  int leases = 0, leases_lost = 0;
+  // Lost: ended (the keeper saw it, or the cluster no longer holds it
+  // after the run); unknown: the cluster did not answer whether it holds it
+  // within 30 s of the run's end.
+  int leases = 0, leases_lost = 0, leases_unknown = 0;
 };
 
 // Puts at `rate` through the client library (sessions, retries, budget,
