@@ -80,6 +80,12 @@ int main(int argc, char** argv) {
                  "entries between log compactions");
   app.add_option("--quiesce-ticks", o.quiesce_ticks,
                  "idle ticks before a raft group stops ticking (0: never)");
+  app.add_option("--slow-disk-factor", o.slow_disk_factor,
+                 "a leader whose raft log syncs take this many times as long "
+                 "as a follower's round trip for an append (for 3 s, and "
+                 "over 20 ms) hands its groups to followers until its disk is "
+                 "fast again (0: never)")
+      ->check(CLI::Range(0.0, 1000.0));
   app.add_option("--crdt-sync-ms", o.crdt_sync_ms,
                  "milliseconds between two CRDT anti-entropy rounds (each "
                  "peer's digests compared with ours)")

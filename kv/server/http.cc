@@ -81,11 +81,19 @@ void HostMetrics(std::string* out, const raft::host::HostStats& s) {
        s.snapshots_offered},
       {"tally_snapshots_installed_total", "Snapshots installed here.",
        s.snapshots_installed},
+      {"tally_raft_slow_disk_handoffs_total",
+       "Leaderships this node handed off as its disk was the slow part of "
+       "replication.",
+       s.slow_disk_handoffs},
   };
   for (const auto& c : counters) {
     Family(out, c.name, "counter", c.help);
     absl::StrAppend(out, c.name, " ", c.value, "\n");
   }
+  Family(out, "tally_raft_slow_disk", "gauge",
+         "1 while this node's raft log syncs take several times a follower's "
+         "round trip (it leads no group then).");
+  absl::StrAppend(out, "tally_raft_slow_disk ", s.slow_disk ? 1 : 0, "\n");
   const char* h = "tally_raft_log_write_seconds";
   Family(out, h, "histogram",
          "Raft log batch writes (every group's, sync included), in seconds.");

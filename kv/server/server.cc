@@ -283,6 +283,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   ho.election_tick = o.election_tick;
   ho.snapshot_every = o.snapshot_every;
   ho.quiesce_after_ticks = o.quiesce_ticks;
+  ho.slow_disk_factor = o.slow_disk_factor;
   ho.seed = std::random_device{}();
   node_.groups = std::make_unique<GroupRegistry>(
       [this](GroupId g) -> absl::StatusOr<std::unique_ptr<StateMachine>> {

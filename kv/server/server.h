@@ -60,6 +60,9 @@ struct ServerOptions {
   uint64_t snapshot_every = 10000;
   // Idle ticks before a group goes quiet (0: never).
   int quiesce_ticks = 20;
+  // A leader whose raft log syncs take this many times a follower's round
+  // trip hands its groups off (raft::host::HostOptions; 0: never).
+  double slow_disk_factor = 4;
   // Sessions opened through this node end after this long without a write
   // (log time; see rpc::OpenSessionResponse).
   int64_t session_ttl_ms = 10 * 60 * 1000;

@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "raft/config.h"
 #include "raft/host/internal/group_state.h"
+#include "raft/host/internal/slow_disk.h"
 #include "raft/raw_node.h"
 #include "raft/storage.h"
 #include "spdlog/spdlog.h"
@@ -71,7 +72,9 @@ NodeHost::NodeHost(const HostOptions& options, LogStore* log,
       clock_(options.clock != nullptr ? options.clock : SteadyClock()),
       log_(log),
       transport_(transport),
-      factory_(std::move(factory)) {}
+      factory_(std::move(factory)),
+      slow_disk_(std::make_unique<SlowDiskDetector>(
+          SlowDiskDetector::Options{.factor = options.slow_disk_factor})) {}
 
 NodeHost::~NodeHost() { Stop(); }
 
@@ -344,8 +347,19 @@ void NodeHost::TransferLeadership(GroupId group, NodeId target,
 }
 
 void NodeHost::Deliver(std::vector<GroupMessage> msgs) {
-  Post([this, msgs = std::move(msgs)]() {
+  // When the answers arrived, not when the raft loop gets to them: a loop
+  // held up by its own slow disk must not count against the followers.
+  const Clock::TimePoint arrived = clock_->Now();
+  Post([this, msgs = std::move(msgs), arrived]() {
     for (const GroupMessage& gm : msgs) {
+      if (gm.msg.type == MessageType::kAppendResponse && !gm.msg.reject) {
+        slow_disk_->AppendAcked(gm.group, gm.msg.from, gm.msg.index, arrived);
+      }
+      // Leadership handed to a node whose disk holds everything up: it
+      // stays with the leader, whose transfer times out.
+      if (gm.msg.type == MessageType::kTimeoutNow && slow_disk_->slow()) {
+        continue;
+      }
       GroupState* g = FindOrCreate(gm.group, gm.msg);
       if (g == nullptr) continue;
       if (gm.quiesce) {
@@ -610,12 +624,68 @@ bool NodeHost::RunRaftPass() {
     }
     next_tick_ = std::max(next_tick_ + tick, now);
     Tick();
+    CheckDisk(now);
   }
   for (auto& fn : work) fn();
   ProcessReadies(/*after_work=*/!work.empty());
   // Status is published once a tick: cheap with thousands of groups.
   if (ticked) PublishInfo();
   return ticked || !work.empty();
+}
+
+void NodeHost::CheckDisk(Clock::TimePoint now) {
+  switch (slow_disk_->Check(now)) {
+    case SlowDiskDetector::Change::kSlow:
+      counters_.SlowDisk(true);
+      spdlog::warn(
+          "[n={}] this node's disk is the slow part of replication: {}; "
+          "handing the groups it leads to followers until it is fast again",
+          options_.id, slow_disk_->Describe());
+      break;
+    case SlowDiskDetector::Change::kRecovered:
+      counters_.SlowDisk(false);
+      spdlog::info("[n={}] disk fast again: {}; taking leadership again",
+                   options_.id, slow_disk_->Describe());
+      return;
+    case SlowDiskDetector::Change::kNone:
+      break;
+  }
+  if (slow_disk_->slow()) HandOffLeadership();
+}
+
+// Each group led here, with no transfer under way, goes to the follower
+// that answers appends fastest, or else to the most caught-up one.
+void NodeHost::HandOffLeadership() {
+  for (GroupState* g : group_list_) {
+    const Raft& r = g->raw->raft();
+    if (r.role() != Role::kLeader || !g->transfers.empty() ||
+        r.lead_transferee() != kNoNode || r.conf_state().IsJoint()) {
+      continue;
+    }
+    NodeId target = kNoNode;
+    Index best = 0;
+    for (NodeId id : r.conf_state().voters) {
+      if (id == options_.id) continue;
+      const Progress* pr = r.progress(id);
+      if (pr == nullptr) continue;
+      if (id == slow_disk_->fastest_peer()) {
+        target = id;
+        break;
+      }
+      if (target == kNoNode || pr->match() > best) {
+        target = id;
+        best = pr->match();
+      }
+    }
+    if (target == kNoNode) continue;  // the only voter
+    Wake(*g);
+    if (!g->raw->TransferLeadership(target).ok()) continue;
+    counters_.HandedOff();
+    spdlog::info("[g={} n={} t={}] handing leadership to n{} (slow disk)",
+                 g->id, options_.id, r.term(), target);
+    g->transfers.push_back(
+        {target, 2 * options_.election_tick, [](absl::Status) {}});
+  }
 }
 
 void NodeHost::Tick() {

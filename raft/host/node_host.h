@@ -59,6 +59,11 @@ struct HostOptions {
   // for this many ticks (the message was lost, or the follower was busy
   // with another) sends it again.
   int snapshot_timeout_ticks = 40;
+  // A leader whose synced raft log writes take this many times as long as
+  // a follower's whole round trip for an append (for 3 s, and over 20 ms)
+  // hands the groups it leads to followers, and takes no leadership handed
+  // to it, until its writes are fast again (SlowDiskDetector). 0: never.
+  double slow_disk_factor = 4;
   uint64_t seed = 1;
 
   // Where time comes from (not owned); null: the steady clock.
@@ -135,6 +140,8 @@ absl::Status BootstrapGroups(LogStore* log, const std::vector<GroupId>& groups,
 //
 // Thread safety: thread-safe. Every public method may be called from any
 // thread once Start() returned.
+class SlowDiskDetector;
+
 class NodeHost final : public MessageHandler {
  public:
   // `log` and `transport` are not owned and must outlive the host.
@@ -249,6 +256,10 @@ class NodeHost final : public MessageHandler {
   void CheckSnapshotTimeouts(GroupState& g);
   void Quiesce(GroupState& g);
   void MaybeCompact(GroupState& g, Index durable);
+  // Once a window: whether this node's disk is the slow part of
+  // replication; while it is, hands off the groups it leads.
+  void CheckDisk(Clock::TimePoint now);
+  void HandOffLeadership();
 
   // On a fetch thread: fetches the snapshot `gm` announces, then has the
   // apply thread install it.
@@ -274,6 +285,7 @@ class NodeHost final : public MessageHandler {
   std::vector<GroupState*> group_list_;
   uint64_t next_read_context_ = 1;
   Clock::TimePoint next_tick_;
+  std::unique_ptr<SlowDiskDetector> slow_disk_;
 
   mutable absl::Mutex mu_;
   std::vector<std::function<void()>> inbox_ ABSL_GUARDED_BY(mu_);

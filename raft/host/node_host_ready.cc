@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "raft/host/internal/group_state.h"
+#include "raft/host/internal/slow_disk.h"
 #include "raft/host/node_host.h"
 #include "spdlog/spdlog.h"
 #include "util/check.h"
@@ -99,6 +100,7 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
     const auto took = clock_->Now() - start;
     size_t entries = 0;
     for (const GroupWrite& w : writes) entries += w.entries.size();
+    if (sync) slow_disk_->Synced(took);
     counters_.LogWrite(std::chrono::duration<double>(took).count(), sync,
                        entries);
     if (took >= kSlowWrite) {
@@ -132,6 +134,7 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
 void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
                             bool leader_appends) {
   std::map<NodeId, std::vector<GroupMessage>> out;
+  const Clock::TimePoint now = clock_->Now();
   for (auto& [g, rd] : readies) {
     const HardState& stored = g->storage->hard_state();
     const bool may_send_early =
@@ -150,6 +153,10 @@ void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
         continue;
       }
       if (leader_appends) m.commit = std::min(m.commit, written);
+      if (m.type == MessageType::kAppend && !m.entries.empty() &&
+          g->raw->raft().role() == Role::kLeader) {
+        slow_disk_->AppendSent(g->id, m.to, m.entries.back().index, now);
+      }
       if (m.type == MessageType::kSnapshot) {
         counters_.SnapshotOffered();
         spdlog::info("[g={} n={} t={}] n{} needs a snapshot: offering index {}",

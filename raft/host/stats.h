@@ -40,6 +40,11 @@ struct HostStats {
   // Snapshots offered to followers, and installed here.
   uint64_t snapshots_offered = 0;
   uint64_t snapshots_installed = 0;
+  // Whether this node's disk is now the slow part of replication
+  // (HostOptions::slow_disk_factor), and the leaderships it handed off for
+  // it.
+  bool slow_disk = false;
+  uint64_t slow_disk_handoffs = 0;
 };
 
 // The counters behind HostStats, updated from the host's threads.
@@ -68,6 +73,10 @@ class HostCounters {
   }
   void SnapshotOffered() { Add(snapshots_offered_); }
   void SnapshotInstalled() { Add(snapshots_installed_); }
+  void SlowDisk(bool slow) {
+    slow_disk_.store(slow, std::memory_order_relaxed);
+  }
+  void HandedOff() { Add(slow_disk_handoffs_); }
 
   HostStats Get() const {
     HostStats s;
@@ -92,6 +101,8 @@ class HostCounters {
     s.snapshots_offered = snapshots_offered_.load(std::memory_order_relaxed);
     s.snapshots_installed =
         snapshots_installed_.load(std::memory_order_relaxed);
+    s.slow_disk = slow_disk_.load(std::memory_order_relaxed);
+    s.slow_disk_handoffs = slow_disk_handoffs_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -113,6 +124,8 @@ class HostCounters {
   std::atomic<uint64_t> log_write_us_{0};
   std::atomic<uint64_t> snapshots_offered_{0};
   std::atomic<uint64_t> snapshots_installed_{0};
+  std::atomic<bool> slow_disk_{false};
+  std::atomic<uint64_t> slow_disk_handoffs_{0};
 };
 
 }  // namespace tally::raft::host

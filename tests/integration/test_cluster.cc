@@ -66,10 +66,14 @@ bool TestCluster::Start() {
   return true;
 }
 
-void TestCluster::Signal(int id, int signal) {
+int TestCluster::Pid(int id) const {
   std::ifstream in(absl::StrCat(dir_, "/n", id, ".pid"));
-  pid_t pid = 0;
-  if (in >> pid && pid > 0) ::kill(pid, signal);
+  int pid = 0;
+  return in >> pid && pid > 0 ? pid : 0;
+}
+
+void TestCluster::Signal(int id, int signal) {
+  if (const int pid = Pid(id); pid > 0) ::kill(pid, signal);
 }
 
 void TestCluster::Kill(int id) { Signal(id, SIGKILL); }

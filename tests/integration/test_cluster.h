@@ -27,6 +27,8 @@ class TestCluster {
   void Kill(int id);
   // Sends `signal` to node "n<id>" (SIGSTOP pauses it, SIGCONT resumes it).
   void Signal(int id, int signal);
+  // The process id of node "n<id>", 0 if it is not running.
+  int Pid(int id) const;
   // The node leading `group`, 0 if none is known.
   int Leader(uint64_t group);
   client::ClientOptions ClientOptions() const;
