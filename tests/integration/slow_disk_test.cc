@@ -111,10 +111,33 @@ class SlowDiskTest : public ::testing::Test {
     setenv("TALLY_SLOW_SYNC", (dir_ + "/sync").c_str(), 1);
     setenv("LD_PRELOAD", TALLY_SLOW_SYNC_LIB, 1);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    client_.reset();
+    cluster_.reset();
+    std::filesystem::remove_all(dir_);
+  }
 
-  void SlowDown(testing::TestCluster& c, int node, int ms) {
-    const std::string path = absl::StrCat(dir_, "/sync.", c.Pid(node));
+  // Starts the nodes (with the library preloaded) and connects; false if
+  // either fails.
+  bool Start(const std::string& kvd_args = "") {
+    cluster_ = std::make_unique<testing::TestCluster>("", kvd_args);
+    const bool started = cluster_->Start();
+    unsetenv("LD_PRELOAD");
+    if (!started) return false;
+    auto c = client::Client::Connect(cluster_->ClientOptions());
+    if (!c.ok()) return false;
+    client_ = std::move(*c);
+    return true;
+  }
+
+  // The node leading the data's range (the group of the highest id: the
+  // metadata group is the first).
+  int DataLeader() {
+    return cluster_->Leader(Leaders(client_.get()).rbegin()->first);
+  }
+
+  void SlowDown(int node, int ms) {
+    const std::string path = absl::StrCat(dir_, "/sync.", cluster_->Pid(node));
     if (ms == 0) {
       std::filesystem::remove(path);
     } else {
@@ -123,50 +146,49 @@ class SlowDiskTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::unique_ptr<testing::TestCluster> cluster_;
+  std::unique_ptr<client::Client> client_;
 };
 
 constexpr int kSlowMs = 50;
 
 TEST_F(SlowDiskTest,
        TheLeaderWithTheSlowDiskHandsOffAndASharedSlowDiskMovesNothing) {
-  testing::TestCluster cluster;
-  ASSERT_TRUE(cluster.Start());
-  unsetenv("LD_PRELOAD");
-  auto c = client::Client::Connect(cluster.ClientOptions());
-  ASSERT_TRUE(c.ok());
-  Load load(c->get());
+  ASSERT_TRUE(Start());
+  client::Client* c = client_.get();
+  Load load(c);
   std::this_thread::sleep_for(seconds(3));
   const auto [before, f0] = load.Take();
 
   // Every disk slow alike (one disk shared by all): nobody's fault.
-  const std::map<uint64_t, int> leaders = Leaders(c->get());
-  for (int n = 1; n <= 3; ++n) SlowDown(cluster, n, kSlowMs);
+  const std::map<uint64_t, int> leaders = Leaders(c);
+  for (int n = 1; n <= 3; ++n) SlowDown(n, kSlowMs);
   std::this_thread::sleep_for(seconds(8));
-  EXPECT_EQ(Leaders(c->get()), leaders);
+  EXPECT_EQ(Leaders(c), leaders);
   const auto [shared, f1] = load.Take();
-  for (int n = 1; n <= 3; ++n) SlowDown(cluster, n, 0);
+  for (int n = 1; n <= 3; ++n) SlowDown(n, 0);
   std::this_thread::sleep_for(seconds(2));
   load.Take();
 
   // The disk of the node leading the data's group slow: it hands off
   // every group it leads, and does not take them back while slow.
-  const int slow = cluster.Leader(leaders.rbegin()->first);
+  const int slow = DataLeader();
   ASSERT_NE(slow, 0);
-  SlowDown(cluster, slow, kSlowMs);
+  SlowDown(slow, kSlowMs);
   const auto slowed = Clock::now();
   const auto deadline = slowed + seconds(20);
-  while (Leads(Leaders(c->get()), slow) && Clock::now() < deadline) {
+  while (Leads(Leaders(c), slow) && Clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(200));
   }
   const double moved_s =
       std::chrono::duration<double>(Clock::now() - slowed).count();
-  EXPECT_FALSE(Leads(Leaders(c->get()), slow))
+  EXPECT_FALSE(Leads(Leaders(c), slow))
       << "n" << slow << " still leads " << moved_s << " s after its disk "
       << "was slowed";
   const auto [during, f2] = load.Take();
   std::this_thread::sleep_for(seconds(8));
   const auto [after, f3] = load.Take();
-  EXPECT_FALSE(Leads(Leaders(c->get()), slow));
+  EXPECT_FALSE(Leads(Leaders(c), slow));
   std::printf(
       "p99 of linearizable gets: %.1f ms before; %.1f ms with every disk "
       "slowed by %d ms; %.1f ms for the %.1f s until n%d (leader, its disk "
@@ -176,20 +198,16 @@ TEST_F(SlowDiskTest,
 }
 
 TEST_F(SlowDiskTest, WithoutHandOffTheSlowLeaderStaysAndReadsWaitForIt) {
-  testing::TestCluster cluster("", "--slow-disk-factor 0");
-  ASSERT_TRUE(cluster.Start());
-  unsetenv("LD_PRELOAD");
-  auto c = client::Client::Connect(cluster.ClientOptions());
-  ASSERT_TRUE(c.ok());
-  Load load(c->get());
+  ASSERT_TRUE(Start("--slow-disk-factor 0"));
+  client::Client* c = client_.get();
+  Load load(c);
   std::this_thread::sleep_for(seconds(3));
   const auto [before, f0] = load.Take();
-  const std::map<uint64_t, int> leaders = Leaders(c->get());
-  const int slow = cluster.Leader(leaders.rbegin()->first);
+  const int slow = DataLeader();
   ASSERT_NE(slow, 0);
-  SlowDown(cluster, slow, kSlowMs);
+  SlowDown(slow, kSlowMs);
   std::this_thread::sleep_for(seconds(10));
-  EXPECT_TRUE(Leads(Leaders(c->get()), slow));
+  EXPECT_TRUE(Leads(Leaders(c), slow));
   const auto [after, f1] = load.Take();
   std::printf(
       "p99 of linearizable gets without hand-off: %.1f ms before; %.1f ms "
