@@ -446,6 +446,11 @@ def test_auth(cluster):
         assert r.rc == 4 and "PERMISSION_DENIED" in r.err, r
         r = kvctl(cluster, "auth", "status", env=as_alice)
         assert r.out == "auth enabled; you are alice\n", r
+        # A user who is not root sees its own tokens only; root sees all.
+        mine = one(cluster, "auth token list", env=as_alice)["result"]["tokens"]
+        assert mine and {t["user"] for t in mine} == {"alice"}, mine
+        every = one(cluster, "auth token list", env=as_root)["result"]["tokens"]
+        assert {t["user"] for t in every} >= {"alice", "root"}, every
         ids = [t["id"] for t in one(cluster, "auth token list", env=as_root)
                ["result"]["tokens"] if t["user"] == "alice"]
         assert len(ids) == 1, ids
