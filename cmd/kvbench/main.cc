@@ -181,7 +181,13 @@ struct Slot {
   std::string key;
   Clock::time_point start;
   int retries = 0;
+  // Preload: rounds of retries this key failed.
+  int failures = 0;
 };
+
+// A preloaded key is written, or the preload fails: the workloads and the
+// tests that read the keys back count on every one.
+constexpr int kPreloadRounds = 5;
 
 // Runs `clients` logical clients over `threads` completion queues until the
 // measured phase ends; records the latency of every operation that
@@ -198,13 +204,15 @@ class Driver {
     value_.assign(w.value_size, 'v');
   }
 
-  // Writes every key of the key space once (for get workloads).
-  void Preload() {
+  // Writes every key of the key space once (for get workloads). Returns
+  // the keys that could not be written, each tried kPreloadRounds times.
+  uint64_t Preload() {
     preload_ = true;
     Run(Clock::now(), Clock::now() + std::chrono::hours(1), 0);
     preload_ = false;
     latencies_.clear();
-    errors_ = 0;
+    const uint64_t failed = errors_.exchange(0);
+    return failed;
   }
 
   Summary Measure(double warmup_s, double duration_s, uint64_t total_ops) {
@@ -368,6 +376,16 @@ class Driver {
         Send(s, &cq);
         continue;
       }
+      if (preload_ && r != Target::Result::kOk &&
+          ++s->failures < kPreloadRounds) {
+        // The same key again, after a pause (this thread's other clients
+        // wait too: the preload is not measured).
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        s->retries = 0;
+        ++retries_;
+        Send(s, &cq);
+        continue;
+      }
       const auto now = Clock::now();
       ++completed_;
       if (!preload_ && now >= begin_ && now < end_) {
@@ -389,6 +407,7 @@ class Driver {
       if (Next(s, &keys, &rng)) {
         s->start = Clock::now();
         s->retries = 0;
+        s->failures = 0;
         Send(s, &cq);
       } else {
         --in_flight;
@@ -620,7 +639,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   Driver driver(t->get(), w, clients, threads, std::move(server_pids));
-  if (preload) driver.Preload();
+  if (preload) {
+    if (const uint64_t failed = driver.Preload(); failed > 0) {
+      std::cerr << "kvbench: preload: " << failed << " of " << w.keys
+                << " keys could not be written (each tried " << kPreloadRounds
+                << " times); the nodes' logs may say why\n";
+      return 1;
+    }
+  }
   Summary s = driver.Measure(warmup, duration, total_ops);
   std::printf(
       "{\"target\":\"%s\",\"op\":\"%s\",\"read_mode\":\"%s\",\"clients\":%d,"

@@ -128,6 +128,18 @@ set -e
 [ "$(kvctl get a)" = 1 ] || fail "a rejected request changed a"
 ok "bad input rejected with exit 2, missing key and failed compare exit 1"
 
+# A preload whose keys cannot all be written fails (values over the 1 MiB
+# limit here): a test reading them back must not find fewer than it wrote.
+set +e
+timeout 60 "$bin/kvbench" --target tally --endpoints "$KVCTL_ENDPOINTS" --op put \
+  --clients 2 --preload --keys 4 --value-size 1100000 --ops 1 --warmup 0 \
+  >/dev/null 2>"$dir/kvbench.err"
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "4 of 4 keys could not be written" "$dir/kvbench.err" ||
+  fail "kvbench preload of unwritable keys: exit $rc, $(tail -1 "$dir/kvbench.err")"
+ok "kvbench --preload fails when a key cannot be written"
+
 status=$(kvctl endpoint status) || fail "endpoint status with every node up"
 [ "$(head -1 <<<"$status" | tr -s ' ')" = "ENDPOINT NODE CLUSTER GROUPS LEADER OF LEARNER IN MAX APPLY LAG IN FLIGHT REFUSED ERROR" ] ||
   fail "endpoint status header: $status"
