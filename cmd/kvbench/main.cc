@@ -211,8 +211,7 @@ class Driver {
     Run(Clock::now(), Clock::now() + std::chrono::hours(1), 0);
     preload_ = false;
     latencies_.clear();
-    const uint64_t failed = errors_.exchange(0);
-    return failed;
+    return errors_.exchange(0);
   }
 
   Summary Measure(double warmup_s, double duration_s, uint64_t total_ops) {

@@ -654,8 +654,10 @@ void NodeHost::CheckDisk(Clock::TimePoint now) {
 }
 
 // Each group led here, with no transfer under way, goes to the follower
-// that answers appends fastest, or else to the most caught-up one.
+// that answers appends fastest, or else to the most caught-up one. One log
+// line per pass, however many groups: a node may lead thousands.
 void NodeHost::HandOffLeadership() {
+  std::map<NodeId, int> handed;  // groups, by the node they go to
   for (GroupState* g : group_list_) {
     const Raft& r = g->raw->raft();
     if (r.role() != Role::kLeader || !g->transfers.empty() ||
@@ -681,11 +683,17 @@ void NodeHost::HandOffLeadership() {
     Wake(*g);
     if (!g->raw->TransferLeadership(target).ok()) continue;
     counters_.HandedOff();
-    spdlog::info("[g={} n={} t={}] handing leadership to n{} (slow disk)",
-                 g->id, options_.id, r.term(), target);
+    ++handed[target];
     g->transfers.push_back(
         {target, 2 * options_.election_tick, [](absl::Status) {}});
   }
+  if (handed.empty()) return;
+  std::string to;
+  for (const auto& [node, groups] : handed) {
+    absl::StrAppend(&to, to.empty() ? "" : ", ", groups, " to n", node);
+  }
+  spdlog::info("[n={}] handing leadership of groups away (slow disk): {}",
+               options_.id, to);
 }
 
 void NodeHost::Tick() {
