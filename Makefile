@@ -47,8 +47,8 @@ PREFIX ?= /usr/local
 install: build
 	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
-# The integration tests and kvctl's test with TLS on every port
-# (scripts/test-tls.sh; about 6 minutes).
+# The integration tests, kvctl's test and the jepsen smoke set with TLS on
+# every port (scripts/test-tls.sh; about 14 minutes).
 test-tls: build
 	@JOBS=$(JOBS) scripts/test-tls.sh
 

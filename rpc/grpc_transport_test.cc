@@ -1,6 +1,16 @@
 #include "rpc/grpc_transport.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -8,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "rpc/tls.h"
 
 namespace tally::rpc {
 namespace {
@@ -127,6 +138,118 @@ TEST(GrpcTransportTest, StatsCountWhatWasSentAndTimeARoundTrip) {
   one.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   two.Stop();
+}
+
+// A port on 127.0.0.1 that nothing listens on (yet).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Serves the raft transport with TLS at $TALLY_TEST_SERVE ("ADDRESS CERTDIR")
+// for 30 s: the node that the test below starts in another process, so
+// that no server of its own polls the client's connections. Disabled: run
+// only by that test.
+TEST(GrpcTransportTest, DISABLED_ServeForAnotherProcess) {
+  const char* serve = std::getenv("TALLY_TEST_SERVE");
+  ASSERT_NE(serve, nullptr);
+  const std::string arg = serve;
+  const std::string address = arg.substr(0, arg.find(' '));
+  const std::string dir = arg.substr(arg.find(' ') + 1);
+  const TlsFiles files{absl::StrCat(dir, "/ca.pem"),
+                       absl::StrCat(dir, "/node.pem"),
+                       absl::StrCat(dir, "/node-key.pem")};
+  PeerDirectory directory;
+  GrpcTransport node(2, "cluster", address, &directory,
+                     ChannelCredentials(files));
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, ServerCredentials(files, false));
+  builder.RegisterService(node.service());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  std::this_thread::sleep_for(std::chrono::seconds(30));
+  server->Shutdown(std::chrono::system_clock::now());
+  node.Stop();
+}
+
+// Issue: over TLS, a client's channel to a node that was down reached it
+// 5-20 s after it listened again (the jepsen harness gave up on nodes it
+// had started). gRPC advances a connection attempt only from a call waiting
+// on the channel, from a server's polling threads in the same process, or
+// from its backup poller, every 5 s by default; calls that fail fast do not
+// wait, and a TLS handshake takes several steps.
+TEST(GrpcTransportTest,
+     ChannelThatMetRefusedConnectionsReachesTlsNodePromptly) {
+  char dir_template[] = "/tmp/tally-transport-certs.XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  const std::string gen =
+      absl::StrCat("bash " TALLY_SOURCE_DIR "/deploy/gen-certs.sh ", dir,
+                   " node >/dev/null");
+  ASSERT_EQ(std::system(gen.c_str()), 0) << gen;
+  const TlsFiles files{absl::StrCat(dir, "/ca.pem"), "", ""};
+  const int port = FreePort();
+  ASSERT_NE(port, 0);
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+
+  // One channel, calls that fail fast every 50 ms: refused at first.
+  auto stub = RaftTransport::NewStub(
+      grpc::CreateChannel(address, ChannelCredentials(files)));
+  auto ping = [&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(1));
+    PingRequest req;
+    PingResponse resp;
+    return stub->Ping(&ctx, req, &resp).error_code();
+  };
+  const auto refused_until =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  while (std::chrono::steady_clock::now() < refused_until) {
+    ASSERT_EQ(ping(), grpc::StatusCode::UNAVAILABLE);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+
+  // The node, in another process.
+  const std::string env = absl::StrCat("TALLY_TEST_SERVE=", address, " ", dir);
+  char* argv[] = {
+      const_cast<char*>("rpc_transport_test"),
+      const_cast<char*>(
+          "--gtest_filter=GrpcTransportTest.DISABLED_ServeForAnotherProcess"),
+      const_cast<char*>("--gtest_also_run_disabled_tests"), nullptr};
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(const_cast<char*>(env.c_str()));
+  envp.push_back(nullptr);
+  pid_t node = 0;
+  ASSERT_EQ(
+      posix_spawn(&node, "/proc/self/exe", nullptr, nullptr, argv, envp.data()),
+      0);
+  const auto started = std::chrono::steady_clock::now();
+  const auto give_up = started + std::chrono::seconds(25);
+  while (ping() == grpc::StatusCode::UNAVAILABLE &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+          .count();
+  kill(node, SIGKILL);
+  waitpid(node, nullptr, 0);
+  std::system(absl::StrCat("rm -rf ", dir).c_str());
+  // From the node's start, its own start-up included. Measured before the
+  // fix: 5-20 s; after: under 0.5 s.
+  EXPECT_LT(waited, 3.0) << "the node answered " << waited
+                         << " s after it was started";
 }
 
 }  // namespace
