@@ -5,6 +5,8 @@
 # then removes everything. Installs Debian's docker.io and docker-compose if
 # missing and starts dockerd if none runs (stopping only the one it started).
 # Exits 77 (skipped) when no Docker engine can run here. Bounded in time.
+# TALLY_COMPOSE_TLS=1: the same with deploy/docker-compose.tls.yml on top
+# (certificates made for the run), and a plaintext client refused.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin=${TALLY_BIN:-$root/build/bin}
@@ -15,13 +17,22 @@ export TALLY_PORT_1=$((base + 1)) TALLY_PORT_2=$((base + 2)) TALLY_PORT_3=$((bas
 export TALLY_HTTP_PORT_1=$((base + 201)) TALLY_HTTP_PORT_2=$((base + 202)) \
   TALLY_HTTP_PORT_3=$((base + 203))
 export KVCTL_ENDPOINTS="127.0.0.1:$TALLY_PORT_1,127.0.0.1:$TALLY_PORT_2,127.0.0.1:$TALLY_PORT_3"
-compose() { timeout 120 docker-compose -p "$project" -f "$root/deploy/docker-compose.yml" "$@"; }
+files=(-f "$root/deploy/docker-compose.yml")
+certs=""
+if [ "${TALLY_COMPOSE_TLS:-0}" = 1 ]; then
+  certs=$(mktemp -d /tmp/"$project"-certs.XXXXXX)
+  "$root/deploy/gen-certs.sh" "$certs" kvd1 kvd2 kvd3 >/dev/null
+  files+=(-f "$root/deploy/docker-compose.tls.yml")
+  export TALLY_CERTS=$certs KVCTL_TLS_CA=$certs/ca.pem
+fi
+compose() { timeout 120 docker-compose -p "$project" "${files[@]}" "$@"; }
 kvctl() { "$bin/kvctl" "$@"; }
 skip() { echo "test-compose: SKIPPED: $*"; exit 77; }
 started_dockerd=""
 
 cleanup() {
   compose down -v >/dev/null 2>&1 || true
+  [ -z "$certs" ] || rm -rf "$certs"
   if [ -n "$started_dockerd" ]; then
     kill "$started_dockerd" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.2; done
@@ -75,6 +86,14 @@ echo "ok: HTTP health and metrics of every container"
 kvctl put greeting hello >/dev/null || fail "put"
 [ "$(kvctl get greeting)" = hello ] || fail "get"
 echo "ok: put and get through the published ports"
+passed=4
+if [ -n "$certs" ]; then
+  if out=$(KVCTL_TLS_CA= kvctl --timeout-ms 2000 get greeting 2>&1); then
+    fail "a plaintext client read from the TLS cluster: $out"
+  fi
+  echo "ok: a plaintext client is refused ($out)"
+  passed=5
+fi
 
 leader=$(kvctl cluster status | awk '$3==2 && $4=="LEADER" {print $2}' | head -1)
 [ -n "$leader" ] || fail "no leader of group 2"
@@ -93,4 +112,4 @@ done
 echo "ok: $svc caught up after its restart"
 
 compose down -v >/dev/null 2>&1 || fail "docker-compose down -v"
-echo "4 passed, 0 failed"
+echo "$passed passed, 0 failed"
