@@ -132,9 +132,10 @@ std::chrono::system_clock::time_point ScopedDeadline::Current() {
   return current_deadline;
 }
 
-std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
+std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address,
+                                               bool critical) {
   absl::MutexLock l(&mu_);
-  auto& ch = channels_[address];
+  auto& ch = (critical ? critical_channels_ : channels_)[address];
   if (!ch && options_.dial) {
     ch = options_.dial(address);
   } else if (!ch) {
@@ -142,6 +143,10 @@ std::shared_ptr<grpc::Channel> Client::Channel(const std::string& address) {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 300);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
     args.SetMaxReceiveMessageSize(64 << 20);
+    // gRPC shares one connection among channels with the same target and
+    // arguments, across clients too: this argument sets critical calls
+    // apart from every other call of the process.
+    if (critical) args.SetInt("tally.critical", 1);
     ch = internal::DialWithToken(address, credentials_, args, options_.token);
   }
   return ch;

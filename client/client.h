@@ -438,7 +438,10 @@ class Client {
   uint64_t meta_group_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, std::string> leader_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> client_address_ ABSL_GUARDED_BY(mu_);
+  // By address; critical calls (lease keep-alives) have their own.
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<grpc::Channel>> critical_channels_
       ABSL_GUARDED_BY(mu_);
   struct SessionState {
     uint64_t client_id = 0;  // 0: none open
@@ -464,7 +467,12 @@ class Client {
       ABSL_GUARDED_BY(mu_);
   CallStats stats_ ABSL_GUARDED_BY(mu_);
 
-  std::shared_ptr<grpc::Channel> Channel(const std::string& address);
+  // The channel to `address`. `critical`: a connection of its own, so that
+  // a keep-alive does not wait behind thousands of puts queued in the same
+  // TCP connection when the node is overloaded (ClientOptions::dial, when
+  // set, makes both).
+  std::shared_ptr<grpc::Channel> Channel(const std::string& address,
+                                         bool critical = false);
   // Where to send a call of `group`: its leader if known, else the endpoint
   // whose turn it is; passing over `avoid` and nodes whose breaker is open.
   // Empty when there is none left.

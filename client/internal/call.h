@@ -100,7 +100,7 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
       absl::MutexLock l(&mu_);
       ++stats_.attempts;
     }
-    grpc::Status st = fn(Channel(target), ctx);
+    grpc::Status st = fn(Channel(target, critical), ctx);
     const auto& md = ctx.GetServerTrailingMetadata();
     // A node that says why it cannot serve was reached.
     Report(target,
