@@ -109,17 +109,20 @@ best = int(sys.argv[2])
 print(f"Best goodput (puts/s through the library): {best}\n")
 print("| run | offered puts/s | goodput puts/s | of best | attempts per put | "
       "servers received per put | arrived past their deadline | retries refused | "
-      "throttled | leases lost | p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+      "throttled | leases lost | slowest renewal ms | p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if r["label"] == "capacity":
         continue
     calls = r["offered_per_sec"] * r["seconds"]
     lost = f"{r['leases_lost']} of {r['leases']}"
+    if r["leases_unrenewed"]:
+        lost += f" ({r['leases_unrenewed']} unrenewed in time)"
     if r["leases_unknown"]:
         lost += f" ({r['leases_unknown']} unknown)"
     print(f"| {r['label']} | {r['offered_per_sec']:.0f} | {r['ops_per_sec']:.0f} | "
           f"{100 * r['ops_per_sec'] / best:.0f}% | {r['amplification']:.2f} | "
           f"{r['server_received'] / calls:.2f} | {r['expired']} | {r['retries_refused']} | "
-          f"{r['throttled']} | {lost} | {r['p99_ms']:.0f} |")
+          f"{r['throttled']} | {lost} | {r['lease_renewal_max_ms']:.0f} | "
+          f"{r['p99_ms']:.0f} |")
 EOF

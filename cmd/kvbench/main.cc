@@ -128,7 +128,9 @@ int RunOverload(OverloadOptions o, const std::vector<int>& pids) {
       "\"breaker_refusals\":%llu,\"throttled\":%llu,\"errors\":{%s},\"p50_ms\":"
       "%.3f,"
       "\"p99_ms\":%.3f,\"leases\":%d,\"leases_lost\":%d,"
-      "\"leases_unknown\":%d,\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
+      "\"leases_unknown\":%d,\"leases_unrenewed\":%d,"
+      "\"lease_renewal_max_ms\":%.0f,"
+      "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
       o.protection ? "true" : "false", o.threads, o.rate, r->calls / r->seconds,
       static_cast<unsigned long long>(r->ok), r->seconds, r->ok / r->seconds,
       static_cast<unsigned long long>(r->attempts),
@@ -136,7 +138,8 @@ int RunOverload(OverloadOptions o, const std::vector<int>& pids) {
       static_cast<unsigned long long>(r->retries_refused),
       static_cast<unsigned long long>(r->breaker_refusals),
       static_cast<unsigned long long>(r->throttled), errors.c_str(), s.p50,
-      s.p99, r->leases, r->leases_lost, r->leases_unknown, cpu[1] - cpu[0],
+      s.p99, r->leases, r->leases_lost, r->leases_unknown, r->leases_unrenewed,
+      r->lease_renewal_max_ms, cpu[1] - cpu[0],
       pids.empty() ? 0.0 : server[1] - server[0]);
   return r->ok > 0 ? 0 : 1;
 }

@@ -1,10 +1,12 @@
 #include "cmd/kvbench/overload_bench.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -53,16 +55,31 @@ class Leases {
             absl::StrCat("granting lease ", i + 1, ": ", g.status().message()));
       }
       ids_.push_back(g->id());
-      keeper_->Add(g->id(), ttl, sent, sent + ttl,
-                   {.renewed =
-                        [](Clock::time_point sent, int64_t ttl_ms) {
-                          return sent + std::chrono::milliseconds(ttl_ms);
-                        },
-                    .lost =
-                        [this, id = g->id()] {
-                          absl::MutexLock l(&mu_);
-                          lost_.insert(id);
-                        }});
+      {
+        absl::MutexLock l(&mu_);
+        valid_until_[g->id()] = sent + ttl;
+      }
+      keeper_->Add(
+          g->id(), ttl, sent, sent + ttl,
+          {.renewed =
+               [this, id = g->id()](Clock::time_point sent, int64_t ttl_ms) {
+                 const double ms = std::chrono::duration<double, std::milli>(
+                                       Clock::now() - sent)
+                                       .count();
+                 const auto until = sent + std::chrono::milliseconds(ttl_ms);
+                 absl::MutexLock l(&mu_);
+                 renewal_max_ms_ = std::max(renewal_max_ms_, ms);
+                 valid_until_[id] = std::max(valid_until_[id], until);
+                 return until;
+               },
+           .lost =
+               [this, id = g->id()] {
+                 absl::MutexLock l(&mu_);
+                 lost_.insert(id);
+                 // No renewal confirmed in time, rather than
+                 // the cluster saying it ended.
+                 if (Clock::now() >= valid_until_[id]) ++unrenewed_;
+               }});
     }
     return absl::OkStatus();
   }
@@ -75,6 +92,8 @@ class Leases {
     keeper_.reset();
     absl::MutexLock l(&mu_);
     out->leases_lost = static_cast<int>(lost_.size());
+    out->lease_renewal_max_ms = renewal_max_ms_;
+    out->leases_unrenewed = unrenewed_;
     const auto give_up = Clock::now() + std::chrono::seconds(30);
     for (uint64_t id : ids_) {
       if (lost_.contains(id)) continue;
@@ -100,6 +119,10 @@ class Leases {
   std::vector<uint64_t> ids_;
   absl::Mutex mu_;
   absl::flat_hash_set<uint64_t> lost_ ABSL_GUARDED_BY(mu_);
+  double renewal_max_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<uint64_t, Clock::time_point> valid_until_
+      ABSL_GUARDED_BY(mu_);
+  int unrenewed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

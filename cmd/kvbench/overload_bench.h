@@ -52,6 +52,12 @@ struct OverloadSummary {
   // after the run); unknown: the cluster did not answer whether it holds it
   // within 30 s of the run's end.
   int leases = 0, leases_lost = 0, leases_unknown = 0;
+  // The slowest renewal the keeper saw answered: from sending the
+  // keep-alive to its answer, retries included.
+  double lease_renewal_max_ms = 0;
+  // Of the lost: those the keeper gave up on, no renewal confirmed before
+  // the lease's time ran out (the rest the cluster said had ended).
+  int leases_unrenewed = 0;
 };
 
 // Puts at `rate` through the client library (sessions, retries, budget,
