@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -185,6 +186,16 @@ void NodeHost::Stop() {
     for (auto& [index, w] : waiters) w(down);
   }
   waiters_.clear();
+}
+
+void NodeHost::StorageFailed(const char* what, const absl::Status& st) {
+  spdlog::critical(
+      "[n={}] {} failed: {}; stopping, as going on could acknowledge what "
+      "this node does not hold (restart it once the cause is fixed; it "
+      "catches up from the others)",
+      options_.id, what, st.ToString());
+  spdlog::default_logger()->flush();
+  std::abort();
 }
 
 void NodeHost::LogShedding(const char* why) {

@@ -216,6 +216,10 @@ class NodeHost final : public MessageHandler {
 
   void Post(std::function<void()> fn);
   void LogShedding(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A write or sync of this node's storage failed: logs why and aborts. Never
+  // retried: after a failed fsync the kernel may have dropped the pages it
+  // could not write, so a later one that succeeds proves nothing.
+  [[noreturn]] void StorageFailed(const char* what, const absl::Status& st);
   void RaftLoop();
   // after_work: the inbox had work this pass (else only a tick happened).
   void ProcessReadies(bool after_work);

@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "raft/host/internal/group_state.h"
 #include "raft/host/node_host.h"
-#include "util/check.h"
 
 namespace tally::raft::host {
 
@@ -52,7 +51,8 @@ void NodeHost::RunApply(ApplyTask& task) {
   }
   absl::StatusOr<std::vector<std::string>> results =
       task.sm->Apply(task.entries);
-  TALLY_CHECK(results.ok(), results.status().ToString().c_str());
+  if (!results.ok())
+    StorageFailed("applying committed entries", results.status());
   apply_backlog_ -= task.entries.size();
   counters_.Applied(task.entries.size());
   for (size_t i = 0; i < task.entries.size(); ++i) {
@@ -68,7 +68,8 @@ void NodeHost::RunApply(ApplyTask& task) {
   if (applied >= last + options_.snapshot_every) {
     last = applied;
     absl::StatusOr<Index> durable = task.sm->Sync();
-    TALLY_CHECK(durable.ok(), durable.status().ToString().c_str());
+    if (!durable.ok())
+      StorageFailed("syncing the state machine", durable.status());
     Post([this, group = task.group, d = *durable]() {
       auto it = groups_.find(group);
       if (it != groups_.end()) MaybeCompact(*it->second, d);

@@ -96,7 +96,7 @@ void NodeHost::Persist(std::vector<std::pair<GroupState*, Ready>>& readies) {
   if (!writes.empty()) {
     const Clock::TimePoint start = clock_->Now();
     absl::Status st = log_->Write(writes, sync);
-    TALLY_CHECK(st.ok(), st.ToString().c_str());
+    if (!st.ok()) StorageFailed("writing the raft log", st);
     const auto took = clock_->Now() - start;
     size_t entries = 0;
     for (const GroupWrite& w : writes) entries += w.entries.size();
@@ -311,7 +311,7 @@ void NodeHost::MaybeCompact(GroupState& g, Index durable) {
   w[0].compact = snap;
   w[0].compact_to = compact_to;
   st = log_->Write(w, /*sync=*/false);
-  TALLY_CHECK(st.ok(), st.ToString().c_str());
+  if (!st.ok()) StorageFailed("compacting the raft log", st);
   if (compact_to >= g.storage->FirstIndex()) {
     g.storage->Compact(compact_to).IgnoreError();
   }

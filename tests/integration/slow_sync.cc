@@ -3,8 +3,10 @@
 // delay, in milliseconds, is read from the file $TALLY_SLOW_SYNC.<pid>
 // (none while it does not exist), at most every 100 ms: a test starts every
 // node with the same environment, then slows one of them, and speeds it up
-// again, while they run.
+// again, while they run. A negative number -E makes them fail instead, with
+// errno E (-5: EIO), as a dying disk does.
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -39,12 +41,18 @@ long DelayMs() {
   return delay_ms.load();
 }
 
-void Delay() {
+// Waits as told; false (errno set) if the call is to fail.
+bool Delay() {
   const long ms = DelayMs();
-  if (ms <= 0) return;
+  if (ms < 0) {
+    errno = static_cast<int>(-ms);
+    return false;
+  }
+  if (ms == 0) return true;
   struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&t, &t) != 0) {
   }
+  return true;
 }
 
 using SyncFn = int (*)(int);
@@ -57,12 +65,10 @@ SyncFn Next(const char* name) {
 
 extern "C" int fsync(int fd) {
   static const SyncFn real = Next("fsync");
-  Delay();
-  return real(fd);
+  return Delay() ? real(fd) : -1;
 }
 
 extern "C" int fdatasync(int fd) {
   static const SyncFn real = Next("fdatasync");
-  Delay();
-  return real(fd);
+  return Delay() ? real(fd) : -1;
 }

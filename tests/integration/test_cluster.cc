@@ -72,6 +72,10 @@ int TestCluster::Pid(int id) const {
   return in >> pid && pid > 0 ? pid : 0;
 }
 
+std::string TestCluster::LogPath(int id) const {
+  return absl::StrCat(dir_, "/n", id, ".log");
+}
+
 void TestCluster::Signal(int id, int signal) {
   if (const int pid = Pid(id); pid > 0) ::kill(pid, signal);
 }

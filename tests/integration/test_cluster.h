@@ -29,6 +29,8 @@ class TestCluster {
   void Signal(int id, int signal);
   // The process id of node "n<id>", 0 if it is not running.
   int Pid(int id) const;
+  // What node "n<id>" wrote to its stdout and stderr (its log).
+  std::string LogPath(int id) const;
   // The node leading `group`, 0 if none is known.
   int Leader(uint64_t group);
   client::ClientOptions ClientOptions() const;
