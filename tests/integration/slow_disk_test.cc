@@ -149,6 +149,9 @@ class SlowDiskTest : public ::testing::Test {
     }
   }
 
+  void ExpectFaultStopsTheNode(const std::string& control,
+                               const std::string& error);
+
   std::string dir_;
   std::unique_ptr<testing::TestCluster> cluster_;
   std::unique_ptr<client::Client> client_;
@@ -220,11 +223,12 @@ TEST_F(SlowDiskTest, WithoutHandOffTheSlowLeaderStaysAndReadsWaitForIt) {
       before, after, slow, kSlowMs, f0, f1);
 }
 
-// An fsync that fails is never ignored: Linux may have dropped the pages it
-// could not write, so a later fsync that succeeds proves nothing. The node
-// stops (saying why in its log), the others serve on, no acknowledged write
-// is lost, and the node restarted catches up.
-TEST_F(SlowDiskTest, AFailedSyncStopsTheNodeAndLosesNoAcknowledgedWrite) {
+// A storage fault on the data leader (`control`: for its slow_sync control
+// file) while a client writes: the node stops, saying why in its log (a
+// critical line with `error`), the others serve on, no acknowledged write is
+// lost, and the node restarted catches up.
+void SlowDiskTest::ExpectFaultStopsTheNode(const std::string& control,
+                                           const std::string& error) {
   ASSERT_TRUE(Start());
   const int failing = DataLeader();
   ASSERT_NE(failing, 0);
@@ -242,12 +246,12 @@ TEST_F(SlowDiskTest, AFailedSyncStopsTheNodeAndLosesNoAcknowledgedWrite) {
     }
   });
   std::this_thread::sleep_for(milliseconds(500));
-  SlowDown(failing, -EIO);  // its fsync and fdatasync fail from now on
+  std::ofstream(absl::StrCat(dir_, "/sync.", pid)) << control << "\n";
   const auto until = Clock::now() + seconds(10);
   while (kill(pid, 0) == 0 && Clock::now() < until) {
     std::this_thread::sleep_for(milliseconds(20));
   }
-  EXPECT_NE(kill(pid, 0), 0) << "n" << failing << " went on after fsync failed";
+  EXPECT_NE(kill(pid, 0), 0) << "n" << failing << " went on after " << error;
   size_t at_stop = 0;
   {
     std::lock_guard<std::mutex> l(mu);
@@ -262,11 +266,11 @@ TEST_F(SlowDiskTest, AFailedSyncStopsTheNodeAndLosesNoAcknowledgedWrite) {
   const std::string log((std::istreambuf_iterator<char>(in)),
                         std::istreambuf_iterator<char>());
   EXPECT_TRUE(log.find("[critical]") != std::string::npos &&
-              log.find("Input/output error") != std::string::npos)
+              log.find(error) != std::string::npos)
       << "its log (" << log.size() << " bytes) does not say why it stopped:\n"
       << log.substr(log.size() > 2000 ? log.size() - 2000 : 0);
 
-  SlowDown(failing, 0);
+  std::filesystem::remove(absl::StrCat(dir_, "/sync.", pid));
   ASSERT_TRUE(cluster_->Start());
   size_t missing = 0;
   for (const std::string& key : acked) {
@@ -287,9 +291,20 @@ TEST_F(SlowDiskTest, AFailedSyncStopsTheNodeAndLosesNoAcknowledgedWrite) {
   }
   EXPECT_TRUE(caught_up) << "n" << failing << " did not catch up";
   std::printf(
-      "n%d stopped on a failed fsync; %zu acknowledged puts (%zu after it "
+      "n%d stopped on \"%s\"; %zu acknowledged puts (%zu after it "
       "stopped), %zu missing; it caught up once restarted\n",
-      failing, acked.size(), acked.size() - at_stop, missing);
+      failing, error.c_str(), acked.size(), acked.size() - at_stop, missing);
+}
+
+// An fsync that fails is never ignored: Linux may have dropped the pages it
+// could not write, so a later fsync that succeeds proves nothing.
+TEST_F(SlowDiskTest, AFailedSyncStopsTheNodeAndLosesNoAcknowledgedWrite) {
+  ExpectFaultStopsTheNode("-5", "Input/output error");  // fsync: EIO
+}
+
+// A full disk: writes to the node's files fail with ENOSPC.
+TEST_F(SlowDiskTest, AFullDiskStopsTheNodeAndLosesNoAcknowledgedWrite) {
+  ExpectFaultStopsTheNode("0 -28", "No space left on device");
 }
 
 }  // namespace

@@ -4,11 +4,15 @@
 // (none while it does not exist), at most every 100 ms: a test starts every
 // node with the same environment, then slows one of them, and speeds it up
 // again, while they run. A negative number -E makes them fail instead, with
-// errno E (-5: EIO), as a dying disk does.
+// errno E (-5: EIO), as a dying disk does. A second number -E makes writes
+// to regular files (bar stdout and stderr, the node's log) fail with errno
+// E (-28: ENOSPC, a full disk): "0 -28".
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,11 +21,13 @@
 namespace {
 
 std::atomic<long> delay_ms{0};
+std::atomic<long> write_errno{0};
 std::atomic<long long> checked_ns{-1000000000LL};
 
-long DelayMs() {
+// Reads the control file, at most every 100 ms.
+void Refresh() {
   const char* base = getenv("TALLY_SLOW_SYNC");
-  if (base == NULL) return 0;
+  if (base == NULL) return;
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   const long long ns = now.tv_sec * 1000000000LL + now.tv_nsec;
@@ -30,15 +36,34 @@ long DelayMs() {
       checked_ns.compare_exchange_strong(last, ns)) {
     char path[4096];
     snprintf(path, sizeof(path), "%s.%d", base, static_cast<int>(getpid()));
-    long ms = 0;
+    long ms = 0, writes = 0;
     FILE* f = fopen(path, "r");
     if (f != NULL) {
-      if (fscanf(f, "%ld", &ms) != 1) ms = 0;
+      const int n = fscanf(f, "%ld %ld", &ms, &writes);
+      if (n < 1) ms = 0;
+      if (n < 2) writes = 0;
       fclose(f);
     }
     delay_ms.store(ms);
+    write_errno.store(writes < 0 ? -writes : 0);
   }
+}
+
+long DelayMs() {
+  Refresh();
   return delay_ms.load();
+}
+
+// True (errno set) if a write to `fd` is to fail.
+bool FailWrite(int fd) {
+  if (fd <= 2) return false;
+  Refresh();
+  const long e = write_errno.load();
+  if (e == 0) return false;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  errno = static_cast<int>(e);
+  return true;
 }
 
 // Waits as told; false (errno set) if the call is to fail.
@@ -71,4 +96,18 @@ extern "C" int fsync(int fd) {
 extern "C" int fdatasync(int fd) {
   static const SyncFn real = Next("fdatasync");
   return Delay() ? real(fd) : -1;
+}
+
+extern "C" ssize_t write(int fd, const void* buf, size_t n) {
+  using WriteFn = ssize_t (*)(int, const void*, size_t);
+  static const WriteFn real =
+      reinterpret_cast<WriteFn>(dlsym(RTLD_NEXT, "write"));
+  return FailWrite(fd) ? -1 : real(fd, buf, n);
+}
+
+extern "C" ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset) {
+  using PwriteFn = ssize_t (*)(int, const void*, size_t, off_t);
+  static const PwriteFn real =
+      reinterpret_cast<PwriteFn>(dlsym(RTLD_NEXT, "pwrite"));
+  return FailWrite(fd) ? -1 : real(fd, buf, n, offset);
 }
