@@ -20,13 +20,14 @@ namespace tally::rpc {
 namespace {
 
 // gRPC advances a connection attempt only from a call waiting on the
-// channel or from its backup poller, every 5 s by default. Our calls fail
-// fast, so a channel that met a refused connection (a peer restarting, a
-// node started after its clients) took one handshake step per backup poll:
-// over TLS a node got no traffic for 5-15 s after it listened. gRPC reads
-// the interval once, at its first initialisation, hence a static
-// initialiser here: every process that makes credentials links this file.
-// An interval already in the environment is left as it is.
+// channel, from a gRPC server's polling threads in the same process, or
+// from its backup poller, every 5 s by default. Client calls fail fast, so
+// in a process without a server a channel that met a refused connection (a
+// node restarting, or started after its clients) took one handshake step
+// per backup poll: over TLS, the node was reached 15-20 s after it
+// listened. gRPC reads the interval once, at its first initialisation,
+// hence a static initialiser here: every process that makes credentials
+// links this file. An interval already in the environment is left as is.
 [[maybe_unused]] const bool kBackupPollIntervalSet = [] {
   return setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "50",
                 /*overwrite=*/0) == 0;

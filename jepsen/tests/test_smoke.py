@@ -475,10 +475,13 @@ def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
 
         seen, ended = [], {}
         last = {"revision": 0}
+        created = threading.Event()
 
         def consume(stream):
             try:
                 for r in stream:
+                    if r.created:
+                        created.set()
                     last["revision"] = r.header.revision
                     seen.extend((e.kv.key, e.kv.value) for e in r.events)
             except grpc.RpcError as err:
@@ -496,6 +499,10 @@ def test_a_watch_on_a_node_cut_off_ends_and_goes_on_elsewhere(tmp_path):
         stream = watch(cut, 0)
         t = threading.Thread(target=consume, args=(stream,), daemon=True)
         t.start()
+        # A watch from revision 0 starts when the node registers it: the put
+        # waits for that (over TLS the new channel's handshake came after
+        # the put, and the watch began past it).
+        assert created.wait(10), f"the watch on n{cut} never started: {ended}"
         r = conn.call(others[0], "Put", kv_pb2.PutRequest(key=b"w/1", value=b"a"))
         assert r.type == OK, r.error
         deadline = time.monotonic() + 10
