@@ -75,8 +75,6 @@ TEST_F(LeaseKeepAliveTest, SeveralLeasesInOneMessage) {
   }
 }
 
-// A LeaseKeeper keeps many leases alive past their TTL, tells of one that
-// ended on the server, and stops renewing one removed.
 // This process's established TCP connections to 127.0.0.1:`port`.
 int ConnectionsTo(int port) {
   std::set<std::string> sockets;  // inodes
@@ -133,6 +131,8 @@ TEST_F(LeaseKeepAliveTest, KeepAlivesHaveAConnectionOfTheirOwn) {
       << ConnectionsTo(port) << " to " << endpoint << ")";
 }
 
+// A LeaseKeeper keeps many leases alive past their TTL, tells of one that
+// ended on the server, and stops renewing one removed.
 TEST_F(LeaseKeepAliveTest, KeeperKeepsManyLeasesAlive) {
   using Steady = std::chrono::steady_clock;
   auto c = client::Client::Connect(cluster_->ClientOptions());
