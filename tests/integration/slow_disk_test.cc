@@ -230,8 +230,12 @@ TEST_F(SlowDiskTest, WithoutHandOffTheSlowLeaderStaysAndReadsWaitForIt) {
 void SlowDiskTest::ExpectFaultStopsTheNode(const std::string& control,
                                            const std::string& error) {
   ASSERT_TRUE(Start());
-  const int failing = DataLeader();
-  ASSERT_NE(failing, 0);
+  int failing = 0;  // the data leader, once elected
+  for (int i = 0; i < 100 && failing == 0; ++i) {
+    failing = DataLeader();
+    if (failing == 0) std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_NE(failing, 0) << "no leader of the data's range within 10 s";
   const int pid = cluster_->Pid(failing);
   std::mutex mu;
   std::vector<std::string> acked;
