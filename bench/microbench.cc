@@ -10,6 +10,7 @@
 
 #include "benchmark/benchmark.h"
 #include "kv/storage/log_store.h"
+#include "kv/storage/segment_log.h"
 #include "raft/raw_node.h"
 #include "raft/storage.h"
 #include "rpc/raft.pb.h"
@@ -105,13 +106,10 @@ std::vector<Entry> Entries(raft::Index first, int n) {
   return out;
 }
 
-// One Write of `n` entries of 256 bytes to the LevelDB log store; the
-// second argument says whether it syncs (one fsync per batch).
-void BM_LogStoreWrite(benchmark::State& state) {
-  const std::string dir = std::filesystem::temp_directory_path() /
-                          ("tally-microbench-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  auto store = std::move(kv::storage::LogStore::Open(dir)).value();
+// One Write of `n` entries of 256 bytes to a raft log store; the second
+// argument says whether it syncs (one fdatasync per batch).
+template <typename Store>
+void LogWrite(benchmark::State& state, Store* store) {
   const int n = static_cast<int>(state.range(0));
   const bool sync = state.range(1) != 0;
   raft::Index next = 1;
@@ -124,10 +122,35 @@ void BM_LogStoreWrite(benchmark::State& state) {
     benchmark::DoNotOptimize(store->Write({w}, sync));
   }
   state.SetItemsProcessed(state.iterations() * n);
-  store.reset();
+}
+
+std::string BenchDir() {
+  const std::string dir = std::filesystem::temp_directory_path() /
+                          ("tally-microbench-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+// The LevelDB log store (the simulator's, and old data directories').
+void BM_LogStoreWrite(benchmark::State& state) {
+  const std::string dir = BenchDir();
+  LogWrite(state, kv::storage::LogStore::Open(dir).value().get());
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_LogStoreWrite)
+    ->Args({1, 0})
+    ->Args({64, 0})
+    ->Args({1, 1})
+    ->Args({64, 1})
+    ->UseRealTime();
+
+// The segment-file log a node writes.
+void BM_SegmentLogWrite(benchmark::State& state) {
+  const std::string dir = BenchDir();
+  LogWrite(state, kv::storage::SegmentLog::Open(dir).value().get());
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_SegmentLogWrite)
     ->Args({1, 0})
     ->Args({64, 0})
     ->Args({1, 1})

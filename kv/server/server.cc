@@ -23,6 +23,7 @@
 #include "kv/server/internal/http.h"
 #include "kv/server/internal/node.h"
 #include "kv/storage/leveldb_engine.h"
+#include "kv/storage/node_log.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "spdlog/spdlog.h"
 #include "util/hash.h"
@@ -225,7 +226,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cannot create data dir ", o.data_dir, ": ", ec.message()));
   }
-  ASSIGN_OR_RETURN(node_.log, storage::LogStore::Open(o.data_dir + "/raft"));
+  ASSIGN_OR_RETURN(node_.log, storage::OpenNodeLog(o.data_dir));
   ASSIGN_OR_RETURN(node_.data,
                    storage::LevelDBEngine::Open(o.data_dir + "/data"));
 

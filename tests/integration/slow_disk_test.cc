@@ -251,11 +251,8 @@ void SlowDiskTest::ExpectFaultStopsTheNode(const std::string& control,
   });
   std::this_thread::sleep_for(milliseconds(500));
   std::ofstream(absl::StrCat(dir_, "/sync.", pid)) << control << "\n";
-  const auto until = Clock::now() + seconds(10);
-  while (kill(pid, 0) == 0 && Clock::now() < until) {
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  EXPECT_NE(kill(pid, 0), 0) << "n" << failing << " went on after " << error;
+  EXPECT_TRUE(testing::TestCluster::WaitForExit(pid, seconds(10)))
+      << "n" << failing << " went on after " << error;
   size_t at_stop = 0;
   {
     std::lock_guard<std::mutex> l(mu);

@@ -80,7 +80,31 @@ void TestCluster::Signal(int id, int signal) {
   if (const int pid = Pid(id); pid > 0) ::kill(pid, signal);
 }
 
-void TestCluster::Kill(int id) { Signal(id, SIGKILL); }
+std::string TestCluster::DataDir(int id) const {
+  return absl::StrCat(dir_, "/n", id);
+}
+
+bool TestCluster::WaitForExit(int pid, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (pid > 0 && ::kill(pid, 0) == 0) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+void TestCluster::Kill(int id) {
+  const int pid = Pid(id);
+  Signal(id, SIGKILL);
+  WaitForExit(pid, std::chrono::seconds(10));
+}
+
+void TestCluster::KillAll() {
+  int pids[3];
+  for (int id = 1; id <= 3; ++id) pids[id - 1] = Pid(id);
+  for (int id = 1; id <= 3; ++id) Signal(id, SIGKILL);
+  for (const int pid : pids) WaitForExit(pid, std::chrono::seconds(10));
+}
 
 int TestCluster::Leader(uint64_t group) {
   absl::StatusOr<std::unique_ptr<client::Client>> c =

@@ -1,6 +1,7 @@
 #ifndef TALLY_TESTS_INTEGRATION_TEST_CLUSTER_H_
 #define TALLY_TESTS_INTEGRATION_TEST_CLUSTER_H_
 
+#include <chrono>
 #include <string>
 
 #include "client/client.h"
@@ -23,14 +24,20 @@ class TestCluster {
   // Starts (or restarts) every node that is down; false if no leader came
   // up or a node does not serve within 10 s.
   bool Start();
-  // kill -9 of node "n<id>".
+  // kill -9 of node "n<id>"; returns once the process is gone.
   void Kill(int id);
+  // kill -9 of every node at once; returns once they are all gone.
+  void KillAll();
+  // Waits up to `timeout` for process `pid` to exit; false if it still runs.
+  static bool WaitForExit(int pid, std::chrono::milliseconds timeout);
   // Sends `signal` to node "n<id>" (SIGSTOP pauses it, SIGCONT resumes it).
   void Signal(int id, int signal);
   // The process id of node "n<id>", 0 if it is not running.
   int Pid(int id) const;
   // What node "n<id>" wrote to its stdout and stderr (its log).
   std::string LogPath(int id) const;
+  // Node "n<id>"'s --data-dir.
+  std::string DataDir(int id) const;
   // The node leading `group`, 0 if none is known.
   int Leader(uint64_t group);
   client::ClientOptions ClientOptions() const;

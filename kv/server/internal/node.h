@@ -20,7 +20,7 @@
 #include "kv/server/server.h"
 #include "kv/state_machine.h"
 #include "kv/storage/engine.h"
-#include "kv/storage/log_store.h"
+#include "kv/storage/segment_log.h"
 #include "raft/host/node_host.h"
 #include "rpc/cluster.pb.h"
 #include "rpc/grpc_transport.h"
@@ -42,7 +42,7 @@ struct Node {
   ServerOptions options;
   raft::NodeId id = 0;
   rpc::ClusterLayout layout;
-  std::unique_ptr<storage::LogStore> log;
+  std::unique_ptr<storage::SegmentLog> log;
   std::unique_ptr<storage::Engine> data;
   std::unique_ptr<GroupRegistry> groups;
   rpc::PeerDirectory directory;
