@@ -2,6 +2,7 @@
 // so that the fuzzer mutates real messages instead of finding Protobuf's
 // framing from nothing. Usage: fuzz_seeds DIR (makes DIR/<target>/).
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -13,7 +14,10 @@
 #include "fuzz/input.h"
 #include "google/protobuf/text_format.h"
 #include "kv/kvpb/kvpb.pb.h"
+#include "kv/storage/internal/log_record.h"
 #include "kv/storage/leveldb_util.h"
+#include "kv/storage/memory_file_system.h"
+#include "kv/storage/segment_log.h"
 #include "rpc/raft.pb.h"
 
 namespace {
@@ -189,6 +193,48 @@ void LogStoreSeeds(Corpus& c) {
   c.Add("log_store", in);
 }
 
+void SegmentLogSeeds(Corpus& c) {
+  namespace storage = tally::kv::storage;
+  using tally::raft::host::GroupWrite;
+  tally::raft::Snapshot snap;
+  snap.metadata = {.index = 4, .term = 2};
+  snap.metadata.conf_state.voters = {1, 2, 3};
+  std::vector<std::vector<GroupWrite>> batches(3);
+  batches[0].push_back({2, tally::raft::HardState{3, 1, 4}, snap, {}});
+  batches[1].push_back({2, tally::raft::HardState{3, 1, 6}, {}, {}});
+  for (tally::raft::Index i = 5; i <= 8; ++i) {
+    batches[1][0].entries.push_back(
+        {3, i, tally::raft::EntryType::kNormal, "x"});
+  }
+  batches[2].push_back({.group = 2, .compact = snap, .compact_to = 3});
+
+  // The raw segment, as SegmentLog writes it.
+  storage::MemoryFileSystem fs;
+  {
+    auto log = storage::SegmentLog::Open("/log", {.fs = &fs});
+    for (const auto& b : batches) (*log)->Write(b, true).IgnoreError();
+  }
+  c.Add("segment_log",
+        std::string(1, '\0') + fs.Read("/log/0000000000000001.log").value());
+
+  // The same records' payloads, to be framed by the target.
+  std::string framed(1, '\1');
+  auto add = [&](storage::internal::RecordKind kind,
+                 const std::vector<GroupWrite>& writes) {
+    std::string record;
+    storage::internal::AppendRecord(kind, 0, writes, 1, &record);
+    uint32_t length;
+    std::memcpy(&length, record.data() + 8, 4);
+    framed.push_back(static_cast<char>(kind));
+    framed.push_back(0);  // synced
+    AppendPiece(&framed,
+                record.substr(storage::internal::kRecordHeaderSize, length));
+  };
+  add(storage::internal::RecordKind::kCheckpoint, {});
+  for (const auto& b : batches) add(storage::internal::RecordKind::kBatch, b);
+  c.Add("segment_log", framed);
+}
+
 void CrdtSeeds(Corpus& c) {
   using namespace tally::crdt;  // NOLINT(build/namespaces)
   auto add = [&](uint8_t type, const std::string& a, const std::string& b) {
@@ -237,6 +283,7 @@ int main(int argc, char** argv) {
   SnapshotSeeds(c);
   RaftMessageSeeds(c);
   LogStoreSeeds(c);
+  SegmentLogSeeds(c);
   CrdtSeeds(c);
   return 0;
 }

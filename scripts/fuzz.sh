@@ -16,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECONDS_EACH=${1:-20}
 FUZZ_DIR=${FUZZ_DIR:-$ROOT/build-fuzz}
 JOBS=${JOBS:-2}
-TARGETS=(raft_message log_store crdt_codec state_machine snapshot_import)
+TARGETS=(raft_message log_store segment_log crdt_codec state_machine snapshot_import)
 
 mkdir -p "$FUZZ_DIR"
 if ! {

@@ -110,9 +110,9 @@ absl::Status SegmentLog::Recover() {
         scan->records.front().kind == RecordKind::kCheckpoint &&
         scan->records.front().seq == seqs[i];
     if (!begins_well) {
-      if (last && scan->records.empty() && !segments_.empty()) {
+      if (last && scan->records.empty()) {
         // A crash while the segment was being started: nothing in it was
-        // synced, and the one before it was synced in full.
+        // synced, and the one before it, if any, was synced in full.
         spdlog::warn("raft log: removing {}, started but never written", path);
         RETURN_IF_ERROR(fs->Remove(path));
         RETURN_IF_ERROR(fs->SyncDir(dir_));
@@ -187,12 +187,16 @@ absl::Status SegmentLog::Write(const std::vector<GroupWrite>& batch,
     return absl::Status(st.code(),
                         absl::StrCat("writing the raft log: ", st.message()));
   }
-  bool released = false;
   for (const GroupWrite& w : batch) {
     Track(w);
-    released = released || w.snapshot || w.compact;
+    release_pending_ = release_pending_ || w.snapshot || w.compact;
   }
-  return released ? ReleaseSegments() : absl::OkStatus();
+  // Only a synced compaction may let segments go: unlinking is durable at
+  // once, and a crash must not find the entries gone but not the record
+  // that dropped them.
+  if (!sync || !release_pending_) return absl::OkStatus();
+  release_pending_ = false;
+  return ReleaseSegments();
 }
 
 void SegmentLog::Track(const GroupWrite& w) {

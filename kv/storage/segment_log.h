@@ -22,7 +22,7 @@ namespace tally::kv::storage {
 // when asked, one fdatasync. Segments are preallocated; a full one is synced
 // and the next begins with a checkpoint (every group's hard state and
 // snapshot), so a segment whose entries have all been compacted away is
-// deleted, oldest first.
+// deleted, oldest first, once that compaction is synced.
 //
 // On Open, a damaged record at the end of the last segment (a write torn by
 // a crash) is cut off with everything after it. A damaged record anywhere
@@ -97,6 +97,9 @@ class SegmentLog final : public raft::host::LogStore {
   // False while the current segment holds only its checkpoint: a record too
   // large for it goes in anyway rather than starting another.
   bool batches_in_segment_ = false;
+  // A compaction or snapshot was written since the last release of
+  // segments; they are released after the next sync.
+  bool release_pending_ = false;
   std::string buffer_;  // reused for each record
 };
 

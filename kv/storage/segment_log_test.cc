@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "kv/storage/internal/log_record.h"
 #include "kv/storage/log_store.h"
+#include "kv/storage/memory_file_system.h"
 #include "kv/storage/node_log.h"
 
 namespace tally::kv::storage {
@@ -171,6 +172,37 @@ TEST_F(SegmentLogTest, FullSegmentsAreReleasedOnceCompacted) {
   }
 }
 
+// A segment goes only once the compaction that let it go is durable: a
+// crash that loses an unsynced compaction record must find the entries it
+// would have dropped.
+TEST_F(SegmentLogTest, NoSegmentIsDeletedOnAnUnsyncedCompaction) {
+  MemoryFileSystem fs;
+  const SegmentLog::Options o{.fs = &fs, .segment_size = 4096};
+  auto log = SegmentLog::Open("/log", o);
+  ASSERT_TRUE(log.ok());
+  raft::Index last = 0;
+  while ((*log)->segments() < 3) {
+    ++last;
+    ASSERT_TRUE(
+        (*log)->Write({{1, {}, {}, Entries(last, last, 1)}}, true).ok());
+  }
+  raft::Snapshot snap;
+  snap.metadata = {.index = last - 2, .term = 1};
+  GroupWrite compact{.group = 1, .compact = snap, .compact_to = last - 2};
+  ASSERT_TRUE((*log)->Write({compact}, /*sync=*/false).ok());
+  log->reset();
+  fs.Crash();
+  log = SegmentLog::Open("/log", o);
+  ASSERT_TRUE(log.ok()) << log.status();
+  auto loaded = (*log)->Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->at(1).entries, Entries(1, last, 1));
+  // Once synced, it lets the first segment go (the second holds last - 1).
+  ASSERT_TRUE((*log)->Write({compact}, /*sync=*/true).ok());
+  EXPECT_EQ((*log)->segments(), 2u);
+  EXPECT_FALSE(fs.Read("/log/0000000000000001.log").ok());
+}
+
 // A crash tears the last write: its record is cut, the rest stays, and the
 // log takes writes again where it ends.
 TEST_F(SegmentLogTest, ATornFinalWriteIsCut) {
@@ -188,6 +220,31 @@ TEST_F(SegmentLogTest, ATornFinalWriteIsCut) {
   log.reset();
   log = Open();
   EXPECT_EQ(Load(*log).at(1).entries.back(), Entries(5, 5, 2)[0]);
+}
+
+// A record whose padding did not reach the disk is whole; the next one
+// still starts at a multiple of 8 bytes.
+TEST_F(SegmentLogTest, ARecordMissingOnlyItsPaddingIsKept) {
+  {
+    auto log = Open();
+    ASSERT_TRUE(log->Write({{1, {}, {}, Entries(1, 3, 1)}}, true).ok());
+  }
+  std::vector<uint64_t> at = RecordOffsets(1);
+  ASSERT_EQ(at.size(), 3u);
+  uint32_t length;  // of the batch's payload, from its header
+  std::ifstream(Segment(1), std::ios::binary)
+      .seekg(at[1] + 8)
+      .read(reinterpret_cast<char*>(&length), 4);
+  const uint64_t unpadded = at[1] + internal::kRecordHeaderSize + length;
+  ASSERT_LT(unpadded, at[2]);
+  std::filesystem::resize_file(Segment(1), unpadded);
+  {
+    auto log = Open();
+    EXPECT_EQ(Load(*log).at(1).entries, Entries(1, 3, 1));
+    ASSERT_TRUE(log->Write({{1, {}, {}, Entries(4, 4, 1)}}, true).ok());
+  }
+  auto log = Open();
+  EXPECT_EQ(Load(*log).at(1).entries, Entries(1, 4, 1));
 }
 
 TEST_F(SegmentLogTest, AZeroedTailIsCut) {
@@ -265,6 +322,21 @@ TEST_F(SegmentLogTest, ASegmentStartedButNeverWrittenIsRemoved) {
   std::filesystem::resize_file(Segment(2), segment_size_);
   auto log = Open();
   EXPECT_FALSE(std::filesystem::exists(Segment(2)));
+  EXPECT_EQ(Load(*log).at(1).entries, Entries(1, 3, 1));
+}
+
+// The same for a node's first segment: a crash right after the log was
+// created.
+TEST_F(SegmentLogTest, AFirstSegmentStartedButNeverWrittenIsRemoved) {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(Segment(1)).close();
+  std::filesystem::resize_file(Segment(1), segment_size_);
+  auto log = Open();
+  ASSERT_NE(log, nullptr);
+  EXPECT_TRUE(Load(*log).empty());
+  ASSERT_TRUE(log->Write({{1, {}, {}, Entries(1, 3, 1)}}, true).ok());
+  log.reset();
+  log = Open();
   EXPECT_EQ(Load(*log).at(1).entries, Entries(1, 3, 1));
 }
 

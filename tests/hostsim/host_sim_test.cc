@@ -6,13 +6,11 @@ namespace tally::hostsim {
 namespace {
 
 // One seed, with the hosts' logging off.
-HostSimResult RunSeed(uint64_t seed, uint64_t ticks = 1000,
-                      bool lock_clients = true) {
+HostSimResult RunSeed(uint64_t seed, uint64_t ticks = 1000) {
   spdlog::set_level(spdlog::level::off);
   HostSimOptions o;
   o.seed = seed;
   o.ticks = ticks;
-  o.lock_clients = lock_clients;
   return RunHostSimulation(o);
 }
 
@@ -53,10 +51,10 @@ TEST(HostSimulationTest, ClientsGetAnswersWhileNodesCrashAndMembersChange) {
 // had no replica of the group yet, and a node only started one for a
 // leader's message: once the leader that added it stepped down, its vote
 // requests were dropped, and no one could win both majorities. Seed 49
-// showed it (no leader in 600 ticks after the faults stopped).
-// (Seeds found before the lock clients were added run without them.)
+// showed it (no leader in 600 ticks after the faults stopped); since the
+// simulated disk tears unsynced writes, seed 10 does.
 TEST(HostSimulationTest, NewVoterWithoutAReplicaYetCanVote) {
-  HostSimResult r = RunSeed(49, 1000, /*lock_clients=*/false);
+  HostSimResult r = RunSeed(10, 1000);
   EXPECT_FALSE(r.violation) << *r.violation;
   EXPECT_GT(r.counts.conf_changes, 0u);
 }
@@ -65,11 +63,12 @@ TEST(HostSimulationTest, NewVoterWithoutAReplicaYetCanVote) {
 // offered a newer snapshot after compacting; the log got there first) took
 // its state machine back to the snapshot's older state, and then applied
 // the next entries on top of it: its data differed from the others'. Seed
-// 2474 showed it ("applied index went back from 530 to 529").
+// 2474 showed it ("applied index went back from 530 to 529"); since the
+// simulated disk tears unsynced writes, seed 985 does ("from 21 to 20").
 TEST(HostSimulationTest, SnapshotOlderThanTheAppliedStateIsNotInstalled) {
-  HostSimResult r = RunSeed(2474, 1000, /*lock_clients=*/false);
+  HostSimResult r = RunSeed(985, 1000);
   EXPECT_FALSE(r.violation) << *r.violation;
-  EXPECT_GT(r.counts.snapshots_fetched, 3u);
+  EXPECT_GT(r.counts.snapshots_fetched, 0u);
 }
 
 }  // namespace

@@ -209,8 +209,16 @@ void World::CheckLeaderHas(GroupId g, raft::Term term, NodeId leader, Index at,
                     " of term ", earlier, " is committed"));
 }
 
+absl::StatusOr<std::unique_ptr<kv::storage::SegmentLog>> World::OpenLog(
+    Node& n) {
+  return kv::storage::SegmentLog::Open(
+      "/log", {.fs = &n.log_files, .segment_size = 16 << 10});
+}
+
 absl::Status World::Boot(Node& n) {
-  n.log = kv::storage::LogStore::Over(&n.log_engine);
+  absl::StatusOr<std::unique_ptr<kv::storage::SegmentLog>> log = OpenLog(n);
+  if (!log.ok()) return log.status();
+  n.log = std::move(*log);
   n.watched.clear();
   n.machines.clear();
   raft::host::HostOptions ho;
@@ -269,10 +277,10 @@ void World::Crash(Node& n) {
   n.held.clear();
   n.data_engine.Crash();
   if (options_.defect == Defect::kDiskForgetsSynced) {
-    n.log_engine.CrashLosingSynced(
-        1 + random_.Uniform(kv::storage::MemoryEngine::kKeptSynced));
+    n.log_files.CrashLosingSynced(
+        1 + random_.Uniform(kv::storage::MemoryFileSystem::kKeptSynced));
   } else {
-    n.log_engine.Crash();
+    n.log_files.Crash(/*tear=*/&random_);  // torn tails too
   }
   n.restart_at = step_ + kStepsPerTick * (10 + random_.Uniform(200));
 }
@@ -459,9 +467,10 @@ HostSimResult World::Run() {
     absl::Status st;
     if (id <= plan_.voters) {
       // As kvd bootstraps a cluster: the raft log, then each state machine.
-      std::unique_ptr<kv::storage::LogStore> log =
-          kv::storage::LogStore::Over(&n->log_engine);
-      st = raft::host::BootstrapGroups(log.get(), groups, voters);
+      absl::StatusOr<std::unique_ptr<kv::storage::SegmentLog>> log =
+          OpenLog(*n);
+      st = log.ok() ? raft::host::BootstrapGroups(log->get(), groups, voters)
+                    : log.status();
       for (GroupId g : groups) {
         if (!st.ok()) break;
         absl::StatusOr<std::unique_ptr<kv::StateMachine>> sm =

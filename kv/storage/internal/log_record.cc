@@ -163,6 +163,11 @@ void AppendRecord(RecordKind kind, uint64_t synced,
   out->append(kRecordHeaderSize, '\0');
   if (kind == RecordKind::kCheckpoint) Put<uint64_t>(out, seq);
   AppendPayload(writes, out);
+  FrameRecord(kind, synced, start, out);
+}
+
+void FrameRecord(RecordKind kind, uint64_t synced, size_t start,
+                 std::string* out) {
   const std::string_view payload =
       std::string_view(*out).substr(start + kRecordHeaderSize);
   Header h{0, util::Crc32c(payload), static_cast<uint32_t>(payload.size()),
@@ -200,8 +205,9 @@ absl::StatusOr<SegmentScan> ScanSegment(std::string_view file,
           "the raft log record at offset ", offset,
           " has good checksums but cannot be decoded (kind ", h.kind, ")"));
     }
-    offset = std::min<uint64_t>(file.size(),
-                                Align8(offset + kRecordHeaderSize + h.length));
+    // Past the padding even when a crash left it out, so that the next
+    // record is written where a later scan looks for it.
+    offset = Align8(offset + kRecordHeaderSize + h.length);
   }
   scan.end = offset;
   if (offset >= file.size() || AllZero(file.substr(offset))) return scan;

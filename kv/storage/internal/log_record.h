@@ -40,6 +40,12 @@ void AppendRecord(RecordKind kind, uint64_t synced,
                   const std::vector<raft::host::GroupWrite>& writes,
                   uint64_t seq, std::string* out);
 
+// Frames a payload already in `out`: out[start, start + kRecordHeaderSize)
+// is room for the header, the payload follows to the end. Fills in the
+// header and pads.
+void FrameRecord(RecordKind kind, uint64_t synced, size_t start,
+                 std::string* out);
+
 struct Record {
   RecordKind kind = RecordKind::kBatch;
   uint64_t offset = 0;  // in the segment
@@ -51,7 +57,8 @@ struct Record {
 // What a segment file holds.
 struct SegmentScan {
   std::vector<Record> records;
-  // Just after the last good record.
+  // Just after the last good record and its padding (which may be beyond
+  // the end of the file).
   uint64_t end = 0;
   // Something other than zeros follows `end`: a torn or damaged record.
   bool damaged = false;

@@ -21,8 +21,9 @@
 #include "absl/strings/str_cat.h"
 #include "kv/leader_duties.h"
 #include "kv/state_machine.h"
-#include "kv/storage/log_store.h"
 #include "kv/storage/memory_engine.h"
+#include "kv/storage/memory_file_system.h"
+#include "kv/storage/segment_log.h"
 #include "raft/host/node_host.h"
 #include "tests/hostsim/host_simulation.h"
 #include "util/linearizability.h"
@@ -204,13 +205,13 @@ struct Node {
   bool up = false;
   uint64_t restart_at = 0;    // step, when down
   uint64_t paused_until = 0;  // step
-  // What survives a crash.
-  kv::storage::MemoryEngine log_engine;
+  // What survives a crash: the raft log's files and the state machines.
+  kv::storage::MemoryFileSystem log_files;
   kv::storage::MemoryEngine data_engine;
   std::unique_ptr<SimClock> clock;
   std::unique_ptr<SimTransport> transport;
   // One incarnation's.
-  std::unique_ptr<kv::storage::LogStore> log;
+  std::unique_ptr<kv::storage::SegmentLog> log;
   std::map<GroupId, std::unique_ptr<kv::StateMachine>> machines;
   // The host sees the machines through these.
   std::map<GroupId, std::unique_ptr<WatchedMachine>> watched;
@@ -325,6 +326,9 @@ class World {
   void CheckLeaderHas(GroupId g, raft::Term term, NodeId leader, Index at,
                       raft::Term earlier, Index index);
 
+  // The raft log as kvd keeps it, in small segments so that they turn over.
+  static absl::StatusOr<std::unique_ptr<kv::storage::SegmentLog>> OpenLog(
+      Node& n);
   absl::Status Boot(Node& n);
   void Crash(Node& n);
   void FaultsForTick();
