@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -129,7 +130,9 @@ absl::Status SegmentLog::Recover() {
     }
     segments_.push_back({seqs[i], {}});
     for (const internal::Record& rec : scan->records) {
-      for (const GroupWrite& w : rec.writes) Track(w);
+      for (const GroupWrite& w : rec.writes) {
+        Track(w, rec.kind == RecordKind::kRewrite);
+      }
     }
     end = scan->end;
   }
@@ -174,6 +177,9 @@ absl::Status SegmentLog::Write(const std::vector<GroupWrite>& batch,
   if (file_->offset() + buffer_.size() > options_.segment_size &&
       batches_in_segment_) {
     RETURN_IF_ERROR(StartSegment(segments_.back().seq + 1));
+    if (segments_.size() > options_.segments_kept) {
+      RETURN_IF_ERROR(RewriteOldest());
+    }
     buffer_.clear();
     internal::AppendRecord(RecordKind::kBatch, synced_, batch, 0, &buffer_);
   }
@@ -199,9 +205,10 @@ absl::Status SegmentLog::Write(const std::vector<GroupWrite>& batch,
   return ReleaseSegments();
 }
 
-void SegmentLog::Track(const GroupWrite& w) {
+void SegmentLog::Track(const GroupWrite& w, bool rewrite) {
   GroupState& g = groups_[w.group];
   Segment& current = segments_.back();
+  if (rewrite) g.reset_seq = current.seq;
   if (w.snapshot) {
     g.snapshot = *w.snapshot;
     g.compacted = std::max(g.compacted, w.snapshot->metadata.index);
@@ -219,18 +226,70 @@ void SegmentLog::Track(const GroupWrite& w) {
   }
 }
 
+bool SegmentLog::Dead(const Segment& s, GroupId group, Index last) {
+  const GroupState& g = groups_[group];
+  return s.seq < g.reset_seq || last <= g.compacted;
+}
+
 absl::Status SegmentLog::ReleaseSegments() {
   auto dead = [&](const Segment& s) {
-    return std::all_of(s.last_index.begin(), s.last_index.end(),
-                       [&](const auto& gi) {
-                         const GroupState& g = groups_[gi.first];
-                         return s.seq < g.reset_seq || gi.second <= g.compacted;
-                       });
+    return std::all_of(
+        s.last_index.begin(), s.last_index.end(),
+        [&](const auto& gi) { return Dead(s, gi.first, gi.second); });
   };
   while (segments_.size() > 1 && dead(segments_.front())) {
     RETURN_IF_ERROR(options_.fs->Remove(SegmentPath(segments_.front().seq)));
     segments_.pop_front();
   }
+  return absl::OkStatus();
+}
+
+absl::Status SegmentLog::RewriteOldest() {
+  std::set<GroupId> holding;
+  for (const auto& [group, last] : segments_.front().last_index) {
+    if (!Dead(segments_.front(), group, last)) holding.insert(group);
+  }
+  if (holding.empty()) return absl::OkStatus();
+  // Their logs as the segments hold them (the current one has only its
+  // checkpoint so far).
+  std::map<GroupId, Replayed> replayed;
+  for (size_t i = 0; i + 1 < segments_.size(); ++i) {
+    const Segment& s = segments_[i];
+    if (std::none_of(holding.begin(), holding.end(), [&](GroupId g) {
+          return s.last_index.count(g) && s.seq >= groups_[g].reset_seq;
+        })) {
+      continue;
+    }
+    const std::string path = SegmentPath(s.seq);
+    ASSIGN_OR_RETURN(std::string data, options_.fs->Read(path));
+    ASSIGN_OR_RETURN(internal::SegmentScan scan,
+                     internal::ScanSegment(data, /*keep_entries=*/true));
+    for (const internal::Record& rec : scan.records) {
+      for (const GroupWrite& w : rec.writes) {
+        if (holding.count(w.group) && s.seq >= groups_[w.group].reset_seq) {
+          Replay(w, &replayed[w.group]);
+        }
+      }
+    }
+  }
+  std::vector<GroupWrite> copies;
+  for (GroupId group : holding) {
+    std::vector<raft::Entry>& entries = replayed[group].g.entries;
+    const Index compacted = groups_[group].compacted;
+    std::erase_if(entries,
+                  [&](const raft::Entry& e) { return e.index <= compacted; });
+    if (entries.empty()) continue;
+    GroupWrite& w = copies.emplace_back();
+    w.group = group;
+    w.entries = std::move(entries);
+  }
+  std::string record;
+  internal::AppendRecord(RecordKind::kRewrite, synced_, copies, 0, &record);
+  RETURN_IF_ERROR(file_->Append(record));
+  for (const GroupWrite& w : copies) Track(w, /*rewrite=*/true);
+  // Whatever held the oldest segment is now copied; it goes once synced.
+  for (GroupId group : holding) groups_[group].reset_seq = segments_.back().seq;
+  release_pending_ = true;
   return absl::OkStatus();
 }
 

@@ -22,7 +22,11 @@ namespace tally::kv::storage {
 // when asked, one fdatasync. Segments are preallocated; a full one is synced
 // and the next begins with a checkpoint (every group's hard state and
 // snapshot), so a segment whose entries have all been compacted away is
-// deleted, oldest first, once that compaction is synced.
+// deleted, oldest first, once that compaction is synced. A quiet group that
+// is seldom compacted would keep old segments forever: once there are more
+// than `Options::segments_kept`, the live entries of the groups holding
+// the oldest are copied into the new segment, and it goes after the next
+// sync.
 //
 // On Open, a damaged record at the end of the last segment (a write torn by
 // a crash) is cut off with everything after it. A damaged record anywhere
@@ -37,6 +41,8 @@ class SegmentLog final : public raft::host::LogStore {
     FileSystem* fs = PosixFileSystem();
     // Bytes preallocated per segment; a larger write makes a larger one.
     uint64_t segment_size = 64 << 20;
+    // Segments beyond which quiet groups' entries are copied forward.
+    size_t segments_kept = 4;
   };
 
   // Opens (creating if missing) the log in directory `dir`, recovering as
@@ -68,7 +74,8 @@ class SegmentLog final : public raft::host::LogStore {
     std::optional<raft::HardState> hard_state;
     std::optional<raft::Snapshot> snapshot;
     raft::Index compacted = 0;  // entries at or below it are gone
-    uint64_t reset_seq = 0;     // and all in segments before this one
+    // All its entries in segments before this one are gone or copied.
+    uint64_t reset_seq = 0;
   };
   struct Segment {
     uint64_t seq = 0;
@@ -85,8 +92,13 @@ class SegmentLog final : public raft::host::LogStore {
   absl::Status Append(const std::string& record, bool sync);
   // Syncs the current segment and starts segment `seq` with a checkpoint.
   absl::Status StartSegment(uint64_t seq);
-  void Track(const raft::host::GroupWrite& w);
+  void Track(const raft::host::GroupWrite& w, bool rewrite = false);
+  // Whether group `group`'s entries in `s` are all compacted or replaced.
+  bool Dead(const Segment& s, raft::host::GroupId group, raft::Index last);
   absl::Status ReleaseSegments();
+  // Copies the live entries of the groups holding the oldest segment into
+  // the current one (a kRewrite record).
+  absl::Status RewriteOldest();
 
   const std::string dir_;
   const Options options_;

@@ -203,6 +203,42 @@ TEST_F(SegmentLogTest, NoSegmentIsDeletedOnAnUnsyncedCompaction) {
   EXPECT_FALSE(fs.Read("/log/0000000000000001.log").ok());
 }
 
+// A group that is seldom compacted does not keep old segments: its live
+// entries are copied forward, and they survive restarts and crashes.
+TEST_F(SegmentLogTest, AQuietGroupDoesNotKeepOldSegments) {
+  MemoryFileSystem fs;
+  const SegmentLog::Options o{
+      .fs = &fs, .segment_size = 4096, .segments_kept = 3};
+  auto log = SegmentLog::Open("/log", o);
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->Write({{1, {}, {}, Entries(1, 3, 1)}}, true).ok());
+  raft::Snapshot snap;
+  for (raft::Index i = 1; i <= 3000; ++i) {
+    GroupWrite w{2, raft::HardState{1, 1, i}, {}, Entries(i, i, 1)};
+    if (i % 50 == 0) {
+      snap.metadata.index = i;
+      w.compact = snap;
+      w.compact_to = i - 10;
+    }
+    ASSERT_TRUE((*log)->Write({w}, i % 7 != 0).ok());
+    ASSERT_LE((*log)->segments(), 5u) << "after entry " << i;
+    if (i % 1000 == 0) {  // a crash now and then
+      log->reset();
+      fs.Crash();
+      log = SegmentLog::Open("/log", o);
+      ASSERT_TRUE(log.ok()) << log.status();
+    }
+  }
+  log->reset();
+  log = SegmentLog::Open("/log", o);
+  ASSERT_TRUE(log.ok()) << log.status();
+  auto loaded = (*log)->Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->at(1).entries, Entries(1, 3, 1));
+  EXPECT_EQ(loaded->at(2).snapshot.metadata.index, 3000u);
+  EXPECT_EQ(fs.List("/log")->size(), (*log)->segments());
+}
+
 // A crash tears the last write: its record is cut, the rest stays, and the
 // log takes writes again where it ends.
 TEST_F(SegmentLogTest, ATornFinalWriteIsCut) {

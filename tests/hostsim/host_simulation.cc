@@ -212,7 +212,8 @@ void World::CheckLeaderHas(GroupId g, raft::Term term, NodeId leader, Index at,
 absl::StatusOr<std::unique_ptr<kv::storage::SegmentLog>> World::OpenLog(
     Node& n) {
   return kv::storage::SegmentLog::Open(
-      "/log", {.fs = &n.log_files, .segment_size = 16 << 10});
+      "/log",
+      {.fs = &n.log_files, .segment_size = 16 << 10, .segments_kept = 2});
 }
 
 absl::Status World::Boot(Node& n) {

@@ -193,6 +193,7 @@ absl::StatusOr<SegmentScan> ScanSegment(std::string_view file,
     rec.synced = h.synced;
     Reader r(payload);
     bool ok = h.kind == static_cast<uint32_t>(RecordKind::kBatch) ||
+              h.kind == static_cast<uint32_t>(RecordKind::kRewrite) ||
               (h.kind == static_cast<uint32_t>(RecordKind::kCheckpoint) &&
                r.Get(&rec.seq));
     uint32_t n = 0;

@@ -33,6 +33,7 @@ inline constexpr size_t kRecordHeaderSize = 24;
 enum class RecordKind : uint32_t {
   kBatch = 1,       // one LogStore::Write
   kCheckpoint = 2,  // a segment's first record: every group's state
+  kRewrite = 3,     // groups' live entries copied from older segments
 };
 
 // Appends one record, header and padding included, to `out`.

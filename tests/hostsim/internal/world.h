@@ -326,7 +326,8 @@ class World {
   void CheckLeaderHas(GroupId g, raft::Term term, NodeId leader, Index at,
                       raft::Term earlier, Index index);
 
-  // The raft log as kvd keeps it, in small segments so that they turn over.
+  // The raft log as kvd keeps it, in small segments so that they turn over
+  // and quiet groups' entries are copied forward often.
   static absl::StatusOr<std::unique_ptr<kv::storage::SegmentLog>> OpenLog(
       Node& n);
   absl::Status Boot(Node& n);
