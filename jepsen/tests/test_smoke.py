@@ -117,7 +117,14 @@ def test_crdt_updates_a_removed_node_acknowledged_stay_after_its_disk_is_wiped(t
         assert wait_ready(conn, [1, 2, 3]), f"cluster not ready; logs in {tmp_path}"
         table = crdt_pb2.CrdtCreateTableRequest(name="t", columns=[
             crdt_pb2.CrdtColumn(name="n", type=crdt_pb2.CRDT_G_COUNTER)])
+        # The data group answering reads does not mean the metadata group,
+        # which keeps the schema, has elected its leader yet.
+        deadline = time.monotonic() + 30
         r = conn.call(1, "CreateTable", table, timeout=10.0, service="Crdt")
+        while r.type != OK and "UNAVAILABLE" in (r.error or "") and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = conn.call(1, "CreateTable", table, timeout=10.0, service="Crdt")
         assert r.type == OK, r.error
         incr = crdt_pb2.CrdtUpdateRequest(table="t", row=b"r", ops=[crdt_pb2.CrdtOp(
             kind=crdt_pb2.CrdtOp.INCREMENT, column="n", amount=1)])
