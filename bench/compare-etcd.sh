@@ -6,8 +6,12 @@
 # and the Multi-Raft scale runs. Prints a Markdown table (medians with min
 # and max; CPU of the three server processes and of kvbench per 10,000
 # operations) and, last,
-#   bench: write_ratio=<x> read_ratio=<y> p99_write_ratio=<z> endpoints=<mode> rounds=<n>
-# (Tally / etcd medians, puts and linearizable gets with 256 clients).
+#   bench: write_ratio=<x> read_ratio=<y> p99_write_ratio=<z>
+#          cpu_per_write_ratio=<c> cpu_per_read_ratio=<d> endpoints=<mode> rounds=<n>
+# (Tally / etcd medians, puts and linearizable gets with 256 clients; CPU:
+# the three servers' per operation). Before the table: the machine's floor
+# for a one-client put (a loopback round trip plus one fsync) and each
+# store's put-1 p50 against it.
 #
 # BENCH_ENDPOINTS=leader (default): every request goes to a leader, in both
 # stores (Tally's client routes to each range's leader; etcd gets only its
@@ -168,6 +172,23 @@ workloads=(
 # fsync latency of the disk the data dirs are on.
 dd if=/dev/zero of="$work/fsync-probe" bs=4k count=500 oflag=dsync 2>"$work/fsync.txt" || true
 rm -f "$work/fsync-probe"
+# A loopback round trip: the median of 2,000 ping-pongs of 300 bytes over
+# TCP on 127.0.0.1. With one fsync it is the floor of a one-client put.
+/usr/bin/python3 - >"$work/rtt.txt" <<'PY' || true
+import socket, statistics, threading, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+def echo():
+    c, _ = srv.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while (d := c.recv(4096)): c.sendall(d)
+threading.Thread(target=echo, daemon=True).start()
+s = socket.create_connection(srv.getsockname()); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+msg, times = b"x" * 300, []
+for _ in range(2000):
+    t = time.perf_counter(); s.sendall(msg); n = 0
+    while n < len(msg): n += len(s.recv(4096))
+    times.append(time.perf_counter() - t)
+print(f"rtt_ms={1000 * statistics.median(times):.3f}")
+PY
 
 splits() {  # splits <ranges>: split points of kvbench's 100k keys
   local r=$1 i out=""
@@ -214,7 +235,7 @@ done
 cleanup
 if [ -n "${BENCH_ONLY:-}" ]; then
   if [[ "idle-$idle_ranges" =~ $BENCH_ONLY ]]; then idle; fi
-  /usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" | tee "$work/report.md"
+  /usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" "$work/rtt.txt" | tee "$work/report.md"
   exit 0
 fi
 
@@ -235,4 +256,4 @@ if [ "${BENCH_SKIP_SCALE:-0}" != 1 ]; then
   idle
 fi
 
-/usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" | tee "$work/report.md"
+/usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" "$work/rtt.txt" | tee "$work/report.md"

@@ -1,10 +1,11 @@
 """Formats bench/compare-etcd.sh's results as Markdown tables and the
-summary line. Usage: report.py results.jsonl [fsync.txt]
+summary line. Usage: report.py results.jsonl [fsync.txt [rtt.txt]]
 
 Each (workload, store) ran in several rounds: the table shows the median
 ops/s with the lowest and highest, the median p99, and the median CPU time
 per 10,000 operations of the three server processes and of kvbench."""
 import json
+import os
 import re
 import statistics
 import sys
@@ -42,11 +43,26 @@ def main():
     mode = next((r["endpoints"] for r in rows if "endpoints" in r), "leader")
     rounds = max((r.get("round", 1) for r in rows), default=1)
     out = []
-    if len(sys.argv) > 2:
+    fsync_ms = rtt_ms = None
+    if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
         m = re.search(r"copied, ([\d.]+) s", open(sys.argv[2]).read())
         if m:
+            fsync_ms = 1000 * float(m.group(1)) / 500
             out.append(f"fsync: 500 synchronous 4 KiB writes in {m.group(1)} s "
-                       f"({1000 * float(m.group(1)) / 500:.2f} ms each)\n")
+                       f"({fsync_ms:.2f} ms each)\n")
+    if len(sys.argv) > 3 and os.path.exists(sys.argv[3]):
+        m = re.search(r"rtt_ms=([\d.]+)", open(sys.argv[3]).read())
+        rtt_ms = float(m.group(1)) if m else None
+    put1 = {t: median(by.get(("put-1", t), []), "p50_ms") for t in ("tally", "etcd")}
+    if fsync_ms and rtt_ms:
+        floor = fsync_ms + rtt_ms
+        line = (f"floor of a one-client put: loopback round trip {rtt_ms:.3f} ms "
+                f"+ one fsync {fsync_ms:.2f} ms = {floor:.2f} ms")
+        if put1["tally"] and put1["etcd"]:
+            line += (f"; put-1 p50: Tally {put1['tally']:.2f} ms "
+                     f"({put1['tally'] / floor:.1f}x the floor), "
+                     f"etcd {put1['etcd']:.2f} ms ({put1['etcd'] / floor:.1f}x)")
+        out.append(line + "\n")
     where = ("every request to a leader (Tally: each range's; etcd: its leader's endpoint)"
              if mode == "leader" else
              "etcd spread over its three endpoints; Tally to each range's leader")
@@ -103,9 +119,16 @@ def main():
         e = median(by.get((label, "etcd"), []), field)
         return f"{t / e:.2f}" if t and e else "nan"
 
+    def cpu_ratio(label):
+        t = cpu_per_10k(by.get((label, "tally"), []), "server_cpu_s")
+        e = cpu_per_10k(by.get((label, "etcd"), []), "server_cpu_s")
+        return f"{t / e:.2f}" if t and e else "nan"
+
     out.append(f"bench: write_ratio={ratio('put-256', 'ops_per_sec')} "
                f"read_ratio={ratio('get-256', 'ops_per_sec')} "
                f"p99_write_ratio={ratio('put-256', 'p99_ms')} "
+               f"cpu_per_write_ratio={cpu_ratio('put-256')} "
+               f"cpu_per_read_ratio={cpu_ratio('get-256')} "
                f"endpoints={mode} rounds={rounds}")
     print("\n".join(out))
 
