@@ -537,7 +537,11 @@ class Lock:
                 r = ctx.conn.call(node, "Release", req, timeout=OP_TIMEOUT, service="Locks")
                 return r.type, token, r.node, r.error
 
-            record(ctx, process, "release", self.LOCK, token, call)
+            if record(ctx, process, "release", self.LOCK, token, call)["type"] != OK:
+                # The hold may still stand: keeping its lease alive would
+                # keep the lock from everyone (this client's next acquire
+                # too) for good. Let the lease lapse; a new one follows.
+                lease = None
 
     def _keep_alive(self, ctx, node, lease):
         """The lease, or None once it has ended."""
