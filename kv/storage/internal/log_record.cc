@@ -15,6 +15,11 @@ using raft::host::GroupWrite;
 
 enum Flags : uint8_t { kHardState = 1, kSnapshot = 2, kCompact = 4 };
 
+// The smallest encodings: an entry (term, type, length) and a group write
+// (group, flags, entry count).
+constexpr size_t kMinEntryBytes = 8 + 1 + 4;
+constexpr size_t kMinWriteBytes = 8 + 1 + 4;
+
 template <typename T>
 void Put(std::string* out, T v) {
   char buf[sizeof(T)];
@@ -88,6 +93,7 @@ class Reader {
     return true;
   }
   bool done() const { return in_.empty(); }
+  size_t left() const { return in_.size(); }
 
  private:
   std::string_view in_;
@@ -112,6 +118,9 @@ bool ReadWrite(Reader& r, bool keep_entries, GroupWrite* w) {
   if (n == 0) return true;
   raft::Index index;
   if (!r.Get(&index)) return false;
+  // Each entry takes at least kMinEntryBytes: a count the payload cannot
+  // hold is refused before anything is allocated for it.
+  if (n > r.left() / kMinEntryBytes) return false;
   w->entries.resize(n);
   for (raft::Entry& e : w->entries) {
     uint8_t type;
@@ -198,6 +207,7 @@ absl::StatusOr<SegmentScan> ScanSegment(std::string_view file,
                r.Get(&rec.seq));
     uint32_t n = 0;
     ok = ok && r.Get(&n);
+    ok = ok && n <= r.left() / kMinWriteBytes;
     for (uint32_t i = 0; ok && i < n; ++i) {
       ok = ReadWrite(r, keep_entries, &rec.writes.emplace_back());
     }
