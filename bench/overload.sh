@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Overload: clients offering five times what the cluster can serve, with the
-# client library's retry budget, throttling and breakers on, then off.
+# client library's retry budget, throttling, in-flight limits and breakers
+# on, then off.
 #
 # A local three-node cluster runs in a CPU cgroup of SERVER_CPU cores
 # (default 0.5), so that kvbench, on the same machine, can offer five times
@@ -12,12 +13,14 @@
 # leases lost (or unknown: the cluster did not say within 30 s of the run
 # whether it holds them). Prints a Markdown table; raw JSON lines in $OUT
 # (default /tmp/tally-overload.json), with the nodes' write admissions.
-#   sudo bench/overload.sh   (root: the cgroup; about 3 minutes)
-# SERVER_CPU, DURATION (s, default 10), LEASES (default 1000) change it;
+#   sudo bench/overload.sh   (root: the cgroup; about 5 minutes)
+# SERVER_CPU, DURATION (s, default 10), LEASES (default 1000), LEASE_TTL (s,
+# default 6) change it;
 # BEST=N skips the search for the best goodput; RUNS=protected leaves out
-# the run without protection; THROTTLE=K sets the library's throttling
-# factor; KEEP=1 keeps the nodes' logs and kvbench's stderr (the directory
-# is printed).
+# the run without protection (RUNS="protected unlimited unprotected" adds
+# one with the rest of the protection but no in-flight limits); THROTTLE=K
+# sets the library's throttling factor; KEEP=1 keeps the nodes' logs and
+# kvbench's stderr (the directory is printed).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin=${TALLY_BIN:-$root/build/bin}
@@ -44,6 +47,10 @@ cluster start
 mkdir "$cgroup"
 echo 100000 >"$cgroup/cpu.cfs_period_us"
 awk -v c="$server_cpu" 'BEGIN { printf "%d\n", c * 100000 }' >"$cgroup/cpu.cfs_quota_us"
+# Their half core comes first: kvbench's thousands of threads, each
+# competing on its own with the group as a whole, would otherwise take part
+# of it, and the cluster's capacity would fall as the load offered rises.
+echo 262144 >"$cgroup/cpu.shares"
 for f in "$work"/c/n*.pid; do cat "$f" >"$cgroup/cgroup.procs"; done
 
 # Puts the three servers answered so far (refusals included), then their
@@ -66,11 +73,12 @@ run() {
   local label=$1 rate=$2 threads=$3 before after
   shift 3
   echo "overload: $label, $rate puts/s offered by $threads threads" >&2
-  sleep 5  # the previous run's backlog drains
+  # The previous run's backlog drains, and its leases end.
+  sleep $((5 + ${LEASE_TTL:-6}))
   read -r -a before <<<"$(received)"
   "$bin/kvbench" --target tally --endpoints "$endpoints" --op overload \
     --rate "$rate" --clients "$threads" --duration "$duration" --warmup "${WARM:-3}" \
-    --timeout-ms 1000 --lease-ttl 6 \
+    --timeout-ms 1000 --lease-ttl "${LEASE_TTL:-6}" \
     --value-size 256 --keys 100000 "$@" 2>"$work/kvbench.err" |
     sed "s/^{/{\"label\":\"$label\",/" >"$work/line.json" || true
   cat "$work/kvbench.err" >>"$work/kvbench-all.err"
@@ -85,20 +93,23 @@ run() {
 }
 : >"$out"
 best=${BEST:-0}
+leases=${LEASES:-1000}
+# The best is found with the same leases kept alive as in the overload runs:
+# their renewals take a share of the servers' half core in both.
 [ "$best" -gt 0 ] || for rate in 400 800 1200 1600 2000 2400; do
-  line=$(run capacity "$rate" 1000 --leases 0)
+  line=$(run capacity "$rate" 1000 --leases "$leases")
   goodput=$(echo "$line" | sed 's/.*"ops_per_sec":\([0-9]*\).*/\1/')
   [ "$goodput" -gt "$best" ] && best=$goodput
   # Past the capacity: a rate it did not keep up with.
   [ "$goodput" -lt $((rate * 9 / 10)) ] && break
 done
 offered=$((best * 5))
-leases=${LEASES:-1000}
 # Ten seconds of overload before measuring: the clients' throttling weighs
 # the last ten seconds of answers.
 for r in ${RUNS:-protected unprotected}; do
   protection=${THROTTLE:+--throttle $THROTTLE}
   [ "$r" = unprotected ] && protection=--no-protection
+  [ "$r" = unlimited ] && protection="$protection --no-in-flight-limit"
   WARM=10 run "$r" "$offered" $((offered + 1000)) --leases "$leases" $protection >/dev/null
 done
 
@@ -109,8 +120,8 @@ best = int(sys.argv[2])
 print(f"Best goodput (puts/s through the library): {best}\n")
 print("| run | offered puts/s | goodput puts/s | of best | attempts per put | "
       "servers received per put | arrived past their deadline | retries refused | "
-      "throttled | leases lost | slowest renewal ms | p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "throttled | held in the client | leases lost | slowest renewal ms | p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if r["label"] == "capacity":
         continue
@@ -123,6 +134,6 @@ for r in rows:
     print(f"| {r['label']} | {r['offered_per_sec']:.0f} | {r['ops_per_sec']:.0f} | "
           f"{100 * r['ops_per_sec'] / best:.0f}% | {r['amplification']:.2f} | "
           f"{r['server_received'] / calls:.2f} | {r['expired']} | {r['retries_refused']} | "
-          f"{r['throttled']} | {lost} | {r['lease_renewal_max_ms']:.0f} | "
+          f"{r['throttled']} | {r.get('held', 0)} | {lost} | {r['lease_renewal_max_ms']:.0f} | "
           f"{r['p99_ms']:.0f} |")
 EOF

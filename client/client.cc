@@ -92,6 +92,14 @@ bool Client::Allow(const std::string& address) {
       .first->second.Allow(internal::SteadyClock::now());
 }
 
+internal::CallGate* Client::Gate(const std::string& address, bool critical) {
+  if (critical || !options_.limit_in_flight) return nullptr;
+  absl::MutexLock l(&mu_);
+  std::unique_ptr<internal::CallGate>& g = gates_[address];
+  if (g == nullptr) g = std::make_unique<internal::CallGate>();
+  return g.get();
+}
+
 void Client::Report(const std::string& address, bool reached, bool accepted) {
   const auto now = internal::SteadyClock::now();
   absl::MutexLock l(&mu_);
@@ -112,6 +120,9 @@ CallStats Client::call_stats() const {
   for (const auto& [group, pool] : sessions_) s.sessions += pool.size();
   for (const auto& [address, b] : breakers_) {
     s.breakers[address] = internal::BreakerStateName(b.state());
+  }
+  for (const auto& [address, g] : gates_) {
+    s.in_flight_limits[address] = g->state().limit;
   }
   return s;
 }

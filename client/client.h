@@ -55,6 +55,14 @@ struct ClientOptions {
   // one call; failing again, skipped twice as long (up to 30 s). 0: never
   // skipped.
   int breaker_failures = 5;
+  // Calls in flight to each node are held to a limit found from its
+  // answers (internal::InFlightLimit: it grows while the node answers with
+  // it in use, shrinks when the node refuses calls as overloaded); a call
+  // beyond it waits in the client, and fails unsent with
+  // RESOURCE_EXHAUSTED if no place comes in time (internal::CallGate). An
+  // overloaded node then receives what it can serve in time, rather than
+  // a backlog it reads and parses for callers that have stopped waiting.
+  bool limit_in_flight = true;
   // A serializable Get not answered within the 95th percentile of the
   // client's recent ones is sent to a second node too, and the first answer
   // wins: one slow or paused node costs a read that much, not a timeout.
@@ -109,6 +117,9 @@ struct CallStats {
   // because the client throttled itself.
   uint64_t breaker_refusals = 0;
   uint64_t throttled = 0;
+  // Calls failed unsent: the node's in-flight limit had no place for them
+  // in time (ClientOptions::limit_in_flight).
+  uint64_t held = 0;
   // Serializable reads sent to a second node (ClientOptions::hedge_reads),
   // and those the second node answered first.
   uint64_t hedged = 0;
@@ -120,6 +131,9 @@ struct CallStats {
   // Each node address the client called, with its breaker's state
   // ("closed", "open", "half-open").
   std::map<std::string, std::string> breakers;
+  // Each node address, with the calls the client keeps in flight to it at
+  // most now (ClientOptions::limit_in_flight).
+  std::map<std::string, double> in_flight_limits;
 };
 
 // A Tally client: routes each request to the leader of the key's range
@@ -465,6 +479,8 @@ class Client {
   internal::LatencyQuantile read_latency_ ABSL_GUARDED_BY(mu_){0.95};
   std::map<std::string, internal::CircuitBreaker> breakers_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<internal::CallGate>> gates_
+      ABSL_GUARDED_BY(mu_);
   CallStats stats_ ABSL_GUARDED_BY(mu_);
 
   // The channel to `address`. `critical`: a connection of its own, so that
@@ -477,6 +493,9 @@ class Client {
   // whose turn it is; passing over `avoid` and nodes whose breaker is open.
   // Empty when there is none left.
   std::string Target(uint64_t group, const std::string& avoid = "");
+  // The gate holding calls to `address` to its in-flight limit; null when
+  // calls are not limited (ClientOptions::limit_in_flight, `critical`).
+  internal::CallGate* Gate(const std::string& address, bool critical);
   // Whether `address`'s breaker lets a call through now.
   bool Allow(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts an attempt's outcome in `address`'s breaker (`reached`) and in

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "absl/time/time.h"
+
 namespace tally::client::internal {
 
 namespace {
@@ -34,6 +36,66 @@ std::array<uint64_t, 2> WindowCounts::Sum(SteadyClock::time_point now) const {
     }
   }
   return sum;
+}
+
+void InFlightLimit::Answered(uint64_t seq, bool congested,
+                             std::chrono::microseconds latency) {
+  // The limit in use: the node was given as many calls as allowed.
+  const bool in_use = static_cast<double>(in_flight_) >= limit_ / 2;
+  --in_flight_;
+  if (congested) {
+    if (seq <= decreased_after_) return;  // this round's decrease is made
+    congested_ever_ = true;
+    limit_ = std::max(o_.least, limit_ * o_.decrease);
+    decreased_after_ = sent_;
+    return;
+  }
+  const bool queued =
+      fastest_ != std::chrono::microseconds::max() && latency > 2 * fastest_;
+  fastest_ = std::min(fastest_, latency);
+  if (!in_use) return;
+  const double step = congested_ever_ || queued ? 1 / limit_ : 1;
+  limit_ = std::min(o_.most, limit_ + step);
+}
+
+std::optional<uint64_t> CallGate::Enter(Clock::time_point deadline) {
+  absl::MutexLock l(&mu_);
+  if (limit_.HasRoom() && waiting_.empty()) return limit_.Sent();
+  if (static_cast<double>(waiting_.size()) >=
+      kWaitingPerPlace * limit_.limit()) {
+    Waiter* oldest = waiting_.front();
+    waiting_.pop_front();
+    oldest->dropped = true;
+    oldest->cv.Signal();
+  }
+  Waiter w;
+  waiting_.push_back(&w);
+  const absl::Time until = absl::FromChrono(deadline);
+  while (!w.seq.has_value() && !w.dropped) {
+    if (w.cv.WaitWithDeadline(&mu_, until) && !w.seq.has_value() &&
+        !w.dropped) {
+      waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &w));
+      return std::nullopt;
+    }
+  }
+  return w.seq;
+}
+
+void CallGate::Leave(uint64_t seq, bool congested,
+                     std::chrono::microseconds latency) {
+  absl::MutexLock l(&mu_);
+  limit_.Answered(seq, congested, latency);
+  while (limit_.HasRoom() && !waiting_.empty()) {
+    Waiter* w = waiting_.back();
+    waiting_.pop_back();
+    w->seq = limit_.Sent();
+    w->cv.Signal();
+  }
+}
+
+CallGate::State CallGate::state() const {
+  absl::MutexLock l(&mu_);
+  return {limit_.limit(), limit_.in_flight(), waiting_.size()};
 }
 
 bool RetryBudget::Withdraw(SteadyClock::time_point now) {

@@ -26,6 +26,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   o.retry_budget = options.retry_budget;
   o.throttle = options.throttle;
   o.breaker_failures = options.breaker_failures;
+  o.limit_in_flight = options.limit_in_flight;
   absl::StatusOr<std::unique_ptr<client::Client>> c =
       client::Client::Connect(std::move(o));
   if (!c.ok()) return c.status();

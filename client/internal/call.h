@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -93,15 +94,33 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
           "a row and is skipped for a while (last error: ",
           last_error, ")"));
     }
+    internal::CallGate* gate = Gate(target, critical);
+    std::optional<uint64_t> place;
+    if (gate != nullptr && !(place = gate->Enter(deadline))) {
+      absl::MutexLock l(&mu_);
+      ++stats_.held;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "not sent: this client already has ",
+          static_cast<int>(gate->state().limit), " calls in flight to ", target,
+          ", as many as that node takes now, and no place came free for "
+          "this call in time; retry later"));
+    }
     grpc::ClientContext ctx;
-    ctx.set_deadline(
-        std::min(deadline, internal::Clock::now() + attempt_timeout));
+    const auto sent = internal::Clock::now();
+    ctx.set_deadline(std::min(deadline, sent + attempt_timeout));
     {
       absl::MutexLock l(&mu_);
       ++stats_.attempts;
     }
     grpc::Status st = fn(Channel(target, critical), ctx);
     const auto& md = ctx.GetServerTrailingMetadata();
+    if (gate != nullptr) {
+      // Congestion: refused as overloaded (the node says when to come
+      // back).
+      gate->Leave(*place, internal::RetryAfter(md).count() > 0,
+                  std::chrono::duration_cast<std::chrono::microseconds>(
+                      internal::Clock::now() - sent));
+    }
     // A node that says why it cannot serve was reached.
     Report(target,
            st.error_code() != grpc::StatusCode::UNAVAILABLE ||

@@ -8,6 +8,11 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace tally::client::internal {
 
@@ -57,6 +62,98 @@ class RetryBudget {
   const double ratio_;
   const double floor_;
   WindowCounts counts_;  // calls, retries
+};
+
+// How many calls a client keeps in flight to one node, found much as TCP
+// finds its congestion window (additive increase, multiplicative
+// decrease). The limit grows while the node answers with the limit in use:
+// by one per answer as long as the node answers about as fast as it ever
+// has and has never been congested (so the limit doubles per round of
+// answers until calls start to queue), by one per round of answers after
+// that. It shrinks by `decrease` when the node refuses a call as
+// overloaded, once per round: answers to calls sent before the last
+// decrease do not decrease it again. A slow answer, or none in time, is no
+// sign: the slowest answers of a node that keeps up would otherwise shrink
+// the limit until it could not (its admission knows its queue, and refuses
+// what it cannot serve in time). The node then receives about what it
+// admits, and what a client offers beyond waits in the client (CallGate),
+// where waiting costs the node nothing.
+//
+// Thread safety: not thread-safe.
+class InFlightLimit {
+ public:
+  struct Options {
+    double initial = 256;
+    double least = 4;
+    double most = 100000;
+    double decrease = 0.8;
+  };
+  InFlightLimit() : InFlightLimit(Options{}) {}
+  explicit InFlightLimit(Options o) : o_(o), limit_(o.initial) {}
+
+  bool HasRoom() const { return static_cast<double>(in_flight_) < limit_; }
+  // A call is sent: its sequence number, for Answered.
+  uint64_t Sent() {
+    ++in_flight_;
+    return ++sent_;
+  }
+  // The call `seq` was answered (or failed) `latency` after it was sent;
+  // `congested`: refused as overloaded.
+  void Answered(uint64_t seq, bool congested,
+                std::chrono::microseconds latency);
+
+  double limit() const { return limit_; }
+  size_t in_flight() const { return in_flight_; }
+
+ private:
+  const Options o_;
+  double limit_;
+  size_t in_flight_ = 0;
+  uint64_t sent_ = 0;
+  // Calls sent up to this one were sent before the last decrease.
+  uint64_t decreased_after_ = 0;
+  bool congested_ever_ = false;
+  std::chrono::microseconds fastest_ = std::chrono::microseconds::max();
+};
+
+// The calls to one node held to its InFlightLimit. A call finding no room
+// waits for one until its deadline; the newest waiter is let through first,
+// so that under overload the calls sent are those with the most time left
+// to be served in, and those that waited longest fail in the client,
+// unsent, instead of reaching the node too late to be of use. At most
+// kWaitingPerPlace waiters per place in the limit wait: a call beyond
+// fails the oldest waiter at once, rather than keep thousands of threads
+// waiting (and waking) for places that cannot come in time.
+//
+// Thread safety: thread-safe.
+class CallGate {
+ public:
+  using Clock = std::chrono::system_clock;
+  static constexpr double kWaitingPerPlace = 4;
+  explicit CallGate(InFlightLimit::Options o = {}) : limit_(o) {}
+
+  // The call's sequence number once it may be sent; nullopt when
+  // `deadline` came first or newer calls took its place in the waiting
+  // list (the call is not sent).
+  std::optional<uint64_t> Enter(Clock::time_point deadline);
+  void Leave(uint64_t seq, bool congested, std::chrono::microseconds latency);
+
+  struct State {
+    double limit = 0;
+    size_t in_flight = 0;
+    size_t waiting = 0;
+  };
+  State state() const;
+
+ private:
+  struct Waiter {
+    absl::CondVar cv;
+    std::optional<uint64_t> seq;  // set when let through
+    bool dropped = false;         // failed to make way for a newer call
+  };
+  mutable absl::Mutex mu_;
+  InFlightLimit limit_ ABSL_GUARDED_BY(mu_);
+  std::deque<Waiter*> waiting_ ABSL_GUARDED_BY(mu_);  // newest last
 };
 
 // Client-side throttling (adaptive, as in Google's SRE book, "Handling

@@ -122,23 +122,27 @@ int RunOverload(OverloadOptions o, const std::vector<int>& pids) {
   const Summary& s = r->latency;
   std::printf(
       "{\"target\":\"tally\",\"op\":\"overload\",\"protection\":%s,"
+      "\"in_flight_limit\":%s,"
       "\"clients\":%d,\"rate\":%.0f,\"offered_per_sec\":%.0f,"
       "\"ops\":%llu,\"seconds\":%.2f,\"ops_per_sec\":%.0f,"
       "\"attempts\":%llu,\"amplification\":%.3f,\"retries_refused\":%llu,"
-      "\"breaker_refusals\":%llu,\"throttled\":%llu,\"errors\":{%s},\"p50_ms\":"
+      "\"breaker_refusals\":%llu,\"throttled\":%llu,\"held\":%llu,"
+      "\"errors\":{%s},\"p50_ms\":"
       "%.3f,"
       "\"p99_ms\":%.3f,\"leases\":%d,\"leases_lost\":%d,"
       "\"leases_unknown\":%d,\"leases_unrenewed\":%d,"
       "\"lease_renewal_max_ms\":%.0f,"
       "\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
-      o.protection ? "true" : "false", o.threads, o.rate, r->calls / r->seconds,
-      static_cast<unsigned long long>(r->ok), r->seconds, r->ok / r->seconds,
-      static_cast<unsigned long long>(r->attempts),
+      o.protection ? "true" : "false",
+      o.protection && o.in_flight_limit ? "true" : "false", o.threads, o.rate,
+      r->calls / r->seconds, static_cast<unsigned long long>(r->ok), r->seconds,
+      r->ok / r->seconds, static_cast<unsigned long long>(r->attempts),
       r->calls > 0 ? static_cast<double>(r->attempts) / r->calls : 0.0,
       static_cast<unsigned long long>(r->retries_refused),
       static_cast<unsigned long long>(r->breaker_refusals),
-      static_cast<unsigned long long>(r->throttled), errors.c_str(), s.p50,
-      s.p99, r->leases, r->leases_lost, r->leases_unknown, r->leases_unrenewed,
+      static_cast<unsigned long long>(r->throttled),
+      static_cast<unsigned long long>(r->held), errors.c_str(), s.p50, s.p99,
+      r->leases, r->leases_lost, r->leases_unknown, r->leases_unrenewed,
       r->lease_renewal_max_ms, cpu[1] - cpu[0],
       pids.empty() ? 0.0 : server[1] - server[0]);
   return r->ok > 0 ? 0 : 1;
@@ -521,8 +525,13 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   bool unprotected = false;
   app.add_flag("--no-protection", unprotected,
-               "overload: the client library's retry budget, throttling "
-               "and circuit breakers off (retries until the deadline)");
+               "overload: the client library's retry budget, throttling, "
+               "in-flight limits and circuit breakers off (retries until "
+               "the deadline)");
+  bool no_in_flight_limit = false;
+  app.add_flag("--no-in-flight-limit", no_in_flight_limit,
+               "overload: the client library's in-flight limits off, the "
+               "rest of its protection on");
   double throttle = 0;
   app.add_option("--throttle", throttle,
                  "overload: the library's throttling factor (sends at most "
@@ -629,6 +638,7 @@ int main(int argc, char** argv) {
     oo.duration_s = duration;
     oo.timeout_ms = timeout_ms;
     oo.protection = !unprotected;
+    oo.in_flight_limit = !no_in_flight_limit;
     oo.throttle = throttle;
     oo.leases = leases;
     oo.lease_ttl_s = lease_ttl_s;

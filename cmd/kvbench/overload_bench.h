@@ -23,9 +23,11 @@ struct OverloadOptions {
   double warmup_s = 3, duration_s = 10;
   // Each put's deadline, retries included.
   int64_t timeout_ms = 1000;
-  // The client library's retry budget, throttling and circuit breakers;
-  // off: retries until the deadline, as a naive client does.
+  // The client library's retry budget, throttling, in-flight limits and
+  // circuit breakers; off: retries until the deadline, as a naive client
+  // does. `in_flight_limit` false: the in-flight limits alone off.
   bool protection = true;
+  bool in_flight_limit = true;
   // The library's throttling factor (ClientOptions::throttle); 0: its
   // default.
   double throttle = 0;
@@ -43,9 +45,10 @@ struct OverloadSummary {
   uint64_t calls = 0, ok = 0;
   // Attempts sent to the nodes (retries included), retries the budget
   // refused, calls failed as every node's breaker was open, calls the
-  // client refused itself (throttling).
+  // client refused itself (throttling), calls failed unsent because the
+  // node's in-flight limit had no place for them in time.
   uint64_t attempts = 0, retries_refused = 0, breaker_refusals = 0,
-           throttled = 0;
+           throttled = 0, held = 0;
   std::map<std::string, uint64_t> errors;  // by status code
   Summary latency;                         // of the puts that succeeded
   // Lost: ended (the keeper saw it, or the cluster no longer holds it

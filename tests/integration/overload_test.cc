@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -55,6 +56,12 @@ TEST(OverloadTest, RefusedWritesAreNotAppliedAndAcknowledgedOnesAre) {
   EXPECT_GT(ok, 0);
   const client::CallStats stats = client.call_stats();
   EXPECT_GT(stats.retries_refused, 0u);
+  // The refusals shrank what the client keeps in flight to the leader.
+  double least = client::internal::InFlightLimit::Options{}.initial;
+  for (const auto& [address, limit] : stats.in_flight_limits) {
+    least = std::min(least, limit);
+  }
+  EXPECT_LT(least, client::internal::InFlightLimit::Options{}.initial);
 
   auto all = client.Scan("ov/", "ov0", 0);
   ASSERT_TRUE(all.ok()) << all.status();

@@ -41,10 +41,13 @@ struct ClientOptions {
   // share of the calls of the last 10 s (negative: no budget); the client
   // refuses calls itself once the cluster accepts fewer than 1/throttle of
   // its attempts (0: never); a node not reached this many times in a row is
-  // skipped for a while (0: never).
+  // skipped for a while (0: never); the calls in flight to each node are
+  // held to what it takes now, learned from its answers, and the rest wait
+  // in the client until their deadline (false: never held).
   double retry_budget = 0.1;
   double throttle = 2;
   int breaker_failures = 5;
+  bool limit_in_flight = true;
 };
 
 // Calls this thread makes through any Client while a ScopedDeadline lives
