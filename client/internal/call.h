@@ -114,10 +114,11 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
     }
     grpc::Status st = fn(Channel(target, critical), ctx);
     const auto& md = ctx.GetServerTrailingMetadata();
+    // What an overloaded node asks of its callers (0: nothing).
+    const std::chrono::milliseconds retry_after = internal::RetryAfter(md);
     if (gate != nullptr) {
-      // Congestion: refused as overloaded (the node says when to come
-      // back).
-      gate->Leave(*place, internal::RetryAfter(md).count() > 0,
+      // Congestion: refused as overloaded.
+      gate->Leave(*place, retry_after.count() > 0,
                   std::chrono::duration_cast<std::chrono::microseconds>(
                       internal::Clock::now() - sent));
     }
@@ -184,9 +185,9 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
         options_.backoff_base * (1 << std::min(attempt, 10)));
     std::uniform_int_distribution<int64_t> wait(0, cap.count());
     auto sleep = std::chrono::milliseconds(wait(rng));
-    if (auto after = internal::RetryAfter(md); after.count() > 0) {
-      std::uniform_int_distribution<int64_t> spread(after.count(),
-                                                    2 * after.count());
+    if (retry_after.count() > 0) {
+      std::uniform_int_distribution<int64_t> spread(retry_after.count(),
+                                                    2 * retry_after.count());
       sleep = std::max(sleep, std::chrono::milliseconds(spread(rng)));
     }
     if (internal::Clock::now() + sleep >= deadline) break;

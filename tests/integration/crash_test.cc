@@ -114,6 +114,11 @@ struct Segment {
   uint64_t end = 0;
 };
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
 Segment NewestSegment(const std::string& data_dir) {
   Segment seg;
   for (const auto& f : std::filesystem::directory_iterator(data_dir + "/log")) {
@@ -121,8 +126,7 @@ Segment NewestSegment(const std::string& data_dir) {
       seg.path = f.path().string();
     }
   }
-  std::ifstream in(seg.path, std::ios::binary);
-  const std::string data((std::istreambuf_iterator<char>(in)), {});
+  const std::string data = ReadAll(seg.path);
   auto scan = kv::storage::internal::ScanSegment(data, false);
   EXPECT_TRUE(scan.ok()) << scan.status();
   if (!scan.ok()) return seg;
@@ -136,11 +140,6 @@ void Overwrite(const std::string& path, uint64_t offset,
   std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
   f.seekp(offset);
   f.write(bytes.data(), bytes.size());
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 // Starts a cluster, connects `c`, writes `n` keys (one put at a time: one
@@ -174,13 +173,8 @@ TEST(CrashTest, ATornLogTailIsCutAndTheNodeRejoins) {
   // stop at the leader's first commit index past its log.)
   const Segment seg = NewestSegment(cluster.DataDir(1));
   ASSERT_GE(seg.records.size(), 3u);
-  std::string last;
-  {
-    std::ifstream in(seg.path, std::ios::binary);
-    last.resize(seg.end - seg.records.back());
-    in.seekg(seg.records.back());
-    in.read(last.data(), last.size());
-  }
+  const std::string last = ReadAll(seg.path).substr(
+      seg.records.back(), seg.end - seg.records.back());
   Overwrite(seg.path, seg.end, last.substr(0, last.size() / 2));
 
   ASSERT_TRUE(cluster.Start()) << ReadAll(cluster.LogPath(1));
