@@ -25,7 +25,10 @@
 #   BENCH_ROUNDS=1 bench/compare-etcd.sh
 #   BENCH_ONLY='^lock' bench/compare-etcd.sh   # only the workloads matching:
 #                                              # no ceilings, no scale runs
+#   BENCH_ONLY='^ranges' bench/compare-etcd.sh # only the Multi-Raft scale runs
 #   BENCH_ONLY='^idle' bench/compare-etcd.sh   # only the idle-ranges run
+#   BENCH_ONLY='^rss' bench/compare-etcd.sh    # only memory after 1,000,000
+#                                              # puts (BENCH_RSS_PUTS), each store
 #
 # Installs etcd-server and etcd-client from Debian when etcd is missing.
 # Everything runs under build/bench/<time>/ and only the processes this
@@ -196,6 +199,51 @@ splits() {  # splits <ranges>: split points of kvbench's 100k keys
   echo "$out"
 }
 
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Memory and disk of each store's nodes after rss_puts puts of 256 random
+# bytes (which no store compresses), each to a key of its own, on a fresh
+# cluster: Tally, then etcd.
+rss_puts=${BENCH_RSS_PUTS:-1000000}
+rss_after_puts() {
+  local target dir endpoints server_pids t0 p i rss disk
+  for target in tally etcd; do
+    dir="$work/$target-rss"
+    if [ "$target" = tally ]; then
+      start_tally 3 "$dir"; endpoints=$tally_endpoints; server_pids=$tally_pids
+    else
+      start_etcd "$dir"; endpoints=$(etcd_leader); server_pids=$etcd_pids
+    fi
+    echo "bench: rss-$rss_puts ($target)" >&2
+    t0=$SECONDS
+    "$bin/kvbench" --target "$target" --endpoints "$endpoints" --op put --clients 256 \
+      --preload --ops 1 --keys "$rss_puts" --key-size 16 --value-size 256 --random-values \
+      --warmup 0 \
+      >/dev/null 2>>"$work/kvbench.err"
+    t0=$((SECONDS - t0))
+    sleep 5  # applies and flushes behind the last acknowledgement settle
+    rss="" disk="" i=0
+    for p in ${server_pids//,/ }; do
+      i=$((i + 1))
+      rss+="${rss:+,}$(($(rss_kb "$p") / 1024))"
+      disk+="${disk:+,}$(du -sm "$dir/$([ "$target" = tally ] && echo n || echo e)$i" | cut -f1)"
+    done
+    echo "{\"label\":\"rss-$rss_puts\",\"target\":\"$target\",\"puts\":$rss_puts,\
+\"seconds\":$t0,\"rss_mb\":[$rss],\"disk_mb\":[$disk]}" >>"$results"
+    cleanup
+  done
+}
+
+# Multi-Raft scale: put-256 over 1, 8 and 64 ranges (Tally alone).
+scale() {
+  local r
+  for r in 1 8 64; do
+    start_tally 3 "$work/tally3-r$r" "$(splits "$r")"
+    run "ranges-$r-put-256" tally "$tally_endpoints" "$tally_pids" 1 --op put --clients 256
+    cleanup
+  done
+}
+
 # Idle ranges: CPU and memory of a cluster with nothing to do.
 idle() {
   start_tally 3 "$work/tally3-idle" "$(splits "$idle_ranges")"
@@ -205,7 +253,7 @@ idle() {
   cpu() { local s=0 p; for p in "${pids[@]}"; do
     s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
   c0=$(cpu); sleep 30; c1=$(cpu)
-  rss=0; for p in "${pids[@]}"; do rss=$((rss + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
+  rss=0; for p in "${pids[@]}"; do rss=$((rss + $(rss_kb "$p"))); done
   /usr/bin/python3 -c "import json; print(json.dumps({'label': 'idle-$idle_ranges', \
 'cpu_percent_of_core': round(100.0 * ($c1 - $c0) / $ticks / 30, 2), 'rss_mb': round($rss / 1024)}))" \
     >>"$results"
@@ -234,7 +282,9 @@ for round in $(seq 1 "$rounds"); do
 done
 cleanup
 if [ -n "${BENCH_ONLY:-}" ]; then
+  if [[ "ranges-64-put-256" =~ $BENCH_ONLY ]]; then scale; fi
   if [[ "idle-$idle_ranges" =~ $BENCH_ONLY ]]; then idle; fi
+  if [[ "rss-$rss_puts" =~ $BENCH_ONLY ]]; then rss_after_puts; fi
   /usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" "$work/rtt.txt" | tee "$work/report.md"
   exit 0
 fi
@@ -248,12 +298,9 @@ run "ceiling-serializable-get-256" tally "$tally_endpoints" "$tally_pids" 1 --op
 cleanup
 
 if [ "${BENCH_SKIP_SCALE:-0}" != 1 ]; then
-  for r in 1 8 64; do
-    start_tally 3 "$work/tally3-r$r" "$(splits "$r")"
-    run "ranges-$r-put-256" tally "$tally_endpoints" "$tally_pids" 1 --op put --clients 256
-    cleanup
-  done
+  scale
   idle
+  rss_after_puts
 fi
 
 /usr/bin/python3 "$root/bench/report.py" "$results" "$work/fsync.txt" "$work/rtt.txt" | tee "$work/report.md"

@@ -66,16 +66,17 @@ def main():
     where = ("every request to a leader (Tally: each range's; etcd: its leader's endpoint)"
              if mode == "leader" else
              "etcd spread over its three endpoints; Tally to each range's leader")
-    out.append(f"Endpoints: {where}. Medians of {rounds} interleaved rounds "
-               "(lowest-highest); CPU: seconds per 10,000 operations.\n")
-    out.append("| workload | Tally ops/s | etcd ops/s | ratio | Tally p99 ms | etcd p99 ms "
-               "| servers' CPU Tally / etcd | kvbench CPU Tally / etcd |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     labels = []
     for label, target in by:
         if target == "tally" and label not in labels and not label.startswith(
-                ("ceiling", "ranges", "idle")):
+                ("ceiling", "ranges", "idle", "rss")):
             labels.append(label)
+    if labels:
+        out.append(f"Endpoints: {where}. Medians of {rounds} interleaved rounds "
+                   "(lowest-highest); CPU: seconds per 10,000 operations.\n")
+        out.append("| workload | Tally ops/s | etcd ops/s | ratio | Tally p99 ms "
+                   "| etcd p99 ms | servers' CPU Tally / etcd | kvbench CPU Tally / etcd |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label in labels:
         t, e = by[(label, "tally")], by.get((label, "etcd"), [])
         t_ops, e_ops = median(t, "ops_per_sec"), median(e, "ops_per_sec")
@@ -85,7 +86,8 @@ def main():
             f"{fmt(median(t, 'p99_ms'), 1)} | {fmt(median(e, 'p99_ms'), 1)} | "
             f"{fmt(cpu_per_10k(t, 'server_cpu_s'), 2)} / {fmt(cpu_per_10k(e, 'server_cpu_s'), 2)} | "
             f"{fmt(cpu_per_10k(t, 'client_cpu_s'), 2)} / {fmt(cpu_per_10k(e, 'client_cpu_s'), 2)} |")
-    out.append("")
+    if labels:
+        out.append("")
 
     def one(label):
         r = by.get((label, "tally"))
@@ -113,6 +115,21 @@ def main():
             out.append(f"idle cluster with {r['label'][5:]} ranges per node: "
                        f"{r['cpu_percent_of_core']}% of one core (3 nodes together), "
                        f"{r['rss_mb']} MB resident\n")
+
+    rss = {r["target"]: r for r in rows if r["label"].startswith("rss-")}
+    if rss:
+        puts = next(iter(rss.values()))["puts"]
+        out.append(f"| after {puts:,} puts of 256 random bytes, each to its own key "
+                   "| resident MB per node "
+                   "| data dir MB per node | seconds to write |")
+        out.append("|---|---|---|---:|")
+        for target in ("tally", "etcd"):
+            if target in rss:
+                r = rss[target]
+                out.append(f"| {'Tally' if target == 'tally' else 'etcd'} | "
+                           f"{' / '.join(map(str, r['rss_mb']))} | "
+                           f"{' / '.join(map(str, r['disk_mb']))} | {r['seconds']} |")
+        out.append("")
 
     def ratio(label, field):
         t = median(by.get((label, "tally"), []), field)

@@ -14,8 +14,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -341,14 +343,20 @@ class Driver {
   }
 
   void Send(Slot* s, grpc::CompletionQueue* cq) {
+    std::string own;
     if (w_.values_name_keys) {
-      std::string value = s->key + "=";
-      value.resize(std::max(value.size(), w_.value_size), 'v');
-      Call* c = target_->Start(s->op, s->key, value, s->id, cq);
-      c->owner = s;
-      return;
+      own = s->key + "=";
+      own.resize(std::max(own.size(), w_.value_size), 'v');
+    } else if (w_.random_values) {
+      static thread_local std::mt19937_64 rng(std::random_device{}());
+      own.resize(w_.value_size);
+      for (size_t i = 0; i < own.size(); i += sizeof(uint64_t)) {
+        const uint64_t x = rng();
+        std::memcpy(own.data() + i, &x, std::min(sizeof(x), own.size() - i));
+      }
     }
-    Call* c = target_->Start(s->op, s->key, value_, s->id, cq);
+    const bool has_own = w_.values_name_keys || w_.random_values;
+    Call* c = target_->Start(s->op, s->key, has_own ? own : value_, s->id, cq);
     c->owner = s;
   }
 
@@ -486,6 +494,8 @@ int main(int argc, char** argv) {
   app.add_flag("--values-name-keys", w.values_name_keys,
                "each value starts with its key and \"=\" (to check a copy "
                "of the data key by key)");
+  app.add_flag("--random-values", w.random_values,
+               "each put's value is fresh random bytes (incompressible)");
   app.add_option("--keys", w.keys, "key space")->check(CLI::PositiveNumber);
   app.add_option("--dist", dist, "uniform or zipfian")
       ->check(CLI::IsMember({"uniform", "zipfian"}));

@@ -22,6 +22,9 @@ struct Workload {
   // Each key's value starts with the key ("=" and padding to value_size),
   // so that a copy of the data can be checked key by key.
   bool values_name_keys = false;
+  // Each put's value is fresh random bytes, which no store can compress;
+  // otherwise every value is the same run of 'v'.
+  bool random_values = false;
   uint64_t keys = 100'000;
   bool zipfian = false;
 };
