@@ -251,6 +251,25 @@ TEST_F(LeaseLockTest, WaitersAreServedInOrderAndOnlyTheNextIsWoken) {
   EXPECT_GT(granted_[0].holder.token(), token);
 }
 
+// Locks are not re-entrant: a new request under the holding lease waits its
+// turn like any other, so threads sharing one lease exclude each other.
+TEST_F(LeaseLockTest, NewRequestOfTheHoldingLeaseWaitsItsTurn) {
+  const uint64_t a = Grant(60'000, 0);
+  const uint64_t token = Acquire("l", a, 1, 0, 1).lock().holder().token();
+  kvpb::CommandResult again = Acquire("l", a, 2, 0, 2);
+  EXPECT_FALSE(again.lock().acquired());
+  EXPECT_EQ(again.lock().holder().request_id(), 1u);
+  EXPECT_EQ(Acquire("l", a, 3, 30'000, 3).lock().queued_at(), 1u);
+  Release("l", token, 4);
+  ASSERT_EQ(granted_.size(), 1u);
+  EXPECT_EQ(granted_[0].holder.lease(), a);
+  EXPECT_EQ(granted_[0].holder.request_id(), 3u);
+  EXPECT_GT(granted_[0].holder.token(), token);
+  // The lease still holds the lock: ending it releases it.
+  Expire(a, 60'000);
+  EXPECT_FALSE(sm_->locks().Get("l")->value().has_holder());
+}
+
 TEST_F(LeaseLockTest, LockPassesOnWhenItsHolderLeaseExpires) {
   const uint64_t a = Grant(5'000, 0);
   const uint64_t b = Grant(60'000, 0);
