@@ -55,6 +55,10 @@ class Raft {
   // RESOURCE_EXHAUSTED if the uncommitted-bytes cap is reached. Nothing is
   // appended on error.
   absl::StatusOr<Index> Propose(std::string data);
+  // Like Propose for several entries, appended in order with one append
+  // message per follower for all of them; returns the index of the first
+  // (the others follow it). All or nothing. REQUIRES: !data.empty().
+  absl::StatusOr<Index> ProposeAll(std::vector<std::string> data);
   // Like Propose, for a membership change. FAILED_PRECONDITION while another
   // change is not yet applied; the errors of ApplyChange (conf_change.h) if
   // it does not fit the current configuration.

@@ -227,13 +227,20 @@ absl::Status Raft::AppendEntries(std::vector<Entry> entries) {
 }
 
 absl::StatusOr<Index> Raft::Propose(std::string data) {
+  std::vector<std::string> one;
+  one.push_back(std::move(data));
+  return ProposeAll(std::move(one));
+}
+
+absl::StatusOr<Index> Raft::ProposeAll(std::vector<std::string> data) {
+  TALLY_CHECK(!data.empty(), "ProposeAll of no entries");
   if (absl::Status s = CheckCanPropose(); !s.ok()) return s;
-  Entry e;
-  e.data = std::move(data);
-  if (absl::Status s = AppendEntries({std::move(e)}); !s.ok()) return s;
-  const Index index = log_.LastIndex();
+  std::vector<Entry> entries(data.size());
+  for (size_t i = 0; i < data.size(); ++i) entries[i].data = std::move(data[i]);
+  const Index first = log_.LastIndex() + 1;
+  if (absl::Status s = AppendEntries(std::move(entries)); !s.ok()) return s;
   BroadcastAppend();
-  return index;
+  return first;
 }
 
 bool Raft::MaybeCommit() {

@@ -178,6 +178,42 @@ TEST(RaftTest, UncommittedBytesCapRejectsProposals) {
   EXPECT_TRUE(r.Propose(payload).ok());
 }
 
+TEST(RaftTest, ProposeAllSendsOneAppendPerFollowerForAllItsEntries) {
+  TestNetwork net(kThree);
+  net.Campaign(1);
+  Raft& leader = net.node(1);
+  leader.TakeMessages();
+  const Index last = leader.log().LastIndex();
+  absl::StatusOr<Index> first = leader.ProposeAll({"a", "b", "c"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, last + 1);
+  EXPECT_EQ(leader.log().LastIndex(), last + 3);
+  std::vector<Message> out = leader.TakeMessages();
+  ASSERT_EQ(out.size(), 2u);  // one to each follower
+  for (const Message& m : out) {
+    EXPECT_EQ(m.type, MessageType::kAppend);
+    ASSERT_EQ(m.entries.size(), 3u);
+    EXPECT_EQ(m.entries[0].index, last + 1);
+    EXPECT_EQ(m.entries[2].data, "c");
+  }
+  net.Deliver(std::move(out));
+  EXPECT_EQ(leader.log().committed(), last + 3);
+}
+
+TEST(RaftTest, ProposeAllAppendsAllOrNothingUnderTheCap) {
+  TestOptions opts;
+  opts.max_uncommitted_entries_size = 1000;
+  TestNode n = MakeNode(1, kThree, opts);
+  Raft& r = *n.raft;
+  ElectByHand(r);
+  const std::string payload(400, 'p');
+  ASSERT_TRUE(r.Propose(payload).ok());
+  const Index last = r.log().LastIndex();
+  absl::StatusOr<Index> both = r.ProposeAll({payload, payload});
+  EXPECT_TRUE(absl::IsResourceExhausted(both.status())) << both.status();
+  EXPECT_EQ(r.log().LastIndex(), last);
+}
+
 TEST(RaftTest, OneProposalIsAdmittedEvenIfLargerThanTheCap) {
   TestOptions opts;
   opts.max_uncommitted_entries_size = 10;

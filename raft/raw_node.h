@@ -86,6 +86,11 @@ class RawNode {
   absl::StatusOr<Index> Propose(std::string data) {
     return raft_->Propose(std::move(data));
   }
+  // Several entries at once, with one append message per follower: see
+  // Raft::ProposeAll.
+  absl::StatusOr<Index> ProposeAll(std::vector<std::string> data) {
+    return raft_->ProposeAll(std::move(data));
+  }
   // See Raft (raft.h) for the contracts of these.
   absl::StatusOr<Index> ProposeConfChange(const ConfChange& cc) {
     return raft_->ProposeConfChange(cc);

@@ -240,12 +240,34 @@ void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
     auto it = groups_.find(group);
     if (it == groups_.end()) return done(NoGroup(group));
     GroupState& g = *it->second;
-    Wake(g);
-    absl::StatusOr<Index> index = g.raw->Propose(std::move(data));
-    if (!index.ok()) return done(index.status());
-    counters_.Proposed();
-    AddPending(g, *index, std::move(done));
+    if (g.arrived.empty()) proposing_.push_back(group);
+    g.arrived.emplace_back(std::move(data), std::move(done));
   });
+}
+
+void NodeHost::ProposeArrived() {
+  for (GroupId group : proposing_) {
+    auto it = groups_.find(group);
+    if (it == groups_.end()) continue;
+    GroupState& g = *it->second;
+    std::vector<std::pair<std::string, ProposeCallback>> arrived =
+        std::exchange(g.arrived, {});
+    Wake(g);
+    std::vector<std::string> data;
+    data.reserve(arrived.size());
+    for (auto& [d, done] : arrived) data.push_back(std::move(d));
+    absl::StatusOr<Index> first = g.raw->ProposeAll(std::move(data));
+    for (size_t i = 0; i < arrived.size(); ++i) {
+      ProposeCallback& done = arrived[i].second;
+      if (!first.ok()) {
+        done(first.status());
+        continue;
+      }
+      counters_.Proposed();
+      AddPending(g, *first + i, std::move(done));
+    }
+  }
+  proposing_.clear();
 }
 
 void NodeHost::ProposeConfChange(GroupId group, ConfChange cc,
@@ -638,6 +660,7 @@ bool NodeHost::RunRaftPass() {
     CheckDisk(now);
   }
   for (auto& fn : work) fn();
+  ProposeArrived();
   ProcessReadies(/*after_work=*/!work.empty());
   // Status is published once a tick: cheap with thousands of groups.
   if (ticked) PublishInfo();

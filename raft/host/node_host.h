@@ -238,6 +238,9 @@ class NodeHost final : public MessageHandler {
   // FAILED_PRECONDITION if `cc` promotes a learner that is far behind.
   absl::Status LearnersCaughtUp(const GroupState& g,
                                 const ConfChange& cc) const;
+  // Appends the proposals that arrived during this pass, each group's
+  // together (GroupState::arrived).
+  void ProposeArrived();
   // Waits for the proposal appended at `index` to be applied.
   void AddPending(GroupState& g, Index index, ProposeCallback done);
   // Proposals at or below a snapshot this node installed: their entries are
@@ -287,6 +290,8 @@ class NodeHost final : public MessageHandler {
   // (walking the map's nodes cost more than the passes' work). Groups are
   // added, never removed.
   std::vector<GroupState*> group_list_;
+  // Groups with proposals that arrived during this pass, in arrival order.
+  std::vector<GroupId> proposing_;
   uint64_t next_read_context_ = 1;
   Clock::TimePoint next_tick_;
   std::unique_ptr<SlowDiskDetector> slow_disk_;

@@ -31,6 +31,10 @@ class MemoryLog : public LogStore {
   }
   absl::Status Write(const std::vector<GroupWrite>& batch, bool) override {
     absl::MutexLock l(&mu_);
+    writing_ = true;
+    mu_.Await(absl::Condition(
+        +[](bool* held) { return !*held; }, &held_));
+    writing_ = false;
     ++batches_;
     for (const GroupWrite& w : batch) {
       PersistedGroup& g = groups_[w.group];
@@ -68,6 +72,17 @@ class MemoryLog : public LogStore {
     absl::MutexLock l(&mu_);
     return batches_;
   }
+  // While held, writes wait.
+  void Hold(bool held) {
+    absl::MutexLock l(&mu_);
+    held_ = held;
+  }
+  // Returns once a write waits (REQUIRES: held).
+  void AwaitHeldWrite() {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(
+        +[](bool* writing) { return *writing; }, &writing_));
+  }
   // The last index of `group`'s log written so far (snapshot included).
   Index LastWritten(GroupId group) {
     absl::MutexLock l(&mu_);
@@ -80,6 +95,8 @@ class MemoryLog : public LogStore {
   absl::Mutex mu_;
   std::map<GroupId, PersistedGroup> groups_;
   int batches_ = 0;
+  bool held_ = false;
+  bool writing_ = false;
 };
 
 // Applies entries to a list of strings; snapshots copy the list.
@@ -266,6 +283,8 @@ class Cluster {
   // Messages that carried a commit index past what their sender had
   // written to its log when it sent them.
   std::atomic<int> early_commits{0};
+  // Append messages carrying entries, by sender.
+  std::atomic<int> appends_from[8] = {};
   // While held, snapshot fetches wait (at most 10 s) before they start.
   void HoldFetches(bool hold) {
     absl::MutexLock l(&mu_);
@@ -321,6 +340,11 @@ void LoopTransport::Send(NodeId to, std::vector<GroupMessage> msgs) {
     return gm.msg.type == MessageType::kSnapshot &&
            cluster_->snapshots_to_lose.fetch_sub(1) > 0;
   });
+  for (const GroupMessage& gm : msgs) {
+    if (gm.msg.type == MessageType::kAppend && !gm.msg.entries.empty()) {
+      ++cluster_->appends_from[self_];
+    }
+  }
   if (MemoryLog* log = cluster_->log(self_)) {
     for (const GroupMessage& gm : msgs) {
       if (gm.msg.commit > log->LastWritten(gm.group)) ++cluster_->early_commits;
@@ -671,6 +695,36 @@ TEST(NodeHostTest, ConcurrentProposalsShareStorageBatches) {
   // 200 proposals over 4 groups, each written by node 1 as leader or
   // follower: far fewer storage batches than entries.
   EXPECT_LT(c.node(1).log.batches() - before, 150);
+}
+
+TEST(NodeHostTest, ProposalsOfOnePassGoToEachFollowerInOneAppend) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});
+  const NodeId leader = c.WaitLeader(1);
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 1, "first").ok());
+  // The leader's raft loop waits in a log write while 100 proposals arrive.
+  std::vector<std::shared_ptr<std::promise<bool>>> done;
+  auto propose = [&](int i) {
+    auto p = std::make_shared<std::promise<bool>>();
+    done.push_back(p);
+    c.host(leader)->Propose(1, absl::StrCat(i), [p](absl::StatusOr<Applied> r) {
+      p->set_value(r.ok());
+    });
+  };
+  c.node(leader).log.Hold(true);
+  propose(0);
+  c.node(leader).log.AwaitHeldWrite();
+  const int before = c.appends_from[leader].load();
+  for (int i = 1; i <= 100; ++i) propose(i);
+  c.node(leader).log.Hold(false);
+  for (auto& p : done) {
+    auto f = p->get_future();
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+    EXPECT_TRUE(f.get());
+  }
+  // One append to each of the two followers for the 100 (and a few more
+  // if a heartbeat's answer asks again), not one per proposal.
+  EXPECT_LE(c.appends_from[leader].load() - before, 6);
 }
 
 // Issue: with one voter, the leader counts its own copy toward commit on

@@ -64,9 +64,11 @@ TEST(HostSimulationTest, NewVoterWithoutAReplicaYetCanVote) {
 // its state machine back to the snapshot's older state, and then applied
 // the next entries on top of it: its data differed from the others'. Seed
 // 2474 showed it ("applied index went back from 530 to 529"); since the
-// simulated disk tears unsynced writes, seed 985 does ("from 21 to 20").
+// simulated disk tears unsynced writes, seed 985 did ("from 21 to 20");
+// since the proposals of one raft pass are appended together, seed 205
+// meets the case twice (the node logs "not installed: already applied").
 TEST(HostSimulationTest, SnapshotOlderThanTheAppliedStateIsNotInstalled) {
-  HostSimResult r = RunSeed(985, 1000);
+  HostSimResult r = RunSeed(205, 1000);
   EXPECT_FALSE(r.violation) << *r.violation;
   EXPECT_GT(r.counts.snapshots_fetched, 0u);
 }

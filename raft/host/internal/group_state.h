@@ -28,6 +28,10 @@ struct NodeHost::GroupState {
   };
   // Proposals by the index they were appended at, until applied.
   std::map<Index, Pending> pending;
+  // Proposals that arrived during this raft pass, appended together at its
+  // end (NodeHost::ProposeArrived), so that followers get one append
+  // message for all of them instead of one each.
+  std::vector<std::pair<std::string, ProposeCallback>> arrived;
   // Reads by context, until the leader answers.
   std::map<uint64_t, ReadCallback> reads;
   // The configuration after each applied change (and at the snapshot), to
