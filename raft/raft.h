@@ -55,10 +55,20 @@ class Raft {
   // RESOURCE_EXHAUSTED if the uncommitted-bytes cap is reached. Nothing is
   // appended on error.
   absl::StatusOr<Index> Propose(std::string data);
-  // Like Propose for several entries, appended in order with one append
-  // message per follower for all of them; returns the index of the first
-  // (the others follow it). All or nothing. REQUIRES: !data.empty().
-  absl::StatusOr<Index> ProposeAll(std::vector<std::string> data);
+  // What ProposeAll appended.
+  struct Proposed {
+    Index first = 0;   // the index of the first entry appended
+    size_t count = 0;  // how many were, from the front of the data
+    // Why the others were not (RESOURCE_EXHAUSTED: the uncommitted-bytes
+    // cap); OK when all were.
+    absl::Status rest;
+  };
+  // Like Propose for each of `data`, in order, with one append message per
+  // follower for all of those appended: as many from the front as the
+  // uncommitted-bytes cap admits (as calls of Propose one by one, up to the
+  // first refused). Propose's errors, with nothing appended, when not even
+  // the first is. REQUIRES: !data.empty().
+  absl::StatusOr<Proposed> ProposeAll(std::vector<std::string> data);
   // Like Propose, for a membership change. FAILED_PRECONDITION while another
   // change is not yet applied; the errors of ApplyChange (conf_change.h) if
   // it does not fit the current configuration.
@@ -189,6 +199,9 @@ class Raft {
   // Appends entries at the leader's term, counting them as replicated on the
   // leader itself. RESOURCE_EXHAUSTED if over the uncommitted-bytes cap.
   absl::Status AppendEntries(std::vector<Entry> entries);
+  // OK if `bytes` more may be appended after `pending` bytes that the same
+  // call appends first: the uncommitted-bytes cap.
+  absl::Status CheckUncommitted(uint64_t pending, uint64_t bytes) const;
   // §5.3/§5.4.2: advance commit to the highest index stored on a quorum
   // (of both halves of a joint configuration) whose entry is of the current
   // term. Returns whether commit advanced.

@@ -205,15 +205,22 @@ absl::Status Raft::CheckCanPropose() const {
   return absl::OkStatus();
 }
 
+absl::Status Raft::CheckUncommitted(uint64_t pending, uint64_t bytes) const {
+  const uint64_t before = uncommitted_size_ + pending;
+  // One entry is always admitted when nothing is uncommitted.
+  if (max_uncommitted_size_ == 0 || before == 0 ||
+      before + bytes <= max_uncommitted_size_) {
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("too many uncommitted bytes at the leader (", before, " + ",
+                   bytes, " > ", max_uncommitted_size_, "); retry later"));
+}
+
 absl::Status Raft::AppendEntries(std::vector<Entry> entries) {
   uint64_t payload = 0;
   for (const Entry& e : entries) payload += e.data.size();
-  if (max_uncommitted_size_ > 0 && uncommitted_size_ > 0 &&
-      uncommitted_size_ + payload > max_uncommitted_size_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many uncommitted bytes at the leader (", uncommitted_size_, " + ",
-        payload, " > ", max_uncommitted_size_, "); retry later"));
-  }
+  if (absl::Status s = CheckUncommitted(0, payload); !s.ok()) return s;
   uncommitted_size_ += payload;
   Index index = log_.LastIndex();
   for (Entry& e : entries) {
@@ -229,18 +236,31 @@ absl::Status Raft::AppendEntries(std::vector<Entry> entries) {
 absl::StatusOr<Index> Raft::Propose(std::string data) {
   std::vector<std::string> one;
   one.push_back(std::move(data));
-  return ProposeAll(std::move(one));
+  absl::StatusOr<Proposed> p = ProposeAll(std::move(one));
+  if (!p.ok()) return p.status();
+  return p->first;
 }
 
-absl::StatusOr<Index> Raft::ProposeAll(std::vector<std::string> data) {
+absl::StatusOr<Raft::Proposed> Raft::ProposeAll(std::vector<std::string> data) {
   TALLY_CHECK(!data.empty(), "ProposeAll of no entries");
   if (absl::Status s = CheckCanPropose(); !s.ok()) return s;
-  std::vector<Entry> entries(data.size());
-  for (size_t i = 0; i < data.size(); ++i) entries[i].data = std::move(data[i]);
-  const Index first = log_.LastIndex() + 1;
-  if (absl::Status s = AppendEntries(std::move(entries)); !s.ok()) return s;
+  Proposed out;
+  std::vector<Entry> entries;
+  entries.reserve(data.size());
+  uint64_t payload = 0;
+  for (std::string& d : data) {
+    out.rest = CheckUncommitted(payload, d.size());
+    if (!out.rest.ok()) break;
+    payload += d.size();
+    entries.emplace_back().data = std::move(d);
+  }
+  if (entries.empty()) return out.rest;
+  out.first = log_.LastIndex() + 1;
+  out.count = entries.size();
+  absl::Status appended = AppendEntries(std::move(entries));
+  TALLY_CHECK(appended.ok(), "entries the cap admitted were refused");
   BroadcastAppend();
-  return first;
+  return out;
 }
 
 bool Raft::MaybeCommit() {

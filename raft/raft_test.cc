@@ -184,9 +184,11 @@ TEST(RaftTest, ProposeAllSendsOneAppendPerFollowerForAllItsEntries) {
   Raft& leader = net.node(1);
   leader.TakeMessages();
   const Index last = leader.log().LastIndex();
-  absl::StatusOr<Index> first = leader.ProposeAll({"a", "b", "c"});
-  ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(*first, last + 1);
+  absl::StatusOr<Raft::Proposed> p = leader.ProposeAll({"a", "b", "c"});
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->first, last + 1);
+  EXPECT_EQ(p->count, 3u);
+  EXPECT_TRUE(p->rest.ok());
   EXPECT_EQ(leader.log().LastIndex(), last + 3);
   std::vector<Message> out = leader.TakeMessages();
   ASSERT_EQ(out.size(), 2u);  // one to each follower
@@ -200,7 +202,7 @@ TEST(RaftTest, ProposeAllSendsOneAppendPerFollowerForAllItsEntries) {
   EXPECT_EQ(leader.log().committed(), last + 3);
 }
 
-TEST(RaftTest, ProposeAllAppendsAllOrNothingUnderTheCap) {
+TEST(RaftTest, ProposeAllAppendsWhatTheCapAdmitsInOrder) {
   TestOptions opts;
   opts.max_uncommitted_entries_size = 1000;
   TestNode n = MakeNode(1, kThree, opts);
@@ -209,9 +211,19 @@ TEST(RaftTest, ProposeAllAppendsAllOrNothingUnderTheCap) {
   const std::string payload(400, 'p');
   ASSERT_TRUE(r.Propose(payload).ok());
   const Index last = r.log().LastIndex();
-  absl::StatusOr<Index> both = r.ProposeAll({payload, payload});
-  EXPECT_TRUE(absl::IsResourceExhausted(both.status())) << both.status();
-  EXPECT_EQ(r.log().LastIndex(), last);
+  // With 400 uncommitted, 400 more fit; the next 400 does not, nor (the
+  // order kept) the 10 after it.
+  absl::StatusOr<Raft::Proposed> p =
+      r.ProposeAll({payload, payload, std::string(10, 's')});
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->first, last + 1);
+  EXPECT_EQ(p->count, 1u);
+  EXPECT_TRUE(absl::IsResourceExhausted(p->rest)) << p->rest;
+  EXPECT_EQ(r.log().LastIndex(), last + 1);
+  // None fits: an error, nothing appended.
+  absl::StatusOr<Raft::Proposed> none = r.ProposeAll({payload});
+  EXPECT_TRUE(absl::IsResourceExhausted(none.status())) << none.status();
+  EXPECT_EQ(r.log().LastIndex(), last + 1);
 }
 
 TEST(RaftTest, OneProposalIsAdmittedEvenIfLargerThanTheCap) {

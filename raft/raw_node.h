@@ -88,7 +88,7 @@ class RawNode {
   }
   // Several entries at once, with one append message per follower: see
   // Raft::ProposeAll.
-  absl::StatusOr<Index> ProposeAll(std::vector<std::string> data) {
+  absl::StatusOr<Raft::Proposed> ProposeAll(std::vector<std::string> data) {
     return raft_->ProposeAll(std::move(data));
   }
   // See Raft (raft.h) for the contracts of these.

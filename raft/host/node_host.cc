@@ -256,15 +256,18 @@ void NodeHost::ProposeArrived() {
     std::vector<std::string> data;
     data.reserve(arrived.size());
     for (auto& [d, done] : arrived) data.push_back(std::move(d));
-    absl::StatusOr<Index> first = g.raw->ProposeAll(std::move(data));
+    absl::StatusOr<Raft::Proposed> proposed =
+        g.raw->ProposeAll(std::move(data));
     for (size_t i = 0; i < arrived.size(); ++i) {
       ProposeCallback& done = arrived[i].second;
-      if (!first.ok()) {
-        done(first.status());
-        continue;
+      if (!proposed.ok()) {
+        done(proposed.status());
+      } else if (i >= proposed->count) {
+        done(proposed->rest);
+      } else {
+        counters_.Proposed();
+        AddPending(g, proposed->first + i, std::move(done));
       }
-      counters_.Proposed();
-      AddPending(g, *first + i, std::move(done));
     }
   }
   proposing_.clear();
