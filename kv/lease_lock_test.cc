@@ -71,7 +71,8 @@ class LeaseLockTest : public ::testing::Test {
   }
   kvpb::CommandResult Acquire(const std::string& name, uint64_t lease,
                               uint64_t request, int64_t wait_ms, int64_t at,
-                              bool cancel = false) {
+                              bool cancel = false,
+                              const std::string& value = "") {
     kvpb::Command c;
     kvpb::LockAcquire* a = c.mutable_lock_acquire();
     a->set_name(name);
@@ -79,6 +80,7 @@ class LeaseLockTest : public ::testing::Test {
     a->set_request_id(request);
     a->set_wait_ms(wait_ms);
     a->set_cancel(cancel);
+    a->set_value(value);
     return Apply(c, at);
   }
   kvpb::CommandResult Campaign(const std::string& name, uint64_t lease,
@@ -268,6 +270,37 @@ TEST_F(LeaseLockTest, NewRequestOfTheHoldingLeaseWaitsItsTurn) {
   // The lease still holds the lock: ending it releases it.
   Expire(a, 60'000);
   EXPECT_FALSE(sm_->locks().Get("l")->value().has_holder());
+}
+
+// A lock's record, waiters included, is read and written whole by every
+// request on it: its queue is bounded, in waiters and in their values.
+TEST_F(LeaseLockTest, WaitBeyondTheQueueBoundIsRefusedAndQueuesNothing) {
+  const uint64_t a = Grant(600'000, 0);
+  Acquire("l", a, 1, 0, 1);
+  uint64_t request = 2;
+  for (size_t i = 0; i < kMaxLockWaiters; ++i) {
+    ASSERT_EQ(Acquire("l", a, request++, 300'000, 2).error_code(), 0);
+  }
+  kvpb::CommandResult r = Acquire("l", a, request, 300'000, 3);
+  EXPECT_EQ(r.error_code(),
+            static_cast<int>(absl::StatusCode::kResourceExhausted));
+  EXPECT_NE(r.error_message().find("waiters"), std::string::npos)
+      << r.error_message();
+  EXPECT_EQ(sm_->locks().Get("l")->value().waiters_size(), kMaxLockWaiters);
+  // A queued request asked again keeps its place; a try is answered.
+  EXPECT_EQ(Acquire("l", a, 2, 300'000, 4).lock().queued_at(), 1u);
+  EXPECT_FALSE(Acquire("l", a, request + 1, 0, 5).lock().acquired());
+
+  // Values count too: few waiters with large values fill it as well.
+  Acquire("m", a, 1, 0, 6);
+  const std::string value(kMaxLockWaitingBytes / 4, 'v');
+  size_t queued = 0;
+  while (Acquire("m", a, 100 + queued, 300'000, 7, false, value).error_code() ==
+         0) {
+    ++queued;
+    ASSERT_LE(queued, 4u);
+  }
+  EXPECT_EQ(queued, 4u);
 }
 
 TEST_F(LeaseLockTest, LockPassesOnWhenItsHolderLeaseExpires) {

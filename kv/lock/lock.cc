@@ -111,6 +111,21 @@ kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
     return Answer(ctx, true, 0, rec);
   }
   if (req.wait_ms() <= 0) return Answer(ctx, false, 0, rec);
+  size_t waiting_bytes = req.value().size();
+  for (const kvpb::LockWaiter& x : rec.waiters()) {
+    waiting_bytes += x.value().size();
+  }
+  if (static_cast<size_t>(rec.waiters_size()) >= kMaxLockWaiters ||
+      waiting_bytes > kMaxLockWaitingBytes) {
+    return Refusal(
+        absl::StatusCode::kResourceExhausted,
+        absl::StrCat("lock \"", req.name(), "\" has ", rec.waiters_size(),
+                     " waiters already, with ",
+                     waiting_bytes - req.value().size(),
+                     " bytes of values (at most ", kMaxLockWaiters,
+                     " waiters and ", kMaxLockWaitingBytes,
+                     " bytes per lock); retry later, or try without waiting"));
+  }
   kvpb::LockWaiter* added = rec.add_waiters();
   added->set_lease(req.lease());
   added->set_request_id(req.request_id());

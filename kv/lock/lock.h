@@ -16,6 +16,12 @@
 
 namespace tally::kv {
 
+// A lock's record, its queue included, is read and written whole by every
+// request on it: a wait beyond either bound is refused with
+// RESOURCE_EXHAUSTED (a try without waiting is still answered).
+inline constexpr size_t kMaxLockWaiters = 1000;
+inline constexpr size_t kMaxLockWaitingBytes = 4 << 20;  // waiters' values
+
 // Locks held by leases, with fencing tokens. Key spaces 'k' (records), 'h'
 // (the locks of each lease) and 'o' (the last token issued).
 //
