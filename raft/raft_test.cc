@@ -26,6 +26,16 @@ void ElectByHand(Raft& r) {
   ASSERT_EQ(r.role(), Role::kLeader);
 }
 
+// Node 1 of kThree, elected by hand, its uncommitted entries capped at
+// `cap` bytes.
+TestNode CappedLeader(uint64_t cap) {
+  TestOptions opts;
+  opts.max_uncommitted_entries_size = cap;
+  TestNode n = MakeNode(1, kThree, opts);
+  ElectByHand(*n.raft);
+  return n;
+}
+
 // Moves follower 2 to the replicate state by acknowledging everything.
 void AckAll(Raft& r, NodeId from) {
   Message ack = Msg(MessageType::kAppendResponse, from, r.id(), r.term());
@@ -160,11 +170,8 @@ TEST(RaftTest, FastBackoffSkipsAWholeTermPerRoundTrip) {
 }
 
 TEST(RaftTest, UncommittedBytesCapRejectsProposals) {
-  TestOptions opts;
-  opts.max_uncommitted_entries_size = 1000;
-  TestNode n = MakeNode(1, kThree, opts);
+  TestNode n = CappedLeader(1000);
   Raft& r = *n.raft;
-  ElectByHand(r);
   const std::string payload(400, 'p');
   ASSERT_TRUE(r.Propose(payload).ok());
   ASSERT_TRUE(r.Propose(payload).ok());
@@ -203,11 +210,8 @@ TEST(RaftTest, ProposeAllSendsOneAppendPerFollowerForAllItsEntries) {
 }
 
 TEST(RaftTest, ProposeAllAppendsWhatTheCapAdmitsInOrder) {
-  TestOptions opts;
-  opts.max_uncommitted_entries_size = 1000;
-  TestNode n = MakeNode(1, kThree, opts);
+  TestNode n = CappedLeader(1000);
   Raft& r = *n.raft;
-  ElectByHand(r);
   const std::string payload(400, 'p');
   ASSERT_TRUE(r.Propose(payload).ok());
   const Index last = r.log().LastIndex();
@@ -227,10 +231,7 @@ TEST(RaftTest, ProposeAllAppendsWhatTheCapAdmitsInOrder) {
 }
 
 TEST(RaftTest, OneProposalIsAdmittedEvenIfLargerThanTheCap) {
-  TestOptions opts;
-  opts.max_uncommitted_entries_size = 10;
-  TestNode n = MakeNode(1, kThree, opts);
-  ElectByHand(*n.raft);
+  TestNode n = CappedLeader(10);
   EXPECT_TRUE(n.raft->Propose(std::string(100, 'p')).ok());
 }
 
