@@ -290,6 +290,9 @@ TEST_F(LeaseLockTest, WaitBeyondTheQueueBoundIsRefusedAndQueuesNothing) {
   // A queued request asked again keeps its place; a try is answered.
   EXPECT_EQ(Acquire("l", a, 2, 300'000, 4).lock().queued_at(), 1u);
   EXPECT_FALSE(Acquire("l", a, request + 1, 0, 5).lock().acquired());
+  // Once their waits have run out, the waiters make room.
+  EXPECT_EQ(Acquire("l", a, request, 1'000, 300'003).lock().queued_at(), 1u);
+  EXPECT_EQ(sm_->locks().Get("l")->value().waiters_size(), 1);
 
   // Values count too: few waiters with large values fill it as well.
   Acquire("m", a, 1, 0, 6);

@@ -111,6 +111,10 @@ kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
     return Answer(ctx, true, 0, rec);
   }
   if (req.wait_ms() <= 0) return Answer(ctx, false, 0, rec);
+  if (static_cast<size_t>(rec.waiters_size()) >= kMaxLockWaiters &&
+      DropGivenUp(ctx, req.name(), rec)) {
+    Write(ctx.batch, req.name(), rec);
+  }
   size_t waiting_bytes = req.value().size();
   for (const kvpb::LockWaiter& x : rec.waiters()) {
     waiting_bytes += x.value().size();
@@ -228,6 +232,24 @@ void Locks::PassOn(ApplyContext& ctx, const std::string& name,
       ctx.batch.Delete(LeaseKey(w.lease(), name));
     }
   }
+}
+
+bool Locks::DropGivenUp(ApplyContext& ctx, const std::string& name,
+                        kvpb::LockRecord& rec) {
+  std::vector<uint64_t> gone;
+  auto* waiters = rec.mutable_waiters();
+  waiters->erase(std::remove_if(waiters->begin(), waiters->end(),
+                                [&](const kvpb::LockWaiter& w) {
+                                  if (w.give_up_ms() >= ctx.state.log_time_ms())
+                                    return false;
+                                  gone.push_back(w.lease());
+                                  return true;
+                                }),
+                 waiters->end());
+  for (uint64_t lease : gone) {
+    if (!Involves(rec, lease)) ctx.batch.Delete(LeaseKey(lease, name));
+  }
+  return !gone.empty();
 }
 
 void Locks::LeaseEnded(ApplyContext& ctx, uint64_t lease) {

@@ -93,6 +93,10 @@ class Locks final : public Module {
               kvpb::LockRecord& rec);
   // Releases what `lease` holds and drops its waits.
   void LeaseEnded(ApplyContext& ctx, uint64_t lease);
+  // Drops the waiters whose wait has run out (they would otherwise leave
+  // only when the lock passes on); returns whether there were any.
+  bool DropGivenUp(ApplyContext& ctx, const std::string& name,
+                   kvpb::LockRecord& rec);
   std::string LeaseKey(uint64_t lease, const std::string& name) const;
 
   const storage::Engine* const engine_;
