@@ -3,6 +3,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "kv/batch.h"
@@ -85,6 +86,18 @@ class Module {
     (void)leading;
   }
 };
+
+// t + d milliseconds, saturating at the ends of int64: the times and
+// durations in commands come from the log, and a damaged entry (or a fuzzer)
+// can hold any value.
+inline int64_t AddMs(int64_t t, int64_t d) {
+  int64_t out;
+  if (__builtin_add_overflow(t, d, &out)) {
+    return d > 0 ? std::numeric_limits<int64_t>::max()
+                 : std::numeric_limits<int64_t>::min();
+  }
+  return out;
+}
 
 // A refusal as a command result: nothing was applied.
 kvpb::CommandResult Refusal(absl::StatusCode code, std::string message,

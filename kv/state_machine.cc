@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(
 
 int64_t StateMachine::ProposalTimeMs() const {
   absl::MutexLock l(&mu_);
-  return base_log_ms_ + (clock_() - base_clock_ms_);
+  return AddMs(base_log_ms_, clock_() - base_clock_ms_);
 }
 
 int64_t StateMachine::log_time_ms() const {
@@ -86,7 +86,7 @@ void StateMachine::Rebase(int64_t before, int64_t log_time) {
   // entry of a new term, a proposer behind) say nothing of the time now.
   const int64_t now = clock_();
   const bool move = leading_term_ != 0
-                        ? log_time > base_log_ms_ + (now - base_clock_ms_)
+                        ? log_time > AddMs(base_log_ms_, now - base_clock_ms_)
                         : log_time > before;
   if (move) {
     base_log_ms_ = log_time;

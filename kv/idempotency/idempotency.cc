@@ -40,7 +40,7 @@ const char* StateName(Record::State s) {
 int64_t ReapAt(const Record& rec) {
   const int64_t from = rec.state() == Record::IN_PROGRESS ? rec.claim_ends_ms()
                                                           : rec.finished_ms();
-  return from + rec.retention_ms();
+  return AddMs(from, rec.retention_ms());
 }
 
 }  // namespace
@@ -165,7 +165,7 @@ kvpb::CommandResult Idempotency::Begin(ApplyContext& ctx,
   started.set_fingerprint(req.fingerprint());
   started.set_token(ctx.index);
   started.set_created_ms(rec ? rec->created_ms() : now);
-  started.set_claim_ends_ms(now + req.ttl_ms());
+  started.set_claim_ends_ms(AddMs(now, req.ttl_ms()));
   started.set_retention_ms(rec ? rec->retention_ms() : req.retention_ms());
   started.set_attempts((rec ? rec->attempts() : 0) + 1);
   started.set_attempt_id(req.attempt_id());
@@ -257,7 +257,7 @@ kvpb::CommandResult Idempotency::Renew(ApplyContext& ctx,
   // A claim that ran out with nobody taking over is still the owner's.
   const int64_t now = ctx.state.log_time_ms();
   const int64_t old_reap = rec->reap_at_ms();
-  rec->set_claim_ends_ms(now + std::max<int64_t>(req.ttl_ms(), 1));
+  rec->set_claim_ends_ms(AddMs(now, std::max<int64_t>(req.ttl_ms(), 1)));
   Write(ctx, req.scope(), req.key(), *rec, old_reap);
   Result* out = r.mutable_idem();
   out->set_outcome(Result::OK);

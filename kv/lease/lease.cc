@@ -67,7 +67,7 @@ kvpb::CommandResult Leases::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
     kvpb::LeaseRecord rec;
     rec.set_ttl_ms(cmd.lease_grant().ttl_ms());
     rec.set_granted_ms(now);
-    rec.set_expires_ms(now + rec.ttl_ms());
+    rec.set_expires_ms(AddMs(now, rec.ttl_ms()));
     Write(ctx.batch, ctx.index, rec);
     kvpb::LeaseResult* out = r.mutable_lease();
     out->set_id(ctx.index);
@@ -83,7 +83,7 @@ kvpb::CommandResult Leases::Apply(ApplyContext& ctx, const kvpb::Command& cmd) {
         continue;
       }
       ctx.batch.Delete(ExpiryKey(rec->expires_ms(), id));
-      rec->set_expires_ms(now + rec->ttl_ms());
+      rec->set_expires_ms(AddMs(now, rec->ttl_ms()));
       Write(ctx.batch, id, *rec);
       (*out->mutable_remaining_ms())[id] = rec->ttl_ms();
     }

@@ -133,7 +133,7 @@ kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
   kvpb::LockWaiter* added = rec.add_waiters();
   added->set_lease(req.lease());
   added->set_request_id(req.request_id());
-  added->set_give_up_ms(ctx.state.log_time_ms() + req.wait_ms());
+  added->set_give_up_ms(AddMs(ctx.state.log_time_ms(), req.wait_ms()));
   added->set_value(req.value());
   ctx.batch.Put(LeaseKey(req.lease(), req.name()), "");
   Write(ctx.batch, req.name(), rec);

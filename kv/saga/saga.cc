@@ -137,7 +137,7 @@ int64_t DueAt(const Record& r) {
     due = std::min(due, r.deadline_ms());
   }
   if (r.state() == Record::DONE || r.state() == Record::COMPENSATED) {
-    due = std::min(due, r.finished_ms() + r.retention_ms());
+    due = std::min(due, AddMs(r.finished_ms(), r.retention_ms()));
   }
   return due == INT64_MAX ? 0 : due;
 }
@@ -357,7 +357,7 @@ kvpb::CommandResult Sagas::Create(ApplyContext& ctx,
   rec.set_version(1);
   rec.set_created_ms(now);
   rec.set_updated_ms(now);
-  if (req.deadline_ms() > 0) rec.set_deadline_ms(now + req.deadline_ms());
+  if (req.deadline_ms() > 0) rec.set_deadline_ms(AddMs(now, req.deadline_ms()));
   rec.set_retention_ms(req.retention_ms());
   for (int i = 0; i < req.definition().steps_size(); ++i) rec.add_steps();
   Write(ctx, req.id(), rec, 0);
@@ -429,7 +429,8 @@ kvpb::CommandResult Sagas::Transition(ApplyContext& ctx,
       ph->set_state(Phase::RUNNING);
       ph->set_attempts(ph->attempts() + 1);
       ph->set_started_ms(now);
-      ph->set_deadline_ms(def.timeout_ms() > 0 ? now + def.timeout_ms() : 0);
+      ph->set_deadline_ms(def.timeout_ms() > 0 ? AddMs(now, def.timeout_ms())
+                                               : 0);
       break;
     case T::SUCCEED:
     case T::FAIL:
@@ -499,7 +500,7 @@ kvpb::CommandResult Sagas::Tick(ApplyContext& ctx, const kvpb::SagaTick& req) {
     if (!rec || rec->due_ms() == 0 || rec->due_ms() > now) continue;
     const int64_t old_due = rec->due_ms();
     if ((rec->state() == Record::DONE || rec->state() == Record::COMPENSATED) &&
-        rec->finished_ms() + rec->retention_ms() <= now) {
+        AddMs(rec->finished_ms(), rec->retention_ms()) <= now) {
       ctx.batch.Delete(due_.Key(old_due, id));
       ctx.batch.Delete(RecordKey(id));
       ++removed;

@@ -19,7 +19,7 @@ int64_t Ttl(const kvpb::SessionRecord& rec) {
 }
 
 bool Ended(const kvpb::SessionRecord& rec, int64_t now) {
-  return rec.last_active_ms() + Ttl(rec) < now;
+  return AddMs(rec.last_active_ms(), Ttl(rec)) < now;
 }
 
 // Sets header.replayed in whichever result the command result holds: every
