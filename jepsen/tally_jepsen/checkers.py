@@ -116,15 +116,19 @@ def append_set(events):
     return out
 
 
-def exactly_once(events):
+def exactly_once(events, session_ttl_s=None):
     """Per client key: acknowledged <= applied <= acknowledged + unknown,
     where applied is the key's final version; an acknowledged put never
     reports itself as the previous value (that would be a second run); a
-    session ends only for a client that idled (a put refused as
-    "session-expired" must come right after an idle wait)."""
+    session ends only when no request of it got through for its TTL: a put
+    refused as "session-expired" must come right after an idle wait, or
+    have gone unanswered for longer than the TTL itself (its session then
+    saw no request applied for that long; the cluster was unavailable to
+    it, which is not this checker's property)."""
     ps = hist.pairs(events, {"put", "read-version"})
     anomalies = []
     ended_after_idle = 0
+    ended_unanswered = 0
     by_key = collections.defaultdict(list)
     for inv, done in ps:
         by_key[inv["key"]].append((inv, done))
@@ -144,6 +148,8 @@ def exactly_once(events):
             if d and "session-expired" in (d.get("error") or ""):
                 if i.get("after_idle"):
                     ended_after_idle += 1
+                elif session_ttl_s and d["time"] - i["time"] > session_ttl_s * 1e9:
+                    ended_unanswered += 1
                 else:
                     anomalies.append({"kind": "live-session-ended", "key": key,
                                       "op_index": i["index"], "error": d["error"]})
@@ -153,7 +159,8 @@ def exactly_once(events):
                                   "prev": d["value"][1], "op_index": i["index"]})
     out = {"checker": "exactly-once", "valid": not anomalies, "keys": len(by_key),
            "anomalies": anomalies[:50], "anomaly_count": len(anomalies),
-           "sessions_ended_after_idle": ended_after_idle}
+           "sessions_ended_after_idle": ended_after_idle,
+           "sessions_ended_unanswered": ended_unanswered}
     out.update(_counts([p for p in ps if p[0]["f"] == "put"]))
     return out
 
@@ -389,13 +396,13 @@ def crdt(events):
     return out
 
 
-def for_workload(name, history_path, events, read_modes):
+def for_workload(name, history_path, events, read_modes, session_ttl_s=None):
     if name in ("register", "crdt-cas"):
         return [linearizable(history_path, read_modes), staleness(events)]
     if name in ("set", "durability"):
         return [append_set(events)]
     if name == "exactly-once":
-        return [exactly_once(events)]
+        return [exactly_once(events, session_ttl_s)]
     if name == "lock":
         return [fenced_lock(events)]
     if name == "idempotency":

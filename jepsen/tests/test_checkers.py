@@ -138,6 +138,28 @@ def test_exactly_once_checker_counts_applications():
     assert not checkers.exactly_once(twice)["valid"]
 
 
+def test_exactly_once_checker_allows_a_session_ended_while_unanswered():
+    """A session ends when none of its requests got through for its TTL: a
+    refusal as expired is fine after an idle wait, or for a put that itself
+    went unanswered for longer than the TTL; otherwise a live session
+    ended."""
+    def put(out_time_s, after_idle=False):
+        inv = dict(type="invoke", process=0, f="put", key="e0", value=1,
+                   time=0, index=0, after_idle=after_idle)
+        done = dict(type="info", process=0, f="put", key="e0", value=None,
+                    time=int(out_time_s * 1e9),
+                    error="session-expired: FAILED_PRECONDITION: session 7 has ended")
+        return [inv, done, dict(type="invoke", process="final", f="read-version",
+                                key="e0", value=None, time=10**10, index=1),
+                dict(type="ok", process="final", f="read-version", key="e0",
+                     value=[0, 0], time=10**10 + 1)]
+    assert checkers.exactly_once(put(0.5, after_idle=True), 4)["valid"]
+    unanswered = checkers.exactly_once(put(7.0), 4)
+    assert unanswered["valid"] and unanswered["sessions_ended_unanswered"] == 1
+    assert not checkers.exactly_once(put(0.5), 4)["valid"]
+    assert not checkers.exactly_once(put(7.0))["valid"]  # no TTL given
+
+
 def test_fenced_lock_checker_finds_stale_and_duplicate_tokens():
     def op(p, f, v, ty, out, t0, t1):
         return [dict(type="invoke", process=p, f=f, key="L", value=v, time=t0, index=t0),
