@@ -295,15 +295,20 @@ TEST_F(LeaseLockTest, WaitBeyondTheQueueBoundIsRefusedAndQueuesNothing) {
   EXPECT_EQ(sm_->locks().Get("l")->value().waiters_size(), 1);
 
   // Values count too: few waiters with large values fill it as well.
-  Acquire("m", a, 1, 0, 6);
+  // (Log time is at 300,003 now: it never goes back.)
+  Acquire("m", a, 1, 0, 300'004);
   const std::string value(kMaxLockWaitingBytes / 4, 'v');
   size_t queued = 0;
-  while (Acquire("m", a, 100 + queued, 300'000, 7, false, value).error_code() ==
-         0) {
+  while (Acquire("m", a, 100 + queued, 10'000, 300'005, false, value)
+             .error_code() == 0) {
     ++queued;
     ASSERT_LE(queued, 4u);
   }
   EXPECT_EQ(queued, 4u);
+  // Once their waits have run out, they make room as well.
+  kvpb::CommandResult room = Acquire("m", a, 200, 1'000, 310'006, false, value);
+  EXPECT_EQ(room.error_code(), 0) << room.error_message();
+  EXPECT_EQ(room.lock().queued_at(), 1u);
 }
 
 TEST_F(LeaseLockTest, LockPassesOnWhenItsHolderLeaseExpires) {

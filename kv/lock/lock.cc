@@ -29,6 +29,24 @@ bool Involves(const kvpb::LockRecord& rec, uint64_t lease) {
       [&](const kvpb::LockWaiter& w) { return w.lease() == lease; });
 }
 
+// Whether waiter `w` still waits at log time `now_ms`.
+bool StillWaiting(const kvpb::LockWaiter& w, int64_t now_ms) {
+  return w.give_up_ms() >= now_ms;
+}
+
+size_t WaitingBytes(const kvpb::LockRecord& rec) {
+  size_t bytes = 0;
+  for (const kvpb::LockWaiter& w : rec.waiters()) bytes += w.value().size();
+  return bytes;
+}
+
+// Whether the queue of `rec` has room for one more waiter with a value of
+// `value_size` bytes.
+bool HasRoom(const kvpb::LockRecord& rec, size_t value_size) {
+  return static_cast<size_t>(rec.waiters_size()) < kMaxLockWaiters &&
+         WaitingBytes(rec) + value_size <= kMaxLockWaitingBytes;
+}
+
 }  // namespace
 
 Locks::Locks(const storage::Engine* engine, const Keyspace* keys,
@@ -111,21 +129,14 @@ kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
     return Answer(ctx, true, 0, rec);
   }
   if (req.wait_ms() <= 0) return Answer(ctx, false, 0, rec);
-  if (static_cast<size_t>(rec.waiters_size()) >= kMaxLockWaiters &&
-      DropGivenUp(ctx, req.name(), rec)) {
+  if (!HasRoom(rec, req.value().size()) && DropGivenUp(ctx, req.name(), rec)) {
     Write(ctx.batch, req.name(), rec);
   }
-  size_t waiting_bytes = req.value().size();
-  for (const kvpb::LockWaiter& x : rec.waiters()) {
-    waiting_bytes += x.value().size();
-  }
-  if (static_cast<size_t>(rec.waiters_size()) >= kMaxLockWaiters ||
-      waiting_bytes > kMaxLockWaitingBytes) {
+  if (!HasRoom(rec, req.value().size())) {
     return Refusal(
         absl::StatusCode::kResourceExhausted,
         absl::StrCat("lock \"", req.name(), "\" has ", rec.waiters_size(),
-                     " waiters already, with ",
-                     waiting_bytes - req.value().size(),
+                     " waiters already, with ", WaitingBytes(rec),
                      " bytes of values (at most ", kMaxLockWaiters,
                      " waiters and ", kMaxLockWaitingBytes,
                      " bytes per lock); retry later, or try without waiting"));
@@ -224,7 +235,7 @@ void Locks::PassOn(ApplyContext& ctx, const std::string& name,
     waiters->erase(waiters->begin());
     // IsLive, not Live: ending a lease here would change `rec` underneath.
     // A due lease is skipped now and ended by its expiry entry.
-    if (w.give_up_ms() >= ctx.state.log_time_ms() &&
+    if (StillWaiting(w, ctx.state.log_time_ms()) &&
         leases_->IsLive(ctx, w.lease())) {
       Take(ctx, name, rec, w.lease(), w.request_id(), w.value());
       pending_.push_back({name, rec.holder()});
@@ -240,7 +251,7 @@ bool Locks::DropGivenUp(ApplyContext& ctx, const std::string& name,
   auto* waiters = rec.mutable_waiters();
   waiters->erase(std::remove_if(waiters->begin(), waiters->end(),
                                 [&](const kvpb::LockWaiter& w) {
-                                  if (w.give_up_ms() >= ctx.state.log_time_ms())
+                                  if (StillWaiting(w, ctx.state.log_time_ms()))
                                     return false;
                                   gone.push_back(w.lease());
                                   return true;
