@@ -23,6 +23,12 @@ inline constexpr char kSessionWrongGroup[] = "session-wrong-group";
 inline constexpr char kLearnerBehind[] = "learner-behind";
 // The lease has ended (expired or revoked) or never existed.
 inline constexpr char kReasonLeaseNotFound[] = "lease-not-found";
+// A lock's queue of waiters is at its bound; the wait was not queued.
+// RESOURCE_EXHAUSTED, but the cluster's answer, not overload: not retried.
+inline constexpr char kReasonLockQueueFull[] = "lock-queue-full";
+// A lock wait that ran out: withdrawn through the log, nothing granted.
+// DEADLINE_EXCEEDED, but a known outcome: not retried.
+inline constexpr char kReasonLockWaitEnded[] = "lock-wait-ended";
 // A lock release or wait under a token or request that does not hold it.
 inline constexpr char kReasonLockNotHeld[] = "lock-not-held";
 // A fenced write whose token is below the highest accepted for the key's

@@ -122,12 +122,20 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
                   std::chrono::duration_cast<std::chrono::microseconds>(
                       internal::Clock::now() - sent));
     }
+    // An answer that names its reason is the cluster's decision, not a
+    // failure to reach it: RESOURCE_EXHAUSTED for a full lock queue is not
+    // overload, DEADLINE_EXCEEDED for a lock wait that ran out is a known
+    // outcome. Asked again, the cluster would answer the same.
+    auto reason = md.find(rpc::kReasonKey);
+    const bool decided =
+        reason != md.end() && reason->second != rpc::kOutcomeUnknown;
     // A node that says why it cannot serve was reached.
-    Report(target,
-           st.error_code() != grpc::StatusCode::UNAVAILABLE ||
-               md.count(rpc::kNodeKey) > 0,
-           st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
-               st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED);
+    Report(
+        target,
+        st.error_code() != grpc::StatusCode::UNAVAILABLE ||
+            md.count(rpc::kNodeKey) > 0,
+        decided || (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
+                    st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED));
     if (st.ok()) {
       absl::MutexLock l(&mu_);
       leader_[group] = target;
@@ -142,7 +150,7 @@ absl::Status Client::Call(uint64_t group, bool idempotent, Fn fn,
                       "CA (kvctl --tls-ca)");
     }
     // An unknown outcome is retried only when a retry cannot apply twice.
-    if (!internal::Retryable(st.error_code()) ||
+    if (!internal::Retryable(st.error_code()) || decided ||
         (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
          !idempotent)) {
       return rpc::FromGrpc(st, &ctx);

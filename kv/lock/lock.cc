@@ -139,7 +139,8 @@ kvpb::CommandResult Locks::Acquire(ApplyContext& ctx,
                      " waiters already, with ", WaitingBytes(rec),
                      " bytes of values (at most ", kMaxLockWaiters,
                      " waiters and ", kMaxLockWaitingBytes,
-                     " bytes per lock); retry later, or try without waiting"));
+                     " bytes per lock); retry later, or try without waiting"),
+        rpc::kReasonLockQueueFull);
   }
   kvpb::LockWaiter* added = rec.add_waiters();
   added->set_lease(req.lease());

@@ -229,12 +229,17 @@ class LockService final : public rpc::Locks::CallbackService {
                     absl::StatusOr<kvpb::CommandResult> r) {
                   if (r.ok() && !r->lock().acquired()) {
                     Reply<rpc::AcquireResponse>::Answer(
-                        s, grpc::Status(
-                               grpc::StatusCode::DEADLINE_EXCEEDED,
-                               absl::StrCat("lock \"", name,
-                                            "\" not acquired within ", wait_ms,
-                                            " ms (or the call's deadline); "
-                                            "the wait is withdrawn")));
+                        s, [&](auto* ctx, auto*) {
+                          return rpc::ToGrpc(
+                              rpc::WithReason(
+                                  absl::DeadlineExceededError(absl::StrCat(
+                                      "lock \"", name,
+                                      "\" not acquired within ", wait_ms,
+                                      " ms (or the call's deadline); the wait "
+                                      "is withdrawn")),
+                                  rpc::kReasonLockWaitEnded),
+                              ctx);
+                        });
                     return;
                   }
                   Answer(s, r);

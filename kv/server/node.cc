@@ -130,8 +130,9 @@ grpc::Status Node::Refuse(grpc::ServerContextBase* ctx,
                           raft::host::GroupId group,
                           const absl::Status& s) const {
   if (absl::IsUnavailable(s)) return NotLeader(ctx, group, s);
-  if (absl::IsResourceExhausted(s)) {
-    // Shed by the raft host: its queue is the writes'.
+  if (absl::IsResourceExhausted(s) && !s.GetPayload(rpc::kReasonKey)) {
+    // Shed by the raft host: its queue is the writes'. (With a reason, it
+    // is the state machine's answer: no overload, no hint.)
     ctx->AddTrailingMetadata(
         rpc::kRetryAfterKey,
         absl::StrCat(admission->RetryAfter(Priority::kWrite).count()));

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -140,6 +142,78 @@ TEST(OverloadTest, AHedgedReadCostsAPausedNodeItsDelayNotATimeout) {
   // Unhedged, a read waits for the attempt's timeout before it goes
   // elsewhere.
   EXPECT_GE(slowest[false].count(), 1000);
+}
+
+// Two answers of a lock that are the cluster's decision, not a failure to
+// reach it: a wait that ran out (DEADLINE_EXCEEDED, withdrawn through the
+// log) and a wait refused because the lock's queue is full
+// (RESOURCE_EXHAUSTED, not overload). The caller gets each at once; the
+// client neither retries them nor takes them as congestion.
+TEST(OverloadTest, ALockWaitThatRunsOutOrFindsTheQueueFullIsNotRetried) {
+  using std::chrono::milliseconds;
+  using Clock = std::chrono::steady_clock;
+  testing::TestCluster cluster;
+  ASSERT_TRUE(cluster.Start());
+  auto c = client::Client::Connect(cluster.ClientOptions());
+  ASSERT_TRUE(c.ok());
+  client::Client& client = **c;
+  auto lease = client.GrantLease(std::chrono::seconds(60));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  auto held = client.Acquire("q", lease->id(), milliseconds(0));
+  ASSERT_TRUE(held.ok() && held->acquired()) << held.status();
+
+  // 64 waiters with the largest value a lock takes (64 KiB) fill the
+  // queue's 4 MiB. One at a time: sent together, their 4 MiB would be
+  // shed as overload, which is not what this test is about.
+  constexpr int kWaiters = 64;
+  constexpr auto kWait = milliseconds(6'000);
+  const std::string value(64 * 1024, 'v');
+  absl::Mutex mu;
+  std::vector<std::pair<absl::Status, Clock::duration>> waited;
+  std::vector<std::thread> waiters;
+  int queued = 0;
+  absl::Status inspected;
+  const auto until = Clock::now() + kWait - milliseconds(2'000);
+  while (queued < kWaiters && Clock::now() < until) {
+    if (static_cast<int>(waiters.size()) == queued) {
+      waiters.emplace_back([&] {
+        const auto start = Clock::now();
+        absl::Status st =
+            client.Acquire("q", lease->id(), kWait, value).status();
+        absl::MutexLock l(&mu);
+        waited.emplace_back(st, Clock::now() - start);
+      });
+    }
+    auto seen = client.Inspect("q");
+    inspected = seen.status();
+    if (seen.ok()) queued = seen->waiters_size();
+  }
+  ASSERT_EQ(queued, kWaiters) << inspected;
+
+  const client::CallStats before = client.call_stats();
+  const auto sent = Clock::now();
+  auto refused = client.Acquire("q", lease->id(), kWait, value);
+  const auto took = Clock::now() - sent;
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("64 waiters already"),
+            std::string::npos)
+      << refused.status();
+  EXPECT_LT(took, milliseconds(1'000)) << "answered late: retried";
+  const client::CallStats after = client.call_stats();
+  EXPECT_EQ(after.attempts, before.attempts + 1);
+  for (const auto& [address, limit] : after.in_flight_limits) {
+    EXPECT_GE(limit, before.in_flight_limits.at(address))
+        << address << ": a full queue taken as congestion";
+  }
+
+  for (auto& t : waiters) t.join();
+  for (const auto& [st, wait] : waited) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+    EXPECT_NE(st.message().find("not acquired within"), std::string::npos)
+        << st;
+    EXPECT_LT(wait, kWait + milliseconds(1'000)) << "waited again: retried";
+  }
 }
 
 }  // namespace
