@@ -4,8 +4,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/time/time.h"
-
 namespace tally::client {
 
 namespace {
@@ -23,22 +21,24 @@ LeaseKeeper::~LeaseKeeper() {
     absl::MutexLock l(&mu_);
     stop_ = true;
   }
+  sleep_.Stop();
   thread_.join();
 }
 
 void LeaseKeeper::Add(uint64_t lease, std::chrono::milliseconds ttl,
                       Steady::time_point sent, Steady::time_point valid_until,
                       Callbacks callbacks) {
-  absl::MutexLock l(&mu_);
-  leases_[lease] =
-      Entry{ttl, sent + ttl / 3, valid_until, std::move(callbacks)};
-  changed_ = true;
+  {
+    absl::MutexLock l(&mu_);
+    leases_[lease] =
+        Entry{ttl, sent + ttl / 3, valid_until, std::move(callbacks)};
+  }
+  sleep_.Wake();  // it may be due before the keeper's next wake
 }
 
 void LeaseKeeper::Remove(uint64_t lease) {
   absl::MutexLock l(&mu_);
   leases_.erase(lease);
-  changed_ = true;
   mu_.Await(absl::Condition(
       +[](bool* calling) { return !*calling; }, &calling_));
 }
@@ -50,15 +50,14 @@ void LeaseKeeper::Run() {
     for (const auto& [id, e] : leases_) {
       wake = std::min({wake, e.next, e.valid_until});
     }
-    changed_ = false;
-    auto woken = [this] { return stop_ || changed_; };
-    if (wake == Steady::time_point::max()) {
-      mu_.Await(absl::Condition(&woken));
-    } else {
-      mu_.AwaitWithTimeout(absl::Condition(&woken),
-                           absl::FromChrono(wake - Steady::now()));
-    }
-    if (stop_) return;
+    mu_.Unlock();
+    // By the steady clock: a lease's validity is steady time, and a timed
+    // absl::Mutex wait would follow the wall clock. With no lease, until
+    // Add.
+    const bool stopping = sleep_.SleepUntil(
+        std::min(wake, Steady::now() + std::chrono::hours(1)));
+    mu_.Lock();
+    if (stopping || stop_) return;
 
     // Leases no longer valid are lost; if any is due, it goes with those
     // due within a sixth of their TTL.

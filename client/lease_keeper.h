@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "client/client.h"
+#include "util/waker.h"
 
 namespace tally::client {
 
@@ -63,10 +64,11 @@ class LeaseKeeper {
   Client* const client_;
   absl::Mutex mu_;
   std::map<uint64_t, Entry> leases_ ABSL_GUARDED_BY(mu_);
-  bool changed_ ABSL_GUARDED_BY(mu_) = false;
   // While the thread runs callbacks (Remove waits for it).
   bool calling_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Where the thread sleeps until a lease is due; Add wakes it.
+  util::Waker sleep_;
   std::thread thread_;
 };
 

@@ -9,6 +9,7 @@
 #include "rpc/raft_codec.h"
 #include "rpc/status.h"
 #include "spdlog/spdlog.h"
+#include "util/waker.h"
 
 namespace tally::rpc {
 
@@ -49,6 +50,7 @@ class GrpcTransport::Peer {
       stopping_ = true;
       if (ctx_) ctx_->TryCancel();
     }
+    ping_sleep_.Stop();
     thread_.join();
     pinger_.join();
   }
@@ -160,12 +162,11 @@ class GrpcTransport::Peer {
     }
   }
 
-  // Every kPingEvery, a Ping on the connection the stream last opened.
+  // Every kPingEvery (by the steady clock), a Ping on the connection the
+  // stream last opened.
   void PingLoop() {
-    absl::MutexLock l(&mu_);
-    while (!stopping_) {
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_),
-                           absl::FromChrono(kPingEvery));
+    while (!ping_sleep_.SleepFor(kPingEvery)) {
+      absl::MutexLock l(&mu_);
       if (stopping_ || channel_ == nullptr) continue;
       std::shared_ptr<grpc::Channel> channel = channel_;
       mu_.Unlock();
@@ -198,6 +199,7 @@ class GrpcTransport::Peer {
 
   GrpcTransport* const t_;
   const raft::NodeId id_;
+  util::Waker ping_sleep_;
   std::thread thread_, pinger_;
   absl::Mutex mu_;
   std::deque<raft::host::GroupMessage> queue_ ABSL_GUARDED_BY(mu_);

@@ -19,6 +19,7 @@
 #include "cmd/kvctl/child.h"
 #include "cmd/kvctl/duration.h"
 #include "cmd/kvctl/output.h"
+#include "util/waker.h"
 
 namespace tally::kvctl {
 
@@ -72,10 +73,7 @@ class Claim {
     return lost_;
   }
   void Stop() {
-    {
-      absl::MutexLock l(&mu_);
-      stop_ = true;
-    }
+    sleep_.Stop();
     if (renewer_.joinable()) renewer_.join();
   }
 
@@ -85,18 +83,16 @@ class Claim {
            std::chrono::duration_cast<milliseconds>(ttl_ * kDrift);
   }
   void Renew() {
-    absl::MutexLock l(&mu_);
-    while (!stop_ && lost_.empty()) {
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::FromChrono(ttl_ / 3));
-      if (stop_) break;
-      mu_.Unlock();
+    // By the steady clock, as the claim is reckoned (util::Waker).
+    while (!sleep_.SleepFor(ttl_ / 3)) {
       const auto sent = SteadyClock::now();
       auto r = c_->IdemRenew(scope_, key_, token_, ttl_);
-      mu_.Lock();
+      absl::MutexLock l(&mu_);
       if (r.ok()) {
         holds_until_ = HoldsUntil(sent);
       } else if (absl::IsFailedPrecondition(r.status())) {
         lost_ = std::string(r.status().message());
+        return;
       }
     }
   }
@@ -108,7 +104,7 @@ class Claim {
   absl::Mutex mu_;
   SteadyClock::time_point holds_until_ ABSL_GUARDED_BY(mu_);
   std::string lost_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  util::Waker sleep_;
   std::thread renewer_;
 };
 

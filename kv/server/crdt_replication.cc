@@ -329,6 +329,7 @@ void CrdtReplication::Stop() {
     stop_ = true;
     for (auto& [id, p] : peers_) peers.push_back(p.get());
   }
+  sleeper_.Stop();
   for (Peer* p : peers) {
     absl::MutexLock l(&p->mu);
     p->stop = true;
@@ -456,8 +457,7 @@ void CrdtReplication::PushLoop(Peer* p) {
 }
 
 bool CrdtReplication::Stopping(absl::Duration d) {
-  absl::MutexLock l(&mu_);
-  return mu_.AwaitWithTimeout(absl::Condition(&stop_), d);
+  return sleeper_.SleepFor(absl::ToChronoNanoseconds(d));
 }
 
 void CrdtReplication::SyncLoop() {

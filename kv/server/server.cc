@@ -28,6 +28,7 @@
 #include "spdlog/spdlog.h"
 #include "util/hash.h"
 #include "util/status_macros.h"
+#include "util/waker.h"
 
 namespace tally::kv::server {
 
@@ -85,10 +86,7 @@ class ServerImpl final : public Server {
   void Shutdown() override {
     if (down_) return;
     down_ = true;
-    {
-      absl::MutexLock l(&stop_mu_);
-      stop_ = true;
-    }
+    stop_.Stop();
     if (health_thread_.joinable()) health_thread_.join();
     if (duties_thread_.joinable()) duties_thread_.join();
     http_.reset();
@@ -120,8 +118,11 @@ class ServerImpl final : public Server {
   // modules find due (StateMachine::Due: lease expiries), one command per
   // group in flight at a time.
   void LeaderDuties();
-  // Waits up to `d` for Shutdown; true once it is called.
-  bool Stopping(absl::Duration d);
+  // Waits up to `d` (by the steady clock) for Shutdown; true once it is
+  // called.
+  bool Stopping(absl::Duration d) {
+    return stop_.SleepFor(absl::ToChronoNanoseconds(d));
+  }
 
   Node node_;
   std::unique_ptr<grpc::Service> kv_, cluster_, leases_, locks_, idem_, sagas_,
@@ -129,8 +130,7 @@ class ServerImpl final : public Server {
   // Clients' and peers' (the raft transport).
   std::unique_ptr<grpc::Server> grpc_, peer_grpc_;
   bool down_ = false;
-  absl::Mutex stop_mu_;
-  bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
+  util::Waker stop_;
   std::thread health_thread_;
   std::thread duties_thread_;
   std::unique_ptr<HttpEndpoint> http_;
@@ -462,11 +462,6 @@ void ServerImpl::WatchHealth() {
     }
     if (Stopping(kHealthEvery)) return;
   }
-}
-
-bool ServerImpl::Stopping(absl::Duration d) {
-  absl::MutexLock l(&stop_mu_);
-  return stop_mu_.AwaitWithTimeout(absl::Condition(&stop_), d);
 }
 
 void ServerImpl::LeaderDuties() {

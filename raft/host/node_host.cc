@@ -156,6 +156,7 @@ void NodeHost::Stop() {
     if (stopping_) return;
     stopping_ = true;
   }
+  raft_waker_.Stop();
   if (raft_thread_.joinable()) raft_thread_.join();
   // Fetches in progress end, and those queued fail at once.
   transport_->CancelFetches();
@@ -211,8 +212,14 @@ void NodeHost::LogShedding(const char* why) {
 }
 
 void NodeHost::Post(std::function<void()> fn) {
-  absl::MutexLock l(&mu_);
-  inbox_.push_back(std::move(fn));
+  bool was_empty;
+  {
+    absl::MutexLock l(&mu_);
+    was_empty = inbox_.empty();
+    inbox_.push_back(std::move(fn));
+  }
+  // The raft loop sleeps only once it found the inbox empty.
+  if (was_empty) raft_waker_.Wake();
 }
 
 void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
@@ -623,17 +630,17 @@ void NodeHost::PublishInfo() {
 
 void NodeHost::RaftLoop() {
   while (true) {
+    bool idle;
     {
       absl::MutexLock l(&mu_);
-      const auto wait = next_tick_ - clock_->Now();
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return !inbox_.empty() || stopping_;
-      };
-      if (wait.count() > 0) {
-        mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(wait));
-      }
       if (stopping_) return;
+      idle = inbox_.empty();
     }
+    // Until the next tick by the steady clock, not by absl::Mutex's timed
+    // wait, which follows the wall clock: with the wall clock stepped back
+    // (or faked ahead), ticks, and so heartbeats and elections, stopped
+    // while nothing arrived.
+    if (idle && raft_waker_.SleepUntil(next_tick_)) return;
     RunRaftPass();
   }
 }

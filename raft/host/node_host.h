@@ -22,6 +22,7 @@
 #include "raft/raw_node.h"
 #include "raft/types.h"
 #include "util/thread_pool.h"
+#include "util/waker.h"
 
 namespace tally::raft::host {
 
@@ -295,6 +296,8 @@ class NodeHost final : public MessageHandler {
   uint64_t next_read_context_ = 1;
   Clock::TimePoint next_tick_;
   std::unique_ptr<SlowDiskDetector> slow_disk_;
+  // Where the raft loop sleeps between ticks; Post wakes it.
+  util::Waker raft_waker_;
 
   mutable absl::Mutex mu_;
   std::vector<std::function<void()>> inbox_ ABSL_GUARDED_BY(mu_);

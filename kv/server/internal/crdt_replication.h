@@ -18,6 +18,7 @@
 #include "kv/storage/engine.h"
 #include "rpc/crdt.grpc.pb.h"
 #include "util/thread_pool.h"
+#include "util/waker.h"
 
 namespace tally::kv::server {
 
@@ -130,6 +131,8 @@ class CrdtReplication {
 
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Where SyncLoop sleeps (by the steady clock); Stop ends it.
+  util::Waker sleeper_;
   std::map<uint64_t, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   // What each peer's replica had seen, from its last Digest answer.

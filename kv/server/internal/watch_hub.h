@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_WATCH_HUB_H_
 #define TALLY_KV_SERVER_INTERNAL_WATCH_HUB_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -8,6 +9,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "util/waker.h"
 
 namespace tally::kv::server {
 
@@ -23,10 +25,7 @@ class WatchHub {
 
   WatchHub() : ticker_([this] { Tick(); }) {}
   ~WatchHub() {
-    {
-      absl::MutexLock l(&mu_);
-      stopping_ = true;
-    }
+    stop_.Stop();
     ticker_.join();
   }
   WatchHub(const WatchHub&) = delete;
@@ -62,11 +61,8 @@ class WatchHub {
 
  private:
   void Tick() {
-    absl::MutexLock l(&mu_);
-    while (!stopping_) {
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_),
-                           absl::Milliseconds(200));
-      if (stopping_) break;
+    while (!stop_.SleepFor(std::chrono::milliseconds(200))) {
+      absl::MutexLock l(&mu_);
       for (auto& [group, pokes] : watchers_) {
         for (auto& [id, poke] : pokes) poke(true);
       }
@@ -74,7 +70,7 @@ class WatchHub {
   }
 
   absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  util::Waker stop_;  // by the steady clock
   std::map<uint64_t, std::map<const void*, Poke>> watchers_
       ABSL_GUARDED_BY(mu_);
   std::thread ticker_;  // last: started once the rest is
