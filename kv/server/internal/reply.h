@@ -1,6 +1,7 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_REPLY_H_
 #define TALLY_KV_SERVER_INTERNAL_REPLY_H_
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -92,6 +93,8 @@ class Reply final : public grpc::ServerUnaryReactor {
 // Answers calls whose operation is still running at their deadline with
 // DEADLINE_EXCEEDED: one thread for every call of the server.
 class Deadlines {
+  using Steady = std::chrono::steady_clock;
+
  public:
   Deadlines() : thread_([this] { Run(); }) {}
   ~Deadlines() {
@@ -104,12 +107,18 @@ class Deadlines {
   }
 
   // Runs `expire` at `at` unless the call was answered by then (expire is
-  // an Answer that drops itself in that case).
+  // an Answer that drops itself in that case). `at` is a wall-clock time,
+  // as gRPC gives deadlines, but it counts from now by the steady clock: a
+  // wall clock stepped afterwards moves no timer.
   void At(std::chrono::system_clock::time_point at,
           std::function<void()> expire) {
+    const auto in = std::clamp<std::chrono::system_clock::duration>(
+        at - std::chrono::system_clock::now(), {}, std::chrono::hours(24));
+    const Steady::time_point when =
+        Steady::now() + std::chrono::duration_cast<Steady::duration>(in);
     std::lock_guard<std::mutex> l(mu_);
-    const bool first = timers_.empty() || at < timers_.begin()->first;
-    timers_.emplace(at, std::move(expire));
+    const bool first = timers_.empty() || when < timers_.begin()->first;
+    timers_.emplace(when, std::move(expire));
     if (first) cv_.notify_one();
   }
 
@@ -122,7 +131,7 @@ class Deadlines {
         continue;
       }
       const auto at = timers_.begin()->first;
-      if (std::chrono::system_clock::now() < at) {
+      if (Steady::now() < at) {
         cv_.wait_until(l, at);
         continue;
       }
@@ -137,8 +146,7 @@ class Deadlines {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
-  std::multimap<std::chrono::system_clock::time_point, std::function<void()>>
-      timers_;
+  std::multimap<Steady::time_point, std::function<void()>> timers_;
   std::thread thread_;
 };
 
