@@ -92,8 +92,8 @@ class Claim {
         holds_until_ = HoldsUntil(sent);
       } else if (absl::IsFailedPrecondition(r.status())) {
         lost_ = std::string(r.status().message());
-        return;
       }
+      if (!lost_.empty()) return;  // refused, or found lost by Lost()
     }
   }
 
