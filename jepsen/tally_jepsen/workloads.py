@@ -559,7 +559,7 @@ class Lock:
             r = ctx.conn.call(node, "Acquire", req, timeout=OP_TIMEOUT, service="Locks")
             if r.type == OK and not r.response.acquired:
                 return FAIL, None, r.node, "held"
-            if r.type == INFO and r.error and "not acquired within" in r.error:
+            if r.type == INFO and r.reason == "lock-wait-ended":
                 # The wait was withdrawn through the log: certainly not held.
                 return FAIL, None, r.node, r.error
             if r.type != OK:
