@@ -170,7 +170,9 @@ TEST(OverloadTest, ALockWaitThatRunsOutOrFindsTheQueueFullIsNotRetried) {
   const std::string value(64 * 1024, 'v');
   absl::Mutex mu;
   std::vector<std::pair<absl::Status, Clock::duration>> waited;
-  std::vector<std::thread> waiters;
+  // Joined however the test ends: a thread left running would abort the
+  // process before the cluster is stopped, leaving its nodes behind.
+  std::vector<std::jthread> waiters;
   int queued = 0;
   absl::Status inspected;
   const auto until = Clock::now() + kWait - milliseconds(2'000);
