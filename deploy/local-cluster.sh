@@ -10,6 +10,8 @@
 # cluster's keyspace into shards at those keys. TALLY_TLS=1 runs every port
 # with TLS, with a CA and certificates made once in DIR/certs
 # (deploy/gen-certs.sh); kvctl then needs KVCTL_TLS_CA=DIR/certs/ca.pem.
+# TALLY_OWNER_PID=PID ties the nodes to that process: once it is gone (a test
+# that crashed or was killed), a watchdog started with the nodes stops them.
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-.tally-cluster}
@@ -29,6 +31,28 @@ running() {
   [ "${stat% *}" = "(kvd)" ] && [ "${stat#* }" != Z ]
 }
 
+# The start time of process $1 (field 22 of /proc/PID/stat, after the
+# command name, which may hold spaces), empty if it does not run or has
+# exited and waits to be reaped (a zombie).
+started_at() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  awk '$1 != "Z" {print $20}' <<<"$stat"
+}
+
+# Starts the watchdog of TALLY_OWNER_PID (this script's `watchdog` command)
+# unless one runs.
+watch_owner() {
+  local owner=$1 since pidfile="$dir/watchdog.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  since=$(started_at "$owner")
+  [ -n "$since" ] || { echo "local-cluster: TALLY_OWNER_PID=$owner does not run" >&2; exit 1; }
+  setsid "$root/deploy/local-cluster.sh" watchdog "$dir" "$owner" "$since" \
+    </dev/null >/dev/null 2>&1 &
+  echo $! >"$pidfile"
+}
+
 tls=()
 probe_tls=()
 if [ "${TALLY_TLS:-0}" = 1 ]; then
@@ -41,6 +65,7 @@ case "$cmd" in
     if [ "${TALLY_TLS:-0}" = 1 ] && [ ! -f "$dir/certs/n3.pem" ]; then
       "$root/deploy/gen-certs.sh" "$dir/certs" n1 n2 n3 >/dev/null
     fi
+    if [ -n "${TALLY_OWNER_PID:-}" ]; then watch_owner "$TALLY_OWNER_PID"; fi
     for i in 1 2 3; do
       pidfile="$dir/n$i.pid"
       if running "$pidfile"; then continue; fi
@@ -80,16 +105,27 @@ case "$cmd" in
     exit 1
     ;;
   stop)
+    if [ -f "$dir/watchdog.pid" ]; then
+      kill "$(cat "$dir/watchdog.pid")" 2>/dev/null || true
+      rm -f "$dir/watchdog.pid"
+    fi
     for i in 1 2 3; do
       pidfile="$dir/n$i.pid"
       if running "$pidfile"; then
         kill "$(cat "$pidfile")"
+        kill -CONT "$(cat "$pidfile")"  # a paused node (SIGSTOP) shuts down too
         for _ in $(seq 1 50); do running "$pidfile" || break; sleep 0.1; done
         running "$pidfile" && kill -9 "$(cat "$pidfile")"
       fi
       rm -f "$pidfile"
     done
     echo "stopped"
+    ;;
+  watchdog)  # watchdog DIR OWNER_PID OWNER_START_TIME: once a second
+    # checks the owner; when it is gone (or its PID was reused), stops the nodes.
+    while [ "$(started_at "$3")" = "$4" ]; do sleep 1; done
+    rm -f "$dir/watchdog.pid"
+    exec "$root/deploy/local-cluster.sh" stop "$dir"
     ;;
   status)
     for i in 1 2 3; do

@@ -7,12 +7,16 @@ bin=$1
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir=$(mktemp -d /tmp/tally-it.XXXXXX)
 export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 12000))  # below the ephemeral ports
+export TALLY_OWNER_PID=$$  # the nodes stop even if this script is killed
 b=$TALLY_PORT_BASE
 export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 cluster() { "$root/deploy/local-cluster.sh" "$1" "$dir" >/dev/null; }
 solo=
+owner=
 cleanup() {
-  [ -n "$solo" ] && kill -9 "$solo" 2>/dev/null
+  [ -n "$solo" ] && kill -9 "$solo" 2>/dev/null || true
+  [ -n "$owner" ] && kill -9 "$owner" 2>/dev/null || true
+  "$root/deploy/local-cluster.sh" stop "$dir/owned" >/dev/null 2>&1 || true
   cluster stop || true
   [ -f "$dir/n4.pid" ] && kill -9 "$(cat "$dir/n4.pid")" 2>/dev/null
   rm -rf "$dir"
@@ -73,6 +77,23 @@ set -e
 [ $rc -ne 0 ] && grep -q "belongs to cluster $id_a" <<<"$out" ||
   fail "a data dir started with another token: $out"
 ok "--initial-cluster-token: one manifest, two ids; a data dir keeps its token"
+
+# TALLY_OWNER_PID: nodes whose owner dies without stopping them (a test that
+# crashed or was killed) do not stay behind holding their ports.
+sleep 300 &
+owner=$!
+TALLY_OWNER_PID=$owner TALLY_PORT_BASE=$((b + 300)) \
+  "$root/deploy/local-cluster.sh" start "$dir/owned" >/dev/null || fail "start of the owned cluster"
+owned=$(cat "$dir"/owned/n*.pid)
+kill -9 "$owner"
+owner=
+for _ in $(seq 1 100); do
+  left=$(for p in $owned; do if kill -0 "$p" 2>/dev/null; then echo "$p"; fi; done)
+  [ -z "$left" ] && break
+  sleep 0.1
+done
+[ -z "$left" ] || fail "nodes" $left "still run 10 s after their owner was killed"
+ok "the nodes of a cluster stop once its TALLY_OWNER_PID is gone"
 
 cluster start
 kvctl put a 1 >/dev/null || fail "put"

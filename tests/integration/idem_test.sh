@@ -13,6 +13,7 @@ bin=$1
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir=$(mktemp -d /tmp/tally-idem.XXXXXX)
 export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 12000))  # below the ephemeral ports
+export TALLY_OWNER_PID=$$  # the nodes stop even if this script is killed
 b=$TALLY_PORT_BASE
 # Two data shards: pay/k2 in the first, pay/k3 and on in the second.
 export TALLY_INITIAL_RANGES=pay/k3

@@ -13,6 +13,7 @@ bin=$1
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir=$(mktemp -d /tmp/tally-lock.XXXXXX)
 export TALLY_BIN=$bin TALLY_PORT_BASE=$((20000 + RANDOM % 12000))  # below the ephemeral ports
+export TALLY_OWNER_PID=$$  # the nodes stop even if this script is killed
 b=$TALLY_PORT_BASE
 export KVCTL_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 holder=

@@ -39,12 +39,14 @@ TestCluster::~TestCluster() {
 }
 
 int TestCluster::Script(const std::string& cmd) const {
-  const std::string line =
-      absl::StrCat("TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
-                   " TALLY_PORT_BASE=", port_base_,
-                   " TALLY_INITIAL_RANGES=", initial_ranges_,
-                   " TALLY_KVD_ARGS='", kvd_args_, "' ", Env("TALLY_ROOT", "."),
-                   "/deploy/local-cluster.sh ", cmd, " ", dir_, " >/dev/null");
+  const std::string line = absl::StrCat(
+      "TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
+      // The nodes stop once this process is gone, even if it
+      // crashed or was killed before the destructor ran.
+      " TALLY_OWNER_PID=", ::getpid(), " TALLY_PORT_BASE=", port_base_,
+      " TALLY_INITIAL_RANGES=", initial_ranges_, " TALLY_KVD_ARGS='", kvd_args_,
+      "' ", Env("TALLY_ROOT", "."), "/deploy/local-cluster.sh ", cmd, " ", dir_,
+      " >/dev/null");
   return std::system(line.c_str());
 }
 

@@ -10,7 +10,10 @@ namespace tally::testing {
 
 // A three-node cluster of real kvd processes on 127.0.0.1, run through
 // deploy/local-cluster.sh in a fresh temporary directory on random ports.
-// The destructor stops every node it started and removes the directory.
+// The destructor stops every node it started and removes the directory; if
+// the process dies first (a crash, a timeout's kill), the script's watchdog
+// stops the nodes within about a second (TALLY_OWNER_PID) and the directory
+// stays, logs included.
 class TestCluster {
  public:
   // `initial_ranges`: split points, e.g. "m,t" (see kvd --initial-ranges);
