@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "client/client.h"
 #include "client/internal/call.h"
+#include "util/waker.h"
 
 namespace tally::client {
 
@@ -31,6 +31,9 @@ struct Race {
   int done ABSL_GUARDED_BY(mu) = 0;
   // The first attempt answered, or refused for good (not retryable).
   int winner ABSL_GUARDED_BY(mu) = -1;
+  // Woken by each attempt's end: the hedge's delay is timed by the steady
+  // clock, as a wall clock stepped back must not hold the second read.
+  util::Waker ended;
 };
 
 }  // namespace
@@ -81,6 +84,7 @@ std::optional<absl::StatusOr<rpc::GetResponse>> Client::HedgedGet(
               (a.status.ok() || !internal::Retryable(a.status.error_code()))) {
             race->winner = i;
           }
+          race->ended.Wake();
         });
   };
   {
@@ -89,14 +93,7 @@ std::optional<absl::StatusOr<rpc::GetResponse>> Client::HedgedGet(
     retry_budget_.Called(start);
   }
   send(first);
-  {
-    absl::MutexLock l(&race->mu);
-    race->mu.AwaitWithDeadline(
-        absl::Condition(
-            +[](Race* r) ABSL_NO_THREAD_SAFETY_ANALYSIS { return r->done > 0; },
-            race.get()),
-        absl::Now() + absl::FromChrono(delay));
-  }
+  race->ended.SleepFor(delay);
   // No answer yet (or a failed one): the same read from another node,
   // within the retry budget.
   bool won = false;

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "absl/time/time.h"
-
 namespace tally::client::internal {
 
 namespace {
@@ -59,42 +57,42 @@ void InFlightLimit::Answered(uint64_t seq, bool congested,
 }
 
 std::optional<uint64_t> CallGate::Enter(Clock::time_point deadline) {
-  absl::MutexLock l(&mu_);
+  const SteadyClock::time_point until =
+      SteadyClock::now() +
+      std::max(Clock::duration::zero(), deadline - Clock::now());
+  std::unique_lock<std::mutex> l(mu_);
   if (limit_.HasRoom() && waiting_.empty()) return limit_.Sent();
   if (static_cast<double>(waiting_.size()) >=
       kWaitingPerPlace * limit_.limit()) {
     Waiter* oldest = waiting_.front();
     waiting_.pop_front();
     oldest->dropped = true;
-    oldest->cv.Signal();
+    oldest->cv.notify_one();
   }
   Waiter w;
   waiting_.push_back(&w);
-  const absl::Time until = absl::FromChrono(deadline);
-  while (!w.seq.has_value() && !w.dropped) {
-    if (w.cv.WaitWithDeadline(&mu_, until) && !w.seq.has_value() &&
-        !w.dropped) {
-      waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &w));
-      return std::nullopt;
-    }
+  if (!w.cv.wait_until(l, until,
+                       [&w] { return w.seq.has_value() || w.dropped; })) {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &w));
+    return std::nullopt;
   }
   return w.seq;
 }
 
 void CallGate::Leave(uint64_t seq, bool congested,
                      std::chrono::microseconds latency) {
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
   limit_.Answered(seq, congested, latency);
   while (limit_.HasRoom() && !waiting_.empty()) {
     Waiter* w = waiting_.back();
     waiting_.pop_back();
     w->seq = limit_.Sent();
-    w->cv.Signal();
+    w->cv.notify_one();
   }
 }
 
 CallGate::State CallGate::state() const {
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
   return {limit_.limit(), limit_.in_flight(), waiting_.size()};
 }
 

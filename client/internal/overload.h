@@ -7,12 +7,11 @@
 
 #include <array>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <optional>
-
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 
 namespace tally::client::internal {
 
@@ -123,7 +122,9 @@ class InFlightLimit {
 // unsent, instead of reaching the node too late to be of use. At most
 // kWaitingPerPlace waiters per place in the limit wait: a call beyond
 // fails the oldest waiter at once, rather than keep thousands of threads
-// waiting (and waking) for places that cannot come in time.
+// waiting (and waking) for places that cannot come in time. A wait is
+// timed by the steady clock (std::condition_variable; absl's timed waits
+// end at a wall-clock time, which a clock stepped back would postpone).
 //
 // Thread safety: thread-safe.
 class CallGate {
@@ -133,8 +134,9 @@ class CallGate {
   explicit CallGate(InFlightLimit::Options o = {}) : limit_(o) {}
 
   // The call's sequence number once it may be sent; nullopt when
-  // `deadline` came first or newer calls took its place in the waiting
-  // list (the call is not sent).
+  // `deadline` (a wall-clock time, counted from its distance to now) came
+  // first or newer calls took its place in the waiting list (the call is
+  // not sent).
   std::optional<uint64_t> Enter(Clock::time_point deadline);
   void Leave(uint64_t seq, bool congested, std::chrono::microseconds latency);
 
@@ -147,13 +149,14 @@ class CallGate {
 
  private:
   struct Waiter {
-    absl::CondVar cv;
+    std::condition_variable cv;
     std::optional<uint64_t> seq;  // set when let through
     bool dropped = false;         // failed to make way for a newer call
   };
-  mutable absl::Mutex mu_;
-  InFlightLimit limit_ ABSL_GUARDED_BY(mu_);
-  std::deque<Waiter*> waiting_ ABSL_GUARDED_BY(mu_);  // newest last
+  mutable std::mutex mu_;
+  // Guarded by mu_.
+  InFlightLimit limit_;
+  std::deque<Waiter*> waiting_;  // newest last
 };
 
 // Client-side throttling (adaptive, as in Google's SRE book, "Handling

@@ -114,34 +114,50 @@ std::chrono::milliseconds SlowestRead(client::Client& c, int n) {
   return slowest;
 }
 
-TEST(OverloadTest, AHedgedReadCostsAPausedNodeItsDelayNotATimeout) {
+// What the slowest of 20 serializable reads takes while n1, the node they
+// go to, is paused, with or without hedging; `stats`: the client's counts.
+std::chrono::milliseconds SlowestReadWithANodePaused(bool hedge,
+                                                     client::CallStats* stats) {
   testing::TestCluster cluster;
-  ASSERT_TRUE(cluster.Start());
-  std::chrono::milliseconds slowest[2];
-  client::CallStats stats[2];
-  for (bool hedge : {true, false}) {
-    // n1 first: the node serializable reads go to until it fails them.
-    client::ClientOptions o = cluster.ClientOptions();
-    o.hedge_reads = hedge;
-    auto c = client::Client::Connect(o);
-    ASSERT_TRUE(c.ok());
-    ASSERT_TRUE((*c)->Put("k", "1").ok());
-    SlowestRead(**c, 100);  // what the reads take: the hedge's delay
-    cluster.Signal(1, SIGSTOP);
-    slowest[hedge] = SlowestRead(**c, 20);
-    cluster.Signal(1, SIGCONT);
-    stats[hedge] = (*c)->call_stats();
-  }
-  std::cout << "slowest serializable read with n1 paused: "
-            << slowest[true].count() << " ms hedged (" << stats[true].hedged
-            << " hedged, " << stats[true].hedges_won << " won), "
-            << slowest[false].count() << " ms not\n";
-  EXPECT_GE(stats[true].hedges_won, 1u);
-  EXPECT_LT(slowest[true].count(), 500);
-  EXPECT_EQ(stats[false].hedged, 0u);
-  // Unhedged, a read waits for the attempt's timeout before it goes
-  // elsewhere.
-  EXPECT_GE(slowest[false].count(), 1000);
+  EXPECT_TRUE(cluster.Start());
+  // n1 first: the node serializable reads go to until it fails them.
+  client::ClientOptions o = cluster.ClientOptions();
+  o.hedge_reads = hedge;
+  auto c = client::Client::Connect(o);
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return {};
+  EXPECT_TRUE((*c)->Put("k", "1").ok());
+  SlowestRead(**c, 100);  // what the reads take: the hedge's delay
+  cluster.Signal(1, SIGSTOP);
+  const std::chrono::milliseconds slowest = SlowestRead(**c, 20);
+  cluster.Signal(1, SIGCONT);
+  *stats = (*c)->call_stats();
+  return slowest;
+}
+
+// Also run with the client's wall clock 15 minutes ahead of the kernel's
+// (hedged_read_wall_clock_ahead_test): the delay is timed by the steady
+// clock.
+TEST(OverloadTest, AHedgedReadCostsAPausedNodeItsDelay) {
+  client::CallStats stats;
+  const std::chrono::milliseconds slowest =
+      SlowestReadWithANodePaused(true, &stats);
+  std::cout << "slowest serializable read with n1 paused, hedged: "
+            << slowest.count() << " ms (" << stats.hedged << " hedged, "
+            << stats.hedges_won << " won)\n";
+  EXPECT_GE(stats.hedges_won, 1u);
+  EXPECT_LT(slowest.count(), 500);
+}
+
+TEST(OverloadTest, AnUnhedgedReadToAPausedNodeWaitsForItsAttemptTimeout) {
+  client::CallStats stats;
+  const std::chrono::milliseconds slowest =
+      SlowestReadWithANodePaused(false, &stats);
+  std::cout << "slowest serializable read with n1 paused, not hedged: "
+            << slowest.count() << " ms\n";
+  EXPECT_EQ(stats.hedged, 0u);
+  // The read goes elsewhere only once its first attempt has timed out.
+  EXPECT_GE(slowest.count(), 1000);
 }
 
 // Two answers of a lock that are the cluster's decision, not a failure to

@@ -39,11 +39,14 @@ TestCluster::~TestCluster() {
 }
 
 int TestCluster::Script(const std::string& cmd) const {
+  // The nodes keep the kernel's clock when a test runs under libfaketime
+  // (a client's wall clock set apart from the servers'), and stop once this
+  // process is gone, even if it crashed or was killed before the destructor
+  // ran.
   const std::string line = absl::StrCat(
-      "TALLY_BIN=", Env("TALLY_BIN", "build/bin"),
-      // The nodes stop once this process is gone, even if it
-      // crashed or was killed before the destructor ran.
-      " TALLY_OWNER_PID=", ::getpid(), " TALLY_PORT_BASE=", port_base_,
+      "env -u LD_PRELOAD -u FAKETIME -u FAKETIME_TIMESTAMP_FILE TALLY_BIN=",
+      Env("TALLY_BIN", "build/bin"), " TALLY_OWNER_PID=", ::getpid(),
+      " TALLY_PORT_BASE=", port_base_,
       " TALLY_INITIAL_RANGES=", initial_ranges_, " TALLY_KVD_ARGS='", kvd_args_,
       "' ", Env("TALLY_ROOT", "."), "/deploy/local-cluster.sh ", cmd, " ", dir_,
       " >/dev/null");
