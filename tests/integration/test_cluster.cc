@@ -40,11 +40,13 @@ TestCluster::~TestCluster() {
 
 int TestCluster::Script(const std::string& cmd) const {
   // The nodes keep the kernel's clock when a test runs under libfaketime
-  // (a client's wall clock set apart from the servers'), and stop once this
-  // process is gone, even if it crashed or was killed before the destructor
-  // ran.
+  // (a client's wall clock set apart from the servers': without FAKETIME,
+  // the library the nodes inherit in LD_PRELOAD fakes nothing; LD_PRELOAD
+  // itself stays, as slow_disk_test passes its own library through it),
+  // and stop once this process is gone, even if it crashed or was killed
+  // before the destructor ran.
   const std::string line = absl::StrCat(
-      "env -u LD_PRELOAD -u FAKETIME -u FAKETIME_TIMESTAMP_FILE TALLY_BIN=",
+      "env -u FAKETIME -u FAKETIME_TIMESTAMP_FILE TALLY_BIN=",
       Env("TALLY_BIN", "build/bin"), " TALLY_OWNER_PID=", ::getpid(),
       " TALLY_PORT_BASE=", port_base_,
       " TALLY_INITIAL_RANGES=", initial_ranges_, " TALLY_KVD_ARGS='", kvd_args_,
