@@ -14,7 +14,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libleveldb-dev libsnappy-dev libabsl-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
-  libcpp-httplib-dev libssl-dev libjemalloc-dev
+  libcpp-httplib-dev libssl-dev libgoogle-perftools-dev
   # jepsen/ (Debian's interpreter, no pip)
   python3 python3-pytest python3-grpcio python3-protobuf python3-hypothesis
   python3-matplotlib python3-yaml python3-prometheus-client
