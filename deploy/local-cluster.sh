@@ -112,10 +112,11 @@ case "$cmd" in
     for i in 1 2 3; do
       pidfile="$dir/n$i.pid"
       if running "$pidfile"; then
-        kill "$(cat "$pidfile")"
-        kill -CONT "$(cat "$pidfile")"  # a paused node (SIGSTOP) shuts down too
+        # It may exit between the check and the signals (set -e).
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+        kill -CONT "$(cat "$pidfile")" 2>/dev/null || true  # a paused node shuts down too
         for _ in $(seq 1 50); do running "$pidfile" || break; sleep 0.1; done
-        running "$pidfile" && kill -9 "$(cat "$pidfile")"
+        if running "$pidfile"; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
       fi
       rm -f "$pidfile"
     done
