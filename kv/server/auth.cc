@@ -9,7 +9,6 @@
 #include <openssl/rand.h>
 
 #include <chrono>
-#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -23,8 +22,6 @@ namespace {
 constexpr std::string_view kTokenPrefix = "tly-";
 constexpr size_t kIdBytes = 8;
 constexpr size_t kSecretBytes = 32;
-constexpr auto kCatchUpTime = std::chrono::seconds(1);
-constexpr auto kCatchUpPoll = std::chrono::milliseconds(5);
 
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
@@ -183,27 +180,10 @@ grpc::Status Authorizer::WithCatchUp(
       st.error_code() != grpc::StatusCode::PERMISSION_DENIED) {
     return st;
   }
-  if (catching_up_.fetch_add(1) >= kMostCatchUps) {
-    catching_up_.fetch_sub(1);
-    return st;
-  }
-  // The leader of the metadata group acknowledged a change once it applied
-  // it: leading, this node catches up with a read; following, it learns
-  // that the change committed with the next heartbeat (every tick).
-  const auto now = std::chrono::system_clock::now();
-  if (node_->Read(kMetaGroup, std::min(ctx.deadline(), now + kCatchUpTime))
-          .ok()) {
+  node_->CatchUpWithMeta(ctx.deadline(), [&] {
     st = check();
-  } else {
-    const auto until =
-        std::min(ctx.deadline(),
-                 now + 4 * std::chrono::milliseconds(node_->options.tick_ms));
-    while (!st.ok() && std::chrono::system_clock::now() < until) {
-      std::this_thread::sleep_for(kCatchUpPoll);
-      st = check();
-    }
-  }
-  catching_up_.fetch_sub(1);
+    return st.ok();
+  });
   return st;
 }
 

@@ -370,11 +370,22 @@ absl::StatusOr<kvpb::CrdtTable> CrdtReplication::Table(
   }
   if (!t->has_value()) {
     return absl::NotFoundError(absl::StrCat(
-        "no CRDT table ", name,
-        " (create it with kvctl crdt create; a table just created may take "
-        "a moment to reach every node)"));
+        "no CRDT table ", name, " (create it with kvctl crdt create)"));
   }
   return **t;
+}
+
+absl::StatusOr<kvpb::CrdtTable> CrdtReplication::CurrentTable(
+    const std::string& name,
+    std::chrono::system_clock::time_point deadline) const {
+  absl::StatusOr<kvpb::CrdtTable> t = Table(name);
+  if (!absl::IsNotFound(t.status())) return t;
+  // Created through another node, perhaps, and not applied here yet.
+  node_->CatchUpWithMeta(deadline, [&] {
+    t = Table(name);
+    return !absl::IsNotFound(t.status());
+  });
+  return t;
 }
 
 void CrdtReplication::RefreshPeers() {

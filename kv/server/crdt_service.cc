@@ -246,7 +246,7 @@ class CrdtService final : public rpc::Crdt::CallbackService {
     TableCache tables;
     std::vector<Pending> updates;
     updates.push_back(Prepare(*req, &tables));
-    Apply(std::move(updates),
+    Apply(std::move(updates), DeadlineOf(*ctx),
           [this, s = reply->shared()](std::vector<absl::Status> results) {
             Reply<rpc::CrdtUpdateResponse>::Answer(
                 s, [&](auto*, rpc::CrdtUpdateResponse* out) {
@@ -282,7 +282,7 @@ class CrdtService final : public rpc::Crdt::CallbackService {
     for (const rpc::CrdtUpdateRequest& u : req->updates()) {
       updates.push_back(Prepare(u, &tables));
     }
-    Apply(std::move(updates),
+    Apply(std::move(updates), DeadlineOf(*ctx),
           [this, s = reply->shared()](std::vector<absl::Status> results) {
             Reply<rpc::CrdtUpdateBatchResponse>::Answer(
                 s, [&](auto*, rpc::CrdtUpdateBatchResponse* out) {
@@ -331,10 +331,10 @@ class CrdtService final : public rpc::Crdt::CallbackService {
       return Calls::Finish(reply, st);
     }
     CrdtReplication* crdt = node_->crdt.get();
-    const auto deadline =
-        std::min(ctx->deadline(), Calls::Clock::now() + Calls::kDefaultTimeout);
-    Run(reply, [this, crdt, req, deadline](rpc::CrdtGetResponse* out) {
-      absl::StatusOr<kvpb::CrdtTable> t = crdt->Table(req->table());
+    Run(reply, [this, crdt, req, deadline = DeadlineOf(*ctx)](
+                   auto*, rpc::CrdtGetResponse* out) {
+      absl::StatusOr<kvpb::CrdtTable> t =
+          crdt->CurrentTable(req->table(), deadline);
       if (!t.ok()) return Check(t.status());
       if (req->row().empty() || req->row().size() > kMaxCrdtRowBytes) {
         return Calls::Invalid(absl::StrCat("a row key must be 1 to ",
@@ -371,33 +371,32 @@ class CrdtService final : public rpc::Crdt::CallbackService {
         !st.ok()) {
       return Calls::Finish(reply, st);
     }
+    const uint64_t group = node_->RangeFor(req->row()).group();
     absl::StatusOr<kvpb::CrdtTable> t = node_->crdt->Table(req->table());
+    if (absl::IsNotFound(t.status())) {
+      // Created through another node, perhaps: the rest waits for this
+      // node to catch up, on a worker thread.
+      if (!calls_.Admit(reply, /*write=*/true, /*scan=*/false)) return reply;
+      Run(reply, [this, req, group, deadline = DeadlineOf(*ctx)](
+                     auto* ctx, rpc::CrdtCasResponse* out) {
+        absl::StatusOr<kvpb::CrdtTable> t =
+            node_->crdt->CurrentTable(req->table(), deadline);
+        if (!t.ok()) return Check(t.status());
+        absl::StatusOr<kvpb::Command> cmd = CasCommand(*req, *t);
+        if (!cmd.ok()) return Check(cmd.status());
+        absl::StatusOr<kvpb::CommandResult> r =
+            node_->Write(group, *std::move(cmd), deadline);
+        if (!r.ok()) return node_->Refuse(ctx, group, r.status());
+        FillCas(*r, out);
+        out->mutable_header()->set_node(node_->id);
+        return grpc::Status::OK;
+      });
+      return reply;
+    }
     if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
-    kvpb::Command cmd;
-    kvpb::CrdtCas* c = cmd.mutable_crdt_cas();
-    c->set_table_id(t->id());
-    c->set_row(req->row());
-    c->set_check_version(req->check_version());
-    c->set_version(req->version());
-    for (const rpc::CrdtCasValue& v : req->compare()) {
-      *c->add_compares() = ToKv(v);
-    }
-    for (const rpc::CrdtCasValue& v : req->set()) *c->add_sets() = ToKv(v);
-    if (absl::Status s = CrdtCasRows::Check(*t, *c); !s.ok()) {
-      return Calls::Finish(reply, Check(s));
-    }
-    cmd.set_request_fingerprint(Fingerprint(*c));
-    *cmd.mutable_session() = server::ToKv(req->session());
-    calls_.Write(reply, node_->RangeFor(req->row()).group(), std::move(cmd),
-                 [](kvpb::CommandResult& r, rpc::CrdtCasResponse* out) {
-                   const kvpb::CrdtCasResult& res = r.crdt_cas();
-                   server::ToApi(res.header(), out->mutable_header());
-                   out->set_succeeded(res.succeeded());
-                   out->set_version(res.row().version());
-                   for (const kvpb::CrdtCasValue& v : res.row().values()) {
-                     *out->add_values() = ToApi(v);
-                   }
-                 });
+    absl::StatusOr<kvpb::Command> cmd = CasCommand(*req, *t);
+    if (!cmd.ok()) return Calls::Finish(reply, Check(cmd.status()));
+    calls_.Write(reply, group, *std::move(cmd), FillCas);
     return reply;
   }
 
@@ -410,27 +409,53 @@ class CrdtService final : public rpc::Crdt::CallbackService {
         !st.ok()) {
       return Calls::Finish(reply, st);
     }
-    absl::StatusOr<kvpb::CrdtTable> t = node_->crdt->Table(req->table());
-    if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
     if (req->row().empty() || req->row().size() > kMaxCrdtRowBytes) {
       return Calls::Finish(
           reply, Calls::Invalid(absl::StrCat("a row key must be 1 to ",
                                              kMaxCrdtRowBytes, " bytes")));
     }
     const uint64_t group = node_->RangeFor(req->row()).group();
+    const rpc::ReadMode mode = req->read_mode();
+    // The row of table `id` as this node applied it at `index`.
+    auto serve = [this, group, mode, row = req->row()](
+                     uint64_t id, raft::Index index,
+                     rpc::CrdtCasGetResponse* out) {
+      StateMachine* m = node_->Machine(group);
+      absl::StatusOr<kvpb::CrdtCasRow> r = m->crdt_cas_rows().Get(id, row);
+      if (!r.ok()) return Check(r.status());
+      out->set_version(r->version());
+      for (const kvpb::CrdtCasValue& v : r->values()) {
+        *out->add_values() = ToApi(v);
+      }
+      calls_.Header(group, index, mode, out->mutable_header());
+      return grpc::Status::OK;
+    };
+    absl::StatusOr<kvpb::CrdtTable> t = node_->crdt->Table(req->table());
+    if (absl::IsNotFound(t.status())) {
+      // Created through another node, perhaps: the rest waits for this
+      // node to catch up, on a worker thread (a lease read is made
+      // linearizable).
+      if (!calls_.Admit(reply, /*write=*/false, /*scan=*/false)) return reply;
+      Run(reply, [this, req, group, mode, serve, deadline = DeadlineOf(*ctx)](
+                     auto* ctx, rpc::CrdtCasGetResponse* out) {
+        absl::StatusOr<kvpb::CrdtTable> t =
+            node_->crdt->CurrentTable(req->table(), deadline);
+        if (!t.ok()) return Check(t.status());
+        StateMachine* m = node_->Machine(group);
+        absl::StatusOr<raft::Index> index =
+            mode == rpc::SERIALIZABLE && m != nullptr
+                ? m->applied()
+                : node_->Read(group, deadline);
+        if (!index.ok()) return node_->Refuse(ctx, group, index.status());
+        return serve(t->id(), *index, out);
+      });
+      return reply;
+    }
+    if (!t.ok()) return Calls::Finish(reply, Check(t.status()));
     calls_.Read(
-        reply, group, req->read_mode(), false,
-        [this, group, mode = req->read_mode(), id = t->id(), row = req->row()](
-            raft::Index index, rpc::CrdtCasGetResponse* out) {
-          StateMachine* m = node_->Machine(group);
-          absl::StatusOr<kvpb::CrdtCasRow> r = m->crdt_cas_rows().Get(id, row);
-          if (!r.ok()) return Check(r.status());
-          out->set_version(r->version());
-          for (const kvpb::CrdtCasValue& v : r->values()) {
-            *out->add_values() = ToApi(v);
-          }
-          calls_.Header(group, index, mode, out->mutable_header());
-          return grpc::Status::OK;
+        reply, group, mode, false,
+        [serve, id = t->id()](raft::Index index, rpc::CrdtCasGetResponse* out) {
+          return serve(id, index, out);
         });
     return reply;
   }
@@ -452,6 +477,7 @@ class CrdtService final : public rpc::Crdt::CallbackService {
 
   // One row's update, its table looked up.
   struct Pending {
+    std::string table_name;
     absl::StatusOr<kvpb::CrdtTable> table;
     std::string row;
     std::vector<CrdtOp> ops;
@@ -466,15 +492,73 @@ class CrdtService final : public rpc::Crdt::CallbackService {
     if (it == tables->end()) {
       it = tables->emplace(req.table(), node_->crdt->Table(req.table())).first;
     }
-    Pending p{it->second, req.row(), {}};
+    Pending p{req.table(), it->second, req.row(), {}};
     for (const rpc::CrdtOp& op : req.ops()) p.ops.push_back(FromApi(op));
     return p;
+  }
+
+  // The raft command of `req` on table `t`; INVALID_ARGUMENT when it does
+  // not fit the table.
+  static absl::StatusOr<kvpb::Command> CasCommand(
+      const rpc::CrdtCasRequest& req, const kvpb::CrdtTable& t) {
+    kvpb::Command cmd;
+    kvpb::CrdtCas* c = cmd.mutable_crdt_cas();
+    c->set_table_id(t.id());
+    c->set_row(req.row());
+    c->set_check_version(req.check_version());
+    c->set_version(req.version());
+    for (const rpc::CrdtCasValue& v : req.compare()) {
+      *c->add_compares() = ToKv(v);
+    }
+    for (const rpc::CrdtCasValue& v : req.set()) *c->add_sets() = ToKv(v);
+    if (absl::Status s = CrdtCasRows::Check(t, *c); !s.ok()) return s;
+    cmd.set_request_fingerprint(Fingerprint(*c));
+    *cmd.mutable_session() = server::ToKv(req.session());
+    return cmd;
+  }
+
+  static void FillCas(kvpb::CommandResult& r, rpc::CrdtCasResponse* out) {
+    const kvpb::CrdtCasResult& res = r.crdt_cas();
+    server::ToApi(res.header(), out->mutable_header());
+    out->set_succeeded(res.succeeded());
+    out->set_version(res.row().version());
+    for (const kvpb::CrdtCasValue& v : res.row().values()) {
+      *out->add_values() = ToApi(v);
+    }
+  }
+
+  // When the call's wait for other nodes ends: its deadline, at most
+  // Calls::kDefaultTimeout away.
+  static Calls::Clock::time_point DeadlineOf(
+      const grpc::CallbackServerContext& ctx) {
+    return std::min(ctx.deadline(),
+                    Calls::Clock::now() + Calls::kDefaultTimeout);
+  }
+
+  // Looks the tables this node did not know up again, once it has caught up
+  // with the metadata group (CurrentTable, once: the other names are then
+  // looked up as they are).
+  static void LookUpMissing(CrdtReplication* crdt,
+                            std::vector<Pending>* updates,
+                            Calls::Clock::time_point deadline) {
+    TableCache again;
+    for (Pending& u : *updates) {
+      if (!absl::IsNotFound(u.table.status())) continue;
+      auto [it, fresh] = again.try_emplace(u.table_name, u.table);
+      if (fresh) {
+        it->second = again.size() == 1
+                         ? crdt->CurrentTable(u.table_name, deadline)
+                         : crdt->Table(u.table_name);
+      }
+      u.table = it->second;
+    }
   }
 
   // Applies each update on this node's replica on its own and spreads what
   // changed to the peers; `done` gets one status per update once every
   // applied one is durable (on the replica's commit thread).
-  void Apply(std::vector<Pending> updates, Applied done) {
+  void Apply(std::vector<Pending> updates, Calls::Clock::time_point deadline,
+             Applied done) {
     CrdtReplication* crdt = node_->crdt.get();
     // Shared by the completions; the last one answers.
     struct Batch {
@@ -519,10 +603,15 @@ class CrdtService final : public rpc::Crdt::CallbackService {
             });
       }
     };
-    if (crdt->registered()) return apply();
-    // A node just started (or resyncing) waits for its replica to be
-    // registered, on a worker thread.
-    bool posted = crdt->workers().Post([crdt, b, n, apply] {
+    const bool missing = std::any_of(
+        b->updates.begin(), b->updates.end(),
+        [](const Pending& u) { return absl::IsNotFound(u.table.status()); });
+    if (!missing && crdt->registered()) return apply();
+    // A table this node does not know (created through another node, perhaps)
+    // is looked up again, and a node just started (or resyncing) waits for
+    // its replica to be registered, on a worker thread.
+    bool posted = crdt->workers().Post([crdt, b, n, apply, deadline] {
+      LookUpMissing(crdt, &b->updates, deadline);
       if (absl::Status st = crdt->Writable(); !st.ok()) {
         return b->done(std::vector<absl::Status>(n, st));
       }
@@ -570,13 +659,15 @@ class CrdtService final : public rpc::Crdt::CallbackService {
     return reply;
   }
 
-  // Runs `fn` on the CRDT worker threads (it may wait for other nodes);
-  // RESOURCE_EXHAUSTED when too many calls wait already.
+  // Answers with `fn(ctx, response)`, run on the CRDT worker threads (it may
+  // wait for other nodes); RESOURCE_EXHAUSTED when too many calls wait
+  // already.
   template <typename Resp, typename Fn>
   void Run(Reply<Resp>* reply, Fn fn) {
     auto s = reply->shared();
     bool posted = node_->crdt->workers().Post([s, fn] {
-      Reply<Resp>::Answer(s, [&](auto*, Resp* out) { return fn(out); });
+      Reply<Resp>::Answer(s,
+                          [&](auto* ctx, Resp* out) { return fn(ctx, out); });
     });
     if (!posted) {
       Reply<Resp>::Answer(s, [](auto*, Resp*) {

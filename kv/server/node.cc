@@ -1,8 +1,10 @@
 #include "kv/server/internal/node.h"
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
@@ -12,6 +14,9 @@
 namespace tally::kv::server {
 
 namespace {
+
+// How often a follower looks again while it catches up (CatchUpWithMeta).
+constexpr auto kMetaCatchUpPoll = std::chrono::milliseconds(5);
 
 template <typename T>
 absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> f,
@@ -98,6 +103,29 @@ absl::StatusOr<raft::Index> Node::Read(
   ReadAsync(group, /*lease=*/false,
             [p](absl::StatusOr<raft::Index> r) { p->set_value(std::move(r)); });
   return Await(p->get_future(), deadline, "read");
+}
+
+bool Node::CatchUpWithMeta(std::chrono::system_clock::time_point deadline,
+                           const std::function<bool()>& found) {
+  if (meta_catch_ups.fetch_add(1) >= kMostMetaCatchUps) {
+    meta_catch_ups.fetch_sub(1);
+    return false;
+  }
+  // The leader acknowledged the change once it applied it.
+  const auto now = std::chrono::system_clock::now();
+  bool ok = false;
+  if (Read(kMetaGroup, std::min(deadline, now + kMetaCatchUpTime)).ok()) {
+    ok = found();
+  } else {
+    const auto until = std::min(
+        deadline, now + 4 * std::chrono::milliseconds(options.tick_ms));
+    while (!ok && std::chrono::system_clock::now() < until) {
+      std::this_thread::sleep_for(kMetaCatchUpPoll);
+      ok = found();
+    }
+  }
+  meta_catch_ups.fetch_sub(1);
+  return ok;
 }
 
 absl::StatusOr<kvpb::CommandResult> Node::Write(

@@ -134,5 +134,63 @@ TEST_F(CrdtBatchTest, ConcurrentUpdatesThroughOneClientAllCountOnce) {
   }
 }
 
+// A table is usable on every node as soon as its creation is acknowledged:
+// a node that has not applied it yet catches up with the metadata group
+// before it answers NOT_FOUND.
+TEST_F(CrdtBatchTest, ATableJustCreatedIsFoundOnEveryNode) {
+  const client::ClientOptions all = cluster_.ClientOptions();
+  std::vector<std::unique_ptr<client::Client>> nodes;
+  for (const std::string& endpoint : all.endpoints) {
+    client::ClientOptions one = all;
+    one.endpoints = {endpoint};
+    auto c = client::Client::Connect(one);
+    ASSERT_TRUE(c.ok()) << c.status();
+    nodes.push_back(*std::move(c));
+  }
+  std::vector<rpc::CrdtColumn> columns(2);
+  columns[0].set_name("n");
+  columns[0].set_type(rpc::CRDT_G_COUNTER);
+  columns[1].set_name("c");
+  columns[1].set_type(rpc::CRDT_CAS_REGISTER);
+  // Right after each creation, one call to a node that may not have applied
+  // it yet: an update, a read, a read of the cas_register columns or a
+  // compare-and-set, in turn, each node in turn; then an update through
+  // every node.
+  for (size_t i = 0; i < 48; ++i) {
+    const std::string table = "fresh" + std::to_string(i);
+    ASSERT_TRUE(client_->CrdtCreateTable(table, columns).ok()) << table;
+    const size_t k = (i / 4) % nodes.size();
+    absl::Status st;
+    if (i % 4 == 0) {
+      st = nodes[k]
+               ->CrdtUpdate(Update(table, "r", rpc::CrdtOp::INCREMENT, "n"))
+               .status();
+    } else if (i % 4 == 1) {
+      st = nodes[k]->CrdtGet(table, "r").status();
+    } else if (i % 4 == 2) {
+      st = nodes[k]->CrdtCasGet(table, "r", rpc::SERIALIZABLE).status();
+    } else {
+      rpc::CrdtCasRequest cas;
+      cas.set_table(table);
+      cas.set_row("r");
+      cas.set_check_version(true);
+      rpc::CrdtCasValue* v = cas.add_set();
+      v->set_column("c");
+      v->set_value("x");
+      auto set = nodes[k]->CrdtCas(cas);
+      st = set.ok() && !set->succeeded() ? absl::AbortedError("not set")
+                                         : set.status();
+    }
+    EXPECT_TRUE(st.ok()) << table << ", call " << i % 4 << " to node " << k + 1
+                         << ": " << st;
+    for (size_t n = 0; n < nodes.size(); ++n) {
+      auto up =
+          nodes[n]->CrdtUpdate(Update(table, "r", rpc::CrdtOp::INCREMENT, "n"));
+      EXPECT_TRUE(up.ok()) << table << ", update to node " << n + 1 << ": "
+                           << up.status();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tally

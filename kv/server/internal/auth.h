@@ -1,7 +1,6 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_AUTH_H_
 #define TALLY_KV_SERVER_INTERNAL_AUTH_H_
 
-#include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -23,20 +22,15 @@ struct Node;
 // must allow what the call reads or writes (root may do everything).
 //
 // A call refused by what this node has applied is checked again once the
-// node has caught up with the metadata group's leader (its leader: after a
-// linearizable read; a follower: for up to four ticks, which bring it the
-// leader's commit index), so that an auth change acknowledged before a
-// call was sent (a token just issued, a role just granted, auth disabled)
-// counts for it on every node. At most kMostCatchUps refusals wait at
-// once; the others are refused on what the node has.
+// node has caught up with the metadata group (Node::CatchUpWithMeta), so
+// that an auth change acknowledged before a call was sent (a token just
+// issued, a role just granted, auth disabled) counts for it on every node.
 //
 // Thread safety: thread-safe.
 class Authorizer {
  public:
   // The metadata key of the bearer token.
   static constexpr std::string_view kMetadataKey = "authorization";
-
-  static constexpr int kMostCatchUps = 16;
 
   explicit Authorizer(Node* node) : node_(node) {}
 
@@ -81,7 +75,6 @@ class Authorizer {
   grpc::Status KnownOnce(const grpc::ServerContextBase& ctx) const;
 
   Node* const node_;
-  mutable std::atomic<int> catching_up_{0};
 };
 
 // Copies the caller's token onto a call this node makes on its behalf

@@ -64,6 +64,13 @@ class CrdtReplication {
   // Table `name` as this node's replica of the metadata group has it:
   // NOT_FOUND naming it, UNAVAILABLE before this node has that replica.
   absl::StatusOr<kvpb::CrdtTable> Table(const std::string& name) const;
+  // Table(), and when this node does not know the table, again once it has
+  // caught up with the metadata group (Node::CatchUpWithMeta, until
+  // `deadline` at the latest): a table whose creation was acknowledged
+  // through any node is found. Waits: for the worker threads.
+  absl::StatusOr<kvpb::CrdtTable> CurrentTable(
+      const std::string& name,
+      std::chrono::system_clock::time_point deadline) const;
   // Queues a local update's delta for every peer.
   void Spread(const kvpb::CrdtTable& table, const CrdtRowChange& change);
   // Merges `row` as a majority of the nodes hold it (this one included)

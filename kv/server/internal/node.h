@@ -1,6 +1,8 @@
 #ifndef TALLY_KV_SERVER_INTERNAL_NODE_H_
 #define TALLY_KV_SERVER_INTERNAL_NODE_H_
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -77,6 +79,8 @@ struct Node {
   std::unique_ptr<CrdtReplication> crdt;
   // Who may make each client call.
   Authorizer auth{this};
+  // CatchUpWithMeta's callers waiting.
+  std::atomic<int> meta_catch_ups{0};
 
   // The range holding `key`.
   const rpc::RangeDescriptor& RangeFor(const std::string& key) const;
@@ -90,6 +94,19 @@ struct Node {
   // `done` gets the index at which reading `group` here is linearizable (or
   // lease-safe) once this node has applied it.
   void ReadAsync(raft::host::GroupId group, bool lease, ReadDone done);
+  // For a caller that found something missing from this node's replica of
+  // the metadata group that a change acknowledged before its call would
+  // have brought (a token just issued, a table just created): calls
+  // `found` again once this node has caught up with the group. Leading it:
+  // after a linearizable read (for at most kMetaCatchUpTime); following: every
+  // few milliseconds for up to four ticks, which bring it the leader's
+  // commit index. At most kMostMetaCatchUps callers wait at once; the
+  // others get false at once. Waits: not for the raft loop or the apply
+  // thread.
+  static constexpr auto kMetaCatchUpTime = std::chrono::seconds(1);
+  static constexpr int kMostMetaCatchUps = 16;
+  bool CatchUpWithMeta(std::chrono::system_clock::time_point deadline,
+                       const std::function<bool()>& found);
   // ReadAsync, waiting (bounded by `deadline`).
   absl::StatusOr<raft::Index> Read(
       raft::host::GroupId group,
