@@ -132,6 +132,7 @@ absl::Status NodeHost::Start() {
       machines_[id] = (*g)->sm;
     }
     group_list_.push_back(g->get());
+    Attend(**g);
     groups_[id] = std::move(*g);
   }
   PublishInfo();
@@ -244,9 +245,9 @@ void NodeHost::Propose(GroupId group, std::string data, ProposeCallback done) {
     ++queued_proposals_;
   }
   Post([this, group, data = std::move(data), done = std::move(done)]() mutable {
-    auto it = groups_.find(group);
-    if (it == groups_.end()) return done(NoGroup(group));
-    GroupState& g = *it->second;
+    GroupState* found = Touch(group);
+    if (found == nullptr) return done(NoGroup(group));
+    GroupState& g = *found;
     if (g.arrived.empty()) proposing_.push_back(group);
     g.arrived.emplace_back(std::move(data), std::move(done));
   });
@@ -283,9 +284,9 @@ void NodeHost::ProposeArrived() {
 void NodeHost::ProposeConfChange(GroupId group, ConfChange cc,
                                  ProposeCallback done) {
   Post([this, group, cc = std::move(cc), done = std::move(done)]() mutable {
-    auto it = groups_.find(group);
-    if (it == groups_.end()) return done(NoGroup(group));
-    GroupState& g = *it->second;
+    GroupState* found = Touch(group);
+    if (found == nullptr) return done(NoGroup(group));
+    GroupState& g = *found;
     Wake(g);
     if (g.raw->raft().role() == Role::kLeader &&
         InEffect(g.raw->raft().conf_state(), cc)) {
@@ -359,9 +360,9 @@ void NodeHost::AddPending(GroupState& g, Index index, ProposeCallback done) {
 
 void NodeHost::ReadIndex(GroupId group, bool allow_lease, ReadCallback done) {
   Post([this, group, allow_lease, done = std::move(done)]() mutable {
-    auto it = groups_.find(group);
-    if (it == groups_.end()) return done(NoGroup(group));
-    GroupState& g = *it->second;
+    GroupState* found = Touch(group);
+    if (found == nullptr) return done(NoGroup(group));
+    GroupState& g = *found;
     Wake(g);
     if (g.raw->raft().role() != Role::kLeader) {
       return done(absl::UnavailableError(
@@ -377,9 +378,9 @@ void NodeHost::ReadIndex(GroupId group, bool allow_lease, ReadCallback done) {
 void NodeHost::TransferLeadership(GroupId group, NodeId target,
                                   std::function<void(absl::Status)> done) {
   Post([this, group, target, done = std::move(done)]() mutable {
-    auto it = groups_.find(group);
-    if (it == groups_.end()) return done(NoGroup(group));
-    GroupState& g = *it->second;
+    GroupState* found = Touch(group);
+    if (found == nullptr) return done(NoGroup(group));
+    GroupState& g = *found;
     Wake(g);
     if (g.raw->raft().lead() == target) return done(absl::OkStatus());
     absl::Status st = g.raw->TransferLeadership(target);
@@ -410,6 +411,7 @@ void NodeHost::Deliver(std::vector<GroupMessage> msgs) {
         if (gm.msg.from == r.lead() && gm.msg.term == r.term()) {
           g->quiet = true;
           g->quiet_since = clock_->Now();
+          Attend(*g);  // its quiet status is to be published
         }
         continue;
       }
@@ -431,8 +433,7 @@ void NodeHost::Deliver(std::vector<GroupMessage> msgs) {
 
 NodeHost::GroupState* NodeHost::FindOrCreate(GroupId group,
                                              const Message& first) {
-  auto it = groups_.find(group);
-  if (it != groups_.end()) return it->second.get();
+  if (GroupState* g = Touch(group)) return g;
   // A leader reaching out to a replica this node does not have yet (a new
   // member): start it empty; the leader sends it a snapshot. A candidate
   // asking for a vote starts it too: a new voter that could not vote would
@@ -453,6 +454,7 @@ NodeHost::GroupState* NodeHost::FindOrCreate(GroupId group,
     machines_[group] = (*g)->sm;
   }
   group_list_.push_back(g->get());
+  Attend(**g);
   return (groups_[group] = std::move(*g)).get();
 }
 
@@ -482,10 +484,10 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
   }
   auto finish = [this, gm](bool installed) {
     Post([this, gm, installed]() {
-      auto it = groups_.find(gm.group);
-      if (it == groups_.end()) return;
-      it->second->fetching_snapshot = false;
-      if (installed) it->second->raw->Step(gm.msg).IgnoreError();
+      GroupState* g = Touch(gm.group);
+      if (g == nullptr) return;
+      g->fetching_snapshot = false;
+      if (installed) g->raw->Step(gm.msg).IgnoreError();
     });
   };
   if (!st.ok()) return finish(false);
@@ -526,7 +528,8 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
 
 void NodeHost::ReportUnreachable(NodeId node) {
   Post([this, node]() {
-    for (auto& [id, g] : groups_) {
+    for (GroupState* g : group_list_) {
+      Attend(*g);
       g->raw->ReportUnreachable(node);
       // A quiet group wakes when it loses touch with a member: the
       // followers of a lost leader elect another, and a leader cut off from
@@ -543,8 +546,7 @@ void NodeHost::ReportUnreachable(NodeId node) {
 
 void NodeHost::ReportSnapshot(GroupId group, NodeId node, bool success) {
   Post([this, group, node, success]() {
-    auto it = groups_.find(group);
-    if (it != groups_.end()) it->second->raw->ReportSnapshot(node, success);
+    if (GroupState* g = Touch(group)) g->raw->ReportSnapshot(node, success);
   });
 }
 
@@ -577,13 +579,13 @@ std::vector<GroupInfo> NodeHost::Groups() const {
 std::vector<GroupInfo> NodeHost::GroupAndFurthestBehind(GroupId group) const {
   absl::MutexLock l(&mu_);
   std::vector<GroupInfo> out;
+  if (auto it = info_.find(group); it != info_.end()) out.push_back(it->second);
   const GroupInfo* behind = nullptr;
-  for (const auto& [id, info] : info_) {
-    if (id == group) {
-      out.push_back(info);
-    } else if (info.commit > info.applied &&
-               (behind == nullptr || info.commit - info.applied >
-                                         behind->commit - behind->applied)) {
+  for (GroupId id : lagging_) {
+    const GroupInfo& info = info_.at(id);
+    if (id != group &&
+        (behind == nullptr ||
+         info.commit - info.applied > behind->commit - behind->applied)) {
       behind = &info;
     }
   }
@@ -603,7 +605,7 @@ void NodeHost::PublishInfo() {
   // thousands of idle groups, rebuilding every status each tick cost more
   // than everything else the idle node does.
   std::vector<GroupInfo> changed;
-  for (GroupState* g : group_list_) {
+  for (GroupState* g : attention_) {
     if (g->quiet && g->published_quiet) continue;
     g->published_quiet = g->quiet;
     const Raft& r = g->raw->raft();
@@ -620,10 +622,22 @@ void NodeHost::PublishInfo() {
     i.quiet = g->quiet;
   }
   absl::MutexLock l(&mu_);
-  for (GroupInfo& i : changed) info_[i.group] = std::move(i);
+  for (GroupInfo& i : changed) {
+    if (i.commit > i.applied) {
+      lagging_.insert(i.group);
+    } else {
+      lagging_.erase(i.group);
+    }
+    info_[i.group] = std::move(i);
+  }
   if (info_.size() != groups_.size()) {  // a group was removed
     for (auto it = info_.begin(); it != info_.end();) {
-      it = groups_.count(it->first) ? std::next(it) : info_.erase(it);
+      if (groups_.count(it->first)) {
+        ++it;
+      } else {
+        lagging_.erase(it->first);
+        it = info_.erase(it);
+      }
     }
   }
 }
@@ -661,7 +675,7 @@ bool NodeHost::RunRaftPass() {
     // every lease, before any read waiting in `work` is answered.
     const uint64_t missed = static_cast<uint64_t>((now - next_tick_) / tick);
     if (missed > 0) {
-      for (GroupState* g : group_list_) {
+      for (GroupState* g : attention_) {
         if (!g->quiet) g->raw->AdvanceClock(missed);  // Wake counts those
       }
     }
@@ -673,7 +687,10 @@ bool NodeHost::RunRaftPass() {
   ProposeArrived();
   ProcessReadies(/*after_work=*/!work.empty());
   // Status is published once a tick: cheap with thousands of groups.
-  if (ticked) PublishInfo();
+  if (ticked) {
+    PublishInfo();
+    Settle();
+  }
   return ticked || !work.empty();
 }
 
@@ -740,8 +757,31 @@ void NodeHost::HandOffLeadership() {
                options_.id, to);
 }
 
+NodeHost::GroupState* NodeHost::Touch(GroupId group) {
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return nullptr;
+  Attend(*it->second);
+  return it->second.get();
+}
+
+void NodeHost::Attend(GroupState& g) {
+  if (g.attended) return;
+  g.attended = true;
+  attention_.push_back(&g);
+}
+
+void NodeHost::Settle() {
+  std::erase_if(attention_, [](GroupState* g) {
+    if (!g->quiet || !g->published_quiet || !g->idle_checked) return false;
+    g->attended = false;
+    return true;
+  });
+}
+
 void NodeHost::Tick() {
-  for (GroupState* g : group_list_) {
+  // By index: attention_ may grow meanwhile.
+  for (size_t i = 0; i < attention_.size(); ++i) {
+    GroupState* g = attention_[i];
     if (g->quiet) continue;
     // Quiesce instead of ticking: the tick's heartbeats would follow the
     // quiesce message and wake the followers again.
@@ -806,6 +846,7 @@ void NodeHost::Quiesce(GroupState& g) {
   const Raft& r = g.raw->raft();
   g.quiet = true;
   g.quiet_since = clock_->Now();
+  Attend(g);  // its quiet status is to be published
   for (NodeId id : r.conf_state().Members()) {
     if (id == options_.id) continue;
     GroupMessage gm;
@@ -828,6 +869,7 @@ void NodeHost::Wake(GroupState& g) {
   }
   g.quiet = false;
   g.idle_ticks = 0;
+  Attend(g);
 }
 
 }  // namespace tally::raft::host

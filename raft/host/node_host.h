@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -256,6 +257,15 @@ class NodeHost final : public MessageHandler {
   absl::StatusOr<std::unique_ptr<GroupState>> OpenGroup(
       GroupId group, const PersistedGroup& persisted);
   void PublishInfo();
+  // Group `group` (null if this node has none) for work from the inbox,
+  // which may give it a Ready: it joins attention_. Work finds its group
+  // through here (or FindOrCreate), never in groups_ directly.
+  GroupState* Touch(GroupId group);
+  // Adds `g` to attention_ unless it is there.
+  void Attend(GroupState& g);
+  // Drops from attention_ the groups that are quiet, published quiet and
+  // found idle.
+  void Settle();
   void Tick();
   // Wakes a quiet group (it ticks again).
   void Wake(GroupState& g);
@@ -287,10 +297,15 @@ class NodeHost final : public MessageHandler {
 
   // Owned by the raft loop thread.
   std::map<GroupId, std::unique_ptr<GroupState>> groups_;
-  // The same groups in a vector, for the passes over all of them each tick
-  // (walking the map's nodes cost more than the passes' work). Groups are
-  // added, never removed.
+  // The same groups in a vector, for the rare walks over all of them
+  // (walking the map's nodes costs more). Groups are added, never removed.
   std::vector<GroupState*> group_list_;
+  // The groups the passes visit: each group that is awake, went quiet
+  // since its status was last published, was touched by work (Touch), or
+  // had a Ready since it was last found idle (Attend adds them; Settle
+  // drops the others). With thousands of quiet groups, walking them all
+  // each pass was most of an idle node's CPU.
+  std::vector<GroupState*> attention_;
   // Groups with proposals that arrived during this pass, in arrival order.
   std::vector<GroupId> proposing_;
   uint64_t next_read_context_ = 1;
@@ -306,6 +321,10 @@ class NodeHost final : public MessageHandler {
   uint64_t shed_since_log_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<GroupId, GroupInfo> info_ ABSL_GUARDED_BY(mu_);
+  // The groups whose status in info_ has entries committed but not applied
+  // (GroupAndFurthestBehind: health asks four times a second, and walking
+  // thousands of statuses for it showed in an idle node's profile).
+  std::set<GroupId> lagging_ ABSL_GUARDED_BY(mu_);
   // State machines by group, for ExportSnapshot from transport threads.
   std::map<GroupId, StateMachine*> machines_ ABSL_GUARDED_BY(mu_);
   // Snapshots being exported, by group and receiving node.

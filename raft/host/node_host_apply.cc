@@ -71,8 +71,7 @@ void NodeHost::RunApply(ApplyTask& task) {
     if (!durable.ok())
       StorageFailed("syncing the state machine", durable.status());
     Post([this, group = task.group, d = *durable]() {
-      auto it = groups_.find(group);
-      if (it != groups_.end()) MaybeCompact(*it->second, d);
+      if (GroupState* g = Touch(group)) MaybeCompact(*g, d);
     });
   }
 }

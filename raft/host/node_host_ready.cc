@@ -51,14 +51,15 @@ void NodeHost::LogRoleChange(GroupState& g, const SoftState& now) {
 void NodeHost::ProcessReadies(bool after_work) {
   for (int round = 0; round < 8; ++round) {
     std::vector<std::pair<GroupState*, Ready>> readies;
-    for (GroupState* g : group_list_) {
-      // Only work from the inbox can touch a quiet group (ticks skip it):
-      // after a tick alone, one already found idle stays idle. With
-      // thousands of idle groups, asking each for its Ready every tick was
-      // most of an idle node's CPU.
+    // Only work from the inbox can touch a quiet group (ticks skip it), and
+    // work puts what it touches in attention_: after a tick alone, one
+    // already found idle stays idle. With thousands of idle groups, asking
+    // each for its Ready every pass was most of an idle node's CPU.
+    for (GroupState* g : attention_) {
       if (!after_work && g->quiet && g->idle_checked) continue;
       if (g->raw->HasReady()) {
         g->idle_checked = false;
+        Attend(*g);
         readies.emplace_back(g, g->raw->GetReady());
       } else {
         g->idle_checked = g->quiet;

@@ -474,6 +474,32 @@ TEST(NodeHostTest, ReplicatesProposalsOfSeveralGroupsToEveryNode) {
   EXPECT_GE(total.entries_applied, 3u * 10u);
 }
 
+// What health asks: one group's status, and the status of the group whose
+// applies trail its commits the furthest, while one does.
+TEST(NodeHostTest, GroupAndFurthestBehindNamesAGroupWhoseAppliesTrail) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1, 2});
+  const NodeId leader = c.WaitLeader(2);
+  ASSERT_NE(leader, kNoNode);
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 2, "a").ok());
+  const NodeId slow = leader == 1 ? 2 : 1;
+  auto groups = [&] {
+    std::vector<GroupId> out;
+    for (const GroupInfo& i : c.host(slow)->GroupAndFurthestBehind(1)) {
+      out.push_back(i.group);
+    }
+    return out;
+  };
+  ASSERT_TRUE(Eventually([&] { return groups() == std::vector<GroupId>{1}; }));
+  c.node(slow).machine(2)->Block(true);
+  ASSERT_TRUE(ProposeAndWait(c.host(leader), 2, "b").ok());  // without it
+  EXPECT_TRUE(Eventually([&] {
+    return groups() == std::vector<GroupId>{1, 2};
+  }));
+  c.node(slow).machine(2)->Block(false);
+  EXPECT_TRUE(Eventually([&] { return groups() == std::vector<GroupId>{1}; }));
+}
+
 TEST(NodeHostTest, FollowerRefusesProposalsAndNamesNoSuchGroup) {
   Cluster c(FastOptions());
   for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1});

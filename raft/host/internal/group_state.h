@@ -51,6 +51,8 @@ struct NodeHost::GroupState {
   // Quiet, and found with no Ready by a pass that nothing has changed
   // since: passes after a tick alone skip it (NodeHost::ProcessReadies).
   bool idle_checked = false;
+  // In NodeHost::attention_.
+  bool attended = false;
   // When it went quiet: on waking, the time asleep counts against its lease.
   Clock::TimePoint quiet_since;
   // Leader: ticks in a row with nothing to do.
