@@ -535,20 +535,21 @@ class CrdtService final : public rpc::Crdt::CallbackService {
                     Calls::Clock::now() + Calls::kDefaultTimeout);
   }
 
-  // Looks the tables this node did not know up again, once it has caught up
-  // with the metadata group (CurrentTable, once: the other names are then
-  // looked up as they are).
+  // Looks the tables this node did not know up again, each name once: the
+  // first after catching up with the metadata group (CurrentTable), the
+  // others as they are then.
   static void LookUpMissing(CrdtReplication* crdt,
                             std::vector<Pending>* updates,
                             Calls::Clock::time_point deadline) {
     TableCache again;
+    bool caught_up = false;
     for (Pending& u : *updates) {
       if (!absl::IsNotFound(u.table.status())) continue;
       auto [it, fresh] = again.try_emplace(u.table_name, u.table);
       if (fresh) {
-        it->second = again.size() == 1
-                         ? crdt->CurrentTable(u.table_name, deadline)
-                         : crdt->Table(u.table_name);
+        it->second = caught_up ? crdt->Table(u.table_name)
+                               : crdt->CurrentTable(u.table_name, deadline);
+        caught_up = true;
       }
       u.table = it->second;
     }
