@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "kv/server/internal/api.h"
 #include "kv/server/internal/node.h"
+#include "kv/server/internal/reply.h"
 #include "rpc/cluster.grpc.pb.h"
 #include "rpc/reasons.h"
 #include "spdlog/spdlog.h"
@@ -287,7 +288,7 @@ class ClusterService final : public rpc::Cluster::Service {
       node_->host->TransferLeadership(g, req->target(),
                                       [p](absl::Status s) { p->set_value(s); });
       auto f = p->get_future();
-      if (f.wait_until(Deadline(ctx)) != std::future_status::ready) {
+      if (!WaitUntil(f, Deadline(ctx))) {
         return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                             "leadership transfer did not finish in time");
       }

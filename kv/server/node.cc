@@ -9,6 +9,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "kv/encode.h"
+#include "kv/server/internal/reply.h"
 #include "util/hash.h"
 
 namespace tally::kv::server {
@@ -22,7 +23,7 @@ template <typename T>
 absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> f,
                         std::chrono::system_clock::time_point deadline,
                         const char* what) {
-  if (f.wait_until(deadline) != std::future_status::ready) {
+  if (!WaitUntil(f, deadline)) {
     return rpc::OutcomeUnknown(absl::StrCat(
         what,
         " did not finish in time; the outcome is unknown (retry with "
@@ -117,9 +118,9 @@ bool Node::CatchUpWithMeta(std::chrono::system_clock::time_point deadline,
   if (Read(kMetaGroup, std::min(deadline, now + kMetaCatchUpTime)).ok()) {
     ok = found();
   } else {
-    const auto until = std::min(
-        deadline, now + 4 * std::chrono::milliseconds(options.tick_ms));
-    while (!ok && std::chrono::system_clock::now() < until) {
+    const auto until = SteadyAt(std::min(
+        deadline, now + 4 * std::chrono::milliseconds(options.tick_ms)));
+    while (!ok && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(kMetaCatchUpPoll);
       ok = found();
     }

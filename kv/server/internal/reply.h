@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,25 @@ class Reply final : public grpc::ServerUnaryReactor {
   std::shared_ptr<State> state_;
 };
 
+// The steady-clock time at which the wall-clock time `at` comes, counted
+// from now (at most a day ahead). gRPC gives deadlines as wall-clock times;
+// waits on them run by this, so a wall clock stepped afterwards moves none.
+inline std::chrono::steady_clock::time_point SteadyAt(
+    std::chrono::system_clock::time_point at) {
+  const auto in = std::clamp<std::chrono::system_clock::duration>(
+      at - std::chrono::system_clock::now(), {}, std::chrono::hours(24));
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(in);
+}
+
+// Waits until `f` is ready (true) or the deadline `at` comes (false),
+// counted by the steady clock (SteadyAt).
+template <typename T>
+bool WaitUntil(const std::future<T>& f,
+               std::chrono::system_clock::time_point at) {
+  return f.wait_until(SteadyAt(at)) == std::future_status::ready;
+}
+
 // Answers calls whose operation is still running at their deadline with
 // DEADLINE_EXCEEDED: one thread for every call of the server.
 class Deadlines {
@@ -112,10 +132,7 @@ class Deadlines {
   // wall clock stepped afterwards moves no timer.
   void At(std::chrono::system_clock::time_point at,
           std::function<void()> expire) {
-    const auto in = std::clamp<std::chrono::system_clock::duration>(
-        at - std::chrono::system_clock::now(), {}, std::chrono::hours(24));
-    const Steady::time_point when =
-        Steady::now() + std::chrono::duration_cast<Steady::duration>(in);
+    const Steady::time_point when = SteadyAt(at);
     std::lock_guard<std::mutex> l(mu_);
     const bool first = timers_.empty() || when < timers_.begin()->first;
     timers_.emplace(when, std::move(expire));
