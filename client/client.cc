@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/internal/bearer_token.h"
 #include "client/internal/call.h"
 #include "client/internal/crdt_batcher.h"
@@ -250,6 +251,9 @@ rpc::Session Client::Take(uint64_t group, SessionState& session) {
 }
 
 absl::StatusOr<rpc::Session> Client::NextSession(uint64_t group) {
+  // The wait for a session and its opening share the call's time.
+  const auto deadline = std::min(internal::Clock::now() + options_.timeout,
+                                 ScopedDeadline::Current());
   {
     absl::MutexLock l(&mu_);
     // Never more than kMaxSessions sessions, opened or being opened: past
@@ -260,7 +264,14 @@ absl::StatusOr<rpc::Session> Client::NextSession(uint64_t group) {
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !sessions_[group].empty() || room();
     };
-    mu_.Await(absl::Condition(&ready));
+    if (!mu_.AwaitWithTimeout(
+            absl::Condition(&ready),
+            absl::FromChrono(deadline - internal::Clock::now()))) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("not sent: no session of group ", group,
+                       " was open by the deadline (", opening_[group],
+                       " being opened; do the nodes answer?)"));
+    }
     // A new session when even the least busy one has kSessionInFlight.
     SessionState* s = LeastBusy(group);
     if (s != nullptr && (s->in_flight.size() < kSessionInFlight || !room())) {
@@ -271,9 +282,14 @@ absl::StatusOr<rpc::Session> Client::NextSession(uint64_t group) {
   rpc::OpenSessionRequest req;
   req.set_group(group);
   rpc::OpenSessionResponse resp;
-  absl::Status st = Call(group, true, [&](auto ch, auto& ctx) {
-    return rpc::KV::NewStub(ch)->OpenSession(&ctx, req, &resp);
-  });
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+      deadline - internal::Clock::now());
+  absl::Status st = Call(
+      group, true,
+      [&](auto ch, auto& ctx) {
+        return rpc::KV::NewStub(ch)->OpenSession(&ctx, req, &resp);
+      },
+      std::max(left, std::chrono::milliseconds(1)));
   absl::MutexLock l(&mu_);
   --opening_[group];
   if (!st.ok()) {

@@ -1,5 +1,6 @@
 // Overload through real nodes: what a node refuses is not applied, what it
-// acknowledges is; a caller's deadline stops a call before it is sent.
+// acknowledges is; a caller's deadline stops a call before it is sent, and
+// ends its wait for a session.
 
 #include <signal.h>
 
@@ -98,6 +99,45 @@ TEST(OverloadTest, ACallPastItsCallersDeadlineIsNotSent) {
   auto got = client.Get("k");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->kv().value(), "1");
+}
+
+// The client opens at most 64 sessions of a shard at once; a write that
+// finds them all being opened waits for one. With every node paused, 64
+// writers are opening sessions for as long as the client's timeout; a
+// 65th write under a caller's deadline of 200 ms ends by then all the same.
+TEST(OverloadTest, AWriteWaitingForASessionEndsByItsCallersDeadline) {
+  testing::TestCluster cluster;
+  ASSERT_TRUE(cluster.Start());
+  client::ClientOptions o = cluster.ClientOptions();
+  o.timeout = std::chrono::seconds(4);
+  auto c = client::Client::Connect(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  client::Client& client = **c;
+  // The range map, and no session yet.
+  auto got = client.Get("k");
+  ASSERT_TRUE(got.ok() || absl::IsNotFound(got.status())) << got.status();
+  for (int id = 1; id <= 3; ++id) cluster.Signal(id, SIGSTOP);
+  std::vector<std::jthread> openers;
+  for (int i = 0; i < 64; ++i) {
+    openers.emplace_back(
+        [&client, i] { client.Put(absl::StrCat("o", i), "v").IgnoreError(); });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status st;
+  {
+    client::ScopedDeadline d(std::chrono::system_clock::now() +
+                             std::chrono::milliseconds(200));
+    st = client.Put("k", "1").status();
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  for (int id = 1; id <= 3; ++id) cluster.Signal(id, SIGCONT);
+  openers.clear();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  EXPECT_LT(took, std::chrono::seconds(1))
+      << "the write took "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+      << " ms";
 }
 
 // The slowest of `n` serializable reads of `key`.
