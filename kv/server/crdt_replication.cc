@@ -29,9 +29,16 @@ constexpr size_t kMaxQueuedCalls = 10000;
 constexpr size_t kMaxQueuedDeltas = 100'000;
 constexpr size_t kMaxPushChanges = 1000;
 constexpr size_t kMaxPushBytes = 4 << 20;
-// Anti-entropy: how often, and the buckets one Diff asks for.
+// Anti-entropy: the buckets one Diff asks for.
 constexpr size_t kBucketsPerPull = 64;
 constexpr auto kPeerCallTimeout = std::chrono::seconds(5);
+// Under steady writes nearly every bucket differs (the deltas in flight),
+// so a pull reads every row of the table here and on the peer: with many
+// rows, more than a second's work. After a pull that read rows and took T,
+// the sync thread compares only digests with that peer for kPullPause * T,
+// so reading rows takes at most a tenth of the time whatever the table's
+// size (digests, a few KB a table, are compared every round).
+constexpr int kPullPause = 9;
 // A node about to be removed answers Leave within this, or is taken for
 // gone; it refuses updates for kLeaveHold unless the removal happens.
 constexpr auto kLeaveAnswerWithin = std::chrono::seconds(2);
@@ -121,6 +128,9 @@ struct CrdtReplication::Peer {
   uint64_t bytes_pulled ABSL_GUARDED_BY(mu) = 0;
   std::string last_error ABSL_GUARDED_BY(mu);
   std::thread pusher;
+  // When the sync thread may next read the rows of buckets that differ
+  // from this peer's (SyncWith, paced).
+  std::chrono::steady_clock::time_point next_rows;
 
   // The stub for `addr`, made anew when the peer moved.
   std::shared_ptr<rpc::CrdtPeer::Stub> Stub(const std::string& addr) {
@@ -481,11 +491,16 @@ void CrdtReplication::SyncLoop() {
       absl::MutexLock l(&mu_);
       for (auto& [id, p] : peers_) peers.push_back(p.get());
     }
-    for (Peer* p : peers) SyncWith(p, kPeerCallTimeout).IgnoreError();
+    for (Peer* p : peers) {
+      SyncWith(p, kPeerCallTimeout, /*paced=*/true).IgnoreError();
+    }
   }
 }
 
-absl::Status CrdtReplication::SyncWith(Peer* p, Clock::duration call_timeout) {
+absl::Status CrdtReplication::SyncWith(Peer* p, Clock::duration call_timeout,
+                                       bool paced) {
+  const auto began = std::chrono::steady_clock::now();
+  const bool rows_due = !paced || began >= p->next_rows;
   StateMachine* meta = node_->Machine(kMetaGroup);
   const std::string addr = node_->directory.Peer(p->id);
   if (meta == nullptr || addr.empty()) {
@@ -523,6 +538,8 @@ absl::Status CrdtReplication::SyncWith(Peer* p, Clock::duration call_timeout) {
       st.ok() ? CheckReplica(p->id, digests.replica()) : absl::OkStatus();
   bool whole = st.ok() && digests.complete() && replica.ok();
   uint32_t differing = 0;
+  // Buckets that differ: read (rows_read), or left for a later round.
+  bool rows_read = false, deferred = false;
   uint64_t rows = 0, bytes = req.ByteSizeLong() + digests.ByteSizeLong();
   for (const rpc::CrdtTableDigest& d : digests.tables()) {
     if (!st.ok()) break;
@@ -538,6 +555,11 @@ absl::Status CrdtReplication::SyncWith(Peer* p, Clock::duration call_timeout) {
       if (mine[i] != d.buckets(i)) differ.push_back(i);
     }
     differing += differ.size();
+    if (!rows_due) {
+      deferred |= !differ.empty();
+      continue;
+    }
+    rows_read |= !differ.empty();
     for (size_t at = 0; at < differ.size() && st.ok(); at += kBucketsPerPull) {
       // The peer's rows of these buckets that differ from ours.
       rpc::CrdtDiffRequest ask;
@@ -569,7 +591,12 @@ absl::Status CrdtReplication::SyncWith(Peer* p, Clock::duration call_timeout) {
       }
     }
   }
-  if (st.ok() && whole) {
+  if (paced && rows_read && st.ok()) {
+    // The peer answered: what the pull cost sets the pause (kPullPause).
+    p->next_rows =
+        began + (kPullPause + 1) * (std::chrono::steady_clock::now() - began);
+  }
+  if (st.ok() && whole && !deferred) {
     if (absl::Status s = replica_->RecordPull(peer_seen); !s.ok()) {
       st = rpc::ToGrpc(s);
     }

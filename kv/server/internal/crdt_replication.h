@@ -105,8 +105,13 @@ class CrdtReplication {
   void PushLoop(Peer* p);
   void SyncLoop();
   // Anti-entropy from `p`: OK if the pull took everything `p` holds.
+  // `paced` (the sync thread's rounds): the rows of buckets that differ are
+  // read only once the pause after the last such read is over
+  // (kPullPause); until then the pull compares digests only, and is OK
+  // without taking everything.
   absl::Status SyncWith(Peer* p,
-                        std::chrono::system_clock::duration call_timeout);
+                        std::chrono::system_clock::duration call_timeout,
+                        bool paced = false);
   // HandOver of a peer's rows into this replica.
   absl::StatusOr<bool> TakeOver(uint64_t node,
                                 std::chrono::system_clock::time_point deadline);
