@@ -75,6 +75,10 @@ class Node:
             if not self.cluster.fake_monotonic:
                 # Only the wall clock moves, as when a clock is stepped.
                 env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+            else:
+                # Without it, every wait until a steady-clock time would
+                # last forever (tests/faketime/monotonic_waits.c).
+                env["LD_PRELOAD"] += ":" + paths.MONOTONIC_WAITS
         log = open(self.log_path, "ab")
         log.write(f"--- harness: starting {self.name} at {time.time():.3f}\n".encode())
         log.flush()

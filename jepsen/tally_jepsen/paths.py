@@ -9,6 +9,8 @@ KVD = os.path.join(BIN, "kvd")
 LINCHECK = os.path.join(BIN, "lincheck")
 SAGA_COORDINATOR = os.path.join(BIN, "saga_order_example")
 PYTHON_PROTOS = os.path.join(BUILD, "python")
+# Preloaded after libfaketime when it fakes the monotonic clock.
+MONOTONIC_WAITS = os.path.join(BIN, "libtally_monotonic_waits.so")
 
 
 def import_protos():
