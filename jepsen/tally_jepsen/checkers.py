@@ -396,6 +396,17 @@ def crdt(events):
     return out
 
 
+def stalled(verdicts):
+    """A run in which no operation was acknowledged checks nothing: a
+    verdict that says so (invalid), or None when something was."""
+    if any(v.get("ok", 0) > 0 for v in verdicts):
+        return None
+    return {"checker": "progress", "valid": False, "ok": 0, "fail": 0, "info": 0,
+            "anomalies": [{"kind": "no-progress",
+                           "message": "no operation was acknowledged: the run "
+                                      "shows nothing about its faults"}]}
+
+
 def for_workload(name, history_path, events, read_modes, session_ttl_s=None):
     if name in ("register", "crdt-cas"):
         return [linearizable(history_path, read_modes), staleness(events)]

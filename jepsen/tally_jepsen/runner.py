@@ -151,6 +151,9 @@ def execute(plan, out_root):
     events = history.events
     verdicts = checkers.for_workload(plan.workload, history.path, events,
                                      plan.check_read_modes, plan.session_ttl)
+    nothing = checkers.stalled(verdicts)
+    if nothing is not None:
+        verdicts.append(nothing)
     ops = sum(1 for e in events if e["type"] == "invoke" and e["process"] != "nemesis")
     outcome = Outcome(plan, run_dir, verdicts, ops)
     with open(os.path.join(run_dir, "verdict.json"), "w") as f:

@@ -248,3 +248,14 @@ def test_saga_checker_finds_sagas_applied_twice_or_left_undone():
            + final("s3", "SAGA_COMPENSATED", dict(undone, **{"charge/undo": 0}), True, 8))
     assert {a["kind"] for a in checkers.saga(bad)["anomalies"]} == \
         {"applied-twice", "done-but-not-once", "wrong-end", "not-compensated"}
+
+
+def test_a_run_that_acknowledged_nothing_is_not_valid():
+    # What the CRDT checker said of a run whose every update timed out.
+    quiet = [{"checker": "crdt", "valid": True, "ok": 0, "fail": 0, "info": 100}]
+    verdict = checkers.stalled(quiet)
+    assert verdict is not None and verdict["valid"] is False
+    assert verdict["anomalies"][0]["kind"] == "no-progress"
+    busy = [{"checker": "linearizable", "valid": True, "ok": 0},
+            {"checker": "staleness", "valid": True, "ok": 12}]
+    assert checkers.stalled(busy) is None
