@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "util/waker.h"
+
 namespace tally::client::internal {
 
 namespace {
@@ -57,9 +59,7 @@ void InFlightLimit::Answered(uint64_t seq, bool congested,
 }
 
 std::optional<uint64_t> CallGate::Enter(Clock::time_point deadline) {
-  const SteadyClock::time_point until =
-      SteadyClock::now() +
-      std::max(Clock::duration::zero(), deadline - Clock::now());
+  const SteadyClock::time_point until = util::SteadyAt(deadline);
   std::unique_lock<std::mutex> l(mu_);
   if (limit_.HasRoom() && waiting_.empty()) return limit_.Sent();
   if (static_cast<double>(waiting_.size()) >=

@@ -1,11 +1,24 @@
 #ifndef TALLY_UTIL_WAKER_H_
 #define TALLY_UTIL_WAKER_H_
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 
 namespace tally::util {
+
+// The steady-clock time at which the wall-clock time `at` comes, counted
+// from now (at most a day ahead). Deadlines arrive as wall-clock times (gRPC
+// gives them so); waits on them run by this, so a wall clock stepped
+// afterwards moves none.
+inline std::chrono::steady_clock::time_point SteadyAt(
+    std::chrono::system_clock::time_point at) {
+  const auto in = std::clamp<std::chrono::system_clock::duration>(
+      at - std::chrono::system_clock::now(), {}, std::chrono::hours(24));
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(in);
+}
 
 // A sleep by the steady clock that another thread can cut short.
 //

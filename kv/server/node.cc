@@ -11,6 +11,7 @@
 #include "kv/encode.h"
 #include "kv/server/internal/reply.h"
 #include "util/hash.h"
+#include "util/waker.h"
 
 namespace tally::kv::server {
 
@@ -118,7 +119,7 @@ bool Node::CatchUpWithMeta(std::chrono::system_clock::time_point deadline,
   if (Read(kMetaGroup, std::min(deadline, now + kMetaCatchUpTime)).ok()) {
     ok = found();
   } else {
-    const auto until = SteadyAt(std::min(
+    const auto until = util::SteadyAt(std::min(
         deadline, now + 4 * std::chrono::milliseconds(options.tick_ms)));
     while (!ok && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(kMetaCatchUpPoll);

@@ -15,6 +15,7 @@
 #include "grpcpp/grpcpp.h"
 #include "kv/server/internal/admission.h"
 #include "kv/server/internal/rpc_stats.h"
+#include "util/waker.h"
 
 namespace tally::kv::server {
 
@@ -91,23 +92,12 @@ class Reply final : public grpc::ServerUnaryReactor {
   std::shared_ptr<State> state_;
 };
 
-// The steady-clock time at which the wall-clock time `at` comes, counted
-// from now (at most a day ahead). gRPC gives deadlines as wall-clock times;
-// waits on them run by this, so a wall clock stepped afterwards moves none.
-inline std::chrono::steady_clock::time_point SteadyAt(
-    std::chrono::system_clock::time_point at) {
-  const auto in = std::clamp<std::chrono::system_clock::duration>(
-      at - std::chrono::system_clock::now(), {}, std::chrono::hours(24));
-  return std::chrono::steady_clock::now() +
-         std::chrono::duration_cast<std::chrono::steady_clock::duration>(in);
-}
-
 // Waits until `f` is ready (true) or the deadline `at` comes (false),
-// counted by the steady clock (SteadyAt).
+// counted by the steady clock (util::SteadyAt).
 template <typename T>
 bool WaitUntil(const std::future<T>& f,
                std::chrono::system_clock::time_point at) {
-  return f.wait_until(SteadyAt(at)) == std::future_status::ready;
+  return f.wait_until(util::SteadyAt(at)) == std::future_status::ready;
 }
 
 // Answers calls whose operation is still running at their deadline with
@@ -132,7 +122,7 @@ class Deadlines {
   // wall clock stepped afterwards moves no timer.
   void At(std::chrono::system_clock::time_point at,
           std::function<void()> expire) {
-    const Steady::time_point when = SteadyAt(at);
+    const Steady::time_point when = util::SteadyAt(at);
     std::lock_guard<std::mutex> l(mu_);
     const bool first = timers_.empty() || when < timers_.begin()->first;
     timers_.emplace(when, std::move(expire));
