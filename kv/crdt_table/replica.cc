@@ -516,7 +516,11 @@ absl::StatusOr<std::optional<std::string>> CrdtReplica::ReadLocked(
     const std::string& key) const {
   auto it = overlay_.find(key);
   if (it != overlay_.end()) return it->second.second;
-  return engine_->Get(key);
+  std::optional<std::string> value;
+  if (cache_.Find(key, &value)) return value;
+  absl::StatusOr<std::optional<std::string>> stored = engine_->Get(key);
+  if (stored.ok()) cache_.Put(key, *stored);
+  return stored;
 }
 
 absl::StatusOr<std::map<std::string, std::string>> CrdtReplica::ScanLocked(
@@ -638,8 +642,21 @@ void CrdtReplica::CommitLoop() {
                                    s.message()));
       }
     }
-    std::erase_if(overlay_,
-                  [upto](const auto& kv) { return kv.second.first <= upto; });
+    // What was written leaves the overlay for the cache. A key staged
+    // again since stays in the overlay, which has its newest value, until
+    // that is written too. After a failed write nothing is known.
+    const bool written = broken_.ok();
+    if (!written) cache_.Clear();
+    for (auto it = overlay_.begin(); it != overlay_.end();) {
+      if (it->second.first > upto) {
+        ++it;
+        continue;
+      }
+      auto node = overlay_.extract(it++);
+      if (written) {
+        cache_.Put(std::move(node.key()), std::move(node.mapped().second));
+      }
+    }
     std::vector<std::function<void(absl::Status)>> done;
     while (!waiters_.empty() && waiters_.front().seq <= upto) {
       done.push_back(std::move(waiters_.front().done));

@@ -21,6 +21,7 @@
 #include "clocks/hybrid_logical_clock.h"
 #include "crdt/causal.h"
 #include "crdt/dot_context.h"
+#include "kv/crdt_table/entry_cache.h"
 #include "kv/crdt_table/members.h"
 #include "kv/kvpb/kvpb.pb.h"
 #include "kv/storage/engine.h"
@@ -324,6 +325,10 @@ class CrdtReplica {
   // staged each, and its value (nullopt: deleted).
   std::map<std::string, std::pair<uint64_t, std::optional<std::string>>>
       overlay_ ABSL_GUARDED_BY(mu_);
+  // Values of keys as the store holds them (committed), the recently read
+  // or written: most updates read a key they or a peer wrote lately.
+  static constexpr size_t kCacheBytes = 32 << 20;
+  mutable EntryCache cache_ ABSL_GUARDED_BY(mu_){kCacheBytes};
   storage::WriteBatch pending_ ABSL_GUARDED_BY(mu_);
   uint64_t staged_ ABSL_GUARDED_BY(mu_) = 0;
   // Whether the next write must be synced (it holds an update).
