@@ -1,5 +1,6 @@
 #include "kv/server/internal/http.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -244,7 +245,15 @@ std::string RenderPeerMetrics(const std::vector<rpc::PeerStats>& peers) {
   return out;
 }
 
-HttpEndpoint::HttpEndpoint() : server_(std::make_unique<httplib::Server>()) {}
+HttpEndpoint::HttpEndpoint() : server_(std::make_unique<httplib::Server>()) {
+  // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, which
+  // lets a second process listen on the same port and take part of its
+  // connections instead of being refused.
+  server_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+}
 
 HttpEndpoint::~HttpEndpoint() {
   server_->stop();

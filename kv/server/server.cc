@@ -358,6 +358,9 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
                    std::shared_ptr<grpc::ServerCredentials> credentials,
                    int* port, int ping_ms, int answer_ms) {
     b.AddListeningPort(address, std::move(credentials), port);
+    // Without SO_REUSEPORT (gRPC sets it by default): a port another
+    // process listens on is refused, not shared with it.
+    b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     b.SetMaxReceiveMessageSize(64 << 20);
     b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ping_ms);
     b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, answer_ms);

@@ -101,6 +101,25 @@ for i in 1 2 3; do
   [ "$(kvctl --endpoints 127.0.0.1:$((b + i)) get a)" = 1 ] || fail "get through n$i"
 done
 ok "put once, read 1 through every node"
+# A node started on a port another node listens on refuses to start and
+# names the port; it does not share the port with it (SO_REUSEPORT, which
+# gRPC and cpp-httplib set unless told not to, lets both listen and the
+# kernel split the connections between them).
+for ports in "$((b + 1)) $((b + 61)) $((b + 62))" "$((b + 61)) $((b + 101)) $((b + 62))" \
+  "$((b + 61)) $((b + 62)) $((b + 201))"; do
+  read -r c p h <<<"$ports"
+  set +e
+  out=$(timeout 10 "$bin/kvd" --name n1 --data-dir "$dir/second" --listen-client 127.0.0.1:$c \
+    --listen-peer 127.0.0.1:$p --listen-http 127.0.0.1:$h \
+    --initial-cluster n1=127.0.0.1:$p 2>&1)
+  rc=$?
+  set -e
+  rm -rf "$dir/second"
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "in use" <<<"$out" ||
+    fail "a second kvd on a port in use (client $c, peer $p, http $h) exited $rc: $(tail -n 3 <<<"$out")"
+done
+[ "$(kvctl get a)" = 1 ] || fail "the cluster after a second kvd tried its ports"
+ok "kvd refuses a client, peer or HTTP port another node listens on"
 [ "$(KVCTL_OUTPUT=json kvctl get a | head -c 1)" = "{" ] || fail "KVCTL_OUTPUT=json"
 [ "$(KVCTL_OUTPUT=json kvctl -o table get a)" = 1 ] || fail "a flag must win over KVCTL_OUTPUT"
 ok "kvctl options from KVCTL_* variables, flags first"
