@@ -311,8 +311,14 @@ CrdtReplication::CrdtReplication(Node* node,
 
 absl::StatusOr<std::unique_ptr<CrdtReplication>> CrdtReplication::Start(
     Node* node, const std::string& dir, absl::Duration sync_every) {
+  // Every update and every merge inserts into LevelDB's memtable, a skip
+  // list searched from the top at each insert: a memtable of 4 MiB
+  // (LevelDB's default) instead of the raft store's 16 MiB takes 7% less
+  // CPU per increment (docs/crdt.md, Measured).
+  storage::LevelDBOptions options;
+  options.write_buffer_size = 4 << 20;
   absl::StatusOr<std::unique_ptr<storage::LevelDBEngine>> engine =
-      storage::LevelDBEngine::Open(dir);
+      storage::LevelDBEngine::Open(dir, options);
   if (!engine.ok()) return engine.status();
   std::unique_ptr<CrdtReplication> r(
       new CrdtReplication(node, *std::move(engine), sync_every));
