@@ -144,7 +144,14 @@ std::vector<Entry> RaftLog::Slice(Index lo, Index hi,
 
 void RaftLog::CommitTo(Index index) {
   if (index <= committed_) return;
-  TALLY_CHECK(index <= LastIndex(), "commit index past the end of the log");
+  // Only a log that lost entries this node acknowledged (or persisted as
+  // committed) ends before what is committed.
+  TALLY_CHECK(index <= LastIndex(),
+              "commit index past the end of the log: this node lost log "
+              "entries it had acknowledged (its data dir wiped, damaged or "
+              "restored from an older copy while it kept its node id); "
+              "remove it from the cluster and add a new member with an empty "
+              "data dir in its place");
   committed_ = index;
 }
 

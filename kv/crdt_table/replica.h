@@ -251,7 +251,7 @@ class CrdtReplica {
   struct Staging;
 
   absl::Status Load();
-  // Reads a key as staged (not yet durable) or stored.
+  // Reads a key as staged (not yet durable), cached or stored.
   absl::StatusOr<std::optional<std::string>> ReadLocked(
       const std::string& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every staged or stored key under `prefix`, with its value.
