@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
                  "milliseconds between two CRDT anti-entropy rounds (each "
                  "peer's digests compared with ours)")
       ->check(CLI::Range(50, 3600 * 1000));
+  app.add_option("--crdt-cache-mb", o.crdt_cache_mb,
+                 "MiB of memory for the values of CRDT rows used lately (an "
+                 "update or a merge of such a row reads nothing from disk; "
+                 "0: none)")
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--watch-history", o.watch_history,
                  "revisions of watch history each shard keeps; older ones are "
                  "compacted (0: keep until `kvctl compact`)")

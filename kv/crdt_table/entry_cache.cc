@@ -29,6 +29,7 @@ bool EntryCache::Find(const std::string& key,
 }
 
 void EntryCache::Put(std::string key, std::optional<std::string> value) {
+  if (budget_ == 0) return;
   if (auto it = old_.find(key); it != old_.end()) {
     old_bytes_ -= Cost(it->first, it->second);
     old_.erase(it);

@@ -33,6 +33,9 @@ TEST(EntryCacheTest, GivesBackWhatWasPutAbsentKeysIncluded) {
   cache.Clear();
   EXPECT_EQ(Lookup(cache, "gone"), std::nullopt);
   EXPECT_EQ(cache.bytes(), 0u);
+  EntryCache none(0);
+  none.Put("a", "1");
+  EXPECT_EQ(Lookup(none, "a"), std::nullopt);
 }
 
 TEST(EntryCacheTest, KeepsWithinItsBudgetWhatWasUsedLately) {

@@ -422,12 +422,16 @@ uint32_t CrdtReplica::BucketOf(const std::string& row) {
   return static_cast<uint32_t>(Mix(util::Fnv1a64(row)) % kCrdtBuckets);
 }
 
-CrdtReplica::CrdtReplica(storage::Engine* engine, const clocks::Clock* clock)
-    : engine_(engine), clock_(clock), hlc_(clock, kHlcMaxOffsetMs) {}
+CrdtReplica::CrdtReplica(storage::Engine* engine, const clocks::Clock* clock,
+                         size_t cache_bytes)
+    : engine_(engine),
+      clock_(clock),
+      hlc_(clock, kHlcMaxOffsetMs),
+      cache_(cache_bytes) {}
 
 absl::StatusOr<std::unique_ptr<CrdtReplica>> CrdtReplica::Open(
-    storage::Engine* engine, const clocks::Clock* clock) {
-  std::unique_ptr<CrdtReplica> r(new CrdtReplica(engine, clock));
+    storage::Engine* engine, const clocks::Clock* clock, size_t cache_bytes) {
+  std::unique_ptr<CrdtReplica> r(new CrdtReplica(engine, clock, cache_bytes));
   if (absl::Status s = r->Load(); !s.ok()) return s;
   r->committer_ = std::thread([p = r.get()] { p->CommitLoop(); });
   return r;

@@ -142,8 +142,11 @@ class CrdtReplica {
  public:
   // `engine` and `clock` are not owned. A new engine gets a new random
   // replica id: a node whose disk was wiped comes back as a new replica.
+  // `cache_bytes`: the memory for values of keys used lately (0: none).
+  static constexpr size_t kDefaultCacheBytes = 32 << 20;
   static absl::StatusOr<std::unique_ptr<CrdtReplica>> Open(
-      storage::Engine* engine, const clocks::Clock* clock);
+      storage::Engine* engine, const clocks::Clock* clock,
+      size_t cache_bytes = kDefaultCacheBytes);
 
   clocks::ReplicaId id() const {
     absl::MutexLock l(&mu_);
@@ -247,7 +250,8 @@ class CrdtReplica {
   static uint32_t BucketOf(const std::string& row);
 
  private:
-  CrdtReplica(storage::Engine* engine, const clocks::Clock* clock);
+  CrdtReplica(storage::Engine* engine, const clocks::Clock* clock,
+              size_t cache_bytes);
   struct Staging;
 
   absl::Status Load();
@@ -327,8 +331,7 @@ class CrdtReplica {
       overlay_ ABSL_GUARDED_BY(mu_);
   // Values of keys as the store holds them (committed), the recently read
   // or written: most updates read a key they or a peer wrote lately.
-  static constexpr size_t kCacheBytes = 32 << 20;
-  mutable EntryCache cache_ ABSL_GUARDED_BY(mu_){kCacheBytes};
+  mutable EntryCache cache_ ABSL_GUARDED_BY(mu_);
   storage::WriteBatch pending_ ABSL_GUARDED_BY(mu_);
   uint64_t staged_ ABSL_GUARDED_BY(mu_) = 0;
   // Whether the next write must be synced (it holds an update).

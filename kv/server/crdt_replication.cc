@@ -310,7 +310,8 @@ CrdtReplication::CrdtReplication(Node* node,
     : node_(node), sync_every_(sync_every), engine_(std::move(engine)) {}
 
 absl::StatusOr<std::unique_ptr<CrdtReplication>> CrdtReplication::Start(
-    Node* node, const std::string& dir, absl::Duration sync_every) {
+    Node* node, const std::string& dir, absl::Duration sync_every,
+    size_t cache_bytes) {
   // Every update and every merge inserts into LevelDB's memtable, a skip
   // list searched from the top at each insert: a memtable of 4 MiB
   // (LevelDB's default) instead of the raft store's 16 MiB takes 7% less
@@ -323,7 +324,7 @@ absl::StatusOr<std::unique_ptr<CrdtReplication>> CrdtReplication::Start(
   std::unique_ptr<CrdtReplication> r(
       new CrdtReplication(node, *std::move(engine), sync_every));
   absl::StatusOr<std::unique_ptr<CrdtReplica>> replica =
-      CrdtReplica::Open(r->engine_.get(), &r->clock_);
+      CrdtReplica::Open(r->engine_.get(), &r->clock_, cache_bytes);
   if (!replica.ok()) return replica.status();
   r->replica_ = *std::move(replica);
   r->workers_ = std::make_unique<util::ThreadPool>(kWorkers, kMaxQueuedCalls);

@@ -320,9 +320,10 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   // first reaches out, and catches up by snapshot.
   RETURN_IF_ERROR(node_.host->Start());
   RefreshDirectory();
-  ASSIGN_OR_RETURN(node_.crdt,
-                   CrdtReplication::Start(&node_, o.data_dir + "/crdt",
-                                          absl::Milliseconds(o.crdt_sync_ms)));
+  ASSIGN_OR_RETURN(node_.crdt, CrdtReplication::Start(
+                                   &node_, o.data_dir + "/crdt",
+                                   absl::Milliseconds(o.crdt_sync_ms),
+                                   static_cast<size_t>(o.crdt_cache_mb) << 20));
 
   kv_ = NewKvService(&node_);
   cluster_ = NewClusterService(&node_);

@@ -68,6 +68,8 @@ struct ServerOptions {
   int64_t session_ttl_ms = 10 * 60 * 1000;
   // CRDT anti-entropy: each peer's digests are compared this often.
   int crdt_sync_ms = 1000;
+  // Memory for the CRDT replica's values of keys used lately, in MiB.
+  int crdt_cache_mb = 32;
   // Revisions of watch history each shard keeps (0: until compacted by
   // request).
   int64_t watch_history = 100'000;

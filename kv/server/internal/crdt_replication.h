@@ -49,9 +49,11 @@ struct Node;
 class CrdtReplication {
  public:
   // Opens (or creates) the replica's store at `dir`.
-  // `sync_every`: the time between two anti-entropy rounds.
+  // `sync_every`: the time between two anti-entropy rounds; `cache_bytes`:
+  // the replica's memory for values of keys used lately.
   static absl::StatusOr<std::unique_ptr<CrdtReplication>> Start(
-      Node* node, const std::string& dir, absl::Duration sync_every);
+      Node* node, const std::string& dir, absl::Duration sync_every,
+      size_t cache_bytes);
   ~CrdtReplication();
   // Stops pushing and syncing; the peer service refuses from then on.
   void Stop();
