@@ -66,6 +66,18 @@ case "$cmd" in
       "$root/deploy/gen-certs.sh" "$dir/certs" n1 n2 n3 >/dev/null
     fi
     if [ -n "${TALLY_OWNER_PID:-}" ]; then watch_owner "$TALLY_OWNER_PID"; fi
+    # A port another process listens on (another cluster's node), checked
+    # before any node starts: kvd would refuse it, but the probe below
+    # would reach that process and report this cluster up.
+    for i in 1 2 3; do
+      if running "$dir/n$i.pid"; then continue; fi
+      for port in $((base + i)) $((base + 100 + i)) $((base + 200 + i)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+          echo "local-cluster: 127.0.0.1:$port is in use (another cluster? TALLY_PORT_BASE moves the ports)" >&2
+          exit 1
+        fi
+      done
+    done
     for i in 1 2 3; do
       pidfile="$dir/n$i.pid"
       if running "$pidfile"; then continue; fi

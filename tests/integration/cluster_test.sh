@@ -120,6 +120,13 @@ for ports in "$((b + 1)) $((b + 61)) $((b + 62))" "$((b + 61)) $((b + 101)) $((b
 done
 [ "$(kvctl get a)" = 1 ] || fail "the cluster after a second kvd tried its ports"
 ok "kvd refuses a client, peer or HTTP port another node listens on"
+set +e
+out=$("$root/deploy/local-cluster.sh" start "$dir/other" 2>&1)
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "127.0.0.1:$((b + 1)) is in use" <<<"$out" ||
+  fail "a second local cluster on the same ports exited $rc: $out"
+ok "local-cluster.sh refuses to start a cluster on ports another one listens on"
 [ "$(KVCTL_OUTPUT=json kvctl get a | head -c 1)" = "{" ] || fail "KVCTL_OUTPUT=json"
 [ "$(KVCTL_OUTPUT=json kvctl -o table get a)" = 1 ] || fail "a flag must win over KVCTL_OUTPUT"
 ok "kvctl options from KVCTL_* variables, flags first"
