@@ -24,20 +24,14 @@ bool EntryCache::Find(const std::string& key,
   *value = it->second;
   auto node = old_.extract(it);
   old_bytes_ -= Cost(node.key(), node.mapped());
-  Insert(std::move(node.key()), std::move(node.mapped()));
+  Put(std::move(node.key()), std::move(node.mapped()));
   return true;
 }
 
 void EntryCache::Put(std::string key, std::optional<std::string> value) {
+  // An older value of the key in the old generation stays until it is
+  // dropped with it: Find looks in the young one first.
   if (budget_ == 0) return;
-  if (auto it = old_.find(key); it != old_.end()) {
-    old_bytes_ -= Cost(it->first, it->second);
-    old_.erase(it);
-  }
-  Insert(std::move(key), std::move(value));
-}
-
-void EntryCache::Insert(std::string key, std::optional<std::string> value) {
   const size_t cost = Cost(key, value);
   auto [it, added] = young_.try_emplace(std::move(key));
   if (!added) young_bytes_ -= Cost(it->first, it->second);
@@ -47,17 +41,8 @@ void EntryCache::Insert(std::string key, std::optional<std::string> value) {
     old_ = std::move(young_);
     old_bytes_ = young_bytes_;
     young_ = Map();
+    young_.reserve(old_.size());  // about what it will hold: no rehashing
     young_bytes_ = 0;
-  }
-}
-
-void EntryCache::Erase(const std::string& key) {
-  for (auto [map, bytes] :
-       {std::pair{&young_, &young_bytes_}, std::pair{&old_, &old_bytes_}}) {
-    if (auto it = map->find(key); it != map->end()) {
-      *bytes -= Cost(it->first, it->second);
-      map->erase(it);
-    }
   }
 }
 

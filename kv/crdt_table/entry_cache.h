@@ -11,7 +11,7 @@ namespace tally::kv {
 
 // Values of a store's keys as last written (nullopt: absent), the recently
 // used ones, within a budget of bytes. The caller keeps it true: every
-// write of the store goes through Put (or Erase) once it is durable.
+// write of the store goes through Put once it is durable.
 //
 // Two generations instead of a list per entry: entries go into the young
 // one; when it holds half the budget it becomes the old one (the old one
@@ -24,9 +24,10 @@ class EntryCache {
   // Whether `key` is cached; if so its value is copied into `*value`.
   bool Find(const std::string& key, std::optional<std::string>* value);
   void Put(std::string key, std::optional<std::string> value);
-  void Erase(const std::string& key);
   void Clear();
 
+  // Values held: a key put again counts twice until its older value is
+  // dropped with the old generation.
   size_t entries() const { return young_.size() + old_.size(); }
   // What the entries take, bookkeeping included (an estimate).
   size_t bytes() const { return young_bytes_ + old_bytes_; }
@@ -35,7 +36,6 @@ class EntryCache {
   using Map = absl::flat_hash_map<std::string, std::optional<std::string>>;
   static size_t Cost(const std::string& key,
                      const std::optional<std::string>& value);
-  void Insert(std::string key, std::optional<std::string> value);
 
   const size_t budget_;
   Map young_;
