@@ -58,8 +58,8 @@ TEST(EntryCacheTest, AKeyPutAgainIsNeverFoundWithItsOlderValue) {
   const std::string filler(50, 'f');
   for (int round = 0; round < 50; ++round) {
     cache.Put("a", "old");
-    // Somewhere between a generation and two of others: "a" is young, old
-    // or dropped, depending on the round.
+    // From none to about three generations of others: by the round, the
+    // older "a" is young, old or dropped when the newer comes.
     for (int i = 0; i < round; ++i) cache.Put("f" + std::to_string(i), filler);
     cache.Put("a", "new");
     for (int i = 0; i < 100; ++i) {
