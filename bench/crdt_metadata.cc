@@ -41,7 +41,7 @@ int Run(uint64_t ops, int rows, int pool) {
   storage::MemoryEngine engines[3];
   std::unique_ptr<CrdtReplica> r[3];
   for (int i = 0; i < 3; ++i) {
-    auto opened = CrdtReplica::Open(&engines[i], &clock);
+    auto opened = CrdtReplica::Open(&engines[i], &clock, 32 << 20);  // kvd's
     if (!opened.ok()) {
       std::fprintf(stderr, "%s\n", opened.status().ToString().c_str());
       return 1;

@@ -90,11 +90,13 @@ CrdtOp Flag(bool enable) {
   return op;
 }
 
+constexpr size_t kCacheBytes = 1 << 20;
+
 // Replicas, each over its own in-memory engine.
 class CrdtReplicaTest : public ::testing::Test {
  protected:
   CrdtReplica& Open(int i) {
-    auto r = CrdtReplica::Open(&engines_[i], &clock_);
+    auto r = CrdtReplica::Open(&engines_[i], &clock_, kCacheBytes);
     EXPECT_TRUE(r.ok()) << r.status();
     replicas_[i] = std::move(*r);
     return *replicas_[i];
@@ -300,7 +302,7 @@ TEST_F(CrdtReplicaTest, UpdatesAreDurableAndTheIdAndDigestsSurviveARestart) {
   EXPECT_EQ(replicas_[0]->stats().elements, 50u);
   // A wiped store is a new replica: its dots never collide with the old.
   storage::MemoryEngine fresh;
-  auto other = CrdtReplica::Open(&fresh, &clock_);
+  auto other = CrdtReplica::Open(&fresh, &clock_, kCacheBytes);
   ASSERT_TRUE(other.ok());
   EXPECT_NE((*other)->id(), id);
 }
@@ -639,7 +641,7 @@ class ReadCountingEngine : public storage::Engine {
 
 TEST_F(CrdtReplicaTest, UpdatesAndMergesOfARowUsedLatelyDoNotReadTheStore) {
   ReadCountingEngine store;
-  auto opened = CrdtReplica::Open(&store, &clock_);
+  auto opened = CrdtReplica::Open(&store, &clock_, kCacheBytes);
   ASSERT_TRUE(opened.ok()) << opened.status();
   std::unique_ptr<CrdtReplica> r = *std::move(opened);
   const std::vector<CrdtOp> ops = {Incr("views", 1),
@@ -655,7 +657,7 @@ TEST_F(CrdtReplicaTest, UpdatesAndMergesOfARowUsedLatelyDoNotReadTheStore) {
   // Each update counted on what the one before wrote: the store has them
   // all, as a replica opened on it again reads.
   r.reset();
-  opened = CrdtReplica::Open(&store, &clock_);
+  opened = CrdtReplica::Open(&store, &clock_, kCacheBytes);
   ASSERT_TRUE(opened.ok()) << opened.status();
   auto values = (*opened)->Read(table_, "row");
   ASSERT_TRUE(values.ok()) << values.status();

@@ -142,11 +142,10 @@ class CrdtReplica {
  public:
   // `engine` and `clock` are not owned. A new engine gets a new random
   // replica id: a node whose disk was wiped comes back as a new replica.
-  // `cache_bytes`: the memory for values of keys used lately (0: none).
-  static constexpr size_t kDefaultCacheBytes = 32 << 20;
+  // `cache_bytes`: the memory for values of keys used lately (0: none;
+  // a node's is kvd's --crdt-cache-mb).
   static absl::StatusOr<std::unique_ptr<CrdtReplica>> Open(
-      storage::Engine* engine, const clocks::Clock* clock,
-      size_t cache_bytes = kDefaultCacheBytes);
+      storage::Engine* engine, const clocks::Clock* clock, size_t cache_bytes);
 
   clocks::ReplicaId id() const {
     absl::MutexLock l(&mu_);
