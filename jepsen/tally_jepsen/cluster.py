@@ -104,6 +104,7 @@ class Node:
             pass
         try:
             self.proc.wait(timeout=10)
+            self._remove_clock_state()
         except subprocess.TimeoutExpired:
             pass
         self.proc = None
@@ -117,9 +118,23 @@ class Node:
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
+            self._remove_clock_state()
         except subprocess.TimeoutExpired:
             self.kill()
         self.proc = None
+
+    def _remove_clock_state(self):
+        """Removes the semaphore and memory segment libfaketime keeps in
+        /dev/shm for the process, which has ended: kvd leaves them behind
+        (kill -9 always), and the faketime wrapper of any later process
+        with the same pid then refuses to start."""
+        if not self.cluster.fake_clocks:
+            return
+        for name in (f"sem.faketime_sem_{self.proc.pid}", f"faketime_shm_{self.proc.pid}"):
+            try:
+                os.unlink(os.path.join("/dev/shm", name))
+            except FileNotFoundError:
+                pass
 
     def pause(self):
         if self.running() and not self.paused:
