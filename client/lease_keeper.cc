@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/thread_name.h"
+
 namespace tally::client {
 
 namespace {
@@ -14,7 +16,10 @@ constexpr size_t kMaxPerMessage = 1000;
 }  // namespace
 
 LeaseKeeper::LeaseKeeper(Client* client)
-    : client_(client), thread_([this] { Run(); }) {}
+    : client_(client), thread_([this] {
+        util::NameThisThread("lease-keeper");
+        Run();
+      }) {}
 
 LeaseKeeper::~LeaseKeeper() {
   {

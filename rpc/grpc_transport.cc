@@ -9,6 +9,7 @@
 #include "rpc/raft_codec.h"
 #include "rpc/status.h"
 #include "spdlog/spdlog.h"
+#include "util/thread_name.h"
 #include "util/waker.h"
 
 namespace tally::rpc {
@@ -41,8 +42,14 @@ std::shared_ptr<grpc::Channel> DialPeer(
 class GrpcTransport::Peer {
  public:
   Peer(GrpcTransport* t, raft::NodeId id) : t_(t), id_(id) {
-    thread_ = std::thread([this] { Run(); });
-    pinger_ = std::thread([this] { PingLoop(); });
+    thread_ = std::thread([this] {
+      util::NameThisThread(absl::StrCat("peer-send-", id_));
+      Run();
+    });
+    pinger_ = std::thread([this] {
+      util::NameThisThread(absl::StrCat("peer-ping-", id_));
+      PingLoop();
+    });
   }
   ~Peer() {
     {

@@ -6,11 +6,13 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "util/thread_name.h"
 
 namespace tally::util {
 
@@ -20,13 +22,15 @@ namespace tally::util {
 // Thread safety: thread-safe.
 class ThreadPool {
  public:
-  // `nice` (0 to 19) lowers the threads' scheduling priority below the
-  // rest of the process (Linux nice values are per thread): background
-  // work that must not take the CPU from latency-critical threads.
-  ThreadPool(int threads, size_t max_queued, int nice = 0)
+  // `name`: the threads' name (util/thread_name.h). `nice` (0 to 19)
+  // lowers the threads' scheduling priority below the rest of the process
+  // (Linux nice values are per thread): background work that must not take
+  // the CPU from latency-critical threads.
+  ThreadPool(std::string name, int threads, size_t max_queued, int nice = 0)
       : max_queued_(max_queued) {
     for (int i = 0; i < threads; ++i) {
-      threads_.emplace_back([this, nice] {
+      threads_.emplace_back([this, name, nice] {
+        NameThisThread(name);
         // Best effort: an unprivileged process may always lower its own
         // priority, and nothing breaks if it cannot.
         if (nice > 0) setpriority(PRIO_PROCESS, gettid(), nice);

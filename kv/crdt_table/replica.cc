@@ -12,6 +12,7 @@
 #include "kv/crdt_table/schema.h"
 #include "kv/storage/leveldb_util.h"
 #include "util/hash.h"
+#include "util/thread_name.h"
 
 namespace tally::kv {
 
@@ -433,7 +434,10 @@ absl::StatusOr<std::unique_ptr<CrdtReplica>> CrdtReplica::Open(
     storage::Engine* engine, const clocks::Clock* clock, size_t cache_bytes) {
   std::unique_ptr<CrdtReplica> r(new CrdtReplica(engine, clock, cache_bytes));
   if (absl::Status s = r->Load(); !s.ok()) return s;
-  r->committer_ = std::thread([p = r.get()] { p->CommitLoop(); });
+  r->committer_ = std::thread([p = r.get()] {
+    util::NameThisThread("crdt-commit");
+    p->CommitLoop();
+  });
   return r;
 }
 

@@ -13,6 +13,7 @@
 #include "kv/storage/leveldb_engine.h"
 #include "rpc/grpc_transport.h"
 #include "spdlog/spdlog.h"
+#include "util/thread_name.h"
 
 namespace tally::kv::server {
 
@@ -327,10 +328,14 @@ absl::StatusOr<std::unique_ptr<CrdtReplication>> CrdtReplication::Start(
       CrdtReplica::Open(r->engine_.get(), &r->clock_, cache_bytes);
   if (!replica.ok()) return replica.status();
   r->replica_ = *std::move(replica);
-  r->workers_ = std::make_unique<util::ThreadPool>(kWorkers, kMaxQueuedCalls);
+  r->workers_ = std::make_unique<util::ThreadPool>("crdt-peer", kWorkers,
+                                                   kMaxQueuedCalls);
   r->service_ = std::make_unique<PeerService>(r.get());
   r->RefreshPeers();
-  r->sync_thread_ = std::thread([p = r.get()] { p->SyncLoop(); });
+  r->sync_thread_ = std::thread([p = r.get()] {
+    util::NameThisThread("crdt-sync");
+    p->SyncLoop();
+  });
   spdlog::info("[n={}] CRDT replica {:x}: {} entries", node->id,
                r->replica_->id(), r->replica_->stats().entries);
   return r;
@@ -414,7 +419,10 @@ void CrdtReplication::RefreshPeers() {
     auto p = std::make_unique<Peer>(id, node_->peer_credentials);
     Peer* raw = p.get();
     peers_.emplace(id, std::move(p));
-    raw->pusher = std::thread([this, raw] { PushLoop(raw); });
+    raw->pusher = std::thread([this, raw] {
+      util::NameThisThread(absl::StrCat("crdt-push-", raw->id));
+      PushLoop(raw);
+    });
   }
 }
 

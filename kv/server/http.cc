@@ -14,6 +14,7 @@
 #include "kv/server/internal/health.h"
 #include "kv/server/internal/node.h"
 #include "kv/server/internal/prometheus.h"
+#include "util/thread_name.h"
 
 namespace tally::kv::server {
 
@@ -303,7 +304,10 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
                      " for HTTP (in use, or not an address of this machine?)"));
   }
   httplib::Server* s = e->server_.get();
-  e->thread_ = std::thread([s] { s->listen_after_bind(); });
+  e->thread_ = std::thread([s] {
+    util::NameThisThread("http");
+    s->listen_after_bind();
+  });
   return e;
 }
 

@@ -28,6 +28,7 @@
 #include "spdlog/spdlog.h"
 #include "util/hash.h"
 #include "util/status_macros.h"
+#include "util/thread_name.h"
 #include "util/waker.h"
 
 namespace tally::kv::server {
@@ -312,9 +313,9 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
         return sm;
       });
   node_.transport->set_host(node_.host.get());
-  node_.reads =
-      std::make_unique<util::ThreadPool>(kReadThreads, kMaxQueuedReads);
-  node_.scans = std::make_unique<util::ThreadPool>(kScanThreads,
+  node_.reads = std::make_unique<util::ThreadPool>("kv-read", kReadThreads,
+                                                   kMaxQueuedReads);
+  node_.scans = std::make_unique<util::ThreadPool>("kv-scan", kScanThreads,
                                                    kMaxQueuedScans, kScanNice);
   // A joining node has no groups yet: each starts empty when its leader
   // first reaches out, and catches up by snapshot.
@@ -416,8 +417,14 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
                    (*auth)->tokens.size());
     }
   }
-  health_thread_ = std::thread([this] { WatchHealth(); });
-  duties_thread_ = std::thread([this] { LeaderDuties(); });
+  health_thread_ = std::thread([this] {
+    util::NameThisThread("health");
+    WatchHealth();
+  });
+  duties_thread_ = std::thread([this] {
+    util::NameThisThread("leader-duties");
+    LeaderDuties();
+  });
   if (!o.http_address.empty()) {
     auto modules = [this]() -> std::optional<ModuleStats> {
       const StateMachine* meta = node_.Machine(kMetaGroup);

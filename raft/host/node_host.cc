@@ -15,6 +15,7 @@
 #include "spdlog/spdlog.h"
 #include "util/check.h"
 #include "util/random.h"
+#include "util/thread_name.h"
 
 namespace tally::raft::host {
 
@@ -35,7 +36,8 @@ class SteadyClockImpl final : public Clock {
 
 class PoolExecutor final : public Executor {
  public:
-  PoolExecutor(int threads, size_t max_queued) : pool_(threads, max_queued) {}
+  PoolExecutor(int threads, size_t max_queued)
+      : pool_("snapshot-fetch", threads, max_queued) {}
   bool Post(std::function<void()> fn) override {
     return pool_.Post(std::move(fn));
   }
@@ -143,11 +145,17 @@ absl::Status NodeHost::Start() {
     fetchers_ = options_.fetch_executor;
     return absl::OkStatus();
   }
-  apply_thread_ = std::thread([this] { ApplyLoop(); });
+  apply_thread_ = std::thread([this] {
+    util::NameThisThread("raft-apply");
+    ApplyLoop();
+  });
   own_fetchers_ = std::make_unique<PoolExecutor>(
       std::max(1, options_.snapshot_fetchers), kMaxQueuedFetches);
   fetchers_ = own_fetchers_.get();
-  raft_thread_ = std::thread([this] { RaftLoop(); });
+  raft_thread_ = std::thread([this] {
+    util::NameThisThread("raft-loop");
+    RaftLoop();
+  });
   return absl::OkStatus();
 }
 

@@ -147,6 +147,13 @@ for i in 1 2 3; do
 done
 ok "HTTP /health, /live and /metrics on every node"
 
+# Each thread of kvd's own carries a name (top -H, perf, /proc/PID/task).
+names=$(cat /proc/"$(cat "$dir/n1.pid")"/task/*/comm)
+for want in raft-loop raft-apply kv-read kv-scan peer-send-2 health leader-duties; do
+  grep -qx -- "$want" <<<"$names" || fail "no thread named $want in n1: $(sort -u <<<"$names" | tr '\n' ' ')"
+done
+ok "kvd names its threads"
+
 kvctl put app/a 1 >/dev/null && kvctl put app/b 2 >/dev/null && kvctl put apq 3 >/dev/null ||
   fail "puts under app/"
 printf 'from stdin' | kvctl put app/c >/dev/null || fail "put from stdin"

@@ -15,6 +15,7 @@
 #include "grpcpp/grpcpp.h"
 #include "kv/server/internal/admission.h"
 #include "kv/server/internal/rpc_stats.h"
+#include "util/thread_name.h"
 #include "util/waker.h"
 
 namespace tally::kv::server {
@@ -106,7 +107,11 @@ class Deadlines {
   using Steady = std::chrono::steady_clock;
 
  public:
-  Deadlines() : thread_([this] { Run(); }) {}
+  Deadlines()
+      : thread_([this] {
+          util::NameThisThread("call-timers");
+          Run();
+        }) {}
   ~Deadlines() {
     {
       std::lock_guard<std::mutex> l(mu_);

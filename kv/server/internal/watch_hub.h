@@ -9,6 +9,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "util/thread_name.h"
 #include "util/waker.h"
 
 namespace tally::kv::server {
@@ -23,7 +24,11 @@ class WatchHub {
  public:
   using Poke = std::function<void(bool tick)>;
 
-  WatchHub() : ticker_([this] { Tick(); }) {}
+  WatchHub()
+      : ticker_([this] {
+          util::NameThisThread("watch-ticker");
+          Tick();
+        }) {}
   ~WatchHub() {
     stop_.Stop();
     ticker_.join();
