@@ -64,11 +64,16 @@ cmake -S "$ROOT" -B "$TSAN_DIR" -G Ninja -DTALLY_SANITIZE=thread \
   -DTALLY_WERROR=ON >/dev/null
 cmake --build "$TSAN_DIR" -j "$JOBS" --target "${TESTS[@]}"
 
+# ignore_noninstrumented_modules: interceptors (free, memcpy, sendmsg, ...)
+# called from a library built without the sanitizer report nothing. gRPC
+# hands buffers and calls between its threads with atomics the sanitizer
+# cannot see, so its own frees and sends would otherwise be reported as
+# racing each other. Our code's accesses are instrumented and still checked.
 failed=0
 for t in "${TESTS[@]}"; do
   log=$TSAN_DIR/tsan-$t.log
   if LD_LIBRARY_PATH=$ABSL_LIB \
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/scripts/tsan.supp" \
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1 suppressions=$ROOT/scripts/tsan.supp" \
     timeout 900 "$TSAN_DIR/bin/$t" >"$log" 2>&1; then
     echo "tsan: $t passed"
   else
