@@ -285,6 +285,8 @@ class Cluster {
   std::atomic<int> early_commits{0};
   // Append messages carrying entries, by sender.
   std::atomic<int> appends_from[8] = {};
+  // Append responses, by sender.
+  std::atomic<int> append_responses_from[8] = {};
   // While held, snapshot fetches wait (at most 10 s) before they start.
   void HoldFetches(bool hold) {
     absl::MutexLock l(&mu_);
@@ -343,6 +345,9 @@ void LoopTransport::Send(NodeId to, std::vector<GroupMessage> msgs) {
   for (const GroupMessage& gm : msgs) {
     if (gm.msg.type == MessageType::kAppend && !gm.msg.entries.empty()) {
       ++cluster_->appends_from[self_];
+    }
+    if (gm.msg.type == MessageType::kAppendResponse) {
+      ++cluster_->append_responses_from[self_];
     }
   }
   if (MemoryLog* log = cluster_->log(self_)) {
@@ -664,6 +669,33 @@ TEST(NodeHostTest, QuietLeaderCutOffFromItsFollowersStepsDown) {
     return info().ok() && info()->role != Role::kLeader;
   })) << "still "
       << RoleName(info()->role);
+}
+
+// A quiet group still answers what it is sent, though nothing wakes it: a
+// heartbeat from a leader of an earlier term (back from a partition, say)
+// gets the current term back, so that the stale leader steps down.
+TEST(NodeHostTest, QuietLeaderAnswersAStaleLeader) {
+  Cluster c(FastOptions());
+  const NodeId leader = StartThreeWith(c, "a");
+  ASSERT_NE(leader, kNoNode);
+  auto info = [&] { return c.host(leader)->Group(1); };
+  ASSERT_TRUE(Eventually([&] { return info().ok() && info()->quiet; }));
+  const Term term = info()->term;
+  ASSERT_GT(term, 1u);
+  const int answered = c.append_responses_from[leader].load();
+  GroupMessage stale;
+  stale.group = 1;
+  stale.msg.type = MessageType::kHeartbeat;
+  stale.msg.from = leader == 1 ? 2 : 1;
+  stale.msg.to = leader;
+  stale.msg.term = term - 1;
+  c.host(leader)->Deliver({stale});
+  EXPECT_TRUE(Eventually([&] {
+    return c.append_responses_from[leader].load() > answered;
+  })) << "the quiet leader never answered a heartbeat of term "
+      << term - 1;
+  EXPECT_TRUE(info()->quiet);
+  EXPECT_EQ(info()->term, term);
 }
 
 TEST(NodeHostTest, SlowApplyShedsProposals) {
