@@ -1,9 +1,14 @@
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "kv/storage/leveldb_engine.h"
+#include "kv/storage/leveldb_util.h"
 #include "kv/storage/memory_engine.h"
 
 namespace tally::kv::storage {
@@ -45,6 +50,45 @@ TEST(EngineTest, LevelDBEngine) {
   ASSERT_TRUE(e.ok()) << e.status();
   Exercise(**e);
   e->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// The names of this process's threads.
+std::vector<std::string> ThreadNames() {
+  std::vector<std::string> names;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/self/task")) {
+    std::string name;
+    std::getline(std::ifstream(task.path() / "comm"), name);
+    names.push_back(name);
+  }
+  return names;
+}
+
+// LevelDB's background thread (flushes, compactions) starts when a write
+// first needs one, as a child of the writing thread whose name it would
+// carry (a profile then counted compactions as the apply thread's work).
+TEST(EngineTest, LevelDBsBackgroundThreadHasANameOfItsOwn) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("tally-engine-bg-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  LevelDBOptions o;
+  o.write_buffer_size = 64 << 10;
+  auto e = LevelDBEngine::Open(dir.string(), o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::thread writer([&] {
+    pthread_setname_np(pthread_self(), "engine-writer");
+    for (int i = 0; i < 64; ++i) {  // 4 MiB: several memtables flushed
+      WriteBatch b;
+      b.Put(absl::StrCat("k", i), std::string(64 << 10, 'v'));
+      ASSERT_TRUE((*e)->Write(b, false).ok());
+    }
+  });
+  writer.join();
+  e->reset();  // waits for the background work
+  std::vector<std::string> names = ThreadNames();
+  EXPECT_NE(std::find(names.begin(), names.end(), "leveldb-bg"), names.end())
+      << absl::StrJoin(names, " ");
   std::filesystem::remove_all(dir);
 }
 

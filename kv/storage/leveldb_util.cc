@@ -7,6 +7,7 @@
 #include "leveldb/cache.h"
 #include "leveldb/env.h"
 #include "leveldb/filter_policy.h"
+#include "util/thread_name.h"
 
 namespace tally::kv::storage {
 
@@ -54,8 +55,23 @@ class SyncOnCloseEnv final : public leveldb::EnvWrapper {
                                     leveldb::WritableFile** out) override {
     return Wrap(target()->NewAppendableFile(name, out), out);
   }
+  // LevelDB's background thread (flushes, compactions) starts at the first
+  // Schedule, as a child of the thread that called it, whose name it would
+  // keep (util/thread_name.h): each task it runs names it first.
+  void Schedule(void (*fn)(void*), void* arg) override {
+    target()->Schedule(&RunNamed, new Task{fn, arg});
+  }
 
  private:
+  struct Task {
+    void (*fn)(void*);
+    void* arg;
+  };
+  static void RunNamed(void* task) {
+    std::unique_ptr<Task> t(static_cast<Task*>(task));
+    util::NameThisThread("leveldb-bg");
+    t->fn(t->arg);
+  }
   static leveldb::Status Wrap(leveldb::Status s, leveldb::WritableFile** out) {
     if (s.ok()) *out = new SyncOnCloseFile(*out);
     return s;
