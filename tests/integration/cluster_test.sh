@@ -149,7 +149,9 @@ ok "HTTP /health, /live and /metrics on every node"
 
 # Each thread of kvd's own carries a name (top -H, perf, /proc/PID/task).
 names=$(cat /proc/"$(cat "$dir/n1.pid")"/task/*/comm)
-for want in raft-loop raft-apply kv-read kv-scan peer-send-2 health leader-duties; do
+# (peer-send-N: one per node it has sent to; a follower sends to its
+# leader only.)
+for want in raft-loop raft-apply kv-read kv-scan 'peer-send-[23]' health leader-duties; do
   grep -qx -- "$want" <<<"$names" || fail "no thread named $want in n1: $(sort -u <<<"$names" | tr '\n' ' ')"
 done
 ok "kvd names its threads"
