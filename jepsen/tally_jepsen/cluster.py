@@ -62,6 +62,9 @@ class Node:
     def start(self):
         if self.running():
             return
+        if self.proc is not None:
+            # It ended without the harness (a crash, a fatal error).
+            self._remove_clock_state()
         os.makedirs(self.data_dir, exist_ok=True)
         env = dict(os.environ)
         if self.cluster.fake_clocks:
