@@ -102,7 +102,8 @@ bool WaitUntil(const std::future<T>& f,
 }
 
 // Answers calls whose operation is still running at their deadline with
-// DEADLINE_EXCEEDED: one thread for every call of the server.
+// DEADLINE_EXCEEDED: one thread for all the calls of a service (each
+// service has its own).
 class Deadlines {
   using Steady = std::chrono::steady_clock;
 
