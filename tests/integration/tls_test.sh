@@ -86,9 +86,18 @@ solo() {
 # Certificates made three days ago, with libfaketime preloaded. Not the
 # faketime wrapper: it refuses to start where /dev/shm holds a semaphore
 # under its pid, left there by a process killed under libfaketime.
+# libfaketime keeps that semaphore and a memory segment for the first
+# process of the tree it is preloaded into, and removes them when that
+# process exits, not when it execs another program: run through its
+# #!/usr/bin/env line, the script would leave env's behind.
 faketime_lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n 1 || true)
 [ -n "$faketime_lib" ] || fail "libfaketime not found (apt-get install faketime)"
-TALLY_CERT_DAYS=1 LD_PRELOAD=$faketime_lib FAKETIME=-3d "$root/deploy/gen-certs.sh" "$dir/old" n1 >/dev/null
+TALLY_CERT_DAYS=1 LD_PRELOAD=$faketime_lib FAKETIME=-3d bash "$root/deploy/gen-certs.sh" "$dir/old" n1 >/dev/null &
+faked=$!
+wait $faked || fail "gen-certs.sh under libfaketime failed"
+for f in /dev/shm/sem.faketime_sem_$faked /dev/shm/faketime_shm_$faked; do
+  [ ! -e "$f" ] || fail "libfaketime left $f behind"
+done
 expect_fail 1 "certificate $dir/old/n1.pem: expired on" solo --tls-ca "$dir/old/ca.pem" --tls-cert "$dir/old/n1.pem" --tls-key "$dir/old/n1-key.pem"
 expect_fail 1 "does not match certificate" solo --tls-ca "$certs/ca.pem" --tls-cert "$certs/n1.pem" --tls-key "$certs/n2-key.pem"
 expect_fail 1 "is not issued by the CA" solo --tls-ca "$certs/ca.pem" --tls-cert "$dir/other/n3.pem" --tls-key "$dir/other/n3-key.pem"
