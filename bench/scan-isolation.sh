@@ -9,6 +9,7 @@
 #   BENCH_DURATION=20 bench/scan-isolation.sh
 #   BENCH_SCANNER_NICE=19 bench/scan-isolation.sh
 #   BENCH_SCAN_ARGS='--read-mode serializable' bench/scan-isolation.sh
+#   BENCH_KVD_ARGS='--max-concurrent-scans 1000' bench/scan-isolation.sh
 #
 # BENCH_SCANNER_NICE runs the scanners' load generator at that nice value,
 # so that on a small machine its own CPU (decoding 50-100 MB/s of scan
@@ -42,7 +43,7 @@ done
 for i in 1 2 3; do
   "$bin/kvd" --name "n$i" --data-dir "$work/n$i" \
     --listen-client "127.0.0.1:$((7900 + i))" --listen-peer "127.0.0.1:$((7800 + i))" \
-    --initial-cluster "$initial" --log-level warn >>"$work/n$i.log" 2>&1 &
+    --initial-cluster "$initial" --log-level warn ${BENCH_KVD_ARGS:-} >>"$work/n$i.log" 2>&1 &
   pids+=($!)
 done
 for _ in $(seq 1 100); do

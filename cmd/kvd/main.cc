@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
                  "reads admitted and not yet answered; more are refused at "
                  "once (RESOURCE_EXHAUSTED)")
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--max-concurrent-scans", o.max_concurrent_scans,
+                 "scans (ranges of more than 64 keys) whose answers are in "
+                 "flight at once; the others wait, so that sending bulk "
+                 "answers leaves the CPU to writes")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--admission-target-ms", o.admission_target_ms,
                  "mean latency of client calls that admission keeps to when "
                  "overloaded, by admitting fewer at once (scans: 5x)")

@@ -43,6 +43,8 @@ constexpr size_t kMaxQueuedReads = 10000;
 constexpr int kScanThreads = 2;
 constexpr size_t kMaxQueuedScans = 1000;
 constexpr int kScanNice = 19;
+// The longest a scan waits for another's answer to be sent (ScanGate).
+constexpr absl::Duration kMostScanWait = absl::Seconds(1);
 // The gRPC health service name that liveness probes ask: SERVING while the
 // process runs. The overall status ("") says whether it can serve (health.h).
 constexpr char kLivenessService[] = "liveness";
@@ -100,6 +102,7 @@ class ServerImpl final : public Server {
     if (node_.crdt) node_.crdt->Stop();
     if (node_.host) node_.host->Stop();
     node_.reads.reset();  // answers what the host's stop failed
+    if (node_.scan_gate) node_.scan_gate->Stop();
     node_.scans.reset();
     if (node_.transport) node_.transport->Stop();
   }
@@ -315,6 +318,8 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
   node_.transport->set_host(node_.host.get());
   node_.reads = std::make_unique<util::ThreadPool>("kv-read", kReadThreads,
                                                    kMaxQueuedReads);
+  node_.scan_gate =
+      std::make_unique<ScanGate>(o.max_concurrent_scans, kMostScanWait);
   node_.scans = std::make_unique<util::ThreadPool>("kv-scan", kScanThreads,
                                                    kMaxQueuedScans, kScanNice);
   // A joining node has no groups yet: each starts empty when its leader
@@ -437,7 +442,7 @@ absl::Status ServerImpl::Init(const ServerOptions& o) {
     auto peers = [this] { return node_.transport->Stats(); };
     auto node = [this, dir = o.data_dir] {
       return node_.rpcs.Render() + node_.admission->Render() +
-             node_.writes.Render() +
+             node_.scan_gate->Render() + node_.writes.Render() +
              RenderNodeMetrics(dir, node_.watchers.Count());
     };
     ASSIGN_OR_RETURN(

@@ -57,6 +57,10 @@ struct ServerOptions {
   size_t max_inflight_writes = 1024;
   size_t max_inflight_reads = 4096;
   int64_t admission_target_ms = 200;
+  // Scans whose answers are in flight at once (scan_gate.h); the others wait
+  // on the scan threads, so that sending bulk answers does not take the CPU
+  // from writes.
+  int max_concurrent_scans = 1;
   uint64_t snapshot_every = 10000;
   // Idle ticks before a group goes quiet (0: never).
   int quiesce_ticks = 20;

@@ -147,6 +147,23 @@ for i in 1 2 3; do
 done
 ok "HTTP /health, /live and /metrics on every node"
 
+# A scan (a range of more than 64 keys: a prefix read) holds one of its
+# node's places for scan answers until its answer is sent (--max-concurrent-
+# scans 1): if the place were not given back, each later scan would wait
+# the longest wait (1 s) and go ahead beyond the bound ("overtaken").
+for i in $(seq 1 8); do kvctl get --prefix "" >/dev/null || fail "scan $i"; done
+for i in 1 2 3; do
+  for _ in $(seq 1 20); do
+    metrics=$(curl -s "http://127.0.0.1:$((b + 200 + i))/metrics") || true
+    grep -q '^tally_scans_answering 0$' <<<"$metrics" && break
+    sleep 0.1
+  done
+  grep -q '^tally_scans_answering 0$' <<<"$metrics" &&
+    grep -q '^tally_scans_overtaken_total 0$' <<<"$metrics" ||
+    fail "n$i holds scan places after its scans: $(grep tally_scans <<<"$metrics")"
+done
+ok "a scan gives its node's place for scan answers back once answered"
+
 # Each thread of kvd's own carries a name (top -H, perf, /proc/PID/task).
 names=$(cat /proc/"$(cat "$dir/n1.pid")"/task/*/comm)
 # (peer-send-N: one per node it has sent to; a follower sends to its

@@ -145,9 +145,11 @@ class Calls {
       return;
     }
     util::ThreadPool* pool = scan ? node_->scans.get() : node_->reads.get();
+    ScanGate* gate = scan ? node_->scan_gate.get() : nullptr;
     // Runs the read at `index` on `pool`, or refuses it if the pool is full.
-    auto post = [s, serve, pool](raft::Index index) {
-      bool posted = pool->Post([s, serve, index] {
+    auto post = [s, serve, pool, gate](raft::Index index) {
+      bool posted = pool->Post([s, serve, index, gate] {
+        if (gate != nullptr && !HoldScanPlace<Resp>(s, gate)) return;
         Reply<Resp>::Answer(
             s, [&](auto*, Resp* out) { return serve(index, out); });
       });
@@ -181,6 +183,22 @@ class Calls {
                          return node_->Refuse(ctx, group, i.status());
                        });
                      });
+  }
+
+  // Takes a place in `gate` for the scan of call `s`, given back once gRPC is
+  // done with its answer; false (and no place taken) if it was answered
+  // meanwhile (cancelled, or its deadline passed).
+  template <typename Resp>
+  static bool HoldScanPlace(
+      const std::shared_ptr<typename Reply<Resp>::State>& s, ScanGate* gate) {
+    gate->Enter();
+    absl::MutexLock l(&s->mu);
+    if (s->answered) {
+      gate->Leave();
+      return false;
+    }
+    s->done = [gate] { gate->Leave(); };
+    return true;
   }
 
   // Proposes `cmd` to `group`; `fill(result, resp)` turns the applied

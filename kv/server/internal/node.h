@@ -17,6 +17,7 @@
 #include "kv/server/internal/group_registry.h"
 #include "kv/server/internal/lock_waits.h"
 #include "kv/server/internal/rpc_stats.h"
+#include "kv/server/internal/scan_gate.h"
 #include "kv/server/internal/watch_hub.h"
 #include "kv/server/internal/watch_reads.h"
 #include "kv/server/server.h"
@@ -63,6 +64,8 @@ struct Node {
   // the lowest CPU priority: bulk reads take only the CPU that the raft
   // loop, the apply thread and point reads leave.
   std::unique_ptr<util::ThreadPool> scans;
+  // How many scans' answers are in flight at once (scan_gate.h).
+  std::unique_ptr<ScanGate> scan_gate;
   // The client calls answered, for /metrics.
   RpcStats rpcs;
   // Bounds the client calls in progress, per class (Calls::Admit).

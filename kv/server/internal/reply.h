@@ -45,6 +45,8 @@ class Reply final : public grpc::ServerUnaryReactor {
     // when it is answered.
     Admission* admission ABSL_GUARDED_BY(mu) = nullptr;
     Priority priority ABSL_GUARDED_BY(mu) = Priority::kRead;
+    // Run once gRPC is done with the call (its answer sent or dropped).
+    std::function<void()> done ABSL_GUARDED_BY(mu);
   };
   using Fill = std::function<grpc::Status(grpc::CallbackServerContext*, Resp*)>;
 
@@ -87,7 +89,15 @@ class Reply final : public grpc::ServerUnaryReactor {
     Answer(state_, grpc::Status(grpc::StatusCode::CANCELLED,
                                 "the client cancelled the call"));
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    std::function<void()> done;
+    {
+      absl::MutexLock l(&state_->mu);
+      done = std::move(state_->done);
+    }
+    if (done) done();
+    delete this;
+  }
 
  private:
   std::shared_ptr<State> state_;
