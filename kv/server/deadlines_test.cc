@@ -66,6 +66,37 @@ class WallOffset {
   const std::string file_;
 };
 
+TEST(DeadlinesTest, ACancelledTimerNeverRuns) {
+  Deadlines deadlines;
+  std::atomic<bool> cancelled_ran{false};
+  std::atomic<bool> other_ran{false};
+  const Deadlines::Timer t =
+      deadlines.At(Wall::now() + 50ms, [&] { cancelled_ran = true; });
+  deadlines.At(Wall::now() + 100ms, [&] { other_ran = true; });
+  EXPECT_EQ(deadlines.pending(), 2u);
+  deadlines.Cancel(t);
+  EXPECT_EQ(deadlines.pending(), 1u);
+  ASSERT_TRUE(WaitFor(other_ran, 5s));
+  EXPECT_FALSE(cancelled_ran);
+  EXPECT_EQ(deadlines.pending(), 0u);
+}
+
+TEST(DeadlinesTest, CancellingATimerThatRanChangesNothing) {
+  Deadlines deadlines;
+  std::atomic<int> runs{0};
+  const Deadlines::Timer first = deadlines.At(Wall::now(), [&] { ++runs; });
+  // Two timers due at the same time are two timers.
+  const auto later = Wall::now() + 60s;
+  const Deadlines::Timer a = deadlines.At(later, [&] { ++runs; });
+  deadlines.At(later, [&] { ++runs; });
+  for (int i = 0; i < 500 && runs == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(runs, 1);
+  deadlines.Cancel(first);
+  EXPECT_EQ(deadlines.pending(), 2u);
+  deadlines.Cancel(a);
+  EXPECT_EQ(deadlines.pending(), 1u);
+}
+
 TEST(DeadlinesTest, AWallClockSteppedForwardEndsNoCallEarly) {
   const char* file = std::getenv("FAKETIME_TIMESTAMP_FILE");
   if (file == nullptr) {

@@ -82,18 +82,26 @@ class Calls {
     auto s = reply->shared();
     const auto fallback = Clock::now() + kDefaultTimeout;
     const auto d = s->ctx->deadline();
-    deadlines_.At(d < fallback ? d : fallback, [weak = std::weak_ptr(s), what] {
-      if (auto s = weak.lock()) {
-        Reply<Resp>::Answer(std::move(s), [what](auto* ctx, Resp*) {
-          return rpc::ToGrpc(
-              rpc::OutcomeUnknown(absl::StrCat(
-                  what,
-                  " did not finish in time; the outcome is unknown (retry "
-                  "with the same session to find out)")),
-              ctx);
+    const Deadlines::Timer timer = deadlines_.At(
+        d < fallback ? d : fallback, [weak = std::weak_ptr(s), what] {
+          if (auto s = weak.lock()) {
+            Reply<Resp>::Answer(std::move(s), [what](auto* ctx, Resp*) {
+              return rpc::ToGrpc(
+                  rpc::OutcomeUnknown(absl::StrCat(
+                      what,
+                      " did not finish in time; the outcome is unknown "
+                      "(retry with the same session to find out)")),
+                  ctx);
+            });
+          }
         });
-      }
-    });
+    absl::MutexLock l(&s->mu);
+    if (s->answered) {
+      deadlines_.Cancel(timer);
+      return;
+    }
+    s->timers = &deadlines_;
+    s->timer = timer;
   }
 
   // Takes a place for the call in its class (Admission), or answers it at

@@ -4,12 +4,14 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
@@ -19,6 +21,91 @@
 #include "util/waker.h"
 
 namespace tally::kv::server {
+
+// Answers calls whose operation is still running at their deadline with
+// DEADLINE_EXCEEDED: one thread for all the calls of a service (each
+// service has its own). A call answered before its deadline cancels its
+// timer (Reply::Answer), so that the thread wakes for the calls that do run
+// out of time, not once for every call.
+class Deadlines {
+  using Steady = std::chrono::steady_clock;
+
+ public:
+  // One timer, to cancel it.
+  struct Timer {
+    Steady::time_point when;
+    uint64_t id = 0;
+  };
+
+  Deadlines()
+      : thread_([this] {
+          util::NameThisThread("call-timers");
+          Run();
+        }) {}
+  ~Deadlines() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+  // Runs `expire` at `at` unless cancelled by then. `at` is a wall-clock
+  // time, as gRPC gives deadlines, but it counts from now by the steady
+  // clock: a wall clock stepped afterwards moves no timer.
+  Timer At(std::chrono::system_clock::time_point at,
+           std::function<void()> expire) {
+    const Steady::time_point when = util::SteadyAt(at);
+    std::lock_guard<std::mutex> l(mu_);
+    const Key key{when, ++last_id_};
+    const bool first = timers_.empty() || key < timers_.begin()->first;
+    timers_.emplace(key, std::move(expire));
+    if (first) cv_.notify_one();
+    return Timer{key.first, key.second};
+  }
+  // Drops timer `t` unless it ran already (or is running).
+  void Cancel(const Timer& t) {
+    std::lock_guard<std::mutex> l(mu_);
+    timers_.erase(Key{t.when, t.id});
+  }
+  // Timers not yet run or cancelled.
+  size_t pending() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return timers_.size();
+  }
+
+ private:
+  // When, then the order of arrival.
+  using Key = std::pair<Steady::time_point, uint64_t>;
+
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stop_) {
+      if (timers_.empty()) {
+        cv_.wait(l);
+        continue;
+      }
+      const auto at = timers_.begin()->first.first;
+      if (Steady::now() < at) {
+        cv_.wait_until(l, at);
+        continue;
+      }
+      std::function<void()> expire = std::move(timers_.begin()->second);
+      timers_.erase(timers_.begin());
+      l.unlock();
+      expire();
+      l.lock();
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t last_id_ = 0;
+  std::map<Key, std::function<void()>> timers_;
+  std::thread thread_;
+};
 
 // The answer to one unary call of the callback API, given once: by the
 // operation's completion (on whichever thread finishes it: the raft loop,
@@ -47,6 +134,10 @@ class Reply final : public grpc::ServerUnaryReactor {
     Priority priority ABSL_GUARDED_BY(mu) = Priority::kRead;
     // Run once gRPC is done with the call (its answer sent or dropped).
     std::function<void()> done ABSL_GUARDED_BY(mu);
+    // The call's deadline timer (Calls::Expire), cancelled when it is
+    // answered.
+    Deadlines* timers ABSL_GUARDED_BY(mu) = nullptr;
+    Deadlines::Timer timer ABSL_GUARDED_BY(mu);
   };
   using Fill = std::function<grpc::Status(grpc::CallbackServerContext*, Resp*)>;
 
@@ -69,6 +160,7 @@ class Reply final : public grpc::ServerUnaryReactor {
     absl::MutexLock l(&s->mu);
     if (s->answered) return;
     s->answered = true;
+    if (s->timers != nullptr) s->timers->Cancel(s->timer);
     grpc::Status st = fill(s->ctx, s->resp);
     const double seconds = std::chrono::duration<double>(
                                std::chrono::steady_clock::now() - s->arrived)
@@ -110,68 +202,6 @@ bool WaitUntil(const std::future<T>& f,
                std::chrono::system_clock::time_point at) {
   return f.wait_until(util::SteadyAt(at)) == std::future_status::ready;
 }
-
-// Answers calls whose operation is still running at their deadline with
-// DEADLINE_EXCEEDED: one thread for all the calls of a service (each
-// service has its own).
-class Deadlines {
-  using Steady = std::chrono::steady_clock;
-
- public:
-  Deadlines()
-      : thread_([this] {
-          util::NameThisThread("call-timers");
-          Run();
-        }) {}
-  ~Deadlines() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-
-  // Runs `expire` at `at` unless the call was answered by then (expire is
-  // an Answer that drops itself in that case). `at` is a wall-clock time,
-  // as gRPC gives deadlines, but it counts from now by the steady clock: a
-  // wall clock stepped afterwards moves no timer.
-  void At(std::chrono::system_clock::time_point at,
-          std::function<void()> expire) {
-    const Steady::time_point when = util::SteadyAt(at);
-    std::lock_guard<std::mutex> l(mu_);
-    const bool first = timers_.empty() || when < timers_.begin()->first;
-    timers_.emplace(when, std::move(expire));
-    if (first) cv_.notify_one();
-  }
-
- private:
-  void Run() {
-    std::unique_lock<std::mutex> l(mu_);
-    while (!stop_) {
-      if (timers_.empty()) {
-        cv_.wait(l);
-        continue;
-      }
-      const auto at = timers_.begin()->first;
-      if (Steady::now() < at) {
-        cv_.wait_until(l, at);
-        continue;
-      }
-      std::function<void()> expire = std::move(timers_.begin()->second);
-      timers_.erase(timers_.begin());
-      l.unlock();
-      expire();
-      l.lock();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::multimap<Steady::time_point, std::function<void()>> timers_;
-  std::thread thread_;
-};
 
 // A server stream refused before it starts: it ends at once with `st`.
 template <typename Resp>
