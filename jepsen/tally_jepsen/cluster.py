@@ -1,4 +1,5 @@
 """Real kvd processes: start, kill -9, pause, restart, wipe, fake clocks."""
+import glob
 import os
 import shutil
 import signal
@@ -7,11 +8,27 @@ import time
 
 from . import paths
 
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+# Where Debian's faketime package puts the library, on any architecture.
+FAKETIME_PATTERNS = (
+    "/usr/lib/*-linux-gnu*/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+)
+
+
+def find_faketime_lib(patterns=FAKETIME_PATTERNS):
+    """The path of libfaketimeMT, or None if it is not installed."""
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+FAKETIME_LIB = find_faketime_lib()
 
 
 def faketime_available():
-    return os.path.exists(FAKETIME_LIB)
+    return FAKETIME_LIB is not None
 
 
 class Node:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tally_jepsen.cluster import Cluster, faketime_available
+from tally_jepsen.cluster import Cluster, faketime_available, find_faketime_lib
 from tally_jepsen.net import Network
 
 
@@ -22,6 +22,17 @@ def wait_for_semaphore(pid):
 
 
 @pytest.mark.skipif(not faketime_available(), reason="needs libfaketime (Debian package faketime)")
+def test_libfaketime_is_found_under_any_architectures_directory(tmp_path):
+    lib = tmp_path / "usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"")
+    patterns = (str(tmp_path / "usr/lib/*-linux-gnu*/faketime/libfaketimeMT.so.1"),
+                str(tmp_path / "usr/lib/faketime/libfaketimeMT.so.1"))
+    assert find_faketime_lib(patterns) == str(lib)
+    lib.unlink()
+    assert find_faketime_lib(patterns) is None
+
+
 def test_nodes_under_fake_clocks_leave_nothing_in_dev_shm(tmp_path):
     """libfaketime keeps a semaphore and a memory segment in /dev/shm for
     each process it runs in and removes them when the process exits, which
