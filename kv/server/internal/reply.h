@@ -25,8 +25,8 @@ namespace tally::kv::server {
 // Answers calls whose operation is still running at their deadline with
 // DEADLINE_EXCEEDED: one thread for all the calls of a service (each
 // service has its own). A call answered before its deadline cancels its
-// timer (Reply::Answer), so that the thread wakes for the calls that do run
-// out of time, not once for every call.
+// timer (Reply::Answer), so that the thread no longer wakes once for every
+// call, long after it was answered.
 class Deadlines {
   using Steady = std::chrono::steady_clock;
 
