@@ -21,7 +21,6 @@ def wait_for_semaphore(pid):
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(not faketime_available(), reason="needs libfaketime (Debian package faketime)")
 def test_libfaketime_is_found_under_any_architectures_directory(tmp_path):
     lib = tmp_path / "usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1"
     lib.parent.mkdir(parents=True)
@@ -33,6 +32,7 @@ def test_libfaketime_is_found_under_any_architectures_directory(tmp_path):
     assert find_faketime_lib(patterns) is None
 
 
+@pytest.mark.skipif(not faketime_available(), reason="needs libfaketime (Debian package faketime)")
 def test_nodes_under_fake_clocks_leave_nothing_in_dev_shm(tmp_path):
     """libfaketime keeps a semaphore and a memory segment in /dev/shm for
     each process it runs in and removes them when the process exits, which
