@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -180,14 +181,69 @@ absl::Status StateMachine::Bootstrap(
   return absl::OkStatus();
 }
 
+// The applies of the groups of one engine, in one batch. Each group's
+// applied state is staged with its writes and becomes its state at Commit.
+class StateMachine::Pass final : public raft::host::ApplyPass {
+ public:
+  explicit Pass(storage::Engine* engine) : engine_(engine), batch_(engine) {}
+
+  absl::Status Commit() override {
+    if (!batch_.status().ok()) return batch_.status();
+    if (absl::Status s = engine_->Write(batch_.writes(), /*sync=*/false);
+        !s.ok()) {
+      return s;
+    }
+    for (auto& [sm, st] : staged_) sm->Publish(st);
+    staged_.clear();
+    return absl::OkStatus();
+  }
+
+ private:
+  friend class StateMachine;
+
+  // `sm`'s applied state as staged in this pass, else nullptr.
+  kvpb::AppliedState* Staged(const StateMachine* sm) {
+    for (auto& [s, st] : staged_) {
+      if (s == sm) return &st;
+    }
+    return nullptr;
+  }
+
+  storage::Engine* const engine_;
+  Batch batch_;
+  // Each state machine applied into the pass, in the order of its first
+  // apply, with its applied state after its last.
+  std::vector<std::pair<StateMachine*, kvpb::AppliedState>> staged_;
+};
+
+std::unique_ptr<raft::host::ApplyPass> StateMachine::NewPass() {
+  return std::make_unique<Pass>(engine_);
+}
+
+bool StateMachine::Joins(const raft::host::ApplyPass& pass) const {
+  const auto* p = dynamic_cast<const Pass*>(&pass);
+  return p != nullptr && p->engine_ == engine_;
+}
+
 absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
     const std::vector<raft::Entry>& entries) {
-  kvpb::AppliedState st;
-  {
+  Pass pass(engine_);
+  absl::StatusOr<std::vector<std::string>> results = ApplyInto(pass, entries);
+  if (!results.ok()) return results.status();
+  if (absl::Status s = pass.Commit(); !s.ok()) return s;
+  return results;
+}
+
+absl::StatusOr<std::vector<std::string>> StateMachine::ApplyInto(
+    raft::host::ApplyPass& into, const std::vector<raft::Entry>& entries) {
+  Pass& pass = static_cast<Pass&>(into);
+  kvpb::AppliedState* staged = pass.Staged(this);
+  if (staged == nullptr) {
     absl::MutexLock l(&mu_);
-    st = state_;
+    staged = &pass.staged_.emplace_back(this, state_).second;
   }
-  Batch b(engine_);
+  kvpb::AppliedState& st = *staged;
+  Batch& b = pass.batch_;
   std::vector<std::string> results;
   results.reserve(entries.size());
   for (const raft::Entry& e : entries) {
@@ -216,9 +272,10 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
   }
   if (!b.status().ok()) return b.status();
   b.Put(keys_.Key(Space::kApplied), st.SerializeAsString());
-  if (absl::Status s = engine_->Write(b.writes(), /*sync=*/false); !s.ok()) {
-    return s;
-  }
+  return results;
+}
+
+void StateMachine::Publish(const kvpb::AppliedState& st) {
   {
     absl::MutexLock l(&mu_);
     const int64_t before = state_.log_time_ms();
@@ -227,7 +284,6 @@ absl::StatusOr<std::vector<std::string>> StateMachine::Apply(
   }
   for (Module* m : modules_) m->Committed();
   MaybeDutiesPending();
-  return results;
 }
 
 kvpb::CommandResult StateMachine::Execute(ApplyContext& ctx,

@@ -36,7 +36,8 @@ namespace tally::kv {
 // The replicated state machine of one raft group (one shard, or the metadata
 // group): a dispatcher over modules (module.h). It owns the applied index,
 // the revision and log time (key space 'a', keyspace.h), writes each apply
-// pass as one engine batch with the applied index it covers, and hands each
+// pass as one engine batch with the applied index it covers (one batch for
+// every group of the engine, through NewPass and ApplyInto), and hands each
 // command to its module: KvStore (kvstore/, recording every change in
 // WatchHistory, watch/), Meta (meta/), Leases (lease/),
 // Locks (lock/), AuthStore (auth/), and Sessions (session/), which opens
@@ -71,6 +72,13 @@ class StateMachine final : public raft::host::StateMachine {
 
   raft::Index applied() const override;
   absl::StatusOr<std::vector<std::string>> Apply(
+      const std::vector<raft::Entry>& entries) override;
+  // Passes over this state machine's engine: the applies of every group it
+  // holds, written as one engine batch.
+  std::unique_ptr<raft::host::ApplyPass> NewPass() override;
+  bool Joins(const raft::host::ApplyPass& pass) const override;
+  absl::StatusOr<std::vector<std::string>> ApplyInto(
+      raft::host::ApplyPass& pass,
       const std::vector<raft::Entry>& entries) override;
   absl::StatusOr<raft::Index> Sync() override;
   absl::Status Export(raft::Index min_index,
@@ -148,8 +156,13 @@ class StateMachine final : public raft::host::StateMachine {
                                          size_t limit) const;
 
  private:
+  class Pass;
+
   StateMachine(storage::Engine* engine, raft::host::GroupId group,
                MonotonicClock clock);
+
+  // The applied state `pass` was committed with: now this replica's.
+  void Publish(const kvpb::AppliedState& st);
 
   // Runs one command against the pass's batch.
   kvpb::CommandResult Execute(ApplyContext& ctx, const kvpb::Command& cmd);

@@ -434,6 +434,58 @@ TEST(SessionExpiryTest, SameResultsAndDataWhateverTheBatching) {
   }
 }
 
+raft::Entry PutEntry(raft::Index index, std::string key, std::string value) {
+  return {
+      1, index, raft::EntryType::kNormal,
+      PutCommand(std::move(key), std::move(value), 0, 0).SerializeAsString()};
+}
+
+// The apply thread applies what several groups committed into one pass:
+// one engine write for all of them, and nothing of it seen before.
+TEST(ApplyPassTest, GroupsOfOneEngineAreWrittenAtOnceAtCommit) {
+  storage::MemoryEngine db;
+  auto a = StateMachine::Open(&db, 2);
+  auto b = StateMachine::Open(&db, 3);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::unique_ptr<raft::host::ApplyPass> pass = (*a)->NewPass();
+  ASSERT_NE(pass, nullptr);
+  ASSERT_TRUE((*b)->Joins(*pass));
+  const size_t writes = db.unsynced_writes();
+  ASSERT_TRUE((*a)->ApplyInto(*pass, {PutEntry(1, "x", "a1")}).ok());
+  ASSERT_TRUE((*b)->ApplyInto(*pass, {PutEntry(1, "x", "b1")}).ok());
+  // The same group again in the pass goes on from where it stopped.
+  auto again = (*a)->ApplyInto(*pass, {PutEntry(2, "x", "a2")});
+  ASSERT_TRUE(again.ok());
+  kvpb::CommandResult r;
+  ASSERT_TRUE(r.ParseFromString(again->at(0)));
+  EXPECT_EQ(r.put().header().revision(), 2);
+  EXPECT_EQ(r.put().prev().value(), "a1");
+
+  EXPECT_EQ(db.unsynced_writes(), writes);
+  EXPECT_EQ((*a)->applied(), 0u);
+  EXPECT_EQ((*b)->applied(), 0u);
+  auto unseen = (*b)->kv().Get("x");
+  ASSERT_TRUE(unseen.ok());
+  EXPECT_FALSE(unseen->has_value());
+
+  ASSERT_TRUE(pass->Commit().ok());
+  EXPECT_EQ(db.unsynced_writes(), writes + 1);
+  EXPECT_EQ((*a)->applied(), 2u);
+  EXPECT_EQ((*b)->applied(), 1u);
+  EXPECT_EQ((*a)->revision(), 2);
+  auto va = (*a)->kv().Get("x");
+  auto vb = (*b)->kv().Get("x");
+  ASSERT_TRUE(va.ok() && va->has_value() && vb.ok() && vb->has_value());
+  EXPECT_EQ((*va)->value(), "a2");
+  EXPECT_EQ((*vb)->value(), "b1");
+
+  // A group over another engine cannot join.
+  storage::MemoryEngine other;
+  auto c = StateMachine::Open(&other, 2);
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE((*c)->Joins(*(*a)->NewPass()));
+}
+
 // A session holding many saved results (a client with requests in flight
 // past its first incomplete one) is stored as the same bytes on every
 // replica: Protobuf's maps iterate in a per-instance random order.

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -80,10 +81,23 @@ struct SnapshotChunk {
 using ChunkSink = std::function<absl::Status(SnapshotChunk)>;
 using ChunkSource = std::function<absl::StatusOr<SnapshotChunk>()>;
 
+// The applies of several groups' state machines written to their store at
+// once: the apply thread applies what each group committed into one pass,
+// then commits it, one write for all of them instead of one per group.
+class ApplyPass {
+ public:
+  virtual ~ApplyPass() = default;
+  // Writes what was applied into the pass, at once and not synced; only
+  // then do the state machines' applied() and reads show it. An error is
+  // fatal.
+  virtual absl::Status Commit() = 0;
+};
+
 // One group's replicated state machine.
 //
-// Thread safety: Apply, Import, Sync and OnLeadership are called from the
-// host's apply thread only; applied() and Export from any thread.
+// Thread safety: Apply, ApplyInto, NewPass, Import, Sync and OnLeadership
+// are called from the host's apply thread only; applied() and Export from
+// any thread.
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
@@ -94,6 +108,24 @@ class StateMachine {
   // with the data it covers. An error is fatal.
   virtual absl::StatusOr<std::vector<std::string>> Apply(
       const std::vector<Entry>& entries) = 0;
+  // For applying several groups at once: a pass this state machine can
+  // apply into, or nullptr if it cannot (then the host calls Apply).
+  virtual std::unique_ptr<ApplyPass> NewPass() { return nullptr; }
+  // Whether ApplyInto can take `pass` (one from some state machine's
+  // NewPass: another group's, over the same store).
+  virtual bool Joins(const ApplyPass& pass) const {
+    (void)pass;
+    return false;
+  }
+  // Apply, into `pass` (Joins says it may): the results now, the writes
+  // and applied() at pass.Commit(). A group may apply into one pass more
+  // than once; each time starts where the last ended.
+  virtual absl::StatusOr<std::vector<std::string>> ApplyInto(
+      ApplyPass& pass, const std::vector<Entry>& entries) {
+    (void)pass;
+    (void)entries;
+    return absl::UnimplementedError("this state machine has no apply passes");
+  }
   // Makes everything applied so far durable; returns the applied index.
   virtual absl::StatusOr<Index> Sync() = 0;
   // Streams the current state (applied index >= min_index) to `sink`.

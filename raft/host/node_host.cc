@@ -531,7 +531,9 @@ void NodeHost::FetchSnapshot(const GroupMessage& gm, StateMachine* sm) {
     }
     finish(st.ok());
   };
-  EnqueueApply(std::move(task));
+  std::vector<ApplyTask> tasks;
+  tasks.push_back(std::move(task));
+  EnqueueApply(std::move(tasks));
 }
 
 void NodeHost::ReportUnreachable(NodeId node) {

@@ -71,7 +71,7 @@ struct HostOptions {
   // Where time comes from (not owned); null: the steady clock.
   const Clock* clock = nullptr;
   // Driven by its owner instead of its own threads (the simulator): Start
-  // starts no thread, the owner calls RunRaftPass and RunApplyTask, and
+  // starts no thread, the owner calls RunRaftPass and RunApplyPass, and
   // snapshot fetches go to `fetch_executor` (not owned, required then).
   bool driven = false;
   Executor* fetch_executor = nullptr;
@@ -164,8 +164,9 @@ class NodeHost final : public MessageHandler {
   // pass, and everything they make ready (persist, send, hand to apply).
   // Returns whether there was anything to do.
   bool RunRaftPass();
-  // Runs one task of the apply thread; false if there was none.
-  bool RunApplyTask();
+  // Runs one pass of the apply thread over what it has queued; false if
+  // there was nothing.
+  bool RunApplyPass();
 
   // Proposes `data` to `group`. The callback receives the state machine's
   // result once the entry is applied here, or an error: UNAVAILABLE when
@@ -284,8 +285,16 @@ class NodeHost final : public MessageHandler {
   void FetchSnapshot(const GroupMessage& gm, StateMachine* sm);
 
   void ApplyLoop();
-  void RunApply(ApplyTask& task);
-  void EnqueueApply(ApplyTask task);
+  // Takes the tasks of the next apply pass off the queue.
+  std::vector<ApplyTask> TakeApplyPass()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Applies `tasks` in order, each group's entries into one ApplyPass where
+  // the state machines allow, and answers their proposals once it is
+  // committed.
+  void RunApply(std::vector<ApplyTask>& tasks);
+  // What a task applied is visible: answers, counters, waiters, snapshots.
+  void AfterApply(ApplyTask& task, std::vector<std::string>& results);
+  void EnqueueApply(std::vector<ApplyTask> tasks);
   void WaitApplied(GroupId group, Index index, ReadCallback done);
   void FireWaiters(GroupId group, Index applied);
 
@@ -308,6 +317,9 @@ class NodeHost final : public MessageHandler {
   std::vector<GroupState*> attention_;
   // Groups with proposals that arrived during this pass, in arrival order.
   std::vector<GroupId> proposing_;
+  // What a round of the pass hands to the apply thread, queued at once at
+  // its end (one wake-up of that thread, not one per group).
+  std::vector<ApplyTask> to_apply_;
   uint64_t next_read_context_ = 1;
   Clock::TimePoint next_tick_;
   std::unique_ptr<SlowDiskDetector> slow_disk_;

@@ -1,7 +1,9 @@
 // The apply thread: state machines, in order per group, and the reads
 // waiting for an applied index.
 
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "raft/host/internal/group_state.h"
@@ -9,15 +11,38 @@
 
 namespace tally::raft::host {
 
-void NodeHost::EnqueueApply(ApplyTask task) {
-  apply_backlog_ += task.entries.size();
+namespace {
+
+// An apply pass takes the queued tasks up to this many entries (and at
+// least one task): enough to write many groups' applies at once, few
+// enough that the first proposals of the pass are answered soon.
+constexpr size_t kMostEntriesPerPass = 4096;
+
+}  // namespace
+
+void NodeHost::EnqueueApply(std::vector<ApplyTask> tasks) {
+  if (tasks.empty()) return;
+  for (const ApplyTask& t : tasks) apply_backlog_ += t.entries.size();
   absl::MutexLock l(&apply_mu_);
-  apply_queue_.push_back(std::move(task));
+  for (ApplyTask& t : tasks) apply_queue_.push_back(std::move(t));
+}
+
+std::vector<NodeHost::ApplyTask> NodeHost::TakeApplyPass() {
+  std::vector<ApplyTask> tasks;
+  size_t entries = 0;
+  while (!apply_queue_.empty() &&
+         (tasks.empty() || entries + apply_queue_.front().entries.size() <=
+                               kMostEntriesPerPass)) {
+    entries += apply_queue_.front().entries.size();
+    tasks.push_back(std::move(apply_queue_.front()));
+    apply_queue_.pop_front();
+  }
+  return tasks;
 }
 
 void NodeHost::ApplyLoop() {
   while (true) {
-    ApplyTask task;
+    std::vector<ApplyTask> tasks;
     {
       absl::MutexLock l(&apply_mu_);
       auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(apply_mu_) {
@@ -25,39 +50,62 @@ void NodeHost::ApplyLoop() {
       };
       apply_mu_.Await(absl::Condition(&ready));
       if (apply_queue_.empty()) return;
-      task = std::move(apply_queue_.front());
-      apply_queue_.pop_front();
+      tasks = TakeApplyPass();
     }
-    RunApply(task);
+    RunApply(tasks);
   }
 }
 
-bool NodeHost::RunApplyTask() {
-  ApplyTask task;
+bool NodeHost::RunApplyPass() {
+  std::vector<ApplyTask> tasks;
   {
     absl::MutexLock l(&apply_mu_);
-    if (apply_queue_.empty()) return false;
-    task = std::move(apply_queue_.front());
-    apply_queue_.pop_front();
+    tasks = TakeApplyPass();
   }
-  RunApply(task);
+  if (tasks.empty()) return false;
+  RunApply(tasks);
   return true;
 }
 
-void NodeHost::RunApply(ApplyTask& task) {
-  if (task.run) {
-    task.run();
-    return;
+void NodeHost::RunApply(std::vector<ApplyTask>& tasks) {
+  std::unique_ptr<ApplyPass> pass;
+  // Applied into `pass`, answered once it is committed.
+  std::vector<std::pair<ApplyTask*, std::vector<std::string>>> staged;
+  auto commit = [&] {
+    if (pass != nullptr) {
+      if (absl::Status st = pass->Commit(); !st.ok()) {
+        StorageFailed("writing applied entries", st);
+      }
+      pass.reset();
+    }
+    for (auto& [task, results] : staged) AfterApply(*task, results);
+    staged.clear();
+  };
+  for (ApplyTask& task : tasks) {
+    if (task.run) {
+      commit();
+      task.run();
+      continue;
+    }
+    if (pass != nullptr && !task.sm->Joins(*pass)) commit();
+    if (pass == nullptr) pass = task.sm->NewPass();
+    absl::StatusOr<std::vector<std::string>> results =
+        pass != nullptr ? task.sm->ApplyInto(*pass, task.entries)
+                        : task.sm->Apply(task.entries);
+    if (!results.ok())
+      StorageFailed("applying committed entries", results.status());
+    staged.emplace_back(&task, *std::move(results));
+    if (pass == nullptr) commit();
   }
-  absl::StatusOr<std::vector<std::string>> results =
-      task.sm->Apply(task.entries);
-  if (!results.ok())
-    StorageFailed("applying committed entries", results.status());
+  commit();
+}
+
+void NodeHost::AfterApply(ApplyTask& task, std::vector<std::string>& results) {
   apply_backlog_ -= task.entries.size();
   counters_.Applied(task.entries.size());
   for (size_t i = 0; i < task.entries.size(); ++i) {
     if (task.callbacks[i]) {
-      task.callbacks[i](Applied{task.entries[i].index, (*results)[i]});
+      task.callbacks[i](Applied{task.entries[i].index, std::move(results[i])});
     }
   }
   const Index applied = task.sm->applied();

@@ -76,6 +76,7 @@ void NodeHost::ProcessReadies(bool after_work) {
       g->raw->Advance(rd);
       FinishTransfers(*g);
     }
+    EnqueueApply(std::exchange(to_apply_, {}));
   }
 }
 
@@ -173,7 +174,8 @@ void NodeHost::SendMessages(std::vector<std::pair<GroupState*, Ready>>& readies,
 }
 
 // 3. Committed entries go to the apply thread with their proposals'
-// callbacks; membership changes reach the core here, on the raft loop.
+// callbacks, queued at the end of the round with every other group's;
+// membership changes reach the core here, on the raft loop.
 // Read states wait for their index to be applied.
 void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
   if (rd.snapshot) FailPendingCoveredBy(g, rd.snapshot->metadata.index);
@@ -200,7 +202,7 @@ void NodeHost::DeliverCommitted(GroupState& g, const Ready& rd) {
     task.entries.push_back(e);
     task.callbacks.push_back(std::move(cb));
   }
-  if (!task.entries.empty()) EnqueueApply(std::move(task));
+  if (!task.entries.empty()) to_apply_.push_back(std::move(task));
   for (const ReadState& rs : rd.read_states) {
     auto r = g.reads.find(rs.context);
     if (r == g.reads.end()) continue;
@@ -223,7 +225,7 @@ void NodeHost::TellLeadership(GroupState& g, const Ready& rd) {
     ApplyTask task;
     task.group = g.id;
     task.run = [sm = g.sm, t, leading] { sm->OnLeadership(t, leading); };
-    EnqueueApply(std::move(task));
+    to_apply_.push_back(std::move(task));
   };
   if (g.told_leading != 0 && (!leader || term != g.told_leading)) {
     tell(std::exchange(g.told_leading, 0), false);

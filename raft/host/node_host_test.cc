@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -99,9 +100,44 @@ class MemoryLog : public LogStore {
   bool writing_ = false;
 };
 
-// Applies entries to a list of strings; snapshots copy the list.
+// The applies of one node's ListMachines, made at Commit.
+class ListPass : public ApplyPass {
+ public:
+  explicit ListPass(std::atomic<int>* commits) : commits_(commits) {}
+  absl::Status Commit() override {
+    for (auto& apply : staged_) apply();
+    ++*commits_;
+    return absl::OkStatus();
+  }
+  std::vector<std::function<void()>> staged_;
+
+ private:
+  std::atomic<int>* const commits_;
+};
+
+// Applies entries to a list of strings; snapshots copy the list. Passes
+// over several groups count their commits in `*passes`.
 class ListMachine : public StateMachine {
  public:
+  explicit ListMachine(std::atomic<int>* passes) : passes_(passes) {}
+  std::unique_ptr<ApplyPass> NewPass() override {
+    return std::make_unique<ListPass>(passes_);
+  }
+  bool Joins(const ApplyPass& pass) const override {
+    return dynamic_cast<const ListPass*>(&pass) != nullptr;
+  }
+  absl::StatusOr<std::vector<std::string>> ApplyInto(
+      ApplyPass& pass, const std::vector<Entry>& entries) override {
+    ++applied_into_;
+    static_cast<ListPass&>(pass).staged_.push_back(
+        [this, entries] { Apply(entries).IgnoreError(); });
+    std::vector<std::string> out;
+    for (const Entry& e : entries)
+      out.push_back(absl::StrCat("applied ", e.data));
+    return out;
+  }
+  // Calls of ApplyInto.
+  int applied_into() const { return applied_into_; }
   Index applied() const override {
     absl::MutexLock l(&mu_);
     return applied_;
@@ -109,8 +145,10 @@ class ListMachine : public StateMachine {
   absl::StatusOr<std::vector<std::string>> Apply(
       const std::vector<Entry>& entries) override {
     absl::MutexLock l(&mu_);
+    ++waiting_;
     mu_.Await(absl::Condition(
         +[](bool* blocked) { return !*blocked; }, &blocked_));
+    --waiting_;
     std::vector<std::string> out;
     for (const Entry& e : entries) {
       if (e.index <= applied_) {
@@ -155,6 +193,14 @@ class ListMachine : public StateMachine {
     absl::MutexLock l(&mu_);
     blocked_ = blocked;
   }
+  // Waits (at most 5 s) until an Apply waits for Block(false).
+  bool AwaitBlockedApply() {
+    absl::MutexLock l(&mu_);
+    return mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](int* waiting) { return *waiting > 0; }, &waiting_),
+        absl::Seconds(5));
+  }
   struct Told {
     Term term;
     bool leading;
@@ -171,10 +217,13 @@ class ListMachine : public StateMachine {
   }
 
  private:
+  std::atomic<int>* const passes_;
+  std::atomic<int> applied_into_{0};
   mutable absl::Mutex mu_;
   Index applied_ = 0;
   std::vector<std::string> items_;
   bool blocked_ = false;
+  int waiting_ = 0;  // Applies waiting for Block(false)
   std::vector<Told> told_;
 };
 
@@ -197,6 +246,8 @@ struct TestNode {
   MemoryLog log;
   std::unique_ptr<LoopTransport> transport;
   std::unique_ptr<NodeHost> host;
+  // Apply passes committed.
+  std::atomic<int> passes{0};
 
   // The group's state machine, or null: the host opens them on its raft
   // loop while the test reads them.
@@ -208,7 +259,7 @@ struct TestNode {
   ListMachine* GetOrOpen(GroupId g) {
     absl::MutexLock l(&mu);
     auto& m = machines[g];
-    if (!m) m = std::make_unique<ListMachine>();
+    if (!m) m = std::make_unique<ListMachine>(&passes);
     return m.get();
   }
 
@@ -753,6 +804,73 @@ TEST(NodeHostTest, ConcurrentProposalsShareStorageBatches) {
   // 200 proposals over 4 groups, each written by node 1 as leader or
   // follower: far fewer storage batches than entries.
   EXPECT_LT(c.node(1).log.batches() - before, 150);
+}
+
+TEST(NodeHostTest, GroupsQueuedForApplyShareOnePass) {
+  Cluster c(FastOptions());
+  for (NodeId id : {1, 2, 3}) c.Add(id, {1, 2, 3}, {1, 2, 3, 4});
+  std::vector<NodeId> leaders;
+  for (GroupId g : {1, 2, 3, 4}) {
+    leaders.push_back(c.WaitLeader(g));
+    ASSERT_TRUE(ProposeAndWait(c.host(leaders.back()), g, "warm").ok());
+  }
+  auto caught_up = [&](GroupId g) {
+    absl::StatusOr<GroupInfo> info = c.host(1)->Group(g);
+    return info.ok() && c.node(1).machine(g) != nullptr &&
+           c.node(1).machine(g)->applied() >= info->commit;
+  };
+  for (GroupId g : {1, 2, 3, 4}) {
+    for (int i = 0; i < 500 && !caught_up(g); ++i)
+      std::this_thread::sleep_for(10ms);
+  }
+  // Node 1's apply thread waits in group 1's apply while the other groups
+  // commit entries on it and queue them for apply.
+  c.node(1).machine(1)->Block(true);
+  std::vector<std::shared_ptr<std::promise<bool>>> done;
+  auto propose = [&](GroupId g, std::string data) {
+    auto p = std::make_shared<std::promise<bool>>();
+    done.push_back(p);
+    c.host(leaders[g - 1])
+        ->Propose(g, std::move(data),
+                  [p](absl::StatusOr<Applied> r) { p->set_value(r.ok()); });
+  };
+  std::map<GroupId, Index> target;
+  for (GroupId g : {2, 3, 4}) {
+    absl::StatusOr<GroupInfo> info = c.host(1)->Group(g);
+    ASSERT_TRUE(info.ok());
+    target[g] = info->commit + 10;
+  }
+  propose(1, "slow");
+  ASSERT_TRUE(c.node(1).machine(1)->AwaitBlockedApply());
+  for (int i = 0; i < 30; ++i) propose(2 + i % 3, absl::StrCat(i));
+  auto committed_on_1 = [&] {
+    for (GroupId g : {2, 3, 4}) {
+      absl::StatusOr<GroupInfo> info = c.host(1)->Group(g);
+      if (!info.ok() || info->commit < target[g]) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 500 && !committed_on_1(); ++i)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(committed_on_1());
+  std::this_thread::sleep_for(50ms);  // the raft loop hands them over
+  int into = 0;
+  for (GroupId g : {2, 3, 4}) into -= c.node(1).machine(g)->applied_into();
+  const int passes = c.node(1).passes;
+  c.node(1).machine(1)->Block(false);
+  for (auto& p : done) {
+    auto f = p->get_future();
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+    EXPECT_TRUE(f.get());
+  }
+  for (GroupId g : {2, 3, 4}) {
+    for (int i = 0; i < 500 && !caught_up(g); ++i)
+      std::this_thread::sleep_for(10ms);
+    into += c.node(1).machine(g)->applied_into();
+  }
+  // The pass group 1 held, then one for everything queued behind it.
+  EXPECT_GE(into, 3);
+  EXPECT_LE(c.node(1).passes - passes, 2);
 }
 
 TEST(NodeHostTest, ProposalsOfOnePassGoToEachFollowerInOneAppend) {

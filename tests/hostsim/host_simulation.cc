@@ -153,11 +153,21 @@ absl::Status World::Fetch(NodeId self, NodeId from, GroupId group,
 
 absl::StatusOr<std::vector<std::string>> WatchedMachine::Apply(
     const std::vector<raft::Entry>& entries) {
+  Tell(entries);
+  return m_->Apply(entries);
+}
+
+absl::StatusOr<std::vector<std::string>> WatchedMachine::ApplyInto(
+    raft::host::ApplyPass& pass, const std::vector<raft::Entry>& entries) {
+  Tell(entries);
+  return m_->ApplyInto(pass, entries);
+}
+
+void WatchedMachine::Tell(const std::vector<raft::Entry>& entries) {
   const Index before = m_->applied();
   for (const raft::Entry& e : entries) {
     world_->Applied(node_, group_, e, e.index <= before);
   }
-  return m_->Apply(entries);
 }
 
 void WatchedMachine::OnLeadership(raft::Term term, bool leading) {
@@ -381,7 +391,7 @@ void World::RunNodes() {
     // The apply thread runs at its own pace: sometimes behind the raft
     // loop, so reads must wait for it.
     const uint64_t applies = random_.Uniform(plan_.apply_rate + 1);
-    for (uint64_t a = 0; a < applies && n->host->RunApplyTask(); ++a) {
+    for (uint64_t a = 0; a < applies && n->host->RunApplyPass(); ++a) {
       for (auto& [g, sm] : n->machines) {
         // Within one incarnation, a state machine never goes back.
         const Index now = sm->applied();

@@ -183,6 +183,15 @@ class WatchedMachine final : public raft::host::StateMachine {
   Index applied() const override { return m_->applied(); }
   absl::StatusOr<std::vector<std::string>> Apply(
       const std::vector<raft::Entry>& entries) override;
+  std::unique_ptr<raft::host::ApplyPass> NewPass() override {
+    return m_->NewPass();
+  }
+  bool Joins(const raft::host::ApplyPass& pass) const override {
+    return m_->Joins(pass);
+  }
+  absl::StatusOr<std::vector<std::string>> ApplyInto(
+      raft::host::ApplyPass& pass,
+      const std::vector<raft::Entry>& entries) override;
   absl::StatusOr<Index> Sync() override { return m_->Sync(); }
   absl::Status Export(Index min_index,
                       const raft::host::ChunkSink& sink) override {
@@ -194,6 +203,10 @@ class WatchedMachine final : public raft::host::StateMachine {
   void OnLeadership(raft::Term term, bool leading) override;
 
  private:
+  // Tells the world what is applied (entries applied before a restart
+  // are skipped).
+  void Tell(const std::vector<raft::Entry>& entries);
+
   World* const world_;
   raft::host::StateMachine* const m_;
   const NodeId node_;
