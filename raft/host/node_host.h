@@ -288,11 +288,11 @@ class NodeHost final : public MessageHandler {
   // Takes the tasks of the next apply pass off the queue.
   std::vector<ApplyTask> TakeApplyPass()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
-  // Applies `tasks` in order, each group's entries into one ApplyPass where
-  // the state machines allow, and answers their proposals once it is
-  // committed.
+  // Applies `tasks` in order: those whose state machines Join one
+  // ApplyPass into it, committed once, then answered.
   void RunApply(std::vector<ApplyTask>& tasks);
-  // What a task applied is visible: answers, counters, waiters, snapshots.
+  // Once what `task` applied is visible: answers its proposals, wakes the
+  // reads waiting for it, and snapshots now and then.
   void AfterApply(ApplyTask& task, std::vector<std::string>& results);
   void EnqueueApply(std::vector<ApplyTask> tasks);
   void WaitApplied(GroupId group, Index index, ReadCallback done);

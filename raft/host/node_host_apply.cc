@@ -1,5 +1,5 @@
-// The apply thread: state machines, in order per group, and the reads
-// waiting for an applied index.
+// The apply thread: state machines, in order per group, several groups per
+// pass, and the reads waiting for an applied index.
 
 #include <memory>
 #include <utility>
