@@ -118,13 +118,13 @@ class StateMachine {
     return false;
   }
   // Apply, into `pass` (Joins says it may): the results now, the writes
-  // and applied() at pass.Commit(). A group may apply into one pass more
-  // than once; each time starts where the last ended.
+  // and applied() by pass.Commit(). A group may apply into one pass more
+  // than once; each time starts where the last ended. By default the
+  // writes are made at once (Apply).
   virtual absl::StatusOr<std::vector<std::string>> ApplyInto(
       ApplyPass& pass, const std::vector<Entry>& entries) {
     (void)pass;
-    (void)entries;
-    return absl::UnimplementedError("this state machine has no apply passes");
+    return Apply(entries);
   }
   // Makes everything applied so far durable; returns the applied index.
   virtual absl::StatusOr<Index> Sync() = 0;
