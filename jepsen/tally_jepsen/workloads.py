@@ -477,6 +477,30 @@ class Durability(Append):
                     time.sleep(0.2)
 
 
+class _Highest:
+    """The highest token seen so far, per key, which paused clients wait to
+    see overtaken."""
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._values = {}
+
+    def raise_to(self, value, key=None):
+        with self._cv:
+            if value > self._values.get(key, 0):
+                self._values[key] = value
+                self._cv.notify_all()
+
+    def wait_above(self, value, timeout, stop, key=None):
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._values.get(key, 0) <= value and not stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cv.wait(min(left, 0.1))
+
+
 class Lock:
     """Clients take one lock with short leases, write to a register bound to
     it (a fence) with their token, and release it. Some clients pause past
@@ -491,9 +515,15 @@ class Lock:
     KEY = b"fenced/register"
     TTL_MS = 2000
 
-    def __init__(self, pause_chance=0.1, pause_for=3.0):
+    def __init__(self, pause_chance=0.1, pause_for=3.0, overtaken_within=7.0):
         self.pause_chance = pause_chance
         self.pause_for = pause_for
+        # A pause lasts past the lease and then until a successor has
+        # written (at most this much longer): one that ends first, on a
+        # loaded machine where expiry and the next grant come late, would
+        # find its token still the highest and test nothing of the fence.
+        self.overtaken_within = overtaken_within
+        self.highest_written = _Highest()
 
     def _bind(self, ctx, node):
         req = lock_pb2.BindFenceRequest(prefix=b"fenced/", lock=self.LOCK)
@@ -527,6 +557,7 @@ class Lock:
                     # A client-side pause past the lease (a GC pause, a
                     # stopped VM): it writes with its old token afterwards.
                     time.sleep(self.pause_for)
+                    self.highest_written.wait_above(token, self.overtaken_within, ctx.stop)
                     lease = None
                 elif lease is not None:
                     lease = self._keep_alive(ctx, node, lease)
@@ -576,6 +607,7 @@ class Lock:
             r = ctx.conn.call(node, "Put", req, timeout=OP_TIMEOUT)
             if r.type != OK:
                 return r.type, None, r.node, r.error
+            self.highest_written.raise_to(token)
             return OK, r.response.header.revision, r.node, None
 
         record(ctx, process, "fenced-write", self.KEY.decode(), token, call)
@@ -601,18 +633,34 @@ class Idempotency:
     CLAIM_MS = 1000
     _OUTCOMES = {v: k for k, v in idem_pb2.IdemBeginResponse.Outcome.items()}
 
-    def __init__(self, keys=4, epoch_s=3.0, pause_chance=0.15, pause_for=1.6):
+    def __init__(self, keys=4, epoch_s=3.0, pause_chance=0.15, pause_for=1.6,
+                 overtaken_within=3.0):
         self.keys = keys
         self.epoch_s = epoch_s
         self.pause_chance = pause_chance
         self.pause_for = pause_for
+        # As the lock's: a pause lasts past the claim and then until a retry
+        # has taken the key over (at most this much longer).
+        self.overtaken_within = overtaken_within
+        self.highest_started = _Highest()
+        # Keys whose owner is paused, each with the owner: the others retry
+        # these first (a client whose request timed out retries it).
+        self.orphans = {}
+        self._orphans_lock = threading.Lock()
         self.used = set()
+
+    def _next_key(self, process, rng):
+        with self._orphans_lock:
+            for key, owner in self.orphans.items():
+                if owner != process:
+                    return key
+        return f"e{int(time.monotonic() / self.epoch_s)}-k{rng.randrange(self.keys)}"
 
     def run(self, process, ctx):
         rng = ctx.rng(process)
         node = ctx.node_for(process)
         while not ctx.stop.is_set():
-            key = f"e{int(time.monotonic() / self.epoch_s)}-k{rng.randrange(self.keys)}"
+            key = self._next_key(process, rng)
             self.used.add(key)
             req = idem_pb2.IdemBeginRequest(scope=self.SCOPE, key=key.encode(),
                                             fingerprint=b"same request",
@@ -626,6 +674,7 @@ class Idempotency:
                     return r.type, None, r.node, r.error
                 outcome = self._OUTCOMES[r.response.outcome]
                 if outcome == "STARTED":
+                    self.highest_started.raise_to(r.response.token, key)
                     return OK, [outcome, r.response.token], r.node, None
                 if outcome == "FINISHED":
                     return OK, [outcome, r.response.record.response.decode()], r.node, None
@@ -637,7 +686,13 @@ class Idempotency:
             outcome, value = done["value"]
             if outcome == "STARTED":
                 if rng.random() < self.pause_chance:
+                    with self._orphans_lock:
+                        self.orphans[key] = process
                     time.sleep(self.pause_for)  # past the claim: a retry takes over
+                    self.highest_started.wait_above(value, self.overtaken_within, ctx.stop,
+                                                    key)
+                    with self._orphans_lock:
+                        self.orphans.pop(key, None)
                 self._complete(ctx, process, node, key, value)
             elif outcome == "IN_PROGRESS":
                 time.sleep(min(value, 200) / 1000)
