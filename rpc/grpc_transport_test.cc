@@ -26,7 +26,10 @@ namespace {
 // Records what the transport reports.
 class Recorder : public raft::host::MessageHandler {
  public:
-  void Deliver(std::vector<raft::host::GroupMessage>) override {}
+  void Deliver(std::vector<raft::host::GroupMessage> msgs) override {
+    absl::MutexLock l(&mu_);
+    for (auto& m : msgs) delivered_.push_back(m.msg.index);
+  }
   void ReportUnreachable(raft::NodeId) override {}
   void ReportSnapshot(raft::host::GroupId group, raft::NodeId node,
                       bool success) override {
@@ -46,10 +49,16 @@ class Recorder : public raft::host::MessageHandler {
     absl::MutexLock l(&mu_);
     return snapshots_;
   }
+  // The index of every message delivered, in order of delivery.
+  std::vector<raft::Index> delivered() {
+    absl::MutexLock l(&mu_);
+    return delivered_;
+  }
 
  private:
   absl::Mutex mu_;
   std::vector<Report> snapshots_;
+  std::vector<raft::Index> delivered_;
 };
 
 raft::host::GroupMessage Message(raft::MessageType type) {
@@ -135,6 +144,140 @@ TEST(GrpcTransportTest, StatsCountWhatWasSentAndTimeARoundTrip) {
   EXPECT_GT(s.rtt_seconds, 0);
   EXPECT_LT(s.rtt_seconds, 1);
   EXPECT_EQ(s.ping_failures, 0u);
+  one.Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  two.Stop();
+}
+
+// A peer port whose raft stream reads nothing until released: a node that
+// hangs with its connections open.
+class DeafPeer final : public RaftTransport::Service {
+ public:
+  grpc::Status Send(grpc::ServerContext*, grpc::ServerReader<MessageBatch>*,
+                    BatchAck*) override {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(&released_));
+    return grpc::Status::OK;
+  }
+  void Release() {
+    absl::MutexLock l(&mu_);
+    released_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The raft loop sends: a peer that stops reading (paused, hung) must not
+// hold it up, nor the messages for other peers, once the stream's windows
+// are full.
+TEST(GrpcTransportTest, SendNeverWaitsForAPeerThatReadsNothing) {
+  PeerDirectory directory;
+  GrpcTransport one(1, "cluster", "127.0.0.1:1", &directory,
+                    grpc::InsecureChannelCredentials());
+  Recorder recorder;
+  one.set_host(&recorder);
+  DeafPeer deaf;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&deaf);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  directory.SetPeer(2, absl::StrCat("127.0.0.1:", port));
+
+  // The stream opens and takes a first heartbeat.
+  one.Send(2, {Message(raft::MessageType::kHeartbeat)});
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (one.Stats()[0].sent == 0 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(one.Stats()[0].sent, 1u);
+
+  // Many small messages, then 64 MiB in appends of 1 MiB: far beyond what
+  // HTTP/2's and TCP's windows hold.
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20000; ++i) {
+    one.Send(2, {Message(raft::MessageType::kHeartbeat)});
+  }
+  for (int i = 0; i < 64; ++i) {
+    raft::host::GroupMessage gm = Message(raft::MessageType::kAppend);
+    gm.msg.entries.push_back({.term = 3,
+                              .index = raft::Index(i + 1),
+                              .data = std::string(1 << 20, 'x')});
+    one.Send(2, {std::move(gm)});
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::seconds(3))
+      << "Send blocked for " << std::chrono::duration<double>(took).count()
+      << " s";
+  const PeerStats s = one.Stats()[0];
+  // The peer reads nothing: what the windows do not hold waits.
+  EXPECT_LT(s.sent, 1u + 20000u + 64u);
+  EXPECT_GT(s.queued, 0u);
+  deaf.Release();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  one.Stop();
+}
+
+// Bursts of every size, some while a write is under way, some after a
+// pause: the peer gets every message once, in the order sent.
+TEST(GrpcTransportTest, MessagesArriveInOrderWhicheverThreadWritesThem) {
+  PeerDirectory directory;
+  GrpcTransport one(1, "cluster", "127.0.0.1:1", &directory,
+                    grpc::InsecureChannelCredentials());
+  GrpcTransport two(2, "cluster", "127.0.0.1:2", &directory,
+                    grpc::InsecureChannelCredentials());
+  Recorder recorder_one, recorder_two;
+  one.set_host(&recorder_one);
+  two.set_host(&recorder_two);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(two.service());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  directory.SetPeer(2, absl::StrCat("127.0.0.1:", port));
+
+  // Wait for the stream, so that nothing is dropped for want of one.
+  one.Send(2, {Message(raft::MessageType::kHeartbeat)});
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (recorder_two.delivered().empty() &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(recorder_two.delivered().size(), 1u);
+
+  // Bursts of 1 to 600 messages (more than one write's 512), some sent while
+  // a write is in flight, some after a pause.
+  constexpr raft::Index kMessages = 20000;
+  raft::Index next = 1;
+  for (int burst = 0; next <= kMessages; ++burst) {
+    std::vector<raft::host::GroupMessage> msgs;
+    const int n = 1 + (burst * 7919) % 600;
+    for (int i = 0; i < n && next <= kMessages; ++i) {
+      raft::host::GroupMessage gm = Message(raft::MessageType::kHeartbeat);
+      gm.msg.index = next++;
+      msgs.push_back(std::move(gm));
+    }
+    one.Send(2, std::move(msgs));
+    if (burst % 10 == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  std::vector<raft::Index> got;
+  while ((got = recorder_two.delivered()).size() < kMessages + 1 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(got.size(), kMessages + 1) << "dropped: " << one.Stats()[0].dropped;
+  for (raft::Index i = 1; i <= kMessages; ++i) ASSERT_EQ(got[i], i);
   one.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   two.Stop();
