@@ -100,26 +100,42 @@ TEST(GrpcTransportTest, SnapshotDroppedOnOverflowIsReported) {
   transport.Stop();
 }
 
+// Node 1 sending to node 2, which serves its peer port on 127.0.0.1.
+class GrpcTransportPairTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    one.set_host(&recorder_one);
+    two.set_host(&recorder_two);
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(two.service());
+    server = builder.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+    directory.SetPeer(2, absl::StrCat("127.0.0.1:", port));
+  }
+  void TearDown() override {
+    one.Stop();
+    if (server != nullptr) {
+      server->Shutdown(std::chrono::system_clock::now() +
+                       std::chrono::seconds(1));
+    }
+    two.Stop();
+  }
+
+  PeerDirectory directory;
+  GrpcTransport one{1, "cluster", "127.0.0.1:1", &directory,
+                    grpc::InsecureChannelCredentials()};
+  GrpcTransport two{2, "cluster", "127.0.0.1:2", &directory,
+                    grpc::InsecureChannelCredentials()};
+  Recorder recorder_one, recorder_two;
+  std::unique_ptr<grpc::Server> server;
+};
+
 // /metrics shows per peer what was sent and the round trip of a ping on
 // the stream's connection.
-TEST(GrpcTransportTest, StatsCountWhatWasSentAndTimeARoundTrip) {
-  PeerDirectory directory;
-  GrpcTransport one(1, "cluster", "127.0.0.1:1", &directory,
-                    grpc::InsecureChannelCredentials());
-  GrpcTransport two(2, "cluster", "127.0.0.1:2", &directory,
-                    grpc::InsecureChannelCredentials());
-  Recorder recorder_one, recorder_two;
-  one.set_host(&recorder_one);
-  two.set_host(&recorder_two);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(two.service());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  directory.SetPeer(2, absl::StrCat("127.0.0.1:", port));
-
+TEST_F(GrpcTransportPairTest, StatsCountWhatWasSentAndTimeARoundTrip) {
   std::vector<raft::host::GroupMessage> msgs;
   for (int i = 0; i < 5; ++i) {
     msgs.push_back(Message(raft::MessageType::kHeartbeat));
@@ -144,9 +160,6 @@ TEST(GrpcTransportTest, StatsCountWhatWasSentAndTimeARoundTrip) {
   EXPECT_GT(s.rtt_seconds, 0);
   EXPECT_LT(s.rtt_seconds, 1);
   EXPECT_EQ(s.ping_failures, 0u);
-  one.Stop();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  two.Stop();
 }
 
 // A peer port whose raft stream reads nothing until released: a node that
@@ -226,24 +239,7 @@ TEST(GrpcTransportTest, SendNeverWaitsForAPeerThatReadsNothing) {
 
 // Bursts of every size, some while a write is under way, some after a
 // pause: the peer gets every message once, in the order sent.
-TEST(GrpcTransportTest, MessagesArriveInOrderWhicheverThreadWritesThem) {
-  PeerDirectory directory;
-  GrpcTransport one(1, "cluster", "127.0.0.1:1", &directory,
-                    grpc::InsecureChannelCredentials());
-  GrpcTransport two(2, "cluster", "127.0.0.1:2", &directory,
-                    grpc::InsecureChannelCredentials());
-  Recorder recorder_one, recorder_two;
-  one.set_host(&recorder_one);
-  two.set_host(&recorder_two);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(two.service());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  directory.SetPeer(2, absl::StrCat("127.0.0.1:", port));
-
+TEST_F(GrpcTransportPairTest, MessagesArriveOnceAndInOrder) {
   // Wait for the stream, so that nothing is dropped for want of one.
   one.Send(2, {Message(raft::MessageType::kHeartbeat)});
   const auto give_up =
@@ -278,9 +274,6 @@ TEST(GrpcTransportTest, MessagesArriveInOrderWhicheverThreadWritesThem) {
   }
   ASSERT_EQ(got.size(), kMessages + 1) << "dropped: " << one.Stats()[0].dropped;
   for (raft::Index i = 1; i <= kMessages; ++i) ASSERT_EQ(got[i], i);
-  one.Stop();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  two.Stop();
 }
 
 // A port on 127.0.0.1 that nothing listens on (yet).
