@@ -243,7 +243,7 @@ TEST_F(GrpcTransportPairTest, MessagesArriveOnceAndInOrder) {
   // Wait for the stream, so that nothing is dropped for want of one.
   one.Send(2, {Message(raft::MessageType::kHeartbeat)});
   const auto give_up =
-      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (recorder_two.delivered().empty() &&
          std::chrono::steady_clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -251,10 +251,15 @@ TEST_F(GrpcTransportPairTest, MessagesArriveOnceAndInOrder) {
   ASSERT_EQ(recorder_two.delivered().size(), 1u);
 
   // Bursts of 1 to 600 messages (more than one write's 512), some sent while
-  // a write is in flight, some after a pause.
+  // a write is in flight, some after a pause; never more queued than the
+  // queue holds (its oldest would be dropped), however slowly it drains.
   constexpr raft::Index kMessages = 20000;
   raft::Index next = 1;
   for (int burst = 0; next <= kMessages; ++burst) {
+    while (one.Stats()[0].queued > 2000 &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     std::vector<raft::host::GroupMessage> msgs;
     const int n = 1 + (burst * 7919) % 600;
     for (int i = 0; i < n && next <= kMessages; ++i) {
